@@ -1,0 +1,92 @@
+"""The thesis ResNet: parameter table (section 6.1), FLOPs, specs and bad configs."""
+
+import pytest
+import torch
+
+from thesis_lib.models import (
+    NARROW_BASELINE, WIDE_BASELINE, ResNetConfig, ResNetSpec, build_resnet, count_flops,
+    count_parameters, parameter_table,
+)
+
+
+def thesis_parameter_count(stages: int, blocks: int) -> int:
+    """The thesis's own table (section 6.1): a first value per s and a constant step per extra block."""
+    first = {1: 5_306, 2: 24_090, 3: 98_522}
+    step = {1: 4_672, 2: 23_232, 3: 97_216}
+    return first[stages] + step[stages] * (blocks - 1)
+
+
+def test_parameter_table_matches_thesis_for_every_s_and_n():
+    rows = parameter_table()
+    assert len(rows) == 30
+    for row in rows:
+        assert row["parameters"] == thesis_parameter_count(row["stages"], row["blocks"]), row
+    named = {(r["stages"], r["blocks"]): r["parameters"] for r in rows}
+    assert named[(3, 4)] == 390_170 and named[(3, 10)] == 973_466
+
+
+def test_baselines_of_table_3_1():
+    wide, narrow = build_resnet(WIDE_BASELINE), build_resnet(NARROW_BASELINE)
+    assert count_parameters(wide) == 487_386
+    assert [s.width for s in wide.spec.stages] == [16, 32, 64]
+    assert [s.width for s in narrow.spec.stages] == [8, 16, 32]
+    assert [len(s.blocks) for s in wide.spec.stages] == [5, 5, 5]
+
+
+def test_flops_of_resnet32_equal_hand_count():
+    # 2 FLOPs per multiply-accumulate; 3x3 convs at 32x32, 16x16, 8x8 and a 3x3 shortcut per transition.
+    macs = 32 * 32 * 9 * 3 * 16  # stem
+    macs += 10 * 32 * 32 * 9 * 16 * 16  # stage 0: 5 blocks x 2 convs
+    macs += 16 * 16 * 9 * (16 * 32 + 32 * 32 + 16 * 32) + 8 * 16 * 16 * 9 * 32 * 32  # stage 1
+    macs += 8 * 8 * 9 * (32 * 64 + 64 * 64 + 32 * 64) + 8 * 8 * 8 * 9 * 64 * 64  # stage 2
+    macs += 64 * 10  # classifier
+    assert count_flops(build_resnet(WIDE_BASELINE), (3, 32, 32)) == 2 * macs
+
+
+def test_spec_round_trip_rebuilds_same_architecture():
+    model = build_resnet(ResNetConfig(stages=2, blocks=(2, 3), widths=(4, 8), layers_per_block=3))
+    spec = ResNetSpec.from_json(model.spec.to_json())
+    assert spec == model.spec
+    rebuilt = build_resnet(spec)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    model.eval(), rebuilt.eval()
+    torch.testing.assert_close(rebuilt(x), model(x))
+
+
+def test_member_names_follow_design():
+    keys = build_resnet(WIDE_BASELINE).state_dict().keys()
+    assert "stages.1.blocks.0.conv1.weight" in keys
+    assert "stages.1.blocks.0.shortcut_conv.weight" in keys
+    assert "stages.0.blocks.0.shortcut_conv.weight" not in keys
+    assert "classifier.weight" in keys
+
+
+def test_bottleneck_and_deeper_blocks():
+    model = build_resnet(ResNetConfig(blocks=(1, 1, 1), widths=(4, 8, 16), bottleneck=True, layers_per_block=4))
+    block = model.spec.stages[0].blocks[0]
+    assert block.kernels == (1, 3, 3, 1) and block.widths == (4, 4, 4)
+    assert model.spec.stages[2].width == 64 and block.shortcut_kernel == 1
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(widths=(16, -32, 64)), "positive"),
+        (dict(stages=2), "stages"),
+        (dict(blocks=(5, 5)), "one N per stage"),
+        (dict(layers_per_block=1), "layers_per_block"),
+        (dict(bottleneck=True, layers_per_block=2), "bottleneck"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ResNetConfig(**kwargs)
+
+
+def test_inconsistent_spec_is_refused():
+    data = build_resnet(WIDE_BASELINE).spec.to_dict()
+    data["stages"][1]["blocks"][0]["shortcut_kernel"] = None
+    with pytest.raises(ValueError, match="needs a shortcut conv"):
+        ResNetSpec.from_dict(data)

@@ -1,0 +1,386 @@
+"""The thesis ResNet (section 3.1.3), built from an explicit per-layer width spec.
+
+`ResNetConfig` holds the thesis's hyperparameters s (stages), N (blocks per stage), l (conv+BN layers per
+block), k (widths per stage) and b (bottleneck). It expands into a `ResNetSpec`, which names every width
+of the network explicitly. Pruned, widened and deepened networks are again `ResNetSpec`s, so every
+network in this project can be rebuilt, saved, counted and trained the same way.
+
+Structure (table 3.1): a stem conv + BN + ReLU, then the stages. A block is a chain of conv + BN layers
+with ReLU between them; its last BN output is added to the shortcut and passed through a ReLU. The first
+block of every later stage is a transition block (stride 2) whose shortcut is one more conv + BN; the
+thesis's parameter table pins that shortcut to a 3x3 conv. Global average pooling and a linear classifier
+end the network. Convs have no bias.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+BOTTLENECK_EXPANSION = 4
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One residual block.
+
+    `kernels[i]` is the kernel size of the block's i-th conv; `widths[i]` is the output width of the i-th
+    conv for every conv but the last, whose output is the stage's residual stream. So a block of l layers
+    has l kernels and l - 1 internal widths. A block with no layers (`kernels == ()`) is a bare shortcut:
+    what is left of a transition block whose main path was pruned away.
+    """
+
+    widths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    stride: int = 1
+    shortcut_kernel: int | None = None  # None: identity shortcut; else a conv + BN of this kernel size
+
+    @property
+    def has_shortcut_conv(self) -> bool:
+        return self.shortcut_kernel is not None
+
+    @property
+    def has_main_path(self) -> bool:
+        return len(self.kernels) > 0
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage (the thesis's phase): its residual-stream width and its blocks, first block first."""
+
+    width: int
+    blocks: tuple[BlockSpec, ...]
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """Every width of a ResNet. `stem_width` is the stem conv's output width (the stream that enters stage
+    0). Stage indices are 0-based everywhere."""
+
+    in_channels: int
+    stem_width: int
+    stages: tuple[StageSpec, ...]
+    num_classes: int
+    stem_kernel: int = 3
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "stem_width": self.stem_width,
+            "stem_kernel": self.stem_kernel,
+            "num_classes": self.num_classes,
+            "stages": [
+                {
+                    "width": stage.width,
+                    "blocks": [
+                        {
+                            "widths": list(block.widths),
+                            "kernels": list(block.kernels),
+                            "stride": block.stride,
+                            "shortcut_kernel": block.shortcut_kernel,
+                        }
+                        for block in stage.blocks
+                    ],
+                }
+                for stage in self.stages
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ResNetSpec":
+        stages = tuple(
+            StageSpec(
+                width=int(stage["width"]),
+                blocks=tuple(
+                    BlockSpec(
+                        widths=tuple(int(w) for w in block["widths"]),
+                        kernels=tuple(int(k) for k in block["kernels"]),
+                        stride=int(block["stride"]),
+                        shortcut_kernel=block["shortcut_kernel"],
+                    )
+                    for block in stage["blocks"]
+                ),
+            )
+            for stage in data["stages"]
+        )
+        return cls(
+            in_channels=int(data["in_channels"]),
+            stem_width=int(data["stem_width"]),
+            stages=stages,
+            num_classes=int(data["num_classes"]),
+            stem_kernel=int(data.get("stem_kernel", 3)),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ResNetSpec":
+        return cls.from_dict(json.loads(text))
+
+    def stream_widths(self) -> list[int]:
+        """Width of the residual stream entering each stage (the stem's width for stage 0)."""
+        inputs, width = [], self.stem_width
+        for stage in self.stages:
+            inputs.append(width)
+            width = stage.width
+        return inputs
+
+    def summary(self) -> str:
+        """One line per stage: stream width and the internal widths of its blocks."""
+        lines = [f"stem {self.in_channels}->{self.stem_width}"]
+        for index, stage in enumerate(self.stages):
+            blocks = " ".join(
+                ("[" + ",".join(map(str, b.widths)) + "]") if b.has_main_path else "[shortcut]"
+                for b in stage.blocks
+            )
+            lines.append(f"stage {index}: width {stage.width}, {len(stage.blocks)} blocks {blocks}")
+        return "\n".join(lines)
+
+
+def validate_spec(spec: ResNetSpec) -> None:
+    """Raise ValueError naming the first inconsistency of a spec."""
+    for name in ("in_channels", "stem_width", "num_classes", "stem_kernel"):
+        if getattr(spec, name) < 1:
+            raise ValueError(f"ResNetSpec.{name} must be >= 1, got {getattr(spec, name)}")
+    if not spec.stages:
+        raise ValueError("ResNetSpec needs at least one stage")
+    width_in = spec.stem_width
+    for s, stage in enumerate(spec.stages):
+        if stage.width < 1:
+            raise ValueError(f"stage {s}: stream width must be >= 1, got {stage.width}")
+        for b, block in enumerate(stage.blocks):
+            where = f"stage {s} block {b}"
+            if len(block.widths) != max(len(block.kernels) - 1, 0):
+                raise ValueError(
+                    f"{where}: {len(block.kernels)} layers need {max(len(block.kernels) - 1, 0)} internal "
+                    f"widths, got {len(block.widths)}"
+                )
+            if any(w < 1 for w in block.widths):
+                raise ValueError(f"{where}: internal widths must be >= 1, got {block.widths}")
+            if any(k < 1 for k in block.kernels):
+                raise ValueError(f"{where}: kernel sizes must be >= 1, got {block.kernels}")
+            if block.stride < 1:
+                raise ValueError(f"{where}: stride must be >= 1, got {block.stride}")
+            needs_projection = block.stride != 1 or width_in != stage.width
+            if needs_projection and not block.has_shortcut_conv:
+                raise ValueError(
+                    f"{where}: maps width {width_in} -> {stage.width} with stride {block.stride}, "
+                    "so it needs a shortcut conv (set shortcut_kernel)"
+                )
+            if not block.has_main_path and not block.has_shortcut_conv:
+                raise ValueError(f"{where}: a block without layers is the identity; drop it from the stage")
+            width_in = stage.width
+        if width_in != stage.width:
+            raise ValueError(
+                f"stage {s} has no block that maps width {width_in} to its stream width {stage.width}"
+            )
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """The thesis's ResNet hyperparameters (section 3.1.3).
+
+    stages = s, blocks = N per stage, layers_per_block = l, widths = k per stage, bottleneck = b.
+    Basic blocks have l 3x3 convs at the stage width. Bottleneck blocks (He et al.) have a 1x1 conv, l - 2
+    3x3 convs and a 1x1 conv; internal widths are k and the stream is 4k wide, and their shortcut convs
+    are 1x1. The first block of every stage after the first has stride 2 and a shortcut conv (3x3 for
+    basic blocks, as the thesis's parameter table requires).
+    """
+
+    stages: int = 3
+    blocks: tuple[int, ...] = (5, 5, 5)
+    layers_per_block: int = 2
+    widths: tuple[int, ...] = (16, 32, 64)
+    bottleneck: bool = False
+    in_channels: int = 3
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(int(n) for n in self.blocks))
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.stages < 1:
+            raise ValueError(f"stages (s) must be >= 1, got {self.stages}")
+        if len(self.widths) != self.stages:
+            raise ValueError(
+                f"widths has {len(self.widths)} entries but stages (s) = {self.stages}; give one width per stage"
+            )
+        if len(self.blocks) != self.stages:
+            raise ValueError(
+                f"blocks has {len(self.blocks)} entries but stages (s) = {self.stages}; give one N per stage"
+            )
+        if any(w < 1 for w in self.widths):
+            raise ValueError(f"widths must be positive, got {self.widths}")
+        if any(n < 1 for n in self.blocks):
+            raise ValueError(f"every stage needs at least one block, got blocks={self.blocks}")
+        minimum_layers = 3 if self.bottleneck else 2
+        if self.layers_per_block < minimum_layers:
+            kind = "bottleneck" if self.bottleneck else "basic"
+            raise ValueError(
+                f"{kind} blocks need layers_per_block (l) >= {minimum_layers}, got {self.layers_per_block}"
+            )
+        if self.in_channels < 1 or self.num_classes < 2:
+            raise ValueError(
+                f"need in_channels >= 1 and num_classes >= 2, got {self.in_channels} and {self.num_classes}"
+            )
+
+    def to_spec(self) -> ResNetSpec:
+        """Expand the hyperparameters into the explicit width spec."""
+        l = self.layers_per_block
+        if self.bottleneck:
+            kernels = (1,) + (3,) * (l - 2) + (1,)
+            shortcut_kernel = 1
+        else:
+            kernels = (3,) * l
+            shortcut_kernel = 3
+        stem_width = self.widths[0]
+        stages, width_in = [], stem_width
+        for s, (n_blocks, k) in enumerate(zip(self.blocks, self.widths)):
+            stream = k * BOTTLENECK_EXPANSION if self.bottleneck else k
+            blocks = []
+            for b in range(n_blocks):
+                stride = 2 if (s > 0 and b == 0) else 1
+                projection = stride != 1 or (b == 0 and width_in != stream)
+                blocks.append(
+                    BlockSpec(
+                        widths=(k,) * (l - 1),
+                        kernels=kernels,
+                        stride=stride,
+                        shortcut_kernel=shortcut_kernel if projection else None,
+                    )
+                )
+            stages.append(StageSpec(width=stream, blocks=tuple(blocks)))
+            width_in = stream
+        return ResNetSpec(
+            in_channels=self.in_channels,
+            stem_width=stem_width,
+            stages=tuple(stages),
+            num_classes=self.num_classes,
+        )
+
+    def with_(self, **changes: Any) -> "ResNetConfig":
+        """A copy with some fields changed (keeps the validation)."""
+        return replace(self, **changes)
+
+
+WIDE_BASELINE = ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(16, 32, 64))
+NARROW_BASELINE = ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(8, 16, 32))
+
+
+def _conv(in_width: int, out_width: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_width, out_width, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+class ResidualBlock(nn.Module):
+    """conv1, bn1, ..., convL, bnL with ReLU between layers; shortcut_conv / shortcut_bn when projecting."""
+
+    def __init__(self, in_width: int, out_width: int, spec: BlockSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.num_layers = len(spec.kernels)
+        widths = (in_width,) + spec.widths + (out_width,)
+        for i, kernel in enumerate(spec.kernels, start=1):
+            stride = spec.stride if i == 1 else 1
+            setattr(self, f"conv{i}", _conv(widths[i - 1], widths[i], kernel, stride))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(widths[i]))
+        if spec.has_shortcut_conv:
+            self.shortcut_conv = _conv(in_width, out_width, spec.shortcut_kernel, spec.stride)
+            self.shortcut_bn = nn.BatchNorm2d(out_width)
+
+    def layers(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """The main path's (conv, bn) pairs in order."""
+        return [(getattr(self, f"conv{i}"), getattr(self, f"bn{i}")) for i in range(1, self.num_layers + 1)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.shortcut_bn(self.shortcut_conv(x)) if self.spec.has_shortcut_conv else x
+        if not self.spec.has_main_path:
+            return torch.relu(shortcut)
+        out = x
+        for i, (conv, bn) in enumerate(self.layers(), start=1):
+            out = bn(conv(out))
+            if i < self.num_layers:
+                out = torch.relu(out)
+        return torch.relu(out + shortcut)
+
+
+class Stage(nn.Module):
+    def __init__(self, in_width: int, spec: StageSpec) -> None:
+        super().__init__()
+        widths_in = [in_width] + [spec.width] * (len(spec.blocks) - 1)
+        self.blocks = nn.ModuleList(ResidualBlock(w, spec.width, b) for w, b in zip(widths_in, spec.blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class ResNet(nn.Module):
+    """A ResNet whose every width is given by `spec` (see module docstring for the structure)."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.stem_conv = _conv(spec.in_channels, spec.stem_width, spec.stem_kernel)
+        self.stem_bn = nn.BatchNorm2d(spec.stem_width)
+        self.stages = nn.ModuleList(
+            Stage(w_in, stage) for w_in, stage in zip(spec.stream_widths(), spec.stages)
+        )
+        self.classifier = nn.Linear(spec.stages[-1].width, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem_bn(self.stem_conv(x)))
+        for stage in self.stages:
+            x = stage(x)
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.classifier(x)
+
+
+def build_resnet(config: ResNetConfig | ResNetSpec) -> ResNet:
+    """Build a freshly initialised ResNet (PyTorch's default init) from a config or an explicit spec."""
+    spec = config.to_spec() if isinstance(config, ResNetConfig) else config
+    if not isinstance(spec, ResNetSpec):
+        raise TypeError(f"build_resnet needs a ResNetConfig or ResNetSpec, got {type(config).__name__}")
+    return ResNet(spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (BN running statistics are buffers and do not count)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
+    """Forward FLOPs of one image of shape `input_size` (C, H, W), counted by torch.utils.flop_counter.
+
+    Convs and the classifier's matmul count 2 FLOPs per multiply-accumulate; BN, ReLU, additions and
+    pooling are not counted (the convention of the FLOP counter and of MorphNet's cost, eq. 2.10).
+    """
+    parameter = next(model.parameters())
+    x = torch.zeros(1, *input_size, device=parameter.device, dtype=parameter.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def parameter_table(stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = range(1, 11),
+                    widths: Sequence[int] = (16, 32, 64)) -> list[dict[str, int]]:
+    """Parameter counts of the thesis's s x N grid (section 6.1): one row per (s, N)."""
+    rows = []
+    for s in stages:
+        for n in blocks:
+            config = ResNetConfig(stages=s, blocks=(n,) * s, widths=tuple(widths[:s]))
+            rows.append({"stages": s, "blocks": n, "parameters": count_parameters(build_resnet(config))})
+    return rows
