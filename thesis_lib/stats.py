@@ -1,0 +1,212 @@
+"""Statistics the thesis reports: Welch t-tests between run groups, a line fit with a t-test on its slope,
+and summary tables over seeds.
+
+Chapter 3.1.4 compares accuracy and epoch time of the baseline with and without the learning-rate
+schedule, chapter 5 compares PruneTrain sweeps against the baseline, and chapter 6.1 fits a line to
+maximum batch size against parameter count and tests whether its slope differs from zero. The groups have
+few runs (typically 5 seeds) and need not share a variance, hence Welch's test rather than Student's.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats as scipy_stats
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
+
+
+def _finite_sample(values: ArrayLike, label: str, minimum: int) -> np.ndarray:
+    """Return `values` as a 1-D float array; reject NaN/inf and samples shorter than `minimum`.
+
+    Non-finite values are rejected rather than dropped: a NaN usually marks a failed or diverged run, and
+    silently leaving it out would change the group sizes the reader sees in the thesis.
+    """
+    sample = np.asarray(values, dtype=float)
+    if sample.ndim != 1:
+        raise ValueError(f"{label} must be one-dimensional, got shape {sample.shape}")
+    if not np.all(np.isfinite(sample)):
+        bad = int(np.count_nonzero(~np.isfinite(sample)))
+        raise ValueError(f"{label} contains {bad} NaN or infinite value(s); drop failed runs before testing")
+    if sample.size < minimum:
+        raise ValueError(f"{label} needs at least {minimum} finite values, got {sample.size}")
+    return sample
+
+
+def _format_number(value: float, unit: str = "") -> str:
+    text = f"{value:.3g}"
+    return f"{text} {unit}" if unit else text
+
+
+@dataclass(frozen=True)
+class WelchResult:
+    """Welch's unequal-variance t-test of mean(a) - mean(b), with its confidence interval.
+
+    `df` is the Welch-Satterthwaite degrees of freedom; `ci_low`/`ci_high` bound `diff` at `confidence`
+    using the t distribution with those degrees of freedom, so the interval excludes 0 exactly when
+    `p < 1 - confidence`. When neither sample varies the test is undefined: t, p, df and the interval are
+    NaN (not an error, so a table of many comparisons still builds).
+    """
+
+    t: float
+    p: float
+    df: float
+    mean_a: float
+    mean_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    n_a: int
+    n_b: int
+    confidence: float = 0.95
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def sentence(self, what: str, unit: str = "") -> str:
+        """One English sentence for the thesis text, e.g.
+        "Accuracy: 0.912 vs 0.905 (difference 0.007, 95% CI [-0.002, 0.016]), Welch t = 1.84, df = 7.6,
+        p = 0.104: not significant at the 5% level." Numbers have 3 significant digits; `unit` follows
+        every mean, difference and bound after a space."""
+        level = f"{(1.0 - self.confidence) * 100:g}%"
+        means = f"{what}: {_format_number(self.mean_a, unit)} vs {_format_number(self.mean_b, unit)}"
+        if math.isnan(self.t):
+            return (f"{means} (difference {_format_number(self.diff, unit)}), "
+                    f"Welch t-test undefined (no variance in either sample).")
+        interval = (f"{self.confidence * 100:g}% CI "
+                    f"[{_format_number(self.ci_low, unit)}, {_format_number(self.ci_high, unit)}]")
+        verdict = "significant" if self.p < 1.0 - self.confidence else "not significant"
+        return (f"{means} (difference {_format_number(self.diff, unit)}, {interval}), "
+                f"Welch t = {self.t:.3g}, df = {self.df:.3g}, p = {self.p:.3g}: {verdict} at the {level} level.")
+
+
+def welch_ttest(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> WelchResult:
+    """Two-sided Welch t-test of mean(a) == mean(b) and the `confidence` interval of mean(a) - mean(b).
+
+    Each sample needs at least 2 finite values (a sample variance needs 2). If both samples are constant
+    the standard error is 0 and the test is undefined: the result has t = p = df = NaN and a NaN interval.
+    """
+    _check_confidence(confidence)
+    sample_a = _finite_sample(a, "sample a", 2)
+    sample_b = _finite_sample(b, "sample b", 2)
+    mean_a, mean_b = float(sample_a.mean()), float(sample_b.mean())
+    common = dict(mean_a=mean_a, mean_b=mean_b, diff=mean_a - mean_b,
+                  n_a=int(sample_a.size), n_b=int(sample_b.size), confidence=confidence)
+    constant_a, constant_b = np.ptp(sample_a) == 0.0, np.ptp(sample_b) == 0.0
+    if constant_a and constant_b:
+        nan = float("nan")
+        return WelchResult(t=nan, p=nan, df=nan, ci_low=nan, ci_high=nan, **common)
+    with warnings.catch_warnings():
+        if constant_a or constant_b:
+            # An exactly constant sample has variance 0; scipy's precision-loss warning is a false alarm.
+            warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        test = scipy_stats.ttest_ind(sample_a, sample_b, equal_var=False)
+    interval = test.confidence_interval(confidence_level=confidence)
+    return WelchResult(t=float(test.statistic), p=float(test.pvalue), df=float(test.df),
+                       ci_low=float(interval.low), ci_high=float(interval.high), **common)
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Least-squares line y = intercept + slope * x with standard errors, `confidence` intervals from the
+    t distribution with n - 2 degrees of freedom, and the two-sided p-value of the t-test of slope == 0
+    (the test chapter 6.1 applies to the batch-size fit)."""
+
+    slope: float
+    intercept: float
+    r2: float
+    p: float
+    slope_se: float
+    intercept_se: float
+    slope_ci: tuple[float, float]
+    intercept_ci: tuple[float, float]
+    n: int
+    confidence: float = 0.95
+
+    def predict(self, x: ArrayLike) -> np.ndarray:
+        return self.intercept + self.slope * np.asarray(x, dtype=float)
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Flat dict (intervals split into *_ci_low / *_ci_high) so it fits one DataFrame row."""
+        flat = asdict(self)
+        for name in ("slope_ci", "intercept_ci"):
+            low, high = flat.pop(name)
+            flat[f"{name}_low"], flat[f"{name}_high"] = low, high
+        return flat
+
+
+def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFit:
+    """Fit y = intercept + slope * x by least squares (scipy.stats.linregress) and test slope == 0.
+
+    Needs at least 3 points (n - 2 degrees of freedom for the error variance) and x that is not constant.
+    """
+    _check_confidence(confidence)
+    x_values = _finite_sample(x, "x", 3)
+    y_values = _finite_sample(y, "y", 3)
+    if x_values.size != y_values.size:
+        raise ValueError(f"x and y must have the same length, got {x_values.size} and {y_values.size}")
+    if np.ptp(x_values) == 0.0:
+        raise ValueError("x is constant, so no slope can be fitted; vary x across the points")
+    fit = scipy_stats.linregress(x_values, y_values)
+    n = int(x_values.size)
+    t_critical = float(scipy_stats.t.ppf(0.5 + confidence / 2.0, n - 2))
+    slope, intercept = float(fit.slope), float(fit.intercept)
+    slope_se, intercept_se = float(fit.stderr), float(fit.intercept_stderr)
+    return LinearFit(
+        slope=slope, intercept=intercept, r2=float(fit.rvalue) ** 2, p=float(fit.pvalue),
+        slope_se=slope_se, intercept_se=intercept_se,
+        slope_ci=(slope - t_critical * slope_se, slope + t_critical * slope_se),
+        intercept_ci=(intercept - t_critical * intercept_se, intercept + t_critical * intercept_se),
+        n=n, confidence=confidence,
+    )
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [column for column in columns if column not in df.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} not in the DataFrame; available: {list(df.columns)}")
+
+
+def summary_table(df: pd.DataFrame, by: str | list[str], value: str) -> pd.DataFrame:
+    """Mean, sample standard deviation (ddof=1), count, min and max of `value` per group of `by`
+    (e.g. table 3.2: epoch time per run). Groups are sorted; NaN values are not counted (pandas skipna)."""
+    group_columns = [by] if isinstance(by, str) else list(by)
+    _require_columns(df, [*group_columns, value])
+    grouped = df.groupby(group_columns, sort=True, observed=True)[value]
+    return grouped.agg(mean="mean", std="std", n="count",
+                       min="min", max="max").reset_index()
+
+
+def ttest_table(df: pd.DataFrame, group_col: str, value_col: str, reference: object,
+                confidence: float = 0.95) -> pd.DataFrame:
+    """Welch t-test of every group of `group_col` against the `reference` group, one row per other group
+    (sorted), with columns group, mean, reference_mean, diff (= mean - reference_mean), ci_low, ci_high,
+    t, df, p. No correction for multiple comparisons is applied."""
+    _require_columns(df, [group_col, value_col])
+    groups = {key: part[value_col].to_numpy(dtype=float)
+              for key, part in df.groupby(group_col, sort=True, observed=True)}
+    if reference not in groups:
+        raise ValueError(f"reference group {reference!r} not found in column {group_col!r}; "
+                         f"groups present: {list(groups)}")
+    rows = []
+    for key, values in groups.items():
+        if key == reference:
+            continue
+        try:
+            result = welch_ttest(values, groups[reference], confidence=confidence)
+        except ValueError as error:
+            raise ValueError(f"group {key!r} vs reference {reference!r}: {error}") from error
+        rows.append({"group": key, "mean": result.mean_a, "reference_mean": result.mean_b,
+                     "diff": result.diff, "ci_low": result.ci_low, "ci_high": result.ci_high,
+                     "t": result.t, "df": result.df, "p": result.p})
+    columns = ["group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p"]
+    return pd.DataFrame(rows, columns=columns)
