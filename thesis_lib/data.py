@@ -1,0 +1,371 @@
+"""Datasets as normalised tensors, and a loader that keeps a whole split on the training device.
+
+Every dataset is loaded into memory once, converted to float32 ``(N, C, H, W)`` and normalised per channel
+with the training split's mean and standard deviation. The :class:`DeviceLoader` then draws shuffled,
+augmented mini-batches (random crop with zero padding and horizontal flip, the usual CIFAR augmentation of
+section 3.1.4) directly on the device, so that no DataLoader worker processes or host-to-device copies
+are needed per batch. Its random numbers depend only on ``(seed, epoch)``, so a resumed run sees the same
+batches as an uninterrupted one.
+
+Where datasets are found: the data directory (argument ``root``, else the environment variable
+``THESIS_DATA``, else ``~/.cache/thesis_lib``); Fashion-MNIST also in ``/usr/share/datasets/fashion-mnist``
+(Debian package ``dataset-fashion-mnist``). With ``download=True`` torchvision downloads into the data
+directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+
+DATA_DIR_ENV = "THESIS_DATA"
+DEFAULT_DATA_DIR = Path("~/.cache/thesis_lib")
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclasses.dataclass
+class Dataset:
+    """One image classification dataset held in memory, normalised with the training split's statistics.
+
+    ``channel_mean`` and ``channel_std`` are the statistics that were subtracted and divided out (in the
+    units of the raw images scaled to [0, 1]); ``raw = x * std + mean`` recovers the scaled images.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    in_channels: int
+    image_size: int
+    channel_mean: tuple[float, ...]
+    channel_std: tuple[float, ...]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """A copy whose four tensors live on ``device`` (tensors already there are shared, as ``Tensor.to`` does)."""
+        return dataclasses.replace(
+            self,
+            train_x=self.train_x.to(device),
+            train_y=self.train_y.to(device),
+            test_x=self.test_x.to(device),
+            test_y=self.test_y.to(device),
+        )
+
+    def subset(self, n_train: int, n_test: int, seed: int = 0) -> Dataset:
+        """A random but deterministic subset of ``n_train`` training and ``n_test`` test samples.
+
+        The normalisation of the full dataset is kept (it is not recomputed on the subset), so a subset's
+        images are directly comparable to the full set's.
+        """
+        if not 0 < n_train <= len(self.train_y) or not 0 < n_test <= len(self.test_y):
+            raise ValueError(
+                f"subset sizes must be in 1..{len(self.train_y)} (train) and 1..{len(self.test_y)} (test) "
+                f"for {self.name!r}; got n_train={n_train}, n_test={n_test}"
+            )
+        generator = torch.Generator().manual_seed(seed)
+        train_index = torch.randperm(len(self.train_y), generator=generator)[:n_train].to(self.train_y.device)
+        test_index = torch.randperm(len(self.test_y), generator=generator)[:n_test].to(self.test_y.device)
+        return dataclasses.replace(
+            self,
+            train_x=self.train_x[train_index],
+            train_y=self.train_y[train_index],
+            test_x=self.test_x[test_index],
+            test_y=self.test_y[test_index],
+        )
+
+
+def data_dir(root: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``root`` if given, else ``$THESIS_DATA``, else ``~/.cache/thesis_lib``."""
+    if root is not None:
+        return Path(root).expanduser()
+    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)).expanduser()
+
+
+def _normalised_dataset(name: str, train_images: torch.Tensor, train_y: torch.Tensor, test_images: torch.Tensor,
+                        test_y: torch.Tensor, num_classes: int) -> Dataset:
+    """Builds a :class:`Dataset` from float images in [0, 1], normalising with the training split's statistics."""
+    channel_mean = train_images.mean(dim=(0, 2, 3), dtype=torch.float64)
+    channel_std = train_images.to(torch.float64).std(dim=(0, 2, 3), correction=0)
+    if bool((channel_std == 0).any()):
+        raise ValueError(f"{name}: a channel of the training images is constant; it cannot be normalised")
+    shape = (1, -1, 1, 1)
+    mean32, std32 = channel_mean.float().view(shape), channel_std.float().view(shape)
+    return Dataset(
+        name=name,
+        train_x=((train_images - mean32) / std32).contiguous(),
+        train_y=train_y.to(torch.int64),
+        test_x=((test_images - mean32) / std32).contiguous(),
+        test_y=test_y.to(torch.int64),
+        num_classes=num_classes,
+        in_channels=train_images.shape[1],
+        image_size=train_images.shape[2],
+        channel_mean=tuple(channel_mean.tolist()),
+        channel_std=tuple(channel_std.tolist()),
+    )
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (1797 images, values 0..16, 10 classes), split 80/20.
+
+    The split is a fixed permutation (seed 0), so every run and every machine sees the same test set.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().div(16.0).unsqueeze(1)
+    labels = torch.from_numpy(bunch.target)
+    permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
+    n_test = round(DIGITS_TEST_FRACTION * len(labels))
+    test_index, train_index = permutation[:n_test], permutation[n_test:]
+    return _normalised_dataset("digits", images[train_index], labels[train_index], images[test_index],
+                               labels[test_index], num_classes=10)
+
+
+IDX_UNSIGNED_BYTE = 0x08
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file of unsigned bytes (the MNIST format), gzipped if the name ends in ``.gz``.
+
+    Format: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, one big-endian
+    uint32 per dimension, then the data in row-major order.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        content = stream.read()
+    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] != IDX_UNSIGNED_BYTE:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (header {content[:4].hex()})")
+    ndim = content[3]
+    header_size = 4 + 4 * ndim
+    shape = tuple(int(size) for size in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(content, dtype=np.uint8, offset=header_size)
+    if data.size != math.prod(shape):
+        raise ValueError(f"{path}: header says shape {shape} but the file holds {data.size} values")
+    return data.reshape(shape)
+
+
+def _find_idx_files(directory: Path) -> dict[str, Path] | None:
+    """The four Fashion-MNIST files in ``directory`` (plain or ``.gz``), or None if any is missing."""
+    found = {}
+    for key, stem in FASHION_MNIST_FILES.items():
+        candidates = [directory / stem, directory / f"{stem}.gz"]
+        existing = [candidate for candidate in candidates if candidate.is_file()]
+        if not existing:
+            return None
+        found[key] = existing[0]
+    return found
+
+
+def fashion_mnist(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+    """Fashion-MNIST (60000 + 10000 grey 28x28 images, 10 classes) from the IDX files.
+
+    Looked for in ``<data dir>/fashion-mnist``, torchvision's layout ``<data dir>/FashionMNIST/raw`` and
+    ``/usr/share/datasets/fashion-mnist``; with ``download=True`` torchvision fetches it into the data dir.
+    """
+    directory = data_dir(root)
+    torchvision_raw = directory / "FashionMNIST" / "raw"
+    places = [directory / "fashion-mnist", torchvision_raw, DEBIAN_FASHION_MNIST_DIR]
+    files = next((found for found in map(_find_idx_files, places) if found is not None), None)
+    if files is None and download:
+        directory.mkdir(parents=True, exist_ok=True)
+        torchvision.datasets.FashionMNIST(str(directory), train=True, download=True)
+        files = _find_idx_files(torchvision_raw)
+    if files is None:
+        raise FileNotFoundError(
+            "Fashion-MNIST not found. Looked for train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
+            "t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) in: "
+            + ", ".join(str(place) for place in places)
+            + f". Get it with `sudo apt install dataset-fashion-mnist`, or put the files into one of the first "
+            f"two folders (set {DATA_DIR_ENV} to choose the data directory), or pass download=True on a "
+            "machine with internet access."
+        )
+    arrays = {key: read_idx(path) for key, path in files.items()}
+
+    def images(key: str) -> torch.Tensor:
+        return torch.from_numpy(arrays[key].copy()).float().div(255.0).unsqueeze(1)
+
+    return _normalised_dataset(
+        "fashion_mnist", images("train_images"), torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        images("test_images"), torch.from_numpy(arrays["test_labels"].astype(np.int64)), num_classes=10,
+    )
+
+
+def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR10], num_classes: int,
+                       root: str | os.PathLike | None, download: bool) -> Dataset:
+    """Loads CIFAR-10 or CIFAR-100 through torchvision (its python-pickle format) and converts it once."""
+    directory = data_dir(root)
+    folder = directory / dataset_class.base_folder
+    if not download and not folder.is_dir():
+        raise FileNotFoundError(
+            f"{name} not found: looked for the folder {folder} (torchvision's {dataset_class.__name__} layout). "
+            f"Extract {dataset_class.filename} from {dataset_class.url} into {directory}, set {DATA_DIR_ENV} or "
+            "pass root= to point at a directory that holds it, or pass download=True on a machine with "
+            "internet access."
+        )
+    if download:
+        directory.mkdir(parents=True, exist_ok=True)
+    try:
+        splits = [dataset_class(str(directory), train=train, download=download) for train in (True, False)]
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"{name}: the files in {folder} are incomplete or fail torchvision's MD5 check ({error}). "
+            f"Delete {folder} and download it again (download=True)."
+        ) from error
+
+    def images(split: torchvision.datasets.CIFAR10) -> torch.Tensor:
+        return torch.from_numpy(split.data).permute(0, 3, 1, 2).float().div(255.0)
+
+    train, test = splits
+    return _normalised_dataset(name, images(train), torch.tensor(train.targets), images(test),
+                               torch.tensor(test.targets), num_classes=num_classes)
+
+
+def cifar10(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+    """CIFAR-10 (50000 + 10000 colour 32x32 images, 10 classes) from ``<data dir>/cifar-10-batches-py``."""
+    return _torchvision_cifar("cifar10", torchvision.datasets.CIFAR10, 10, root, download)
+
+
+def cifar100(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+    """CIFAR-100 (50000 + 10000 colour 32x32 images, 100 fine classes) from ``<data dir>/cifar-100-python``."""
+    return _torchvision_cifar("cifar100", torchvision.datasets.CIFAR100, 100, root, download)
+
+
+DATASETS: dict[str, Callable[[str | os.PathLike | None, bool], Dataset]] = {
+    "digits": lambda root, download: digits(),
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+}
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+    """Loads a dataset by name: ``digits``, ``fashion_mnist``, ``cifar10`` or ``cifar100`` (see module doc)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return DATASETS[name](root, download)
+
+
+class DeviceLoader:
+    """Mini-batches of one split that lives, whole, on the device of ``x``.
+
+    Per batch, on that device: samples are taken in a random order (``shuffle``), then (``augment``) each
+    is cropped at a random offset from its zero-padded version (``padding`` pixels on every side; zero is
+    the channel mean, as the images are normalised) and mirrored horizontally with probability 1/2
+    (``flip``). The order and the augmentation draws of an epoch come from a CPU ``torch.Generator`` seeded
+    only by ``(seed, epoch)``: call :meth:`set_epoch` before each epoch; the same epoch always gives the same
+    batches, also after a resume. The draws are made per sample, not per batch, so changing
+    ``batch_size`` between epochs (batch adaptation, section 6.1) changes only how an epoch is cut.
+
+    For evaluation use :func:`evaluation_loader` (no shuffling, no augmentation).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True,
+                 augment: bool = True, padding: int = 4, flip: bool = True, seed: int = 0,
+                 drop_last: bool = False) -> None:
+        if x.ndim != 4:
+            raise ValueError(f"x must be a batch of images (N, C, H, W); got shape {tuple(x.shape)}")
+        if y.shape != (len(x),):
+            raise ValueError(f"y must hold one label per image, shape ({len(x)},); got {tuple(y.shape)}")
+        if y.device != x.device:
+            raise ValueError(f"x and y must be on the same device; got {x.device} and {y.device}")
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0; got {padding}")
+        self.x = x
+        self.y = y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.padding = padding
+        self.flip = flip
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per batch; may be changed between epochs."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"batch_size must be >= 1; got {value}")
+        self._batch_size = int(value)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch whose order and augmentation the next iteration uses."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0; got {epoch}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.x) // self.batch_size
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def _epoch_generator(self) -> torch.Generator:
+        """A CPU generator whose state depends only on (seed, epoch), mixed by NumPy's SeedSequence."""
+        words = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, dtype=np.uint32)
+        return torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count, device = len(self.x), self.x.device
+        generator = self._epoch_generator()
+        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
+        order = order.to(device)
+        if self.augment:
+            offsets = torch.randint(0, 2 * self.padding + 1, (count, 2), generator=generator).to(device)
+            flips = (torch.rand(count, generator=generator) < 0.5).to(device) if self.flip else None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start:start + self.batch_size]
+            images = self.x[index]
+            if self.augment:
+                flip_mask = flips[start:start + self.batch_size] if flips is not None else None
+                images = crop_and_flip(images, offsets[start:start + self.batch_size], self.padding, flip_mask)
+            yield images, self.y[index]
+
+
+def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, padding: int,
+                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Crops each image at its own offset from the zero-padded batch and mirrors the masked ones.
+
+    ``offsets[i] = (row, column)`` in ``0..2 * padding`` is the top-left corner of sample i's window in the
+    padded image, so offset ``(padding, padding)`` returns the image unchanged. The batch is padded once and
+    all windows are read with one gather over a per-sample index grid; a flip reverses the window's column
+    indices (chosen with ``torch.where`` on the mask), so it costs no extra pass over the images.
+    """
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    device = images.device
+    row_index = offsets[:, 0, None] + torch.arange(height, device=device)
+    column_steps = torch.arange(width, device=device)
+    if flip_mask is not None:
+        column_steps = torch.where(flip_mask[:, None], column_steps.flip(0), column_steps)
+    column_index = offsets[:, 1, None] + column_steps
+    sample_index = torch.arange(batch, device=device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=device)[None, :, None, None]
+    return padded[sample_index, channel_index, row_index[:, None, :, None], column_index[:, None, None, :]]
+
+
+def evaluation_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> DeviceLoader:
+    """A :class:`DeviceLoader` for evaluation: every sample once, in order, unaugmented."""
+    return DeviceLoader(x, y, batch_size, shuffle=False, augment=False)
