@@ -1,0 +1,186 @@
+"""Tests of thesis_lib.plots: style, print sizes, where and how `save` writes, byte-stable PDFs, helpers."""
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import thesis_lib  # noqa: E402
+from thesis_lib import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_matplotlib(monkeypatch):
+    """Restore rcParams, close figures and hide the caller's THESIS_* variables after every test."""
+    for variable in ("THESIS_ROOT", "THESIS_PROFILE", "THESIS_NOTEBOOK"):
+        monkeypatch.delenv(variable, raising=False)
+    with matplotlib.rc_context():
+        yield
+    plt.close("all")
+
+
+def accuracy_figure():
+    fig, ax = plots.figure("full")
+    runs = pd.DataFrame({"schedule": ["step"] * 5 + ["constant"] * 5,
+                         "accuracy": [0.919, 0.921, 0.917, 0.915, 0.922, 0.812, 0.830, 0.790, 0.823, 0.801]})
+    plots.boxplot(ax, runs, "schedule", "accuracy")
+    ax.set_title("Genauigkeit über 5 Seeds, $\\alpha = 0.1$")
+    return fig
+
+
+def test_style_is_applied_and_idempotent():
+    plots.use_thesis_style()
+    assert matplotlib.rcParams["font.family"] == ["serif"]
+    assert matplotlib.rcParams["font.serif"] == ["DejaVu Serif"]
+    assert matplotlib.rcParams["font.size"] == 9.0
+    assert matplotlib.rcParams["text.usetex"] is False
+    first_color = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"][0]
+    assert to_hex(first_color) == to_hex(sns.color_palette("colorblind")[0])
+    snapshot = dict(matplotlib.rcParams)
+    plots.use_thesis_style()
+    assert dict(matplotlib.rcParams) == snapshot
+
+
+@pytest.mark.parametrize("size, inches", [("full", (6.0, 3.7)), ("half", (2.9, 2.4)), ("square", (4.0, 4.0))])
+def test_figure_print_sizes(size, inches):
+    matplotlib.rcParams["font.family"] = ["sans-serif"]
+    fig, axes = plots.figure(size, nrows=1, ncols=2)
+    assert tuple(fig.get_size_inches()) == pytest.approx(inches)
+    assert axes.shape == (2,)
+    assert matplotlib.rcParams["font.family"] == ["serif"]  # figure() applies the style
+
+
+def test_figure_rejects_unknown_size():
+    with pytest.raises(ValueError, match="unknown figure size 'single'.*'full'"):
+        plots.figure("single")
+
+
+def test_save_writes_pdf_and_png_under_profile_and_notebook(tmp_path):
+    paths = plots.save(accuracy_figure(), "fig3_4_boxplot", notebook="03_baseline", profile="smoke",
+                       root=tmp_path)
+    folder = tmp_path / "figures" / "smoke" / "03_baseline"
+    assert paths == [folder / "fig3_4_boxplot.pdf", folder / "fig3_4_boxplot.png"]
+    assert sorted(path.name for path in folder.iterdir()) == ["fig3_4_boxplot.pdf", "fig3_4_boxplot.png"]
+
+    pdf = paths[0].read_bytes()
+    assert pdf.startswith(b"%PDF")
+    assert b"CreationDate" not in pdf and b"ModDate" not in pdf
+    assert b"/Producer (thesis_lib.plots)" in pdf
+    assert re.search(rb"/BaseFont /\w+\+DejaVuSerif\b", pdf)  # serif text, embedded as TrueType subset
+
+    with Image.open(paths[1]) as png:
+        assert png.info["dpi"] == pytest.approx((200, 200), abs=0.01)
+        width, height = png.size
+    # The tight bounding box trims at most the margins of the 6.0 x 3.7 in figure at 200 dpi.
+    assert 1000 < width <= 1200 and 600 < height <= 740
+
+
+def test_saving_the_same_figure_gives_identical_bytes(tmp_path):
+    fig = accuracy_figure()
+    first = [path.read_bytes() for path in plots.save(fig, "stable", notebook="nb", root=tmp_path)]
+    second = [path.read_bytes() for path in plots.save(fig, "stable", notebook="nb", root=tmp_path)]
+    rebuilt = [path.read_bytes() for path in plots.save(accuracy_figure(), "stable", notebook="nb",
+                                                        root=tmp_path)]
+    assert first[0] == second[0] == rebuilt[0]
+    assert first[1] == second[1] == rebuilt[1]
+
+
+def test_save_replaces_an_existing_figure(tmp_path):
+    pdf_path, _ = plots.save(accuracy_figure(), "figure", notebook="nb", root=tmp_path)
+    old_bytes = pdf_path.read_bytes()
+    fig, ax = plots.figure("half")
+    ax.plot([0, 1], [1, 0])
+    plots.save(fig, "figure", notebook="nb", root=tmp_path)
+    assert pdf_path.read_bytes() != old_bytes
+    assert sorted(path.name for path in pdf_path.parent.iterdir()) == ["figure.pdf", "figure.png"]
+
+
+def test_save_takes_defaults_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("THESIS_ROOT", str(tmp_path))
+    monkeypatch.setenv("THESIS_NOTEBOOK", "05_prunetrain")
+    fig, ax = plots.figure("half")
+    paths = plots.save(fig, "fig5_1")
+    assert paths[0] == tmp_path / "figures" / "quick" / "05_prunetrain" / "fig5_1.pdf"
+    monkeypatch.setenv("THESIS_PROFILE", "full")
+    assert plots.figure_dir() == tmp_path / "figures" / "full" / "05_prunetrain"
+
+
+def test_default_root_is_the_repository():
+    repository = Path(thesis_lib.__file__).resolve().parent.parent
+    assert plots.figure_dir(notebook="03_baseline") == repository / "figures" / "quick" / "03_baseline"
+
+
+def test_save_without_notebook_asks_for_it(tmp_path):
+    fig, _ = plots.figure("half")
+    with pytest.raises(ValueError, match="pass notebook=.*THESIS_NOTEBOOK"):
+        plots.save(fig, "fig", root=tmp_path)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "must be a non-empty string"),
+    ("   ", "must be a non-empty string"),
+    ("sub/fig", "without path separators"),
+    ("sub\\fig", "without path separators"),
+    ("..", "without path separators"),
+    ("fig.pdf", "has an extension"),
+])
+def test_save_rejects_bad_names(tmp_path, name, message):
+    fig, _ = plots.figure("half")
+    with pytest.raises(ValueError, match=message):
+        plots.save(fig, name, notebook="nb", root=tmp_path)
+    assert not (tmp_path / "figures").exists()
+
+
+def test_save_rejects_bad_notebook_and_profile(tmp_path):
+    fig, _ = plots.figure("half")
+    with pytest.raises(ValueError, match="notebook '../other'"):
+        plots.save(fig, "fig", notebook="../other", root=tmp_path)
+    with pytest.raises(ValueError, match="profile 'a/b'"):
+        plots.save(fig, "fig", notebook="nb", profile="a/b", root=tmp_path)
+
+
+def test_boxplot_draws_every_run_in_the_given_order():
+    fig, ax = plots.figure("half")
+    runs = pd.DataFrame({"method": ["a", "a", "a", "b", "b", "b", "b"],
+                         "time": [19.5, 19.7, 19.6, 21.0, 21.2, 20.9, 21.1]})
+    plots.boxplot(ax, runs, "method", "time", order=["b", "a"])
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["b", "a"]
+    points = np.concatenate([collection.get_offsets() for collection in ax.collections])
+    assert sorted(points[:, 1]) == sorted(runs["time"])
+    assert np.all(np.abs(points[points[:, 1] > 20.5, 0] - 0) < 0.5)  # b's runs sit at position 0
+    assert np.all(np.abs(points[points[:, 1] < 20.5, 0] - 1) < 0.5)
+
+
+@pytest.mark.parametrize("band", ["minmax", "std"])
+def test_line_with_band_shows_mean_and_spread_over_seeds(band):
+    seeds = pd.DataFrame({"epoch": [0, 1, 2] * 3, "seed": np.repeat([0, 1, 2], 3), "lr": 0.1,
+                          "accuracy": [0.1, 0.5, 0.7, 0.3, 0.6, 0.8, 0.2, 0.4, 0.9]})
+    fig, ax = plots.figure("half")
+    plots.line_with_band(ax, seeds, "epoch", "accuracy", hue="lr", band=band)
+    per_epoch = seeds.groupby("epoch")["accuracy"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), per_epoch.mean())
+    band_y = ax.collections[0].get_paths()[0].vertices[:, 1]
+    if band == "minmax":
+        expected_low, expected_high = per_epoch.min(), per_epoch.max()
+    else:
+        expected_low, expected_high = per_epoch.mean() - per_epoch.std(), per_epoch.mean() + per_epoch.std()
+    np.testing.assert_allclose(band_y.min(), expected_low.min())
+    np.testing.assert_allclose(band_y.max(), expected_high.max())
+    assert np.all(np.isin(np.round(band_y, 12), np.round(np.r_[expected_low, expected_high], 12)))
+
+
+def test_line_with_band_rejects_unknown_band():
+    fig, ax = plots.figure("half")
+    frame = pd.DataFrame({"x": [0, 1], "y": [0.0, 1.0], "g": ["a", "a"]})
+    with pytest.raises(ValueError, match="unknown band 'iqr'"):
+        plots.line_with_band(ax, frame, "x", "y", "g", band="iqr")

@@ -1,0 +1,171 @@
+"""One figure style for the thesis, print sizes for an A4 single-column page, and `save` that writes every
+figure as PDF (for the thesis) and PNG (for quick viewing) under figures/<profile>/<notebook>/.
+
+Saved PDFs are byte-stable: the same figure saved twice gives identical files, so regenerating the
+figures with papermill only changes files whose content changed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from cycler import cycler
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+THESIS_STYLE: dict[str, Any] = {
+    # Serif text to match the thesis body. Only DejaVu Serif, which ships with matplotlib: every machine
+    # then renders the same glyphs, so regenerated figures are identical everywhere, and it is TrueType,
+    # which Type 42 embedding (below) needs. Mathtext in the same serif; no LaTeX, so figures build anywhere.
+    "font.family": "serif",
+    "font.serif": ["DejaVu Serif"],
+    "mathtext.fontset": "dejavuserif",
+    "text.usetex": False,
+    "font.size": 9.0,
+    "axes.titlesize": 9.0,
+    "axes.labelsize": 9.0,
+    "legend.fontsize": 8.0,
+    "legend.title_fontsize": 8.0,
+    "xtick.labelsize": 8.0,
+    "ytick.labelsize": 8.0,
+    "figure.titlesize": 10.0,
+    # Thin lines that still print: about 0.35 mm for data, less for frames and grid.
+    "lines.linewidth": 1.0,
+    "lines.markersize": 3.5,
+    "patch.linewidth": 0.6,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.minor.width": 0.4,
+    "ytick.minor.width": 0.4,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "0.88",
+    "grid.linewidth": 0.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "axes.prop_cycle": cycler(color=sns.color_palette("colorblind").as_hex()),
+    "image.cmap": "viridis",
+    # TrueType (Type 42) fonts in PDFs: text stays selectable and searchable in the thesis PDF.
+    "pdf.fonttype": 42,
+    # Fixed salt so that SVG element ids do not change between runs either.
+    "svg.hashsalt": "thesis_lib",
+}
+
+FIGURE_SIZES: dict[str, tuple[float, float]] = {
+    "full": (6.0, 3.7),    # the A4 text width
+    "half": (2.9, 2.4),    # two side by side (sub-figures a, b)
+    "square": (4.0, 4.0),  # grids, heat maps
+}
+
+PNG_DPI = 200
+_PDF_METADATA = {"Creator": "thesis_lib.plots", "Producer": "thesis_lib.plots",
+                 "CreationDate": None, "ModDate": None}
+_PNG_METADATA = {"Software": "thesis_lib.plots"}
+
+
+def use_thesis_style() -> None:
+    """Apply THESIS_STYLE to matplotlib's global rcParams (calling it again changes nothing)."""
+    matplotlib.rcParams.update(THESIS_STYLE)
+
+
+def figure(size: Literal["full", "half", "square"] = "full", nrows: int = 1, ncols: int = 1,
+           **subplots_kwargs: Any) -> tuple[Figure, Any]:
+    """Apply the thesis style and return `plt.subplots(nrows, ncols)` at a print size from FIGURE_SIZES,
+    with constrained layout unless `layout` is given. Further keywords go to `plt.subplots`."""
+    if size not in FIGURE_SIZES:
+        raise ValueError(f"unknown figure size {size!r}; choose one of {sorted(FIGURE_SIZES)}")
+    use_thesis_style()
+    subplots_kwargs.setdefault("layout", "constrained")
+    return plt.subplots(nrows, ncols, figsize=FIGURE_SIZES[size], **subplots_kwargs)
+
+
+def _check_path_part(value: str, what: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if "/" in value or "\\" in value or value in {".", ".."}:
+        raise ValueError(f"{what} {value!r} must be a plain file name without path separators")
+
+
+def figure_dir(notebook: str | None = None, profile: str | None = None,
+               root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder `<root>/figures/<profile>/<notebook>` that `save` writes into (not created here).
+
+    root: argument, else env THESIS_ROOT, else the repository root (the folder holding thesis_lib).
+    profile: argument, else env THESIS_PROFILE, else "quick". notebook: argument, else env THESIS_NOTEBOOK.
+    """
+    notebook = notebook or os.environ.get("THESIS_NOTEBOOK")
+    if not notebook:
+        raise ValueError("no notebook name: pass notebook=... (e.g. '03_baseline') or set THESIS_NOTEBOOK")
+    profile = profile or os.environ.get("THESIS_PROFILE") or "quick"
+    _check_path_part(notebook, "notebook")
+    _check_path_part(profile, "profile")
+    if root is None:
+        root = os.environ.get("THESIS_ROOT") or Path(__file__).resolve().parent.parent
+    return Path(root) / "figures" / profile / notebook
+
+
+def _write_atomically(fig: Figure, target: Path, file_format: str, metadata: dict[str, Any]) -> None:
+    """Render into a temporary file next to `target`, then rename it over `target`, so that a reader
+    never sees a half-written figure."""
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            fig.savefig(stream, format=file_format, dpi=PNG_DPI, metadata=metadata,
+                        bbox_inches="tight", pad_inches=0.02)
+        os.chmod(temporary_name, 0o644)
+        os.replace(temporary_name, target)
+    except BaseException:
+        Path(temporary_name).unlink(missing_ok=True)
+        raise
+
+
+def save(fig: Figure, name: str, notebook: str | None = None, profile: str | None = None,
+         root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Write `fig` as `<name>.pdf` and `<name>.png` (200 dpi) into `figure_dir(notebook, profile, root)`
+    and return both paths. `name` is a bare file name without extension, e.g. "fig3_4_boxplot"."""
+    _check_path_part(name, "figure name")
+    if Path(name).suffix.lower() in {".pdf", ".png"}:
+        raise ValueError(f"figure name {name!r} has an extension; pass the name without it")
+    directory = figure_dir(notebook, profile, root)
+    directory.mkdir(parents=True, exist_ok=True)
+    pdf_path, png_path = directory / f"{name}.pdf", directory / f"{name}.png"
+    _write_atomically(fig, pdf_path, "pdf", _PDF_METADATA)
+    _write_atomically(fig, png_path, "png", _PNG_METADATA)
+    return [pdf_path, png_path]
+
+
+def boxplot(ax: Axes, df: pd.DataFrame, x: str, y: str, order: list[Any] | None = None) -> Axes:
+    """Box per group of `x` with every run drawn on top (e.g. fig. 3.4c, 5.1). Points are placed by a
+    swarm, which is deterministic, rather than random jitter, so the saved figure does not change."""
+    with warnings.catch_warnings():
+        # seaborn 0.13 still passes `vert` to Axes.bxp, deprecated since matplotlib 3.11.
+        warnings.filterwarnings("ignore", message="vert: bool", category=matplotlib.MatplotlibDeprecationWarning)
+        sns.boxplot(data=df, x=x, y=y, order=order, ax=ax, color="0.9", linecolor="0.2", linewidth=0.7,
+                    width=0.6, showfliers=False)
+    sns.swarmplot(data=df, x=x, y=y, order=order, ax=ax, color="C0", size=3.0)
+    return ax
+
+
+def line_with_band(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str,
+                   band: Literal["minmax", "std"] = "minmax") -> Axes:
+    """Mean of `y` over repeated runs (seeds) against `x`, one line per `hue` level, with a shaded band
+    from the minimum to the maximum run ("minmax") or of +-1 standard deviation ("std")."""
+    bands = {"minmax": ("pi", 100), "std": ("sd", 1)}
+    if band not in bands:
+        raise ValueError(f"unknown band {band!r}; choose 'minmax' or 'std'")
+    # A list palette makes seaborn treat numeric hue (e.g. a learning rate) as categories: distinct
+    # colorblind-safe colors instead of a light-to-dark ramp whose lightest line vanishes in print.
+    palette = sns.color_palette("colorblind", n_colors=df[hue].nunique())
+    sns.lineplot(data=df, x=x, y=y, hue=hue, palette=palette, errorbar=bands[band], ax=ax,
+                 err_kws={"linewidth": 0.0, "alpha": 0.2})
+    return ax
