@@ -31,9 +31,14 @@ When removing channels is exact (checked by tests/test_surgery.py), with BatchNo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Sequence
 
-from .models import BlockSpec, ResNet, ResNetSpec
+import torch
+
+from .models import BlockSpec, ResNet, ResNetSpec, StageSpec
 
 STREAM = "stream"
 INTERNAL = "internal"
@@ -182,3 +187,175 @@ def channel_groups(model: ResNet) -> list[ChannelGroup]:
             for i, width in enumerate(block.widths, start=1):
                 groups.append(build(internal_group_name(s, b, i), width, INTERNAL, s, b))
     return groups
+
+
+IndexMap = torch.Tensor | Sequence[int]
+
+
+@dataclass(frozen=True)
+class _Gather:
+    """Take channels `index` (old channel of each new channel) along `dim`; readers may divide by `divisor`."""
+
+    dim: int
+    index: torch.Tensor
+    divisor: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to build a new model from an old one: its spec, where each new state key comes from (None:
+    freshly initialised) and the channel gathers applied to old state tensors on the way."""
+
+    spec: ResNetSpec
+    source_of: Callable[[str], str | None]
+    gathers: Mapping[str, tuple[_Gather, ...]]
+
+    def transform(self, old_key: str, tensor: torch.Tensor, divide: bool = True) -> torch.Tensor:
+        for gather in self.gathers.get(old_key, ()):
+            tensor = tensor.index_select(gather.dim, gather.index.to(tensor.device))
+            if divide and gather.divisor is not None:
+                shape = [1] * tensor.dim()
+                shape[gather.dim] = -1
+                tensor = tensor / gather.divisor.to(tensor.device, tensor.dtype).view(shape)
+        return tensor
+
+
+_BLOCK_KEY = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(.+)$")
+_LAYER_KEY = re.compile(r"^(conv|bn)(\d+)\.(.+)$")
+
+
+def _renamer(old_block_of: Callable[[int, int], int | None],
+             old_layer_of: Callable[[int, int, int], int | None] | None = None) -> Callable[[str], str | None]:
+    """Map a new state key to the old one, given where each new block (stage, block) and each new layer
+    (stage, block, layer) came from; None where the new module is fresh. Stem and classifier keep their keys."""
+
+    def source_of(key: str) -> str | None:
+        match = _BLOCK_KEY.match(key)
+        if match is None:
+            return key
+        stage, new_block, rest = int(match[1]), int(match[2]), match[3]
+        old_block = old_block_of(stage, new_block)
+        if old_block is None:
+            return None
+        layer = _LAYER_KEY.match(rest)
+        if layer is not None and old_layer_of is not None:
+            old_layer = old_layer_of(stage, new_block, int(layer[2]))
+            if old_layer is None:
+                return None
+            rest = f"{layer[1]}{old_layer}.{layer[3]}"
+        return f"{block_name(stage, old_block)}.{rest}"
+
+    return source_of
+
+
+def _apply_plan(model: ResNet, plan: _Plan) -> ResNet:
+    """Build the planned model on the old model's device and dtype, in its train/eval mode, and copy every
+    carried tensor (parameters, BN running statistics, num_batches_tracked) through the plan."""
+    parameter = next(model.parameters())
+    new_model = ResNet(plan.spec).to(device=parameter.device, dtype=parameter.dtype)
+    new_model.train(model.training)
+    old_state, new_state = model.state_dict(), new_model.state_dict()
+    for key, fresh in new_state.items():
+        source = plan.source_of(key)
+        if source is None:
+            continue
+        carried = plan.transform(source, old_state[source])
+        if carried.shape != fresh.shape:
+            raise RuntimeError(f"surgery bug: {source} -> {key} gives shape {tuple(carried.shape)}, "
+                               f"the new model needs {tuple(fresh.shape)}")
+        new_state[key] = carried
+    new_model.load_state_dict(new_state)
+    return new_model
+
+
+def _check_index_maps(groups: Mapping[str, ChannelGroup],
+                      index_maps: Mapping[str, IndexMap]) -> dict[str, torch.Tensor]:
+    """Validate group names and indices; return each map as a 1-D int64 CPU tensor."""
+    checked = {}
+    for name, indices in index_maps.items():
+        if name not in groups:
+            known = ", ".join(list(groups)[:6])
+            raise ValueError(f"unknown channel group {name!r}; the model's groups are {known}, ... "
+                             "(see channel_groups(model))")
+        group = groups[name]
+        index = torch.as_tensor(indices).detach().cpu()
+        if index.numel() == 0:
+            index = index.reshape(0).long()
+        if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
+            raise ValueError(f"channel group {name!r}: give a 1-D sequence of integer channel indices, "
+                             f"got shape {tuple(index.shape)} of {index.dtype}")
+        index = index.long()
+        outside = index[(index < 0) | (index >= group.size)]
+        if outside.numel():
+            raise ValueError(f"channel group {name!r} has {group.size} channels (indices 0..{group.size - 1}), "
+                             f"got index {outside[0].item()}")
+        if group.kind == STREAM and index.numel() == 0:
+            where = "the stem" if group.stage is None else f"stage {group.stage}"
+            raise ValueError(f"cannot remove every channel of the residual stream of {where} (group {name!r}); "
+                             "keep at least one channel")
+        checked[name] = index
+    return checked
+
+
+def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_readers: bool) -> _Plan:
+    """The plan of map_channels: new widths from the maps, emptied blocks dropped, gathers per member."""
+    spec = model.spec
+    groups = {group.name: group for group in channel_groups(model)}
+    maps = _check_index_maps(groups, index_maps)
+    size = {name: len(maps[name]) if name in maps else group.size for name, group in groups.items()}
+    layout = _layout(spec)
+
+    stages, kept_blocks = [], []
+    for s, stage in enumerate(spec.stages):
+        blocks, kept = [], []
+        for b, block in enumerate(stage.blocks):
+            internal = [internal_group_name(s, b, i) for i in range(1, len(block.kernels))]
+            if block.has_main_path and all(size[name] > 0 for name in internal):
+                blocks.append(replace(block, widths=tuple(size[name] for name in internal)))
+            elif block.has_shortcut_conv:
+                blocks.append(replace(block, widths=(), kernels=()))
+            else:
+                continue
+            kept.append(b)
+        stages.append(StageSpec(width=size[layout.stage_groups[s]], blocks=tuple(blocks)))
+        kept_blocks.append(kept)
+    new_spec = replace(spec, stem_width=size[layout.stem_group], stages=tuple(stages))
+
+    gathers: dict[str, list[_Gather]] = {}
+    for name, index in maps.items():
+        counts = torch.bincount(index, minlength=groups[name].size)[index]
+        for key, dim in groups[name].members:
+            divisor = counts if divide_readers and dim == 1 else None
+            gathers.setdefault(key, []).append(_Gather(dim, index, divisor))
+    return _Plan(new_spec, _renamer(lambda s, b: kept_blocks[s][b]),
+                 {key: tuple(steps) for key, steps in gathers.items()})
+
+
+def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_readers: bool) -> ResNet:
+    """A new model whose channel j of group G is the old channel index_maps[G][j] (groups not named stay whole).
+
+    Indices may repeat (Net2WiderNet replication) or form a subset (pruning). Producers (conv output
+    filters, BN weight, bias and running statistics) are gathered with the map; readers' input slices are
+    gathered too and, with `divide_readers`, divided by how often their old channel was replicated, so the
+    next layer sums to the same value (Net2WiderNet, eq. 2.4 / 2.5). An empty map of an internal group
+    removes its block's main path: the block is dropped, or, if it has a shortcut conv, kept as that
+    shortcut alone. An empty stream group is a ValueError. The input model is left untouched.
+    """
+    return _apply_plan(model, _channel_plan(model, index_maps, divide_readers))
+
+
+def select_channels(model: ResNet, keep: Mapping[str, Sequence[int] | torch.Tensor]) -> ResNet:
+    """Pruning: a new model keeping only the channels `keep[G]` of each named group G (in ascending order).
+
+    Exact when the removed channels are zero or unread (see the module docstring). A block whose internal
+    group keeps no channel is dropped (a transition block keeps its shortcut conv).
+    """
+    sorted_keep = {}
+    for name, indices in keep.items():
+        values = torch.as_tensor(indices).detach().cpu().reshape(-1).tolist()
+        repeated = sorted(value for value, count in Counter(values).items() if count > 1)
+        if repeated:
+            raise ValueError(f"select_channels: group {name!r} lists channel(s) {repeated} more than once; "
+                             "give each kept channel once (use map_channels to replicate channels)")
+        sorted_keep[name] = sorted(values)
+    return map_channels(model, sorted_keep, divide_readers=False)
