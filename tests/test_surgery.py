@@ -9,7 +9,7 @@ import torch
 from thesis_lib.models import (
     WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
 )
-from thesis_lib.surgery import channel_groups, conv_edges, map_channels, select_channels
+from thesis_lib.surgery import carry_optimizer_state, channel_groups, conv_edges, map_channels, select_channels
 
 TOLERANCE = 1e-5
 SMALL_CONFIGS = {
@@ -330,3 +330,56 @@ def test_replicating_every_group_with_divided_readers_preserves_logits(kind):
             state[key].copy_(state[key].index_select(dim, shifted))
     x = images(model)
     assert (logits(inconsistent, x, False) - logits(wider, x, False)).abs().max() > 1e-3
+
+
+def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, model.spec.in_channels, 8, 8, generator=generator)
+    target = torch.randint(0, model.spec.num_classes, (6,), generator=generator)
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model.train()(x), target).backward()
+    optimizer.step()
+
+
+def make_sgd(model: torch.nn.Module, lr: float = 0.05) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-3)
+
+
+@pytest.mark.parametrize("kind", ["basic", "bottleneck"])
+def test_sgd_after_surgery_continues_the_old_run_on_the_kept_coordinates(kind):
+    model = pruned_random_model(kind, seed=8)
+    optimizer = make_sgd(model)
+    for step in range(2):
+        sgd_step(model, optimizer, seed=step)
+    generator = torch.Generator().manual_seed(9)
+    keep = {}
+    for group in channel_groups(model)[::2]:
+        if group.size >= 2:
+            keep[group.name] = sorted(random_subset(group.size, group.size - 1, generator))
+            removed = [c for c in range(group.size) if c not in keep[group.name]]
+            zero_channels(model, group, removed, "producer_bns")  # dead channels: same loss, same gradients
+    dead_block = model.stages[0].blocks[1]
+    _, last_bn = dead_block.layers()[-1]
+    with torch.no_grad():
+        last_bn.weight.zero_()
+        last_bn.bias.zero_()
+    keep["stage0.block1.layer1"] = []
+
+    smaller = select_channels(model, keep)
+    new_optimizer = make_sgd(smaller, lr=1.0)
+    with pytest.raises(ValueError, match="spec differs"):
+        carry_optimizer_state(model, smaller, optimizer, new_optimizer, {"stage0.block1.layer1": []})
+    carry_optimizer_state(model, smaller, optimizer, new_optimizer, keep)
+    assert new_optimizer.param_groups[0]["lr"] == 0.05
+    last_stream = [g for g in channel_groups(model) if g.kind == "stream"][-1]
+    kept_columns = torch.tensor(keep.get(last_stream.name, range(last_stream.size)))
+    old_momentum = optimizer.state[model.classifier.weight]["momentum_buffer"]
+    new_momentum = new_optimizer.state[smaller.classifier.weight]["momentum_buffer"]
+    assert new_momentum.abs().sum() > 0 and torch.equal(new_momentum, old_momentum[:, kept_columns])
+
+    sgd_step(model, optimizer, seed=5)
+    sgd_step(smaller, new_optimizer, seed=5)
+    expected_model = select_channels(model, keep)  # the old model's stepped weights on the kept coordinates
+    for (name, expected), (new_name, actual) in zip(expected_model.named_parameters(), smaller.named_parameters()):
+        assert name == new_name
+        assert (expected - actual).abs().max().item() <= 1e-6, name

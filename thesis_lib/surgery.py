@@ -31,6 +31,7 @@ When removing channels is exact (checked by tests/test_surgery.py), with BatchNo
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -359,3 +360,40 @@ def select_channels(model: ResNet, keep: Mapping[str, Sequence[int] | torch.Tens
                              "give each kept channel once (use map_channels to replicate channels)")
         sorted_keep[name] = sorted(values)
     return map_channels(model, sorted_keep, divide_readers=False)
+
+
+def carry_optimizer_state(old_model: ResNet, new_model: ResNet, old_optimizer: torch.optim.Optimizer,
+                          new_optimizer: torch.optim.Optimizer, index_maps: Mapping[str, IndexMap]) -> None:
+    """Carry per-parameter optimizer state across `map_channels(old_model, index_maps, ...)` / `select_channels`.
+
+    State tensors shaped like their parameter (SGD's momentum_buffer, Adam's moments) are gathered through
+    the same index maps as the weights, so kept and replicated coordinates keep their history; they are
+    never divided, because they are per-coordinate statistics, not contributions to a sum. Other state
+    (e.g. a step count) is copied. Parameters of removed blocks vanish with them. The hyperparameters of
+    each param group (lr, momentum, weight decay, ...) are copied group by group; PruneTrain's periodic
+    reconfiguration (section 2.4) thus continues training as if the removed channels had never existed.
+    """
+    plan = _channel_plan(old_model, index_maps, divide_readers=False)
+    if plan.spec != new_model.spec:
+        raise ValueError("new_model is not map_channels(old_model, index_maps): its spec differs from the one "
+                         "these index maps give; pass the index maps the new model was made with")
+    if len(old_optimizer.param_groups) != len(new_optimizer.param_groups):
+        raise ValueError(f"the old optimizer has {len(old_optimizer.param_groups)} param groups, the new one "
+                         f"{len(new_optimizer.param_groups)}; build the new optimizer with matching groups")
+    for old_group, new_group in zip(old_optimizer.param_groups, new_optimizer.param_groups):
+        new_group.update({key: value for key, value in old_group.items() if key != "params"})
+
+    old_parameters = dict(old_model.named_parameters())
+    optimized = {id(p) for group in new_optimizer.param_groups for p in group["params"]}
+    for name, parameter in new_model.named_parameters():
+        source = plan.source_of(name)
+        old_parameter = old_parameters.get(source) if source is not None else None
+        if id(parameter) not in optimized or old_parameter not in old_optimizer.state:
+            continue
+        carried = {}
+        for key, value in old_optimizer.state[old_parameter].items():
+            if torch.is_tensor(value) and value.shape == old_parameter.shape:
+                carried[key] = plan.transform(source, value, divide=False).clone()
+            else:
+                carried[key] = value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
+        new_optimizer.state[parameter] = carried
