@@ -9,7 +9,10 @@ import torch
 from thesis_lib.models import (
     WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
 )
-from thesis_lib.surgery import carry_optimizer_state, channel_groups, conv_edges, map_channels, select_channels
+from thesis_lib.surgery import (
+    carry_optimizer_state, channel_groups, conv_edges, insert_block, insert_layer, map_channels, remove_block,
+    select_channels,
+)
 
 TOLERANCE = 1e-5
 SMALL_CONFIGS = {
@@ -174,9 +177,9 @@ def zero_channels(model: torch.nn.Module, group, channels: list[int], which: str
     producer BN) or "readers" (every reader's input slice)."""
     state = model.state_dict()
     index = torch.tensor(channels, dtype=torch.long)
+    affine = {f"{bn}.{tensor}" for bn in group.bns for tensor in ("weight", "bias")}
     for key, dim in group.members:
-        is_reader = dim == 1
-        is_affine = key.endswith((".weight", ".bias")) and key.rsplit(".", 2)[-2].split("_")[-1].startswith("bn")
+        is_reader, is_affine = dim == 1, key in affine
         if which == "all" or (which == "readers" and is_reader) or (which == "producer_bns" and is_affine):
             state[key].index_fill_(dim, index, 0.0)
 
@@ -321,12 +324,12 @@ def test_replicating_every_group_with_divided_readers_preserves_logits(kind):
 
     # negative control: one producer of a stream group that disagrees with the group's map breaks the net
     stream = channel_groups(wider)[1]
-    producer = stream.producers[-1]
+    producer = [edge for edge in conv_edges(wider) if edge.name == stream.producers[-1]][0]
     inconsistent = copy.deepcopy(wider)
     state = inconsistent.state_dict()
     shifted = torch.roll(torch.arange(stream.size), 1)
     for key, dim in stream.producer_members:
-        if key.startswith(producer) or key.startswith(producer.replace("conv", "bn")):
+        if key.rsplit(".", 1)[0] in (producer.name, producer.bn):
             state[key].copy_(state[key].index_select(dim, shifted))
     x = images(model)
     assert (logits(inconsistent, x, False) - logits(wider, x, False)).abs().max() > 1e-3
@@ -334,8 +337,9 @@ def test_replicating_every_group_with_divided_readers_preserves_logits(kind):
 
 def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(6, model.spec.in_channels, 8, 8, generator=generator)
-    target = torch.randint(0, model.spec.num_classes, (6,), generator=generator)
+    device = next(model.parameters()).device
+    x = torch.randn(6, model.spec.in_channels, 8, 8, generator=generator).to(device)
+    target = torch.randint(0, model.spec.num_classes, (6,), generator=generator).to(device)
     optimizer.zero_grad()
     torch.nn.functional.cross_entropy(model.train()(x), target).backward()
     optimizer.step()
@@ -383,3 +387,162 @@ def test_sgd_after_surgery_continues_the_old_run_on_the_kept_coordinates(kind):
     for (name, expected), (new_name, actual) in zip(expected_model.named_parameters(), smaller.named_parameters()):
         assert name == new_name
         assert (expected - actual).abs().max().item() <= 1e-6, name
+
+
+def assert_carried(old: torch.nn.Module, new: torch.nn.Module, new_name_of) -> set[str]:
+    """Every old tensor equals the new tensor `new_name_of(old key)` (None: the old tensor is gone); returns
+    the new keys that were not carried (the fresh ones)."""
+    new_state = new.state_dict()
+    carried = set()
+    for key, tensor in old.state_dict().items():
+        new_key = new_name_of(key)
+        if new_key is not None:
+            assert torch.equal(new_state[new_key], tensor), (key, new_key)
+            carried.add(new_key)
+    return set(new_state) - carried
+
+
+def shift_block(key: str, stage: int, first: int, by: int) -> str:
+    """The key of a block of `stage` with index >= first after its index moved by `by`."""
+    parts = key.split(".")
+    if parts[0] == "stages" and int(parts[1]) == stage and int(parts[3]) >= first:
+        parts[3] = str(int(parts[3]) + by)
+    return ".".join(parts)
+
+
+def zero_last_bn(block: torch.nn.Module) -> None:
+    _, bn = block.layers()[-1]
+    with torch.no_grad():
+        bn.weight.zero_()
+        bn.bias.zero_()
+
+
+@pytest.mark.parametrize("kind, stage, position", [("basic", 1, 1), ("bottleneck", 0, None), ("l3", 0, 0)])
+def test_inserted_block_with_zero_last_bn_keeps_the_function(kind, stage, position):
+    model = pruned_random_model(kind, seed=10)
+    old_blocks = model.spec.stages[stage].blocks
+    deeper, name = insert_block(model, stage, position)
+    index = len(old_blocks) if position is None else position
+    assert name == f"stages.{stage}.blocks.{index}"
+    new_blocks = deeper.spec.stages[stage].blocks
+    assert new_blocks[:index] + new_blocks[index + 1:] == old_blocks
+    template = [b for b in old_blocks if not b.has_shortcut_conv][-1]
+    assert (new_blocks[index].widths, new_blocks[index].kernels) == (template.widths, template.kernels)
+    assert new_blocks[index].stride == 1 and new_blocks[index].shortcut_kernel is None
+    fresh = assert_carried(model, deeper, lambda key: shift_block(key, stage, index, 1))
+    assert fresh == {k for k in deeper.state_dict() if k.startswith(name + ".")}
+    assert_spec_describes_model(deeper)
+
+    zero_last_bn(deeper.get_submodule(name))
+    assert_same_function(model, deeper)
+    assert count_parameters(deeper) - count_parameters(model) == block_parameters(deeper, stage, index, False)
+
+
+def test_insert_block_into_an_emptied_stage_and_with_an_explicit_layout():
+    model = pruned_random_model("basic", seed=11)
+    emptied = select_channels(model, {"stage0.block0.layer1": [], "stage0.block1.layer1": []})
+    deeper, name = insert_block(emptied, 0, None)
+    assert name == "stages.0.blocks.0"
+    assert deeper.spec.stages[0].blocks == (BlockSpec((emptied.spec.stages[0].width,), (3, 3)),)
+    layout = BlockSpec((3, 2), (1, 3, 5))
+    deeper, name = insert_block(deeper, 1, 2, layout)
+    assert deeper.spec.stages[1].blocks[2] == layout and name == "stages.1.blocks.2"
+    assert deeper.get_submodule(name).conv3.weight.shape == (model.spec.stages[1].width, 2, 5, 5)
+
+    with pytest.raises(ValueError, match="before its transition block"):
+        insert_block(model, 1, 0)
+    with pytest.raises(ValueError, match=r"position in 0..2, got 3"):
+        insert_block(model, 0, 3)
+    with pytest.raises(ValueError, match="stage 2 does not exist"):
+        insert_block(model, 2)
+    with pytest.raises(ValueError, match="plain blocks"):
+        insert_block(model, 0, 1, BlockSpec((3,), (3, 3), stride=2, shortcut_kernel=1))
+
+
+def test_remove_block_drops_a_zeroed_block_exactly():
+    model = pruned_random_model("l3", seed=12)
+    zero_last_bn(model.stages[1].blocks[1])
+    shallower = remove_block(model, 1, 1)
+    assert shallower.spec.stages[1].blocks == model.spec.stages[1].blocks[:1]
+    assert_carried(model, shallower, lambda key: None if key.startswith("stages.1.blocks.1.") else key)
+    assert_same_function(model, shallower)
+    assert count_parameters(model) - count_parameters(shallower) == block_parameters(model, 1, 1, False)
+
+    first_removed = remove_block(model, 0, 0)  # later blocks move down
+    assert_carried(model, first_removed, lambda key: None if key.startswith("stages.0.blocks.0.")
+                   else shift_block(key, 0, 1, -1))
+    assert_spec_describes_model(first_removed)
+    with pytest.raises(ValueError, match="transition block"):
+        remove_block(model, 1, 0)
+    with pytest.raises(ValueError, match=r"stage 0 has 2 blocks \(indices 0..1\), got block 2"):
+        remove_block(model, 0, 2)
+
+
+def identity_layer(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> None:
+    """Net2DeeperNet's identity: a centred one-hot kernel, and a BN that undoes its eval-mode normalisation."""
+    centre = conv.kernel_size[0] // 2
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, centre, centre] = torch.eye(conv.out_channels)
+        bn.weight.copy_(torch.sqrt(bn.running_var + bn.eps))
+        bn.bias.copy_(bn.running_mean)
+
+
+def test_insert_layer_carries_and_shifts_layers():
+    model = pruned_random_model("basic", seed=13)
+    deeper, name = insert_layer(model, 1, 1, after_layer=1, kernel_size=5)
+    assert name == "stages.1.blocks.1.conv2"
+    new_block, old_block = deeper.spec.stages[1].blocks[1], model.spec.stages[1].blocks[1]
+    assert new_block.kernels == (3, 5, 3) and new_block.widths == old_block.widths * 2
+    fresh = assert_carried(model, deeper, lambda key: key.replace("blocks.1.conv2", "blocks.1.conv3").replace(
+        "blocks.1.bn2", "blocks.1.bn3") if key.startswith("stages.1.") else key)
+    assert {k.rsplit(".", 1)[0] for k in fresh} == {name, "stages.1.blocks.1.bn2"}
+    identity_layer(deeper.get_submodule(name), deeper.stages[1].blocks[1].bn2)
+    x = images(model)
+    assert (logits(model, x, False) - logits(deeper, x, False)).abs().max() <= TOLERANCE
+
+    before_first, name = insert_layer(model, 1, 0, after_layer=0)  # the new first layer takes the stride
+    transition = before_first.stages[1].blocks[0]
+    assert name == "stages.1.blocks.0.conv1" and transition.conv1.stride == (2, 2) and transition.conv2.stride == (1, 1)
+    assert transition.conv1.weight.shape[:2] == (model.spec.stages[0].width,) * 2
+    assert torch.equal(transition.conv2.weight, model.stages[1].blocks[0].conv1.weight)
+    after_last, name = insert_layer(model, 0, 0, after_layer=2, kernel_size=1)
+    assert after_last.stages[0].blocks[0].conv3.weight.shape == (model.spec.stages[0].width,) * 2 + (1, 1)
+    for built in (before_first, after_last):
+        assert_spec_describes_model(built)
+
+    with pytest.raises(ValueError, match=r"after_layer must be in 0..2, got 3"):
+        insert_layer(model, 0, 0, after_layer=3)
+    with pytest.raises(ValueError, match="odd"):
+        insert_layer(model, 0, 0, after_layer=1, kernel_size=2)
+    bare = select_channels(model, {"stage1.block0.layer1": []})
+    with pytest.raises(ValueError, match="bare shortcut"):
+        insert_layer(bare, 1, 0, after_layer=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_surgery_on_cuda_keeps_device_and_function():
+    model = pruned_random_model("bottleneck", seed=14).cuda()
+    generator = torch.Generator().manual_seed(15)
+    maps = {g.name: replicating_map(g.size, g.size + 2, generator) for g in channel_groups(model)}
+    deeper, name = insert_block(map_channels(model, maps, divide_readers=True), 1)
+    zero_last_bn(deeper.get_submodule(name))
+    x = images(model).cuda()
+    allow_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        for train in (False, True):
+            difference = (logits(model, x, train) - logits(deeper, x, train)).abs().max().item()
+            assert difference <= TOLERANCE, f"train={train}: {difference}"
+    finally:
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+
+    optimizer = make_sgd(deeper)
+    sgd_step(deeper, optimizer, seed=0)
+    keep = {"stage1.stream": [0, 2, 3]}
+    pruned = select_channels(deeper, keep)
+    new_optimizer = make_sgd(pruned)
+    carry_optimizer_state(deeper, pruned, optimizer, new_optimizer, keep)
+    assert {p.device.type for p in pruned.parameters()} == {"cuda"}
+    assert len(new_optimizer.state) == len(list(pruned.parameters()))
+    assert all(state["momentum_buffer"].is_cuda for state in new_optimizer.state.values())

@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -101,7 +101,7 @@ def internal_group_name(stage: int, block: int, layer: int) -> str:
     return f"stage{stage}.block{block}.layer{layer}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Layout:
     """Which stream group each part of a spec reads and writes (the walk described in the docstring)."""
 
@@ -109,7 +109,7 @@ class _Layout:
     block_groups: dict[tuple[int, int], tuple[str, str]]  # (stage, block) -> (group read, group written)
     stage_groups: list[str]  # the stream group leaving each stage
     stream_sizes: dict[str, int]  # stream groups in order of appearance
-    stream_stages: dict[str, int | None] = field(default_factory=dict)
+    stream_stages: dict[str, int | None]  # the stage that starts each stream group (None: the stem)
 
 
 def _layout(spec: ResNetSpec) -> _Layout:
@@ -397,3 +397,118 @@ def carry_optimizer_state(old_model: ResNet, new_model: ResNet, old_optimizer: t
             else:
                 carried[key] = value.clone() if torch.is_tensor(value) else copy.deepcopy(value)
         new_optimizer.state[parameter] = carried
+
+
+def _check_stage(spec: ResNetSpec, stage: int) -> StageSpec:
+    if not 0 <= stage < len(spec.stages):
+        raise ValueError(f"stage {stage} does not exist: the model has stages 0..{len(spec.stages) - 1}")
+    return spec.stages[stage]
+
+
+def _check_block(spec: ResNetSpec, stage: int, block: int) -> BlockSpec:
+    blocks = _check_stage(spec, stage).blocks
+    if not 0 <= block < len(blocks):
+        raise ValueError(f"stage {stage} has {len(blocks)} blocks (indices 0..{len(blocks) - 1}), got block {block}")
+    return blocks[block]
+
+
+def _with_blocks(spec: ResNetSpec, stage: int, blocks: Sequence[BlockSpec]) -> ResNetSpec:
+    stages = list(spec.stages)
+    stages[stage] = replace(stages[stage], blocks=tuple(blocks))
+    return replace(spec, stages=tuple(stages))
+
+
+def default_new_block(stage: StageSpec) -> BlockSpec:
+    """The layout insert_block uses by default: the stage's last plain (identity-shortcut) block, else its
+    last block with a main path (as a plain block), else a basic block of two 3x3 convs at the stream width."""
+    plain = [b for b in stage.blocks if b.has_main_path and not b.has_shortcut_conv]
+    with_main_path = [b for b in stage.blocks if b.has_main_path]
+    if plain or with_main_path:
+        template = (plain or with_main_path)[-1]
+        return BlockSpec(widths=template.widths, kernels=template.kernels)
+    return BlockSpec(widths=(stage.width,), kernels=(3, 3))
+
+
+def insert_block(model: ResNet, stage: int, position: int | None = None,
+                 block: BlockSpec | None = None) -> tuple[ResNet, str]:
+    """A new model with a plain residual block (stride 1, identity shortcut) inserted into `stage` at
+    `position` (None: at the end); later blocks shift by one. Every existing tensor is carried exactly; the
+    new block keeps PyTorch's fresh initialisation (Net2DeeperNet then zeros its last BN's gamma and beta,
+    which makes the block the identity). Returns the model and the new block's module name.
+    """
+    spec = model.spec
+    blocks = list(_check_stage(spec, stage).blocks)
+    position = len(blocks) if position is None else position
+    if not 0 <= position <= len(blocks):
+        raise ValueError(f"stage {stage} has {len(blocks)} blocks: insert at a position in 0..{len(blocks)}, "
+                         f"got {position}")
+    if position == 0 and blocks and blocks[0].has_shortcut_conv:
+        raise ValueError(f"position 0 of stage {stage} lies before its transition block; insert at 1 or later")
+    block = default_new_block(spec.stages[stage]) if block is None else block
+    if block.stride != 1 or block.has_shortcut_conv or not block.has_main_path:
+        raise ValueError(f"insert_block inserts plain blocks (stride 1, identity shortcut, at least one layer), "
+                         f"got {block}")
+    blocks.insert(position, block)
+
+    def old_block_of(s: int, b: int) -> int | None:
+        if s != stage or b < position:
+            return b
+        return None if b == position else b - 1
+
+    plan = _Plan(_with_blocks(spec, stage, blocks), _renamer(old_block_of), {})
+    return _apply_plan(model, plan), block_name(stage, position)
+
+
+def remove_block(model: ResNet, stage: int, block: int) -> ResNet:
+    """A new model without the plain block `block` of `stage` (later blocks shift down by one). Exact when
+    that block's main path outputs zero (e.g. its last BN has gamma = beta = 0). Transition blocks change the
+    stream's width or resolution and cannot be removed; prune their main path with select_channels instead.
+    """
+    spec = model.spec
+    removed = _check_block(spec, stage, block)
+    if removed.has_shortcut_conv:
+        raise ValueError(f"stage {stage} block {block} has a shortcut conv (a transition block) and cannot be "
+                         "removed; empty its internal group with select_channels to drop its main path")
+    blocks = [b for index, b in enumerate(spec.stages[stage].blocks) if index != block]
+
+    def old_block_of(s: int, b: int) -> int:
+        return b + 1 if s == stage and b >= block else b
+
+    return _apply_plan(model, _Plan(_with_blocks(spec, stage, blocks), _renamer(old_block_of), {}))
+
+
+def insert_layer(model: ResNet, stage: int, block: int, after_layer: int,
+                 kernel_size: int = 3) -> tuple[ResNet, str]:
+    """A new model with one conv + BN layer inserted into a block's main path right after layer
+    `after_layer` (0: before the first layer, which then gives its stride to the new layer; l: after the
+    last). The new layer is conv{after_layer + 1}, as wide as the output it follows, so every old tensor
+    keeps its shape and is carried exactly; later layers shift up by one. A ReLU follows every layer but
+    the last, so an identity-initialised layer (Net2DeeperNet, section 2.5) after a ReLU'd layer keeps the
+    function. Returns the model and the new conv's module name.
+    """
+    spec = model.spec
+    target = _check_block(spec, stage, block)
+    layers = len(target.kernels)
+    if not target.has_main_path:
+        raise ValueError(f"stage {stage} block {block} is a bare shortcut with no layers to insert between")
+    if not 0 <= after_layer <= layers:
+        raise ValueError(f"stage {stage} block {block} has {layers} layers: after_layer must be in 0..{layers}, "
+                         f"got {after_layer}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive so that the layer keeps the spatial size, "
+                         f"got {kernel_size}")
+    stream_in = spec.stream_widths()[stage] if block == 0 else spec.stages[stage].width
+    widths = (stream_in,) + target.widths + (spec.stages[stage].width,)
+    new_widths = widths[:after_layer + 1] + (widths[after_layer],) + widths[after_layer + 1:]
+    new_kernels = target.kernels[:after_layer] + (kernel_size,) + target.kernels[after_layer:]
+    blocks = list(spec.stages[stage].blocks)
+    blocks[block] = replace(target, widths=new_widths[1:-1], kernels=new_kernels)
+    new_layer = after_layer + 1
+
+    def old_layer_of(s: int, b: int, layer: int) -> int | None:
+        if (s, b) != (stage, block) or layer < new_layer:
+            return layer
+        return None if layer == new_layer else layer - 1
+
+    plan = _Plan(_with_blocks(spec, stage, blocks), _renamer(lambda s, b: b, old_layer_of), {})
+    return _apply_plan(model, plan), f"{block_name(stage, block)}.conv{new_layer}"
