@@ -384,3 +384,17 @@ def parameter_table(stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = r
             config = ResNetConfig(stages=s, blocks=(n,) * s, widths=tuple(widths[:s]))
             rows.append({"stages": s, "blocks": n, "parameters": count_parameters(build_resnet(config))})
     return rows
+
+
+def structure_table(model: ResNet) -> list[dict[str, Any]]:
+    """Table 3.1 for any spec: one row per stem, block and classifier with input and output channels."""
+    spec = model.spec
+    rows = [{"stage": "", "layer": f"Conv {spec.stem_kernel}x{spec.stem_kernel} + BN", "in": spec.in_channels,
+             "out": spec.stem_width}]
+    for s, (width_in, stage) in enumerate(zip(spec.stream_widths(), spec.stages)):
+        for b, block in enumerate(stage.blocks):
+            kind = "transition block" if block.has_shortcut_conv else "basic block"
+            rows.append({"stage": s + 1, "layer": kind, "in": width_in if b == 0 else stage.width,
+                         "out": stage.width})
+    rows.append({"stage": "", "layer": "Linear", "in": spec.stages[-1].width, "out": spec.num_classes})
+    return rows

@@ -1,0 +1,105 @@
+"""Run cache: a finished run loads without training, a killed one resumes, a corrupt one is reported."""
+
+import json
+
+import pytest
+
+from thesis_lib import experiments
+from thesis_lib.experiments import (
+    PROFILES, CorruptRunError, RunOutput, experiment, get_profile, run, run_dir_for, seed_grid, sweep,
+)
+from thesis_lib.training import TrainingHook
+
+CALLS = []
+KILL = {"after_epoch": None}
+
+
+class Killed(Exception):
+    pass
+
+
+class Tripwire(TrainingHook):
+    """Raises at the first step after the checkpoint of epoch KILL["after_epoch"]: a simulated kill."""
+
+    def after_step(self, trainer):
+        if KILL["after_epoch"] is not None and trainer.epoch == KILL["after_epoch"]:
+            raise Killed()
+
+
+@experiment("counting_test")
+def counting(context):
+    """Trains the smoke net for the profile's epochs and counts how often it was really called."""
+    CALLS.append(dict(context.params))
+    seed = context.params.get("seed", 0)
+    model = experiments.seeded_model(context.resnet_config("narrow"), seed)
+    trainer = context.trainer(model, context.train_config(seed=seed), hooks=[Tripwire()])
+    history = trainer.fit()
+    return RunOutput(history, experiments.summarize_training(history), trainer.model)
+
+
+def test_finished_run_loads_without_training(isolated_results):
+    CALLS.clear()
+    first = run("counting_test", {"seed": 0}, profile="smoke", progress=False)
+    second = run("counting_test", {"seed": 0}, profile="smoke", progress=False)
+    assert len(CALLS) == 1
+    assert not first.loaded_from_cache and second.loaded_from_cache
+    assert second.summary == first.summary
+    assert list(second.history["test_acc"]) == pytest.approx(list(first.history["test_acc"]))
+    assert second.model().spec == first.model().spec
+    assert (first.path / "DONE").exists() and not list(first.path.glob("checkpoint_*.pt"))
+
+
+def test_killed_run_resumes_from_its_checkpoint(isolated_results):
+    uninterrupted = run("counting_test", {"seed": 1}, profile="smoke", progress=False)
+    CALLS.clear()
+    KILL["after_epoch"] = 1
+    try:
+        with pytest.raises(Killed):
+            run("counting_test", {"seed": 1, "tag": "killed"}, profile="smoke", progress=False)
+    finally:
+        KILL["after_epoch"] = None
+    path = run_dir_for("counting_test", {"seed": 1, "tag": "killed"}, "smoke")
+    assert (path / "checkpoint_train.pt").exists() and not (path / "DONE").exists()
+    result = run("counting_test", {"seed": 1, "tag": "killed"}, profile="smoke", progress=False)
+    assert result.path == path and len(result.history) == get_profile("smoke").epochs
+    assert list(result.history["train_loss"]) == list(uninterrupted.history["train_loss"])
+    assert list(result.history["test_acc"]) == list(uninterrupted.history["test_acc"])
+
+
+def test_corrupt_finished_run_is_reported_not_retrained(isolated_results):
+    CALLS.clear()
+    result = run("counting_test", {"seed": 2}, profile="smoke", progress=False)
+    (result.path / "history.csv").write_text("")
+    with pytest.raises(CorruptRunError, match="delete that folder"):
+        run("counting_test", {"seed": 2}, profile="smoke", progress=False)
+    assert len(CALLS) == 1
+
+
+def test_sweep_returns_tidy_frames(isolated_results):
+    grid = seed_grid("smoke", lr=[0.05])
+    assert grid == [{"lr": 0.05, "seed": s} for s in PROFILES["smoke"].seeds]
+    result = sweep("counting_test", grid, profile="smoke", progress=False)
+    assert list(result.summary["seed"]) == list(PROFILES["smoke"].seeds)
+    assert {"final_acc", "mean_epoch_time", "lr"} <= set(result.summary.columns)
+    assert len(result.history) == len(grid) * PROFILES["smoke"].epochs
+
+
+def test_config_is_written_first_and_hash_depends_on_params(isolated_results):
+    a = run_dir_for("counting_test", {"seed": 0}, "smoke")
+    b = run_dir_for("counting_test", {"seed": 3}, "smoke")
+    assert a != b and a.parent == b.parent
+    result = run("counting_test", {"seed": 0}, profile="smoke", progress=False)
+    assert json.loads((result.path / "config.json").read_text())["params"] == {"seed": 0}
+
+
+def test_unknown_profile_experiment_and_model_are_clear_errors(isolated_results):
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        run("nope", {}, profile="smoke")
+    with pytest.raises(ValueError, match="unknown model 'medium'"):
+        run("baseline", {"model": "medium"}, profile="smoke", progress=False)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        experiments.load_dataset("imagenet")
+    with pytest.raises(TypeError, match="JSON-like"):
+        run("baseline", {"model": object()}, profile="smoke")

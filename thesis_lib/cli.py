@@ -1,0 +1,145 @@
+"""Command line: `python -m thesis_lib notebooks | run | profiles`.
+
+`notebooks` re-runs the numbered notebooks headlessly with papermill on a profile, writes each executed
+notebook next to its figures (`figures/<profile>/<notebook>/<notebook>.ipynb`), prints a summary and exits
+non-zero naming the notebook and cell that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .experiments import PROFILES, get_profile, project_root
+
+
+@dataclass
+class NotebookOutcome:
+    notebook: str
+    status: str
+    minutes: float
+    detail: str = ""
+
+
+def find_notebooks(only: Sequence[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks (`NN_name.ipynb`) in order; `only` keeps those whose name starts with a prefix."""
+    folder = folder or project_root() / "notebooks"
+    notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [p for p in notebooks if any(p.stem.startswith(prefix) for prefix in only)]
+        if not notebooks:
+            raise ValueError(f"no notebook in {folder} starts with any of {list(only)}")
+    return notebooks
+
+
+def run_notebook(path: Path, profile: str, output_root: Path | None = None,
+                 progress: bool = True) -> NotebookOutcome:
+    """Execute one notebook with papermill on `profile`; the executed copy goes next to its figures."""
+    import papermill
+
+    output_root = output_root or project_root() / "figures"
+    out_dir = output_root / profile / path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    # The kernel inherits these: thesis_lib.plots.save files the figures under this profile and notebook.
+    with _environment(THESIS_PROFILE=profile, THESIS_NOTEBOOK=path.stem):
+        try:
+            papermill.execute_notebook(
+                str(path), str(out_dir / path.name), parameters={"profile": profile},
+                cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
+            )
+        except papermill.PapermillExecutionError as error:
+            detail = f"cell {error.exec_count} (index {error.cell_index}): {error.ename}: {error.evalue}"
+            return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
+    return NotebookOutcome(path.stem, "ok", (time.perf_counter() - start) / 60)
+
+
+@contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_notebooks(profile: str, only: Sequence[str] | None = None, progress: bool = True) -> list[NotebookOutcome]:
+    get_profile(profile)
+    outcomes = []
+    for path in find_notebooks(only):
+        print(f"== {path.stem} ({profile})", flush=True)
+        outcome = run_notebook(path, profile, progress=progress)
+        print(f"   {outcome.status} in {outcome.minutes:.2f} min {outcome.detail}", flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
+    width = max([len(o.notebook) for o in outcomes] + [8])
+    print(f"\n{'notebook':<{width}}  status  minutes")
+    for o in outcomes:
+        print(f"{o.notebook:<{width}}  {o.status:<6}  {o.minutes:7.2f}")
+    print(f"{'total':<{width}}          {sum(o.minutes for o in outcomes):7.2f}")
+    for o in outcomes:
+        if o.status != "ok":
+            print(f"FAILED {o.notebook}: {o.detail}")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    notebooks = commands.add_parser("notebooks", help="re-run the notebooks headlessly with papermill")
+    notebooks.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    notebooks.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 03 05")
+    notebooks.add_argument("--no-progress", action="store_true")
+    one = commands.add_parser("run", help="run (or load) one cached experiment and print its summary")
+    one.add_argument("experiment")
+    one.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="experiment parameter; VALUE is parsed as JSON when it can be")
+    commands.add_parser("profiles", help="list the profiles")
+    args = parser.parse_args(argv)
+
+    if args.command == "profiles":
+        for profile in PROFILES.values():
+            print(json.dumps(profile.to_dict()))
+        return 0
+    if args.command == "run":
+        from .experiments import run
+
+        params = {}
+        for item in args.param:
+            if "=" not in item:
+                parser.error(f"--param needs KEY=VALUE, got {item!r}")
+            key, value = item.split("=", 1)
+            params[key] = _parse_value(value)
+        result = run(args.experiment, params, profile=args.profile)
+        print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
+                         indent=2))
+        return 0
+    outcomes = run_notebooks(args.profile, args.only, progress=not args.no_progress)
+    print_summary(outcomes)
+    return 0 if all(o.status == "ok" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Profiles, the run cache and sweeps.
+
+`run(name, params, profile=...)` trains or loads one experiment. An experiment is a function registered
+with `@experiment(name)`; it receives a `RunContext` (profile, data, a checkpointing Trainer factory) and
+returns a `RunOutput`. Results live in `results/<profile>/<name>/<config hash>/`:
+
+    config.json    what was asked (experiment, version, params, profile): written first
+    checkpoint.pt  the Trainer's state after every epoch, while the run is unfinished (resume point)
+    history.csv    one row per epoch
+    summary.json   the run's scalar results
+    model.pt       the final model (spec and weights)
+    DONE           written last; its presence means the run is complete
+
+A finished run loads without training; a killed one resumes from its checkpoint; a finished run whose
+files are missing or unreadable raises `CorruptRunError` instead of being silently trained over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .data import Dataset, load_dataset
+from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
+from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, seeded_model
+
+# Modules that register experiments; imported on demand so `run("prunetrain", ...)` works from anywhere.
+EXPERIMENT_MODULES = (
+    "thesis_lib.experiments",
+    "thesis_lib.prunetrain",
+    "thesis_lib.net2net",
+    "thesis_lib.morphnet",
+    "thesis_lib.batchsize",
+)
+
+BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big every experiment is: data, epochs, seeds, network depth, device (DESIGN.md section 5).
+
+    Milestones scale with the epochs like the thesis's 93 and 150 of 180 epochs.
+    """
+
+    name: str
+    dataset: str
+    epochs: int
+    milestones: tuple[int, ...]
+    seeds: tuple[int, ...]
+    batch_size: int
+    lr: float
+    blocks_per_stage: int
+    padding: int
+    flip: bool
+    n_train: int | None = None
+    n_test: int | None = None
+    device: str = "auto"
+    unseen_dataset: str = "fashion_mnist"
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def resnet(self, base: ResNetConfig | str, in_channels: int, num_classes: int) -> ResNetConfig:
+        """`base` (a config or "wide" / "narrow") with this profile's depth and the dataset's shapes."""
+        config = BASE_MODELS[base] if isinstance(base, str) else base
+        return config.with_(blocks=(self.blocks_per_stage,) * config.stages, in_channels=in_channels,
+                            num_classes=num_classes)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """The profile's TrainConfig, with any field overridden."""
+        base = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, schedule="step",
+                           milestones=self.milestones, padding=self.padding, flip=self.flip)
+        return replace(base, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["milestones"], data["seeds"] = list(self.milestones), list(self.seeds)
+        return data
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(name="smoke", dataset="digits", epochs=2, milestones=(1,), seeds=(0, 1),
+                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False,
+                     n_train=256, n_test=128, device="cpu"),
+    "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2),
+                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False),
+    "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
+                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
+                    unseen_dataset="cifar100"),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; use one of {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
+def project_root() -> Path:
+    """The repository root (parent of the package), or THESIS_ROOT when set."""
+    return Path(os.environ.get("THESIS_ROOT", Path(__file__).resolve().parent.parent))
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("THESIS_RESULTS", project_root() / "results"))
+
+
+class CorruptRunError(RuntimeError):
+    """A run marked finished whose files cannot be read."""
+
+
+@dataclass
+class RunOutput:
+    """What an experiment function returns."""
+
+    history: pd.DataFrame
+    summary: dict[str, Any]
+    model: ResNet | None = None
+
+
+@dataclass
+class RunResult:
+    """A finished run, trained now or loaded from the cache."""
+
+    name: str
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    history: pd.DataFrame
+    path: Path
+    loaded_from_cache: bool
+
+    def model(self, device: str | torch.device = "cpu") -> ResNet:
+        """The run's final model, rebuilt from its saved spec."""
+        state = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
+        model = build_resnet(ResNetSpec.from_dict(state["spec"]))
+        model.load_state_dict(state["state_dict"])
+        return model.to(device)
+
+
+_DATASETS: dict[tuple[str, int | None, int | None], Dataset] = {}
+
+
+@dataclass
+class RunContext:
+    """Everything an experiment function needs: its params, the profile, data and a checkpointing Trainer."""
+
+    name: str
+    params: dict[str, Any]
+    profile: Profile
+    run_dir: Path
+    progress: bool = True
+    device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.device = self.profile.resolved_device()
+
+    def dataset(self, name: str | None = None) -> Dataset:
+        """The profile's dataset (or `name`), subset to the profile's sizes; loaded once per process."""
+        name = name or self.profile.dataset
+        key = (name, self.profile.n_train, self.profile.n_test)
+        if key not in _DATASETS:
+            data = load_dataset(name)
+            if self.profile.n_train is not None or self.profile.n_test is not None:
+                data = data.subset(self.profile.n_train, self.profile.n_test, seed=0)
+            _DATASETS[key] = data
+        return _DATASETS[key]
+
+    def resnet_config(self, base: ResNetConfig | str, data: Dataset | None = None) -> ResNetConfig:
+        data = data or self.dataset()
+        return self.profile.resnet(base, data.in_channels, data.num_classes)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return self.profile.train_config(**overrides)
+
+    def trainer(self, model: torch.nn.Module, config: TrainConfig, hooks: Sequence[TrainingHook] = (),
+                data: Dataset | None = None, phase: str = "train") -> Trainer:
+        """A Trainer that checkpoints into this run's folder (one checkpoint per `phase`)."""
+        return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
+                       device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
+                       progress=self.progress, description=f"{self.name} {phase}")
+
+
+ExperimentFunction = Callable[[RunContext], RunOutput]
+_REGISTRY: dict[str, tuple[ExperimentFunction, int]] = {}
+
+
+def experiment(name: str, version: int = 1) -> Callable[[ExperimentFunction], ExperimentFunction]:
+    """Register an experiment function under `name`. Bump `version` when its results change meaning."""
+
+    def register(function: ExperimentFunction) -> ExperimentFunction:
+        _REGISTRY[name] = (function, version)
+        return function
+
+    return register
+
+
+def _lookup(name: str) -> tuple[ExperimentFunction, int]:
+    if name not in _REGISTRY:
+        for module in EXPERIMENT_MODULES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as error:
+                if error.name != module:
+                    raise
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-ready form of params (tuples become lists, configs become dicts)."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, ResNetConfig):
+        return _canonical(asdict(value))
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise TypeError(f"experiment params must be JSON-like (str, number, bool, list, dict); got {value!r}")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    text = json.dumps(_canonical(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_dir_for(name: str, params: Mapping[str, Any], profile: str | Profile) -> Path:
+    """The folder that holds (or will hold) this run's results."""
+    profile = get_profile(profile)
+    _, version = _lookup(name)
+    config = {"experiment": name, "version": version, "params": _canonical(params),
+              "profile": profile.to_dict()}
+    return results_root() / profile.name / name / config_hash(config)
+
+
+def _load_finished(name: str, params: dict[str, Any], path: Path) -> RunResult:
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+        history = pd.read_csv(path / "history.csv")
+        if not (path / "model.pt").exists():
+            raise FileNotFoundError(path / "model.pt")
+    except (OSError, ValueError) as error:
+        raise CorruptRunError(
+            f"run {path} is marked finished but its results cannot be read ({error}); "
+            f"delete that folder to run it again"
+        ) from error
+    return RunResult(name, params, summary, history, path, loaded_from_cache=True)
+
+
+def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Profile = "quick",
+        progress: bool = True) -> RunResult:
+    """Run experiment `name` with `params` on `profile`, or load it when it has finished before."""
+    profile = get_profile(profile)
+    params = _canonical(dict(params or {}))
+    function, version = _lookup(name)
+    path = run_dir_for(name, params, profile)
+    if (path / "DONE").exists():
+        return _load_finished(name, params, path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"experiment": name, "version": version, "params": params, "profile": profile.to_dict()}
+    _write_text_atomic(path / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    start = time.perf_counter()
+    output = function(RunContext(name=name, params=params, profile=profile, run_dir=path, progress=progress))
+    history_tmp = path / "history.csv.tmp"
+    output.history.to_csv(history_tmp, index=False)
+    os.replace(history_tmp, path / "history.csv")
+    _write_text_atomic(path / "summary.json", json.dumps(_jsonable(output.summary), indent=2, sort_keys=True))
+    model = output.model
+    atomic_torch_save({"spec": model.spec.to_dict() if model is not None else None,
+                       "state_dict": model.state_dict() if model is not None else None}, path / "model.pt")
+    _write_text_atomic(path / "DONE", json.dumps({"seconds": time.perf_counter() - start}))
+    for checkpoint in path.glob("checkpoint_*.pt"):
+        checkpoint.unlink()
+    return RunResult(name, params, json.loads((path / "summary.json").read_text()), output.history, path,
+                     loaded_from_cache=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+@dataclass
+class SweepResult:
+    """Tidy results of many runs: `summary` has one row per run, `history` one row per run and epoch."""
+
+    summary: pd.DataFrame
+    history: pd.DataFrame
+    runs: list[RunResult]
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    return {prefix: value}
+
+
+def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profile = "quick",
+          progress: bool = True) -> SweepResult:
+    """Run (or load) `name` for every params mapping of `grid`; params become columns of both frames."""
+    grid = list(grid)
+    results = []
+    for params in tqdm(grid, desc=f"{name} sweep", disable=not progress):
+        results.append(run(name, params, profile=profile, progress=progress))
+    summary_rows, histories = [], []
+    for result in results:
+        columns = _flat("", result.params)
+        summary_rows.append({**columns, **_flat("", result.summary)})
+        history = result.history.copy()
+        for key, value in columns.items():
+            history[key] = value if not isinstance(value, list) else str(value)
+        histories.append(history)
+    return SweepResult(pd.DataFrame(summary_rows), pd.concat(histories, ignore_index=True), results)
+
+
+def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every combination of the given axes, once per seed of the profile."""
+    profile = get_profile(profile)
+    keys = list(axes)
+    combos = itertools.product(*(axes[k] for k in keys)) if keys else [()]
+    return [{**dict(zip(keys, combo)), "seed": seed} for combo in combos for seed in profile.seeds]
+
+
+def summarize_training(history: pd.DataFrame, model: ResNet | None = None) -> dict[str, Any]:
+    """The scalar results every training run reports."""
+    last = history.iloc[-1]
+    return {
+        "final_acc": float(last["test_acc"]),
+        "best_acc": float(history["test_acc"].max()),
+        "mean_epoch_time": float(history["epoch_time"].mean()),
+        "std_epoch_time": float(history["epoch_time"].std(ddof=1)) if len(history) > 1 else 0.0,
+        "total_time": float((history["epoch_time"] + history["hook_time"]).sum()),
+        "final_params": int(last["params"]),
+        "final_flops": int(last["flops"]),
+        "epochs": int(len(history)),
+    }
+
+
+@experiment("baseline")
+def baseline(context: RunContext) -> RunOutput:
+    """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
+
+    params: model ("wide" | "narrow"), schedule ("step" | "constant"), seed, and optionally any TrainConfig
+    field (e.g. lr, batch_size, precision, optimizer).
+    """
+    params = dict(context.params)
+    base = params.pop("model", "wide")
+    if base not in BASE_MODELS:
+        raise ValueError(f"unknown model {base!r}; use one of {sorted(BASE_MODELS)}")
+    seed = int(params.pop("seed", 0))
+    config = context.train_config(seed=seed, **params)
+    model = seeded_model(context.resnet_config(base), seed)
+    trainer = context.trainer(model, config)
+    history = trainer.fit()
+    return RunOutput(history=history, summary=summarize_training(history), model=trainer.model)

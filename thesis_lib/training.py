@@ -1,0 +1,399 @@
+"""The training loop every chapter uses (section 3.1.4 and 2.8 / 2.9).
+
+SGD with momentum and weight decay (or LARS), constant or step learning-rate schedules, mixed precision
+(bf16, or fp16 with a gradient scaler) and channels_last on CUDA, a per-epoch history, an atomic checkpoint
+after every epoch with exact resume, and hooks through which later chapters add a loss term (group lasso,
+MorphNet) or replace the model and optimizer between epochs (PruneTrain, Net2Net, batch adaptation).
+
+The learning rate of epoch e is `config.lr_at(e) * trainer.lr_scale`; it is set on the optimizer at the start
+of every epoch, so a hook that swaps the optimizer or scales the batch needs no scheduler object to follow.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import Dataset, DeviceLoader
+from .models import ResNet, ResNetSpec, build_resnet, count_flops, count_parameters
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("constant", "step")
+OPTIMIZERS = ("sgd", "lars")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run. Defaults follow the thesis baseline (section 3.1.4)."""
+
+    epochs: int = 180
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    milestones: tuple[int, ...] = (93, 150)
+    lr_decay: float = 0.1
+    optimizer: str = "sgd"
+    lars_trust: float = 0.001
+    precision: str = "fp32"
+    channels_last: bool = False
+    seed: int = 0
+    augment: bool = True
+    padding: int = 4
+    flip: bool = True
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} / {self.eval_batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {OPTIMIZERS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must be increasing, got {self.milestones}")
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based `epoch`: constant, or decayed by `lr_decay` at every milestone passed."""
+        if self.schedule == "constant":
+            return self.lr
+        passed = sum(1 for m in self.milestones if epoch >= m)
+        return self.lr * self.lr_decay**passed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017; thesis section 2.9).
+
+    Each parameter tensor's step is scaled by trust * ||w|| / (||g|| + wd * ||w||). Biases and BN parameters
+    (1-d tensors) are excluded from the scaling and from weight decay, as is customary.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.9,
+                 weight_decay: float = 0.0, trust: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if p.ndim > 1:
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                    denominator = g_norm + group["weight_decay"] * w_norm
+                    trust = torch.where(
+                        (w_norm > 0) & (denominator > 0), group["trust"] * w_norm / denominator,
+                        torch.ones_like(w_norm),
+                    )
+                    grad = grad * trust
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = grad.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of `config` over the model's parameters, in `model.parameters()` order."""
+    if config.optimizer == "lars":
+        return LARS(model.parameters(), lr=config.lr, momentum=config.momentum,
+                    weight_decay=config.weight_decay, trust=config.lars_trust)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+class TrainingHook:
+    """Extension points of the training loop; every method is optional.
+
+    - `loss_term` returns an extra differentiable loss (eq. 2.2 group lasso, eq. 2.11 MorphNet penalty);
+    - `on_epoch_end` may add columns to the epoch's record and call `trainer.replace_model(...)` or change
+      `trainer.batch_size` / `trainer.lr_scale` for the following epochs;
+    - `state_dict` / `load_state_dict` carry the hook's own state through a checkpoint, so a resumed run
+      continues exactly.
+    """
+
+    def on_train_start(self, trainer: "Trainer") -> None:
+        """Called once before the first epoch trained in this process (also after a resume)."""
+
+    def loss_term(self, trainer: "Trainer", outputs: torch.Tensor, targets: torch.Tensor,
+                  loss: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, trainer: "Trainer") -> None:
+        """Called after every optimizer step."""
+
+    def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None:
+        """Called after the epoch's evaluation, before the checkpoint is written."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so wall-clock timings measure the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Trainer:
+    """Trains `model` on `data` with `config`; `fit()` returns the per-epoch history as a DataFrame.
+
+    With `checkpoint_path`, the full state (spec, weights, optimizer, scaler, history, hook states, RNG) is
+    written atomically after every epoch; a new Trainer over the same path resumes after the last finished
+    epoch and reproduces the uninterrupted run's history (exactly on the CPU).
+    """
+
+    model: nn.Module
+    data: Dataset
+    config: TrainConfig
+    hooks: Sequence[TrainingHook] = ()
+    device: str | torch.device = "cpu"
+    checkpoint_path: Path | None = None
+    progress: bool = True
+    description: str = "train"
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        if self.config.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 training needs CUDA (use precision='bf16' or 'fp32' on the CPU)")
+        self.batch_size = self.config.batch_size
+        self.lr_scale = 1.0
+        self.epoch = 0
+        self.step_count = 0
+        self.data = self.data.to(self.device)
+        self._set_model(self.model.to(self.device), make_optimizer(self.model, self.config))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.precision == "fp16")
+        self.train_loader = DeviceLoader(
+            self.data.train_x, self.data.train_y, batch_size=self.batch_size, shuffle=True,
+            augment=self.config.augment, padding=self.config.padding, flip=self.config.flip,
+            seed=self.config.seed,
+        )
+        self._flops_cache: dict[str, int] = {}
+        if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            self._load_checkpoint(Path(self.checkpoint_path))
+
+    def _set_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self.config.channels_last and self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model, self.optimizer = model, optimizer
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """A fresh optimizer of this run's kind for `model` (hooks carry state into it via surgery)."""
+        return make_optimizer(model, self.config)
+
+    def replace_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net)."""
+        self._set_model(model.to(self.device), optimizer)
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def fit(self) -> pd.DataFrame:
+        """Train the remaining epochs and return the whole history (one row per epoch)."""
+        for hook in self.hooks:
+            hook.on_train_start(self)
+        epochs = range(self.epoch, self.config.epochs)
+        bar = tqdm(epochs, desc=self.description, disable=not self.progress, leave=False,
+                   initial=self.epoch, total=self.config.epochs)
+        for epoch in bar:
+            record = self._train_epoch(epoch)
+            bar.set_postfix(acc=f"{record['test_acc']:.3f}", loss=f"{record['train_loss']:.3f}")
+        bar.close()
+        return self.history_frame()
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        lr = self.config.lr_at(epoch) * self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loader = self.train_loader
+        loader.batch_size = self.batch_size
+        loader.set_epoch(epoch)
+        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        self.model.train()
+        synchronize(self.device)
+        start = time.perf_counter()
+        for x, y in loader:
+            if self.config.channels_last and self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=autocast_dtype or torch.float32,
+                                enabled=autocast_dtype is not None):
+                outputs = self.model(x)
+                loss = nn.functional.cross_entropy(outputs, y)
+            total = loss
+            for hook in self.hooks:
+                extra = hook.loss_term(self, outputs, y, loss)
+                if extra is not None:
+                    total = total + extra
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step_count += 1
+            for hook in self.hooks:
+                hook.after_step(self)
+            loss_sum += loss.detach().float() * len(y)
+            correct += (outputs.detach().argmax(1) == y).sum()
+            seen += len(y)
+        synchronize(self.device)
+        epoch_time = time.perf_counter() - start
+        test_loss, test_acc = evaluate(self.model, self.data.test_x, self.data.test_y,
+                                       self.config.eval_batch_size, autocast_dtype)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "batch_size": self.batch_size,
+            "train_loss": float(loss_sum) / seen,
+            "train_acc": float(correct) / seen,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "epoch_time": epoch_time,
+            "params": count_parameters(self.model),
+            "flops": self.flops(),
+        }
+        hook_start = time.perf_counter()
+        for hook in self.hooks:
+            hook.on_epoch_end(self, record)
+        synchronize(self.device)
+        record["hook_time"] = time.perf_counter() - hook_start
+        self.history.append(record)
+        self.epoch = epoch + 1
+        if self.checkpoint_path is not None:
+            self._save_checkpoint(Path(self.checkpoint_path))
+        return record
+
+    def flops(self) -> int:
+        """Forward FLOPs of one training image for the current model (cached per architecture)."""
+        spec = getattr(self.model, "spec", None)
+        key = spec.to_json() if isinstance(spec, ResNetSpec) else str(id(self.model))
+        if key not in self._flops_cache:
+            self._flops_cache[key] = count_flops(self.model, tuple(self.data.train_x.shape[1:]))
+        return self._flops_cache[key]
+
+    def _save_checkpoint(self, path: Path) -> None:
+        state = {
+            "epoch": self.epoch,
+            "step_count": self.step_count,
+            "batch_size": self.batch_size,
+            "lr_scale": self.lr_scale,
+            "spec": self.model.spec.to_dict() if isinstance(self.model, ResNet) else None,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "hooks": [hook.state_dict() for hook in self.hooks],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "config": self.config.to_dict(),
+        }
+        atomic_torch_save(state, path)
+
+    def _load_checkpoint(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as error:  # a torn or foreign file: say so, never train over it silently
+            raise RuntimeError(
+                f"checkpoint {path} cannot be read ({error}); delete it to start this run afresh"
+            ) from error
+        if state.get("config") != self.config.to_dict():
+            raise RuntimeError(
+                f"checkpoint {path} was written by a run with a different TrainConfig; "
+                "use another checkpoint path or delete it"
+            )
+        if len(state["hooks"]) != len(self.hooks):
+            raise RuntimeError(f"checkpoint {path} has {len(state['hooks'])} hook states, this run has "
+                               f"{len(self.hooks)} hooks")
+        model = build_resnet(ResNetSpec.from_dict(state["spec"])) if state["spec"] is not None else self.model
+        model.load_state_dict(state["model"])
+        model = model.to(self.device)
+        optimizer = make_optimizer(model, self.config)
+        optimizer.load_state_dict(state["optimizer"])
+        self._set_model(model, optimizer)
+        self.scaler.load_state_dict(state["scaler"])
+        for hook, hook_state in zip(self.hooks, state["hooks"]):
+            hook.load_state_dict(hook_state)
+        self.epoch = state["epoch"]
+        self.step_count = state["step_count"]
+        self.batch_size = state["batch_size"]
+        self.lr_scale = state["lr_scale"]
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
+             autocast_dtype: torch.dtype | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` in eval mode on (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with torch.autocast(xb.device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            outputs = model(xb)
+        loss_sum += float(nn.functional.cross_entropy(outputs.float(), yb, reduction="sum"))
+        correct += int((outputs.argmax(1) == yb).sum())
+    model.train(was_training)
+    n = max(len(y), 1)
+    return loss_sum / n, correct / n
+
+
+def seeded_model(spec_or_config: Any, seed: int) -> ResNet:
+    """Build a ResNet with its initial weights fixed by `seed` (the thesis's reproducible seeds, 3.1.4)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_resnet(spec_or_config)
+
+
+def training_flops(history: pd.DataFrame, n_train: int) -> float:
+    """Training FLOPs of a run: forward FLOPs per image x 3 (forward + backward) x images x epochs."""
+    return float(3 * n_train * history["flops"].sum())
+
