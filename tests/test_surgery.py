@@ -23,6 +23,15 @@ SMALL_CONFIGS = {
 }
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are tiny: extra intra-op threads cost more than they save, most of all on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def channel_dims(model: torch.nn.Module) -> set[tuple[str, int]]:
     """Every (key, dim) of the state dict that indexes channels (all dims of weights, dim 0 of vectors)."""
     dims = set()
@@ -503,7 +512,8 @@ def test_insert_layer_carries_and_shifts_layers():
 
     before_first, name = insert_layer(model, 1, 0, after_layer=0)  # the new first layer takes the stride
     transition = before_first.stages[1].blocks[0]
-    assert name == "stages.1.blocks.0.conv1" and transition.conv1.stride == (2, 2) and transition.conv2.stride == (1, 1)
+    assert name == "stages.1.blocks.0.conv1"
+    assert transition.conv1.stride == (2, 2) and transition.conv2.stride == (1, 1)
     assert transition.conv1.weight.shape[:2] == (model.spec.stages[0].width,) * 2
     assert torch.equal(transition.conv2.weight, model.stages[1].blocks[0].conv1.weight)
     after_last, name = insert_layer(model, 0, 0, after_layer=2, kernel_size=1)

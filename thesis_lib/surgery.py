@@ -408,7 +408,8 @@ def _check_stage(spec: ResNetSpec, stage: int) -> StageSpec:
 def _check_block(spec: ResNetSpec, stage: int, block: int) -> BlockSpec:
     blocks = _check_stage(spec, stage).blocks
     if not 0 <= block < len(blocks):
-        raise ValueError(f"stage {stage} has {len(blocks)} blocks (indices 0..{len(blocks) - 1}), got block {block}")
+        raise ValueError(f"stage {stage} has {len(blocks)} blocks (indices 0..{len(blocks) - 1}), "
+                         f"got block {block}")
     return blocks[block]
 
 
