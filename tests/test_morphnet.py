@@ -329,13 +329,16 @@ def test_tiny_search_on_digits_stays_within_budget(digits):
     budget = spec_cost(ResNetConfig(stages=2, blocks=(1, 1), widths=(6, 12), in_channels=1), "flops", INPUT)
     config = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=False)
     result = morphnet_search(seed, digits, config, resource="flops", budget=budget, iterations=1,
-                             relative_strength=5.0, gamma_threshold=0.5, progress=False)
+                             relative_strength=5.0, gamma_threshold=0.9, progress=False)
     kinds = [(s.iteration, s.kind) for s in result.structures]
     assert kinds == [(0, "seed"), (1, "shrunk"), (1, "expanded")]
     seed_structure, shrunk, expanded = result.structures
     assert seed_structure.config == seed and seed_structure.flops == count_flops(build_resnet(seed), INPUT)
-    assert shrunk.cost <= seed_structure.cost
-    assert expanded.cost == count_flops(build_resnet(expanded.spec), INPUT) <= budget
+    assert shrunk.cost < seed_structure.cost  # a strong penalty and a high threshold: channels died
+    assert shrunk.flops == count_flops(build_resnet(shrunk.spec), INPUT)
+    assert shrunk.cost < expanded.cost == count_flops(build_resnet(expanded.spec), INPUT) <= budget
+    larger = scale_spec(shrunk.spec, next_breakpoint(shrunk.spec, expanded.omega))
+    assert count_flops(build_resnet(larger), INPUT) > budget
     assert expanded.spec == scale_spec(shrunk.spec, expanded.omega)
     assert result.model.spec == result.final_spec == expanded.spec
     assert len(result.retrain_history) == 1 and "morphnet_cost" not in result.retrain_history
