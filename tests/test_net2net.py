@@ -120,8 +120,8 @@ def test_independent_maps_for_the_producers_of_one_stream_break_preservation():
     own_map = shared_map.clone()
     own_map[old:] = (shared_map[old:] + 1) % old  # every new channel of this one producer copies another one
     copy_producer_through(student, model, conv, bn, own_map, old)
-    assert logit_gap(model, student, training=False) > 1e-2
-    assert logit_gap(model, student, training=True) > 1e-2
+    assert logit_gap(model, student, training=False) > 100 * TOLERANCE  # measured: 1.1e-2
+    assert logit_gap(model, student, training=True) > 100 * TOLERANCE  # measured: 0.28
 
 
 def test_noise_perturbs_only_new_filters_by_an_amount_proportional_to_it():
@@ -291,6 +291,27 @@ def test_bad_input_is_a_clear_value_error():
         widen(model, factor=2, init="zeros")
     with pytest.raises(ValueError, match="init='net2net' only"):
         widen(model, factor=2, init="random", noise=0.1)
+    with pytest.raises(ValueError, match="stage 2 has no blocks"):
+        widen(teacher(irregular_spec()), stages=2, widths=[9])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    model = teacher(BOTTLENECK).cuda()
+    data = images(model, batch=16, seed=7).cuda()
+    wider = widen(model, factor=1.5, noise=0.0, generator=torch.Generator().manual_seed(0))
+    deeper = deepen(wider, 1, generator=torch.Generator().manual_seed(0))
+    student = deepen(deeper, 1, 1, kind="layer", block=0, data=data)
+    assert next(student.parameters()).is_cuda
+    x = images(model).cuda()
+    model.eval()
+    student.eval()
+    with torch.no_grad():
+        assert float((model(x) - student(x)).abs().max()) <= TOLERANCE
+    noisy = widen(model, factor=1.5, noise=0.01, generator=torch.Generator().manual_seed(0))
+    baseline = widen(model, factor=1.5, init="random", generator=torch.Generator().manual_seed(0))
+    assert next(noisy.parameters()).is_cuda and next(baseline.parameters()).is_cuda
 
 
 def toy_data() -> Dataset:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .models import ResNet, build_resnet
-from .surgery import channel_groups, insert_block, insert_layer, map_channels
+from .surgery import ChannelGroup, channel_groups, insert_block, insert_layer, map_channels
 from .training import TrainConfig, Trainer, TrainingHook, make_optimizer
 
 INITS = ("net2net", "random")
@@ -70,7 +70,7 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
     init="net2net": Net2WiderNet through one random map per group (see the module docstring); with
     noise = 0 the new net computes the same function as `model`. noise > 0 breaks the symmetry between a
     channel and its copies (thesis 2.5): each new channel's incoming conv filter gets Gaussian noise with
-    standard deviation noise * std(teacher's weight tensor), drawn from `generator`. The original channels
+    standard deviation noise * std(teacher's weight tensor) (population std), drawn from `generator`. The original channels
     are not perturbed.
     init="random" (the chapter 6.2 baseline): a fresh network of the new shape (PyTorch's default init,
     seeded from `generator`) into which every old weight and BN statistic is copied at its old index;
@@ -90,8 +90,7 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
             raise ValueError(f"group {name!r} has {groups[name].size} channels; cannot widen it to {size}")
     grown = {name: size for name, size in sizes.items() if size > groups[name].size}
     index_maps = {name: wider_index_map(groups[name].size, size, generator) for name, size in grown.items()}
-    device = _device_of(model)
-    student = map_channels(model, index_maps, divide_readers=init == "net2net").to(device)
+    student = map_channels(model, index_maps, divide_readers=init == "net2net")
     if init == "random":
         return _random_init_like(model, student, generator)
     if noise > 0:
@@ -118,7 +117,7 @@ def _random_init_like(teacher: ResNet, student: ResNet, generator: torch.Generat
     return fresh
 
 
-def _add_symmetry_breaking_noise(teacher: ResNet, student: ResNet, grown: Sequence[Any], noise: float,
+def _add_symmetry_breaking_noise(teacher: ResNet, student: ResNet, grown: Sequence[ChannelGroup], noise: float,
                                  generator: torch.Generator | None) -> None:
     teacher_state, student_state = teacher.state_dict(), student.state_dict()
     with torch.no_grad():
@@ -128,7 +127,7 @@ def _add_symmetry_breaking_noise(teacher: ResNet, student: ResNet, grown: Sequen
                 if weight.dim() != 4:
                     continue
                 new_filters = weight[group.size:]
-                scale = noise * float(teacher_state[key].float().std())
+                scale = noise * float(teacher_state[key].float().std(correction=0))
                 draw = torch.randn(new_filters.shape, generator=generator, dtype=weight.dtype)
                 new_filters.add_(draw.to(weight.device), alpha=scale)
 
@@ -157,7 +156,9 @@ def widen(model: ResNet, stages: int | Sequence[int] | None = None, factor: floa
       segment, as in bottleneck nets) scale by the same ratio, rounded up; so a ResNetConfig net widened
       to widths k' has the shape of ResNetConfig(widths=k').
     `blocks` picks which blocks of each selected stage get wider internal widths: "all", or a sequence of
-    block indices (empty: widen only the stream). See `widen_groups` for `noise`, `init` and `generator`.
+    block indices (empty: widen only the stream). A stage without blocks has no stream of its own (it
+    passes the previous stage's through); `factor` skips it, `widths` must leave it as it is.
+    See `widen_groups` for `noise`, `init` and `generator`.
     """
     spec = model.spec
     if stages is None:
@@ -195,8 +196,14 @@ def widen(model: ResNet, stages: int | Sequence[int] | None = None, factor: floa
             count = len(spec.stages[stage].blocks)
             if any(not 0 <= b < count for b in blocks):
                 raise ValueError(f"block indices {blocks} out of range for stage {stage} with {count} blocks")
+    groups = channel_groups(model)
+    if widths is not None:
+        owners = {0 if group.name == "stem" else group.stage for group in groups}
+        for stage, width in zip(selected, widths):
+            if stage not in owners and width != spec.stages[stage].width:
+                raise ValueError(f"stage {stage} has no blocks: its stream is the previous stage's; widen that one")
     sizes = {}
-    for group in channel_groups(model):
+    for group in groups:
         stage = 0 if group.name == "stem" else group.stage
         if stage not in scales:
             continue
@@ -239,12 +246,10 @@ def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "
     spec = model.spec
     if not 0 <= stage < len(spec.stages):
         raise ValueError(f"unknown stage {stage}; the model has stages 0..{len(spec.stages) - 1}")
-    device = _device_of(model)
     if kind == "block":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed_from(generator))
             student, name = insert_block(model, stage, position)
-        student = student.to(device)
         if init == "net2net":
             new_block = student.get_submodule(name)
             last_bn = getattr(new_block, f"bn{new_block.num_layers}")
@@ -266,7 +271,6 @@ def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed_from(generator))
         student, conv_name = insert_layer(model, stage, block, after_layer, kernel_size)
-    student = student.to(device)
     if init == "net2net":
         _make_identity_layer(student, conv_name, data)
     return student
@@ -280,7 +284,7 @@ def _make_identity_layer(student: ResNet, conv_name: str, data: torch.Tensor) ->
     centre = (conv.kernel_size[0] - 1) // 2
     with torch.no_grad():
         conv.weight.zero_()
-        channels = torch.arange(conv.out_channels)
+        channels = torch.arange(conv.out_channels, device=conv.weight.device)
         conv.weight[channels, channels, centre, centre] = 1.0
     captured: list[torch.Tensor] = []
     handle = conv.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
