@@ -1,0 +1,311 @@
+"""PruneTrain: group lasso (eq. 2.2), lambda (eq. 2.3), thresholding, channel union (fig. 2.7), training."""
+
+import dataclasses
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from thesis_lib.data import Dataset, load_dataset
+from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, count_parameters
+from thesis_lib.prunetrain import (
+    PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda, lasso_penalty_ratio,
+    member_alive_channels, prune_plan, training_flops_summary, zero_small_weights_,
+)
+from thesis_lib.surgery import select_channels
+from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
+
+TIMING_COLUMNS = ["epoch_time", "hook_time"]
+
+
+def slice_norm_by_loops(values: list) -> float:
+    """L2 norm of a nested list of numbers, by plain Python."""
+    flat, stack = [], [values]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            flat.append(item)
+    return math.sqrt(sum(v * v for v in flat))
+
+
+def group_lasso_by_loops(model: nn.Module) -> float:
+    """Eq. 2.2 with explicit loops over every conv's filters and input slices (module walk, no surgery)."""
+    total = 0.0
+    for name, module in model.named_modules():
+        weight = module.weight.detach().tolist() if isinstance(module, (nn.Conv2d, nn.Linear)) else None
+        if weight is None:
+            continue
+        out_channels, in_channels = len(weight), len(weight[0])
+        if isinstance(module, nn.Conv2d):
+            total += sum(slice_norm_by_loops(weight[c]) for c in range(out_channels))
+        if name != "stem_conv":
+            total += sum(slice_norm_by_loops([weight[c][k] for c in range(out_channels)])
+                         for k in range(in_channels))
+    return total
+
+
+def stem_shortcut_spec() -> ResNetSpec:
+    """Two stages; stage 0's first block has a shortcut conv (a separate "stem" group), 3-layer blocks."""
+    return ResNetSpec(
+        in_channels=2, stem_width=3, num_classes=4,
+        stages=(
+            StageSpec(5, (BlockSpec((4, 2), (3, 1, 3), 1, 1), BlockSpec((3, 3), (3, 3, 3)))),
+            StageSpec(6, (BlockSpec((4, 4), (3, 3, 3), 2, 3),)),
+        ),
+    )
+
+
+def test_group_lasso_equals_loop_computation():
+    for spec in (stem_shortcut_spec(), ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1,
+                                                     num_classes=3).to_spec()):
+        model = seeded_model(spec, seed=3)
+        with torch.no_grad():
+            model.stages[0].blocks[0].conv1.weight[1] = 0.0  # an all-zero filter contributes 0
+        value = group_lasso(model)
+        assert value.item() == pytest.approx(group_lasso_by_loops(model), rel=1e-5)
+        value.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_lasso_lambda_numbers_and_ratio_at_step_zero():
+    assert lasso_lambda(2.0, 10.0, 0.2) == pytest.approx(0.2 * 2.0 / (0.8 * 10.0))
+    assert lasso_penalty_ratio(2.0, 10.0, 0.05) == pytest.approx(0.5 / 2.5)
+
+    data = load_dataset("digits")
+    model = seeded_model(ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1), seed=0)
+    x, y = data.train_x[:64], data.train_y[:64]
+    outputs = model(x)
+    loss = nn.functional.cross_entropy(outputs, y)
+    hook = PruneTrain(lasso_ratio=0.3)
+    trainer_view = type("TrainerView", (), {"model": model})()
+    term = hook.loss_term(trainer_view, outputs, y, loss)
+    assert isinstance(hook.lambda_, float)
+    assert term.requires_grad
+    ratio = term.item() / (loss.item() + term.item())
+    assert ratio == pytest.approx(0.3, abs=1e-6)
+    assert lasso_penalty_ratio(loss, group_lasso(model), hook.lambda_) == pytest.approx(0.3, abs=1e-6)
+    first_lambda = hook.lambda_
+    hook.loss_term(trainer_view, outputs, y, loss * 3)
+    assert hook.lambda_ == first_lambda  # fixed after the first mini-batch
+
+
+# The worked example after fig. 2.7: a stem (layer 1), one block of three convs (layers 2, 3, 4) adding
+# into the stem's stream, and fc; the channels with nonzero weights per layer after thresholding.
+THESIS_INPUTS = {1: [0, 1, 2], 2: [0, 1, 3, 5, 6, 7], 3: [0, 1, 2, 4, 5, 6, 7], 4: [0, 1, 3, 4, 6, 7],
+                 "fc": [0, 1, 3, 4, 5, 6]}
+THESIS_OUTPUTS = {1: [0, 1, 4, 5, 6, 7], 2: [0, 1, 2, 4, 5, 6, 7], 3: [0, 1, 2, 3, 5, 6, 7],
+                  4: [0, 1, 3, 4, 5, 6, 7], "fc": list(range(11))}
+THESIS_MODULES = {1: "stem_conv", 2: "stages.0.blocks.0.conv1", 3: "stages.0.blocks.0.conv2",
+                  4: "stages.0.blocks.0.conv3", "fc": "classifier"}
+
+
+def test_channel_union_reproduces_thesis_worked_example():
+    a, e = THESIS_OUTPUTS, THESIS_INPUTS
+    assert channel_union([a[2], e[3]]) == [0, 1, 2, 4, 5, 6, 7]  # H = (2, 3): channel 3 goes
+    assert channel_union([a[3], e[4]]) == list(range(8))  # H = (3, 4): input 5 of layer 4 stays
+    assert channel_union([a[1], a[4], e[2], e["fc"]]) == [0, 1, 3, 4, 5, 6, 7]  # stream: channel 2 goes
+
+
+def thesis_example_model() -> nn.Module:
+    """The network of the worked example, its weights zeroed so that the alive lists are the thesis's."""
+    spec = ResNetSpec(in_channels=3, stem_width=8, num_classes=11,
+                      stages=(StageSpec(8, (BlockSpec((8, 8), (3, 3, 3)),)),))
+    model = seeded_model(spec, seed=1)
+    with torch.no_grad():
+        for layer, name in THESIS_MODULES.items():
+            weight = model.get_submodule(name).weight
+            weight[[c for c in range(weight.shape[0]) if c not in THESIS_OUTPUTS[layer]]] = 0.0
+            weight[:, [k for k in range(weight.shape[1]) if k not in THESIS_INPUTS[layer]]] = 0.0
+        generator = torch.Generator().manual_seed(0)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                for tensor in (module.weight, module.bias, module.running_mean):
+                    tensor.copy_(torch.randn(tensor.shape, generator=generator))
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+    return model
+
+
+def test_prune_plan_of_thesis_example_network_and_exact_removal():
+    model = thesis_example_model()
+    alive = member_alive_channels(model)
+    assert alive["stage0.stream"] == {
+        "stem_conv.out": THESIS_OUTPUTS[1], "stages.0.blocks.0.conv3.out": THESIS_OUTPUTS[4],
+        "stages.0.blocks.0.conv1.in": THESIS_INPUTS[2], "classifier.in": THESIS_INPUTS["fc"]}
+    assert alive["stage0.block0.layer1"] == {"stages.0.blocks.0.conv1.out": THESIS_OUTPUTS[2],
+                                             "stages.0.blocks.0.conv2.in": THESIS_INPUTS[3]}
+    plan = prune_plan(model)
+    assert plan == {"stage0.stream": [0, 1, 3, 4, 5, 6, 7], "stage0.block0.layer1": [0, 1, 2, 4, 5, 6, 7],
+                    "stage0.block0.layer2": list(range(8))}
+    assert dead_channels(model) == {"stage0.stream": [2], "stage0.block0.layer1": [3], "stage0.block0.layer2": []}
+
+    # Removing the dead channels keeps the outputs although the dead producers' BNs emit nonzero constants.
+    smaller = select_channels(model, plan)
+    x = torch.randn(5, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    model.eval(), smaller.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(smaller(x), model(x), rtol=0, atol=1e-5)
+    assert smaller.stem_conv.weight.shape[0] == 7 and smaller.stages[0].blocks[0].conv1.weight.shape[0] == 7
+
+
+def test_prune_plan_empties_internal_group_but_keeps_one_stream_channel():
+    model = seeded_model(ResNetConfig(stages=1, blocks=(2,), widths=(4,), in_channels=1), seed=0)
+    with torch.no_grad():
+        model.stages[0].blocks[1].conv1.weight.zero_()
+        model.stages[0].blocks[1].conv2.weight.zero_()
+        model.stages[0].blocks[0].conv1.weight[:2] = 0.0
+        model.stages[0].blocks[0].conv2.weight[:, 1:] = 0.0
+    plan = prune_plan(model)
+    assert plan["stage0.block1.layer1"] == []
+    assert plan["stage0.block0.layer1"] == [0, 2, 3]
+    assert plan["stage0.stream"] == [0, 1, 2, 3]
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                module.weight.zero_()
+    assert prune_plan(model) == {"stage0.stream": [0], "stage0.block0.layer1": [], "stage0.block1.layer1": []}
+
+
+def test_thresholding_zeroes_exactly_small_magnitudes_in_place():
+    model = seeded_model(ResNetConfig(stages=1, blocks=(1,), widths=(2,), in_channels=1), seed=0)
+    conv = model.stages[0].blocks[0].conv1
+    values = torch.tensor([-5e-5, 5e-5, -1e-4, 1e-4, -2e-4, 3e-3, 0.0, -0.99e-4, 1.01e-4])
+    with torch.no_grad():
+        conv.weight.view(-1)[:9] = values
+        model.classifier.weight[0, 0] = -3e-5
+        model.stages[0].blocks[0].bn1.weight.fill_(1e-6)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    zeroed = zero_small_weights_(model, 1e-4)
+    after = dict(model.named_parameters())
+    expected_first = torch.tensor([0.0, 0.0, -1e-4, 1e-4, -2e-4, 3e-3, 0.0, 0.0, 1.01e-4])
+    assert torch.equal(conv.weight.view(-1)[:9], expected_first)
+    assert model.classifier.weight[0, 0].item() == 0.0
+    expected_count = 0
+    for name, old in before.items():
+        is_weight = name.endswith("weight") and old.ndim > 1
+        small = (old.abs() < 1e-4) & is_weight
+        expected_count += int((small & (old != 0)).sum())
+        assert torch.equal(after[name].detach(), torch.where(small, torch.zeros_like(old), old)), name
+    assert zeroed == expected_count
+    assert torch.all(model.stages[0].blocks[0].bn1.weight == 1e-6)  # BN untouched
+
+
+def tiny_digits_model() -> nn.Module:
+    return seeded_model(ResNetConfig(stages=2, blocks=(2, 1), widths=(8, 12), in_channels=1), seed=0)
+
+
+def small_digits() -> Dataset:
+    """512 training images of digits: 8 steps of 64 per epoch keep the runs below a few seconds."""
+    data = load_dataset("digits")
+    return dataclasses.replace(data, train_x=data.train_x[:512], train_y=data.train_y[:512])
+
+
+def digits_config(epochs: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=64, lr=0.01, schedule="constant", augment=False)
+
+
+def strong_prunetrain(**kwargs) -> PruneTrain:
+    """A lasso ratio and threshold far above the defaults, so that a tiny net shrinks within 4 epochs."""
+    return PruneTrain(lasso_ratio=0.9, threshold=2e-2, interval=2, **kwargs)
+
+
+def main_paths(spec: ResNetSpec) -> list[list[bool]]:
+    return [[block.has_main_path for block in stage.blocks] for stage in spec.stages]
+
+
+def test_prunetrain_on_digits_shrinks_network_and_reconfiguration_is_exact():
+    data = small_digits()
+    captured = []
+
+    def compare_outputs(trainer, old_model, new_model):
+        old_model.eval(), new_model.eval()
+        with torch.no_grad():
+            captured.append((old_model(data.test_x), new_model(data.test_x), old_model.spec, new_model.spec))
+
+    trainer = Trainer(tiny_digits_model(), data, digits_config(6), hooks=[strong_prunetrain(
+        on_reconfigure=compare_outputs)], progress=False)
+    history = trainer.fit()
+
+    assert history["reconfigured"].tolist() == [False, False, False, True, False, True]
+    assert len(captured) == 2
+    old_outputs, new_outputs, old_spec, new_spec = captured[0]
+    assert main_paths(new_spec) == main_paths(old_spec)  # channels removed, no block dropped: exact
+    assert history["removed_main_paths"].iloc[3] == 0
+    torch.testing.assert_close(new_outputs, old_outputs, rtol=0, atol=1e-5)
+    assert history["params_after"].iloc[-1] < 0.5 * history["params"].iloc[0]
+    assert history["flops_after"].iloc[-1] < 0.5 * history["flops"].iloc[0]
+    assert history["params"].iloc[4] == history["params_after"].iloc[3] < history["params"].iloc[3]
+    assert json.loads(history["channels"].iloc[-1]) == channel_sizes(trainer.model)
+    first, shrunk = json.loads(history["channels"].iloc[0]), json.loads(history["channels"].iloc[3])
+    assert sum(first.values()) - sum(shrunk.values()) == history["removed_channels"].iloc[3] > 0
+    assert history["lasso_lambda"].nunique() == 1
+    unchanged = ~history["reconfigured"]
+    assert (history.loc[unchanged, "params_after"] == history.loc[unchanged, "params"]).all()
+    assert (history.loc[unchanged, "removed_channels"] == 0).all()
+
+
+class KillAtEpoch(TrainingHook):
+    """Raises at the end of a given epoch, before that epoch's checkpoint: a kill mid-run."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_kill_reproduces_history(tmp_path):
+    data = small_digits()
+    config = digits_config(6)
+
+    def hooks(kill_epoch: int) -> list[TrainingHook]:
+        return [strong_prunetrain(), KillAtEpoch(kill_epoch)]
+
+    uninterrupted = Trainer(tiny_digits_model(), data, config, hooks=hooks(0), progress=False).fit()
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_digits_model(), data, config, hooks=hooks(6), checkpoint_path=path, progress=False).fit()
+    resumed_trainer = Trainer(tiny_digits_model(), data, config, hooks=hooks(0), checkpoint_path=path,
+                              progress=False)
+    assert resumed_trainer.epoch == 5 and resumed_trainer.hooks[0].lambda_ is not None
+    assert count_parameters(resumed_trainer.model) < count_parameters(tiny_digits_model())  # pruned spec resumed
+    resumed = resumed_trainer.fit()
+    assert uninterrupted["reconfigured"].sum() >= 2
+    pd.testing.assert_frame_equal(resumed.drop(columns=TIMING_COLUMNS), uninterrupted.drop(columns=TIMING_COLUMNS))
+
+
+def test_training_flops_summary_against_hand_numbers():
+    history = pd.DataFrame({"flops": [100, 100, 50, 50], "flops_after": [100, 50, 50, 40]})
+    summary = training_flops_summary(history, n_train=10, dense_flops=100)
+    assert summary["training_flops"] == 3 * 10 * 300
+    assert summary["dense_training_flops"] == 3 * 10 * 400
+    assert summary["training_flops_removed"] == pytest.approx(0.25)
+    assert summary["final_inference_flops"] == 40
+    assert summary["inference_flops_removed"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lasso_ratio": 0.0}, "between 0 and 1"), ({"lasso_ratio": 1.0}, "between 0 and 1"),
+    ({"lasso_ratio": -0.1}, "between 0 and 1"), ({"threshold": -1e-4}, ">= 0"),
+    ({"interval": 0}, ">= 1"), ({"interval": 2.5}, "whole number"),
+])
+def test_bad_prunetrain_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PruneTrain(**kwargs)
+
+
+def test_bad_function_arguments():
+    model = seeded_model(ResNetConfig(stages=1, blocks=(1,), widths=(2,), in_channels=1), seed=0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        lasso_lambda(1.0, 1.0, 1.5)
+    with pytest.raises(ValueError, match="must be > 0"):
+        lasso_lambda(1.0, 0.0, 0.2)
+    with pytest.raises(ValueError, match=">= 0"):
+        zero_small_weights_(model, -1.0)
+    with pytest.raises(ValueError, match="empty"):
+        training_flops_summary(pd.DataFrame({"flops": []}), 10, 100)
