@@ -172,8 +172,9 @@ def prune_plan(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
 
 def dead_channels(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
     """The channels of every group that `prune_plan` removes (dead in every member), sorted."""
-    sizes = {group.name: group.size for group in channel_groups(model)}
-    return {name: sorted(set(range(sizes[name])) - set(keep)) for name, keep in prune_plan(model, threshold).items()}
+    sizes = channel_sizes(model)
+    plan = prune_plan(model, threshold)
+    return {name: sorted(set(range(sizes[name])) - set(keep)) for name, keep in plan.items()}
 
 
 def channel_sizes(model: ResNet) -> dict[str, int]:
