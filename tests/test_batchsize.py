@@ -1,0 +1,301 @@
+"""Batch size against memory: saved-tensor bytes, the max-batch search, the thesis's fit, batch adaptation."""
+
+import math
+import random
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from thesis_lib.batchsize import (
+    BatchAdaptation, MemoryModel, batch_fits, batch_table, fit_memory_model, inverse_batch_fit, lr_scale_for,
+    max_batch_size, memory_profile, model_state_bytes, reference_budget, saved_tensor_bytes, search_max_batch,
+    training_step_peak_bytes,
+)
+from thesis_lib.models import ResNetConfig, count_parameters
+from thesis_lib.prunetrain import PruneTrain
+from thesis_lib.stats import linear_fit
+from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these nets are tiny, and on a loaded 2-core machine threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+DIGITS_SHAPE = (1, 8, 8)
+TIMING_COLUMNS = ["epoch_time", "hook_time"]
+
+# The thesis's table in 6.1 (s = 1, N = 1..10): parameters and maximal batch as printed in the draft.
+THESIS_S1_PARAMETERS = [5306, 9978, 14650, 19322, 23994, 28666, 33338, 38010, 42682, 47354]
+THESIS_S1_BATCH = [506, 435, 382, 339, 304, 277, 256, 236, 218, 205]
+
+
+def conv_bn_relu_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
+
+
+@pytest.mark.parametrize("batch, height, width", [(1, 5, 5), (4, 5, 5), (3, 6, 7)])
+def test_saved_bytes_match_a_hand_count_for_conv_bn_relu(batch, height, width):
+    # float32: conv saves its input (B*2*H*W); BN its input (B*3*H*W) and save_mean, save_invstd (3 each);
+    # ReLU its output (B*3*H*W); the linear layer the pooled input (B*3); log_softmax its output (B*4);
+    # nll_loss the int64 targets (B) and its scalar total weight. Weights and BN buffers do not count.
+    hand = 4 * (batch * 2 * height * width + 2 * batch * 3 * height * width + 2 * 3 + batch * 3 + batch * 4)
+    hand += 8 * batch + 4
+    assert saved_tensor_bytes(conv_bn_relu_net(), (2, height, width), batch) == hand
+
+
+def test_saved_bytes_leave_the_model_and_the_rng_untouched():
+    model = seeded_model(TINY, 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    saved_tensor_bytes(model, DIGITS_SHAPE, 8)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_memory_model_of_a_resnet_is_exactly_affine_in_the_batch():
+    model = seeded_model(TINY, 0)
+    memory = fit_memory_model(model, DIGITS_SHAPE, method="model", probe_batches=(2, 5))
+    # parameters, gradients and momentum in float32; per BN: running mean and var (float32) and an int64 counter
+    batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    buffers = sum(2 * 4 * bn.num_features + 8 for bn in batch_norms)
+    assert memory.static_bytes == 3 * 4 * count_parameters(model) + buffers
+    for batch in (1, 9, 33):
+        assert memory.bytes_at(batch) == pytest.approx(
+            model_state_bytes(model) + saved_tensor_bytes(model, DIGITS_SHAPE, batch), abs=1e-6)
+
+
+def test_memory_profile_rows_and_columns():
+    profile = memory_profile(seeded_model(TINY, 0), DIGITS_SHAPE, [4, 8])
+    assert list(profile["batch_size"]) == [4, 8]
+    assert (profile["model_bytes"] == profile["saved_bytes"] + profile["state_bytes"]).all()
+    assert profile["saved_bytes"].iloc[1] > profile["saved_bytes"].iloc[0]
+    assert profile["peak_bytes"].isna().all() == (not torch.cuda.is_available())
+
+
+def test_search_finds_the_exact_boundary_with_logarithmic_probes():
+    rng = random.Random(0)
+    for boundary in [1, 2, 3, 4, 5, 1023, 1024, 1025] + [rng.randint(1, 10**6) for _ in range(300)]:
+        calls = []
+
+        def fits(batch):
+            calls.append(batch)
+            return batch <= boundary
+
+        result = search_max_batch(fits)
+        assert result.batch_size == boundary
+        assert len(calls) == len(result.probes) <= 2 * math.log2(boundary) + 2
+        assert [b for b, _ in result.probes] == calls
+
+
+def test_search_respects_a_limit_and_never_probes_above_it():
+    rng = random.Random(1)
+    for _ in range(200):
+        boundary, limit = rng.randint(1, 5000), rng.randint(1, 5000)
+        result = search_max_batch(lambda batch: batch <= boundary, limit=limit)
+        assert result.batch_size == min(boundary, limit)
+        assert max(b for b, _ in result.probes) <= limit
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: search_max_batch(lambda batch: False), "one sample"),
+    (lambda: search_max_batch(lambda batch: True, limit=0), "batch limit"),
+    (lambda: MemoryModel(1000, 0, 10, "saved").max_batch(1005), "does not hold one sample"),
+    (lambda: MemoryModel(1000, 0, 10, "saved").max_batch(-1), "positive"),
+    (lambda: MemoryModel(1000, 0, 10, "saved").max_batch(5000, limit=0), "batch limit"),
+    (lambda: max_batch_size(conv_bn_relu_net(), (2, 4, 4), None, device="cpu"), "budget"),
+    (lambda: max_batch_size(conv_bn_relu_net(), (2, 4, 4), 10.0, device="cpu"), "does not hold one sample"),
+    (lambda: max_batch_size(conv_bn_relu_net(), (2, 4, 4), 1e6, device="cpu", method="peak"), "CUDA"),
+    (lambda: saved_tensor_bytes(conv_bn_relu_net(), (2, 4), 1), "input_shape"),
+    (lambda: saved_tensor_bytes(conv_bn_relu_net(), (2, 4, 4), 0), "batch size"),
+    (lambda: lr_scale_for(128, 64, "cubic"), "scaling"),
+    (lambda: BatchAdaptation(max_batch=0), "batch limit"),
+    (lambda: BatchAdaptation(rule="fit"), "params_fit"),
+])
+def test_bad_inputs_raise_clear_value_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_memory_model_solves_the_budget_by_hand():
+    memory = MemoryModel(static_bytes=1000, fixed_bytes=24, per_sample_bytes=100, source="saved")
+    assert memory.max_batch(10_000) == 89          # (10000 - 1024) / 100 = 89.76
+    assert memory.max_batch(memory.bytes_at(64)) == 64
+    assert memory.max_batch(10_000, limit=50) == 50
+
+
+def test_max_batch_on_cpu_is_the_last_batch_whose_measured_memory_fits():
+    model = seeded_model(TINY, 0)
+    budget = 3.0e6
+    batch = max_batch_size(model, DIGITS_SHAPE, budget, device="cpu")
+    state = model_state_bytes(model)
+    assert state + saved_tensor_bytes(model, DIGITS_SHAPE, batch) <= budget
+    assert state + saved_tensor_bytes(model, DIGITS_SHAPE, batch + 1) > budget
+    assert max_batch_size(model, DIGITS_SHAPE, budget, device="cpu", limit=7) == 7
+
+
+def test_batch_table_shrinks_with_depth_and_anchors_the_thesis_net_at_256():
+    budget = reference_budget(DIGITS_SHAPE, num_classes=10)
+    table = batch_table(DIGITS_SHAPE, 10, budget, stages=(1, 3), blocks=(1, 5, 9))
+    assert list(table["stages"]) == [1, 1, 1, 3, 3, 3]
+    anchor = table[(table.stages == 3) & (table.blocks == 5)]
+    assert int(anchor["max_batch"].iloc[0]) == 256
+    for _, part in table.groupby("stages"):
+        assert part["max_batch"].is_monotonic_decreasing and part["parameters"].is_monotonic_increasing
+    # s = 1, N = 1 on 1x8x8 digits: the thesis count 5,306 minus the stem's two RGB input channels (2 x 144)
+    assert int(table["parameters"].iloc[0]) == 5306 - 2 * 16 * 9
+
+
+def test_thesis_fits_on_the_draft_s1_column():
+    table = pd.DataFrame({"stages": 1, "blocks": range(1, 11), "parameters": THESIS_S1_PARAMETERS,
+                          "max_batch": THESIS_S1_BATCH})
+    fits = batch_fits(table).set_index("relation")
+    # 1 / batch against parameters is the line the memory model predicts: the draft reports p = 2.9e-16
+    assert fits.loc["inverse_batch", "p"] < 1e-15 and fits.loc["inverse_batch", "r2"] > 0.999
+    assert fits.loc["params_per_batch", "slope"] == pytest.approx(24.56, abs=0.01)   # fig. 6.6
+    assert fits.loc["batch_over_params_per_batch", "r2"] == pytest.approx(0.573, abs=0.001)
+    assert set(fits["x"]) == {"blocks", "parameters"}
+
+
+def test_lr_scaling_linear_and_sqrt():
+    assert lr_scale_for(128, 64, "linear") == 2.0
+    assert lr_scale_for(256, 64, "sqrt") == 2.0
+    assert lr_scale_for(96, 64, "sqrt") == pytest.approx(math.sqrt(1.5))
+
+
+def fake_trainer(model, batch_size=64, lr_scale=1.0):
+    return SimpleNamespace(model=model, batch_size=batch_size, lr_scale=lr_scale, step_count=0)
+
+
+@pytest.mark.parametrize("scaling, expected_scale", [("linear", 2.0), ("sqrt", math.sqrt(2.0))])
+def test_adaptation_doubles_the_batch_when_memory_per_sample_halves(scaling, expected_scale):
+    big, small = nn.Linear(10, 10), nn.Linear(10, 5)
+    per_sample = {id(big): 1000.0, id(small): 500.0}
+    adaptation = BatchAdaptation(scaling=scaling,
+                                 memory_model=lambda m: MemoryModel(0.0, 0.0, per_sample[id(m)], "saved"))
+    trainer = fake_trainer(big)
+    adaptation.on_train_start(trainer)
+    assert adaptation.budget_bytes == 64 * 1000.0
+    adaptation(trainer, big, small)
+    assert trainer.batch_size == 128 and trainer.lr_scale == pytest.approx(expected_scale)
+
+    resumed = BatchAdaptation(scaling=scaling,
+                              memory_model=lambda m: MemoryModel(0.0, 0.0, per_sample[id(m)], "saved"))
+    resumed.load_state_dict(adaptation.state_dict())
+    again = fake_trainer(small, batch_size=128, lr_scale=expected_scale)
+    again.step_count = 10
+    resumed.on_train_start(again)          # a resume keeps the first run's budget
+    resumed(again, small, small)
+    assert again.batch_size == 128 and again.lr_scale == pytest.approx(expected_scale)
+
+
+def test_adaptation_by_the_fit_and_its_cap():
+    big, small = nn.Linear(10, 10), nn.Linear(10, 5)            # 110 and 55 parameters
+    fit = linear_fit([55, 110, 220], [55e-5, 110e-5, 220e-5])   # 1 / batch proportional to parameters
+    trainer = fake_trainer(big)
+    adaptation = BatchAdaptation(rule="fit", params_fit=fit,
+                                 memory_model=lambda m: MemoryModel(0.0, 0.0, 1.0, "saved"))
+    adaptation.on_train_start(trainer)
+    adaptation(trainer, big, small)
+    assert trainer.batch_size == 128 and trainer.lr_scale == pytest.approx(2.0)
+    capped = BatchAdaptation(rule="fit", params_fit=fit, max_batch=100,
+                             memory_model=lambda m: MemoryModel(0.0, 0.0, 1.0, "saved"))
+    trainer = fake_trainer(big)
+    capped.on_train_start(trainer)
+    capped(trainer, big, small)
+    assert trainer.batch_size == 100 and trainer.lr_scale == pytest.approx(100 / 64)
+
+
+def test_adaptation_without_a_budget_says_how_to_use_it():
+    with pytest.raises(RuntimeError, match="hooks"):
+        BatchAdaptation()(fake_trainer(nn.Linear(2, 2)), nn.Linear(2, 2), nn.Linear(2, 2))
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAfter(TrainingHook):
+    """Simulates a process killed right after the checkpoint of epoch `epoch` was written."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_start(self, trainer):
+        if trainer.epoch >= self.epoch:
+            raise Killed()
+
+    def on_epoch_end(self, trainer, record):
+        self.pending = record["epoch"] == self.epoch
+
+    def after_step(self, trainer):
+        if getattr(self, "pending", False):
+            raise Killed()
+
+
+def prunetrain_with_adaptation(extra_hooks=()):
+    # A threshold far above every weight kills every channel at epoch 1: a real, large reconfiguration.
+    adaptation = BatchAdaptation(scaling="linear", max_batch=100)
+    prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2, on_reconfigure=adaptation)
+    return [prune, adaptation, *extra_hooks], adaptation
+
+
+def test_prunetrain_grows_the_batch_at_reconfiguration_and_resumes_exactly(digits_small, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, schedule="constant", padding=1, flip=False, seed=1)
+    hooks, adaptation = prunetrain_with_adaptation()
+    trainer = Trainer(seeded_model(TINY, 0), digits_small, config, hooks=hooks, progress=False)
+    initial = seeded_model(TINY, 0)
+    history = trainer.fit()
+
+    budget = model_state_bytes(initial) + saved_tensor_bytes(initial, DIGITS_SHAPE, 16)
+    assert adaptation.budget_bytes == pytest.approx(budget)
+    pruned = trainer.model
+    state = model_state_bytes(pruned)
+    uncapped = max_batch_size(pruned, DIGITS_SHAPE, budget, device="cpu")
+    assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, uncapped) <= budget
+    assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, uncapped + 1) > budget
+    grown = min(uncapped, 100)
+    assert list(history["batch_size"]) == [16, 16, grown]          # changes only after the reconfiguration
+    assert list(history["next_batch_size"]) == [16, grown, grown]
+    assert history["lr"].tolist() == pytest.approx([0.05, 0.05, 0.05 * grown / 16])
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    hooks, _ = prunetrain_with_adaptation([KillAfter(2)])
+    with pytest.raises(Killed):
+        Trainer(seeded_model(TINY, 0), digits_small, config, hooks=hooks, checkpoint_path=checkpoint,
+                progress=False).fit()
+    hooks, _ = prunetrain_with_adaptation([TrainingHook()])
+    resumed = Trainer(seeded_model(TINY, 5), digits_small, config, hooks=hooks, checkpoint_path=checkpoint,
+                      progress=False)
+    pd.testing.assert_frame_equal(resumed.fit().drop(columns=TIMING_COLUMNS),
+                                  history.drop(columns=TIMING_COLUMNS))
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the peak-memory probe needs CUDA")
+
+
+@needs_cuda
+def test_cuda_peak_grows_with_the_batch_and_holds_the_model_state():
+    model = seeded_model(TINY, 0).cuda()
+    small, large = (training_step_peak_bytes(model, DIGITS_SHAPE, b) for b in (64, 512))
+    assert model_state_bytes(model) < small < large
+    memory = fit_memory_model(model, DIGITS_SHAPE, method="peak", probe_batches=(64, 128, 256))
+    assert memory.source == "peak" and memory.per_sample_bytes > 0
+
+
+@needs_cuda
+def test_cuda_search_stays_within_the_budget():
+    model = seeded_model(TINY, 0).cuda()
+    budget = training_step_peak_bytes(model, DIGITS_SHAPE, 300)
+    batch = max_batch_size(model, DIGITS_SHAPE, budget, method="peak")
+    assert training_step_peak_bytes(model, DIGITS_SHAPE, batch) <= budget
+    assert batch >= 250

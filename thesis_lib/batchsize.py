@@ -1,0 +1,502 @@
+"""Batch size against memory, and batch adaptation for PruneTrain (thesis sections 2.9 and 6.1).
+
+Memory of a training step. Two measurements, both per batch size:
+
+- `saved_tensor_bytes`: the bytes the autograd graph keeps for the backward pass (activations, BN
+  statistics, the loss's log-probabilities), counted exactly with `torch.autograd.graph.saved_tensors_hooks`
+  as the total size of the distinct storages saved, leaving out the model's own parameters and buffers
+  (they exist whatever the batch). It is device-independent, needs only a forward pass and is affine in
+  the batch size, so two probes fit it exactly. With `model_state_bytes` (parameters, gradients, momentum,
+  buffers) it gives the memory model `MemoryModel` used everywhere a GPU is missing.
+- `training_step_peak_bytes` (CUDA only): the allocator's peak over one full training step (forward,
+  backward, SGD step with momentum) of a copy of the model, with the peak statistics reset before it.
+
+The largest batch that fits (`max_batch_size`) is found on CUDA by doubling and bisection with real
+out-of-memory errors caught and memory released between probes: the thesis (6.1.1) found that the free
+memory the driver reports is not what can be allocated (fragmentation), so it is probed, not computed.
+Elsewhere it is solved from the memory model against a budget.
+
+The thesis's fit (6.1.1). For s = 1..3 stages and N = 1..10 blocks the parameters and the largest batch
+under one memory budget are tabulated (`batch_table`), and per stage count a line is fitted with a t-test
+on its slope (`batch_fits`). The draft describes its fit only in words: it divides the parameter count by
+the batch size (fig. 6.6), then divides the batch size by that quotient (fig. 6.7) and fits a line,
+f(x) = 0.11 x + 0.15, reporting p = 2.911e-16. `batch_fits` fits these quantities against N
+("params_per_batch", "batch_over_params_per_batch"), the naive "batch" against the parameters, and the
+relation the memory model predicts, "inverse_batch" against the parameters: memory = static + b * m(N)
+with m affine in N and the parameters affine in N for fixed s, so 1 / b_max is close to affine in the
+parameters. On the thesis's own s = 1 column that last fit has p = 1.5e-16, the order of the draft's
+reported value; the draft's literal quotients are not linear in N (r^2 about 0.57).
+
+Batch adaptation (`BatchAdaptation`): whenever PruneTrain shrinks the network, the batch grows so that the
+training memory stays at the level of the first epoch, and the learning rate grows with it, linearly or
+with the square root of the batch ratio (Hoffer et al. 2017, [HHS17]).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .experiments import RunContext, RunOutput, experiment, get_profile, summarize_training, Profile
+from .models import WIDE_BASELINE, ResNetConfig, build_resnet, count_parameters
+from .prunetrain import PruneTrain
+from .stats import LinearFit, linear_fit
+from .training import Trainer, TrainingHook, seeded_model
+
+SCALINGS = ("linear", "sqrt")
+RULES = ("probe", "fit")
+MEMORY_METHODS = ("auto", "peak", "model")
+THESIS_REFERENCE_BATCH = 256  # the thesis table's batch for its baseline net (s = 3, N = 5)
+
+MemoryModelFunction = Callable[[nn.Module], "MemoryModel"]
+
+
+def _device_of(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _check_batch(batch_size: int, what: str = "batch size") -> int:
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"the {what} must be a whole number >= 1, got {batch_size}")
+    return int(batch_size)
+
+
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(size) for size in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be one image's (C, H, W) with positive sizes, got {tuple(input_shape)}")
+    return shape
+
+
+def _check_budget(budget_bytes: float) -> float:
+    if not budget_bytes > 0:
+        raise ValueError(f"the memory budget must be a positive number of bytes, got {budget_bytes}")
+    return float(budget_bytes)
+
+
+def model_state_bytes(model: nn.Module, optimizer_slots: int = 1) -> int:
+    """Bytes a training run holds whatever the batch: parameters, their gradients, `optimizer_slots`
+    state tensors per parameter (1: SGD momentum; 2: Adam) and buffers (BN running statistics)."""
+    if optimizer_slots < 0:
+        raise ValueError(f"optimizer_slots must be >= 0, got {optimizer_slots}")
+    parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
+    return parameter_bytes * (2 + optimizer_slots) + buffer_bytes
+
+
+def _probe_batch(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A zero input and zero labels: memory does not depend on the values, and no RNG is consumed."""
+    x = torch.zeros((batch_size, *input_shape), device=device)
+    y = torch.zeros(batch_size, dtype=torch.long, device=device)
+    return x, y
+
+
+def saved_tensor_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
+                       device: str | torch.device | None = None) -> int:
+    """Bytes the autograd graph saves for backward in one training-mode forward pass plus cross-entropy.
+
+    Counts every distinct storage handed to `saved_tensors_hooks` once, at its full size, except the
+    storages of the model's parameters and buffers. The forward runs on a copy in training mode, so the
+    model's BN running statistics are not touched.
+    """
+    shape = _check_input_shape(input_shape)
+    batch_size = _check_batch(batch_size)
+    device = _device_of(model, device)
+    probe_model = copy.deepcopy(model).to(device).train()
+    own = {t.untyped_storage().data_ptr() for t in [*probe_model.parameters(), *probe_model.buffers()]}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    x, y = _probe_batch(probe_model, shape, batch_size, device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = nn.functional.cross_entropy(probe_model(x), y)
+    del loss
+    return int(sum(saved.values()))
+
+
+def _release_cuda_memory(device: torch.device) -> None:
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+
+
+def training_step_peak_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
+                             device: str | torch.device | None = None) -> int:
+    """CUDA only: peak allocated bytes of one SGD-with-momentum training step of a copy of `model`.
+
+    Measured from the memory allocated before the copy is made, with the peak statistics reset, so the
+    copy's parameters, gradients, momentum and every temporary count. Raises torch.cuda.OutOfMemoryError
+    when the step does not fit; memory is released before returning or raising.
+    """
+    shape = _check_input_shape(input_shape)
+    batch_size = _check_batch(batch_size)
+    device = _device_of(model, device)
+    if device.type != "cuda":
+        raise ValueError(f"the peak-memory probe needs a CUDA device, got {device}; "
+                         "use saved_tensor_bytes or fit_memory_model(source='saved') elsewhere")
+    _release_cuda_memory(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    try:
+        probe_model = copy.deepcopy(model).to(device).train()
+        optimizer = torch.optim.SGD(probe_model.parameters(), lr=0.0, momentum=0.9)
+        x, y = _probe_batch(probe_model, shape, batch_size, device)
+        loss = nn.functional.cross_entropy(probe_model(x), y)
+        loss.backward()
+        optimizer.step()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    finally:
+        probe_model = optimizer = x = y = loss = None  # noqa: F841 (drop the references before releasing)
+        _release_cuda_memory(device)
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Training memory of one network as an affine function of the batch size b:
+    bytes(b) = static_bytes + fixed_bytes + per_sample_bytes * b.
+
+    source "saved": static = `model_state_bytes`, fixed + per_sample * b = `saved_tensor_bytes` (exact);
+    source "peak": static = 0, fixed and per_sample fitted to measured CUDA peaks (approximate).
+    """
+
+    static_bytes: float
+    fixed_bytes: float
+    per_sample_bytes: float
+    source: str
+
+    def bytes_at(self, batch_size: int) -> float:
+        return self.static_bytes + self.fixed_bytes + self.per_sample_bytes * batch_size
+
+    def max_batch(self, budget_bytes: float, limit: int | None = None) -> int:
+        """The largest b with bytes(b) <= budget, capped at `limit`. ValueError if not even one sample fits."""
+        budget = _check_budget(budget_bytes)
+        if limit is not None:
+            limit = _check_batch(limit, "batch limit")
+        if self.bytes_at(1) > budget:
+            raise ValueError(f"a memory budget of {budget:.0f} bytes does not hold one sample "
+                             f"({self.bytes_at(1):.0f} bytes at batch size 1); raise the budget")
+        if self.per_sample_bytes <= 0:
+            if limit is None:
+                raise ValueError("memory does not grow with the batch, so no budget bounds it; pass a limit")
+            return limit
+        free = budget - self.static_bytes - self.fixed_bytes
+        batch = math.floor(free / self.per_sample_bytes * (1 + 1e-12))  # no lost sample to rounding
+        return min(batch, limit) if limit is not None else batch
+
+
+def _resolve_method(method: str, device: torch.device) -> str:
+    if method not in MEMORY_METHODS:
+        raise ValueError(f"unknown memory method {method!r}; use one of {MEMORY_METHODS}")
+    if method == "auto":
+        return "peak" if device.type == "cuda" else "model"
+    if method == "peak" and device.type != "cuda":
+        raise ValueError(f"method 'peak' measures CUDA memory, but the device is {device}; use 'model'")
+    return method
+
+
+def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None,
+                     method: str = "auto", probe_batches: Sequence[int] | None = None) -> MemoryModel:
+    """Fit `MemoryModel` from probes at `probe_batches` (least squares).
+
+    method "model" (the default off CUDA) measures saved-tensor bytes, which are exactly affine in the
+    batch, so two probes (default 2 and 4) fit them exactly; "peak" (the default on CUDA) measures the
+    training step's peak, which the allocator's rounding makes only nearly affine (default probes 8, 16,
+    32); "auto" picks by device.
+    """
+    device = _device_of(model, device)
+    method = _resolve_method(method, device)
+    if probe_batches is None:
+        probe_batches = (8, 16, 32) if method == "peak" else (2, 4)
+    batches = sorted({_check_batch(b, "probe batch size") for b in probe_batches})
+    if len(batches) < 2:
+        raise ValueError(f"need at least two different probe batch sizes to fit a line, got {probe_batches}")
+    if method == "peak":
+        measured = [training_step_peak_bytes(model, input_shape, b, device) for b in batches]
+        static, source = 0.0, "peak"
+    else:
+        measured = [saved_tensor_bytes(model, input_shape, b, device) for b in batches]
+        static, source = float(model_state_bytes(model)), "saved"
+    per_sample, fixed = np.polyfit(np.asarray(batches, float), np.asarray(measured, float), 1)
+    return MemoryModel(static_bytes=static, fixed_bytes=float(fixed), per_sample_bytes=float(per_sample),
+                       source=source)
+
+
+@dataclass
+class SearchResult:
+    """The largest batch size that fits and every probe made on the way, as (batch size, fits)."""
+
+    batch_size: int
+    probes: list[tuple[int, bool]] = field(default_factory=list)
+
+
+def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> SearchResult:
+    """The largest b >= 1 with fits(b), assuming fits is monotone (true up to some b, false above).
+
+    Doubles from 1 until a probe fails (or `limit` is reached), then bisects between the last batch that
+    fit and the first that did not: about 2 * log2(answer) + 2 probes. ValueError if batch 1 does not fit.
+    """
+    if limit is not None:
+        limit = _check_batch(limit, "batch limit")
+    probes: list[tuple[int, bool]] = []
+
+    def probe(batch: int) -> bool:
+        ok = bool(fits(batch))
+        probes.append((batch, ok))
+        return ok
+
+    if not probe(1):
+        raise ValueError("not even a batch of one sample fits the memory budget; raise the budget or "
+                         "shrink the model or input")
+    good, bad = 1, None
+    while bad is None:
+        candidate = 2 * good if limit is None else min(2 * good, limit)
+        if candidate == good:
+            return SearchResult(good, probes)
+        if probe(candidate):
+            good = candidate
+        else:
+            bad = candidate
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if probe(middle):
+            good = middle
+        else:
+            bad = middle
+    return SearchResult(good, probes)
+
+
+def max_batch_size(model: nn.Module, input_shape: Sequence[int], budget_bytes: float | None = None,
+                   device: str | torch.device | None = None, method: str = "auto",
+                   limit: int | None = None) -> int:
+    """The largest training batch of `model` on `input_shape` that fits.
+
+    method "peak" (CUDA; the default there): search by real training steps; a probe fits when it raises
+    no torch.cuda.OutOfMemoryError and, with a budget, its peak is within `budget_bytes`. Without a budget
+    the whole device is the limit. method "model" (the default elsewhere): solve the saved-tensor memory
+    model (`fit_memory_model`) against `budget_bytes`, which is then required. `limit` caps the answer
+    (e.g. the dataset size).
+    """
+    device = _device_of(model, device)
+    method = _resolve_method(method, device)
+    if budget_bytes is not None:
+        _check_budget(budget_bytes)
+    if limit is not None:
+        _check_batch(limit, "batch limit")
+    if method == "model":
+        if budget_bytes is None:
+            raise ValueError("without CUDA the batch size is bounded by a memory budget: pass budget_bytes")
+        return fit_memory_model(model, input_shape, device, "model").max_batch(budget_bytes, limit)
+
+    def fits(batch: int) -> bool:
+        try:
+            peak = training_step_peak_bytes(model, input_shape, batch, device)
+        except torch.cuda.OutOfMemoryError:
+            return False
+        return budget_bytes is None or peak <= budget_bytes
+
+    return search_max_batch(fits, limit).batch_size
+
+
+def memory_profile(model: nn.Module, input_shape: Sequence[int], batch_sizes: Sequence[int],
+                   device: str | torch.device | None = None) -> pd.DataFrame:
+    """Fig. 6.1: memory of a training step per batch size, one row per batch size.
+
+    Columns: batch_size, saved_bytes (autograd's saved tensors), state_bytes (parameters, gradients,
+    momentum, buffers), model_bytes (their sum: the memory model), peak_bytes (CUDA peak; NaN elsewhere).
+    """
+    device = _device_of(model, device)
+    state = model_state_bytes(model)
+    rows = []
+    for batch in batch_sizes:
+        saved = saved_tensor_bytes(model, input_shape, batch, device)
+        peak = training_step_peak_bytes(model, input_shape, batch, device) if device.type == "cuda" else math.nan
+        rows.append({"batch_size": int(batch), "saved_bytes": saved, "state_bytes": state,
+                     "model_bytes": state + saved, "peak_bytes": peak})
+    return pd.DataFrame(rows)
+
+
+def _memory_at(model: nn.Module, input_shape: Sequence[int], batch_size: int, device: torch.device,
+               method: str) -> float:
+    if method == "peak":
+        return float(training_step_peak_bytes(model, input_shape, batch_size, device))
+    return float(model_state_bytes(model) + saved_tensor_bytes(model, input_shape, batch_size, device))
+
+
+def reference_budget(input_shape: Sequence[int], num_classes: int, device: str | torch.device = "cpu",
+                     method: str = "auto", batch_size: int = THESIS_REFERENCE_BATCH) -> float:
+    """The memory budget of the batch table: what the thesis's baseline net (s = 3, N = 5, widths
+    16/32/64) needs at `batch_size` (256, its entry in the thesis's table) on this input, so the table's
+    anchor row reproduces the thesis's and every other entry is measured against the same memory."""
+    device = torch.device(device)
+    method = _resolve_method(method, device)
+    shape = _check_input_shape(input_shape)
+    config = WIDE_BASELINE.with_(in_channels=shape[0], num_classes=num_classes)
+    model = build_resnet(config).to(device)
+    return _memory_at(model, shape, _check_batch(batch_size), device, method)
+
+
+def batch_table(input_shape: Sequence[int], num_classes: int, budget_bytes: float,
+                stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = range(1, 11),
+                widths: Sequence[int] = (16, 32, 64), device: str | torch.device = "cpu",
+                method: str = "auto") -> pd.DataFrame:
+    """The thesis's table in 6.1: parameters and the largest batch within `budget_bytes` for every s x N.
+
+    Columns: stages, blocks, parameters (of the measured net: the input's channels and classes), max_batch.
+    """
+    device = torch.device(device)
+    shape = _check_input_shape(input_shape)
+    _check_budget(budget_bytes)
+    rows = []
+    for s in stages:
+        for n in blocks:
+            config = ResNetConfig(stages=s, blocks=(n,) * s, widths=tuple(widths[:s]), in_channels=shape[0],
+                                  num_classes=num_classes)
+            model = build_resnet(config).to(device)
+            batch = max_batch_size(model, shape, budget_bytes, device, method)
+            rows.append({"stages": s, "blocks": n, "parameters": count_parameters(model), "max_batch": batch})
+    return pd.DataFrame(rows)
+
+
+# name -> (x column, y from the table) of the fits in `batch_fits`
+FIT_RELATIONS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series]]] = {
+    "params_per_batch": ("blocks", lambda t: t["parameters"] / t["max_batch"]),
+    "batch_over_params_per_batch": ("blocks", lambda t: t["max_batch"] / (t["parameters"] / t["max_batch"])),
+    "batch": ("parameters", lambda t: t["max_batch"].astype(float)),
+    "inverse_batch": ("parameters", lambda t: 1.0 / t["max_batch"]),
+}
+
+
+def batch_fits(table: pd.DataFrame, relations: Sequence[str] = tuple(FIT_RELATIONS)) -> pd.DataFrame:
+    """Per stage count and relation (see FIT_RELATIONS and the module docstring), a least-squares line
+    with the t-test of its slope (stats.linear_fit): columns stages, relation, x, slope, intercept, r2, p,
+    slope_se, ci bounds, n."""
+    unknown = [r for r in relations if r not in FIT_RELATIONS]
+    if unknown:
+        raise ValueError(f"unknown relation(s) {unknown}; use some of {list(FIT_RELATIONS)}")
+    rows = []
+    for s, part in table.groupby("stages", sort=True):
+        for relation in relations:
+            x_column, y_of = FIT_RELATIONS[relation]
+            fit = linear_fit(part[x_column].to_numpy(float), y_of(part).to_numpy(float))
+            rows.append({"stages": int(s), "relation": relation, "x": x_column, **fit.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def inverse_batch_fit(table: pd.DataFrame, stages: int) -> LinearFit:
+    """The fit 1 / max_batch = intercept + slope * parameters for one stage count (for `BatchAdaptation`)."""
+    part = table[table["stages"] == stages]
+    if len(part) < 3:
+        raise ValueError(f"the table has {len(part)} rows with stages == {stages}; the fit needs at least 3")
+    return linear_fit(part["parameters"].to_numpy(float), 1.0 / part["max_batch"].to_numpy(float))
+
+
+def lr_scale_for(batch_size: int, base_batch_size: int, scaling: str) -> float:
+    """The learning-rate factor for growing the batch from `base_batch_size`: the ratio ("linear") or its
+    square root ("sqrt", Hoffer et al. 2017)."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown lr scaling {scaling!r}; use one of {SCALINGS}")
+    ratio = _check_batch(batch_size) / _check_batch(base_batch_size, "base batch size")
+    return ratio if scaling == "linear" else math.sqrt(ratio)
+
+
+class BatchAdaptation(TrainingHook):
+    """Grow the batch when PruneTrain shrinks the network, keeping training memory at its first-epoch level.
+
+    Use one instance both as a Trainer hook (after the PruneTrain hook in the hooks list) and as
+    PruneTrain's `on_reconfigure`. At the start of a fresh run it fixes the memory budget: the memory of
+    the initial network at the initial batch size. At every reconfiguration the new batch is
+
+    - rule "probe": the largest batch of the new network within that budget, from its memory model
+      (`memory_model` of the network; by default `fit_memory_model` on the trainer's device: saved-tensor
+      bytes off CUDA, measured peaks on CUDA);
+    - rule "fit": base batch x f(P0) / f(P), where f(P) = intercept + slope * P is a fit of 1 / max_batch
+      against parameters (`inverse_batch_fit`) and P0, P are the initial and new parameter counts;
+
+    capped at `max_batch` (e.g. the training set size), and the learning-rate factor becomes
+    lr_scale_for(new batch, base batch, scaling) times the factor the run started with. The batch changes
+    only at reconfigurations. Budget, base batch and base factor are part of the checkpoint; the trainer
+    checkpoints the batch size and factor themselves. Records per epoch: next_batch_size and next_lr_scale
+    (what the following epoch uses) and memory_budget.
+    """
+
+    def __init__(self, scaling: str = "linear", rule: str = "probe", max_batch: int | None = None,
+                 params_fit: LinearFit | None = None, memory_model: MemoryModelFunction | None = None) -> None:
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown lr scaling {scaling!r}; use one of {SCALINGS}")
+        if rule not in RULES:
+            raise ValueError(f"unknown adaptation rule {rule!r}; use one of {RULES}")
+        if rule == "fit" and params_fit is None:
+            raise ValueError("rule 'fit' needs params_fit (inverse_batch_fit of a batch_table)")
+        self.scaling = scaling
+        self.rule = rule
+        self.max_batch = _check_batch(max_batch, "batch limit") if max_batch is not None else None
+        self.params_fit = params_fit
+        self.memory_model = memory_model
+        self.budget_bytes: float | None = None
+        self.base_batch_size: int | None = None
+        self.base_lr_scale: float = 1.0
+        self.base_parameters: int | None = None
+
+    def _memory_model_of(self, trainer: Trainer, model: nn.Module) -> MemoryModel:
+        if self.memory_model is not None:
+            return self.memory_model(model)
+        return fit_memory_model(model, tuple(trainer.data.train_x.shape[1:]), trainer.device)
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if trainer.step_count > 0 and self.budget_bytes is not None:
+            return
+        self.base_batch_size = trainer.batch_size
+        self.base_lr_scale = trainer.lr_scale
+        self.base_parameters = count_parameters(trainer.model)
+        self.budget_bytes = self._memory_model_of(trainer, trainer.model).bytes_at(trainer.batch_size)
+
+    def new_batch_size(self, trainer: Trainer, model: nn.Module) -> int:
+        """The batch size for `model` under this run's memory budget (rule "probe") or fit (rule "fit")."""
+        if self.budget_bytes is None or self.base_batch_size is None or self.base_parameters is None:
+            raise RuntimeError("BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks "
+                               "(after PruneTrain) as well as PruneTrain's on_reconfigure")
+        if self.rule == "probe":
+            return self._memory_model_of(trainer, model).max_batch(self.budget_bytes, self.max_batch)
+        fit = self.params_fit
+        ratio = float(fit.predict(self.base_parameters)) / float(fit.predict(count_parameters(model)))
+        batch = max(1, math.floor(self.base_batch_size * ratio * (1 + 1e-12)))
+        return min(batch, self.max_batch) if self.max_batch is not None else batch
+
+    def __call__(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
+        batch = self.new_batch_size(trainer, new_model)
+        trainer.batch_size = batch
+        trainer.lr_scale = self.base_lr_scale * lr_scale_for(batch, self.base_batch_size, self.scaling)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        record["next_batch_size"] = trainer.batch_size
+        record["next_lr_scale"] = trainer.lr_scale
+        record["memory_budget"] = self.budget_bytes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"budget_bytes": self.budget_bytes, "base_batch_size": self.base_batch_size,
+                "base_lr_scale": self.base_lr_scale, "base_parameters": self.base_parameters}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.budget_bytes = state["budget_bytes"]
+        self.base_batch_size = state["base_batch_size"]
+        self.base_lr_scale = state["base_lr_scale"]
+        self.base_parameters = state["base_parameters"]
