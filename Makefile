@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml
 notebooks: setup
 	$(PY) -m thesis_lib notebooks --profile $(PROFILE)
 
-# Tests: unit tests of every module and a smoke-profile run of every notebook.
+# Tests: unit tests of every module and a smoke-profile run of every notebook. The smoke nets are tiny:
+# one intra-op thread per process is faster than several.
 test: setup
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 benchmark: setup
 	$(PY) benchmarks/epoch_time.py
