@@ -350,20 +350,22 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, padding: int,
 
     ``offsets[i] = (row, column)`` in ``0..2 * padding`` is the top-left corner of sample i's window in the
     padded image, so offset ``(padding, padding)`` returns the image unchanged. The batch is padded once and
-    all windows are read with one gather over a per-sample index grid; a flip reverses the window's column
-    indices (chosen with ``torch.where`` on the mask), so it costs no extra pass over the images.
+    every window is read with one ``gather`` over per-sample flat pixel indices (shared by the channels);
+    a flip reverses the window's column indices (chosen with ``torch.where`` on the mask), so it costs no
+    extra pass over the images.
     """
     batch, channels, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
+    padded_width = width + 2 * padding
     device = images.device
     row_index = offsets[:, 0, None] + torch.arange(height, device=device)
     column_steps = torch.arange(width, device=device)
     if flip_mask is not None:
         column_steps = torch.where(flip_mask[:, None], column_steps.flip(0), column_steps)
     column_index = offsets[:, 1, None] + column_steps
-    sample_index = torch.arange(batch, device=device)[:, None, None, None]
-    channel_index = torch.arange(channels, device=device)[None, :, None, None]
-    return padded[sample_index, channel_index, row_index[:, None, :, None], column_index[:, None, None, :]]
+    pixel_index = row_index[:, :, None] * padded_width + column_index[:, None, :]
+    pixel_index = pixel_index.view(batch, 1, height * width).expand(batch, channels, height * width)
+    return padded.view(batch, channels, -1).gather(2, pixel_index).view(batch, channels, height, width)
 
 
 def evaluation_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> DeviceLoader:
