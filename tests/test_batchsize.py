@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from thesis_lib.batchsize import (
-    BatchAdaptation, MemoryModel, batch_fits, batch_table, fit_memory_model, inverse_batch_fit, lr_scale_for,
+    BatchAdaptation, MemoryModel, batch_fits, batch_from_fit, batch_table, fit_memory_model, inverse_batch_fit, lr_scale_for,
     max_batch_size, memory_profile, model_state_bytes, reference_budget, saved_tensor_bytes, search_max_batch,
     training_step_peak_bytes,
 )
@@ -120,6 +120,9 @@ def test_search_respects_a_limit_and_never_probes_above_it():
     (lambda: lr_scale_for(128, 64, "cubic"), "scaling"),
     (lambda: BatchAdaptation(max_batch=0), "batch limit"),
     (lambda: BatchAdaptation(rule="fit"), "params_fit"),
+    (lambda: batch_from_fit(linear_fit([1, 2, 3], [-1.0, 0.0, 1.0]), 3, 1, 64), "extrapolated"),
+    (lambda: inverse_batch_fit(pd.DataFrame({"stages": [1, 1], "parameters": [5, 9], "max_batch": [9, 5]}), 1),
+     "at least 3"),
 ])
 def test_bad_inputs_raise_clear_value_errors(call, message):
     with pytest.raises(ValueError, match=message):
@@ -299,3 +302,30 @@ def test_cuda_search_stays_within_the_budget():
     batch = max_batch_size(model, DIGITS_SHAPE, budget, method="peak")
     assert training_step_peak_bytes(model, DIGITS_SHAPE, batch) <= budget
     assert batch >= 250
+
+
+def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
+    from thesis_lib.batchsize import adaptation_grid
+    from thesis_lib.experiments import run
+
+    params = [p for p in adaptation_grid("smoke") if p["adapt"]][0]
+    result = run("prunetrain_batch", params, profile="smoke", progress=False)
+    history = result.history
+    assert history["reconfigured"].iloc[0]                     # the smoke settings prune at epoch 1
+    grown = int(history["batch_size"].iloc[1])
+    assert history["batch_size"].iloc[0] == 64 and 64 < grown <= 256
+    assert history["lr"].iloc[1] == pytest.approx(0.005 * grown / 64)   # step decay at 1, linear scaling
+    assert result.summary["final_batch_size"] == grown
+
+
+def test_prunetrain_batch_experiment_with_the_thesis_fit(isolated_results):
+    from thesis_lib.experiments import run
+
+    # One epoch: seed 1 prunes to 80,914 parameters, inside the range where the line of 1 / batch over
+    # N = 1..10 is positive (a second reconfiguration would prune below it, which the rule refuses).
+    params = {"adapt": True, "scaling": "sqrt", "rule": "fit", "lasso_ratio": 0.95, "threshold": 0.05,
+              "interval": 1, "epochs": 1, "seed": 1}
+    history = run("prunetrain_batch", params, profile="smoke", progress=False).history
+    assert history["params_after"].iloc[0] < history["params"].iloc[0]
+    grown = int(history["next_batch_size"].iloc[0])
+    assert grown > 64 and history["next_lr_scale"].iloc[0] == pytest.approx(math.sqrt(grown / 64))

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .experiments import RunContext, RunOutput, experiment, get_profile, summarize_training, Profile
+from .experiments import Profile, RunContext, RunOutput, experiment, get_profile, summarize_training
 from .models import WIDE_BASELINE, ResNetConfig, build_resnet, count_parameters
 from .prunetrain import PruneTrain
 from .stats import LinearFit, linear_fit
@@ -165,7 +165,7 @@ def training_step_peak_bytes(model: nn.Module, input_shape: Sequence[int], batch
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device) - before)
     finally:
-        probe_model = optimizer = x = y = loss = None  # noqa: F841 (drop the references before releasing)
+        probe_model = optimizer = x = y = loss = None  # drop the references, so the memory can be released
         _release_cuda_memory(device)
 
 
@@ -199,7 +199,7 @@ class MemoryModel:
                 raise ValueError("memory does not grow with the batch, so no budget bounds it; pass a limit")
             return limit
         free = budget - self.static_bytes - self.fixed_bytes
-        batch = math.floor(free / self.per_sample_bytes * (1 + 1e-12))  # no lost sample to rounding
+        batch = math.floor(free / self.per_sample_bytes + 1e-6)  # no sample lost to rounding
         return min(batch, limit) if limit is not None else batch
 
 
@@ -409,6 +409,23 @@ def inverse_batch_fit(table: pd.DataFrame, stages: int) -> LinearFit:
     return linear_fit(part["parameters"].to_numpy(float), 1.0 / part["max_batch"].to_numpy(float))
 
 
+def batch_from_fit(fit: LinearFit, base_parameters: int, parameters: int, base_batch_size: int,
+                   limit: int | None = None) -> int:
+    """The thesis's rule (6.1): the batch for a net of `parameters` from a fit of 1 / max batch against
+    parameters, relative to the run's start: base batch x f(base parameters) / f(parameters), floored and
+    capped at `limit`. ValueError where the line predicts 1 / batch <= 0 (extrapolated past its range)."""
+    base_batch_size = _check_batch(base_batch_size, "base batch size")
+    if limit is not None:
+        limit = _check_batch(limit, "batch limit")
+    base_inverse, inverse = float(fit.predict(base_parameters)), float(fit.predict(parameters))
+    if base_inverse <= 0 or inverse <= 0:
+        raise ValueError(f"the fit 1/batch = {fit.intercept:.3g} + {fit.slope:.3g} * parameters is <= 0 at "
+                         f"{min(base_parameters, parameters)} parameters: it is extrapolated beyond its range; "
+                         "fit over smaller nets or use rule 'probe'")
+    batch = max(1, math.floor(base_batch_size * base_inverse / inverse + 1e-6))
+    return min(batch, limit) if limit is not None else batch
+
+
 def lr_scale_for(batch_size: int, base_batch_size: int, scaling: str) -> float:
     """The learning-rate factor for growing the batch from `base_batch_size`: the ratio ("linear") or its
     square root ("sqrt", Hoffer et al. 2017)."""
@@ -476,10 +493,8 @@ class BatchAdaptation(TrainingHook):
                                "(after PruneTrain) as well as PruneTrain's on_reconfigure")
         if self.rule == "probe":
             return self._memory_model_of(trainer, model).max_batch(self.budget_bytes, self.max_batch)
-        fit = self.params_fit
-        ratio = float(fit.predict(self.base_parameters)) / float(fit.predict(count_parameters(model)))
-        batch = max(1, math.floor(self.base_batch_size * ratio * (1 + 1e-12)))
-        return min(batch, self.max_batch) if self.max_batch is not None else batch
+        return batch_from_fit(self.params_fit, self.base_parameters, count_parameters(model),
+                              self.base_batch_size, self.max_batch)
 
     def __call__(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
         batch = self.new_batch_size(trainer, new_model)
@@ -500,3 +515,117 @@ class BatchAdaptation(TrainingHook):
         self.base_batch_size = state["base_batch_size"]
         self.base_lr_scale = state["base_lr_scale"]
         self.base_parameters = state["base_parameters"]
+
+
+def params_batch_fit(config: ResNetConfig, input_shape: Sequence[int], batch_size: int,
+                     device: str | torch.device = "cpu", blocks: Sequence[int] = range(1, 11)) -> LinearFit:
+    """The fit of 1 / max batch against parameters for `config`'s stage count and widths over `blocks`,
+    under the memory the deepest of those nets needs at `batch_size` (so every net of the table fits):
+    the line rule "fit" of `BatchAdaptation` uses."""
+    device = torch.device(device)
+    input_shape = _check_input_shape(input_shape)
+    method = _resolve_method("auto", device)
+    deepest = build_resnet(config.with_(blocks=(max(blocks),) * config.stages)).to(device)
+    budget = _memory_at(deepest, input_shape, batch_size, device, method)
+    table = batch_table(input_shape, config.num_classes, budget, stages=(config.stages,), blocks=blocks,
+                        widths=config.widths, device=device, method=method)
+    return inverse_batch_fit(table, config.stages)
+
+
+@dataclass(frozen=True)
+class ChapterSettings:
+    """Per-profile sizes of chapter 6.1's experiments.
+
+    PruneTrain: the full profile uses the original defaults (lasso ratio 0.2, threshold 1e-4, every 10
+    epochs). On the digits profiles ten epochs are far too few for whole channels to fall below 1e-4 (after
+    10 epochs at ratio 0.5 no channel's largest weight is below 0.02), so there a strong lasso ratio, a
+    threshold of 0.02 and a short interval make PruneTrain really remove channels within the run (smoke,
+    with 8 steps in all, needs 0.95 and 0.05 and ruins the accuracy: it only checks the pipeline).
+    """
+
+    lasso_ratio: float
+    threshold: float
+    interval: int
+    scalings: tuple[str, ...]
+    time_batches: tuple[int, ...]    # fig. 6.8: batch sizes whose epoch time is measured
+    time_epochs: int                 # epochs per timing run; the first (warm-up) epoch is not used
+    profile_batches: tuple[int, ...]  # fig. 6.1: batch sizes whose memory is measured
+    table_blocks: tuple[int, ...] = tuple(range(1, 11))  # N of the batch table (the thesis: 1..10)
+
+
+CHAPTER_SETTINGS: dict[str, ChapterSettings] = {
+    "smoke": ChapterSettings(lasso_ratio=0.95, threshold=0.05, interval=1, scalings=("linear",),
+                             time_batches=(32, 128), time_epochs=2, profile_batches=(1, 8, 32, 128, 512),
+                             table_blocks=(1, 2, 3)),
+    "quick": ChapterSettings(lasso_ratio=0.8, threshold=0.02, interval=2, scalings=("linear",),
+                             time_batches=(16, 32, 64, 128, 256, 512), time_epochs=3,
+                             profile_batches=(1, 8, 16, 32, 64, 128, 256, 512)),
+    "full": ChapterSettings(lasso_ratio=0.2, threshold=1e-4, interval=10, scalings=("linear", "sqrt"),
+                            time_batches=(32, 64, 128, 256, 512, 1024), time_epochs=3,
+                            profile_batches=(1, 16, 32, 64, 128, 256, 512, 1024)),
+}
+
+
+def chapter_settings(profile: str | Profile) -> ChapterSettings:
+    profile = get_profile(profile)
+    if profile.name not in CHAPTER_SETTINGS:
+        raise ValueError(f"no chapter 6.1 settings for profile {profile.name!r}; known: {sorted(CHAPTER_SETTINGS)}")
+    return CHAPTER_SETTINGS[profile.name]
+
+
+def adaptation_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the "prunetrain_batch" runs of a profile: PruneTrain without adaptation and with it for
+    each lr scaling of the profile, once per seed."""
+    profile = get_profile(profile)
+    settings = chapter_settings(profile)
+    common = {"lasso_ratio": settings.lasso_ratio, "threshold": settings.threshold, "interval": settings.interval}
+    groups = [{"adapt": False}] + [{"adapt": True, "scaling": scaling} for scaling in settings.scalings]
+    return [{**group, **common, "seed": seed} for group in groups for seed in profile.seeds]
+
+
+def epoch_time_grid(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:
+    """Params of the "baseline" runs that time an epoch of the wide net per batch size (fig. 6.8)."""
+    settings = chapter_settings(profile)
+    return [{"model": "wide", "schedule": "constant", "batch_size": batch, "epochs": settings.time_epochs,
+             "seed": seed} for batch in settings.time_batches]
+
+
+@experiment("prunetrain_batch")
+def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
+    """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
+
+    params: adapt (bool), scaling ("linear" | "sqrt"; with adapt), rule ("probe" | "fit"; default
+    "probe"), lasso_ratio, threshold, interval, seed, and optionally any TrainConfig field. The batch is
+    capped at the training set size. Rule "fit" uses `params_batch_fit` (N = 1..10 at the net's stage
+    count and widths); a run whose pruned net falls below the range where that line is positive stops
+    with a ValueError, because the line then says nothing about memory.
+    """
+    params = dict(context.params)
+    seed = int(params.pop("seed", 0))
+    adapt = bool(params.pop("adapt"))
+    scaling = params.pop("scaling", "linear")
+    rule = params.pop("rule", "probe")
+    prune = {key: params.pop(key) for key in ("lasso_ratio", "threshold", "interval") if key in params}
+    config = context.train_config(seed=seed, **params)
+    resnet = context.resnet_config("wide")
+    model = seeded_model(resnet, seed)
+    data = context.dataset()
+    input_shape = tuple(data.train_x.shape[1:])
+    adaptation = None
+    if adapt:
+        params_fit = None
+        if rule == "fit":
+            params_fit = params_batch_fit(resnet, input_shape, config.batch_size, context.device)
+        adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y),
+                                     params_fit=params_fit)
+    pruning = PruneTrain(**prune, on_reconfigure=adaptation)
+    hooks: list[TrainingHook] = [pruning] + ([adaptation] if adaptation is not None else [])
+    trainer = context.trainer(model, config, hooks=hooks)
+    history = trainer.fit()
+    summary = {
+        **summarize_training(history),
+        "final_batch_size": int(history["batch_size"].iloc[-1]),
+        "reconfigurations": int(history["reconfigured"].sum()),
+        "final_params_after": int(history["params_after"].iloc[-1]),
+    }
+    return RunOutput(history=history, summary=summary, model=trainer.model)
