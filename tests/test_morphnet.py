@@ -5,15 +5,18 @@ import math
 import random
 from fractions import Fraction
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from thesis_lib.data import load_dataset
+from thesis_lib.experiments import get_profile, run
 from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
 from thesis_lib.morphnet import (
-    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec,
-    morphnet_search, resource_coefficient, scale_spec, spec_cost, uniform_config, width_multiplier,
+    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec, layer_widths,
+    morphnet_search, resource_coefficient, scale_spec, search_structures, spec_cost, uniform_config,
+    width_multiplier,
 )
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer, TrainingHook
@@ -364,3 +367,90 @@ def test_regularizer_follows_its_model_to_cuda():
     penalty.backward()
     assert model.stem_bn.weight.grad.device.type == "cuda"
     assert alive_spec(model) == model.spec
+
+
+def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
+    spec = ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=10).to_spec()
+    widths = layer_widths(spec)
+    assert list(widths["name"]) == ["stem", "1.1.1", "1.1.2", "1.2.1", "1.2.2", "2.1.1", "2.1.2"]
+    assert list(widths["width"]) == [4, 4, 4, 4, 4, 6, 6]
+    model = build_resnet(spec)
+
+    def emptied(stage, block):
+        internal = [g.name for g in channel_groups(model)
+                    if g.kind == "internal" and (g.stage, g.block) == (stage, block)]
+        return layer_widths(select_channels(model, {internal[0]: []}).spec)
+
+    assert list(emptied(1, 0)["width"]) == [4, 4, 4, 4, 4, 0, 0]  # a bare transition shortcut is left
+    assert list(emptied(0, 1)["name"]) == ["stem", "1.1.1", "1.1.2", "2.1.1", "2.1.2"]  # the block is gone
+
+
+class RecordingFactory:
+    """A trainer factory that checkpoints every phase into a folder and can simulate a kill at one phase."""
+
+    def __init__(self, data, folder, kill_at=None):
+        self.data, self.folder, self.kill_at, self.phases = data, folder, kill_at, []
+        folder.mkdir(exist_ok=True)
+
+    def __call__(self, model, config, hooks, phase):
+        self.phases.append(phase)
+        if phase == self.kill_at:
+            raise KeyboardInterrupt
+        return Trainer(model, self.data, config, hooks=hooks, checkpoint_path=self.folder / f"{phase}.pt",
+                       progress=False)
+
+
+def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_path):
+    seed = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=False)
+    arguments = dict(resource="size", iterations=2, relative_strength=5.0, gamma_threshold=0.9, progress=False)
+    straight = RecordingFactory(digits, tmp_path / "straight")
+    expected = morphnet_search(seed, digits, config, trainer_factory=straight, **arguments)
+    assert straight.phases == ["regularize_1", "regularize_2", "retrain"]
+    killed = RecordingFactory(digits, tmp_path / "resumed", kill_at="retrain")
+    with pytest.raises(KeyboardInterrupt):
+        morphnet_search(seed, digits, config, trainer_factory=killed, **arguments)
+    resumed = morphnet_search(seed, digits, config, trainer_factory=RecordingFactory(digits, tmp_path / "resumed"),
+                              **arguments)
+    assert [s.spec for s in resumed.structures] == [s.spec for s in expected.structures]
+    assert resumed.structures[1].cost < resumed.structures[0].cost  # the search really shrank
+    assert resumed.retrain_history["train_loss"].tolist() == expected.retrain_history["train_loss"].tolist()
+
+
+def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
+    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "seed": 0}
+    regularized = run("morphnet_regularize", params, profile="smoke", progress=False)
+    history, summary = regularized.history, regularized.summary
+    model = regularized.model()
+    full_flops, full_size = count_flops(model, INPUT), weight_entries(model)
+    assert (summary["full_flops"], summary["full_size"], summary["full_cost"]) == (full_flops, full_size, full_size)
+    assert history["morphnet_cost"].tolist() == history["alive_size"].tolist()
+    assert summary["lambda"] == pytest.approx(3.0 / full_size)
+    assert summary["alive_flops"] == count_flops(build_resnet(ResNetSpec.from_json(summary["alive_spec"])), INPUT)
+    assert len(history) == get_profile("smoke").epochs and set(history["lr"]) == {get_profile("smoke").lr}
+
+    keep_all = run("morphnet_shrink", {**params, "shrink_threshold": 0.0}, profile="smoke", progress=False)
+    assert keep_all.summary["alive_spec"] == model.spec.to_json()
+    assert keep_all.summary["shrunk_acc"] == summary["final_acc"]  # nothing removed: the same function
+    keep_none = run("morphnet_shrink", {**params, "shrink_threshold": 1e3}, profile="smoke", progress=False)
+    streams_only = ResNetSpec.from_json(keep_none.summary["alive_spec"])
+    assert [stage.width for stage in streams_only.stages] == [1, 1, 1] and streams_only.stem_width == 1
+    assert not any(block.has_main_path for stage in streams_only.stages[:1] for block in stage.blocks)
+    assert keep_none.summary["size_ratio"] == weight_entries(build_resnet(streams_only)) / full_size
+    with pytest.raises(ValueError, match="shrink_threshold"):
+        run("morphnet_shrink", params, profile="smoke", progress=False)
+
+
+def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results):
+    result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke",
+                 progress=False)
+    smoke = get_profile("smoke")
+    wide = build_resnet(smoke.resnet("wide", 1, 10))
+    assert result.summary["budget"] == count_flops(wide, INPUT)
+    structures = search_structures(pd.DataFrame([{**result.params, **result.summary}]))
+    assert structures["kind"].tolist() == ["seed", "shrunk", "expanded"]
+    assert structures["cost"].iloc[0] == count_flops(build_resnet(smoke.resnet("narrow", 1, 10)), INPUT)
+    assert result.summary["found_flops"] == structures["flops"].iloc[-1] <= result.summary["budget"]
+    assert result.model().spec.to_json() == json.dumps(json.loads(structures["spec"].iloc[-1]), sort_keys=True)
+    assert len(result.history) == smoke.epochs and "morphnet_cost" not in result.history
+    assert result.summary["total_time"] == pytest.approx(result.summary["search_time"] + result.summary["retrain_time"])
