@@ -375,3 +375,79 @@ def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
     assert resumed_trainer.model.spec == trainer.model.spec
     columns = ["train_loss", "test_loss", "test_acc", "params", "lr"]
     assert resumed[columns].equals(history[columns])
+
+
+def test_growth_steps_build_the_planned_architectures():
+    from thesis_lib.net2net import growth_steps
+
+    narrow = build_resnet(ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(2, 3, 4), in_channels=1, num_classes=3))
+    generator, data = torch.Generator().manual_seed(0), torch.randn(4, 1, 8, 8)
+
+    def grown(operation, init="net2net", **kwargs):
+        model = narrow
+        for step in growth_steps(operation, init, (4, 6, 8), **kwargs):
+            model = step.apply(model, generator, data)
+        return model.spec
+
+    assert [s.width for s in grown("widen_one").stages] == [2, 3, 8]
+    assert [s.width for s in grown("widen_one", stage=0).stages] == [4, 3, 4]
+    assert [s.width for s in grown("widen_all", noise=0.1).stages] == [4, 6, 8]
+    deeper = grown("deepen", init="random")
+    assert [len(s.blocks) for s in deeper.stages] == [2, 2, 2] and [s.width for s in deeper.stages] == [2, 3, 4]
+    both = grown("widen_deepen")
+    assert [(len(s.blocks), s.width) for s in both.stages] == [(2, 4), (2, 6), (2, 8)]
+    assert both == ResNetConfig(stages=3, blocks=(2, 2, 2), widths=(4, 6, 8), in_channels=1, num_classes=3).to_spec()
+    for bad in [dict(operation="shrink"), dict(operation="deepen", noise=0.1),
+                dict(operation="widen_all", init="random", noise=0.1), dict(operation="widen_all", stage=0),
+                dict(operation="widen_one", stage=3)]:
+        with pytest.raises(ValueError):
+            growth_steps(bad.pop("operation"), bad.pop("init", "net2net"), (4, 6, 8), **bad)
+
+
+def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_default():
+    from thesis_lib.net2net import DEFAULT_NOISE, grow_grid
+
+    grid = grow_grid("smoke", operations=["widen_all", "deepen"], noise=0.2, grow_epoch=1)
+    assert len(grid) == 2 * 2 * 2
+    with_noise = {(p["operation"], p["init"]) for p in grid if "noise" in p}
+    assert with_noise == {("widen_all", "net2net")}
+    assert all(p["grow_epoch"] == 1 for p in grid) and {p["seed"] for p in grid} == {0, 1}
+    assert all("noise" not in p and "grow_epoch" not in p for p in grow_grid("smoke", noise=DEFAULT_NOISE))
+
+
+def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
+    import math
+
+    import pandas as pd
+
+    from thesis_lib.net2net import time_to_accuracy
+
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.5, 0.8, 0.7, 0.9],
+                            "epoch_time": [1.0, 2.0, 3.0, 4.0], "hook_time": [0.0, 0.5, 0.0, 0.0]})
+    assert time_to_accuracy(history, 0.75) == {"epoch": 2.0, "seconds": 3.5}
+    assert time_to_accuracy(history, 0.9) == {"epoch": 4.0, "seconds": 10.5}
+    never = time_to_accuracy(history, 0.95)
+    assert math.isnan(never["epoch"]) and math.isnan(never["seconds"])
+
+
+def test_net2net_grow_experiment_grows_the_narrow_baseline_into_the_wide_net(isolated_results):
+    from thesis_lib.experiments import PROFILES, run
+    from thesis_lib.models import ResNetSpec
+    from thesis_lib.net2net import DEFAULT_NOISE
+
+    smoke = PROFILES["smoke"]
+    narrow, wide = smoke.resnet("narrow", 1, 10), smoke.resnet("wide", 1, 10)
+    grown = run("net2net_grow", {"operation": "widen_all", "init": "net2net", "seed": 0}, profile="smoke",
+                progress=False)
+    baseline = run("baseline", {"model": "narrow", "schedule": "step", "seed": 0}, profile="smoke", progress=False)
+    assert grown.summary["grow_epoch"] == 1 and grown.summary["noise"] == DEFAULT_NOISE
+    assert ResNetSpec.from_json(grown.summary["grown_spec"]) == wide.to_spec()
+    assert grown.history["params"].tolist() == [count_parameters(build_resnet(narrow)),
+                                                count_parameters(build_resnet(wide))]
+    assert grown.summary["params_before"] == count_parameters(build_resnet(narrow))
+    assert len(grown.history) == smoke.epochs
+    columns = ["train_loss", "test_loss", "test_acc", "lr"]
+    assert grown.history.iloc[0][columns].equals(baseline.history.iloc[0][columns])
+    assert grown.history["lr"].tolist() == baseline.history["lr"].tolist()
+    with pytest.raises(ValueError, match="grow_epoch"):
+        run("net2net_grow", {"operation": "deepen", "init": "random", "grow_epoch": 2}, profile="smoke")

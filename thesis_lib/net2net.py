@@ -16,7 +16,8 @@ index (k - 1) // 2 on the channel diagonal) and whose BN undoes its own normalis
 
 All shape changes go through `thesis_lib.surgery`; this module only chooses the maps and the new weights.
 The random-init baselines of chapter 6.2 are here too, so that both arms of the comparison share the code.
-`Net2NetHook` applies a growth schedule inside one resumable `Trainer` run.
+`Net2NetHook` applies a growth schedule inside one resumable `Trainer` run; the experiment "net2net_grow"
+(chapter 6.2) uses it to grow the narrow baseline into a wider and / or deeper net within one cached run.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Mapping, Sequence, Union
 
+import pandas as pd
 import torch
 from torch import nn
 
+from .experiments import RunContext, RunOutput, experiment, get_profile, summarize_training
 from .models import ResNet, build_resnet
 from .surgery import ChannelGroup, channel_groups, insert_block, insert_layer, map_channels
-from .training import TrainConfig, Trainer, TrainingHook, make_optimizer
+from .training import TrainConfig, Trainer, TrainingHook, make_optimizer, seeded_model
 
 INITS = ("net2net", "random")
 DEEPEN_KINDS = ("block", "layer")
@@ -415,3 +418,140 @@ class Net2NetHook(TrainingHook):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"].cpu())
+
+
+# Chapter 6.2 experiments: grow the narrow baseline inside one cached, resumable training run.
+
+OPERATIONS = ("widen_one", "widen_all", "deepen", "widen_deepen")
+DEFAULT_NOISE = 0.05
+
+
+def default_grow_epoch(epochs: int) -> int:
+    """The epoch after which `net2net_grow` grows by default: a third of the run, at least epoch 1.
+
+    A third (60 of 180 epochs on `full`, 3 of 10 on `quick`, 1 of 2 on `smoke`) lies before the first lr
+    decay of every profile, so the new units still train at the full rate.
+    """
+    if epochs < 2:
+        raise ValueError(f"growing needs at least 2 epochs (one before, one after), got {epochs}")
+    return max(1, epochs // 3)
+
+
+def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: float = 0.0,
+                 stage: int | None = None) -> list[WidenStep | DeepenStep]:
+    """The steps of one chapter 6.2 growth (applied together after the grow epoch).
+
+    operation: "widen_one" widens `stage` (default: the last, which holds most parameters) to its width
+    in `wide_widths`; "widen_all" widens every stage to `wide_widths` (the narrow net becomes the wide
+    baseline's architecture); "deepen" appends one zero-gamma (init="net2net") or default-initialised
+    (init="random") residual block to the end of every stage; "widen_deepen" widens all stages, then
+    deepens each. `noise` applies to the widening of init="net2net" (see `widen_groups`).
+    """
+    _check_init(init)
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown operation {operation!r}; use one of {OPERATIONS}")
+    if stage is not None and operation != "widen_one":
+        raise ValueError(f"stage picks the stage of operation 'widen_one'; {operation!r} takes no stage")
+    if noise and not _noise_applies(operation, init):
+        raise ValueError("noise breaks the symmetry of widened channels; it applies to init='net2net' with a "
+                         f"widening operation only, not to {operation!r} with init={init!r}")
+    stages = len(wide_widths)
+    steps: list[WidenStep | DeepenStep] = []
+    if operation == "widen_one":
+        chosen = stages - 1 if stage is None else int(stage)
+        if not 0 <= chosen < stages:
+            raise ValueError(f"unknown stage {stage}; the model has stages 0..{stages - 1}")
+        steps.append(WidenStep(stages=chosen, widths=(int(wide_widths[chosen]),), noise=noise, init=init))
+    if operation in ("widen_all", "widen_deepen"):
+        steps.append(WidenStep(stages=tuple(range(stages)), widths=tuple(int(w) for w in wide_widths),
+                               noise=noise, init=init))
+    if operation in ("deepen", "widen_deepen"):
+        steps.extend(DeepenStep(stage=s, init=init) for s in range(stages))
+    return steps
+
+
+def _noise_applies(operation: str, init: str) -> bool:
+    return init == "net2net" and operation != "deepen"
+
+
+def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Sequence[str] = INITS,
+              noise: float = DEFAULT_NOISE, grow_epoch: int | None = None) -> list[dict[str, Any]]:
+    """Params of `net2net_grow` for every (operation, init) and every seed of `profile`.
+
+    Params that equal the experiment's defaults are left out, so that equal growths always share one
+    cached run: `noise` is passed only where it applies (init="net2net" with a widening operation) and
+    differs from DEFAULT_NOISE, `grow_epoch` only when given.
+    """
+    seeds = get_profile(profile).seeds
+    grid = []
+    for operation in operations:
+        for init in inits:
+            params: dict[str, Any] = {"operation": operation, "init": init}
+            if _noise_applies(operation, init) and noise != DEFAULT_NOISE:
+                params["noise"] = noise
+            if grow_epoch is not None:
+                params["grow_epoch"] = grow_epoch
+            grid.extend({**params, "seed": seed} for seed in seeds)
+    return grid
+
+
+def time_to_accuracy(history: pd.DataFrame, target: float) -> dict[str, float]:
+    """First epoch, and the training seconds until its end, at which test accuracy reaches `target`.
+
+    Seconds are the cumulative sum of epoch_time + hook_time (training plus growth, without evaluation).
+    Both are NaN when the run never reaches `target`.
+    """
+    seconds = (history["epoch_time"] + history["hook_time"]).cumsum()
+    reached = (history["test_acc"] >= target).to_numpy().nonzero()[0]
+    if len(reached) == 0:
+        return {"epoch": float("nan"), "seconds": float("nan")}
+    first = int(reached[0])
+    return {"epoch": float(history["epoch"].iloc[first]), "seconds": float(seconds.iloc[first])}
+
+
+@experiment("net2net_grow")
+def net2net_grow_experiment(context: RunContext) -> RunOutput:
+    """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
+
+    params: operation (see `growth_steps`), init ("net2net" | "random"), seed, optionally grow_epoch
+    (default `default_grow_epoch(profile epochs)`; 1 <= grow_epoch < epochs), noise (only for init="net2net"
+    with widening, default DEFAULT_NOISE; without it a copied channel and its original get equal gradients
+    forever) and stage (operation "widen_one" only).
+    The total number of epochs and the lr schedule are the profile's, as for the "baseline" runs, so both
+    compare at equal epochs. After growing, the optimizer is rebuilt: momentum restarts at zero for every
+    parameter (old and new alike, in both arms) and the learning rate follows the schedule unchanged
+    (lr_scale 1). The growth's random draws come from a generator seeded with the run's seed.
+    """
+    params = dict(context.params)
+    if "operation" not in params:
+        raise ValueError(f"net2net_grow needs params operation= one of {OPERATIONS}")
+    operation = params.pop("operation")
+    init = params.pop("init", "net2net")
+    seed = int(params.pop("seed", 0))
+    noise = float(params.pop("noise", DEFAULT_NOISE if _noise_applies(operation, init) else 0.0))
+    stage = params.pop("stage", None)
+    epochs = context.profile.epochs
+    grow_epoch = int(params.pop("grow_epoch", default_grow_epoch(epochs)))
+    if params:
+        raise ValueError(f"unknown net2net_grow params {sorted(params)}; use operation, init, seed, grow_epoch, "
+                         "noise, stage")
+    if not 1 <= grow_epoch < epochs:
+        raise ValueError(f"grow_epoch must lie in 1..{epochs - 1} (the profile trains {epochs} epochs), "
+                         f"got {grow_epoch}")
+    wide_widths = context.resnet_config("wide").widths
+    steps = growth_steps(operation, init, wide_widths, noise=noise, stage=stage)
+    model = seeded_model(context.resnet_config("narrow"), seed)
+    hook = Net2NetHook({grow_epoch: steps}, lr_scale=1.0, seed=seed)
+    trainer = context.trainer(model, context.train_config(seed=seed), hooks=[hook])
+    history = trainer.fit()
+    before = history[history["epoch"] == grow_epoch].iloc[0]
+    summary = {
+        **summarize_training(history),
+        "grow_epoch": grow_epoch,
+        "noise": noise,
+        "acc_at_growth": float(before["test_acc"]),
+        "params_before": int(before["params"]),
+        "flops_before": int(before["flops"]),
+        "grown_spec": trainer.model.spec.to_json(),
+    }
+    return RunOutput(history=history, summary=summary, model=trainer.model)
