@@ -328,11 +328,14 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
 
 def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profile = "quick",
           progress: bool = True) -> SweepResult:
-    """Run (or load) `name` for every params mapping of `grid`; params become columns of both frames."""
+    """Run (or load) `name` for every params mapping of `grid`; params become columns of both frames.
+
+    One progress bar counts the runs; the runs themselves train without their own bars.
+    """
     grid = list(grid)
     results = []
     for params in tqdm(grid, desc=f"{name} sweep", disable=not progress):
-        results.append(run(name, params, profile=profile, progress=progress))
+        results.append(run(name, params, profile=profile, progress=False))
     summary_rows, histories = [], []
     for result in results:
         columns = _flat("", result.params)
