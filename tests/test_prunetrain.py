@@ -11,9 +11,11 @@ from torch import nn
 
 from thesis_lib.data import Dataset, load_dataset
 from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, count_parameters
+from thesis_lib.experiments import get_profile, run
 from thesis_lib.prunetrain import (
-    PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda, lasso_penalty_ratio,
-    member_alive_channels, prune_plan, training_flops_summary, zero_small_weights_,
+    FACTORS, PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda,
+    lasso_penalty_ratio, member_alive_channels, prune_plan, prunetrain_plan, stage_channels,
+    training_flops_summary, zero_small_weights_,
 )
 from thesis_lib.surgery import select_channels
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
@@ -309,3 +311,64 @@ def test_bad_function_arguments():
         zero_small_weights_(model, -1.0)
     with pytest.raises(ValueError, match="empty"):
         training_flops_summary(pd.DataFrame({"flops": []}), 10, 100)
+
+
+def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
+    params = {"lasso_ratio": 0.95, "threshold": 0.05, "interval": 1, "lr": 0.1, "seed": 0}
+    result = run("prunetrain", params, profile="smoke", progress=False)
+    history, summary = result.history, result.summary
+    profile = get_profile("smoke")
+    dense = seeded_model(profile.resnet("wide", 1, 10), 0)
+
+    assert history["lr"].tolist() == pytest.approx([0.1, 0.01])  # lr override, step decay at epoch 1
+    assert summary["dense_params"] == count_parameters(dense) == history["params"].iloc[0]
+    assert summary["reconfigurations"] == int(history["reconfigured"].sum()) >= 1
+    assert summary["final_params_after"] == history["params_after"].iloc[-1] < 0.8 * summary["dense_params"]
+    assert summary["training_flops"] == 3 * profile.n_train * history["flops"].sum()
+    assert summary["dense_training_flops"] == 3 * profile.n_train * 2 * history["flops"].iloc[0]
+    assert summary["inference_flops_removed"] == pytest.approx(
+        1 - history["flops_after"].iloc[-1] / history["flops"].iloc[0])
+    assert json.loads(summary["final_channels"]) == channel_sizes(result.model())
+    assert run("prunetrain", params, profile="smoke", progress=False).loaded_from_cache
+
+
+def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
+    full = prunetrain_plan("full")
+    assert full.lasso_ratios == (0.05, 0.1, 0.15, 0.2, 0.25) and full.intervals == (2, 5, 10)
+    assert (full.lasso_ratio, full.threshold, full.interval, full.lr) == (0.2, 1e-4, 10, 0.1)
+    for name in ("smoke", "quick", "full"):
+        plan = prunetrain_plan(name)
+        assert max(plan.intervals) <= get_profile(name).epochs
+        for factor in FACTORS:
+            grid = plan.grid(factor)
+            assert len(grid) == len(plan.values(factor)) * len(plan.seeds)
+            assert {point["seed"] for point in grid} == set(plan.seeds)
+            for point in grid:
+                others = {key: value for key, value in point.items() if key not in (factor, "seed")}
+                assert others == {key: value for key, value in plan.default().items() if key != factor}
+            assert {**plan.default(), "seed": plan.seeds[0]} in grid  # the shared default point
+    with pytest.raises(ValueError, match="unknown factor"):
+        full.grid("batch_size")
+    with pytest.raises(ValueError, match="unknown profile"):
+        prunetrain_plan("huge")
+
+
+def test_stage_channels_sums_internal_widths_per_stage():
+    history = pd.DataFrame({"epoch": [1, 2], "seed": [3, 3], "channels": [
+        json.dumps({"stage0.stream": 16, "stage1.stream": 32, "stage0.block0.layer1": 10,
+                    "stage0.block1.layer1": 5, "stage1.block0.layer1": 7, "stage1.block0.layer2": 2}),
+        json.dumps({"stem": 4, "stage0.stream": 12, "stage1.block1.stream": 30, "stage0.block1.layer1": 3}),
+    ]})
+    table = stage_channels(history)
+    counts = {(row.epoch, row.stage, row.kind): row.channels for row in table.itertuples()}
+    assert counts == {
+        (1, "stage 0", "internal"): 15, (1, "stage 0", "stream"): 16,
+        (1, "stage 1", "internal"): 9, (1, "stage 1", "stream"): 32,
+        (2, "stem", "stream"): 4, (2, "stage 0", "internal"): 3, (2, "stage 0", "stream"): 12,
+        (2, "stage 1", "internal"): 0, (2, "stage 1", "stream"): 30,
+    }
+    assert (table["seed"] == 3).all()
+    with pytest.raises(ValueError, match="naming scheme"):
+        stage_channels(pd.DataFrame({"epoch": [1], "channels": [json.dumps({"layer3": 4})]}))
+    with pytest.raises(ValueError, match="no 'channels' column"):
+        stage_channels(pd.DataFrame({"epoch": [1]}))
