@@ -305,8 +305,9 @@ class PruneTrainPlan:
 
     `full` keeps the thesis's values: lasso ratio 0.05 ... 0.25 around the original code's 0.2, threshold
     1e-4, intervals 2 / 5 / 10 epochs of 180 (the draft names no threshold or learning-rate values: a
-    decade either side of 1e-4 and half / double the baseline's lr 0.1 are this plan's choice). Fewer SGD steps need a stronger lasso: lambda of eq. 2.3
-    fixes only the lasso's share at step 0, and how far the slices shrink grows with lambda x lr x steps.
+    decade either side of 1e-4 and half / double the baseline's lr 0.1 are this plan's choice). Fewer SGD
+    steps need a stronger lasso: lambda of eq. 2.3 fixes only the lasso's share at step 0, and how far the
+    slices shrink grows with lambda x lr x steps.
     On `quick` (digits, 10 epochs, 230 steps) ratios up to 0.25 with thresholds from 1e-4 to 5e-2 removed no
     channel; ratio 0.8 with threshold 3e-2 removed about 25 % of the parameters, 0.9 about 60 %, and 0.95
     collapsed the net (a few hundred parameters left, under 10 % accuracy); 0.5 to 0.7 removed at most a
