@@ -51,7 +51,10 @@ BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
 class Profile:
     """How big every experiment is: data, epochs, seeds, network depth, device (DESIGN.md section 5).
 
-    Milestones scale with the epochs like the thesis's 93 and 150 of 180 epochs.
+    Milestones scale with the epochs like the thesis's 93 and 150 of 180 epochs. `cpu_threads` fixes
+    torch's intra-op threads for runs on the CPU: the small profiles' nets are so small that one thread is
+    as fast as several and immune to a busy machine, and a fixed count makes CPU results reproducible
+    (reductions split over a different number of threads round differently). None leaves torch's default.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Profile:
     n_test: int | None = None
     device: str = "auto"
     unseen_dataset: str = "fashion_mnist"
+    cpu_threads: int | None = None
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -95,9 +99,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", dataset="digits", epochs=2, milestones=(1,), seeds=(0, 1),
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False,
-                     n_train=256, n_test=128, device="cpu"),
+                     n_train=256, n_test=128, device="cpu", cpu_threads=1),
     "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2),
-                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False),
+                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
     "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
                     batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
                     unseen_dataset="cifar100"),
@@ -169,6 +173,8 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.device = self.profile.resolved_device()
+        if self.device.type == "cpu" and self.profile.cpu_threads is not None:
+            torch.set_num_threads(self.profile.cpu_threads)
 
     def dataset(self, name: str | None = None) -> Dataset:
         """The profile's dataset (or `name`), subset to the profile's sizes; loaded once per process."""
