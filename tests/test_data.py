@@ -12,7 +12,7 @@ import torchvision
 from sklearn.datasets import load_digits
 
 from thesis_lib import data
-from thesis_lib.data import DeviceLoader, crop_and_flip, evaluation_loader, load_dataset
+from thesis_lib.data import DATASET_SHAPES, DATASETS, DeviceLoader, crop_and_flip, evaluation_loader, load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +313,9 @@ def test_missing_fashion_mnist_names_every_place_looked_at(tmp_path, monkeypatch
     for place in [tmp_path / "fashion-mnist", tmp_path / "FashionMNIST" / "raw", tmp_path / "debian"]:
         assert str(place) in message
     assert "sudo apt install dataset-fashion-mnist" in message and "download=True" in message
+
+
+def test_dataset_shapes_table_matches_loaded_digits():
+    assert set(DATASET_SHAPES) == set(DATASETS)
+    data = load_dataset("digits")
+    assert DATASET_SHAPES["digits"] == (data.in_channels, data.image_size, data.num_classes)

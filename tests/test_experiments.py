@@ -103,3 +103,24 @@ def test_unknown_profile_experiment_and_model_are_clear_errors(isolated_results)
         experiments.load_dataset("imagenet")
     with pytest.raises(TypeError, match="JSON-like"):
         run("baseline", {"model": object()}, profile="smoke")
+
+
+def test_bad_sweep_axes_and_training_params_are_clear_errors(isolated_results):
+    with pytest.raises(ValueError, match="needs a list"):
+        seed_grid("smoke", model="wide")
+    with pytest.raises(ValueError, match="unknown training parameter"):
+        get_profile("smoke").train_config(learning_rate=0.1)
+    with pytest.raises(ValueError, match="unknown model 'medium'"):
+        get_profile("smoke").resnet("medium", 1, 10)
+
+
+def test_profile_input_size_matches_the_data():
+    assert get_profile("smoke").input_size == (1, 8, 8)
+    assert get_profile("full").input_size == (3, 32, 32) and get_profile("full").num_classes == 10
+
+
+def test_sweep_keeps_per_epoch_lr_when_lr_is_a_param(isolated_results):
+    result = sweep("counting_test", [{"lr": 0.05, "seed": 0}], profile="smoke", progress=False)
+    schedule = get_profile("smoke").train_config(lr=0.05)
+    assert list(result.history["lr"]) == [schedule.lr_at(e) for e in range(schedule.epochs)]
+    assert (result.history["lr_param"] == 0.05).all()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from thesis_lib.stats import (WelchResult, linear_fit, summary_table, ttest_table,
+from thesis_lib.stats import (WelchResult, linear_fit, summary_table, ttest_table, welch_table,
                               welch_ttest)
 
 # Baseline accuracies with (a) and without (b) the step schedule: made-up numbers of the thesis's size.
@@ -205,7 +205,7 @@ def test_summary_table_by_two_columns(runs):
 def test_ttest_table_against_reference(runs):
     table = ttest_table(runs, "method", "accuracy", reference="baseline")
     assert list(table.columns) == ["group", "mean", "reference_mean", "diff", "ci_low", "ci_high",
-                                   "t", "df", "p"]
+                                   "t", "df", "p", "sentence"]
     assert list(table["group"]) == ["net2net", "prunetrain"]
     baseline = runs.loc[runs.method == "baseline", "accuracy"]
     for _, row in table.iterrows():
@@ -221,5 +221,16 @@ def test_ttest_table_errors(runs):
     with pytest.raises(ValueError, match="reference group 'morphnet' not found.*'baseline'"):
         ttest_table(runs, "method", "accuracy", reference="morphnet")
     single = pd.concat([runs, pd.DataFrame({"method": ["morphnet"], "lr": ["step"], "accuracy": [0.9]})])
-    with pytest.raises(ValueError, match="group 'morphnet' vs reference 'baseline': sample a needs"):
+    with pytest.raises(ValueError, match="method = morphnet vs baseline: sample a needs"):
         ttest_table(single, "method", "accuracy", reference="baseline")
+
+
+def test_welch_table_rows_equal_single_tests():
+    a, b, c = [0.91, 0.92, 0.93, 0.90], [0.88, 0.89, 0.87, 0.90], [0.91, 0.95, 0.90, 0.94]
+    table = welch_table([("a vs b", a, b), ("c vs b", c, b)], unit="")
+    for row, (x, y) in zip(table.itertuples(), [(a, b), (c, b)]):
+        expected = scipy_stats.ttest_ind(x, y, equal_var=False)
+        assert row.t == pytest.approx(expected.statistic) and row.p == pytest.approx(expected.pvalue)
+    assert table.sentence[0].startswith("a vs b")
+    with pytest.raises(ValueError, match="c vs b"):
+        welch_table([("c vs b", [1.0], b)])

@@ -249,6 +249,15 @@ def cifar100(root: str | os.PathLike | None = None, download: bool = False) -> D
     return _torchvision_cifar("cifar100", torchvision.datasets.CIFAR100, 100, root, download)
 
 
+# (channels, image size, classes) of every dataset, known without loading it.
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": (1, 8, 10),
+    "fashion_mnist": (1, 28, 10),
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+}
+
+
 DATASETS: dict[str, Callable[[str | os.PathLike | None, bool], Dataset]] = {
     "digits": lambda root, download: digits(),
     "fashion_mnist": fashion_mnist,

@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import Dataset, load_dataset
+from .data import DATASET_SHAPES, Dataset, load_dataset
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
 from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, seeded_model
 
@@ -70,7 +70,6 @@ class Profile:
     n_train: int | None = None
     n_test: int | None = None
     device: str = "auto"
-    unseen_dataset: str = "fashion_mnist"
     cpu_threads: int | None = None
 
     def resolved_device(self) -> torch.device:
@@ -78,14 +77,30 @@ class Profile:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image of the profile's dataset, without loading it."""
+        channels, size, _ = DATASET_SHAPES[self.dataset]
+        return (channels, size, size)
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_SHAPES[self.dataset][2]
+
     def resnet(self, base: ResNetConfig | str, in_channels: int, num_classes: int) -> ResNetConfig:
         """`base` (a config or "wide" / "narrow") with this profile's depth and the dataset's shapes."""
+        if isinstance(base, str) and base not in BASE_MODELS:
+            raise ValueError(f"unknown model {base!r}; use one of {sorted(BASE_MODELS)} or a ResNetConfig")
         config = BASE_MODELS[base] if isinstance(base, str) else base
         return config.with_(blocks=(self.blocks_per_stage,) * config.stages, in_channels=in_channels,
                             num_classes=num_classes)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The profile's TrainConfig, with any field overridden."""
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown training parameter(s) {unknown}; TrainConfig fields are {sorted(known)}")
         base = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, schedule="step",
                            milestones=self.milestones, padding=self.padding, flip=self.flip)
         return replace(base, **overrides)
@@ -103,8 +118,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2),
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
     "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
-                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
-                    unseen_dataset="cifar100"),
+                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True),
 }
 
 
@@ -152,6 +166,8 @@ class RunResult:
     def model(self, device: str | torch.device = "cpu") -> ResNet:
         """The run's final model, rebuilt from its saved spec."""
         state = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
+        if state["spec"] is None:
+            raise ValueError(f"experiment {self.name!r} saved no model in {self.path}")
         model = build_resnet(ResNetSpec.from_dict(state["spec"]))
         model.load_state_dict(state["state_dict"])
         return model.to(device)
@@ -183,7 +199,8 @@ class RunContext:
         if key not in _DATASETS:
             data = load_dataset(name)
             if self.profile.n_train is not None or self.profile.n_test is not None:
-                data = data.subset(self.profile.n_train, self.profile.n_test, seed=0)
+                data = data.subset(self.profile.n_train or len(data.train_y),
+                                   self.profile.n_test or len(data.test_y), seed=0)
             _DATASETS[key] = data
         return _DATASETS[key]
 
@@ -253,13 +270,17 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+    """Everything a run's results depend on; its hash names the run's folder."""
+    _, version = _lookup(name)
+    return {"experiment": name, "version": version, "params": _canonical(params),
+            "profile": profile.to_dict(), "device": profile.resolved_device().type}
+
+
 def run_dir_for(name: str, params: Mapping[str, Any], profile: str | Profile) -> Path:
     """The folder that holds (or will hold) this run's results."""
     profile = get_profile(profile)
-    _, version = _lookup(name)
-    config = {"experiment": name, "version": version, "params": _canonical(params),
-              "profile": profile.to_dict()}
-    return results_root() / profile.name / name / config_hash(config)
+    return results_root() / profile.name / name / config_hash(_run_config(name, params, profile))
 
 
 def _load_finished(name: str, params: dict[str, Any], path: Path) -> RunResult:
@@ -281,13 +302,13 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
     """Run experiment `name` with `params` on `profile`, or load it when it has finished before."""
     profile = get_profile(profile)
     params = _canonical(dict(params or {}))
-    function, version = _lookup(name)
+    function, _ = _lookup(name)
     path = run_dir_for(name, params, profile)
     if (path / "DONE").exists():
         return _load_finished(name, params, path)
     path.mkdir(parents=True, exist_ok=True)
-    config = {"experiment": name, "version": version, "params": params, "profile": profile.to_dict()}
-    _write_text_atomic(path / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    _write_text_atomic(path / "config.json",
+                       json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
     start = time.perf_counter()
     output = function(RunContext(name=name, params=params, profile=profile, run_dir=path, progress=progress))
     history_tmp = path / "history.csv.tmp"
@@ -336,7 +357,8 @@ def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profil
           progress: bool = True) -> SweepResult:
     """Run (or load) `name` for every params mapping of `grid`; params become columns of both frames.
 
-    One progress bar counts the runs; the runs themselves train without their own bars.
+    A param named like a history column (lr, batch_size) keeps the per-epoch values there and appears in
+    the history as `<name>_param`. One progress bar counts the runs; the runs train without their own bars.
     """
     grid = list(grid)
     results = []
@@ -348,7 +370,8 @@ def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profil
         summary_rows.append({**columns, **_flat("", result.summary)})
         history = result.history.copy()
         for key, value in columns.items():
-            history[key] = value if not isinstance(value, list) else str(value)
+            column = f"{key}_param" if key in result.history.columns else key
+            history[column] = value if not isinstance(value, list) else str(value)
         histories.append(history)
     return SweepResult(pd.DataFrame(summary_rows), pd.concat(histories, ignore_index=True), results)
 
@@ -356,12 +379,16 @@ def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profil
 def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, Any]]:
     """Every combination of the given axes, once per seed of the profile."""
     profile = get_profile(profile)
+    for key, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ValueError(f"seed_grid axis {key!r} needs a list of values, got {values!r}; "
+                             f"write {key}=[{values!r}] for a single value")
     keys = list(axes)
     combos = itertools.product(*(axes[k] for k in keys)) if keys else [()]
     return [{**dict(zip(keys, combo)), "seed": seed} for combo in combos for seed in profile.seeds]
 
 
-def summarize_training(history: pd.DataFrame, model: ResNet | None = None) -> dict[str, Any]:
+def summarize_training(history: pd.DataFrame) -> dict[str, Any]:
     """The scalar results every training run reports."""
     last = history.iloc[-1]
     return {
@@ -385,8 +412,6 @@ def baseline(context: RunContext) -> RunOutput:
     """
     params = dict(context.params)
     base = params.pop("model", "wide")
-    if base not in BASE_MODELS:
-        raise ValueError(f"unknown model {base!r}; use one of {sorted(BASE_MODELS)}")
     seed = int(params.pop("seed", 0))
     config = context.train_config(seed=seed, **params)
     model = seeded_model(context.resnet_config(base), seed)

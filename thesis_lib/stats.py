@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -186,27 +186,40 @@ def summary_table(df: pd.DataFrame, by: str | list[str], value: str) -> pd.DataF
                        min="min", max="max").reset_index()
 
 
-def ttest_table(df: pd.DataFrame, group_col: str, value_col: str, reference: object,
+WELCH_COLUMNS = ["comparison", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "t", "df", "p", "n_a", "n_b",
+                 "sentence"]
+
+
+def welch_table(comparisons: Iterable[tuple[str, ArrayLike, ArrayLike]], unit: str = "",
                 confidence: float = 0.95) -> pd.DataFrame:
+    """Welch t-tests of many (label, a, b) pairs: one row each with the test's numbers and its sentence
+    (`WelchResult.sentence(label, unit)`), so a notebook prints every result from one table."""
+    rows = []
+    for label, a, b in comparisons:
+        try:
+            result = welch_ttest(a, b, confidence=confidence)
+        except ValueError as error:
+            raise ValueError(f"{label}: {error}") from error
+        rows.append({"comparison": label, **{k: v for k, v in result.as_dict().items() if k != "confidence"},
+                     "sentence": result.sentence(label, unit)})
+    return pd.DataFrame(rows, columns=WELCH_COLUMNS)
+
+
+def ttest_table(df: pd.DataFrame, group_col: str, value_col: str, reference: object,
+                confidence: float = 0.95, unit: str = "") -> pd.DataFrame:
     """Welch t-test of every group of `group_col` against the `reference` group, one row per other group
     (sorted), with columns group, mean, reference_mean, diff (= mean - reference_mean), ci_low, ci_high,
-    t, df, p. No correction for multiple comparisons is applied."""
+    t, df, p and the result's sentence. No correction for multiple comparisons is applied."""
     _require_columns(df, [group_col, value_col])
     groups = {key: part[value_col].to_numpy(dtype=float)
               for key, part in df.groupby(group_col, sort=True, observed=True)}
     if reference not in groups:
         raise ValueError(f"reference group {reference!r} not found in column {group_col!r}; "
                          f"groups present: {list(groups)}")
-    rows = []
-    for key, values in groups.items():
-        if key == reference:
-            continue
-        try:
-            result = welch_ttest(values, groups[reference], confidence=confidence)
-        except ValueError as error:
-            raise ValueError(f"group {key!r} vs reference {reference!r}: {error}") from error
-        rows.append({"group": key, "mean": result.mean_a, "reference_mean": result.mean_b,
-                     "diff": result.diff, "ci_low": result.ci_low, "ci_high": result.ci_high,
-                     "t": result.t, "df": result.df, "p": result.p})
-    columns = ["group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p"]
-    return pd.DataFrame(rows, columns=columns)
+    others = [key for key in groups if key != reference]
+    table = welch_table(
+        [(f"{value_col}, {group_col} = {key} vs {reference}", groups[key], groups[reference]) for key in others],
+        unit=unit, confidence=confidence)
+    table.insert(0, "group", others)
+    table = table.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
+    return table[["group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p", "sentence"]]
