@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 
-.PHONY: setup notebooks test smoke benchmark clean-results
+.PHONY: setup notebooks test benchmark clean-results
 
 setup: $(VENV)/.installed
 

@@ -28,6 +28,7 @@ from torchvision import transforms
 
 from thesis_lib.data import DeviceLoader
 from thesis_lib.models import WIDE_BASELINE, build_resnet
+from thesis_lib.training import synchronize
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
@@ -46,11 +47,6 @@ class UInt8ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def to_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device):

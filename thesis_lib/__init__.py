@@ -1,7 +1,18 @@
 """thesis_lib: the runnable companion to the thesis "Zeit-effizientes Training von Convolutional Neural Networks".
 
 Modules: models (thesis ResNet from a width spec), surgery (every shape change), prunetrain, net2net,
-morphnet, batchsize, data, training, experiments (cached runs and profiles), stats, plots.
+morphnet, batchsize, data, training, experiments (cached runs and profiles), stats, plots, cli.
 """
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding the package), or THESIS_ROOT when set and not empty.
+
+    Results (`results/`) and figures (`figures/`) live below it.
+    """
+    return Path(os.environ.get("THESIS_ROOT") or Path(__file__).resolve().parent.parent)

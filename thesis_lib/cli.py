@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .experiments import PROFILES, get_profile, project_root
+from . import project_root
+from .experiments import PROFILES, get_profile
 
 
 @dataclass

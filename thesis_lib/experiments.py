@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
 from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, seeded_model
@@ -128,11 +129,6 @@ def get_profile(profile: str | Profile) -> Profile:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; use one of {sorted(PROFILES)}")
     return PROFILES[profile]
-
-
-def project_root() -> Path:
-    """The repository root (parent of the package), or THESIS_ROOT when set."""
-    return Path(os.environ.get("THESIS_ROOT", Path(__file__).resolve().parent.parent))
 
 
 def results_root() -> Path:

@@ -21,6 +21,8 @@ from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from . import project_root
+
 THESIS_STYLE: dict[str, Any] = {
     # Serif text to match the thesis body. Only DejaVu Serif, which ships with matplotlib: every machine
     # then renders the same glyphs, so regenerated figures are identical everywhere, and it is TrueType,
@@ -110,7 +112,7 @@ def figure_dir(notebook: str | None = None, profile: str | None = None,
     _check_path_part(notebook, "notebook")
     _check_path_part(profile, "profile")
     if root is None:
-        root = os.environ.get("THESIS_ROOT") or Path(__file__).resolve().parent.parent
+        root = project_root()
     return Path(root) / "figures" / profile / notebook
 
 
