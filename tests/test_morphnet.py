@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from thesis_lib.data import load_dataset
-from thesis_lib.experiments import get_profile, run
+from thesis_lib.experiments import get_profile, run, sweep
 from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
 from thesis_lib.morphnet import (
-    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec, layer_widths,
-    morphnet_search, resource_coefficient, scale_spec, search_structures, spec_cost, uniform_config,
-    width_multiplier,
+    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_cost_curves, alive_spec,
+    layer_widths, morphnet_search, resource_coefficient, scale_spec, search_structures, spec_cost, uniform_config,
+    uniform_scaling, width_multiplier,
 )
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer, TrainingHook
@@ -253,6 +253,27 @@ def test_width_multiplier_grows_the_narrow_net_to_the_wide_budget():
     assert (omega, spec) == (2.0, wide)
 
 
+def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
+    narrow = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+    doubled = narrow.with_(widths=(8, 16))
+    table = uniform_scaling(narrow, doubled, INPUT)
+    assert table["resource"].tolist() == ["flops", "size"]
+    assert table["omega"].tolist() == [2.0, 2.0] and table["equals_reference"].all()
+    costs = {config: [count_flops(build_resnet(config), INPUT), weight_entries(build_resnet(config))]
+             for config in (narrow, doubled)}
+    assert table["budget"].tolist() == table["scaled_cost"].tolist() == costs[doubled]
+    assert table["seed_cost"].tolist() == costs[narrow]
+    uneven = narrow.with_(widths=(7, 9))  # no omega turns 4/8 into 7/9
+    table = uniform_scaling(narrow, uneven, INPUT, resources=["size"])
+    row = table.iloc[0]
+    scaled = ResNetSpec.from_json(row["scaled_spec"])
+    assert not row["equals_reference"] and scaled == scale_spec(narrow.to_spec(), row["omega"])
+    assert row["budget"] == weight_entries(build_resnet(uneven))
+    assert row["scaled_cost"] == weight_entries(build_resnet(scaled)) <= row["budget"]
+    larger = scale_spec(narrow.to_spec(), next_breakpoint(narrow.to_spec(), row["omega"]))
+    assert weight_entries(build_resnet(larger)) > row["budget"]
+
+
 def test_bad_inputs_are_value_errors():
     model = build_resnet(SMALL)
     with pytest.raises(ValueError, match="unknown resource"):
@@ -348,7 +369,8 @@ def test_tiny_search_on_digits_stays_within_budget(digits):
     assert "morphnet_cost" in result.search_histories[0]
     exported = json.loads(result.to_json())
     assert ResNetSpec.from_dict(exported["structures"][-1]["spec"]) == expanded.spec
-    assert list(result.structure_frame()["kind"]) == ["seed", "shrunk", "expanded"]
+    one_run = pd.DataFrame([{"resource": "flops", "seed": 0, "search": result.to_json()}])
+    assert search_structures(one_run)["kind"].tolist() == ["seed", "shrunk", "expanded"]
     with pytest.raises(ValueError, match="budget"):
         morphnet_search(seed, digits, config, budget=10, iterations=1, progress=False)
 
@@ -428,6 +450,11 @@ def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
     assert summary["lambda"] == pytest.approx(3.0 / full_size)
     assert summary["alive_flops"] == count_flops(build_resnet(ResNetSpec.from_json(summary["alive_spec"])), INPUT)
     assert len(history) == get_profile("smoke").epochs and set(history["lr"]) == {get_profile("smoke").lr}
+    curves = alive_cost_curves(sweep("morphnet_regularize", [params], profile="smoke", progress=False))
+    assert curves["epoch"].tolist() == [0, *history["epoch"]] and (curves["resource"] == "size").all()
+    assert curves["alive_size"].tolist() == [full_size, *history["alive_size"]]
+    assert curves["flops_ratio"].tolist() == [1.0, *(history["alive_flops"] / full_flops)]
+    assert curves["size_ratio"].iloc[-1] == summary["final_cost"] / full_size
 
     keep_all = run("morphnet_shrink", {**params, "shrink_threshold": 0.0}, profile="smoke", progress=False)
     assert keep_all.summary["alive_spec"] == model.spec.to_json()

@@ -39,7 +39,7 @@ from torch import nn
 
 from .data import Dataset
 from .experiments import (
-    BASE_MODELS, Profile, RunContext, RunOutput, experiment, get_profile, run, summarize_training,
+    BASE_MODELS, Profile, RunContext, RunOutput, SweepResult, experiment, get_profile, run, summarize_training,
 )
 from .models import ResNet, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
 from .surgery import INTERNAL, STREAM, channel_groups, conv_edges, select_channels
@@ -205,12 +205,10 @@ class MorphNetRegularizer:
             in_slots.append(slot(edge.in_group, fixed_in))
             out_slots.append(slot(edge.out_group, fixed_out))
         self.coefficients = coefficients
-        self._coefficients = torch.tensor(coefficients, dtype=torch.float32)
+        self._coefficients = torch.tensor(coefficients, dtype=torch.long)
         self._in_slots = torch.tensor(in_slots, dtype=torch.long)
         self._out_slots = torch.tensor(out_slots, dtype=torch.long)
-        self._fixed_counts = torch.tensor(fixed_counts, dtype=torch.float32)
-        self._slots = list(zip(in_slots, out_slots))
-        self._fixed = fixed_counts
+        self._fixed_counts = torch.tensor(fixed_counts, dtype=torch.long)
         blocks: dict[tuple[int, int], list[int]] = {}
         for g, group in enumerate(self.groups):
             if group.kind == INTERNAL:
@@ -227,18 +225,21 @@ class MorphNetRegularizer:
         sums = sums.index_add(0, self._gammas.group_of_channel, gammas)
         return counts, sums
 
+    def _per_conv(self, per_group: torch.Tensor, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per conv, the value of the group it reads and of the group it writes; `fixed` gives the values of
+        the sides without a group (image channels, class scores)."""
+        if self._in_slots.device != per_group.device:  # the model moved after construction
+            for name in ("_coefficients", "_in_slots", "_out_slots", "_fixed_counts"):
+                setattr(self, name, getattr(self, name).to(per_group.device))
+        values = torch.cat([per_group, fixed.to(per_group.dtype)])
+        return values.index_select(0, self._in_slots), values.index_select(0, self._out_slots)
+
     def penalty(self) -> torch.Tensor:
         """G(W) = sum_j G(j) (eq. 2.11, 2.12): a scalar tensor, differentiable in the BN gammas."""
         counts, sums = self._alive_and_sums()
-        if self._in_slots.device != counts.device:  # the model moved after construction
-            for name in ("_coefficients", "_in_slots", "_out_slots", "_fixed_counts"):
-                setattr(self, name, getattr(self, name).to(counts.device))
-        fixed = self._fixed_counts.to(counts.dtype)
-        alive = torch.cat([counts.detach(), fixed])
-        gamma_sums = torch.cat([sums, torch.zeros_like(fixed)])
+        alive_in, alive_out = self._per_conv(counts.detach(), self._fixed_counts)
+        gamma_in, gamma_out = self._per_conv(sums, torch.zeros_like(self._fixed_counts))
         coefficients = self._coefficients.to(counts.dtype)
-        alive_in, alive_out = alive.index_select(0, self._in_slots), alive.index_select(0, self._out_slots)
-        gamma_in, gamma_out = gamma_sums.index_select(0, self._in_slots), gamma_sums.index_select(0, self._out_slots)
         return _conv_penalties(coefficients, alive_in, gamma_in, alive_out, gamma_out).sum()
 
     @torch.no_grad()
@@ -253,23 +254,26 @@ class MorphNetRegularizer:
         for gamma histograms and threshold studies, chapter 4)."""
         return {name: values.clone() for name, values in self._gammas.per_group(self._gammas()).items()}
 
-    def _cost_from_counts(self, counts: list[int]) -> int:
-        counts = list(counts)
+    def _cost_from_counts(self, counts: torch.Tensor) -> int:
+        """F = sum_j F(j) (eq. 2.8, 2.10) for the given alive channels per group; every internal group of a
+        block counts as empty when one of them is (surgery removes that block's main path)."""
+        counts = counts.to(torch.long)
         for group_indices in self._block_internal_groups:
-            if any(counts[g] == 0 for g in group_indices):
-                for g in group_indices:
-                    counts[g] = 0
-        values = counts + self._fixed
-        return sum(c * values[i] * values[o] for c, (i, o) in zip(self.coefficients, self._slots))
+            if bool((counts[group_indices] == 0).any()):
+                counts[group_indices] = 0
+        alive_in, alive_out = self._per_conv(counts, self._fixed_counts)
+        return int(_conv_costs(self._coefficients, alive_in, alive_out).sum())
 
+    @torch.no_grad()
     def cost(self) -> int:
         """F = sum_j F(j) (eq. 2.8, 2.10) with hard-thresholded alive counts."""
-        counts = self.alive_counts()
-        return self._cost_from_counts([counts[group.name] for group in self.groups])
+        counts, _ = self._alive_and_sums()
+        return self._cost_from_counts(counts)
 
     def full_cost(self) -> int:
         """F with every channel alive: count_flops of the model (flops) or its weight entries (size)."""
-        return self._cost_from_counts([group.size for group in self.groups])
+        return self._cost_from_counts(torch.tensor([group.size for group in self.groups],
+                                                   device=self._in_slots.device))
 
 
 def spec_cost(spec: ResNetSpec | ResNetConfig, resource: str = "flops",
@@ -348,6 +352,19 @@ def _spec_widths(spec: ResNetSpec) -> set[int]:
     return widths
 
 
+def _check_budget(spec: ResNetSpec, budget: float, resource: str, input_size: Sequence[int]) -> None:
+    """A budget that some width multiplier of `spec` meets: positive and at least F of every width 1."""
+    _check_resource(resource)
+    if not budget > 0:
+        raise ValueError(f"budget must be > 0, got {budget}")
+    smallest = spec_cost(unit_width_spec(spec), resource, input_size)
+    if smallest > budget:
+        raise ValueError(
+            f"budget {budget:g} is below the {resource} of the smallest network of this structure (every "
+            f"width 1: {smallest}); raise the budget or remove blocks"
+        )
+
+
 def width_multiplier(spec: ResNetSpec, budget: float, resource: str = "flops",
                      input_size: Sequence[int] = (3, 32, 32)) -> tuple[float, ResNetSpec]:
     """The largest omega with F(omega * C) <= budget (algorithm 2.2, step 3) and that scaled spec.
@@ -356,19 +373,11 @@ def width_multiplier(spec: ResNetSpec, budget: float, resource: str = "flops",
     over those breakpoints n / w (cost grows with omega: bisection). The omega returned is the smallest
     breakpoint giving the returned spec; the next breakpoint exceeds the budget.
     """
-    _check_resource(resource)
-    if not budget > 0:
-        raise ValueError(f"budget must be > 0, got {budget}")
+    _check_budget(spec, budget, resource, input_size)
 
     def cost_at(omega: Fraction) -> int:
         return spec_cost(scale_spec(spec, omega), resource, input_size)
 
-    smallest = cost_at(Fraction(1, max(_spec_widths(spec)) + 1))
-    if smallest > budget:
-        raise ValueError(
-            f"budget {budget:g} is below the {resource} of the smallest network of this structure (every "
-            f"width 1: {smallest}); raise the budget or remove blocks"
-        )
     upper = Fraction(1)
     while cost_at(upper) <= budget:
         upper *= 2
@@ -524,18 +533,6 @@ class SearchResult:
     def final_spec(self) -> ResNetSpec:
         return self.structures[-1].spec
 
-    def structure_frame(self) -> pd.DataFrame:
-        """One row per structure (seed, shrunk_i, expanded_i), with the spec as JSON."""
-        rows = []
-        for structure in self.structures:
-            row = structure.to_dict()
-            row["spec"] = structure.spec.to_json()
-            row["stage_widths"] = tuple(row["stage_widths"])
-            row["blocks"] = tuple(row["blocks"])
-            row["config_widths"] = tuple(row["config_widths"]) if row["config_widths"] is not None else None
-            rows.append(row)
-        return pd.DataFrame(rows)
-
     def to_json(self) -> str:
         """Resource, budget, every structure (with its spec) and the final test accuracy, as JSON."""
         return json.dumps({
@@ -581,12 +578,7 @@ def morphnet_search(seed_spec: ResNetSpec | ResNetConfig, data: Dataset, train_c
         )
     seed = _structure(0, "seed", spec, resource, input_size)
     budget = seed.cost if budget is None else budget
-    if not budget > 0:
-        raise ValueError(f"budget must be > 0, got {budget}")
-    smallest = spec_cost(unit_width_spec(spec), resource, input_size)
-    if smallest > budget:
-        raise ValueError(f"budget {budget:g} is below the {resource} of the seed structure with every width 1 "
-                         f"({smallest}); raise the budget")
+    _check_budget(spec, budget, resource, input_size)  # before any training, not after the first phase
     regularize_config = replace(train_config, epochs=train_config.epochs if regularize_epochs is None
                                 else regularize_epochs)
     if trainer_factory is None:
@@ -826,6 +818,47 @@ def search_structures(summary: pd.DataFrame) -> pd.DataFrame:
     columns = ["resource", "seed", "iteration", "kind", "cost", "flops", "size", "params", "omega",
                "stage_widths", "spec"]
     return pd.concat(frames, ignore_index=True)[columns]
+
+
+def alive_cost_curves(regularized: SweepResult) -> pd.DataFrame:
+    """Alive FLOPs and model size over the epochs of every run of a `morphnet_regularize` sweep, relative
+    to the full net (figure 4.1). Epoch 0 is the initial net, where every channel is alive (ratio 1).
+
+    Columns: epoch, alive_flops, alive_size, flops_ratio, size_ratio (alive / full), the run's params.
+    """
+    if not regularized.runs:
+        raise ValueError("the sweep has no runs; pass sweep('morphnet_regularize', ...) with a non-empty grid")
+    frames = []
+    for result in regularized.runs:
+        if "alive_flops" not in result.history.columns:
+            raise ValueError(f"run {result.name!r} recorded no alive costs; pass a morphnet_regularize sweep")
+        full = {resource: result.summary[f"full_{resource}"] for resource in RESOURCES}
+        start = pd.DataFrame([{"epoch": 0, **{f"alive_{resource}": full[resource] for resource in RESOURCES}}])
+        curve = pd.concat([start, result.history[["epoch", *(f"alive_{r}" for r in RESOURCES)]]], ignore_index=True)
+        for resource in RESOURCES:
+            curve[f"{resource}_ratio"] = curve[f"alive_{resource}"] / full[resource]
+        frames.append(curve.assign(**result.params))
+    return pd.concat(frames, ignore_index=True)
+
+
+def uniform_scaling(seed: ResNetSpec | ResNetConfig, reference: ResNetSpec | ResNetConfig,
+                    input_size: Sequence[int], resources: Sequence[str] = RESOURCES) -> pd.DataFrame:
+    """Uniform width scaling of `seed` to the cost of `reference` (eq. 2.6: the largest omega with
+    F(omega C) <= F(reference)), per resource: the baseline the search is compared with at equal cost.
+
+    Columns: resource, budget (F of the reference), seed_cost, omega, scaled_cost, equals_reference (the
+    scaled seed is the reference architecture itself), scaled_spec (JSON).
+    """
+    seed = seed.to_spec() if isinstance(seed, ResNetConfig) else seed
+    reference = reference.to_spec() if isinstance(reference, ResNetConfig) else reference
+    rows = []
+    for resource in resources:
+        budget = spec_cost(reference, resource, input_size)
+        omega, scaled = width_multiplier(seed, budget, resource, input_size)
+        rows.append({"resource": resource, "budget": budget, "seed_cost": spec_cost(seed, resource, input_size),
+                     "omega": omega, "scaled_cost": spec_cost(scaled, resource, input_size),
+                     "equals_reference": scaled == reference, "scaled_spec": scaled.to_json()})
+    return pd.DataFrame(rows)
 
 
 def layer_widths(spec: ResNetSpec) -> pd.DataFrame:
