@@ -13,9 +13,9 @@ from thesis_lib.data import Dataset, load_dataset
 from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, count_parameters
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.prunetrain import (
-    FACTORS, PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda,
+    FACTORS, PruneTrain, channel_sizes, channel_union, dead_channels, factor_trends, group_lasso, lasso_lambda,
     lasso_penalty_ratio, member_alive_channels, prune_plan, prunetrain_plan, stage_channels,
-    training_flops_summary, zero_small_weights_,
+    training_flops_summary, with_baseline, zero_small_weights_,
 )
 from thesis_lib.surgery import select_channels
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
@@ -332,6 +332,11 @@ def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
     assert run("prunetrain", params, profile="smoke", progress=False).loaded_from_cache
 
 
+def test_prunetrain_experiment_rejects_a_mistyped_training_param(isolated_results):
+    with pytest.raises(ValueError, match="unknown training parameter.*'lr_rate'"):
+        run("prunetrain", {"lasso_ratio": 0.5, "lr_rate": 0.1, "seed": 0}, profile="smoke", progress=False)
+
+
 def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
     full = prunetrain_plan("full")
     assert full.lasso_ratios == (0.05, 0.1, 0.15, 0.2, 0.25) and full.intervals == (2, 5, 10)
@@ -372,3 +377,42 @@ def test_stage_channels_sums_internal_widths_per_stage():
         stage_channels(pd.DataFrame({"epoch": [1], "channels": [json.dumps({"layer3": 4})]}))
     with pytest.raises(ValueError, match="no 'channels' column"):
         stage_channels(pd.DataFrame({"epoch": [1]}))
+
+
+def test_with_baseline_orders_settings_as_planned_not_as_strings():
+    runs = pd.DataFrame({"interval": [10, 2, 5, 2], "final_acc": [0.4, 0.5, 0.6, 0.7]})
+    baseline = pd.DataFrame({"final_acc": [0.8, 0.9]})
+    frame = with_baseline(runs, baseline, "interval", (2, 5, 10))
+    assert list(frame["setting"].cat.categories) == ["baseline", "2", "5", "10"]
+    assert frame.sort_values("setting", kind="stable")["final_acc"].tolist() == [0.8, 0.9, 0.5, 0.7, 0.6, 0.4]
+    with pytest.raises(ValueError, match=r"\['3'\] are not among the values"):
+        with_baseline(runs.assign(interval=[10, 2, 5, 3]), baseline, "interval", (2, 5, 10))
+    with pytest.raises(ValueError, match="no column 'lr'"):
+        with_baseline(runs, baseline, "lr", (0.1,))
+
+
+def test_factor_trends_fit_log_learning_rate_and_linear_interval():
+    lrs = [0.01, 0.01, 0.1, 0.1, 1.0, 1.0]
+    exact = pd.DataFrame({"lr": lrs, "mean_epoch_time": [5.0 - 0.5 * math.log10(lr) for lr in lrs]})
+    trend = factor_trends(exact, "lr", [("mean_epoch_time", "mean epoch time", "s")]).iloc[0]
+    assert trend["slope"] == pytest.approx(-0.5) and trend["r2"] == pytest.approx(1.0) and trend["n"] == 6
+    assert trend["x"] == "log10 of the learning rate" and trend["p"] < 1e-6
+    assert trend["sentence"].startswith("Trend: the mean epoch time falls with log10 of the learning rate "
+                                        "(least-squares slope -0.5 s per unit")
+    assert trend["sentence"].endswith(": significant at the 5% level).")
+
+    intervals, accuracy = [1, 1, 2, 2, 5, 5], [0.9, 0.5, 0.4, 0.95, 0.6, 0.7]
+    mean_x, mean_y = sum(intervals) / 6, sum(accuracy) / 6
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(intervals, accuracy))
+             / sum((x - mean_x) ** 2 for x in intervals))
+    noisy = pd.DataFrame({"interval": intervals, "final_acc": accuracy})
+    trend = factor_trends(noisy, "interval", [("final_acc", "final accuracy", "")]).iloc[0]
+    assert trend["slope"] == pytest.approx(slope) == pytest.approx(-0.2 / (52 / 3))
+    assert trend["x"] == "reconfiguration interval" and trend["p"] > 0.5
+    assert "falls with the reconfiguration interval" in trend["sentence"]
+    assert trend["sentence"].endswith(": not significant at the 5% level).")
+
+    single = factor_trends(noisy.assign(interval=2), "interval", [("final_acc", "final accuracy", "")])
+    assert single.empty and "sentence" in single.columns
+    with pytest.raises(ValueError, match="unknown factor"):
+        factor_trends(noisy, "batch_size", [])

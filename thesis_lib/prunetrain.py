@@ -24,21 +24,24 @@ the block's remaining layers then add a constant (its last BN's output for a zer
 stream, and dropping the block drops that constant (zero when that BN's gamma and beta are zero). A
 residual stream whose every channel is dead keeps its first channel, because a stage cannot be emptied.
 
-Chapter 5's experiment "prunetrain" (the wide net with the profile's training) and its one-factor-at-a-time
-sweeps per profile (`PruneTrainPlan`, `prunetrain_plan`) close the module.
+Chapter 5's experiment "prunetrain" (the wide net with the profile's training), its one-factor-at-a-time
+sweeps per profile (`PruneTrainPlan`, `prunetrain_plan`) and their analysis against the baseline
+(`with_baseline`, `factor_trends`) close the module.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
+from . import stats
 from .experiments import Profile, RunContext, RunOutput, experiment, get_profile, summarize_training
 from .models import ResNet, count_parameters
 from .surgery import carry_optimizer_state, channel_groups, conv_edges, select_channels
@@ -295,6 +298,14 @@ def training_flops_summary(history: pd.DataFrame, n_train: int, dense_flops: int
 
 PRUNE_PARAMS = ("lasso_ratio", "threshold", "interval")
 FACTORS = ("lasso_ratio", "interval", "threshold", "lr")
+FACTOR_NAMES = {"lasso_ratio": "lasso ratio", "interval": "reconfiguration interval", "threshold": "threshold",
+                "lr": "learning rate"}
+LOG_SCALE_FACTORS = ("threshold", "lr")
+
+
+def _check_factor(factor: str) -> None:
+    if factor not in FACTORS:
+        raise ValueError(f"unknown factor {factor!r}; use one of {FACTORS}")
 
 
 @dataclass(frozen=True)
@@ -335,8 +346,7 @@ class PruneTrainPlan:
 
     def values(self, factor: str) -> tuple[float | int, ...]:
         """The values the sweep of `factor` takes."""
-        if factor not in FACTORS:
-            raise ValueError(f"unknown factor {factor!r}; use one of {FACTORS}")
+        _check_factor(factor)
         return {"lasso_ratio": self.lasso_ratios, "interval": self.intervals, "threshold": self.thresholds,
                 "lr": self.lrs}[factor]
 
@@ -398,6 +408,61 @@ def stage_channels(history: pd.DataFrame) -> pd.DataFrame:
         for (stage, kind), channels in sorted(totals.items()):
             rows.append({**record[carried].to_dict(), "stage": stage, "kind": kind, "channels": channels})
     return pd.DataFrame(rows)
+
+
+def with_baseline(runs: pd.DataFrame, baseline: pd.DataFrame, factor: str,
+                  values: Sequence[float | int]) -> pd.DataFrame:
+    """One factor's sweep (`runs`, a sweep summary) and the baseline's runs in one frame, for boxplots and
+    t-tests of every setting against the baseline.
+
+    Column `setting` is an ordered categorical: "baseline", then each of `values` written with :g, so
+    that tables and plots follow the plan's order and not the strings' ("10" would sort before "2").
+    """
+    _check_factor(factor)
+    if factor not in runs:
+        raise ValueError(f"the runs have no column {factor!r}; pass the summary of the {factor} sweep")
+    labels = [f"{value:g}" for value in values]
+    settings = runs[factor].map(lambda value: f"{value:g}")
+    unplanned = sorted(set(settings) - set(labels))
+    if unplanned:
+        raise ValueError(f"runs with {factor} = {unplanned} are not among the values {labels}; pass the "
+                         f"values the sweep was run with")
+    frame = pd.concat([baseline.assign(setting="baseline"), runs.assign(setting=settings)], ignore_index=True)
+    frame["setting"] = pd.Categorical(frame["setting"], categories=["baseline", *labels], ordered=True)
+    return frame
+
+
+TREND_COLUMNS = ["quantity", "x", "slope", "slope_ci_low", "slope_ci_high", "r2", "p", "n", "sentence"]
+
+
+def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[str, str, str]]) -> pd.DataFrame:
+    """Least-squares line of each quantity against `factor` over one sweep's runs and the t-test of its
+    slope (`stats.linear_fit`): does the quantity rise or fall with the factor?
+
+    `quantities` are (column, description, unit). Threshold and learning rate vary by factors of ten, so
+    they are fitted against log10 of the value (column x names the abscissa). One row per quantity with
+    the fit and a sentence; a sweep with only one value of the factor has no trend, and the table no rows.
+    """
+    _check_factor(factor)
+    if factor not in runs:
+        raise ValueError(f"the runs have no column {factor!r}; pass the summary of the {factor} sweep")
+    logarithmic = factor in LOG_SCALE_FACTORS
+    along = f"log10 of the {FACTOR_NAMES[factor]}" if logarithmic else f"the {FACTOR_NAMES[factor]}"
+    rows = []
+    if runs[factor].nunique() >= 2:
+        x = np.log10(runs[factor].to_numpy(dtype=float)) if logarithmic else runs[factor].to_numpy(dtype=float)
+        for column, what, unit in quantities:
+            fit = stats.linear_fit(x, runs[column])
+            direction = "rises" if fit.slope > 0 else "falls" if fit.slope < 0 else "stays flat"
+            level = 1.0 - fit.confidence
+            verdict = "significant" if fit.p < level else "not significant"
+            sentence = (f"Trend: the {what} {direction} with {along} (least-squares slope {fit.slope:.3g}"
+                        f"{' ' + unit if unit else ''} per unit of {along}, p = {fit.p:.3g}: {verdict} at the "
+                        f"{100 * level:g}% level).")
+            rows.append({"quantity": what, "x": along.removeprefix("the "), "slope": fit.slope,
+                         "slope_ci_low": fit.slope_ci[0], "slope_ci_high": fit.slope_ci[1], "r2": fit.r2,
+                         "p": fit.p, "n": fit.n, "sentence": sentence})
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)
 
 
 @experiment("prunetrain")
