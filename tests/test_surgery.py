@@ -344,6 +344,55 @@ def test_replicating_every_group_with_divided_readers_preserves_logits(kind):
     assert (logits(inconsistent, x, False) - logits(wider, x, False)).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("kind", ["basic", "bottleneck"])
+def test_fresh_new_channels_keep_first_occurrences_and_initialise_the_copies_afresh(kind):
+    model = pruned_random_model(kind, seed=8)
+    generator = torch.Generator().manual_seed(9)
+    maps = {g.name: replicating_map(g.size, g.size + 2, generator) for g in channel_groups(model)}
+    torch.manual_seed(11)
+    fresh = map_channels(model, maps, divide_readers=False, new_channels="fresh")
+    torch.manual_seed(11)
+    initialised = build_resnet(fresh.spec).state_dict()  # what map_channels draws from the same global RNG
+    copied = map_channels(model, maps, divide_readers=False).state_dict()
+
+    is_copy = {}
+    for name, index in maps.items():
+        seen, flags = set(), []
+        for old in index.tolist():
+            flags.append(old in seen)
+            seen.add(old)
+        is_copy[name] = torch.tensor(flags)
+    expected = dict(copied)
+    for group in channel_groups(fresh):
+        for key, dim in group.members:
+            shape = [1] * expected[key].dim()
+            shape[dim] = -1
+            on_copy = is_copy[group.name].view(shape).expand_as(expected[key])
+            expected[key] = torch.where(on_copy, initialised[key], expected[key])
+    state = fresh.state_dict()
+    for key in state:
+        assert torch.equal(state[key], expected[key]), key
+    running_var = "stages.1.blocks.1.bn1.running_var" if kind == "basic" else "stages.1.blocks.1.bn3.running_var"
+    group = next(g for g in channel_groups(fresh) if running_var in dict(g.members))
+    copies = is_copy[group.name]
+    assert torch.equal(state[running_var][copies], torch.ones(int(copies.sum())))
+    assert torch.equal(state[running_var][~copies], copied[running_var][~copies])
+    assert not torch.equal(state["classifier.weight"], copied["classifier.weight"])
+
+    with pytest.raises(ValueError, match="nothing to divide"):
+        map_channels(model, maps, divide_readers=True, new_channels="fresh")
+    with pytest.raises(ValueError, match="unknown new_channels 'zeros'"):
+        map_channels(model, maps, divide_readers=False, new_channels="zeros")
+
+
+def test_fresh_new_channels_change_nothing_when_no_index_repeats():
+    model = pruned_random_model("l3", seed=4)
+    keep = {g.name: list(range(g.size - 1, 0, -1)) for g in channel_groups(model)}  # reversed, channel 0 gone
+    fresh = map_channels(model, keep, divide_readers=False, new_channels="fresh").state_dict()
+    copied = map_channels(model, keep, divide_readers=False).state_dict()
+    assert all(torch.equal(fresh[key], copied[key]) for key in copied)
+
+
 def sgd_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device

@@ -18,6 +18,8 @@ All shape changes go through `thesis_lib.surgery`; this module only chooses the 
 The random-init baselines of chapter 6.2 are here too, so that both arms of the comparison share the code.
 `Net2NetHook` applies a growth schedule inside one resumable `Trainer` run; the experiment "net2net_grow"
 (chapter 6.2) uses it to grow the narrow baseline into a wider and / or deeper net within one cached run.
+`net2net_plan` fixes the growths per profile; `label_runs`, `panel_frame`, `reach_table` and
+`final_accuracy_comparisons` turn the sweeps into the chapter's figures, tables and tests.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from .experiments import RunContext, RunOutput, experiment, get_profile, summarize_training
-from .models import ResNet, build_resnet
+from .models import ResNet
 from .surgery import ChannelGroup, channel_groups, insert_block, insert_layer, map_channels
 from .training import TrainConfig, Trainer, TrainingHook, make_optimizer, seeded_model
 
@@ -73,11 +75,11 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
     init="net2net": Net2WiderNet through one random map per group (see the module docstring); with
     noise = 0 the new net computes the same function as `model`. noise > 0 breaks the symmetry between a
     channel and its copies (thesis 2.5): each new channel's incoming conv filter gets Gaussian noise with
-    standard deviation noise * std(teacher's weight tensor) (population std), drawn from `generator`. The original channels
-    are not perturbed.
-    init="random" (the chapter 6.2 baseline): a fresh network of the new shape (PyTorch's default init,
-    seeded from `generator`) into which every old weight and BN statistic is copied at its old index;
-    new units keep their random init and nothing is divided, so the function changes.
+    standard deviation noise * std(teacher's weight tensor) (population std), drawn from `generator`. The
+    original channels are not perturbed.
+    init="random" (the chapter 6.2 baseline): the same maps through `map_channels(new_channels="fresh")`:
+    every old weight and BN statistic stays at its old index, the new units get PyTorch's default init
+    (seeded from `generator`) and nothing is divided, so the function changes.
     All random draws use `generator` (the global RNG when None). `model` itself is left untouched.
     """
     _check_init(init)
@@ -93,31 +95,14 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
             raise ValueError(f"group {name!r} has {groups[name].size} channels; cannot widen it to {size}")
     grown = {name: size for name, size in sizes.items() if size > groups[name].size}
     index_maps = {name: wider_index_map(groups[name].size, size, generator) for name, size in grown.items()}
-    student = map_channels(model, index_maps, divide_readers=init == "net2net")
     if init == "random":
-        return _random_init_like(model, student, generator)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed_from(generator))
+            return map_channels(model, index_maps, divide_readers=False, new_channels="fresh")
+    student = map_channels(model, index_maps, divide_readers=True)
     if noise > 0:
         _add_symmetry_breaking_noise(model, student, [groups[name] for name in grown], noise, generator)
     return student
-
-
-def _random_init_like(teacher: ResNet, student: ResNet, generator: torch.Generator | None) -> ResNet:
-    """A freshly initialised net of the student's shape holding the teacher's tensors at their old indices.
-
-    Widening keeps every old channel at its old index (g(j) = j for j < old size) and every state_dict
-    key, so the old values of each tensor are exactly its leading slice.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_from(generator))
-        fresh = build_resnet(student.spec)
-    parameter = next(teacher.parameters())
-    fresh = fresh.to(device=parameter.device, dtype=parameter.dtype)
-    fresh.train(teacher.training)
-    fresh_state = fresh.state_dict()
-    with torch.no_grad():
-        for key, old in teacher.state_dict().items():
-            fresh_state[key][tuple(slice(0, n) for n in old.shape)] = old
-    return fresh
 
 
 def _add_symmetry_breaking_noise(teacher: ResNet, student: ResNet, grown: Sequence[ChannelGroup], noise: float,
@@ -429,8 +414,9 @@ DEFAULT_NOISE = 0.05
 def default_grow_epoch(epochs: int) -> int:
     """The epoch after which `net2net_grow` grows by default: a third of the run, at least epoch 1.
 
-    A third (60 of 180 epochs on `full`, 3 of 10 on `quick`, 1 of 2 on `smoke`) lies before the first lr
-    decay of every profile, so the new units still train at the full rate.
+    On `full` (after epoch 60 of 180, first lr decay after epoch 93) and `quick` (after 3 of 10, decay
+    after 5) the grown net trains some epochs at the full rate before the first decay. On `smoke` (after
+    1 of 2, decay after 1) the growth coincides with the decay, so the new units only see the decayed rate.
     """
     if epochs < 2:
         raise ValueError(f"growing needs at least 2 epochs (one before, one after), got {epochs}")
@@ -495,18 +481,195 @@ def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Seque
     return grid
 
 
+@dataclass(frozen=True)
+class Net2NetPlan:
+    """Chapter 6.2's comparison on one profile: the growths that run (each with both inits, every seed of
+    the profile) and the `tolerance` below a baseline's mean final accuracy that counts as reaching it."""
+
+    operations: tuple[str, ...]
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        unknown = [operation for operation in self.operations if operation not in OPERATIONS]
+        if unknown or not self.operations:
+            raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}, got {self.operations}")
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(f"tolerance is an accuracy difference in [0, 1), got {self.tolerance}")
+
+    def grid(self, profile: Any) -> list[dict[str, Any]]:
+        """Params of the "net2net_grow" runs (see `grow_grid`)."""
+        return grow_grid(profile, operations=self.operations)
+
+    def groups(self) -> list[str]:
+        """Every compared group in display order: both baselines, then (operation, init) as in `label_runs`."""
+        return list(SCRATCH_ARMS.values()) + [f"{operation}, {init}" for operation in self.operations
+                                              for init in INITS]
+
+
+NET2NET_PLANS: dict[str, Net2NetPlan] = {
+    "smoke": Net2NetPlan(operations=("widen_all", "deepen")),
+    "quick": Net2NetPlan(operations=OPERATIONS),
+    "full": Net2NetPlan(operations=OPERATIONS),
+}
+
+
+def net2net_plan(profile: Any) -> Net2NetPlan:
+    """Chapter 6.2's growths for `profile` (a name or Profile); smoke keeps two operations to stay fast."""
+    name = get_profile(profile).name
+    if name not in NET2NET_PLANS:
+        raise ValueError(f"no Net2Net plan for profile {name!r}; plans exist for {sorted(NET2NET_PLANS)}")
+    return NET2NET_PLANS[name]
+
+
+SCRATCH_ARMS = {"wide": "wide from scratch", "narrow": "narrow from scratch"}
+INIT_ARMS = {"net2net": "Net2Net init", "random": "random init"}
+ARM_ORDER = (*SCRATCH_ARMS.values(), *INIT_ARMS.values())
+BASELINE_OPERATION = "-"
+
+
+def label_runs(baselines: pd.DataFrame, grown: pd.DataFrame) -> pd.DataFrame:
+    """Baseline and grown rows (sweep summaries or histories) in one frame with three label columns.
+
+    `arm`: "wide from scratch" / "narrow from scratch" for baselines (column model), "Net2Net init" /
+    "random init" for grown runs (column init); `group`: the arm for baselines, "operation, init" for
+    grown runs; `operation`: BASELINE_OPERATION ("-") for baselines.
+    """
+    for frame, column, known in [(baselines, "model", SCRATCH_ARMS), (grown, "init", INIT_ARMS)]:
+        if column not in frame:
+            raise ValueError(f"label_runs needs a {column!r} column; pass the frames of the baseline and "
+                             "net2net_grow sweeps in that order")
+        unknown = set(frame[column]) - set(known)
+        if unknown:
+            raise ValueError(f"unknown {column} value(s) {sorted(unknown)}; expected {sorted(known)}")
+    scratch = baselines.assign(operation=BASELINE_OPERATION, arm=baselines["model"].map(SCRATCH_ARMS))
+    scratch["group"] = scratch["arm"]
+    grew = grown.assign(arm=grown["init"].map(INIT_ARMS), group=grown["operation"] + ", " + grown["init"])
+    return pd.concat([scratch, grew], ignore_index=True)
+
+
+def cumulative_time(history: pd.DataFrame, by: Sequence[str] = ()) -> pd.Series:
+    """Training seconds until the end of every epoch: epoch_time + hook_time (training plus growth, without
+    evaluation) summed in row order within each run, the runs told apart by the columns `by` (none: one run)."""
+    seconds = history["epoch_time"] + history["hook_time"]
+    if not by:
+        return seconds.cumsum()
+    return seconds.groupby([history[column] for column in by], sort=False).cumsum()
+
+
+def panel_frame(history: pd.DataFrame, operation: str) -> pd.DataFrame:
+    """The rows of one figure panel: both baselines and both inits of `operation`, ordered by ARM_ORDER
+    (so every panel gives an arm the same colour), with `mean_cumulative_time`, the mean over seeds of
+    `cumulative_time` per group and epoch (the x position of that epoch in the accuracy-time figure).
+
+    `history` is `label_runs` of the histories with a `cumulative_time` column.
+    """
+    rows = history[history["operation"].isin([operation, BASELINE_OPERATION])]
+    frame = pd.concat([rows[rows["arm"] == arm] for arm in ARM_ORDER], ignore_index=True)
+    frame["mean_cumulative_time"] = frame.groupby(["group", "epoch"])["cumulative_time"].transform("mean")
+    return frame
+
+
+def architecture_table(summary: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
+    """Parameters and forward FLOPs per image before and after the growth, one row per group in `groups`
+    (equal for every seed, so the first run's); NaN "before" for the baselines, which never grow."""
+    table = summary.groupby("group", sort=False).agg(
+        params_before=("params_before", "first"), params_after=("final_params", "first"),
+        flops_before=("flops_before", "first"), flops_after=("final_flops", "first"))
+    scratch = [group for group in SCRATCH_ARMS.values() if group in table.index]
+    table.loc[scratch, ["params_before", "flops_before"]] = float("nan")
+    return table.reindex(groups)
+
+
+def reach_targets(summary: pd.DataFrame, tolerance: float) -> dict[str, float]:
+    """The accuracy each baseline model ("wide", "narrow") reaches: its mean final accuracy minus `tolerance`."""
+    scratch = summary[summary["operation"] == BASELINE_OPERATION]
+    means = scratch.groupby("model")["final_acc"].mean()
+    return {model: float(means[model]) - tolerance for model in SCRATCH_ARMS if model in means.index}
+
+
 def time_to_accuracy(history: pd.DataFrame, target: float) -> dict[str, float]:
     """First epoch, and the training seconds until its end, at which test accuracy reaches `target`.
 
     Seconds are the cumulative sum of epoch_time + hook_time (training plus growth, without evaluation).
     Both are NaN when the run never reaches `target`.
     """
-    seconds = (history["epoch_time"] + history["hook_time"]).cumsum()
+    seconds = cumulative_time(history)
     reached = (history["test_acc"] >= target).to_numpy().nonzero()[0]
     if len(reached) == 0:
         return {"epoch": float("nan"), "seconds": float("nan")}
     first = int(reached[0])
     return {"epoch": float(history["epoch"].iloc[first]), "seconds": float(seconds.iloc[first])}
+
+
+def reach_table(history: pd.DataFrame, targets: Mapping[str, float], groups: Sequence[str]) -> pd.DataFrame:
+    """How soon the runs of each group reach each baseline's target accuracy (`reach_targets`).
+
+    `time_to_accuracy` of every run (a group and seed of the labelled `history`), then per group (rows in
+    the order of `groups`): "epoch to X" and "seconds to X", the means over the runs that reach target X
+    (NaN if none does), "runs reaching X" and "runs", the group's number of runs.
+    """
+    rows = []
+    for (group, seed), run_history in history.groupby(["group", "seed"], sort=False):
+        row: dict[str, Any] = {"group": group, "seed": seed}
+        for name, target in targets.items():
+            reached = time_to_accuracy(run_history, target)
+            row[f"epoch to {name}"], row[f"seconds to {name}"] = reached["epoch"], reached["seconds"]
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    table = runs.groupby("group", sort=False).agg(
+        **{f"{what} to {name}": (f"{what} to {name}", "mean") for name in targets for what in ("epoch", "seconds")},
+        **{f"runs reaching {name}": (f"epoch to {name}", "count") for name in targets},
+        runs=("seed", "count"))
+    return table.reindex(groups)
+
+
+def _reach_phrase(row: pd.Series, name: str) -> str:
+    reached, runs = int(row[f"runs reaching {name}"]), int(row["runs"])
+    if reached == 0:
+        return f"none of {runs} runs reached the {name} net's accuracy"
+    return (f"{reached} of {runs} runs reached the {name} net's accuracy after {row[f'epoch to {name}']:.1f} "
+            f"epochs and {row[f'seconds to {name}']:.2f} s")
+
+
+def reach_sentences(table: pd.DataFrame) -> list[str]:
+    """One sentence per group of a `reach_table` (baselines first): how many runs reach each baseline's
+    target and when; a grown group also says whether it got there sooner or later in seconds than the
+    net trained from scratch (when both reach it)."""
+    names = [name for name in SCRATCH_ARMS if f"runs reaching {name}" in table]
+    sentences = [f"{SCRATCH_ARMS[name]}: {_reach_phrase(table.loc[SCRATCH_ARMS[name]], name)}."
+                 for name in names if SCRATCH_ARMS[name] in table.index]
+    for group, row in table.iterrows():
+        if group in SCRATCH_ARMS.values():
+            continue
+        parts = []
+        for name in names:
+            phrase = _reach_phrase(row, name)
+            reference = table.loc[SCRATCH_ARMS[name]]
+            if row[f"runs reaching {name}"] > 0 and reference[f"runs reaching {name}"] > 0:
+                sooner = row[f"seconds to {name}"] < reference[f"seconds to {name}"]
+                phrase += f" ({'sooner' if sooner else 'later'} in seconds than the {name} net from scratch)"
+            parts.append(phrase)
+        sentences.append(f"{group}: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str], value: str = "final_acc",
+                               what: str = "final accuracy") -> list[tuple[str, Any, Any]]:
+    """The (label, a, b) pairs of chapter 6.2's Welch t-tests (for `stats.welch_table`): every grown group
+    against the wide and the narrow net from scratch, then Net2Net against random init, per operation.
+    `value` is the summary column compared, `what` names it in the labels."""
+    samples = {group: part[value].to_numpy() for group, part in summary.groupby("group")}
+    comparisons = []
+    for operation in operations:
+        pairs = [(f"{operation}, {init}", reference) for init in INITS for reference in SCRATCH_ARMS.values()]
+        pairs.append((f"{operation}, net2net", f"{operation}, random"))
+        for group, reference in pairs:
+            missing = [name for name in (group, reference) if name not in samples]
+            if missing:
+                raise ValueError(f"no runs of group(s) {missing} in the summary; run the plan's grid and both "
+                                 "baselines, and label them with label_runs")
+            comparisons.append((f"{what}, {group} vs {reference}", samples[group], samples[reference]))
+    return comparisons
 
 
 @experiment("net2net_grow")

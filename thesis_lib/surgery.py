@@ -43,6 +43,7 @@ from .models import BlockSpec, ResNet, ResNetSpec, StageSpec
 
 STREAM = "stream"
 INTERNAL = "internal"
+NEW_CHANNELS = ("copy", "fresh")
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -195,21 +196,25 @@ IndexMap = torch.Tensor | Sequence[int]
 
 @dataclass(frozen=True)
 class _Gather:
-    """Take channels `index` (old channel of each new channel) along `dim`; readers may divide by `divisor`."""
+    """Take channels `index` (old channel of each new channel) along `dim`; readers may divide by `divisor`.
+    `repeat` marks the new channels whose old channel already appeared earlier in `index` (the copies)."""
 
     dim: int
     index: torch.Tensor
+    repeat: torch.Tensor
     divisor: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class _Plan:
     """How to build a new model from an old one: its spec, where each new state key comes from (None:
-    freshly initialised) and the channel gathers applied to old state tensors on the way."""
+    freshly initialised) and the channel gathers applied to old state tensors on the way; with
+    `fresh_copies` the entries on copied channels keep the new model's fresh initialisation instead."""
 
     spec: ResNetSpec
     source_of: Callable[[str], str | None]
     gathers: Mapping[str, tuple[_Gather, ...]]
+    fresh_copies: bool = False
 
     def transform(self, old_key: str, tensor: torch.Tensor, divide: bool = True) -> torch.Tensor:
         for gather in self.gathers.get(old_key, ()):
@@ -219,6 +224,16 @@ class _Plan:
                 shape[gather.dim] = -1
                 tensor = tensor / gather.divisor.to(tensor.device, tensor.dtype).view(shape)
         return tensor
+
+    def copies_mask(self, old_key: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        """True at the entries of the gathered tensor that lie on a copied channel of any of its dims."""
+        mask = None
+        for gather in self.gathers.get(old_key, ()):
+            shape = [1] * tensor.dim()
+            shape[gather.dim] = -1
+            on_copy = gather.repeat.to(tensor.device).view(shape)
+            mask = on_copy if mask is None else mask | on_copy
+        return mask
 
 
 _BLOCK_KEY = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(.+)$")
@@ -251,7 +266,8 @@ def _renamer(old_block_of: Callable[[int, int], int | None],
 
 def _apply_plan(model: ResNet, plan: _Plan) -> ResNet:
     """Build the planned model on the old model's device and dtype, in its train/eval mode, and copy every
-    carried tensor (parameters, BN running statistics, num_batches_tracked) through the plan."""
+    carried tensor (parameters, BN running statistics, num_batches_tracked) through the plan. With
+    `plan.fresh_copies` the entries on copied channels keep the new model's fresh initialisation."""
     parameter = next(model.parameters())
     new_model = ResNet(plan.spec).to(device=parameter.device, dtype=parameter.dtype)
     new_model.train(model.training)
@@ -264,6 +280,10 @@ def _apply_plan(model: ResNet, plan: _Plan) -> ResNet:
         if carried.shape != fresh.shape:
             raise RuntimeError(f"surgery bug: {source} -> {key} gives shape {tuple(carried.shape)}, "
                                f"the new model needs {tuple(fresh.shape)}")
+        if plan.fresh_copies:
+            mask = plan.copies_mask(source, carried)
+            if mask is not None:
+                carried = torch.where(mask, fresh, carried)
         new_state[key] = carried
     new_model.load_state_dict(new_state)
     return new_model
@@ -298,7 +318,15 @@ def _check_index_maps(groups: Mapping[str, ChannelGroup],
     return checked
 
 
-def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_readers: bool) -> _Plan:
+def _repeats(index: torch.Tensor, size: int) -> torch.Tensor:
+    """True where index[j] already occurs in index[:j]: the copies of a replicating map."""
+    positions = torch.arange(len(index))
+    first = torch.full((size,), len(index), dtype=torch.long).scatter_reduce(0, index, positions, "amin")
+    return first[index] != positions
+
+
+def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_readers: bool,
+                  fresh_copies: bool = False) -> _Plan:
     """The plan of map_channels: new widths from the maps, emptied blocks dropped, gathers per member."""
     spec = model.spec
     groups = {group.name: group for group in channel_groups(model)}
@@ -324,15 +352,19 @@ def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_read
 
     gathers: dict[str, list[_Gather]] = {}
     for name, index in maps.items():
-        counts = torch.bincount(index, minlength=groups[name].size)[index]
-        for key, dim in groups[name].members:
-            divisor = counts if divide_readers and dim == 1 else None
-            gathers.setdefault(key, []).append(_Gather(dim, index, divisor))
+        group = groups[name]
+        repeat = _repeats(index, group.size)
+        counts = torch.bincount(index, minlength=group.size)[index] if divide_readers else None
+        for key, dim in group.producer_members:
+            gathers.setdefault(key, []).append(_Gather(dim, index, repeat))
+        for key, dim in group.reader_members:
+            gathers.setdefault(key, []).append(_Gather(dim, index, repeat, counts))
     return _Plan(new_spec, _renamer(lambda s, b: kept_blocks[s][b]),
-                 {key: tuple(steps) for key, steps in gathers.items()})
+                 {key: tuple(steps) for key, steps in gathers.items()}, fresh_copies)
 
 
-def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_readers: bool) -> ResNet:
+def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_readers: bool,
+                 new_channels: str = "copy") -> ResNet:
     """A new model whose channel j of group G is the old channel index_maps[G][j] (groups not named stay whole).
 
     Indices may repeat (Net2WiderNet replication) or form a subset (pruning). Producers (conv output
@@ -341,8 +373,20 @@ def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_re
     next layer sums to the same value (Net2WiderNet, eq. 2.4 / 2.5). An empty map of an internal group
     removes its block's main path: the block is dropped, or, if it has a shortcut conv, kept as that
     shortcut alone. An empty stream group is a ValueError. The input model is left untouched.
+
+    new_channels="fresh" (the random-init baseline of chapter 6.2) carries only the first occurrence of
+    every old channel; a repeated index is a new channel with PyTorch's default initialisation (drawn
+    from the global RNG, like insert_block's new block), in every tensor that touches it: its filters, BN
+    tensors (running mean 0, var 1) and its readers' input slices. Nothing is divided (divide_readers must
+    be False), so the function changes wherever a fresh channel is read.
     """
-    return _apply_plan(model, _channel_plan(model, index_maps, divide_readers))
+    if new_channels not in NEW_CHANNELS:
+        raise ValueError(f"unknown new_channels {new_channels!r}; use one of {NEW_CHANNELS}")
+    fresh_copies = new_channels == "fresh"
+    if fresh_copies and divide_readers:
+        raise ValueError("new_channels='fresh' initialises the copies afresh, so there is nothing to divide; "
+                         "pass divide_readers=False")
+    return _apply_plan(model, _channel_plan(model, index_maps, divide_readers, fresh_copies))
 
 
 def select_channels(model: ResNet, keep: Mapping[str, Sequence[int] | torch.Tensor]) -> ResNet:
