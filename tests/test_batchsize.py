@@ -21,6 +21,7 @@ from thesis_lib.models import ResNetConfig, count_parameters
 from thesis_lib.prunetrain import PruneTrain, prunetrain_plan
 from thesis_lib.stats import linear_fit
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
+from helpers import KillAfter, Killed
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -224,28 +225,6 @@ def test_adaptation_by_the_fit_and_its_cap():
 def test_adaptation_without_a_budget_says_how_to_use_it():
     with pytest.raises(RuntimeError, match="hooks"):
         BatchAdaptation()(fake_trainer(nn.Linear(2, 2)), nn.Linear(2, 2), nn.Linear(2, 2))
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAfter(TrainingHook):
-    """Simulates a process killed right after the checkpoint of epoch `epoch` was written."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_start(self, trainer):
-        if trainer.epoch >= self.epoch:
-            raise Killed()
-
-    def on_epoch_end(self, trainer, record):
-        self.pending = record["epoch"] == self.epoch
-
-    def after_step(self, trainer):
-        if getattr(self, "pending", False):
-            raise Killed()
 
 
 def prunetrain_with_adaptation(extra_hooks=()):

@@ -9,13 +9,10 @@ from thesis_lib.experiments import (
     PROFILES, CorruptRunError, RunOutput, experiment, get_profile, run, run_dir_for, seed_grid, sweep,
 )
 from thesis_lib.training import TrainingHook
+from helpers import Killed
 
 CALLS = []
 KILL = {"after_epoch": None}
-
-
-class Killed(Exception):
-    pass
 
 
 class Tripwire(TrainingHook):

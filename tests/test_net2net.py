@@ -5,31 +5,19 @@ import pytest
 import torch
 
 from thesis_lib.data import Dataset
-from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
+from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_parameters
 from thesis_lib.net2net import (OPERATIONS, DeepenStep, Net2NetHook, Net2NetPlan, WidenStep, architecture_table,
                                 cumulative_time, deepen, final_accuracy_comparisons, label_runs, net2net_plan,
                                 panel_frame, reach_sentences, reach_table, reach_targets, rebuild_optimizer, widen,
                                 widen_group, widen_groups, wider_index_map)
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer, TrainingHook
+from helpers import irregular_spec
 
 TOLERANCE = 1e-5
 BASIC = ResNetConfig(stages=2, blocks=(2, 2), widths=(3, 4), in_channels=2, num_classes=5)
 BOTTLENECK = ResNetConfig(stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
                           in_channels=2, num_classes=5)
-
-
-def irregular_spec() -> ResNetSpec:
-    """A stem segment of its own, an l=3 block, a bare shortcut block, a stage without blocks, l=1 blocks."""
-    return ResNetSpec(
-        in_channels=2, stem_width=3, num_classes=4,
-        stages=(
-            StageSpec(5, (BlockSpec((4, 2), (1, 3, 1), 1, 1), BlockSpec((3,), (3, 3)))),
-            StageSpec(6, (BlockSpec((), (), 2, 3), BlockSpec((), (3,)))),
-            StageSpec(6, ()),
-            StageSpec(7, (BlockSpec((4,), (3, 1), 2, 1), BlockSpec((), (), 1, 1))),
-        ),
-    )
 
 
 def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -433,7 +421,6 @@ def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
 
 def test_net2net_grow_experiment_grows_the_narrow_baseline_into_the_wide_net(isolated_results):
     from thesis_lib.experiments import PROFILES, run
-    from thesis_lib.models import ResNetSpec
     from thesis_lib.net2net import DEFAULT_NOISE
 
     smoke = PROFILES["smoke"]

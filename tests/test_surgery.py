@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from thesis_lib.models import (
-    WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
+    WIDE_BASELINE, BlockSpec, ResNetConfig, build_resnet, count_parameters,
 )
 from thesis_lib.surgery import (
     carry_optimizer_state, channel_groups, conv_edges, insert_block, insert_layer, map_channels, remove_block,
     select_channels,
 )
+from helpers import irregular_spec as odd_spec
 
 TOLERANCE = 1e-5
 SMALL_CONFIGS = {
@@ -21,7 +22,6 @@ SMALL_CONFIGS = {
     "bottleneck": ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
                                num_classes=4),
 }
-
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -81,17 +81,6 @@ def test_channel_groups_of_wide_resnet32_cover_every_channel_dim_once():
                              ("stages.0.blocks.0.bn1.running_var", 0), ("stages.0.blocks.0.conv2.weight", 1))
 
 
-def odd_spec() -> ResNetSpec:
-    """Bottleneck-like stem segment, an l=3 block, a bare shortcut block, a stage with no blocks, l=1."""
-    return ResNetSpec(
-        in_channels=2, stem_width=3, num_classes=4,
-        stages=(
-            StageSpec(5, (BlockSpec((4, 2), (1, 3, 1), 1, 1), BlockSpec((3,), (3, 3)))),
-            StageSpec(6, (BlockSpec((), (), 2, 3), BlockSpec((), (3,)))),
-            StageSpec(6, ()),
-            StageSpec(7, (BlockSpec((4,), (3, 1), 2, 1), BlockSpec((), (), 1, 1))),
-        ),
-    )
 
 
 def test_stream_segments_and_names_of_an_irregular_spec():

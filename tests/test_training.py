@@ -6,31 +6,11 @@ import torch
 
 from thesis_lib.models import ResNetConfig
 from thesis_lib.training import LARS, Trainer, TrainConfig, TrainingHook, seeded_model
+from helpers import KillAfter, Killed
+
 
 TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAfter(TrainingHook):
-    """Simulates a process killed right after the checkpoint of epoch `epoch` was written."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_start(self, trainer):
-        if trainer.epoch >= self.epoch:
-            raise Killed()
-
-    def on_epoch_end(self, trainer, record):
-        self.pending = record["epoch"] == self.epoch
-
-    def after_step(self, trainer):
-        if getattr(self, "pending", False):
-            raise Killed()
 
 
 def config(**changes):
