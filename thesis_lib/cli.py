@@ -57,9 +57,21 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
                 cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
             )
         except papermill.PapermillExecutionError as error:
-            detail = f"cell {error.exec_count} (index {error.cell_index}): {error.ename}: {error.evalue}"
+            detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
             return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
     return NotebookOutcome(path.stem, "ok", (time.perf_counter() - start) / 60)
+
+
+def _source_cell(path: Path, executed_index: int) -> str:
+    """Name the failing cell as it stands in the source notebook: papermill's executed copy has one more
+    cell (the injected parameters) right after the `parameters` cell."""
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells
+    tagged = [i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", [])]
+    index = executed_index - 1 if tagged and executed_index > tagged[0] else executed_index
+    lines = cells[index].source.strip().splitlines() if 0 <= index < len(cells) else []
+    return f"cell {index + 1} of {len(cells)} ({lines[0][:60]!r})" if lines else f"cell {index + 1}"
 
 
 @contextmanager
