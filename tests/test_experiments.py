@@ -121,3 +121,16 @@ def test_sweep_keeps_per_epoch_lr_when_lr_is_a_param(isolated_results):
     schedule = get_profile("smoke").train_config(lr=0.05)
     assert list(result.history["lr"]) == [schedule.lr_at(e) for e in range(schedule.epochs)]
     assert (result.history["lr_param"] == 0.05).all()
+
+
+def test_run_key_ignores_the_seed_list_and_float_spelling_of_whole_numbers(isolated_results):
+    from dataclasses import replace
+
+    smoke = get_profile("smoke")
+    more_seeds = replace(smoke, seeds=(0, 1, 2, 3))
+    assert run_dir_for("counting_test", {"seed": 0}, smoke).name == run_dir_for(
+        "counting_test", {"seed": 0}, more_seeds).name
+    assert run_dir_for("counting_test", {"seed": 0, "x": 3.0}, smoke) == run_dir_for(
+        "counting_test", {"seed": 0, "x": 3}, smoke)
+    assert run_dir_for("counting_test", {"seed": 0, "x": 3.5}, smoke) != run_dir_for(
+        "counting_test", {"seed": 0, "x": 3}, smoke)

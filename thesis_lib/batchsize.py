@@ -242,14 +242,14 @@ def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str |
 
 
 @dataclass
-class SearchResult:
+class BatchSearch:
     """The largest batch size that fits and every probe made on the way, as (batch size, fits)."""
 
     batch_size: int
     probes: list[tuple[int, bool]] = field(default_factory=list)
 
 
-def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> SearchResult:
+def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> BatchSearch:
     """The largest b >= 1 with fits(b), assuming fits is monotone (true up to some b, false above).
 
     Doubles from 1 until a probe fails (or `limit` is reached), then bisects between the last batch that
@@ -271,7 +271,7 @@ def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> S
     while bad is None:
         candidate = 2 * good if limit is None else min(2 * good, limit)
         if candidate == good:
-            return SearchResult(good, probes)
+            return BatchSearch(good, probes)
         if probe(candidate):
             good = candidate
         else:
@@ -282,7 +282,7 @@ def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> S
             good = middle
         else:
             bad = middle
-    return SearchResult(good, probes)
+    return BatchSearch(good, probes)
 
 
 def max_batch_size(model: nn.Module, input_shape: Sequence[int], budget_bytes: float | None = None,

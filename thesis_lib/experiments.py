@@ -5,7 +5,7 @@ with `@experiment(name)`; it receives a `RunContext` (profile, data, a checkpoin
 returns a `RunOutput`. Results live in `results/<profile>/<name>/<config hash>/`:
 
     config.json    what was asked (experiment, version, params, profile): written first
-    checkpoint.pt  the Trainer's state after every epoch, while the run is unfinished (resume point)
+    checkpoint_<phase>.pt  the Trainer's state after every epoch, while the run is unfinished (resume point)
     history.csv    one row per epoch
     summary.json   the run's scalar results
     model.pt       the final model (spec and weights)
@@ -77,6 +77,11 @@ class Profile:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def apply_cpu_threads(self) -> None:
+        """Set torch's intra-op threads to `cpu_threads` when this profile runs on the CPU."""
+        if self.resolved_device().type == "cpu" and self.cpu_threads is not None:
+            torch.set_num_threads(self.cpu_threads)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -185,8 +190,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.device = self.profile.resolved_device()
-        if self.device.type == "cpu" and self.profile.cpu_threads is not None:
-            torch.set_num_threads(self.profile.cpu_threads)
+        self.profile.apply_cpu_threads()
 
     def dataset(self, name: str | None = None) -> Dataset:
         """The profile's dataset (or `name`), subset to the profile's sizes; loaded once per process."""
@@ -250,6 +254,8 @@ def _canonical(value: Any) -> Any:
         return [_canonical(v) for v in value]
     if isinstance(value, ResNetConfig):
         return _canonical(asdict(value))
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 3.0 and 3 name the same run
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     raise TypeError(f"experiment params must be JSON-like (str, number, bool, list, dict); got {value!r}")
@@ -267,10 +273,15 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
-    """Everything a run's results depend on; its hash names the run's folder."""
+    """Everything a run's results depend on; its hash names the run's folder.
+
+    The profile's seed list only decides which runs a grid asks for, so it is left out: adding a seed
+    reuses the runs of the others. Defaults an experiment fills in are not part of the key: bump the
+    experiment's `version` when they change."""
     _, version = _lookup(name)
+    settings = {key: value for key, value in profile.to_dict().items() if key != "seeds"}
     return {"experiment": name, "version": version, "params": _canonical(params),
-            "profile": profile.to_dict(), "device": profile.resolved_device().type}
+            "profile": settings, "device": profile.resolved_device().type}
 
 
 def run_dir_for(name: str, params: Mapping[str, Any], profile: str | Profile) -> Path:

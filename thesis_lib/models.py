@@ -134,17 +134,6 @@ class ResNetSpec:
             width = stage.width
         return inputs
 
-    def summary(self) -> str:
-        """One line per stage: stream width and the internal widths of its blocks."""
-        lines = [f"stem {self.in_channels}->{self.stem_width}"]
-        for index, stage in enumerate(self.stages):
-            blocks = " ".join(
-                ("[" + ",".join(map(str, b.widths)) + "]") if b.has_main_path else "[shortcut]"
-                for b in stage.blocks
-            )
-            lines.append(f"stage {index}: width {stage.width}, {len(stage.blocks)} blocks {blocks}")
-        return "\n".join(lines)
-
 
 def validate_spec(spec: ResNetSpec) -> None:
     """Raise ValueError naming the first inconsistency of a spec."""
@@ -387,14 +376,16 @@ def parameter_table(stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = r
 
 
 def structure_table(model: ResNet) -> list[dict[str, Any]]:
-    """Table 3.1 for any spec: one row per stem, block and classifier with input and output channels."""
+    """Table 3.1 for any spec: one row per stem, block and classifier with input and output channels.
+
+    The `phase` column numbers the stages from 1, as the thesis's table does (stage index + 1)."""
     spec = model.spec
-    rows = [{"stage": "", "layer": f"Conv {spec.stem_kernel}x{spec.stem_kernel} + BN", "in": spec.in_channels,
+    rows = [{"phase": "", "layer": f"Conv {spec.stem_kernel}x{spec.stem_kernel} + BN", "in": spec.in_channels,
              "out": spec.stem_width}]
     for s, (width_in, stage) in enumerate(zip(spec.stream_widths(), spec.stages)):
         for b, block in enumerate(stage.blocks):
             kind = "transition block" if block.has_shortcut_conv else "basic block"
-            rows.append({"stage": s + 1, "layer": kind, "in": width_in if b == 0 else stage.width,
+            rows.append({"phase": s + 1, "layer": kind, "in": width_in if b == 0 else stage.width,
                          "out": stage.width})
-    rows.append({"stage": "", "layer": "Linear", "in": spec.stages[-1].width, "out": spec.num_classes})
+    rows.append({"phase": "", "layer": "Linear", "in": spec.stages[-1].width, "out": spec.num_classes})
     return rows

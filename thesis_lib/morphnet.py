@@ -163,8 +163,9 @@ class MorphNetRegularizer:
     """MorphNet's resource F (eq. 2.10) and its regularizer G (eq. 2.11) for one ResNet.
 
     `penalty()` is differentiable and its gradient reaches only BN weights (gammas). `cost()` counts hard
-    alive channels (|gamma| > `gamma_threshold`); a block with an internal group that has no alive channel
-    contributes nothing, since surgery removes such a block (so `cost()` equals `count_flops` of the network
+    alive channels (|gamma| > `gamma_threshold`); the main path of a block with an internal group that has no
+    alive channel contributes nothing (a transition block's shortcut conv still counts), since surgery removes
+    such a main path (so `cost()` equals `count_flops` of the network
     `select_channels(model, alive_channels(model))` whenever every stream keeps an alive channel).
     """
 
@@ -247,12 +248,6 @@ class MorphNetRegularizer:
         """Alive channels per group name (|gamma| > threshold in any of the group's BNs)."""
         counts, _ = self._alive_and_sums()
         return {group.name: int(count) for group, count in zip(self.groups, counts.tolist())}
-
-    @torch.no_grad()
-    def group_gammas(self) -> dict[str, torch.Tensor]:
-        """Per group name, max over its BNs of |gamma| per channel (what alive and G are computed from;
-        for gamma histograms and threshold studies, chapter 4)."""
-        return {name: values.clone() for name, values in self._gammas.per_group(self._gammas()).items()}
 
     def _cost_from_counts(self, counts: torch.Tensor) -> int:
         """F = sum_j F(j) (eq. 2.8, 2.10) for the given alive channels per group; every internal group of a

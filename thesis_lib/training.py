@@ -224,10 +224,6 @@ class Trainer:
         """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net)."""
         self._set_model(model.to(self.device), optimizer)
 
-    @property
-    def finished(self) -> bool:
-        return self.epoch >= self.config.epochs
-
     def fit(self) -> pd.DataFrame:
         """Train the remaining epochs and return the whole history (one row per epoch)."""
         for hook in self.hooks:
