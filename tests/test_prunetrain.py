@@ -13,9 +13,10 @@ from thesis_lib.data import Dataset, load_dataset
 from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, count_parameters
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.prunetrain import (
-    FACTORS, PruneTrain, channel_sizes, channel_union, dead_channels, factor_trends, group_lasso, lasso_lambda,
-    lasso_penalty_ratio, member_alive_channels, prune_plan, prunetrain_plan, stage_channels,
-    training_flops_summary, with_baseline, zero_small_weights_,
+    FACTORS, PruneTrain, channel_sizes, channel_union, compare_to_baseline, dead_channels, factor_trends,
+    group_lasso, lasso_lambda, lasso_penalty_ratio, member_alive_channels, prune_plan, prunetrain_plan,
+    setting_means, setting_row, stage_channels, training_flops_summary, with_baseline, with_dense_start,
+    zero_small_weights_,
 )
 from thesis_lib.surgery import select_channels
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
@@ -416,3 +417,91 @@ def test_factor_trends_fit_log_learning_rate_and_linear_interval():
     assert single.empty and "sentence" in single.columns
     with pytest.raises(ValueError, match="unknown factor"):
         factor_trends(noisy, "batch_size", [])
+
+
+def fake_prunetrain_summary() -> pd.DataFrame:
+    """Two settings (lasso ratio 0.8 and 0.9, the rest equal) with two seeds each."""
+    return pd.DataFrame({
+        "lasso_ratio": [0.8, 0.8, 0.9, 0.9], "threshold": [0.03] * 4, "interval": [2] * 4, "lr": [0.05] * 4,
+        "seed": [0, 1, 0, 1], "final_params_after": [600, 400, 200, 100],
+        "training_flops_removed": [0.1, 0.3, 0.5, 0.6], "inference_flops_removed": [0.2, 0.4, 0.7, 0.9],
+        "final_acc": [0.9, 0.8, 0.5, 0.6], "mean_epoch_time": [2.0, 4.0, 1.0, 2.0], "reconfigurations": [1, 2, 3, 3],
+    })
+
+
+def test_setting_means_and_default_row_against_hand_numbers():
+    means = setting_means(fake_prunetrain_summary(), dense_params=1000)
+    assert means["lasso_ratio"].tolist() == [0.8, 0.9]
+    assert means["final_params_after"].tolist() == [500.0, 150.0]
+    assert means["params removed"].tolist() == pytest.approx([0.5, 0.85])
+    assert means["training_flops_removed"].tolist() == pytest.approx([0.2, 0.55])
+    assert means["final_acc"].tolist() == pytest.approx([0.85, 0.55])
+    assert means["mean_epoch_time"].tolist() == [3.0, 1.5] and means["reconfigurations"].tolist() == [1.5, 3.0]
+
+    # keys in another order than the columns, and a ratio that is 0.9 only up to its last bit
+    row = setting_row(means, {"lr": 0.05, "interval": 2, "threshold": 0.03, "lasso_ratio": 0.3 * 3})
+    assert 0.3 * 3 != 0.9 and row["final_params_after"] == 150.0 and row["params removed"] == pytest.approx(0.85)
+    with pytest.raises(ValueError, match="0 rows match"):
+        setting_row(means, {"lasso_ratio": 0.7, "threshold": 0.03, "interval": 2, "lr": 0.05})
+    with pytest.raises(ValueError, match="2 rows match"):
+        setting_row(means, {"interval": 2})
+    with pytest.raises(ValueError, match=r"lacks the columns \['final_acc'\]"):
+        setting_means(fake_prunetrain_summary().drop(columns="final_acc"), dense_params=1000)
+    with pytest.raises(ValueError, match="dense_params"):
+        setting_means(fake_prunetrain_summary(), dense_params=0)
+
+
+def test_compare_to_baseline_tests_every_setting_in_plan_order_and_adds_the_trend():
+    runs = pd.DataFrame({"interval": [2, 2, 10, 10], "final_acc": [0.5, 0.7, 0.6, 0.65]})
+    baseline = pd.DataFrame({"final_acc": [0.8, 0.9, 0.85]})
+    settings = with_baseline(runs, baseline, "interval", (2, 10))
+    quantities = [("final_acc", "final accuracy", "")]
+    tests, sentences = compare_to_baseline(settings, runs, "interval", quantities)
+
+    assert tests["group"].tolist() == ["2", "10"] and tests["quantity"].tolist() == ["final accuracy"] * 2
+    assert tests["mean"].tolist() == pytest.approx([0.6, 0.625])
+    assert tests["reference_mean"].tolist() == pytest.approx([0.85, 0.85])
+    assert tests["diff"].tolist() == pytest.approx([-0.25, -0.225])
+    # Welch by hand for "2": variances 0.02 and 0.0025, n 2 and 3
+    standard_error = math.sqrt(0.02 / 2 + 0.0025 / 3)
+    welch_df = standard_error ** 4 / ((0.02 / 2) ** 2 / 1 + (0.0025 / 3) ** 2 / 2)
+    assert tests["t"].iloc[0] == pytest.approx(-0.25 / standard_error)
+    assert tests["df"].iloc[0] == pytest.approx(welch_df)
+    assert "sentence" not in tests.columns
+
+    assert len(sentences) == 3
+    assert "reconfiguration interval = 2 vs baseline" in sentences[0]
+    assert "reconfiguration interval = 10 vs baseline" in sentences[1]
+    assert sentences[2].startswith("Trend: the final accuracy rises with the reconfiguration interval")
+    with pytest.raises(ValueError, match="unknown factor"):
+        compare_to_baseline(settings, runs, "batch_size", quantities)
+    with pytest.raises(ValueError, match=r"lacks the columns \['mean_epoch_time'\]"):
+        compare_to_baseline(settings, runs, "interval", [("mean_epoch_time", "mean epoch time", "s")])
+
+
+def test_with_dense_start_prepends_the_unpruned_net_to_every_run():
+    history = pd.DataFrame({
+        "lasso_ratio": [0.9, 0.9, 0.8, 0.8], "seed": [0, 0, 0, 0], "epoch": [2, 1, 1, 2],
+        "params_after": [300, 500, 700, 600], "test_acc": [0.4, 0.3, 0.5, 0.6],
+        "channels": [json.dumps({"stage1.stream": 4, "stage1.block0.layer1": 2}),
+                     json.dumps({"stage1.stream": 6, "stage1.block0.layer1": 3})] * 2,
+    })
+    dense = {"stage1.stream": 8, "stage1.block0.layer1": 8}
+    curves = with_dense_start(history, dense, dense_params=1000, run_columns=["lasso_ratio", "seed"])
+    assert curves[["lasso_ratio", "epoch"]].values.tolist() == [[0.8, 0], [0.8, 1], [0.8, 2],
+                                                                [0.9, 0], [0.9, 1], [0.9, 2]]
+    assert curves["params_after"].tolist() == [1000, 700, 600, 1000, 500, 300]
+    assert curves["test_acc"].tolist() == [0.5, 0.5, 0.6, 0.3, 0.3, 0.4]  # epoch 0 copies the first epoch
+    one_run = stage_channels(curves.loc[curves.lasso_ratio == 0.9, ["epoch", "channels"]])
+    stream = one_run[one_run.kind == "stream"]
+    assert stream["epoch"].tolist() == [0, 1, 2] and stream["channels"].tolist() == [8, 6, 4]
+
+    single = with_dense_start(history[history.lasso_ratio == 0.8].drop(columns=["lasso_ratio", "seed"]), dense, 1000,
+                              run_columns=[])
+    assert single["epoch"].tolist() == [0, 1, 2] and single["params_after"].tolist() == [1000, 700, 600]
+    with pytest.raises(ValueError, match="epochs below 1"):
+        with_dense_start(curves, dense, 1000, run_columns=["lasso_ratio", "seed"])
+    with pytest.raises(ValueError, match="do not tell the runs apart"):
+        with_dense_start(history, dense, 1000, run_columns=["seed"])
+    with pytest.raises(ValueError, match=r"lacks the columns \['params_after'\]"):
+        with_dense_start(history.drop(columns="params_after"), dense, 1000, run_columns=["seed"])

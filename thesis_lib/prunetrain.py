@@ -25,8 +25,9 @@ stream, and dropping the block drops that constant (zero when that BN's gamma an
 residual stream whose every channel is dead keeps its first channel, because a stage cannot be emptied.
 
 Chapter 5's experiment "prunetrain" (the wide net with the profile's training), its one-factor-at-a-time
-sweeps per profile (`PruneTrainPlan`, `prunetrain_plan`) and their analysis against the baseline
-(`with_baseline`, `factor_trends`) close the module.
+sweeps per profile (`PruneTrainPlan`, `prunetrain_plan`) and their analysis (`setting_means`,
+`setting_row`, `with_baseline`, `factor_trends`, `compare_to_baseline`, `with_dense_start`,
+`stage_channels`) close the module.
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ def training_flops_summary(history: pd.DataFrame, n_train: int, dense_flops: int
 
 
 PRUNE_PARAMS = ("lasso_ratio", "threshold", "interval")
+SETTING_COLUMNS = ("lasso_ratio", "threshold", "interval", "lr")
 FACTORS = ("lasso_ratio", "interval", "threshold", "lr")
 FACTOR_NAMES = {"lasso_ratio": "lasso ratio", "interval": "reconfiguration interval", "threshold": "threshold",
                 "lr": "learning rate"}
@@ -340,7 +342,7 @@ class PruneTrainPlan:
     seeds: tuple[int, ...]
 
     def default(self) -> dict[str, float | int]:
-        """The default point's params (without seed)."""
+        """The default point's params (without seed), keyed by the `SETTING_COLUMNS`."""
         return {"lasso_ratio": self.lasso_ratio, "threshold": self.threshold, "interval": self.interval,
                 "lr": self.lr}
 
@@ -463,6 +465,91 @@ def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[st
                          "slope_ci_low": fit.slope_ci[0], "slope_ci_high": fit.slope_ci[1], "r2": fit.r2,
                          "p": fit.p, "n": fit.n, "sentence": sentence})
     return pd.DataFrame(rows, columns=TREND_COLUMNS)
+
+
+MEANS_COLUMNS = ("final_params_after", "training_flops_removed", "inference_flops_removed", "final_acc",
+                 "mean_epoch_time", "reconfigurations")
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame]
+    if missing:
+        raise ValueError(f"{what} lacks the columns {missing}; pass the summary of \"prunetrain\" runs")
+
+
+def setting_means(runs: pd.DataFrame, dense_params: int) -> pd.DataFrame:
+    """Mean over seeds of every setting (lasso ratio, threshold, interval, lr) of PruneTrain runs: final
+    parameters, training / inference FLOPs removed, accuracy, epoch time and reconfigurations, plus
+    "params removed" = 1 - final parameters / `dense_params` (the unpruned wide net's count).
+
+    One row per setting, sorted by the `SETTING_COLUMNS`; pass each run once (the default point is in
+    every sweep, so drop its duplicates when concatenating the sweeps).
+    """
+    _require(runs, [*SETTING_COLUMNS, *MEANS_COLUMNS], "the runs")
+    if dense_params < 1:
+        raise ValueError(f"dense_params must be the dense net's parameter count (>= 1), got {dense_params}")
+    means = runs.groupby(list(SETTING_COLUMNS))[list(MEANS_COLUMNS)].mean().reset_index()
+    means["params removed"] = 1.0 - means["final_params_after"] / dense_params
+    return means
+
+
+def setting_row(frame: pd.DataFrame, setting: dict[str, float | int]) -> pd.Series:
+    """The one row of `frame` whose columns equal `setting` (e.g. `plan.default()`), matched by column
+    name, so the order of the dict's keys does not matter; floats compare with a relative tolerance of
+    1e-9 (a value that went through CSV may differ in its last bit)."""
+    _require(frame, setting, "the frame")
+    matches = np.ones(len(frame), dtype=bool)
+    for column, value in setting.items():
+        matches &= np.isclose(frame[column].to_numpy(dtype=float), float(value), rtol=1e-9, atol=0.0)
+    if matches.sum() != 1:
+        raise ValueError(f"{int(matches.sum())} rows match {setting}; expected exactly one (is the frame "
+                         f"one row per setting, from `setting_means`, and the setting among its runs?)")
+    return frame[matches].iloc[0]
+
+
+def compare_to_baseline(settings: pd.DataFrame, sweep_summary: pd.DataFrame, factor: str,
+                        quantities: Sequence[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    """Welch t-tests of every setting of one sweep against the baseline and the trend along the factor.
+
+    `settings` is the sweep with the baseline (`with_baseline`), `sweep_summary` the sweep's runs alone
+    (`factor_trends`), `quantities` (column, description, unit). Returns the tests, one row per quantity
+    and setting (quantity, group, mean, reference_mean, diff, ci_low, ci_high, t, df, p; no correction
+    for multiple comparisons), and the sentences: every test's, then every trend's.
+    """
+    _check_factor(factor)
+    _require(settings, ["setting", *(column for column, _, _ in quantities)], "the settings frame")
+    name = FACTOR_NAMES[factor]
+    named = (settings.drop(columns=factor, errors="ignore")  # `setting` holds the factor's value
+             .rename(columns={"setting": name, **{column: what for column, what, _ in quantities}}))
+    tests = pd.concat([stats.ttest_table(named, name, what, reference="baseline", unit=unit).assign(quantity=what)
+                       for _, what, unit in quantities], ignore_index=True)
+    trends = factor_trends(sweep_summary, factor, quantities)
+    sentences = [*tests["sentence"], *trends["sentence"]]
+    columns = ["quantity", "group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p"]
+    return tests[columns], sentences
+
+
+def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int,
+                     run_columns: Sequence[str]) -> pd.DataFrame:
+    """PruneTrain histories with an epoch 0 per run: the unpruned net before training, whose `channels`
+    (JSON, as the hook records it) are `dense_channels` and whose `params_after` is `dense_params`, so
+    that curves of how the net shrinks (fig. 5.6) start at the dense net.
+
+    `run_columns` tell the runs apart (e.g. the swept factor and "seed"; not "lr", which in a history is
+    the epoch's learning rate, the param being "lr_param"); an empty list means one run. The epoch-0 row
+    copies the run's first epoch for every other column. Rows come out sorted by run and epoch.
+    """
+    _require(history, ["epoch", "channels", "params_after", *run_columns], "the history")
+    if (history["epoch"] < 1).any():
+        raise ValueError("the history already has epochs below 1; pass the hook's records (epochs 1, 2, ...)")
+    runs = list(run_columns)
+    if history.duplicated([*runs, "epoch"]).any():
+        raise ValueError(f"an epoch occurs twice in one run; run_columns {runs} do not tell the runs apart")
+    ordered = history.sort_values([*runs, "epoch"], kind="stable", ignore_index=True)
+    firsts = ordered.drop_duplicates(runs) if runs else ordered.head(1)
+    start = firsts.assign(epoch=0, channels=json.dumps(dense_channels), params_after=dense_params)
+    return pd.concat([start, ordered], ignore_index=True).sort_values([*runs, "epoch"], kind="stable",
+                                                                       ignore_index=True)
 
 
 @experiment("prunetrain")
