@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from thesis_lib.stats import (WelchResult, linear_fit, summary_table, ttest_table, welch_table,
+from thesis_lib.stats import (WelchResult, compare_groups, linear_fit, summary_table, ttest_table, welch_table,
                               welch_ttest)
 
 # Baseline accuracies with (a) and without (b) the step schedule: made-up numbers of the thesis's size.
@@ -234,3 +234,16 @@ def test_welch_table_rows_equal_single_tests():
     assert table.sentence[0].startswith("a vs b")
     with pytest.raises(ValueError, match="c vs b"):
         welch_table([("c vs b", [1.0], b)])
+
+
+def test_compare_groups_tests_each_pair_and_quantity_like_welch_ttest():
+    df = pd.DataFrame({"net": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+                       "acc": [0.90, 0.92, 0.91, 0.85, 0.86, 0.88, 0.93, 0.95, 0.94],
+                       "time": [1.0, 1.1, 1.2, 2.0, 2.2, 2.1, 1.5, 1.4, 1.6]})
+    table = compare_groups(df, "net", [("a", "b"), ("c", "b")], [("acc", "accuracy", ""), ("time", "time", "s")])
+    assert list(table.comparison) == ["accuracy, a vs b", "accuracy, c vs b", "time, a vs b", "time, c vs b"]
+    expected = scipy_stats.ttest_ind([1.5, 1.4, 1.6], [2.0, 2.2, 2.1], equal_var=False)
+    assert table.t[3] == pytest.approx(expected.statistic) and table.p[3] == pytest.approx(expected.pvalue)
+    assert " s" in table.sentence[3]
+    with pytest.raises(ValueError, match=r"group\(s\) \['d'\] not in column 'net'"):
+        compare_groups(df, "net", [("a", "d")], [("acc", "accuracy", "")])

@@ -205,6 +205,24 @@ def welch_table(comparisons: Iterable[tuple[str, ArrayLike, ArrayLike]], unit: s
     return pd.DataFrame(rows, columns=WELCH_COLUMNS)
 
 
+def compare_groups(df: pd.DataFrame, group_col: str, pairs: Iterable[tuple[object, object]],
+                   quantities: Iterable[tuple[str, str, str]], confidence: float = 0.95) -> pd.DataFrame:
+    """Welch tests between named groups of one tidy frame: for every (column, description, unit) of
+    `quantities` and every (a, b) of `pairs`, the values of `column` in group a against group b, labelled
+    "<description>, a vs b" (one `welch_table` row each, with its sentence)."""
+    pairs = list(pairs)
+    quantities = list(quantities)
+    _require_columns(df, [group_col, *(column for column, _, _ in quantities)])
+    present = set(df[group_col])
+    missing = sorted({str(g) for pair in pairs for g in pair if g not in present})
+    if missing:
+        raise ValueError(f"group(s) {missing} not in column {group_col!r}; groups present: {sorted(map(str, present))}")
+    tables = [welch_table([(f"{what}, {a} vs {b}", df.loc[df[group_col] == a, column],
+                            df.loc[df[group_col] == b, column]) for a, b in pairs], unit=unit, confidence=confidence)
+              for column, what, unit in quantities]
+    return pd.concat(tables, ignore_index=True)
+
+
 def ttest_table(df: pd.DataFrame, group_col: str, value_col: str, reference: object,
                 confidence: float = 0.95, unit: str = "") -> pd.DataFrame:
     """Welch t-test of every group of `group_col` against the `reference` group, one row per other group
