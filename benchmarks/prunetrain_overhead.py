@@ -26,7 +26,7 @@ import torch
 
 from thesis_lib.data import Dataset, load_dataset
 from thesis_lib.models import ResNetConfig, count_flops
-from thesis_lib.prunetrain import PruneTrain, group_lasso, training_flops_summary
+from thesis_lib.methods.prunetrain import PruneTrain, group_lasso, training_flops_summary
 from thesis_lib.training import Trainer, TrainConfig, seeded_model, synchronize
 
 

@@ -21,3 +21,18 @@ def isolated_results(tmp_path, monkeypatch):
     monkeypatch.setenv("THESIS_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("THESIS_ROOT", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """256 training and 128 test images of the digits."""
+    return load_dataset("digits").subset(256, 128)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these nets are tiny, and on a loaded 2-core machine threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

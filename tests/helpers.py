@@ -1,5 +1,13 @@
-"""Test helpers shared by several test files: a simulated kill and an irregular ResNet spec."""
+"""Test helpers shared by several test files: a simulated kill, an irregular ResNet spec, toy data and
+independent counts of a net's size and of the width multiplier's breakpoints."""
 
+import math
+from fractions import Fraction
+
+import torch
+from torch import nn
+
+from thesis_lib.data import Dataset
 from thesis_lib.models import BlockSpec, ResNetSpec, StageSpec
 from thesis_lib.training import TrainingHook
 
@@ -37,3 +45,25 @@ def irregular_spec() -> ResNetSpec:
             StageSpec(7, (BlockSpec((4,), (3, 1), 2, 1), BlockSpec((), (), 1, 1))),
         ),
     )
+
+
+def toy_data() -> Dataset:
+    """48 random 1x8x8 images of 3 classes (32 train, 16 test): enough to exercise a training loop."""
+    generator = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(32, 1, 8, 8, generator=generator), torch.randn(16, 1, 8, 8, generator=generator)
+    train_y, test_y = torch.randint(0, 3, (32,), generator=generator), torch.randint(0, 3, (16,), generator=generator)
+    return Dataset("toy", train_x, train_y, test_x, test_y, num_classes=3, in_channels=1, image_size=8,
+                   channel_mean=(0.0,), channel_std=(1.0,))
+
+
+def weight_entries(model: nn.Module) -> int:
+    """Conv and linear weight entries: the model-size resource with every channel alive."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def next_breakpoint(spec: ResNetSpec, omega: float) -> Fraction:
+    """The smallest omega' > omega at which some width floor(omega' w) grows."""
+    widths = {spec.stem_width} | {s.width for s in spec.stages} | {
+        w for s in spec.stages for b in s.blocks for w in b.widths}
+    omega = Fraction(omega).limit_denominator(10**6)
+    return min(Fraction(math.floor(omega * w) + 1, w) for w in widths)

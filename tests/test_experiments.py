@@ -8,7 +8,7 @@ from thesis_lib import experiments
 from thesis_lib.experiments import (
     PROFILES, CorruptRunError, RunOutput, experiment, get_profile, run, run_dir_for, seed_grid, sweep,
 )
-from thesis_lib.training import TrainingHook
+from thesis_lib.training import TrainingHook, seeded_model
 from helpers import Killed
 
 CALLS = []
@@ -28,7 +28,7 @@ def counting(context):
     """Trains the smoke net for the profile's epochs and counts how often it was really called."""
     CALLS.append(dict(context.params))
     seed = context.params.get("seed", 0)
-    model = experiments.seeded_model(context.resnet_config("narrow"), seed)
+    model = seeded_model(context.resnet_config("narrow"), seed)
     trainer = context.trainer(model, context.train_config(seed=seed), hooks=[Tripwire()])
     history = trainer.fit()
     return RunOutput(history, experiments.summarize_training(history), trainer.model)

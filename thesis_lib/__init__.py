@@ -1,7 +1,9 @@
 """thesis_lib: the runnable companion to the thesis "Zeit-effizientes Training von Convolutional Neural Networks".
 
-Modules: models (thesis ResNet from a width spec), surgery (every shape change), prunetrain, net2net,
-morphnet, batchsize, data, training, experiments (cached runs and profiles), stats, plots, cli.
+The core: models (thesis ResNet from a width spec), surgery (every shape change), data, training.
+methods/: the thesis's algorithms (prunetrain, net2net, morphnet, batchsize), importing the core only.
+experiments (profiles, the run cache, sweeps); chapters/: one module per notebook (plans, experiments,
+analysis); stats, plots, cli.
 """
 
 import os

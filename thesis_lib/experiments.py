@@ -34,16 +34,11 @@ from tqdm.auto import tqdm
 from . import project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
-from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, seeded_model
+from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save
 
-# Modules that register experiments; imported on demand so `run("prunetrain", ...)` works from anywhere.
-EXPERIMENT_MODULES = (
-    "thesis_lib.experiments",
-    "thesis_lib.prunetrain",
-    "thesis_lib.net2net",
-    "thesis_lib.morphnet",
-    "thesis_lib.batchsize",
-)
+# The package whose import registers every experiment (one module per chapter); imported on the first
+# lookup of an unknown name, so `run("prunetrain", ...)` works without importing a chapter first.
+EXPERIMENT_PACKAGE = "thesis_lib.chapters"
 
 BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
 
@@ -227,6 +222,11 @@ def experiment(name: str, version: int = 1) -> Callable[[ExperimentFunction], Ex
     """Register an experiment function under `name`. Bump `version` when its results change meaning."""
 
     def register(function: ExperimentFunction) -> ExperimentFunction:
+        if name in _REGISTRY:
+            known = _REGISTRY[name][0]
+            if (known.__module__, known.__qualname__) != (function.__module__, function.__qualname__):
+                raise ValueError(f"experiment {name!r} is registered twice: by {known.__module__}."
+                                 f"{known.__qualname__} and by {function.__module__}.{function.__qualname__}")
         _REGISTRY[name] = (function, version)
         return function
 
@@ -235,12 +235,7 @@ def experiment(name: str, version: int = 1) -> Callable[[ExperimentFunction], Ex
 
 def _lookup(name: str) -> tuple[ExperimentFunction, int]:
     if name not in _REGISTRY:
-        for module in EXPERIMENT_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as error:
-                if error.name != module:
-                    raise
+        importlib.import_module(EXPERIMENT_PACKAGE)
     if name not in _REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; registered: {sorted(_REGISTRY)}")
     return _REGISTRY[name]
@@ -408,20 +403,3 @@ def summarize_training(history: pd.DataFrame) -> dict[str, Any]:
         "final_flops": int(last["flops"]),
         "epochs": int(len(history)),
     }
-
-
-@experiment("baseline")
-def baseline(context: RunContext) -> RunOutput:
-    """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
-
-    params: model ("wide" | "narrow"), schedule ("step" | "constant"), seed, and optionally any TrainConfig
-    field (e.g. lr, batch_size, precision, optimizer).
-    """
-    params = dict(context.params)
-    base = params.pop("model", "wide")
-    seed = int(params.pop("seed", 0))
-    config = context.train_config(seed=seed, **params)
-    model = seeded_model(context.resnet_config(base), seed)
-    trainer = context.trainer(model, config)
-    history = trainer.fit()
-    return RunOutput(history=history, summary=summarize_training(history), model=trainer.model)

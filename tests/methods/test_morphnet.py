@@ -1,38 +1,40 @@
 """MorphNet (section 2.7): resource F and regularizer G on BN gammas, alive widths, width multiplier, search."""
 
 import json
-import math
 import random
-from fractions import Fraction
-
-import pandas as pd
 import pytest
 import torch
 from torch import nn
-
-from thesis_lib.data import load_dataset
-from thesis_lib.experiments import get_profile, run, sweep
-from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
-from thesis_lib.morphnet import (
-    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_cost_curves, alive_spec,
-    layer_widths, morphnet_search, resource_coefficient, scale_spec, search_structures, spec_cost, uniform_config,
-    uniform_scaling, width_multiplier,
+from thesis_lib.models import ResNetConfig, build_resnet, count_flops
+from thesis_lib.methods.morphnet import (
+    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec,
+    morphnet_search, resource_coefficient, scale_spec, spec_cost, uniform_config, width_multiplier,
 )
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer, TrainingHook
+from helpers import next_breakpoint, weight_entries
+
 
 INPUT = (1, 8, 8)
+
+
+
 SMALL = ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=10)
+
+
+
 THREE_STAGES = ResNetConfig(stages=3, blocks=(2, 2, 1), widths=(4, 6, 8), in_channels=1, num_classes=10)
+
+
+
 THREE_LAYERS = ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(3, 5), in_channels=1,
                             num_classes=10)
+
+
+
 BOTTLENECK = ResNetConfig(stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
                           in_channels=1, num_classes=10)
 
-
-def weight_entries(model: nn.Module) -> int:
-    """Conv and linear weight entries: the model-size resource with every channel alive."""
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
 def randomize_gammas(model: nn.Module, seed: int, low: float = 0.5, high: float = 1.5) -> None:
@@ -44,6 +46,7 @@ def randomize_gammas(model: nn.Module, seed: int, low: float = 0.5, high: float 
                 magnitude = torch.empty(module.num_features).uniform_(low, high, generator=generator)
                 sign = torch.randint(0, 2, (module.num_features,), generator=generator) * 2 - 1
                 module.weight.copy_(magnitude * sign)
+
 
 
 def random_pruned_model(config: ResNetConfig, seed: int):
@@ -58,8 +61,10 @@ def random_pruned_model(config: ResNetConfig, seed: int):
     return select_channels(model, keep)
 
 
+
 def pruned_specs():
     return [random_pruned_model(config, seed) for seed, config in enumerate([THREE_STAGES, THREE_LAYERS] * 2)]
+
 
 
 @pytest.mark.parametrize("config", [SMALL, THREE_STAGES, THREE_LAYERS, BOTTLENECK])
@@ -73,6 +78,7 @@ def test_all_alive_cost_equals_flop_counter_and_weight_count(config, input_size)
     assert size.cost() == size.full_cost() == weight_entries(model)
 
 
+
 def test_all_alive_cost_of_pruned_non_uniform_specs():
     models = pruned_specs()
     assert any(not block.has_main_path for m in models for s in m.spec.stages for block in s.blocks)
@@ -83,11 +89,13 @@ def test_all_alive_cost_of_pruned_non_uniform_specs():
         assert spec_cost(model.spec, "flops", INPUT) == count_flops(model, INPUT)
 
 
+
 def test_resnet32_on_cifar_size_input():
     model = build_resnet(ResNetConfig())
     assert MorphNetRegularizer(model, "flops", 1e-2, (3, 32, 32)).cost() == count_flops(model, (3, 32, 32))
     # 487,386 parameters less 2 x 1,232 BN parameters (16 + 10 x 16 + 11 x 32 + 11 x 64 channels) and 10 biases
     assert spec_cost(ResNetConfig(), "size") == weight_entries(model) == 487_386 - 2 * 1_232 - 10
+
 
 
 @pytest.mark.parametrize("config", [THREE_STAGES, THREE_LAYERS])
@@ -114,6 +122,7 @@ def test_zeroed_gammas_lower_cost_to_that_of_the_pruned_net(config, seed):
     assert counts == {name: len(kept) for name, kept in keep.items()}
 
 
+
 def test_residual_group_stays_alive_while_any_member_bn_is_alive():
     model = build_resnet(SMALL)
     stream = next(g for g in channel_groups(model) if g.name == "stage0.stream")
@@ -133,6 +142,7 @@ def test_residual_group_stays_alive_while_any_member_bn_is_alive():
     assert regularizer.cost() == count_flops(select_channels(model, {"stage0.stream": [0, 1, 3]}), INPUT)
 
 
+
 def test_dead_stream_keeps_its_strongest_channel():
     model = build_resnet(SMALL)
     stream = next(g for g in channel_groups(model) if g.name == "stage1.stream")
@@ -142,6 +152,7 @@ def test_dead_stream_keeps_its_strongest_channel():
         model.get_submodule(stream.bns[0]).weight[4] = -5e-3
     assert alive_channels(model)["stage1.stream"] == [4]
     assert alive_spec(model).stages[1].width == 1
+
 
 
 def test_penalty_with_unit_gammas_is_twice_the_flops_less_the_fixed_sides():
@@ -158,6 +169,7 @@ def test_penalty_with_unit_gammas_is_twice_the_flops_less_the_fixed_sides():
             if isinstance(module, nn.BatchNorm2d):
                 module.weight.fill_(-0.5)  # |gamma| counts; every channel still alive
     assert regularizer.penalty().item() == pytest.approx(expected / 2, rel=1e-6)
+
 
 
 def test_penalty_gradient_reaches_only_bn_gammas_with_the_right_value():
@@ -179,6 +191,7 @@ def test_penalty_gradient_reaches_only_bn_gammas_with_the_right_value():
     bn1 = model.stages[1].blocks[0].bn1
     expected = (2 * 4 * 4 * 9) * 4 + (2 * 4 * 4 * 9) * 6
     assert torch.allclose(bn1.weight.grad, torch.sign(bn1.weight.detach()) * expected)
+
 
 
 def test_port_of_the_reference_gamma_flop_test():
@@ -215,6 +228,7 @@ def test_port_of_the_reference_gamma_flop_test():
                      coefficients[3] * 17 * 18]
 
 
+
 def test_scale_spec_floors_and_keeps_at_least_one():
     spec = ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(16, 32, 64)).to_spec()
     scaled = scale_spec(spec, 0.3)
@@ -225,13 +239,6 @@ def test_scale_spec_floors_and_keeps_at_least_one():
     assert scale_spec(spec, 1.0) == spec and scale_spec(spec, 2.0) == ResNetConfig(widths=(32, 64, 128),
                                                                                    blocks=(1, 1, 1)).to_spec()
 
-
-def next_breakpoint(spec: ResNetSpec, omega: float) -> Fraction:
-    """The smallest omega' > omega at which some width floor(omega' w) grows."""
-    widths = {spec.stem_width} | {s.width for s in spec.stages} | {
-        w for s in spec.stages for b in s.blocks for w in b.widths}
-    omega = Fraction(omega).limit_denominator(10**6)
-    return min(Fraction(math.floor(omega * w) + 1, w) for w in widths)
 
 
 @pytest.mark.parametrize("resource", ["flops", "size"])
@@ -246,32 +253,13 @@ def test_width_multiplier_is_the_largest_within_budget(resource):
             assert measure(build_resnet(scale_spec(model.spec, next_breakpoint(model.spec, omega)))) > budget
 
 
+
 def test_width_multiplier_grows_the_narrow_net_to_the_wide_budget():
     narrow = ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(8, 16, 32)).to_spec()
     wide = ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(16, 32, 64)).to_spec()
     omega, spec = width_multiplier(narrow, spec_cost(wide), "flops")
     assert (omega, spec) == (2.0, wide)
 
-
-def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
-    narrow = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
-    doubled = narrow.with_(widths=(8, 16))
-    table = uniform_scaling(narrow, doubled, INPUT)
-    assert table["resource"].tolist() == ["flops", "size"]
-    assert table["omega"].tolist() == [2.0, 2.0] and table["equals_reference"].all()
-    costs = {config: [count_flops(build_resnet(config), INPUT), weight_entries(build_resnet(config))]
-             for config in (narrow, doubled)}
-    assert table["budget"].tolist() == table["scaled_cost"].tolist() == costs[doubled]
-    assert table["seed_cost"].tolist() == costs[narrow]
-    uneven = narrow.with_(widths=(7, 9))  # no omega turns 4/8 into 7/9
-    table = uniform_scaling(narrow, uneven, INPUT, resources=["size"])
-    row = table.iloc[0]
-    scaled = ResNetSpec.from_json(row["scaled_spec"])
-    assert not row["equals_reference"] and scaled == scale_spec(narrow.to_spec(), row["omega"])
-    assert row["budget"] == weight_entries(build_resnet(uneven))
-    assert row["scaled_cost"] == weight_entries(build_resnet(scaled)) <= row["budget"]
-    larger = scale_spec(narrow.to_spec(), next_breakpoint(narrow.to_spec(), row["omega"]))
-    assert weight_entries(build_resnet(larger)) > row["budget"]
 
 
 def test_bad_inputs_are_value_errors():
@@ -294,15 +282,12 @@ def test_bad_inputs_are_value_errors():
         MorphNetRegularizer(model, "flops", -1.0, INPUT)
 
 
+
 def test_uniform_config_recovers_configs_and_rejects_pruned_specs():
     for config in (SMALL, THREE_LAYERS, BOTTLENECK, ResNetConfig()):
         assert uniform_config(config.to_spec()) == config
     assert uniform_config(pruned_specs()[0].spec) is None
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits").subset(256, 128)
 
 
 class StopAfterFirstEpoch(TrainingHook):
@@ -314,6 +299,7 @@ class StopAfterFirstEpoch(TrainingHook):
     def after_step(self, trainer):
         if self.armed and trainer.epoch == 1:
             raise KeyboardInterrupt
+
 
 
 def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_path):
@@ -348,32 +334,6 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
     assert resumed_history[columns].equals(history[columns])
 
 
-def test_tiny_search_on_digits_stays_within_budget(digits):
-    seed = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
-    budget = spec_cost(ResNetConfig(stages=2, blocks=(1, 1), widths=(6, 12), in_channels=1), "flops", INPUT)
-    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=False)
-    result = morphnet_search(seed, digits, config, resource="flops", budget=budget, iterations=1,
-                             relative_strength=5.0, gamma_threshold=0.9, progress=False)
-    kinds = [(s.iteration, s.kind) for s in result.structures]
-    assert kinds == [(0, "seed"), (1, "shrunk"), (1, "expanded")]
-    seed_structure, shrunk, expanded = result.structures
-    assert seed_structure.config == seed and seed_structure.flops == count_flops(build_resnet(seed), INPUT)
-    assert shrunk.cost < seed_structure.cost  # a strong penalty and a high threshold: channels died
-    assert shrunk.flops == count_flops(build_resnet(shrunk.spec), INPUT)
-    assert shrunk.cost < expanded.cost == count_flops(build_resnet(expanded.spec), INPUT) <= budget
-    larger = scale_spec(shrunk.spec, next_breakpoint(shrunk.spec, expanded.omega))
-    assert count_flops(build_resnet(larger), INPUT) > budget
-    assert expanded.spec == scale_spec(shrunk.spec, expanded.omega)
-    assert result.model.spec == result.final_spec == expanded.spec
-    assert len(result.retrain_history) == 1 and "morphnet_cost" not in result.retrain_history
-    assert "morphnet_cost" in result.search_histories[0]
-    exported = json.loads(result.to_json())
-    assert ResNetSpec.from_dict(exported["structures"][-1]["spec"]) == expanded.spec
-    one_run = pd.DataFrame([{"resource": "flops", "seed": 0, "search": result.to_json()}])
-    assert search_structures(one_run)["kind"].tolist() == ["seed", "shrunk", "expanded"]
-    with pytest.raises(ValueError, match="budget"):
-        morphnet_search(seed, digits, config, budget=10, iterations=1, progress=False)
-
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -391,21 +351,6 @@ def test_regularizer_follows_its_model_to_cuda():
     assert alive_spec(model) == model.spec
 
 
-def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
-    spec = ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=10).to_spec()
-    widths = layer_widths(spec)
-    assert list(widths["name"]) == ["stem", "1.1.1", "1.1.2", "1.2.1", "1.2.2", "2.1.1", "2.1.2"]
-    assert list(widths["width"]) == [4, 4, 4, 4, 4, 6, 6]
-    model = build_resnet(spec)
-
-    def emptied(stage, block):
-        internal = [g.name for g in channel_groups(model)
-                    if g.kind == "internal" and (g.stage, g.block) == (stage, block)]
-        return layer_widths(select_channels(model, {internal[0]: []}).spec)
-
-    assert list(emptied(1, 0)["width"]) == [4, 4, 4, 4, 4, 0, 0]  # a bare transition shortcut is left
-    assert list(emptied(0, 1)["name"]) == ["stem", "1.1.1", "1.1.2", "2.1.1", "2.1.2"]  # the block is gone
-
 
 class RecordingFactory:
     """A trainer factory that checkpoints every phase into a folder and can simulate a kill at one phase."""
@@ -420,6 +365,7 @@ class RecordingFactory:
             raise KeyboardInterrupt
         return Trainer(model, self.data, config, hooks=hooks, checkpoint_path=self.folder / f"{phase}.pt",
                        progress=False)
+
 
 
 def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_path):
@@ -438,46 +384,3 @@ def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_p
     assert resumed.structures[1].cost < resumed.structures[0].cost  # the search really shrank
     assert resumed.retrain_history["train_loss"].tolist() == expected.retrain_history["train_loss"].tolist()
 
-
-def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
-    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "seed": 0}
-    regularized = run("morphnet_regularize", params, profile="smoke", progress=False)
-    history, summary = regularized.history, regularized.summary
-    model = regularized.model()
-    full_flops, full_size = count_flops(model, INPUT), weight_entries(model)
-    assert (summary["full_flops"], summary["full_size"], summary["full_cost"]) == (full_flops, full_size, full_size)
-    assert history["morphnet_cost"].tolist() == history["alive_size"].tolist()
-    assert summary["lambda"] == pytest.approx(3.0 / full_size)
-    assert summary["alive_flops"] == count_flops(build_resnet(ResNetSpec.from_json(summary["alive_spec"])), INPUT)
-    assert len(history) == get_profile("smoke").epochs and set(history["lr"]) == {get_profile("smoke").lr}
-    curves = alive_cost_curves(sweep("morphnet_regularize", [params], profile="smoke", progress=False))
-    assert curves["epoch"].tolist() == [0, *history["epoch"]] and (curves["resource"] == "size").all()
-    assert curves["alive_size"].tolist() == [full_size, *history["alive_size"]]
-    assert curves["flops_ratio"].tolist() == [1.0, *(history["alive_flops"] / full_flops)]
-    assert curves["size_ratio"].iloc[-1] == summary["final_cost"] / full_size
-
-    keep_all = run("morphnet_shrink", {**params, "shrink_threshold": 0.0}, profile="smoke", progress=False)
-    assert keep_all.summary["alive_spec"] == model.spec.to_json()
-    assert keep_all.summary["shrunk_acc"] == summary["final_acc"]  # nothing removed: the same function
-    keep_none = run("morphnet_shrink", {**params, "shrink_threshold": 1e3}, profile="smoke", progress=False)
-    streams_only = ResNetSpec.from_json(keep_none.summary["alive_spec"])
-    assert [stage.width for stage in streams_only.stages] == [1, 1, 1] and streams_only.stem_width == 1
-    assert not any(block.has_main_path for stage in streams_only.stages[:1] for block in stage.blocks)
-    assert keep_none.summary["size_ratio"] == weight_entries(build_resnet(streams_only)) / full_size
-    with pytest.raises(ValueError, match="shrink_threshold"):
-        run("morphnet_shrink", params, profile="smoke", progress=False)
-
-
-def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results):
-    result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke",
-                 progress=False)
-    smoke = get_profile("smoke")
-    wide = build_resnet(smoke.resnet("wide", 1, 10))
-    assert result.summary["budget"] == count_flops(wide, INPUT)
-    structures = search_structures(pd.DataFrame([{**result.params, **result.summary}]))
-    assert structures["kind"].tolist() == ["seed", "shrunk", "expanded"]
-    assert structures["cost"].iloc[0] == count_flops(build_resnet(smoke.resnet("narrow", 1, 10)), INPUT)
-    assert result.summary["found_flops"] == structures["flops"].iloc[-1] <= result.summary["budget"]
-    assert result.model().spec.to_json() == json.dumps(json.loads(structures["spec"].iloc[-1]), sort_keys=True)
-    assert len(result.history) == smoke.epochs and "morphnet_cost" not in result.history
-    assert result.summary["total_time"] == pytest.approx(result.summary["search_time"] + result.summary["retrain_time"])

@@ -3,21 +3,28 @@
 import pandas as pd
 import pytest
 import torch
-
-from thesis_lib.data import Dataset
-from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_parameters
-from thesis_lib.net2net import (OPERATIONS, DeepenStep, Net2NetHook, Net2NetPlan, WidenStep, architecture_table,
-                                cumulative_time, deepen, final_accuracy_comparisons, label_runs, net2net_plan,
-                                panel_frame, reach_sentences, reach_table, reach_targets, rebuild_optimizer, widen,
-                                widen_group, widen_groups, wider_index_map)
+from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
+from thesis_lib.methods.net2net import (
+    DeepenStep, Net2NetHook, WidenStep, deepen, rebuild_optimizer, widen, widen_group, widen_groups,
+    wider_index_map,
+)
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer, TrainingHook
 from helpers import irregular_spec
+from helpers import toy_data
+
 
 TOLERANCE = 1e-5
+
+
+
 BASIC = ResNetConfig(stages=2, blocks=(2, 2), widths=(3, 4), in_channels=2, num_classes=5)
+
+
+
 BOTTLENECK = ResNetConfig(stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
                           in_channels=2, num_classes=5)
+
 
 
 def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -34,9 +41,11 @@ def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
+
 def teacher(config, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return randomise(build_resnet(config), seed)
+
 
 
 def pruned_teacher() -> torch.nn.Module:
@@ -46,9 +55,11 @@ def pruned_teacher() -> torch.nn.Module:
                                    "stage1.stream": [0, 1, 4, 5], "stage1.block0.layer1": [2, 3, 5]})
 
 
+
 def images(model: torch.nn.Module, batch: int = 4, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, model.spec.in_channels, 8, 8, generator=generator)
+
 
 
 def logit_gap(a: torch.nn.Module, b: torch.nn.Module, training: bool, batch: int = 4) -> float:
@@ -60,8 +71,10 @@ def logit_gap(a: torch.nn.Module, b: torch.nn.Module, training: bool, batch: int
         return float((a(x) - b(x)).abs().max())
 
 
+
 TEACHERS = {"basic": lambda: teacher(BASIC), "bottleneck": lambda: teacher(BOTTLENECK),
             "pruned": pruned_teacher, "irregular": lambda: teacher(irregular_spec())}
+
 
 
 @pytest.mark.parametrize("name", TEACHERS)
@@ -74,6 +87,7 @@ def test_widen_preserves_logits_in_eval_and_train_mode(name, stages):
     assert logit_gap(model, student, training=True) <= TOLERANCE
 
 
+
 def test_widen_group_grows_one_internal_width_only_and_preserves_logits():
     model = pruned_teacher()
     before = {g.name: g.size for g in channel_groups(model)}
@@ -84,10 +98,12 @@ def test_widen_group_grows_one_internal_width_only_and_preserves_logits():
     assert logit_gap(model, student, training=True) <= TOLERANCE
 
 
+
 def test_wider_index_map_keeps_old_channels_and_draws_the_rest_from_them():
     g = wider_index_map(3, 500, torch.Generator().manual_seed(0))
     assert g[:3].tolist() == [0, 1, 2]
     assert set(g[3:].tolist()) == {0, 1, 2}  # uniform with replacement: 497 draws hit every old channel
+
 
 
 def copy_producer_through(student, teacher_model, conv: str, bn: str, index_map: torch.Tensor, old: int) -> None:
@@ -96,6 +112,7 @@ def copy_producer_through(student, teacher_model, conv: str, bn: str, index_map:
     with torch.no_grad():
         for key in [f"{conv}.weight"] + [f"{bn}.{t}" for t in ("weight", "bias", "running_mean", "running_var")]:
             student_state[key][old:] = teacher_state[key][index_map[old:]]
+
 
 
 def test_independent_maps_for_the_producers_of_one_stream_break_preservation():
@@ -115,6 +132,7 @@ def test_independent_maps_for_the_producers_of_one_stream_break_preservation():
     assert logit_gap(model, student, training=True) > 100 * TOLERANCE  # measured: 0.28
 
 
+
 def test_noise_perturbs_only_new_filters_by_an_amount_proportional_to_it():
     model = teacher(BASIC)
     clean = widen(model, factor=2, generator=torch.Generator().manual_seed(4))
@@ -132,6 +150,7 @@ def test_noise_perturbs_only_new_filters_by_an_amount_proportional_to_it():
     assert 6 < gaps[1e-2] / gaps[1e-3] < 16  # first order: ten times the noise, about ten times the change
 
 
+
 @pytest.mark.parametrize("init", ["net2net", "random"])
 def test_widened_net_has_the_shape_of_a_net_built_with_the_new_widths(init):
     config = BASIC.with_(stages=3, blocks=(2, 1, 1), widths=(4, 6, 8))
@@ -143,6 +162,7 @@ def test_widened_net_has_the_shape_of_a_net_built_with_the_new_widths(init):
     assert count_parameters(by_factor) == count_parameters(direct) == 120 + 1344 + 1755 + 3312 + 65
 
 
+
 @pytest.mark.parametrize("init", ["net2net", "random"])
 def test_bottleneck_net_widened_to_new_stream_widths_has_the_shape_of_the_new_config(init):
     """widths are stream widths (4k for bottleneck nets); stem and internal widths k scale along."""
@@ -150,6 +170,7 @@ def test_bottleneck_net_widened_to_new_stream_widths_has_the_shape_of_the_new_co
     direct = build_resnet(BOTTLENECK.with_(widths=(3, 5)))
     assert by_widths.spec == direct.spec
     assert count_parameters(by_widths) == count_parameters(direct)
+
 
 
 def test_widths_round_up_exactly():
@@ -160,6 +181,7 @@ def test_widths_round_up_exactly():
     assert [s.width for s in student.spec.stages] == [2, 11]  # 10 * 1.1 is 11, not ceil(11.000000000000002)
 
 
+
 def test_widening_one_stage_with_selected_blocks_leaves_the_other_internal_widths():
     model = teacher(BASIC)
     student = widen(model, stages=1, widths=[7], blocks=[1])
@@ -167,6 +189,7 @@ def test_widening_one_stage_with_selected_blocks_leaves_the_other_internal_width
     assert [b.widths for b in student.spec.stages[1].blocks] == [(4,), (7,)]
     assert student.spec.stages[0] == model.spec.stages[0]
     assert logit_gap(model, student, training=False) <= TOLERANCE
+
 
 
 def test_random_init_keeps_old_units_and_initialises_new_ones_without_dividing():
@@ -184,6 +207,7 @@ def test_random_init_keeps_old_units_and_initialises_new_ones_without_dividing()
     assert logit_gap(student, again, training=False) == 0.0  # the fresh init is drawn from the generator
 
 
+
 @pytest.mark.parametrize("name", TEACHERS)
 def test_inserting_a_zero_gamma_block_preserves_logits_in_eval_and_train_mode(name):
     model = TEACHERS[name]()
@@ -194,6 +218,7 @@ def test_inserting_a_zero_gamma_block_preserves_logits_in_eval_and_train_mode(na
         assert logit_gap(model, student, training=True) <= TOLERANCE
 
 
+
 def test_inserting_a_block_in_the_middle_preserves_logits_and_random_init_does_not():
     model = teacher(BASIC)
     student = deepen(model, stage=1, position=1, generator=torch.Generator().manual_seed(0))
@@ -202,6 +227,7 @@ def test_inserting_a_block_in_the_middle_preserves_logits_and_random_init_does_n
     random_block = deepen(model, stage=1, position=1, init="random", generator=torch.Generator().manual_seed(0))
     assert random_block.spec == student.spec
     assert logit_gap(model, random_block, training=False) > 1e-3
+
 
 
 @pytest.mark.parametrize("name, stage, block, after_layer", [
@@ -215,6 +241,7 @@ def test_identity_layer_preserves_logits_in_eval_mode(name, stage, block, after_
     old_layers = len(model.spec.stages[stage].blocks[block].kernels)
     assert len(student.spec.stages[stage].blocks[block].kernels) == old_layers + 1
     assert logit_gap(model, student, training=False) <= TOLERANCE
+
 
 
 def test_identity_layer_bn_undoes_the_statistics_of_the_layer_it_follows():
@@ -242,6 +269,7 @@ def test_identity_layer_bn_undoes_the_statistics_of_the_layer_it_follows():
     assert torch.equal(weight.detach()[:, :, 1, 1], torch.eye(weight.shape[0]))
 
 
+
 @pytest.mark.parametrize("stage, block, after_layer", [(0, 1, 2), (1, 0, 0)])
 def test_identity_layer_is_not_exact_where_documented(stage, block, after_layer):
     """After the last layer the old last layer gains a ReLU on the residual branch; before a strided 3x3
@@ -250,6 +278,7 @@ def test_identity_layer_is_not_exact_where_documented(stage, block, after_layer)
     data = images(model, batch=16, seed=7)
     student = deepen(model, stage, after_layer, kind="layer", block=block, data=data)
     assert logit_gap(model, student, training=False) > 1e-3
+
 
 
 def test_bad_input_is_a_clear_value_error():
@@ -286,6 +315,7 @@ def test_bad_input_is_a_clear_value_error():
         widen(teacher(irregular_spec()), stages=2, widths=[9])
 
 
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
@@ -305,13 +335,6 @@ def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
     assert next(noisy.parameters()).is_cuda and next(baseline.parameters()).is_cuda
 
 
-def toy_data() -> Dataset:
-    generator = torch.Generator().manual_seed(0)
-    train_x, test_x = torch.randn(32, 1, 8, 8, generator=generator), torch.randn(16, 1, 8, 8, generator=generator)
-    train_y, test_y = torch.randint(0, 3, (32,), generator=generator), torch.randint(0, 3, (16,), generator=generator)
-    return Dataset("toy", train_x, train_y, test_x, test_y, num_classes=3, in_channels=1, image_size=8,
-                   channel_mean=(0.0,), channel_std=(1.0,))
-
 
 def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
     model = teacher(BASIC)
@@ -330,6 +353,7 @@ def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
     assert trainer.lr_scale == pytest.approx(0.1)
 
 
+
 class StopAfter(TrainingHook):
     """Simulates a kill: raises at the end of a given epoch (before that epoch's checkpoint), when armed."""
 
@@ -339,6 +363,7 @@ class StopAfter(TrainingHook):
     def on_epoch_end(self, trainer, record):
         if self.armed and record["epoch"] == self.epoch:
             raise KeyboardInterrupt
+
 
 
 def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
@@ -368,8 +393,9 @@ def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
     assert resumed[columns].equals(history[columns])
 
 
+
 def test_growth_steps_build_the_planned_architectures():
-    from thesis_lib.net2net import growth_steps
+    from thesis_lib.chapters.ch06_2_net2net import growth_steps
 
     narrow = build_resnet(ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(2, 3, 4), in_channels=1, num_classes=3))
     generator, data = torch.Generator().manual_seed(0), torch.randn(4, 1, 8, 8)
@@ -395,8 +421,9 @@ def test_growth_steps_build_the_planned_architectures():
             growth_steps(bad.pop("operation"), bad.pop("init", "net2net"), (4, 6, 8), **bad)
 
 
+
 def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_default():
-    from thesis_lib.net2net import DEFAULT_NOISE, grow_grid
+    from thesis_lib.chapters.ch06_2_net2net import DEFAULT_NOISE, grow_grid
 
     grid = grow_grid("smoke", operations=["widen_all", "deepen"], noise=0.2, grow_epoch=1)
     assert len(grid) == 2 * 2 * 2
@@ -406,10 +433,11 @@ def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_defau
     assert all("noise" not in p and "grow_epoch" not in p for p in grow_grid("smoke", noise=DEFAULT_NOISE))
 
 
+
 def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
     import math
 
-    from thesis_lib.net2net import time_to_accuracy
+    from thesis_lib.chapters.ch06_2_net2net import time_to_accuracy
 
     history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.5, 0.8, 0.7, 0.9],
                             "epoch_time": [1.0, 2.0, 3.0, 4.0], "hook_time": [0.0, 0.5, 0.0, 0.0]})
@@ -418,120 +446,3 @@ def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
     never = time_to_accuracy(history, 0.95)
     assert math.isnan(never["epoch"]) and math.isnan(never["seconds"])
 
-
-def test_net2net_grow_experiment_grows_the_narrow_baseline_into_the_wide_net(isolated_results):
-    from thesis_lib.experiments import PROFILES, run
-    from thesis_lib.net2net import DEFAULT_NOISE
-
-    smoke = PROFILES["smoke"]
-    narrow, wide = smoke.resnet("narrow", 1, 10), smoke.resnet("wide", 1, 10)
-    grown = run("net2net_grow", {"operation": "widen_all", "init": "net2net", "seed": 0}, profile="smoke",
-                progress=False)
-    baseline = run("baseline", {"model": "narrow", "schedule": "step", "seed": 0}, profile="smoke", progress=False)
-    assert grown.summary["grow_epoch"] == 1 and grown.summary["noise"] == DEFAULT_NOISE
-    assert ResNetSpec.from_json(grown.summary["grown_spec"]) == wide.to_spec()
-    assert grown.history["params"].tolist() == [count_parameters(build_resnet(narrow)),
-                                                count_parameters(build_resnet(wide))]
-    assert grown.summary["params_before"] == count_parameters(build_resnet(narrow))
-    assert len(grown.history) == smoke.epochs
-    columns = ["train_loss", "test_loss", "test_acc", "lr"]
-    assert grown.history.iloc[0][columns].equals(baseline.history.iloc[0][columns])
-    assert grown.history["lr"].tolist() == baseline.history["lr"].tolist()
-    with pytest.raises(ValueError, match="grow_epoch"):
-        run("net2net_grow", {"operation": "deepen", "init": "random", "grow_epoch": 2}, profile="smoke")
-
-
-def chapter_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Histories of two baselines and one operation's two inits (two seeds each), and their summaries."""
-    runs = [  # (params, test accuracies, epoch times, hook times)
-        ({"model": "wide", "seed": 0}, [0.5, 0.8, 0.9], [1, 1, 1], [0, 0, 0]),
-        ({"model": "wide", "seed": 1}, [0.6, 0.7, 0.9], [1, 1, 1], [0, 0, 0]),
-        ({"model": "narrow", "seed": 0}, [0.4, 0.6, 0.7], [1, 1, 1], [0, 0, 0]),
-        ({"model": "narrow", "seed": 1}, [0.4, 0.5, 0.7], [1, 1, 1], [0, 0, 0]),
-        ({"operation": "widen_all", "init": "net2net", "seed": 0}, [0.4, 0.88, 0.9], [1, 1, 2], [0.5, 0, 0]),
-        ({"operation": "widen_all", "init": "net2net", "seed": 1}, [0.4, 0.7, 0.86], [1, 1, 2], [0.5, 0, 0]),
-        ({"operation": "widen_all", "init": "random", "seed": 0}, [0.3, 0.5, 0.6], [1, 1, 1], [0.5, 0, 0]),
-        ({"operation": "widen_all", "init": "random", "seed": 1}, [0.3, 0.6, 0.66], [1, 1, 1], [0.5, 0, 0]),
-    ]
-    histories = [pd.DataFrame({"epoch": [1, 2, 3], "test_acc": acc, "epoch_time": times, "hook_time": hooks,
-                               **params}) for params, acc, times, hooks in runs]
-    summaries = [{**params, "final_acc": acc[-1], "final_params": 100 * (1 + i // 4), "final_flops": 7,
-                  "params_before": 100, "flops_before": 5} for i, (params, acc, _, _) in enumerate(runs)]
-    history, summary = pd.concat(histories, ignore_index=True), pd.DataFrame(summaries)
-    is_baseline = history["model"].notna()
-    history = label_runs(history[is_baseline].drop(columns=["operation", "init"]),
-                         history[~is_baseline].drop(columns=["model"]))
-    summary = label_runs(summary[summary["model"].notna()], summary[summary["model"].isna()])
-    history["cumulative_time"] = cumulative_time(history, by=["group", "seed"])
-    return history, summary
-
-
-def test_labelled_runs_give_panels_with_fixed_arm_order_and_mean_cumulative_time():
-    history, summary = chapter_runs()
-    assert summary["group"].tolist() == ["wide from scratch"] * 2 + ["narrow from scratch"] * 2 + [
-        "widen_all, net2net"] * 2 + ["widen_all, random"] * 2
-    assert summary["arm"].iloc[4] == "Net2Net init" and summary["operation"].iloc[0] == "-"
-    net2net_seed_0 = history[(history["group"] == "widen_all, net2net") & (history["seed"] == 0)]
-    assert net2net_seed_0["cumulative_time"].tolist() == [1.5, 2.5, 4.5]
-
-    deepen = history[history["group"] == "widen_all, net2net"].assign(operation="deepen", group="deepen, net2net")
-    panel = panel_frame(pd.concat([deepen, history], ignore_index=True), "widen_all")
-    assert panel["arm"].drop_duplicates().tolist() == ["wide from scratch", "narrow from scratch", "Net2Net init",
-                                                       "random init"]
-    assert len(panel) == len(history)
-    random_arm = panel[panel["arm"] == "random init"]
-    assert random_arm["mean_cumulative_time"].tolist() == [1.5, 2.5, 3.5] * 2
-
-    groups = ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, random"]
-    architectures = architecture_table(summary, groups)
-    assert architectures.loc["widen_all, net2net"].tolist() == [100, 200, 5, 7]
-    assert architectures.loc["wide from scratch", ["params_before", "flops_before"]].isna().all()
-    with pytest.raises(ValueError, match="'init' column"):
-        label_runs(pd.DataFrame({"model": ["wide"]}), pd.DataFrame({"operation": ["deepen"]}))
-
-
-def test_reach_table_and_sentences_count_the_runs_reaching_each_baseline():
-    history, summary = chapter_runs()
-    targets = reach_targets(summary, tolerance=0.05)
-    assert targets == pytest.approx({"wide": 0.85, "narrow": 0.65})
-    groups = net2net_plan("smoke").groups()[:2] + ["widen_all, net2net", "widen_all, random"]
-    table = reach_table(history, targets, groups)
-    assert table.loc["widen_all, net2net", ["epoch to wide", "seconds to wide", "runs reaching wide"]].tolist() \
-        == [2.5, 3.5, 2]
-    assert table.loc["widen_all, random", ["runs reaching wide", "runs reaching narrow", "seconds to narrow"]] \
-        .tolist() == [0, 1, 3.5]
-    assert table["runs"].tolist() == [2, 2, 2, 2]
-    assert reach_sentences(table) == [
-        "wide from scratch: 2 of 2 runs reached the wide net's accuracy after 3.0 epochs and 3.00 s.",
-        "narrow from scratch: 2 of 2 runs reached the narrow net's accuracy after 3.0 epochs and 3.00 s.",
-        "widen_all, net2net: 2 of 2 runs reached the wide net's accuracy after 2.5 epochs and 3.50 s (later in "
-        "seconds than the wide net from scratch); 2 of 2 runs reached the narrow net's accuracy after 2.0 epochs "
-        "and 2.50 s (sooner in seconds than the narrow net from scratch).",
-        "widen_all, random: none of 2 runs reached the wide net's accuracy; 1 of 2 runs reached the narrow net's "
-        "accuracy after 3.0 epochs and 3.50 s (later in seconds than the narrow net from scratch).",
-    ]
-
-
-def test_final_accuracy_comparisons_pair_every_grown_group_with_both_baselines_and_the_other_init():
-    _, summary = chapter_runs()
-    comparisons = final_accuracy_comparisons(summary, ["widen_all"])
-    assert [label for label, _, _ in comparisons] == [
-        "final accuracy, widen_all, net2net vs wide from scratch",
-        "final accuracy, widen_all, net2net vs narrow from scratch",
-        "final accuracy, widen_all, random vs wide from scratch",
-        "final accuracy, widen_all, random vs narrow from scratch",
-        "final accuracy, widen_all, net2net vs widen_all, random"]
-    _, a, b = comparisons[-1]
-    assert a.tolist() == [0.9, 0.86] and b.tolist() == [0.6, 0.66]
-    with pytest.raises(ValueError, match="deepen, net2net"):
-        final_accuracy_comparisons(summary, ["deepen"])
-
-
-def test_net2net_plan_per_profile():
-    smoke = net2net_plan("smoke")
-    assert smoke.operations == ("widen_all", "deepen") and net2net_plan("quick").operations == OPERATIONS
-    assert len(smoke.grid("smoke")) == 2 * 2 * 2  # operations x inits x seeds
-    assert smoke.groups() == ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, random",
-                              "deepen, net2net", "deepen, random"]
-    with pytest.raises(ValueError, match="subset of"):
-        Net2NetPlan(operations=("shrink",))

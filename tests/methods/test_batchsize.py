@@ -2,48 +2,47 @@
 
 import math
 import random
-from pathlib import Path
 from types import SimpleNamespace
-
 import pandas as pd
 import pytest
 import torch
 from torch import nn
-
-from thesis_lib.batchsize import (
-    BatchAdaptation, MemoryModel, adaptation_grid, batch_fits, batch_from_fit, batch_table, fit_memory_model,
-    group_runs, inverse_batch_fit, lr_scale_for, max_batch_size, memory_profile, model_state_bytes,
-    prunetrain_grid, reference_budget, rule_comparison, saved_tensor_bytes, search_max_batch,
-    training_step_peak_bytes,
+from thesis_lib.methods.batchsize import (
+    BatchAdaptation, MemoryModel, batch_fits, batch_from_fit, batch_table, fit_memory_model,
+    inverse_batch_fit, lr_scale_for, max_batch_size, memory_profile, model_state_bytes, reference_budget,
+    saved_tensor_bytes, search_max_batch, training_step_peak_bytes,
 )
-from thesis_lib.experiments import RunResult, SweepResult, run
 from thesis_lib.models import ResNetConfig, count_parameters
-from thesis_lib.prunetrain import PruneTrain, prunetrain_plan
+from thesis_lib.methods.prunetrain import PruneTrain
 from thesis_lib.stats import linear_fit
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
 from helpers import KillAfter, Killed
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these nets are tiny, and on a loaded 2-core machine threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+
+
+
 DIGITS_SHAPE = (1, 8, 8)
+
+
+
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
 
-# The thesis's table in 6.1 (s = 1, N = 1..10): parameters and maximal batch as printed in the draft.
+
+
 THESIS_S1_PARAMETERS = [5306, 9978, 14650, 19322, 23994, 28666, 33338, 38010, 42682, 47354]
+
+
+
 THESIS_S1_BATCH = [506, 435, 382, 339, 304, 277, 256, 236, 218, 205]
+
 
 
 def conv_bn_relu_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
+
 
 
 @pytest.mark.parametrize("batch, height, width", [(1, 5, 5), (4, 5, 5), (3, 6, 7)])
@@ -56,6 +55,7 @@ def test_saved_bytes_match_a_hand_count_for_conv_bn_relu(batch, height, width):
     assert saved_tensor_bytes(conv_bn_relu_net(), (2, height, width), batch) == hand
 
 
+
 def test_saved_bytes_leave_the_model_and_the_rng_untouched():
     model = seeded_model(TINY, 0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -64,6 +64,7 @@ def test_saved_bytes_leave_the_model_and_the_rng_untouched():
     assert torch.equal(torch.get_rng_state(), rng)
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
 
 
 def test_memory_model_of_a_resnet_is_exactly_affine_in_the_batch():
@@ -78,12 +79,14 @@ def test_memory_model_of_a_resnet_is_exactly_affine_in_the_batch():
             model_state_bytes(model) + saved_tensor_bytes(model, DIGITS_SHAPE, batch), abs=1e-6)
 
 
+
 def test_memory_profile_rows_and_columns():
     profile = memory_profile(seeded_model(TINY, 0), DIGITS_SHAPE, [4, 8])
     assert list(profile["batch_size"]) == [4, 8]
     assert (profile["model_bytes"] == profile["saved_bytes"] + profile["state_bytes"]).all()
     assert profile["saved_bytes"].iloc[1] > profile["saved_bytes"].iloc[0]
     assert profile["peak_bytes"].isna().all() == (not torch.cuda.is_available())
+
 
 
 def test_search_finds_the_exact_boundary_with_logarithmic_probes():
@@ -101,6 +104,7 @@ def test_search_finds_the_exact_boundary_with_logarithmic_probes():
         assert [b for b, _ in result.probes] == calls
 
 
+
 def test_search_respects_a_limit_and_never_probes_above_it():
     rng = random.Random(1)
     for _ in range(200):
@@ -108,6 +112,7 @@ def test_search_respects_a_limit_and_never_probes_above_it():
         result = search_max_batch(lambda batch: batch <= boundary, limit=limit)
         assert result.batch_size == min(boundary, limit)
         assert max(b for b, _ in result.probes) <= limit
+
 
 
 @pytest.mark.parametrize("call, message", [
@@ -133,11 +138,13 @@ def test_bad_inputs_raise_clear_value_errors(call, message):
         call()
 
 
+
 def test_memory_model_solves_the_budget_by_hand():
     memory = MemoryModel(static_bytes=1000, fixed_bytes=24, per_sample_bytes=100, source="saved")
     assert memory.max_batch(10_000) == 89          # (10000 - 1024) / 100 = 89.76
     assert memory.max_batch(memory.bytes_at(64)) == 64
     assert memory.max_batch(10_000, limit=50) == 50
+
 
 
 def test_max_batch_on_cpu_is_the_last_batch_whose_measured_memory_fits():
@@ -148,6 +155,7 @@ def test_max_batch_on_cpu_is_the_last_batch_whose_measured_memory_fits():
     assert state + saved_tensor_bytes(model, DIGITS_SHAPE, batch) <= budget
     assert state + saved_tensor_bytes(model, DIGITS_SHAPE, batch + 1) > budget
     assert max_batch_size(model, DIGITS_SHAPE, budget, device="cpu", limit=7) == 7
+
 
 
 def test_batch_table_shrinks_with_depth_and_anchors_the_thesis_net_at_256():
@@ -162,6 +170,7 @@ def test_batch_table_shrinks_with_depth_and_anchors_the_thesis_net_at_256():
     assert int(table["parameters"].iloc[0]) == 5306 - 2 * 16 * 9
 
 
+
 def test_thesis_fits_on_the_draft_s1_column():
     table = pd.DataFrame({"stages": 1, "blocks": range(1, 11), "parameters": THESIS_S1_PARAMETERS,
                           "max_batch": THESIS_S1_BATCH})
@@ -173,14 +182,17 @@ def test_thesis_fits_on_the_draft_s1_column():
     assert set(fits["x"]) == {"blocks", "parameters"}
 
 
+
 def test_lr_scaling_linear_and_sqrt():
     assert lr_scale_for(128, 64, "linear") == 2.0
     assert lr_scale_for(256, 64, "sqrt") == 2.0
     assert lr_scale_for(96, 64, "sqrt") == pytest.approx(math.sqrt(1.5))
 
 
+
 def fake_trainer(model, batch_size=64, lr_scale=1.0):
     return SimpleNamespace(model=model, batch_size=batch_size, lr_scale=lr_scale, step_count=0)
+
 
 
 @pytest.mark.parametrize("scaling, expected_scale", [("linear", 2.0), ("sqrt", math.sqrt(2.0))])
@@ -205,6 +217,7 @@ def test_adaptation_doubles_the_batch_when_memory_per_sample_halves(scaling, exp
     assert again.batch_size == 128 and again.lr_scale == pytest.approx(expected_scale)
 
 
+
 def test_adaptation_by_the_fit_and_its_cap():
     big, small = nn.Linear(10, 10), nn.Linear(10, 5)            # 110 and 55 parameters
     fit = linear_fit([55, 110, 220], [55e-5, 110e-5, 220e-5])   # 1 / batch proportional to parameters
@@ -222,9 +235,11 @@ def test_adaptation_by_the_fit_and_its_cap():
     assert trainer.batch_size == 100 and trainer.lr_scale == pytest.approx(100 / 64)
 
 
+
 def test_adaptation_without_a_budget_says_how_to_use_it():
     with pytest.raises(RuntimeError, match="hooks"):
         BatchAdaptation()(fake_trainer(nn.Linear(2, 2)), nn.Linear(2, 2), nn.Linear(2, 2))
+
 
 
 def prunetrain_with_adaptation(extra_hooks=()):
@@ -232,6 +247,7 @@ def prunetrain_with_adaptation(extra_hooks=()):
     adaptation = BatchAdaptation(scaling="linear", max_batch=100)
     prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2, on_reconfigure=adaptation)
     return [prune, adaptation, *extra_hooks], adaptation
+
 
 
 def test_prunetrain_grows_the_batch_at_reconfiguration_and_resumes_exactly(digits_small, tmp_path):
@@ -265,7 +281,9 @@ def test_prunetrain_grows_the_batch_at_reconfiguration_and_resumes_exactly(digit
                                   history.drop(columns=TIMING_COLUMNS))
 
 
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="the peak-memory probe needs CUDA")
+
 
 
 @needs_cuda
@@ -277,6 +295,7 @@ def test_cuda_peak_grows_with_the_batch_and_holds_the_model_state():
     assert memory.source == "peak" and memory.per_sample_bytes > 0
 
 
+
 @needs_cuda
 def test_cuda_search_stays_within_the_budget():
     model = seeded_model(TINY, 0).cuda()
@@ -285,110 +304,3 @@ def test_cuda_search_stays_within_the_budget():
     assert training_step_peak_bytes(model, DIGITS_SHAPE, batch) <= budget
     assert batch >= 250
 
-
-# Chapter 5's smoke default removes no channel in its 8 steps; these settings prune at epoch 1.
-SMOKE_PRUNING = {"lasso_ratio": 0.95, "threshold": 0.05, "interval": 1}
-
-
-def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
-    params = {**adaptation_grid("smoke")[0], **SMOKE_PRUNING}
-    result = run("prunetrain_batch", params, profile="smoke", progress=False)
-    history = result.history
-    assert history["reconfigured"].iloc[0]
-    grown = int(history["batch_size"].iloc[1])
-    assert history["batch_size"].iloc[0] == 64 and 64 < grown <= 256
-    assert history["lr"].iloc[1] == pytest.approx(0.005 * grown / 64)   # step decay at 1, linear scaling
-    assert result.summary["final_batch_size"] == grown
-
-    # The thesis's rule on a line through the origin, 1 / batch = P / 1e7: batch = 64 * P0 / P, floored.
-    dense, final = int(history["params"].iloc[0]), int(history["params_after"].iloc[-1])
-    through_origin = linear_fit([1e4, 5e4, 1e5], [1e-3, 5e-3, 1e-2])
-    negative = linear_fit([1e4, 5e4, 1e5], [-1.0, -0.5, 0.0])
-    rules = rule_comparison([result], through_origin, DIGITS_SHAPE, device="cpu")
-    assert rules.loc[0, "fit_batch"] == math.floor(64 * dense / final)
-    assert rules.loc[0, ["seed", "scaling", "base_parameters", "parameters", "probe_method"]].tolist() == [
-        0, "linear", dense, final, "memory model"]
-    budget, pruned = float(history["memory_budget"].iloc[0]), result.model()
-    batch, state = int(rules.loc[0, "probe_batch"]), model_state_bytes(pruned)
-    assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, batch) <= budget
-    assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, batch + 1) > budget
-    assert math.isnan(rule_comparison([result], negative, DIGITS_SHAPE).loc[0, "fit_batch"])
-
-
-def test_prunetrain_batch_without_adaptation_is_chapter_5s_prunetrain_run(isolated_results):
-    params = {**SMOKE_PRUNING, "epochs": 1, "seed": 1}
-    plain = run("prunetrain", params, profile="smoke", progress=False)
-    batch = run("prunetrain_batch", {"adapt": False, **params}, profile="smoke", progress=False)
-    assert plain.history["reconfigured"].iloc[0]
-    pd.testing.assert_frame_equal(plain.history.drop(columns=TIMING_COLUMNS),
-                                  batch.history.drop(columns=TIMING_COLUMNS))
-    assert plain.summary["final_params_after"] == batch.summary["final_params_after"] < plain.summary["final_params"]
-
-
-@pytest.mark.parametrize("params, message", [
-    ({"seed": 0}, "'adapt'.*missing"),
-    ({"adapt": "yes"}, "'adapt'.*got 'yes'"),
-    ({"adapt": False, "scaling": "sqrt"}, r"\['scaling'\] only apply with adapt=true"),
-    ({"adapt": False, "rule": "fit", "scaling": "linear"}, r"\['rule', 'scaling'\] only apply"),
-    ({"adapt": True, "lr_rate": 0.1}, "unknown training parameter"),
-])
-def test_prunetrain_batch_rejects_unclear_params(isolated_results, params, message):
-    with pytest.raises(ValueError, match=message):
-        run("prunetrain_batch", params, profile="smoke", progress=False)
-
-
-def test_grids_follow_chapter_5s_default_point():
-    plan = prunetrain_plan("quick")
-    chapter_5_default = [p for p in plan.grid("lasso_ratio") if p["lasso_ratio"] == plan.lasso_ratio]
-    assert all(p in prunetrain_grid("quick") for p in chapter_5_default)   # the same cached runs
-    assert [p["seed"] for p in prunetrain_grid("quick")] == [0, 1, 2]
-    for params in adaptation_grid("full"):
-        assert {k: params[k] for k in plan.default()} == prunetrain_plan("full").default()
-    assert [(p["scaling"], p["seed"]) for p in adaptation_grid("full")] == [
-        (s, seed) for s in ("linear", "sqrt") for seed in range(5)]
-
-
-def fake_run(name, params, params_per_epoch, extra=None):
-    epochs = len(params_per_epoch)
-    history = pd.DataFrame({"epoch": range(1, epochs + 1), "params": params_per_epoch, **(extra or {})})
-    summary = {"final_params": params_per_epoch[-1], "final_flops": 10 * params_per_epoch[-1]}
-    return RunResult(name, params, summary, history, Path("."), loaded_from_cache=True)
-
-
-def fake_sweep(runs):
-    summary = pd.DataFrame([{**r.params, **r.summary} for r in runs])
-    history = pd.concat([r.history.assign(**r.params) for r in runs], ignore_index=True)
-    return SweepResult(summary, history, runs)
-
-
-def test_group_runs_labels_runs_and_takes_the_size_after_the_last_reconfiguration():
-    baseline = fake_sweep([fake_run("baseline", {"seed": s}, [900, 900]) for s in (0, 1)])
-    pruned = fake_sweep([fake_run("prunetrain", {"seed": 0}, [900, 700],
-                                  {"params_after": [700, 500], "flops_after": [7000, 5000]})])
-    adapted = fake_sweep([
-        fake_run("prunetrain_batch", {"adapt": True, "scaling": "sqrt", "seed": 0}, [900, 800, 600],
-                 {"params_after": [800, 600, 400], "flops_after": [8000, 6000, 4000]}),
-        fake_run("prunetrain_batch", {"adapt": True, "scaling": "linear", "rule": "fit", "seed": 0}, [900],
-                 {"params_after": [300], "flops_after": [3000]}),
-    ])
-    grouped = group_runs(adapted, pruned, baseline)
-    assert grouped.groups == ["baseline", "PruneTrain", "PruneTrain + batch (sqrt)",
-                              "PruneTrain + batch (linear, thesis fit)"]
-    assert grouped.summary["group"].tolist() == grouped.groups[2:] + ["PruneTrain"] + ["baseline"] * 2
-    assert grouped.summary["final_params_after"].tolist() == [400, 300, 500, 900, 900]
-    assert grouped.summary["final_flops_after"].tolist() == [4000, 3000, 5000, 9000, 9000]
-    assert grouped.history.groupby("group", sort=False).size().tolist() == [3, 1, 2, 4]
-    assert (grouped.history.loc[grouped.history.group == "PruneTrain", "params"] == [900, 700]).all()
-    with pytest.raises(ValueError, match="no group"):
-        group_runs(fake_sweep([fake_run("morphnet_shrink", {"seed": 0}, [900])]))
-
-
-def test_prunetrain_batch_experiment_with_the_thesis_fit(isolated_results):
-    # One epoch: seed 1 prunes to 80,914 parameters, inside the range where the line of 1 / batch over
-    # N = 1..10 is positive (a second reconfiguration would prune below it, which the rule refuses).
-    params = {"adapt": True, "scaling": "sqrt", "rule": "fit", "lasso_ratio": 0.95, "threshold": 0.05,
-              "interval": 1, "epochs": 1, "seed": 1}
-    history = run("prunetrain_batch", params, profile="smoke", progress=False).history
-    assert history["params_after"].iloc[0] < history["params"].iloc[0]
-    grown = int(history["next_batch_size"].iloc[0])
-    assert grown > 64 and history["next_lr_scale"].iloc[0] == pytest.approx(math.sqrt(grown / 64))

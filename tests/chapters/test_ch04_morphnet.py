@@ -1,0 +1,133 @@
+"""Chapter 4: MorphNet experiments on smoke, the search's structures and the analysis of notebook 04."""
+
+import json
+import pandas as pd
+import pytest
+from thesis_lib.experiments import get_profile, run, sweep
+from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
+from thesis_lib.chapters.ch04_morphnet import (
+    alive_cost_curves, layer_widths, search_structures, uniform_scaling,
+)
+from thesis_lib.methods.morphnet import (
+    morphnet_search, scale_spec, spec_cost,
+)
+from thesis_lib.surgery import channel_groups, select_channels
+from thesis_lib.training import TrainConfig
+from helpers import next_breakpoint, weight_entries
+
+
+INPUT = (1, 8, 8)
+
+
+
+def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
+    narrow = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+    doubled = narrow.with_(widths=(8, 16))
+    table = uniform_scaling(narrow, doubled, INPUT)
+    assert table["resource"].tolist() == ["flops", "size"]
+    assert table["omega"].tolist() == [2.0, 2.0] and table["equals_reference"].all()
+    costs = {config: [count_flops(build_resnet(config), INPUT), weight_entries(build_resnet(config))]
+             for config in (narrow, doubled)}
+    assert table["budget"].tolist() == table["scaled_cost"].tolist() == costs[doubled]
+    assert table["seed_cost"].tolist() == costs[narrow]
+    uneven = narrow.with_(widths=(7, 9))  # no omega turns 4/8 into 7/9
+    table = uniform_scaling(narrow, uneven, INPUT, resources=["size"])
+    row = table.iloc[0]
+    scaled = ResNetSpec.from_json(row["scaled_spec"])
+    assert not row["equals_reference"] and scaled == scale_spec(narrow.to_spec(), row["omega"])
+    assert row["budget"] == weight_entries(build_resnet(uneven))
+    assert row["scaled_cost"] == weight_entries(build_resnet(scaled)) <= row["budget"]
+    larger = scale_spec(narrow.to_spec(), next_breakpoint(narrow.to_spec(), row["omega"]))
+    assert weight_entries(build_resnet(larger)) > row["budget"]
+
+
+
+def test_tiny_search_on_digits_stays_within_budget(digits):
+    seed = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+    budget = spec_cost(ResNetConfig(stages=2, blocks=(1, 1), widths=(6, 12), in_channels=1), "flops", INPUT)
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=False)
+    result = morphnet_search(seed, digits, config, resource="flops", budget=budget, iterations=1,
+                             relative_strength=5.0, gamma_threshold=0.9, progress=False)
+    kinds = [(s.iteration, s.kind) for s in result.structures]
+    assert kinds == [(0, "seed"), (1, "shrunk"), (1, "expanded")]
+    seed_structure, shrunk, expanded = result.structures
+    assert seed_structure.config == seed and seed_structure.flops == count_flops(build_resnet(seed), INPUT)
+    assert shrunk.cost < seed_structure.cost  # a strong penalty and a high threshold: channels died
+    assert shrunk.flops == count_flops(build_resnet(shrunk.spec), INPUT)
+    assert shrunk.cost < expanded.cost == count_flops(build_resnet(expanded.spec), INPUT) <= budget
+    larger = scale_spec(shrunk.spec, next_breakpoint(shrunk.spec, expanded.omega))
+    assert count_flops(build_resnet(larger), INPUT) > budget
+    assert expanded.spec == scale_spec(shrunk.spec, expanded.omega)
+    assert result.model.spec == result.final_spec == expanded.spec
+    assert len(result.retrain_history) == 1 and "morphnet_cost" not in result.retrain_history
+    assert "morphnet_cost" in result.search_histories[0]
+    exported = json.loads(result.to_json())
+    assert ResNetSpec.from_dict(exported["structures"][-1]["spec"]) == expanded.spec
+    one_run = pd.DataFrame([{"resource": "flops", "seed": 0, "search": result.to_json()}])
+    assert search_structures(one_run)["kind"].tolist() == ["seed", "shrunk", "expanded"]
+    with pytest.raises(ValueError, match="budget"):
+        morphnet_search(seed, digits, config, budget=10, iterations=1, progress=False)
+
+
+
+def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
+    spec = ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=10).to_spec()
+    widths = layer_widths(spec)
+    assert list(widths["name"]) == ["stem", "1.1.1", "1.1.2", "1.2.1", "1.2.2", "2.1.1", "2.1.2"]
+    assert list(widths["width"]) == [4, 4, 4, 4, 4, 6, 6]
+    model = build_resnet(spec)
+
+    def emptied(stage, block):
+        internal = [g.name for g in channel_groups(model)
+                    if g.kind == "internal" and (g.stage, g.block) == (stage, block)]
+        return layer_widths(select_channels(model, {internal[0]: []}).spec)
+
+    assert list(emptied(1, 0)["width"]) == [4, 4, 4, 4, 4, 0, 0]  # a bare transition shortcut is left
+    assert list(emptied(0, 1)["name"]) == ["stem", "1.1.1", "1.1.2", "2.1.1", "2.1.2"]  # the block is gone
+
+
+
+def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
+    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "seed": 0}
+    regularized = run("morphnet_regularize", params, profile="smoke", progress=False)
+    history, summary = regularized.history, regularized.summary
+    model = regularized.model()
+    full_flops, full_size = count_flops(model, INPUT), weight_entries(model)
+    assert (summary["full_flops"], summary["full_size"], summary["full_cost"]) == (full_flops, full_size, full_size)
+    assert history["morphnet_cost"].tolist() == history["alive_size"].tolist()
+    assert summary["lambda"] == pytest.approx(3.0 / full_size)
+    assert summary["alive_flops"] == count_flops(build_resnet(ResNetSpec.from_json(summary["alive_spec"])), INPUT)
+    assert len(history) == get_profile("smoke").epochs and set(history["lr"]) == {get_profile("smoke").lr}
+    curves = alive_cost_curves(sweep("morphnet_regularize", [params], profile="smoke", progress=False))
+    assert curves["epoch"].tolist() == [0, *history["epoch"]] and (curves["resource"] == "size").all()
+    assert curves["alive_size"].tolist() == [full_size, *history["alive_size"]]
+    assert curves["flops_ratio"].tolist() == [1.0, *(history["alive_flops"] / full_flops)]
+    assert curves["size_ratio"].iloc[-1] == summary["final_cost"] / full_size
+
+    keep_all = run("morphnet_shrink", {**params, "shrink_threshold": 0.0}, profile="smoke", progress=False)
+    assert keep_all.summary["alive_spec"] == model.spec.to_json()
+    assert keep_all.summary["shrunk_acc"] == summary["final_acc"]  # nothing removed: the same function
+    keep_none = run("morphnet_shrink", {**params, "shrink_threshold": 1e3}, profile="smoke", progress=False)
+    streams_only = ResNetSpec.from_json(keep_none.summary["alive_spec"])
+    assert [stage.width for stage in streams_only.stages] == [1, 1, 1] and streams_only.stem_width == 1
+    assert not any(block.has_main_path for stage in streams_only.stages[:1] for block in stage.blocks)
+    assert keep_none.summary["size_ratio"] == weight_entries(build_resnet(streams_only)) / full_size
+    with pytest.raises(ValueError, match="shrink_threshold"):
+        run("morphnet_shrink", params, profile="smoke", progress=False)
+
+
+
+def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results):
+    result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke",
+                 progress=False)
+    smoke = get_profile("smoke")
+    wide = build_resnet(smoke.resnet("wide", 1, 10))
+    assert result.summary["budget"] == count_flops(wide, INPUT)
+    structures = search_structures(pd.DataFrame([{**result.params, **result.summary}]))
+    assert structures["kind"].tolist() == ["seed", "shrunk", "expanded"]
+    assert structures["cost"].iloc[0] == count_flops(build_resnet(smoke.resnet("narrow", 1, 10)), INPUT)
+    assert result.summary["found_flops"] == structures["flops"].iloc[-1] <= result.summary["budget"]
+    assert result.model().spec.to_json() == json.dumps(json.loads(structures["spec"].iloc[-1]), sort_keys=True)
+    assert len(result.history) == smoke.epochs and "morphnet_cost" not in result.history
+    assert result.summary["total_time"] == pytest.approx(result.summary["search_time"] + result.summary["retrain_time"])
+

@@ -1,0 +1,219 @@
+"""Chapter 5: the prunetrain experiment, its plans and the analysis helpers of notebook 05."""
+
+import json
+import math
+import pandas as pd
+import pytest
+from thesis_lib.models import count_parameters
+from thesis_lib.experiments import get_profile, run
+from thesis_lib.chapters.ch05_prunetrain import (
+    FACTORS, compare_to_baseline, factor_trends, prunetrain_plan, setting_means, setting_row, stage_channels,
+    with_baseline, with_dense_start,
+)
+from thesis_lib.methods.prunetrain import (
+    channel_sizes,
+)
+from thesis_lib.training import seeded_model
+
+
+def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
+    params = {"lasso_ratio": 0.95, "threshold": 0.05, "interval": 1, "lr": 0.1, "seed": 0}
+    result = run("prunetrain", params, profile="smoke", progress=False)
+    history, summary = result.history, result.summary
+    profile = get_profile("smoke")
+    dense = seeded_model(profile.resnet("wide", 1, 10), 0)
+
+    assert history["lr"].tolist() == pytest.approx([0.1, 0.01])  # lr override, step decay at epoch 1
+    assert summary["dense_params"] == count_parameters(dense) == history["params"].iloc[0]
+    assert summary["reconfigurations"] == int(history["reconfigured"].sum()) >= 1
+    assert summary["final_params_after"] == history["params_after"].iloc[-1] < 0.8 * summary["dense_params"]
+    assert summary["training_flops"] == 3 * profile.n_train * history["flops"].sum()
+    assert summary["dense_training_flops"] == 3 * profile.n_train * 2 * history["flops"].iloc[0]
+    assert summary["inference_flops_removed"] == pytest.approx(
+        1 - history["flops_after"].iloc[-1] / history["flops"].iloc[0])
+    assert json.loads(summary["final_channels"]) == channel_sizes(result.model())
+    assert run("prunetrain", params, profile="smoke", progress=False).loaded_from_cache
+
+
+
+def test_prunetrain_experiment_rejects_a_mistyped_training_param(isolated_results):
+    with pytest.raises(ValueError, match="unknown training parameter.*'lr_rate'"):
+        run("prunetrain", {"lasso_ratio": 0.5, "lr_rate": 0.1, "seed": 0}, profile="smoke", progress=False)
+
+
+
+def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
+    full = prunetrain_plan("full")
+    assert full.lasso_ratios == (0.05, 0.1, 0.15, 0.2, 0.25) and full.intervals == (2, 5, 10)
+    assert (full.lasso_ratio, full.threshold, full.interval, full.lr) == (0.2, 1e-4, 10, 0.1)
+    for name in ("smoke", "quick", "full"):
+        plan = prunetrain_plan(name)
+        assert max(plan.intervals) <= get_profile(name).epochs
+        for factor in FACTORS:
+            grid = plan.grid(factor)
+            assert len(grid) == len(plan.values(factor)) * len(plan.seeds)
+            assert {point["seed"] for point in grid} == set(plan.seeds)
+            for point in grid:
+                others = {key: value for key, value in point.items() if key not in (factor, "seed")}
+                assert others == {key: value for key, value in plan.default().items() if key != factor}
+            assert {**plan.default(), "seed": plan.seeds[0]} in grid  # the shared default point
+    with pytest.raises(ValueError, match="unknown factor"):
+        full.grid("batch_size")
+    with pytest.raises(ValueError, match="unknown profile"):
+        prunetrain_plan("huge")
+
+
+
+def test_stage_channels_sums_internal_widths_per_stage():
+    history = pd.DataFrame({"epoch": [1, 2], "seed": [3, 3], "channels": [
+        json.dumps({"stage0.stream": 16, "stage1.stream": 32, "stage0.block0.layer1": 10,
+                    "stage0.block1.layer1": 5, "stage1.block0.layer1": 7, "stage1.block0.layer2": 2}),
+        json.dumps({"stem": 4, "stage0.stream": 12, "stage1.block1.stream": 30, "stage0.block1.layer1": 3}),
+    ]})
+    table = stage_channels(history)
+    counts = {(row.epoch, row.stage, row.kind): row.channels for row in table.itertuples()}
+    assert counts == {
+        (1, "stage 0", "internal"): 15, (1, "stage 0", "stream"): 16,
+        (1, "stage 1", "internal"): 9, (1, "stage 1", "stream"): 32,
+        (2, "stem", "stream"): 4, (2, "stage 0", "internal"): 3, (2, "stage 0", "stream"): 12,
+        (2, "stage 1", "internal"): 0, (2, "stage 1", "stream"): 30,
+    }
+    assert (table["seed"] == 3).all()
+    with pytest.raises(ValueError, match="naming scheme"):
+        stage_channels(pd.DataFrame({"epoch": [1], "channels": [json.dumps({"layer3": 4})]}))
+    with pytest.raises(ValueError, match="no 'channels' column"):
+        stage_channels(pd.DataFrame({"epoch": [1]}))
+
+
+
+def test_with_baseline_orders_settings_as_planned_not_as_strings():
+    runs = pd.DataFrame({"interval": [10, 2, 5, 2], "final_acc": [0.4, 0.5, 0.6, 0.7]})
+    baseline = pd.DataFrame({"final_acc": [0.8, 0.9]})
+    frame = with_baseline(runs, baseline, "interval", (2, 5, 10))
+    assert list(frame["setting"].cat.categories) == ["baseline", "2", "5", "10"]
+    assert frame.sort_values("setting", kind="stable")["final_acc"].tolist() == [0.8, 0.9, 0.5, 0.7, 0.6, 0.4]
+    with pytest.raises(ValueError, match=r"\['3'\] are not among the values"):
+        with_baseline(runs.assign(interval=[10, 2, 5, 3]), baseline, "interval", (2, 5, 10))
+    with pytest.raises(ValueError, match="no column 'lr'"):
+        with_baseline(runs, baseline, "lr", (0.1,))
+
+
+
+def test_factor_trends_fit_log_learning_rate_and_linear_interval():
+    lrs = [0.01, 0.01, 0.1, 0.1, 1.0, 1.0]
+    exact = pd.DataFrame({"lr": lrs, "mean_epoch_time": [5.0 - 0.5 * math.log10(lr) for lr in lrs]})
+    trend = factor_trends(exact, "lr", [("mean_epoch_time", "mean epoch time", "s")]).iloc[0]
+    assert trend["slope"] == pytest.approx(-0.5) and trend["r2"] == pytest.approx(1.0) and trend["n"] == 6
+    assert trend["x"] == "log10 of the learning rate" and trend["p"] < 1e-6
+    assert trend["sentence"].startswith("Trend: the mean epoch time falls with log10 of the learning rate "
+                                        "(least-squares slope -0.5 s per unit")
+    assert trend["sentence"].endswith(": significant at the 5% level).")
+
+    intervals, accuracy = [1, 1, 2, 2, 5, 5], [0.9, 0.5, 0.4, 0.95, 0.6, 0.7]
+    mean_x, mean_y = sum(intervals) / 6, sum(accuracy) / 6
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(intervals, accuracy))
+             / sum((x - mean_x) ** 2 for x in intervals))
+    noisy = pd.DataFrame({"interval": intervals, "final_acc": accuracy})
+    trend = factor_trends(noisy, "interval", [("final_acc", "final accuracy", "")]).iloc[0]
+    assert trend["slope"] == pytest.approx(slope) == pytest.approx(-0.2 / (52 / 3))
+    assert trend["x"] == "reconfiguration interval" and trend["p"] > 0.5
+    assert "falls with the reconfiguration interval" in trend["sentence"]
+    assert trend["sentence"].endswith(": not significant at the 5% level).")
+
+    single = factor_trends(noisy.assign(interval=2), "interval", [("final_acc", "final accuracy", "")])
+    assert single.empty and "sentence" in single.columns
+    with pytest.raises(ValueError, match="unknown factor"):
+        factor_trends(noisy, "batch_size", [])
+
+
+
+def fake_prunetrain_summary() -> pd.DataFrame:
+    """Two settings (lasso ratio 0.8 and 0.9, the rest equal) with two seeds each."""
+    return pd.DataFrame({
+        "lasso_ratio": [0.8, 0.8, 0.9, 0.9], "threshold": [0.03] * 4, "interval": [2] * 4, "lr": [0.05] * 4,
+        "seed": [0, 1, 0, 1], "final_params_after": [600, 400, 200, 100],
+        "training_flops_removed": [0.1, 0.3, 0.5, 0.6], "inference_flops_removed": [0.2, 0.4, 0.7, 0.9],
+        "final_acc": [0.9, 0.8, 0.5, 0.6], "mean_epoch_time": [2.0, 4.0, 1.0, 2.0], "reconfigurations": [1, 2, 3, 3],
+    })
+
+
+
+def test_setting_means_and_default_row_against_hand_numbers():
+    means = setting_means(fake_prunetrain_summary(), dense_params=1000)
+    assert means["lasso_ratio"].tolist() == [0.8, 0.9]
+    assert means["final_params_after"].tolist() == [500.0, 150.0]
+    assert means["params removed"].tolist() == pytest.approx([0.5, 0.85])
+    assert means["training_flops_removed"].tolist() == pytest.approx([0.2, 0.55])
+    assert means["final_acc"].tolist() == pytest.approx([0.85, 0.55])
+    assert means["mean_epoch_time"].tolist() == [3.0, 1.5] and means["reconfigurations"].tolist() == [1.5, 3.0]
+
+    # keys in another order than the columns, and a ratio that is 0.9 only up to its last bit
+    row = setting_row(means, {"lr": 0.05, "interval": 2, "threshold": 0.03, "lasso_ratio": 0.3 * 3})
+    assert 0.3 * 3 != 0.9 and row["final_params_after"] == 150.0 and row["params removed"] == pytest.approx(0.85)
+    with pytest.raises(ValueError, match="0 rows match"):
+        setting_row(means, {"lasso_ratio": 0.7, "threshold": 0.03, "interval": 2, "lr": 0.05})
+    with pytest.raises(ValueError, match="2 rows match"):
+        setting_row(means, {"interval": 2})
+    with pytest.raises(ValueError, match=r"lacks the columns \['final_acc'\]"):
+        setting_means(fake_prunetrain_summary().drop(columns="final_acc"), dense_params=1000)
+    with pytest.raises(ValueError, match="dense_params"):
+        setting_means(fake_prunetrain_summary(), dense_params=0)
+
+
+
+def test_compare_to_baseline_tests_every_setting_in_plan_order_and_adds_the_trend():
+    runs = pd.DataFrame({"interval": [2, 2, 10, 10], "final_acc": [0.5, 0.7, 0.6, 0.65]})
+    baseline = pd.DataFrame({"final_acc": [0.8, 0.9, 0.85]})
+    settings = with_baseline(runs, baseline, "interval", (2, 10))
+    quantities = [("final_acc", "final accuracy", "")]
+    tests, sentences = compare_to_baseline(settings, runs, "interval", quantities)
+
+    assert tests["group"].tolist() == ["2", "10"] and tests["quantity"].tolist() == ["final accuracy"] * 2
+    assert tests["mean"].tolist() == pytest.approx([0.6, 0.625])
+    assert tests["reference_mean"].tolist() == pytest.approx([0.85, 0.85])
+    assert tests["diff"].tolist() == pytest.approx([-0.25, -0.225])
+    # Welch by hand for "2": variances 0.02 and 0.0025, n 2 and 3
+    standard_error = math.sqrt(0.02 / 2 + 0.0025 / 3)
+    welch_df = standard_error ** 4 / ((0.02 / 2) ** 2 / 1 + (0.0025 / 3) ** 2 / 2)
+    assert tests["t"].iloc[0] == pytest.approx(-0.25 / standard_error)
+    assert tests["df"].iloc[0] == pytest.approx(welch_df)
+    assert "sentence" not in tests.columns
+
+    assert len(sentences) == 3
+    assert "reconfiguration interval = 2 vs baseline" in sentences[0]
+    assert "reconfiguration interval = 10 vs baseline" in sentences[1]
+    assert sentences[2].startswith("Trend: the final accuracy rises with the reconfiguration interval")
+    with pytest.raises(ValueError, match="unknown factor"):
+        compare_to_baseline(settings, runs, "batch_size", quantities)
+    with pytest.raises(ValueError, match=r"lacks the columns \['mean_epoch_time'\]"):
+        compare_to_baseline(settings, runs, "interval", [("mean_epoch_time", "mean epoch time", "s")])
+
+
+
+def test_with_dense_start_prepends_the_unpruned_net_to_every_run():
+    history = pd.DataFrame({
+        "lasso_ratio": [0.9, 0.9, 0.8, 0.8], "seed": [0, 0, 0, 0], "epoch": [2, 1, 1, 2],
+        "params_after": [300, 500, 700, 600], "test_acc": [0.4, 0.3, 0.5, 0.6],
+        "channels": [json.dumps({"stage1.stream": 4, "stage1.block0.layer1": 2}),
+                     json.dumps({"stage1.stream": 6, "stage1.block0.layer1": 3})] * 2,
+    })
+    dense = {"stage1.stream": 8, "stage1.block0.layer1": 8}
+    curves = with_dense_start(history, dense, dense_params=1000, run_columns=["lasso_ratio", "seed"])
+    assert curves[["lasso_ratio", "epoch"]].values.tolist() == [[0.8, 0], [0.8, 1], [0.8, 2],
+                                                                [0.9, 0], [0.9, 1], [0.9, 2]]
+    assert curves["params_after"].tolist() == [1000, 700, 600, 1000, 500, 300]
+    assert curves["test_acc"].tolist() == [0.5, 0.5, 0.6, 0.3, 0.3, 0.4]  # epoch 0 copies the first epoch
+    one_run = stage_channels(curves.loc[curves.lasso_ratio == 0.9, ["epoch", "channels"]])
+    stream = one_run[one_run.kind == "stream"]
+    assert stream["epoch"].tolist() == [0, 1, 2] and stream["channels"].tolist() == [8, 6, 4]
+
+    single = with_dense_start(history[history.lasso_ratio == 0.8].drop(columns=["lasso_ratio", "seed"]), dense, 1000,
+                              run_columns=[])
+    assert single["epoch"].tolist() == [0, 1, 2] and single["params_after"].tolist() == [1000, 700, 600]
+    with pytest.raises(ValueError, match="epochs below 1"):
+        with_dense_start(curves, dense, 1000, run_columns=["lasso_ratio", "seed"])
+    with pytest.raises(ValueError, match="do not tell the runs apart"):
+        with_dense_start(history, dense, 1000, run_columns=["seed"])
+    with pytest.raises(ValueError, match=r"lacks the columns \['params_after'\]"):
+        with_dense_start(history.drop(columns="params_after"), dense, 1000, run_columns=["seed"])
+

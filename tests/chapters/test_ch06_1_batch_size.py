@@ -1,0 +1,139 @@
+"""Chapter 6.1: the prunetrain_batch experiment, its grids and the grouping of notebook 06_1."""
+
+import math
+from pathlib import Path
+import pandas as pd
+import pytest
+from thesis_lib.chapters.ch06_1_batch_size import (
+    adaptation_grid, group_runs, prunetrain_grid, rule_comparison,
+)
+from thesis_lib.methods.batchsize import (
+    model_state_bytes, saved_tensor_bytes,
+)
+from thesis_lib.experiments import RunResult, SweepResult, run
+from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
+from thesis_lib.stats import linear_fit
+
+
+DIGITS_SHAPE = (1, 8, 8)
+
+
+
+TIMING_COLUMNS = ["epoch_time", "hook_time"]
+
+
+
+SMOKE_PRUNING = {"lasso_ratio": 0.95, "threshold": 0.05, "interval": 1}
+
+
+
+def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
+    params = {**adaptation_grid("smoke")[0], **SMOKE_PRUNING}
+    result = run("prunetrain_batch", params, profile="smoke", progress=False)
+    history = result.history
+    assert history["reconfigured"].iloc[0]
+    grown = int(history["batch_size"].iloc[1])
+    assert history["batch_size"].iloc[0] == 64 and 64 < grown <= 256
+    assert history["lr"].iloc[1] == pytest.approx(0.005 * grown / 64)   # step decay at 1, linear scaling
+    assert result.summary["final_batch_size"] == grown
+
+    # The thesis's rule on a line through the origin, 1 / batch = P / 1e7: batch = 64 * P0 / P, floored.
+    dense, final = int(history["params"].iloc[0]), int(history["params_after"].iloc[-1])
+    through_origin = linear_fit([1e4, 5e4, 1e5], [1e-3, 5e-3, 1e-2])
+    negative = linear_fit([1e4, 5e4, 1e5], [-1.0, -0.5, 0.0])
+    rules = rule_comparison([result], through_origin, DIGITS_SHAPE, device="cpu")
+    assert rules.loc[0, "fit_batch"] == math.floor(64 * dense / final)
+    assert rules.loc[0, ["seed", "scaling", "base_parameters", "parameters", "probe_method"]].tolist() == [
+        0, "linear", dense, final, "memory model"]
+    budget, pruned = float(history["memory_budget"].iloc[0]), result.model()
+    batch, state = int(rules.loc[0, "probe_batch"]), model_state_bytes(pruned)
+    assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, batch) <= budget
+    assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, batch + 1) > budget
+    assert math.isnan(rule_comparison([result], negative, DIGITS_SHAPE).loc[0, "fit_batch"])
+
+
+
+def test_prunetrain_batch_without_adaptation_is_chapter_5s_prunetrain_run(isolated_results):
+    params = {**SMOKE_PRUNING, "epochs": 1, "seed": 1}
+    plain = run("prunetrain", params, profile="smoke", progress=False)
+    batch = run("prunetrain_batch", {"adapt": False, **params}, profile="smoke", progress=False)
+    assert plain.history["reconfigured"].iloc[0]
+    pd.testing.assert_frame_equal(plain.history.drop(columns=TIMING_COLUMNS),
+                                  batch.history.drop(columns=TIMING_COLUMNS))
+    assert plain.summary["final_params_after"] == batch.summary["final_params_after"] < plain.summary["final_params"]
+
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"seed": 0}, "'adapt'.*missing"),
+    ({"adapt": "yes"}, "'adapt'.*got 'yes'"),
+    ({"adapt": False, "scaling": "sqrt"}, r"\['scaling'\] only apply with adapt=true"),
+    ({"adapt": False, "rule": "fit", "scaling": "linear"}, r"\['rule', 'scaling'\] only apply"),
+    ({"adapt": True, "lr_rate": 0.1}, "unknown training parameter"),
+])
+def test_prunetrain_batch_rejects_unclear_params(isolated_results, params, message):
+    with pytest.raises(ValueError, match=message):
+        run("prunetrain_batch", params, profile="smoke", progress=False)
+
+
+
+def test_grids_follow_chapter_5s_default_point():
+    plan = prunetrain_plan("quick")
+    chapter_5_default = [p for p in plan.grid("lasso_ratio") if p["lasso_ratio"] == plan.lasso_ratio]
+    assert all(p in prunetrain_grid("quick") for p in chapter_5_default)   # the same cached runs
+    assert [p["seed"] for p in prunetrain_grid("quick")] == [0, 1, 2]
+    for params in adaptation_grid("full"):
+        assert {k: params[k] for k in plan.default()} == prunetrain_plan("full").default()
+    assert [(p["scaling"], p["seed"]) for p in adaptation_grid("full")] == [
+        (s, seed) for s in ("linear", "sqrt") for seed in range(5)]
+
+
+
+def fake_run(name, params, params_per_epoch, extra=None):
+    epochs = len(params_per_epoch)
+    history = pd.DataFrame({"epoch": range(1, epochs + 1), "params": params_per_epoch, **(extra or {})})
+    summary = {"final_params": params_per_epoch[-1], "final_flops": 10 * params_per_epoch[-1]}
+    return RunResult(name, params, summary, history, Path("."), loaded_from_cache=True)
+
+
+
+def fake_sweep(runs):
+    summary = pd.DataFrame([{**r.params, **r.summary} for r in runs])
+    history = pd.concat([r.history.assign(**r.params) for r in runs], ignore_index=True)
+    return SweepResult(summary, history, runs)
+
+
+
+def test_group_runs_labels_runs_and_takes_the_size_after_the_last_reconfiguration():
+    baseline = fake_sweep([fake_run("baseline", {"seed": s}, [900, 900]) for s in (0, 1)])
+    pruned = fake_sweep([fake_run("prunetrain", {"seed": 0}, [900, 700],
+                                  {"params_after": [700, 500], "flops_after": [7000, 5000]})])
+    adapted = fake_sweep([
+        fake_run("prunetrain_batch", {"adapt": True, "scaling": "sqrt", "seed": 0}, [900, 800, 600],
+                 {"params_after": [800, 600, 400], "flops_after": [8000, 6000, 4000]}),
+        fake_run("prunetrain_batch", {"adapt": True, "scaling": "linear", "rule": "fit", "seed": 0}, [900],
+                 {"params_after": [300], "flops_after": [3000]}),
+    ])
+    grouped = group_runs(adapted, pruned, baseline)
+    assert grouped.groups == ["baseline", "PruneTrain", "PruneTrain + batch (sqrt)",
+                              "PruneTrain + batch (linear, thesis fit)"]
+    assert grouped.summary["group"].tolist() == grouped.groups[2:] + ["PruneTrain"] + ["baseline"] * 2
+    assert grouped.summary["final_params_after"].tolist() == [400, 300, 500, 900, 900]
+    assert grouped.summary["final_flops_after"].tolist() == [4000, 3000, 5000, 9000, 9000]
+    assert grouped.history.groupby("group", sort=False).size().tolist() == [3, 1, 2, 4]
+    assert (grouped.history.loc[grouped.history.group == "PruneTrain", "params"] == [900, 700]).all()
+    with pytest.raises(ValueError, match="no group"):
+        group_runs(fake_sweep([fake_run("morphnet_shrink", {"seed": 0}, [900])]))
+
+
+
+def test_prunetrain_batch_experiment_with_the_thesis_fit(isolated_results):
+    # One epoch: seed 1 prunes to 80,914 parameters, inside the range where the line of 1 / batch over
+    # N = 1..10 is positive (a second reconfiguration would prune below it, which the rule refuses).
+    params = {"adapt": True, "scaling": "sqrt", "rule": "fit", "lasso_ratio": 0.95, "threshold": 0.05,
+              "interval": 1, "epochs": 1, "seed": 1}
+    history = run("prunetrain_batch", params, profile="smoke", progress=False).history
+    assert history["params_after"].iloc[0] < history["params"].iloc[0]
+    grown = int(history["next_batch_size"].iloc[0])
+    assert grown > 64 and history["next_lr_scale"].iloc[0] == pytest.approx(math.sqrt(grown / 64))
+

@@ -1,0 +1,42 @@
+"""The chapter registry: one notebook per chapter module and one test file per chapter, derived by name."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from thesis_lib.chapters import CHAPTERS
+from thesis_lib.experiments import _REGISTRY, run_dir_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.notebook)
+def test_each_chapter_has_its_notebook_module_and_test_file(chapter):
+    stem = chapter.module.rsplit(".", 1)[-1]
+    assert stem == f"ch{chapter.notebook}"
+    assert (ROOT / "thesis_lib" / "chapters" / f"{stem}.py").exists()
+    assert (ROOT / "tests" / "chapters" / f"test_{stem}.py").exists()
+    notebook = nbformat.read(ROOT / "notebooks" / f"{chapter.notebook}.ipynb", as_version=4)
+    assert chapter.section in notebook.cells[0].source.splitlines()[0]
+
+
+def test_every_numbered_notebook_is_a_registered_chapter():
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks == sorted(c.notebook for c in CHAPTERS)
+
+
+def test_each_registered_experiment_belongs_to_exactly_one_chapter():
+    claimed = [name for chapter in CHAPTERS for name in chapter.experiments]
+    assert len(claimed) == len(set(claimed))
+    assert set(claimed) == set(_REGISTRY) - {name for name in _REGISTRY if name.endswith("_test")}
+    for chapter in CHAPTERS:
+        for name in chapter.experiments:
+            assert _REGISTRY[name][0].__module__ == chapter.module
+
+
+def test_run_folders_are_those_of_the_runs_cached_before_the_move(monkeypatch):
+    """Recorded before the methods / chapters split: moving code must not orphan cached runs."""
+    monkeypatch.setenv("THESIS_RESULTS", "/results")
+    path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
+    assert path.name == "080f54e368f939bf"

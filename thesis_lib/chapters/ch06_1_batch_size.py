@@ -1,0 +1,234 @@
+"""Chapter 6.1 (notebook 06_1_batch_size): batch size against memory, and PruneTrain with batch adaptation.
+
+The chapter's sizes per profile (`ChapterSettings`, `chapter_settings`), the grids of its runs, the
+experiment "prunetrain_batch" (PruneTrain at chapter 5's default point with `BatchAdaptation`) and the
+grouping and rule comparison the notebook calls. Memory measurement, the batch search and the adaptation
+hook are `thesis_lib.methods.batchsize`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..experiments import (Profile, RunContext, RunOutput, RunResult, SweepResult, experiment, get_profile,
+                           summarize_training)
+from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_method, batch_from_fit,
+                                 max_batch_size, params_batch_fit)
+from ..methods.prunetrain import PruneTrain
+from ..stats import LinearFit
+from ..training import TrainingHook, seeded_model
+from .ch05_prunetrain import PRUNE_PARAMS, prunetrain_plan
+
+@dataclass(frozen=True)
+class ChapterSettings:
+    """Per-profile sizes of chapter 6.1's experiments.
+
+    PruneTrain itself runs at chapter 5's default point (`prunetrain.prunetrain_plan(profile).default()`),
+    so the runs without adaptation are chapter 5's cached runs. On `smoke` that point removes no channel
+    (8 steps in all), so there the adapted runs never grow the batch: smoke only checks the pipeline.
+    """
+
+    scalings: tuple[str, ...]
+    time_batches: tuple[int, ...]    # fig. 6.8: batch sizes whose epoch time is measured
+    time_epochs: int                 # epochs per timing run; the first (warm-up) epoch is not used
+    profile_batches: tuple[int, ...]  # fig. 6.1: batch sizes whose memory is measured
+    table_blocks: tuple[int, ...] = tuple(range(1, 11))  # N of the batch table (the thesis: 1..10)
+
+
+CHAPTER_SETTINGS: dict[str, ChapterSettings] = {
+    "smoke": ChapterSettings(scalings=("linear",), time_batches=(32, 128), time_epochs=2,
+                             profile_batches=(1, 8, 32, 128, 512), table_blocks=(1, 2, 3)),
+    "quick": ChapterSettings(scalings=("linear",), time_batches=(16, 32, 64, 128, 256, 512), time_epochs=3,
+                             profile_batches=(1, 8, 16, 32, 64, 128, 256, 512)),
+    "full": ChapterSettings(scalings=("linear", "sqrt"), time_batches=(32, 64, 128, 256, 512, 1024),
+                            time_epochs=3, profile_batches=(1, 16, 32, 64, 128, 256, 512, 1024)),
+}
+
+
+def chapter_settings(profile: str | Profile) -> ChapterSettings:
+    profile = get_profile(profile)
+    if profile.name not in CHAPTER_SETTINGS:
+        raise ValueError(f"no chapter 6.1 settings for profile {profile.name!r}; known: {sorted(CHAPTER_SETTINGS)}")
+    return CHAPTER_SETTINGS[profile.name]
+
+
+def prunetrain_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the "prunetrain" runs (chapter 5's experiment) that are this chapter's PruneTrain without
+    adaptation: chapter 5's default point, once per seed of the profile. They are the same training as
+    "prunetrain_batch" with adapt=False, so the run cache shares them with notebook 05."""
+    profile = get_profile(profile)
+    default = prunetrain_plan(profile).default()
+    return [{**default, "seed": seed} for seed in profile.seeds]
+
+
+def adaptation_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the "prunetrain_batch" runs of a profile: PruneTrain at chapter 5's default point with
+    batch adaptation, for each lr scaling of the profile, once per seed."""
+    profile = get_profile(profile)
+    default = prunetrain_plan(profile).default()
+    return [{"adapt": True, "scaling": scaling, **default, "seed": seed}
+            for scaling in chapter_settings(profile).scalings for seed in profile.seeds]
+
+
+def epoch_time_grid(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:
+    """Params of the "baseline" runs that time an epoch of the wide net per batch size (fig. 6.8)."""
+    settings = chapter_settings(profile)
+    return [{"model": "wide", "schedule": "constant", "batch_size": batch, "epochs": settings.time_epochs,
+             "seed": seed} for batch in settings.time_batches]
+
+
+BASELINE_GROUP = "baseline"
+PRUNETRAIN_GROUP = "PruneTrain"
+
+
+def adaptation_group(scaling: str, rule: str = "probe") -> str:
+    """The group label of PruneTrain with batch adaptation, e.g. "PruneTrain + batch (linear)"."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown lr scaling {scaling!r}; use one of {SCALINGS}")
+    if rule not in RULES:
+        raise ValueError(f"unknown adaptation rule {rule!r}; use one of {RULES}")
+    return f"{PRUNETRAIN_GROUP} + batch ({scaling}{', thesis fit' if rule == 'fit' else ''})"
+
+
+@dataclass
+class GroupedRuns:
+    """The chapter's runs in one place: `summary` (one row per run) and `history` (one row per run and
+    epoch), both with a `group` column, and `groups`, the group labels in order (baseline, PruneTrain,
+    then the adapted groups as they first appear)."""
+
+    summary: pd.DataFrame
+    history: pd.DataFrame
+    groups: list[str]
+
+
+def run_group(result: RunResult) -> str:
+    """The group of one run: "baseline", "PruneTrain" ("prunetrain", or "prunetrain_batch" without
+    adaptation) or `adaptation_group` of its scaling and rule."""
+    if result.name == "baseline":
+        return BASELINE_GROUP
+    if result.name == "prunetrain" or (result.name == "prunetrain_batch" and not result.params["adapt"]):
+        return PRUNETRAIN_GROUP
+    if result.name == "prunetrain_batch":
+        return adaptation_group(result.params["scaling"], result.params.get("rule", "probe"))
+    raise ValueError(f"a run of experiment {result.name!r} belongs to no group of chapter 6.1; "
+                     "pass sweeps of 'baseline', 'prunetrain' and 'prunetrain_batch'")
+
+
+def _final_after(result: RunResult, column: str, fallback: str) -> int:
+    if column in result.history:
+        return int(result.history[column].iloc[-1])
+    return int(result.summary[fallback])
+
+
+def group_runs(*sweeps: SweepResult) -> GroupedRuns:
+    """Label the runs of `sweeps` by `run_group` and give every run the size of its final network.
+
+    `final_params_after` and `final_flops_after` are the parameters and forward FLOPs (per image) of the
+    network a run ends with: for PruneTrain runs the one after the reconfiguration of the last epoch (the
+    summary's `final_params` is the net trained in that epoch, before it), for the baseline its only net.
+    """
+    summaries, histories = [], []
+    for sweep_result in sweeps:
+        labels = [run_group(result) for result in sweep_result.runs]
+        summaries.append(sweep_result.summary.assign(
+            group=labels,
+            final_params_after=[_final_after(r, "params_after", "final_params") for r in sweep_result.runs],
+            final_flops_after=[_final_after(r, "flops_after", "final_flops") for r in sweep_result.runs]))
+        epochs = [len(result.history) for result in sweep_result.runs]
+        histories.append(sweep_result.history.assign(group=np.repeat(labels, epochs)))
+    summary = pd.concat(summaries, ignore_index=True)
+    fixed = [BASELINE_GROUP, PRUNETRAIN_GROUP]
+    groups = [g for g in fixed if g in set(summary["group"])]
+    groups += [g for g in dict.fromkeys(summary["group"]) if g not in fixed]
+    return GroupedRuns(summary=summary, history=pd.concat(histories, ignore_index=True), groups=groups)
+
+
+METHOD_LABELS = {"peak": "search by measured CUDA peaks", "model": "memory model"}
+
+
+def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shape: Sequence[int],
+                    device: str | torch.device = "cpu") -> pd.DataFrame:
+    """For the final net of every adapted run: the batch the thesis's rule reads off `params_fit`
+    (`batch_from_fit` from the run's first net and batch; NaN where the line is <= 0, outside the range it
+    was fitted on) against `max_batch_size` within the run's memory budget.
+
+    One row per run: seed, scaling, base_parameters, parameters (of the final net), probe_method (how
+    `max_batch_size` found its batch on this device: `METHOD_LABELS`), probe_batch, fit_batch.
+    """
+    device = torch.device(device)
+    method = _resolve_method("auto", device)
+    rows = []
+    for result in runs:
+        if "memory_budget" not in result.history:
+            raise ValueError(f"run {result.path} has no memory budget: pass runs with batch adaptation only")
+        base_parameters = int(result.history["params"].iloc[0])
+        parameters = _final_after(result, "params_after", "final_params")
+        budget = float(result.history["memory_budget"].iloc[0])
+        try:
+            fit_batch = float(batch_from_fit(params_fit, base_parameters, parameters,
+                                             int(result.history["batch_size"].iloc[0])))
+        except ValueError:  # the line predicts 1 / batch <= 0 here: extrapolated past its range
+            fit_batch = math.nan
+        rows.append({"seed": result.params.get("seed"), "scaling": result.params.get("scaling"),
+                     "base_parameters": base_parameters, "parameters": parameters,
+                     "probe_method": METHOD_LABELS[method],
+                     "probe_batch": max_batch_size(result.model(device), input_shape, budget, device, method),
+                     "fit_batch": fit_batch})
+    return pd.DataFrame(rows)
+
+
+@experiment("prunetrain_batch")
+def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
+    """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
+
+    params: adapt (bool, required), scaling ("linear" | "sqrt"; default "linear") and rule ("probe" |
+    "fit"; default "probe") with adapt only, lasso_ratio, threshold, interval, seed, and optionally any
+    TrainConfig field. The batch is capped at the training set size. Rule "fit" uses `params_batch_fit`
+    (N = 1..10 at the net's stage count and widths); a run whose pruned net falls below the range where
+    that line is positive stops with a ValueError, because the line then says nothing about memory.
+    adapt=False trains exactly what chapter 5's "prunetrain" experiment trains with the same params (the
+    notebook uses that experiment's cached runs instead).
+    """
+    params = dict(context.params)
+    if not isinstance(params.get("adapt"), bool):
+        given = f"got {params['adapt']!r}" if "adapt" in params else "it is missing"
+        raise ValueError("prunetrain_batch needs the param 'adapt': true (grow the batch at every "
+                         f"reconfiguration) or false (plain PruneTrain); {given}")
+    adapt = params.pop("adapt")
+    adaptation_only = sorted(key for key in ("scaling", "rule") if key in params)
+    if not adapt and adaptation_only:
+        raise ValueError(f"{adaptation_only} only apply with adapt=true; leave them out of a run without adaptation")
+    seed = int(params.pop("seed", 0))
+    scaling = params.pop("scaling", "linear")
+    rule = params.pop("rule", "probe")
+    prune = {key: params.pop(key) for key in PRUNE_PARAMS if key in params}
+    config = context.train_config(seed=seed, **params)
+    resnet = context.resnet_config("wide")
+    model = seeded_model(resnet, seed)
+    data = context.dataset()
+    input_shape = tuple(data.train_x.shape[1:])
+    adaptation = None
+    if adapt:
+        params_fit = None
+        if rule == "fit":
+            params_fit = params_batch_fit(resnet, input_shape, config.batch_size, context.device)
+        adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y),
+                                     params_fit=params_fit)
+    pruning = PruneTrain(**prune, on_reconfigure=adaptation)
+    hooks: list[TrainingHook] = [pruning] + ([adaptation] if adaptation is not None else [])
+    trainer = context.trainer(model, config, hooks=hooks)
+    history = trainer.fit()
+    summary = {
+        **summarize_training(history),
+        "final_batch_size": int(history["batch_size"].iloc[-1]),
+        "reconfigurations": int(history["reconfigured"].sum()),
+        "final_params_after": int(history["params_after"].iloc[-1]),
+        "final_flops_after": int(history["flops_after"].iloc[-1]),
+    }
+    return RunOutput(history=history, summary=summary, model=trainer.model)

@@ -1,0 +1,330 @@
+"""Chapter 6.2 (notebook 06_2_net2net): grow the narrow baseline with Net2Net inside one cached run.
+
+The experiment "net2net_grow" (a `Net2NetHook` growth schedule inside one resumable `Trainer` run), the
+growths per profile (`net2net_plan`), and `label_runs`, `panel_frame`, `reach_table` and
+`final_accuracy_comparisons`, which turn the sweeps into the chapter's figures, tables and tests. The
+operators themselves are `thesis_lib.methods.net2net`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from ..experiments import RunContext, RunOutput, experiment, get_profile, summarize_training
+from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
+from ..training import seeded_model
+
+OPERATIONS = ("widen_one", "widen_all", "deepen", "widen_deepen")
+DEFAULT_NOISE = 0.05
+
+
+def default_grow_epoch(epochs: int) -> int:
+    """The epoch after which `net2net_grow` grows by default: a third of the run, at least epoch 1.
+
+    On `full` (after epoch 60 of 180, first lr decay after epoch 93) and `quick` (after 3 of 10, decay
+    after 5) the grown net trains some epochs at the full rate before the first decay. On `smoke` (after
+    1 of 2, decay after 1) the growth coincides with the decay, so the new units only see the decayed rate.
+    """
+    if epochs < 2:
+        raise ValueError(f"growing needs at least 2 epochs (one before, one after), got {epochs}")
+    return max(1, epochs // 3)
+
+
+def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: float = 0.0,
+                 stage: int | None = None) -> list[WidenStep | DeepenStep]:
+    """The steps of one chapter 6.2 growth (applied together after the grow epoch).
+
+    operation: "widen_one" widens `stage` (default: the last, which holds most parameters) to its width
+    in `wide_widths`; "widen_all" widens every stage to `wide_widths` (the narrow net becomes the wide
+    baseline's architecture); "deepen" appends one zero-gamma (init="net2net") or default-initialised
+    (init="random") residual block to the end of every stage; "widen_deepen" widens all stages, then
+    deepens each. `noise` applies to the widening of init="net2net" (see `widen_groups`).
+    """
+    _check_init(init)
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown operation {operation!r}; use one of {OPERATIONS}")
+    if stage is not None and operation != "widen_one":
+        raise ValueError(f"stage picks the stage of operation 'widen_one'; {operation!r} takes no stage")
+    if noise and not _noise_applies(operation, init):
+        raise ValueError("noise breaks the symmetry of widened channels; it applies to init='net2net' with a "
+                         f"widening operation only, not to {operation!r} with init={init!r}")
+    stages = len(wide_widths)
+    steps: list[WidenStep | DeepenStep] = []
+    if operation == "widen_one":
+        chosen = stages - 1 if stage is None else int(stage)
+        if not 0 <= chosen < stages:
+            raise ValueError(f"unknown stage {stage}; the model has stages 0..{stages - 1}")
+        steps.append(WidenStep(stages=chosen, widths=(int(wide_widths[chosen]),), noise=noise, init=init))
+    if operation in ("widen_all", "widen_deepen"):
+        steps.append(WidenStep(stages=tuple(range(stages)), widths=tuple(int(w) for w in wide_widths),
+                               noise=noise, init=init))
+    if operation in ("deepen", "widen_deepen"):
+        steps.extend(DeepenStep(stage=s, init=init) for s in range(stages))
+    return steps
+
+
+def _noise_applies(operation: str, init: str) -> bool:
+    return init == "net2net" and operation != "deepen"
+
+
+def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Sequence[str] = INITS,
+              noise: float = DEFAULT_NOISE, grow_epoch: int | None = None) -> list[dict[str, Any]]:
+    """Params of `net2net_grow` for every (operation, init) and every seed of `profile`.
+
+    Params that equal the experiment's defaults are left out, so that equal growths always share one
+    cached run: `noise` is passed only where it applies (init="net2net" with a widening operation) and
+    differs from DEFAULT_NOISE, `grow_epoch` only when given.
+    """
+    seeds = get_profile(profile).seeds
+    grid = []
+    for operation in operations:
+        for init in inits:
+            params: dict[str, Any] = {"operation": operation, "init": init}
+            if _noise_applies(operation, init) and noise != DEFAULT_NOISE:
+                params["noise"] = noise
+            if grow_epoch is not None:
+                params["grow_epoch"] = grow_epoch
+            grid.extend({**params, "seed": seed} for seed in seeds)
+    return grid
+
+
+@dataclass(frozen=True)
+class Net2NetPlan:
+    """Chapter 6.2's comparison on one profile: the growths that run (each with both inits, every seed of
+    the profile) and the `tolerance` below a baseline's mean final accuracy that counts as reaching it."""
+
+    operations: tuple[str, ...]
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        unknown = [operation for operation in self.operations if operation not in OPERATIONS]
+        if unknown or not self.operations:
+            raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}, got {self.operations}")
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(f"tolerance is an accuracy difference in [0, 1), got {self.tolerance}")
+
+    def grid(self, profile: Any) -> list[dict[str, Any]]:
+        """Params of the "net2net_grow" runs (see `grow_grid`)."""
+        return grow_grid(profile, operations=self.operations)
+
+    def groups(self) -> list[str]:
+        """Every compared group in display order: both baselines, then (operation, init) as in `label_runs`."""
+        return list(SCRATCH_ARMS.values()) + [f"{operation}, {init}" for operation in self.operations
+                                              for init in INITS]
+
+
+NET2NET_PLANS: dict[str, Net2NetPlan] = {
+    "smoke": Net2NetPlan(operations=("widen_all", "deepen")),
+    "quick": Net2NetPlan(operations=OPERATIONS),
+    "full": Net2NetPlan(operations=OPERATIONS),
+}
+
+
+def net2net_plan(profile: Any) -> Net2NetPlan:
+    """Chapter 6.2's growths for `profile` (a name or Profile); smoke keeps two operations to stay fast."""
+    name = get_profile(profile).name
+    if name not in NET2NET_PLANS:
+        raise ValueError(f"no Net2Net plan for profile {name!r}; plans exist for {sorted(NET2NET_PLANS)}")
+    return NET2NET_PLANS[name]
+
+
+SCRATCH_ARMS = {"wide": "wide from scratch", "narrow": "narrow from scratch"}
+INIT_ARMS = {"net2net": "Net2Net init", "random": "random init"}
+ARM_ORDER = (*SCRATCH_ARMS.values(), *INIT_ARMS.values())
+BASELINE_OPERATION = "-"
+
+
+def label_runs(baselines: pd.DataFrame, grown: pd.DataFrame) -> pd.DataFrame:
+    """Baseline and grown rows (sweep summaries or histories) in one frame with three label columns.
+
+    `arm`: "wide from scratch" / "narrow from scratch" for baselines (column model), "Net2Net init" /
+    "random init" for grown runs (column init); `group`: the arm for baselines, "operation, init" for
+    grown runs; `operation`: BASELINE_OPERATION ("-") for baselines.
+    """
+    for frame, column, known in [(baselines, "model", SCRATCH_ARMS), (grown, "init", INIT_ARMS)]:
+        if column not in frame:
+            raise ValueError(f"label_runs needs a {column!r} column; pass the frames of the baseline and "
+                             "net2net_grow sweeps in that order")
+        unknown = set(frame[column]) - set(known)
+        if unknown:
+            raise ValueError(f"unknown {column} value(s) {sorted(unknown)}; expected {sorted(known)}")
+    scratch = baselines.assign(operation=BASELINE_OPERATION, arm=baselines["model"].map(SCRATCH_ARMS))
+    scratch["group"] = scratch["arm"]
+    grew = grown.assign(arm=grown["init"].map(INIT_ARMS), group=grown["operation"] + ", " + grown["init"])
+    return pd.concat([scratch, grew], ignore_index=True)
+
+
+def cumulative_time(history: pd.DataFrame, by: Sequence[str] = ()) -> pd.Series:
+    """Training seconds until the end of every epoch: epoch_time + hook_time (training plus growth, without
+    evaluation) summed in row order within each run, the runs told apart by the columns `by` (none: one run)."""
+    seconds = history["epoch_time"] + history["hook_time"]
+    if not by:
+        return seconds.cumsum()
+    return seconds.groupby([history[column] for column in by], sort=False).cumsum()
+
+
+def panel_frame(history: pd.DataFrame, operation: str) -> pd.DataFrame:
+    """The rows of one figure panel: both baselines and both inits of `operation`, ordered by ARM_ORDER
+    (so every panel gives an arm the same colour), with `mean_cumulative_time`, the mean over seeds of
+    `cumulative_time` per group and epoch (the x position of that epoch in the accuracy-time figure).
+
+    `history` is `label_runs` of the histories with a `cumulative_time` column.
+    """
+    rows = history[history["operation"].isin([operation, BASELINE_OPERATION])]
+    frame = pd.concat([rows[rows["arm"] == arm] for arm in ARM_ORDER], ignore_index=True)
+    frame["mean_cumulative_time"] = frame.groupby(["group", "epoch"])["cumulative_time"].transform("mean")
+    return frame
+
+
+def architecture_table(summary: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
+    """Parameters and forward FLOPs per image before and after the growth, one row per group in `groups`
+    (equal for every seed, so the first run's); NaN "before" for the baselines, which never grow."""
+    table = summary.groupby("group", sort=False).agg(
+        params_before=("params_before", "first"), params_after=("final_params", "first"),
+        flops_before=("flops_before", "first"), flops_after=("final_flops", "first"))
+    scratch = [group for group in SCRATCH_ARMS.values() if group in table.index]
+    table.loc[scratch, ["params_before", "flops_before"]] = float("nan")
+    return table.reindex(groups)
+
+
+def reach_targets(summary: pd.DataFrame, tolerance: float) -> dict[str, float]:
+    """The accuracy each baseline model ("wide", "narrow") reaches: its mean final accuracy minus `tolerance`."""
+    scratch = summary[summary["operation"] == BASELINE_OPERATION]
+    means = scratch.groupby("model")["final_acc"].mean()
+    return {model: float(means[model]) - tolerance for model in SCRATCH_ARMS if model in means.index}
+
+
+def time_to_accuracy(history: pd.DataFrame, target: float) -> dict[str, float]:
+    """First epoch, and the training seconds until its end, at which test accuracy reaches `target`.
+
+    Seconds are the cumulative sum of epoch_time + hook_time (training plus growth, without evaluation).
+    Both are NaN when the run never reaches `target`.
+    """
+    seconds = cumulative_time(history)
+    reached = (history["test_acc"] >= target).to_numpy().nonzero()[0]
+    if len(reached) == 0:
+        return {"epoch": float("nan"), "seconds": float("nan")}
+    first = int(reached[0])
+    return {"epoch": float(history["epoch"].iloc[first]), "seconds": float(seconds.iloc[first])}
+
+
+def reach_table(history: pd.DataFrame, targets: Mapping[str, float], groups: Sequence[str]) -> pd.DataFrame:
+    """How soon the runs of each group reach each baseline's target accuracy (`reach_targets`).
+
+    `time_to_accuracy` of every run (a group and seed of the labelled `history`), then per group (rows in
+    the order of `groups`): "epoch to X" and "seconds to X", the means over the runs that reach target X
+    (NaN if none does), "runs reaching X" and "runs", the group's number of runs.
+    """
+    rows = []
+    for (group, seed), run_history in history.groupby(["group", "seed"], sort=False):
+        row: dict[str, Any] = {"group": group, "seed": seed}
+        for name, target in targets.items():
+            reached = time_to_accuracy(run_history, target)
+            row[f"epoch to {name}"], row[f"seconds to {name}"] = reached["epoch"], reached["seconds"]
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    table = runs.groupby("group", sort=False).agg(
+        **{f"{what} to {name}": (f"{what} to {name}", "mean") for name in targets for what in ("epoch", "seconds")},
+        **{f"runs reaching {name}": (f"epoch to {name}", "count") for name in targets},
+        runs=("seed", "count"))
+    return table.reindex(groups)
+
+
+def _reach_phrase(row: pd.Series, name: str) -> str:
+    reached, runs = int(row[f"runs reaching {name}"]), int(row["runs"])
+    if reached == 0:
+        return f"none of {runs} runs reached the {name} net's accuracy"
+    return (f"{reached} of {runs} runs reached the {name} net's accuracy after {row[f'epoch to {name}']:.1f} "
+            f"epochs and {row[f'seconds to {name}']:.2f} s")
+
+
+def reach_sentences(table: pd.DataFrame) -> list[str]:
+    """One sentence per group of a `reach_table` (baselines first): how many runs reach each baseline's
+    target and when; a grown group also says whether it got there sooner or later in seconds than the
+    net trained from scratch (when both reach it)."""
+    names = [name for name in SCRATCH_ARMS if f"runs reaching {name}" in table]
+    sentences = [f"{SCRATCH_ARMS[name]}: {_reach_phrase(table.loc[SCRATCH_ARMS[name]], name)}."
+                 for name in names if SCRATCH_ARMS[name] in table.index]
+    for group, row in table.iterrows():
+        if group in SCRATCH_ARMS.values():
+            continue
+        parts = []
+        for name in names:
+            phrase = _reach_phrase(row, name)
+            reference = table.loc[SCRATCH_ARMS[name]]
+            if row[f"runs reaching {name}"] > 0 and reference[f"runs reaching {name}"] > 0:
+                sooner = row[f"seconds to {name}"] < reference[f"seconds to {name}"]
+                phrase += f" ({'sooner' if sooner else 'later'} in seconds than the {name} net from scratch)"
+            parts.append(phrase)
+        sentences.append(f"{group}: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str], value: str = "final_acc",
+                               what: str = "final accuracy") -> list[tuple[str, Any, Any]]:
+    """The (label, a, b) pairs of chapter 6.2's Welch t-tests (for `stats.welch_table`): every grown group
+    against the wide and the narrow net from scratch, then Net2Net against random init, per operation.
+    `value` is the summary column compared, `what` names it in the labels."""
+    samples = {group: part[value].to_numpy() for group, part in summary.groupby("group")}
+    comparisons = []
+    for operation in operations:
+        pairs = [(f"{operation}, {init}", reference) for init in INITS for reference in SCRATCH_ARMS.values()]
+        pairs.append((f"{operation}, net2net", f"{operation}, random"))
+        for group, reference in pairs:
+            missing = [name for name in (group, reference) if name not in samples]
+            if missing:
+                raise ValueError(f"no runs of group(s) {missing} in the summary; run the plan's grid and both "
+                                 "baselines, and label them with label_runs")
+            comparisons.append((f"{what}, {group} vs {reference}", samples[group], samples[reference]))
+    return comparisons
+
+
+@experiment("net2net_grow")
+def net2net_grow_experiment(context: RunContext) -> RunOutput:
+    """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
+
+    params: operation (see `growth_steps`), init ("net2net" | "random"), seed, optionally grow_epoch
+    (default `default_grow_epoch(profile epochs)`; 1 <= grow_epoch < epochs), noise (only for init="net2net"
+    with widening, default DEFAULT_NOISE; without it a copied channel and its original get equal gradients
+    forever) and stage (operation "widen_one" only).
+    The total number of epochs and the lr schedule are the profile's, as for the "baseline" runs, so both
+    compare at equal epochs. After growing, the optimizer is rebuilt: momentum restarts at zero for every
+    parameter (old and new alike, in both arms) and the learning rate follows the schedule unchanged
+    (lr_scale 1). The growth's random draws come from a generator seeded with the run's seed.
+    """
+    params = dict(context.params)
+    if "operation" not in params:
+        raise ValueError(f"net2net_grow needs params operation= one of {OPERATIONS}")
+    operation = params.pop("operation")
+    init = params.pop("init", "net2net")
+    seed = int(params.pop("seed", 0))
+    noise = float(params.pop("noise", DEFAULT_NOISE if _noise_applies(operation, init) else 0.0))
+    stage = params.pop("stage", None)
+    epochs = context.profile.epochs
+    grow_epoch = int(params.pop("grow_epoch", default_grow_epoch(epochs)))
+    if params:
+        raise ValueError(f"unknown net2net_grow params {sorted(params)}; use operation, init, seed, grow_epoch, "
+                         "noise, stage")
+    if not 1 <= grow_epoch < epochs:
+        raise ValueError(f"grow_epoch must lie in 1..{epochs - 1} (the profile trains {epochs} epochs), "
+                         f"got {grow_epoch}")
+    wide_widths = context.resnet_config("wide").widths
+    steps = growth_steps(operation, init, wide_widths, noise=noise, stage=stage)
+    model = seeded_model(context.resnet_config("narrow"), seed)
+    hook = Net2NetHook({grow_epoch: steps}, lr_scale=1.0, seed=seed)
+    trainer = context.trainer(model, context.train_config(seed=seed), hooks=[hook])
+    history = trainer.fit()
+    before = history[history["epoch"] == grow_epoch].iloc[0]
+    summary = {
+        **summarize_training(history),
+        "grow_epoch": grow_epoch,
+        "noise": noise,
+        "acc_at_growth": float(before["test_acc"]),
+        "params_before": int(before["params"]),
+        "flops_before": int(before["flops"]),
+        "grown_spec": trainer.model.spec.to_json(),
+    }
+    return RunOutput(history=history, summary=summary, model=trainer.model)

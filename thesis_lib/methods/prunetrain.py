@@ -1,0 +1,289 @@
+"""PruneTrain (thesis section 2.4): group lasso during training and periodic reconfiguration.
+
+The loss gets the group lasso of eq. 2.2 over every conv's output filters and input slices, weighted by a
+lambda that eq. 2.3 fixes from the first mini-batch: lambda = r * L0 / ((1 - r) * GL(W0)), so that the
+lasso's share of the loss, LPR = lambda * GL / (L + lambda * GL), is exactly the lasso ratio r at step 0.
+Every `interval` epochs the weights with |w| < threshold are set to zero, the channels that are dead in
+every member of their channel group are found (channel union, fig. 2.7) and the network is rebuilt
+without them through `thesis_lib.surgery`; training continues with the smaller model and the carried
+optimizer state.
+
+Which tensors count. The group lasso and the thresholding act on the conv weights (stem, main path and
+shortcut convs) and on the classifier's weight: the stem's image-input slices and the classifier's class
+rows are not channels of any group, so they are left out of eq. 2.2 (the classifier's input columns are
+in). BN parameters are neither regularised nor thresholded, as in the original PruneTrain.
+
+Channel union and exactness. A channel of a group is dead when it is all zero in every producer's output
+filter and in every reader's input slice; a group keeps the union of the channels alive in any member.
+The BN after a dead producer still emits a constant on that channel (beta in training mode, beta -
+gamma * mean / sqrt(var + eps) in eval mode), but the channel is removed only when every reader's input
+slice is zero too, so that constant is multiplied by zero wherever it is read and removing the channel
+leaves the network's outputs unchanged; BN gamma and beta therefore need not be consulted. The one
+inexact step is the removal of a whole block, when every channel of one of its internal groups is dead:
+the block's remaining layers then add a constant (its last BN's output for a zero input) to the residual
+stream, and dropping the block drops that constant (zero when that BN's gamma and beta are zero). A
+residual stream whose every channel is dead keeps its first channel, because a stage cannot be emptied.
+
+Chapter 5's experiments and their analysis are `thesis_lib.chapters.ch05_prunetrain`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..models import ResNet, count_parameters
+from ..surgery import carry_optimizer_state, channel_groups, conv_edges, select_channels
+from ..training import Trainer, TrainingHook, training_flops
+
+ReconfigureCallback = Callable[[Trainer, ResNet, ResNet], None]
+
+
+def _scalar(value: torch.Tensor | float) -> float:
+    """A Python float of a scalar, detached from any autograd graph."""
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _check_ratio(ratio: float) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"the lasso ratio must lie strictly between 0 and 1 (eq. 2.3), got {ratio}")
+
+
+def _check_threshold(threshold: float) -> None:
+    if not threshold >= 0.0:
+        raise ValueError(f"the pruning threshold is a bound on |w| and must be >= 0, got {threshold}")
+
+
+def _edge_weights(model: ResNet) -> list[tuple[Any, torch.Tensor]]:
+    """(conv edge, weight) for every conv and the classifier, forward order."""
+    return [(edge, model.get_submodule(edge.name).weight) for edge in conv_edges(model)]
+
+
+def _slice_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """L2 norm of every slice of `weight` along `dim` (dim 0: output filters, dim 1: input slices)."""
+    other_dims = tuple(d for d in range(weight.ndim) if d != dim)
+    return torch.linalg.vector_norm(weight, ord=2, dim=other_dims)
+
+
+def group_lasso(model: ResNet) -> torch.Tensor:
+    """GL(W) of eq. 2.2: the sum of the L2 norms of every conv's output filters and input slices.
+
+    The stem's image-input slices and the classifier's class rows are not channels and are left out; the
+    classifier's input columns are included. Differentiable (the gradient of an all-zero slice is zero).
+    """
+    terms = []
+    for edge, weight in _edge_weights(model):
+        if edge.out_group is not None:
+            terms.append(_slice_norms(weight, 0).sum())
+        if edge.in_group is not None:
+            terms.append(_slice_norms(weight, 1).sum())
+    return torch.stack(terms).sum()
+
+
+def lasso_lambda(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | float, ratio: float) -> float:
+    """lambda = r * L0 / ((1 - r) * GL(W0)) (eq. 2.3 solved for lambda), from detached values.
+
+    With this lambda the lasso's share of the loss, lasso_penalty_ratio(L0, GL(W0), lambda), equals r.
+    """
+    _check_ratio(ratio)
+    loss_value, lasso_value = _scalar(loss), _scalar(group_lasso_value)
+    if not lasso_value > 0.0:
+        raise ValueError(f"the group lasso of the initial weights must be > 0 to balance it, got {lasso_value}")
+    if not loss_value >= 0.0:
+        raise ValueError(f"the loss must be >= 0 (a cross-entropy), got {loss_value}")
+    return ratio * loss_value / ((1.0 - ratio) * lasso_value)
+
+
+def lasso_penalty_ratio(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | float,
+                        lambda_: float) -> float:
+    """LPR of eq. 2.3: lambda * GL / (L + lambda * GL)."""
+    penalty = lambda_ * _scalar(group_lasso_value)
+    return penalty / (_scalar(loss) + penalty)
+
+
+@torch.no_grad()
+def zero_small_weights_(model: ResNet, threshold: float) -> int:
+    """Set every conv and classifier weight with |w| < threshold to exactly zero, in place.
+
+    Returns how many weights were nonzero before and are zero now. BN parameters and the classifier bias
+    are left alone.
+    """
+    _check_threshold(threshold)
+    newly_zeroed = 0
+    for _, weight in _edge_weights(model):
+        small = weight.abs() < threshold
+        newly_zeroed += int((small & (weight != 0)).sum())
+        weight.masked_fill_(small, 0.0)
+    return newly_zeroed
+
+
+def _alive_slices(weight: torch.Tensor, dim: int, threshold: float) -> list[int]:
+    """Indices along `dim` whose slice keeps a weight after thresholding at `threshold`."""
+    survives = (weight.abs() >= threshold) & (weight != 0)
+    other_dims = tuple(d for d in range(weight.ndim) if d != dim)
+    return torch.nonzero(survives.any(dim=other_dims)).flatten().tolist()
+
+
+@torch.no_grad()
+def member_alive_channels(model: ResNet, threshold: float = 0.0) -> dict[str, dict[str, list[int]]]:
+    """For every channel group, the channels alive in each member (the thesis's lists A(j) and E(j)).
+
+    Members are named "<conv>.out" (a producer's output filters, A) and "<conv>.in" (a reader's input
+    slices, E). A channel is alive in a member when its slice keeps a weight with |w| >= threshold (with
+    threshold 0: a nonzero weight), i.e. when it would survive `zero_small_weights_(model, threshold)`.
+    """
+    _check_threshold(threshold)
+    alive: dict[str, dict[str, list[int]]] = {}
+    for group in channel_groups(model):
+        members: dict[str, list[int]] = {}
+        for name in group.producers:
+            members[f"{name}.out"] = _alive_slices(model.get_submodule(name).weight, 0, threshold)
+        for name in group.readers:
+            members[f"{name}.in"] = _alive_slices(model.get_submodule(name).weight, 1, threshold)
+        alive[group.name] = members
+    return alive
+
+
+def channel_union(alive_sets: Iterable[Collection[int]]) -> list[int]:
+    """The channel union of fig. 2.7: the sorted channels alive in at least one member of a group."""
+    union: set[int] = set()
+    for alive in alive_sets:
+        union.update(int(index) for index in alive)
+    return sorted(union)
+
+
+def prune_plan(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
+    """The channels every group keeps (channel union over its members), for `surgery.select_channels`.
+
+    An internal group may come out empty (its block is then removed); a residual stream whose every
+    channel is dead keeps channel 0, whose slices are all zero, so keeping it changes nothing.
+    """
+    kinds = {group.name: group.kind for group in channel_groups(model)}
+    plan = {}
+    for name, members in member_alive_channels(model, threshold).items():
+        keep = channel_union(members.values())
+        if not keep and kinds[name] != "internal":
+            keep = [0]
+        plan[name] = keep
+    return plan
+
+
+def dead_channels(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
+    """The channels of every group that `prune_plan` removes (dead in every member), sorted."""
+    sizes = channel_sizes(model)
+    plan = prune_plan(model, threshold)
+    return {name: sorted(set(range(sizes[name])) - set(keep)) for name, keep in plan.items()}
+
+
+def channel_sizes(model: ResNet) -> dict[str, int]:
+    """Width of every channel group, by group name."""
+    return {group.name: group.size for group in channel_groups(model)}
+
+
+def _count_main_paths(model: ResNet) -> int:
+    return sum(block.has_main_path for stage in model.spec.stages for block in stage.blocks)
+
+
+class PruneTrain(TrainingHook):
+    """The PruneTrain hook: adds lambda * GL(W) to the loss and reconfigures every `interval` epochs.
+
+    lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint. At the end of epochs
+    interval, 2 * interval, ... the weights with |w| < threshold are zeroed in place, dead channels are
+    removed by `surgery.select_channels` and the optimizer state is carried with
+    `surgery.carry_optimizer_state`; `on_reconfigure(trainer, old_model, new_model)` is then called (batch
+    adaptation, section 6.1). Every epoch's record gets: lasso_lambda, group_lasso (GL at the epoch's
+    end, before thresholding), reconfigured, zeroed_weights, removed_channels, removed_main_paths (blocks
+    whose main path was dropped: the one inexact step, see the module docstring), channels (JSON of group
+    -> width after this epoch), params_after and flops_after (of the model the next epoch trains).
+    """
+
+    def __init__(self, lasso_ratio: float = 0.2, threshold: float = 1e-4, interval: int = 10,
+                 on_reconfigure: ReconfigureCallback | None = None) -> None:
+        _check_ratio(lasso_ratio)
+        _check_threshold(threshold)
+        if int(interval) != interval or interval < 1:
+            raise ValueError(f"the reconfiguration interval must be a whole number of epochs >= 1, got {interval}")
+        self.lasso_ratio = float(lasso_ratio)
+        self.threshold = float(threshold)
+        self.interval = int(interval)
+        self.on_reconfigure = on_reconfigure
+        self.lambda_: float | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if trainer.step_count == 0:
+            self.lambda_ = None
+
+    def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
+                  loss: torch.Tensor) -> torch.Tensor:
+        lasso = group_lasso(trainer.model)
+        if self.lambda_ is None:
+            self.lambda_ = lasso_lambda(loss.detach(), lasso.detach(), self.lasso_ratio)
+        return self.lambda_ * lasso
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        model = trainer.model
+        with torch.no_grad():
+            record["group_lasso"] = float(group_lasso(model))
+        record["lasso_lambda"] = self.lambda_
+        reconfigured, zeroed, removed, removed_paths = False, 0, 0, 0
+        if record["epoch"] % self.interval == 0:
+            zeroed = zero_small_weights_(model, self.threshold)
+            sizes = channel_sizes(model)
+            shrinking = {name: keep for name, keep in prune_plan(model).items() if len(keep) < sizes[name]}
+            if shrinking:
+                removed = sum(sizes[name] - len(keep) for name, keep in shrinking.items())
+                paths_before = _count_main_paths(model)
+                self._reconfigure(trainer, shrinking)
+                removed_paths = paths_before - _count_main_paths(trainer.model)
+                reconfigured = True
+        record["reconfigured"] = reconfigured
+        record["zeroed_weights"] = zeroed
+        record["removed_channels"] = removed
+        record["removed_main_paths"] = removed_paths
+        record["channels"] = json.dumps(channel_sizes(trainer.model))
+        record["params_after"] = count_parameters(trainer.model)
+        record["flops_after"] = trainer.flops()
+
+    def _reconfigure(self, trainer: Trainer, keep: dict[str, list[int]]) -> None:
+        old_model = trainer.model
+        new_model = select_channels(old_model, keep).to(trainer.device)
+        new_optimizer = trainer.make_optimizer(new_model)
+        carry_optimizer_state(old_model, new_model, trainer.optimizer, new_optimizer, keep)
+        trainer.replace_model(new_model, new_optimizer)
+        if self.on_reconfigure is not None:
+            self.on_reconfigure(trainer, old_model, trainer.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lasso_lambda": self.lambda_}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lambda_ = state["lasso_lambda"]
+
+
+def training_flops_summary(history: pd.DataFrame, n_train: int, dense_flops: int) -> dict[str, float]:
+    """Training and inference FLOPs of a PruneTrain run against the dense baseline of the same length.
+
+    Training FLOPs are 3 x forward FLOPs x images per epoch, summed over the epochs (each epoch at the
+    size it was trained with); the dense run trains `dense_flops` every epoch. Returns the totals, the
+    fraction of training FLOPs removed, and the final model's inference FLOPs and their removed fraction
+    (the two numbers PruneTrain reports: 53% and 66% for ResNet-32 on CIFAR-10).
+    """
+    if len(history) == 0:
+        raise ValueError("the history is empty; train at least one epoch first")
+    if n_train < 1 or dense_flops < 1:
+        raise ValueError(f"n_train and dense_flops must be >= 1, got {n_train} and {dense_flops}")
+    final_column = "flops_after" if "flops_after" in history else "flops"
+    pruned = training_flops(history, n_train)
+    dense = float(3 * n_train * dense_flops * len(history))
+    final = float(history[final_column].iloc[-1])
+    return {
+        "training_flops": pruned,
+        "dense_training_flops": dense,
+        "training_flops_removed": 1.0 - pruned / dense,
+        "final_inference_flops": final,
+        "inference_flops_removed": 1.0 - final / dense_flops,
+    }
