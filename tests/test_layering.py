@@ -12,7 +12,7 @@ import thesis_lib
 PACKAGE = Path(thesis_lib.__file__).parent
 CORE = {"models", "surgery", "data", "training", "stats"}
 LAYER_OF = {**{name: 0 for name in CORE}, "methods": 1, "experiments": 2, "chapters": 3, "plots": 3,
-            "cli": 4, "__main__": 4}
+            "tables": 3, "cli": 4, "__main__": 4}
 
 
 def layer(module: str) -> int:
@@ -46,6 +46,8 @@ def package_imports(path: Path) -> set[str]:
     return {name for name in found if name}
 
 
+# The thesis's four algorithms stand alone; `methods.search` (chapter 6.3) combines PruneTrain and Net2Net.
+STANDALONE_METHODS = ("prunetrain", "net2net", "morphnet", "batchsize")
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
 
 
@@ -55,8 +57,8 @@ def test_no_module_imports_a_layer_above_its_own(path):
     own_layer = layer(own[0])
     for imported in package_imports(path):
         assert layer(imported) <= own_layer, f"{path.relative_to(PACKAGE)} imports thesis_lib.{imported}"
-        if own[0] == "methods" and imported.startswith("methods"):
-            pytest.fail(f"{path.relative_to(PACKAGE)} imports another method ({imported}); methods stand alone")
+        if own[0] == "methods" and own[-1] in STANDALONE_METHODS and imported.startswith("methods"):
+            pytest.fail(f"{path.relative_to(PACKAGE)} imports another method ({imported}); it must stand alone")
 
 
 def test_a_later_chapter_may_import_an_earlier_one_never_the_reverse():

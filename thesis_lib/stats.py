@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
 
 
 def _check_confidence(confidence: float) -> None:
@@ -241,3 +242,36 @@ def ttest_table(df: pd.DataFrame, group_col: str, value_col: str, reference: obj
     table.insert(0, "group", others)
     table = table.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
     return table[["group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p", "sentence"]]
+
+
+P_ADJUST_METHODS = ("holm", "bonferroni")
+
+
+def adjust_pvalues(p: ArrayLike, method: str = "holm") -> np.ndarray:
+    """Family-wise adjusted p-values (Holm's step-down by default) via statsmodels' `multipletests`.
+
+    NaN entries (undefined tests, e.g. two constant samples) stay NaN and are not counted in the family.
+    """
+    if method not in P_ADJUST_METHODS:
+        raise ValueError(f"unknown adjustment {method!r}; use one of {P_ADJUST_METHODS}")
+    values = np.asarray(p, dtype=float)
+    if values.ndim != 1:
+        raise ValueError(f"p must be a 1-d sequence of p-values, got shape {values.shape}")
+    defined = ~np.isnan(values)
+    if np.any((values[defined] < 0) | (values[defined] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {values[defined].tolist()}")
+    adjusted = np.full_like(values, np.nan)
+    if defined.any():
+        adjusted[defined] = multipletests(values[defined], method=method)[1]
+    return adjusted
+
+
+def with_holm(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """A `welch_table` with p_holm (Holm-adjusted over all its rows: one family) and a verdict from it:
+    "significant" (p_holm < alpha), "not significant", or "undefined (no variance)"."""
+    _require_columns(table, ["p"])
+    out = table.copy()
+    out["p_holm"] = adjust_pvalues(out["p"].to_numpy(dtype=float))
+    out["verdict"] = np.where(out["p_holm"].isna(), "undefined (no variance)",
+                              np.where(out["p_holm"] < alpha, "significant", "not significant"))
+    return out

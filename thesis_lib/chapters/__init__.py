@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import ch03_baseline, ch04_morphnet, ch05_prunetrain, ch06_1_batch_size, ch06_2_net2net
+from . import (ch03_baseline, ch04_morphnet, ch05_prunetrain, ch06_1_batch_size, ch06_2_net2net,
+               ch06_3_prunetrain_net2net, ch07_comparison, ch08_evaluation)
 
 
 @dataclass(frozen=True)
@@ -31,4 +32,8 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("05_prunetrain", "5", "PruneTrain", ch05_prunetrain.__name__, ("prunetrain",)),
     Chapter("06_1_batch_size", "6.1", "Batch size", ch06_1_batch_size.__name__, ("prunetrain_batch",)),
     Chapter("06_2_net2net", "6.2", "Net2Net", ch06_2_net2net.__name__, ("net2net_grow",)),
+    Chapter("06_3_prunetrain_net2net", "6.3", "PruneTrain + Net2Net", ch06_3_prunetrain_net2net.__name__,
+            ("prune_grow", "prune_grow_retrain")),
+    Chapter("07_comparison", "7", "Comparison", ch07_comparison.__name__, ()),
+    Chapter("08_evaluation", "8", "Evaluation", ch08_evaluation.__name__, ()),
 )

@@ -191,6 +191,9 @@ def _count_main_paths(model: ResNet) -> int:
 class PruneTrain(TrainingHook):
     """The PruneTrain hook: adds lambda * GL(W) to the loss and reconfigures every `interval` epochs.
 
+    No reconfiguration happens at the end of the run's last epoch: it would come after the last test
+    evaluation, and the reported accuracy and size would then describe two different nets.
+
     lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint. At the end of epochs
     interval, 2 * interval, ... the weights with |w| < threshold are zeroed in place, dead channels are
     removed by `surgery.select_channels` and the optimizer state is carried with
@@ -230,7 +233,7 @@ class PruneTrain(TrainingHook):
             record["group_lasso"] = float(group_lasso(model))
         record["lasso_lambda"] = self.lambda_
         reconfigured, zeroed, removed, removed_paths = False, 0, 0, 0
-        if record["epoch"] % self.interval == 0:
+        if record["epoch"] % self.interval == 0 and record["epoch"] < trainer.config.epochs:
             zeroed = zero_small_weights_(model, self.threshold)
             sizes = channel_sizes(model)
             shrinking = {name: keep for name, keep in prune_plan(model).items() if len(keep) < sizes[name]}

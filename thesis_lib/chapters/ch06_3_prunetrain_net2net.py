@@ -1,0 +1,225 @@
+"""Chapter 6.3 (notebook 06_3_prunetrain_net2net): the thesis's own procedure, shrinking with PruneTrain and
+growing with Net2Net in one training run (`thesis_lib.methods.search`).
+
+The draft (sections 1.2, 6.1 and 6.3) plans it but reports no number. Here it starts from the narrow thesis
+ResNet, prunes like chapter 5's default point, grows where pruning left a stage saturated, never beyond the
+wide net's FLOPs (the budget of chapter 4's MorphNet search), and trains on through every change. The
+architecture it ends with is then trained from scratch as an ordinary network (the draft's remark in 6.1),
+its own cached experiment. Notebook figures: 6.9 (architecture over the rounds), 6.10 (accuracy and cost
+over training time), 6.11 (final accuracy against the same architecture from scratch and the baselines).
+
+Plan (`SearchPlan`, one per profile): PruneTrain at chapter 5's default point of the profile (lasso ratio,
+threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.8 / 3e-2 / 2 on `quick`, where the
+weaker thesis values prune nothing in 10 epochs of digits), growth allowed until the first lr decay (epoch
+93 of 180 on `full`, 5 of 10 on `quick`, 1 of 2 on `smoke`), the growth rule's defaults (saturated at 90 %
+kept channels, x1.5 per round, deepen a stage with no channel pruned) and 5 seeds on `quick` and `full`. On
+`quick` one search or retraining run takes about 5 s on one core of the 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, run, summarize_training
+from ..methods.prunetrain import PruneTrain
+from ..methods.search import GrowthRule, PruneGrow, stage_depth
+from ..models import ResNetConfig, ResNetSpec, build_resnet, count_flops
+from ..training import seeded_model
+from .ch05_prunetrain import prunetrain_plan
+from .ch06_2_net2net import cumulative_time
+
+__all__ = ["SearchPlan", "search_plan", "architecture_rounds", "found_architectures", "final_accuracy_groups",
+           "GROUP_ORDER", "budget_flops", "phase_times", "curves", "growth_epochs"]
+
+SEARCH_KNOBS = ("lasso_ratio", "threshold", "interval", "saturation", "widen_factor", "deepen_saturation",
+                "noise", "last_growth_epoch")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """The settings of chapter 6.3's search for one profile (see the module docstring for the values)."""
+
+    lasso_ratio: float
+    threshold: float
+    interval: int
+    last_growth_epoch: int
+    seeds: tuple[int, ...]
+    saturation: float = GrowthRule.saturation
+    widen_factor: float = GrowthRule.widen_factor
+    deepen_saturation: float = GrowthRule.deepen_saturation
+    noise: float = 0.05
+
+    def params(self) -> dict[str, Any]:
+        """The search's params without the seed (every knob written out, so the run key names them)."""
+        return {knob: getattr(self, knob) for knob in SEARCH_KNOBS}
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Params of the "prune_grow" (and "prune_grow_retrain") runs: the plan's point once per seed."""
+        return [{**self.params(), "seed": seed} for seed in self.seeds]
+
+
+SEEDS = {"smoke": (0, 1), "quick": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
+
+
+def search_plan(profile: str | Profile) -> SearchPlan:
+    """Chapter 6.3's plan for `profile`: chapter 5's default pruning, growth until the first lr decay."""
+    profile = get_profile(profile)
+    if profile.name not in SEEDS:
+        raise ValueError(f"no chapter 6.3 plan for profile {profile.name!r}; plans exist for {sorted(SEEDS)}")
+    pruning = prunetrain_plan(profile)
+    last_growth = profile.milestones[0] if profile.milestones else profile.epochs - 1
+    return SearchPlan(lasso_ratio=pruning.lasso_ratio, threshold=pruning.threshold, interval=pruning.interval,
+                      last_growth_epoch=int(last_growth), seeds=SEEDS[profile.name])
+
+
+def budget_flops(context: RunContext, budget_model: str = "wide") -> int:
+    """Forward FLOPs of one image for the profile's `budget_model` net: the zeta of chapters 4 and 6.3."""
+    data = context.dataset()
+    return count_flops(build_resnet(context.resnet_config(budget_model, data)), tuple(data.train_x.shape[1:]))
+
+
+def _search_knobs(context: RunContext) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """(knobs with the plan's defaults filled in, the remaining TrainConfig overrides, seed)."""
+    params = dict(context.params)
+    seed = int(params.pop("seed", 0))
+    defaults = search_plan(context.profile).params()
+    knobs = {knob: params.pop(knob, defaults[knob]) for knob in SEARCH_KNOBS}
+    return knobs, params, seed
+
+
+@experiment("prune_grow")
+def prune_grow_experiment(context: RunContext) -> RunOutput:
+    """Chapter 6.3: from the narrow net, PruneTrain rounds with Net2Net growth under the wide net's FLOPs.
+
+    params: the `SearchPlan` knobs (defaults: the profile's plan), seed, and optionally TrainConfig fields.
+    The history has PruneTrain's and `PruneGrow`'s columns (architecture after every epoch, growth, phase
+    times). The summary adds to `summarize_training` the budget, the found architecture (found_spec JSON,
+    found_stage_widths, found_stage_blocks, found_flops, found_params), growths, reconfigurations and the
+    time per phase: train_time (epochs), prune_time, grow_time, search_time (= total_time).
+    """
+    knobs, overrides, seed = _search_knobs(context)
+    budget = budget_flops(context)
+    rule = GrowthRule(saturation=float(knobs["saturation"]), widen_factor=float(knobs["widen_factor"]),
+                      deepen_saturation=float(knobs["deepen_saturation"]))
+    hook = PruneGrow(PruneTrain(lasso_ratio=knobs["lasso_ratio"], threshold=knobs["threshold"],
+                                interval=int(knobs["interval"])),
+                     budget=budget, rule=rule, last_growth_epoch=int(knobs["last_growth_epoch"]),
+                     noise=float(knobs["noise"]), seed=seed)
+    config = context.train_config(seed=seed, **overrides)
+    trainer = context.trainer(seeded_model(context.resnet_config("narrow"), seed), config, hooks=[hook])
+    history = trainer.fit()
+    spec = trainer.model.spec
+    summary = {
+        **summarize_training(history),
+        "budget": budget,
+        "found_spec": spec.to_json(),
+        "found_stage_widths": history["stage_widths"].iloc[-1],
+        "found_stage_blocks": history["stage_blocks"].iloc[-1],
+        "found_flops": int(history["flops_after"].iloc[-1]),
+        "found_params": int(history["params_after"].iloc[-1]),
+        "growths": int(history["grown"].sum()),
+        "reconfigurations": int(history["reconfigured"].sum()),
+        "train_time": float(history["epoch_time"].sum()),
+        "prune_time": float(history["prune_time"].sum()),
+        "grow_time": float(history["grow_time"].sum()),
+    }
+    summary["search_time"] = summary["total_time"]
+    return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+@experiment("prune_grow_retrain")
+def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
+    """Chapter 6.3: the architecture a "prune_grow" run found, trained from scratch like a baseline.
+
+    params: those of the "prune_grow" run (loaded from the cache, or trained once). The new net starts from
+    the seed's fresh initialisation with the profile's schedule. The summary adds to `summarize_training`
+    the search's numbers: search_time, retrain_time and total_time (search + retraining, what a user pays),
+    search_acc (the search run's own final accuracy) and found_flops / found_params.
+    """
+    search = run("prune_grow", context.params, profile=context.profile, progress=context.progress)
+    _, overrides, seed = _search_knobs(context)
+    spec = ResNetSpec.from_json(search.summary["found_spec"])
+    trainer = context.trainer(seeded_model(spec, seed), context.train_config(seed=seed, **overrides))
+    history = trainer.fit()
+    retrain = summarize_training(history)
+    summary = {**retrain, "search_time": search.summary["search_time"], "retrain_time": retrain["total_time"],
+               "total_time": search.summary["search_time"] + retrain["total_time"],
+               "search_acc": search.summary["final_acc"], "found_flops": search.summary["found_flops"],
+               "found_params": search.summary["found_params"], "found_spec": search.summary["found_spec"]}
+    return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+def architecture_rounds(history: pd.DataFrame, start: ResNetSpec | ResNetConfig) -> pd.DataFrame:
+    """One row per run (seed), epoch and phase (the thesis's stage numbering 1..3): stream width and blocks
+    with a main path after that epoch, from a "prune_grow" sweep history; epoch 0 is `start`, the net
+    every search begins with (the profile's narrow net)."""
+    missing = {"seed", "epoch", "stage_widths", "stage_blocks"} - set(history.columns)
+    if missing:
+        raise ValueError(f"not a prune_grow history: columns {sorted(missing)} are missing")
+    start = start.to_spec() if isinstance(start, ResNetConfig) else start
+    start_widths = [stage.width for stage in start.stages]
+    start_blocks = [stage_depth(stage) for stage in start.stages]
+    rows = []
+    for seed, run_history in history.groupby("seed", sort=True):
+        epochs = [(0, start_widths, start_blocks),
+                  *zip(run_history["epoch"], run_history["stage_widths"].map(json.loads),
+                       run_history["stage_blocks"].map(json.loads))]
+        for epoch, widths, blocks in epochs:
+            for stage, (width, depth) in enumerate(zip(widths, blocks)):
+                rows.append({"seed": seed, "epoch": int(epoch), "phase": stage + 1, "width": int(width),
+                             "blocks": int(depth)})
+    return pd.DataFrame(rows)
+
+
+def found_architectures(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per search run: the stream widths and blocks per phase it ended with, FLOPs and parameters, its
+    FLOPs as a fraction of the budget, growths and reconfigurations."""
+    frame = summary[["seed", "found_stage_widths", "found_stage_blocks", "found_flops", "found_params",
+                     "budget", "growths", "reconfigurations", "final_acc"]].copy()
+    frame["flops / budget"] = frame["found_flops"] / frame["budget"]
+    return frame.sort_values("seed", ignore_index=True)
+
+
+GROUP_ORDER = ("narrow baseline", "wide baseline", "PruneTrain + Net2Net", "found net, from scratch")
+
+
+def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame,
+                          retrained: pd.DataFrame) -> pd.DataFrame:
+    """One tidy frame (group, seed, final_acc, total_time, final_params, final_flops) of the four groups of
+    fig. 6.11, from the sweep summaries of the narrow and wide baselines, the search and its retraining."""
+    frames = []
+    for group, summary in zip(GROUP_ORDER, (narrow, wide, search, retrained)):
+        part = summary[["seed", "final_acc", "total_time", "final_params", "final_flops"]].copy()
+        part.insert(0, "group", group)
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def phase_times(summary: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per phase of every search run (training epochs, pruning, growing) and each phase's share of
+    the run's total training time."""
+    frame = summary[["seed", "train_time", "prune_time", "grow_time", "search_time"]].copy()
+    for phase in ("train", "prune", "grow"):
+        frame[f"{phase}_share"] = frame[f"{phase}_time"] / frame["search_time"]
+    return frame.sort_values("seed", ignore_index=True)
+
+
+def curves(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The per-epoch histories of several groups in one frame (group, seed, epoch, test_acc, flops,
+    params, cumulative_time: training plus hook seconds so far, per run)."""
+    frames = []
+    for group, history in histories.items():
+        part = history[["seed", "epoch", "test_acc", "train_acc", "flops", "params"]].copy()
+        part.insert(0, "group", group)
+        part["cumulative_time"] = cumulative_time(history, by=["seed"]).to_numpy()
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def growth_epochs(history: pd.DataFrame) -> list[int]:
+    """The epochs after which at least one search run grew (for marking them in a figure)."""
+    return sorted(int(e) for e in history.loc[history["grown"].astype(bool), "epoch"].unique())

@@ -1,0 +1,176 @@
+"""Chapter 7 (notebook 07_comparison): the thesis's question (section 1.2). Which procedure finds a suitable
+network better: growing with Net2Net and shrinking with PruneTrain (chapter 6.3), or MorphNet's regularizer
+with a width multiplier (chapter 4)?
+
+Both start from the narrow thesis ResNet and get the same budget, the wide net's FLOPs. Compared per run
+(seed): the final network's accuracy, the total training time a user pays (search plus final training),
+and the final network's parameters and FLOPs. Rows of table 7.1:
+
+- "wide baseline": the wide net trained directly (chapter 3), the architecture the budget comes from;
+- "MorphNet": chapter 4's search (algorithm 2.2, FLOP regularizer, the profile's iterations), its found
+  structure retrained from scratch; total time = regularized phases + retraining;
+- "PruneTrain + Net2Net": chapter 6.3's search, the net as the one run ends (no retraining);
+- "PruneTrain + Net2Net, retrained": the architecture it found, trained from scratch; total time = search +
+  retraining.
+
+Uniform width scaling of the narrow net to the budget (eq. 2.6) gives exactly the wide net for the thesis's
+nets (omega = 2; `uniform_scaling_check` verifies it for the profile), so its row would repeat the wide
+baseline's runs and is not listed twice. No experiment of its own: every run comes from the cache of
+chapters 3, 4 and 6.3 (the same params hit the same folders), 5 seeds per procedure on `quick` and `full`.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .. import plots, stats
+from ..experiments import Profile, get_profile, sweep
+from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD, spec_cost, width_multiplier
+from .ch04_morphnet import morphnet_plan
+from .ch06_3_prunetrain_net2net import search_plan
+
+__all__ = ["PROCEDURES", "QUANTITIES", "comparison_grids", "comparison_runs", "comparison_table",
+           "pairwise_tests", "answer", "uniform_scaling_check", "comparison_figure"]
+
+PROCEDURES = ("wide baseline", "MorphNet", "PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
+# (column, description, unit) of every compared quantity, in table order.
+QUANTITIES = (("final_acc", "accuracy", ""), ("total_time", "total training time", "s"),
+              ("params", "parameters", ""), ("flops", "FLOPs per image", ""))
+SEARCH_PAIR = ("PruneTrain + Net2Net", "MorphNet")
+
+
+def comparison_grids(profile: str | Profile) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Per procedure: the experiment and its params, once per seed of chapter 6.3's plan (5 on quick/full)."""
+    seeds = search_plan(profile).seeds
+    morph = morphnet_plan(profile)
+    morph_params = {"resource": "flops", "iterations": morph.search_iterations,
+                    "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
+    search = search_plan(profile).grid()
+    return {
+        "wide baseline": ("baseline", [{"model": "wide", "schedule": "step", "seed": s} for s in seeds]),
+        "MorphNet": ("morphnet_search", [{**morph_params, "seed": s} for s in seeds]),
+        "PruneTrain + Net2Net": ("prune_grow", search),
+        "PruneTrain + Net2Net, retrained": ("prune_grow_retrain", search),
+    }
+
+
+def comparison_runs(profile: str | Profile, progress: bool = True) -> pd.DataFrame:
+    """Run (or load) every procedure's runs; one row per run: procedure, seed, final_acc, total_time,
+    params and flops of the final network."""
+    frames = []
+    for procedure, (name, grid) in comparison_grids(profile).items():
+        summary = sweep(name, grid, profile=profile, progress=progress).summary
+        frames.append(pd.DataFrame({"procedure": procedure, "seed": summary["seed"],
+                                    "final_acc": summary["final_acc"], "total_time": summary["total_time"],
+                                    "params": summary["final_params"], "flops": summary["final_flops"]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 7.1: one row per procedure (in `PROCEDURES` order) with n and the mean and standard
+    deviation (ddof 1) of every quantity."""
+    rows = []
+    for procedure in [p for p in PROCEDURES if p in set(runs["procedure"])]:
+        group = runs[runs["procedure"] == procedure]
+        row: dict[str, Any] = {"procedure": procedure, "n": len(group)}
+        for column, _, _ in QUANTITIES:
+            row[f"{column}_mean"] = float(group[column].mean())
+            row[f"{column}_std"] = float(group[column].std(ddof=1)) if len(group) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pairwise_tests(runs: pd.DataFrame, quantities: tuple[tuple[str, str, str], ...] = QUANTITIES[:2]
+                   ) -> pd.DataFrame:
+    """Welch t-tests between every pair of procedures for each quantity (default: accuracy and total time),
+    Holm-adjusted within each quantity's family of pairs; columns of `stats.with_holm` plus "quantity"."""
+    present = [p for p in PROCEDURES if p in set(runs["procedure"])]
+    tables = []
+    for column, what, unit in quantities:
+        table = stats.compare_groups(runs, "procedure", combinations(present, 2), [(column, what, unit)])
+        table.insert(0, "quantity", column)
+        tables.append(stats.with_holm(table))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _test(tests: pd.DataFrame, quantity: str, a: str, b: str) -> pd.Series:
+    label_ab = tests["comparison"].str.endswith(f", {a} vs {b}")
+    label_ba = tests["comparison"].str.endswith(f", {b} vs {a}")
+    rows = tests[(tests["quantity"] == quantity) & (label_ab | label_ba)]
+    if rows.empty:
+        raise ValueError(f"no test of {quantity} between {a!r} and {b!r}; run pairwise_tests on both")
+    row = rows.iloc[0].copy()
+    if label_ba[rows.index[0]]:
+        row["mean_a"], row["mean_b"], row["diff"] = row["mean_b"], row["mean_a"], -row["diff"]
+    return row
+
+
+def answer(tests: pd.DataFrame, profile_name: str, dataset: str) -> str:
+    """The closing paragraph: the thesis's question answered on these numbers, or the statement that they do
+    not decide it. A procedure is called better when it is significantly more accurate (Holm-adjusted
+    Welch test, 5 % level) without being significantly slower, or equally accurate and significantly
+    faster; otherwise the comparison is undecided."""
+    a, b = SEARCH_PAIR
+    acc, time = _test(tests, "final_acc", a, b), _test(tests, "total_time", a, b)
+
+    def phrase(row: pd.Series, what: str, unit: str, digits: int) -> str:
+        verdict = row["verdict"]
+        return (f"{what} {row['mean_a']:.{digits}f}{unit} ({a}) vs {row['mean_b']:.{digits}f}{unit} ({b}), "
+                f"Welch p = {row['p']:.3g}, Holm-adjusted p = {row['p_holm']:.3g}: {verdict}")
+
+    significant = {name: row["verdict"] == "significant" for name, row in (("acc", acc), ("time", time))}
+    better_acc = significant["acc"] and acc["diff"] > 0
+    worse_acc = significant["acc"] and acc["diff"] < 0
+    faster = significant["time"] and time["diff"] < 0
+    slower = significant["time"] and time["diff"] > 0
+    if (better_acc and not slower) or (not significant["acc"] and faster):
+        decision = f"On these numbers {a} finds the better network."
+    elif (worse_acc and not faster) or (not significant["acc"] and slower):
+        decision = f"On these numbers {b} finds the better network."
+    else:
+        decision = ("These numbers do not decide the question: neither procedure is better in accuracy "
+                    "without being worse in time.")
+    return (f"Profile {profile_name!r} ({dataset}), n = {int(acc['n_a'])} and {int(acc['n_b'])} runs: "
+            f"{phrase(acc, 'accuracy', '', 3)}; {phrase(time, 'total training time', ' s', 1)}. {decision} "
+            f"A small profile checks the procedures, it does not carry over to the thesis's CIFAR scale.")
+
+
+def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
+    """The width multiplier omega that scales the profile's narrow net to the wide net's FLOPs (eq. 2.6),
+    and whether the scaled net is exactly the wide net (then uniform scaling is the wide baseline)."""
+    profile = get_profile(profile)
+    channels = profile.input_size[0]
+    narrow = profile.resnet("narrow", channels, profile.num_classes).to_spec()
+    wide = profile.resnet("wide", channels, profile.num_classes).to_spec()
+    budget = spec_cost(wide, "flops", profile.input_size)
+    omega, scaled = width_multiplier(narrow, budget, "flops", profile.input_size)
+    return {"omega": float(omega), "equals_wide": scaled == wide, "budget": budget,
+            "scaled_flops": spec_cost(scaled, "flops", profile.input_size)}
+
+
+
+AXIS_LABELS = {"final_acc": "finale Test-Genauigkeit", "total_time": "Trainingszeit gesamt (s)",
+               "params": "Parameter", "flops": "FLOPs pro Bild"}
+
+
+def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
+    """Accuracy against `x` ("flops" or "total_time"): every run as a point, each procedure's mean as a
+    cross, the legend outside the data; `stamp` = (profile, dataset) for `plots.stamp`."""
+    present = [p for p in PROCEDURES if p in set(runs["procedure"])]
+    fig, ax = plots.figure("full")
+    markers = dict(zip(PROCEDURES, ("o", "s", "^", "D")))
+    for index, procedure in enumerate(present):
+        group = runs[runs["procedure"] == procedure]
+        color = f"C{index}"
+        ax.scatter(group[x], group["final_acc"], s=14, color=color, marker=markers[procedure], alpha=0.7,
+                   label=f"{procedure} (n = {len(group)})", linewidths=0)
+        ax.scatter(group[x].mean(), group["final_acc"].mean(), s=60, color=color, marker="x", linewidths=1.2)
+    ax.set(xlabel=AXIS_LABELS[x], ylabel=AXIS_LABELS["final_acc"])
+    ax.legend(title="Läufe; x: Mittelwert", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    sizes = runs.groupby("procedure").size()
+    plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
+    return fig

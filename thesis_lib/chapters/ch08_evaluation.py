@@ -1,0 +1,35 @@
+"""Chapter 8 (notebook 08_evaluation): the procedures of chapter 7 on a dataset no other chapter used.
+
+The draft (chapter 8) evaluates "the results of the previous chapter on another, so far unseen dataset".
+Here: Fashion-MNIST (28x28 grey images, 10 classes) on `smoke` and `quick`, CIFAR-100 on `full`, with the
+same nets, the same budget rule (the wide net's FLOPs on that dataset's images), the same plans and seeds
+and the same table (8.1) and tests as chapter 7. The runs are cached under the profile's folder with the
+dataset in their key, so they never mix with chapter 7's.
+
+`quick` uses 1,024 training and 512 test images of Fashion-MNIST (the first of a fixed shuffle): each
+28x28 image costs about 12 times the FLOPs of an 8x8 digit, and the notebook must stay within minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..experiments import Profile, get_profile
+
+__all__ = ["EVALUATION_DATA", "evaluation_profile"]
+
+# Per profile: (dataset, training images, test images); None keeps the whole split.
+EVALUATION_DATA: dict[str, tuple[str, int | None, int | None]] = {
+    "smoke": ("fashion_mnist", 256, 128),
+    "quick": ("fashion_mnist", 1024, 512),
+    "full": ("cifar100", None, None),
+}
+
+
+def evaluation_profile(profile: str | Profile) -> Profile:
+    """`profile` with chapter 8's dataset: the same name, epochs, seeds and nets, another dataset."""
+    profile = get_profile(profile)
+    if profile.name not in EVALUATION_DATA:
+        raise ValueError(f"no chapter 8 dataset for profile {profile.name!r}; known: {sorted(EVALUATION_DATA)}")
+    dataset, n_train, n_test = EVALUATION_DATA[profile.name]
+    return replace(profile, dataset=dataset, n_train=n_train, n_test=n_test)

@@ -1,0 +1,235 @@
+"""Shrink with PruneTrain, grow with Net2Net: the thesis's own architecture search (sections 1.2 and 6.3).
+
+One training run from a small net (the narrow thesis ResNet). Training is cut into rounds of `interval`
+epochs. At the end of every round PruneTrain thresholds the weights and removes the channels that are dead
+in every member of their group (section 2.4); then the growth rule below looks at what pruning left and
+widens or deepens the net with Net2Net's function-preserving operators (section 2.5), never beyond a
+FLOP budget (the wide net's FLOPs, the zeta of MorphNet's search in chapter 4, so both searches get the
+same budget). Weights, BN statistics and the PruneTrain optimizer state are carried by
+`thesis_lib.surgery`; after a growth the optimizer restarts with zero momentum (Net2Net's policy, see
+`net2net.rebuild_optimizer`); the learning-rate schedule and the lasso's lambda go on unchanged. Nothing
+restarts from scratch.
+
+The growth rule (`GrowthRule`, applied by `plan_growth`):
+
+- Measured, per stage i (the thesis's phase i + 1): its saturation s_i = channels after pruning /
+  channels at the start of the round, counting the stage's residual-stream width plus every internal
+  width of its blocks (a block pruned to an identity counts 0). s_i = 1 means pruning found no unused
+  channel in the stage; s_i = 0.5 means half of its channels were dead.
+- Decided: every stage with s_i >= `saturation` is widened: its stream and internal widths grow by the
+  factor `widen_factor` (rounded up, at least one channel). A stage below the threshold is left as
+  pruning left it: it had capacity to spare. In addition, the stage with the fewest blocks among those with
+  s_i >= `deepen_saturation` (ties: the later stage) gets one new zero-gamma residual block at its end,
+  when `deepen_saturation` <= 1 (above 1 never deepens).
+- Budget: the grown net's forward FLOPs never exceed `budget`. Width goes first: if the full growth does
+  not fit, the deepening is dropped, then the widening factor is lowered in `factor_steps` equal steps
+  towards 1 and the largest factor that fits is taken; the deepening is added back only if it still fits
+  on top. If no widening fits, the deepening alone is tried; otherwise the round does not grow.
+
+The rule reads only the two specs and the budget, so it is deterministic; Net2Net's random replication
+maps and symmetry-breaking noise come from the hook's seeded generator, which the checkpoint carries, so a
+resumed run grows exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import torch
+
+from ..models import ResNet, ResNetSpec, StageSpec, count_flops, count_parameters
+from ..training import Trainer, TrainingHook
+from .net2net import deepen, rebuild_optimizer, widen
+from .prunetrain import PruneTrain, channel_sizes
+
+
+def stage_channels(stage: StageSpec) -> int:
+    """Channels of one stage: its residual-stream width plus every internal width of its blocks."""
+    return stage.width + sum(sum(block.widths) for block in stage.blocks)
+
+
+def stage_depth(stage: StageSpec) -> int:
+    """Blocks of a stage that still have a main path (a pruned-away block is a bare shortcut)."""
+    return sum(1 for block in stage.blocks if block.has_main_path)
+
+
+def stage_saturation(before: ResNetSpec, after: ResNetSpec) -> tuple[float, ...]:
+    """Per stage, the fraction of its channels (`stage_channels`) that survived from `before` to `after`."""
+    if len(before.stages) != len(after.stages):
+        raise ValueError(f"the specs have {len(before.stages)} and {len(after.stages)} stages; "
+                         "pruning keeps every stage")
+    return tuple(stage_channels(a) / stage_channels(b) for b, a in zip(before.stages, after.stages))
+
+
+@dataclass(frozen=True)
+class GrowthRule:
+    """The knobs of the growth rule (see the module docstring): which stages count as saturated, how much
+    they grow per round, when a stage also gets deeper, and how finely the factor is lowered to fit."""
+
+    saturation: float = 0.9
+    widen_factor: float = 1.5
+    deepen_saturation: float = 1.0
+    factor_steps: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.saturation <= 1.0:
+            raise ValueError(f"saturation must be in (0, 1], got {self.saturation}")
+        if not self.widen_factor > 1.0:
+            raise ValueError(f"widen_factor must be > 1 (growth adds channels), got {self.widen_factor}")
+        if not self.deepen_saturation > 0.0:
+            raise ValueError(f"deepen_saturation must be > 0 (above 1: never deepen), got {self.deepen_saturation}")
+        if int(self.factor_steps) != self.factor_steps or self.factor_steps < 1:
+            raise ValueError(f"factor_steps must be a whole number >= 1, got {self.factor_steps}")
+
+
+@dataclass(frozen=True)
+class GrowthPlan:
+    """What one round grows: new stream widths per stage index, the stages that get a new block, the
+    measured saturation, and the FLOPs of the grown net (equal to the current FLOPs when nothing grows)."""
+
+    widths: dict[int, int]
+    deepen: tuple[int, ...]
+    saturation: tuple[float, ...]
+    flops: int
+    factor: float = 1.0
+
+    @property
+    def grows(self) -> bool:
+        return bool(self.widths or self.deepen)
+
+    def to_json(self) -> str:
+        return json.dumps({"widths": {str(k): v for k, v in sorted(self.widths.items())},
+                           "deepen": list(self.deepen), "factor": self.factor,
+                           "saturation": [round(s, 6) for s in self.saturation], "flops": self.flops})
+
+
+def _widened_widths(spec: ResNetSpec, stages: list[int], factor: Fraction) -> dict[int, int]:
+    return {i: max(spec.stages[i].width + 1, math.ceil(spec.stages[i].width * factor)) for i in stages}
+
+
+def _grown(model: ResNet, widths: dict[int, int], deepened: tuple[int, ...], generator: torch.Generator,
+           noise: float = 0.0) -> ResNet:
+    grown = model
+    if widths:
+        stages = sorted(widths)
+        grown = widen(grown, stages=stages, widths=[widths[i] for i in stages], noise=noise, generator=generator)
+    for stage in deepened:
+        grown = deepen(grown, stage=stage, generator=generator)
+    return grown
+
+
+def plan_growth(model: ResNet, round_start: ResNetSpec, budget: float, input_size: tuple[int, ...],
+                rule: GrowthRule = GrowthRule()) -> GrowthPlan:
+    """The growth rule of the module docstring for `model` (the net after this round's pruning), whose
+    round began with the architecture `round_start`; FLOPs of one image of `input_size`."""
+    spec = model.spec
+    current = count_flops(model, input_size)
+    if current > budget:
+        raise ValueError(f"the net already has {current} FLOPs, above the budget {budget:.0f}")
+    saturation = stage_saturation(round_start, spec)
+    saturated = [i for i, s in enumerate(saturation) if s >= rule.saturation and spec.stages[i].blocks]
+    deep_candidates = [i for i, s in enumerate(saturation) if s >= rule.deepen_saturation and spec.stages[i].blocks]
+    deepened = (min(deep_candidates, key=lambda i: (stage_depth(spec.stages[i]), -i)),) if deep_candidates else ()
+    probe = torch.Generator().manual_seed(0)  # shapes only: the FLOPs do not depend on the random maps
+
+    def cost(widths: dict[int, int], deep: tuple[int, ...]) -> int:
+        return count_flops(_grown(model, widths, deep, probe), input_size)
+
+    full = Fraction(repr(float(rule.widen_factor)))
+    factors = [1 + (full - 1) * Fraction(j, rule.factor_steps) for j in range(rule.factor_steps, 0, -1)]
+    for factor in factors if saturated else []:
+        widths = _widened_widths(spec, saturated, factor)
+        flops = cost(widths, ())
+        if flops <= budget:
+            if deepened:
+                with_depth = cost(widths, deepened)
+                if with_depth <= budget:
+                    return GrowthPlan(widths, deepened, saturation, with_depth, float(factor))
+            return GrowthPlan(widths, (), saturation, flops, float(factor))
+    if deepened:
+        flops = cost({}, deepened)
+        if flops <= budget:
+            return GrowthPlan({}, deepened, saturation, flops)
+    return GrowthPlan({}, (), saturation, current)
+
+
+@dataclass
+class PruneGrow(TrainingHook):
+    """PruneTrain with Net2Net growth after every reconfiguration (the procedure of the module docstring).
+
+    `pruning` adds the group lasso to the loss and reconfigures every `pruning.interval` epochs (not in
+    the run's last epoch, so that the reported accuracy is the final net's). After a round's pruning, while
+    the epoch is at most `last_growth_epoch` (None: every round), `plan_growth` decides and the net grows.
+    Every epoch's record gets, besides PruneTrain's columns: grown, growth (the `GrowthPlan` as JSON or
+    ""), stage_widths and stage_blocks (JSON lists after this epoch), prune_time and grow_time (seconds
+    spent thresholding / rebuilding and deciding / growing; training is the record's epoch_time).
+    """
+
+    pruning: PruneTrain
+    budget: float
+    rule: GrowthRule = field(default_factory=GrowthRule)
+    last_growth_epoch: int | None = None
+    noise: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.budget > 0:
+            raise ValueError(f"budget must be > 0 FLOPs, got {self.budget}")
+        if not self.noise >= 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
+        if self.last_growth_epoch is not None and self.last_growth_epoch < 1:
+            raise ValueError(f"last_growth_epoch must be >= 1 (a 1-based epoch) or None, got {self.last_growth_epoch}")
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.round_start: ResNetSpec | None = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.pruning.on_train_start(trainer)
+        if self.round_start is None:
+            self.round_start = trainer.model.spec
+        budget_check = count_flops(trainer.model, tuple(trainer.data.train_x.shape[1:]))
+        if budget_check > self.budget:
+            raise ValueError(f"the starting net has {budget_check} FLOPs, above the budget {self.budget:.0f}")
+
+    def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
+                  loss: torch.Tensor) -> torch.Tensor:
+        return self.pruning.loss_term(trainer, outputs, targets, loss)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        epoch = int(record["epoch"])
+        start = time.perf_counter()
+        self.pruning.on_epoch_end(trainer, record)
+        record["prune_time"] = time.perf_counter() - start
+        start = time.perf_counter()
+        round_end = epoch % self.pruning.interval == 0 and epoch < trainer.config.epochs
+        growing = round_end and (self.last_growth_epoch is None or epoch <= self.last_growth_epoch)
+        plan = None
+        if growing:
+            plan = plan_growth(trainer.model, self.round_start, self.budget, tuple(trainer.data.train_x.shape[1:]),
+                               self.rule)
+            if plan.grows:
+                rebuild_optimizer(trainer, _grown(trainer.model, plan.widths, plan.deepen, self.generator, self.noise))
+        if round_end:
+            self.round_start = trainer.model.spec
+        spec = trainer.model.spec
+        record["grown"] = bool(plan is not None and plan.grows)
+        record["growth"] = plan.to_json() if plan is not None and plan.grows else ""
+        record["stage_widths"] = json.dumps([stage.width for stage in spec.stages])
+        record["stage_blocks"] = json.dumps([stage_depth(stage) for stage in spec.stages])
+        record["channels"] = json.dumps(channel_sizes(trainer.model))
+        record["params_after"] = count_parameters(trainer.model)
+        record["flops_after"] = trainer.flops()
+        record["grow_time"] = time.perf_counter() - start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruning": self.pruning.state_dict(), "generator": self.generator.get_state(),
+                "round_start": self.round_start.to_dict() if self.round_start is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pruning.load_state_dict(state["pruning"])
+        self.generator.set_state(state["generator"].cpu())
+        self.round_start = ResNetSpec.from_dict(state["round_start"]) if state["round_start"] else None
