@@ -1,0 +1,77 @@
+"""Chapter 6.3: the prune_grow experiment and its retraining on smoke, the plan, and the notebook's helpers."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
+    GROUP_ORDER, architecture_rounds, final_accuracy_groups, found_architectures, phase_times, search_plan,
+)
+from thesis_lib.experiments import get_profile, run
+from thesis_lib.models import NARROW_BASELINE, ResNetSpec, build_resnet, count_flops, count_parameters
+
+STRONG = {"lasso_ratio": 0.9, "threshold": 5e-2}
+
+
+def test_plans_take_chapter_5s_pruning_and_grow_until_the_first_lr_decay():
+    full, quick = search_plan("full"), search_plan("quick")
+    assert (full.lasso_ratio, full.threshold, full.interval, full.last_growth_epoch) == (0.2, 1e-4, 10, 93)
+    assert (quick.lasso_ratio, quick.threshold, quick.interval, quick.last_growth_epoch) == (0.8, 3e-2, 2, 5)
+    assert len(quick.seeds) == len(full.seeds) == 5
+    assert quick.grid()[3] == {**quick.params(), "seed": 3}
+
+
+def test_prune_grow_on_smoke_reports_the_net_it_ends_with_and_retrains_it(isolated_results):
+    params = {**search_plan("smoke").params(), **STRONG, "seed": 0}
+    search = run("prune_grow", params, profile="smoke", progress=False)
+    history, summary = search.history, search.summary
+    smoke = get_profile("smoke")
+    wide = build_resnet(smoke.resnet("wide", 1, 10))
+    assert summary["budget"] == count_flops(wide, (1, 8, 8))
+    assert history["grown"].iloc[0] and not history["reconfigured"].iloc[-1]
+    model = search.model()
+    assert model.spec == ResNetSpec.from_json(summary["found_spec"])
+    assert summary["found_params"] == count_parameters(model) == summary["final_params"]
+    assert summary["found_flops"] == count_flops(model, (1, 8, 8)) <= summary["budget"]
+    assert json.loads(summary["found_stage_widths"]) == [s.width for s in model.spec.stages]
+    assert summary["search_time"] == pytest.approx(summary["train_time"] + history["hook_time"].sum())
+
+    retrained = run("prune_grow_retrain", params, profile="smoke", progress=False)
+    assert retrained.model().spec == model.spec
+    assert retrained.summary["search_time"] == summary["search_time"]
+    assert retrained.summary["total_time"] == pytest.approx(summary["search_time"] + retrained.summary["retrain_time"])
+    assert retrained.summary["search_acc"] == summary["final_acc"]
+
+
+def test_architecture_rounds_start_from_the_narrow_net_and_follow_the_history():
+    history = pd.DataFrame({"seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2],
+                            "stage_widths": ["[8, 16, 32]", "[12, 16, 30]", "[8, 16, 32]", "[8, 24, 32]"],
+                            "stage_blocks": ["[1, 1, 1]", "[2, 1, 1]", "[1, 1, 1]", "[1, 1, 0]"]})
+    rounds = architecture_rounds(history, NARROW_BASELINE.with_(blocks=(1, 1, 1), in_channels=1))
+    assert len(rounds) == 2 * 3 * 3
+    start = rounds[rounds.epoch == 0]
+    assert start["width"].tolist() == [8, 16, 32] * 2 and start["blocks"].tolist() == [1] * 6
+    seed0 = rounds[(rounds.seed == 0) & (rounds.epoch == 2)]
+    assert seed0["phase"].tolist() == [1, 2, 3] and seed0["width"].tolist() == [12, 16, 30]
+    assert seed0["blocks"].tolist() == [2, 1, 1]
+    with pytest.raises(ValueError, match="stage_blocks"):
+        architecture_rounds(history.drop(columns="stage_blocks"), NARROW_BASELINE)
+
+
+def summary_frame(**extra):
+    base = {"seed": [0, 1], "final_acc": [0.9, 0.8], "total_time": [10.0, 12.0], "final_params": [100, 120],
+            "final_flops": [1000, 1100]}
+    return pd.DataFrame({**base, **extra})
+
+
+def test_final_accuracy_groups_and_tables_from_summaries():
+    groups = final_accuracy_groups(summary_frame(), summary_frame(), summary_frame(), summary_frame())
+    assert groups["group"].tolist() == [g for g in GROUP_ORDER for _ in range(2)]
+    search = summary_frame(found_stage_widths=["[8]", "[9]"], found_stage_blocks=["[1]", "[2]"],
+                           found_flops=[500, 750], found_params=[1, 2], budget=[1000, 1000], growths=[1, 2],
+                           reconfigurations=[2, 2], train_time=[8.0, 9.0], prune_time=[1.0, 0.5],
+                           grow_time=[1.0, 2.5], search_time=[10.0, 12.0])
+    assert found_architectures(search)["flops / budget"].tolist() == [0.5, 0.75]
+    phases = phase_times(search)
+    assert phases["train_share"].tolist() == [0.8, 0.75] and phases["grow_share"].tolist() == [0.1, 2.5 / 12]

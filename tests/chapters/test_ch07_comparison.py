@@ -1,0 +1,84 @@
+"""Chapter 7: the comparison's grids hit the other chapters' cache, its table, tests and closing answer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thesis_lib.chapters.ch07_comparison import (
+    PROCEDURES, answer, comparison_grids, comparison_runs, comparison_table, pairwise_tests, uniform_scaling_check,
+)
+from thesis_lib.experiments import run_dir_for
+
+
+def fake_runs(acc_shift: float = 0.0, time_shift: float = 0.0, n: int = 5) -> pd.DataFrame:
+    """Five runs per procedure; "PruneTrain + Net2Net" gets the given shifts against MorphNet."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for index, procedure in enumerate(PROCEDURES):
+        shift_acc = acc_shift if procedure == "PruneTrain + Net2Net" else 0.0
+        shift_time = time_shift if procedure == "PruneTrain + Net2Net" else 0.0
+        for seed in range(n):
+            rows.append({"procedure": procedure, "seed": seed, "final_acc": 0.9 + shift_acc + rng.normal(0, 0.005),
+                         "total_time": 100.0 + shift_time + rng.normal(0, 1.0), "params": 1000 + index,
+                         "flops": 5000 + seed})
+    return pd.DataFrame(rows)
+
+
+def test_table_7_1_has_one_row_per_procedure_with_mean_std_and_n():
+    runs = fake_runs()
+    table = comparison_table(runs)
+    assert table["procedure"].tolist() == list(PROCEDURES) and (table["n"] == 5).all()
+    assert list(table.columns) == ["procedure", "n", "final_acc_mean", "final_acc_std", "total_time_mean",
+                                   "total_time_std", "params_mean", "params_std", "flops_mean", "flops_std"]
+    morph = runs[runs.procedure == "MorphNet"]
+    row = table.set_index("procedure").loc["MorphNet"]
+    assert row["final_acc_mean"] == pytest.approx(morph["final_acc"].mean())
+    assert row["total_time_std"] == pytest.approx(np.std(morph["total_time"], ddof=1))
+    assert row["flops_std"] == pytest.approx(np.std([5000, 5001, 5002, 5003, 5004], ddof=1))
+
+
+def test_pairwise_tests_cover_every_pair_with_holm_within_each_quantity():
+    tests = pairwise_tests(fake_runs(acc_shift=0.05))
+    assert len(tests) == 2 * 6 and set(tests["quantity"]) == {"final_acc", "total_time"}
+    for _, family in tests.groupby("quantity"):
+        p = family["p"].to_numpy()
+        order = np.argsort(p)
+        by_hand = np.minimum(1, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+        np.testing.assert_allclose(family["p_holm"].to_numpy()[order], by_hand)
+    assert {"n_a", "n_b", "t", "df", "p", "p_holm", "verdict"} <= set(tests.columns)
+
+
+@pytest.mark.parametrize("acc_shift, time_shift, expected", [
+    (0.05, 0.0, "PruneTrain + Net2Net finds the better network"),
+    (-0.05, 0.0, "MorphNet finds the better network"),
+    (0.0, -20.0, "PruneTrain + Net2Net finds the better network"),
+    (0.05, 20.0, "do not decide"),
+    (0.0, 0.0, "do not decide"),
+])
+def test_the_answer_follows_the_holm_adjusted_tests(acc_shift, time_shift, expected):
+    text = answer(pairwise_tests(fake_runs(acc_shift, time_shift)), "quick", "digits")
+    assert expected in text and "n = 5 and 5" in text
+
+
+def test_grids_reuse_the_runs_of_chapters_3_4_and_6_3(monkeypatch):
+    monkeypatch.setenv("THESIS_RESULTS", "/results")
+    grids = comparison_grids("quick")
+    assert list(grids) == list(PROCEDURES)
+    assert [len(grid) for _, grid in grids.values()] == [5, 5, 5, 5]
+    name, grid = grids["wide baseline"]
+    assert run_dir_for(name, grid[0], "quick") == run_dir_for("baseline", {"seed": 0, "model": "wide",
+                                                                            "schedule": "step"}, "quick")
+    assert grids["MorphNet"][1][0]["resource"] == "flops"
+
+
+def test_uniform_scaling_of_the_narrow_net_is_the_wide_net():
+    check = uniform_scaling_check("quick")
+    assert check["omega"] == 2.0 and check["equals_wide"] and check["scaled_flops"] == check["budget"]
+
+
+def test_comparison_runs_on_smoke_gives_one_row_per_run(isolated_results):
+    runs = comparison_runs("smoke", progress=False)
+    assert runs.groupby("procedure").size().to_dict() == {p: 2 for p in PROCEDURES}
+    retrained = runs[runs.procedure == "PruneTrain + Net2Net, retrained"].set_index("seed")
+    search = runs[runs.procedure == "PruneTrain + Net2Net"].set_index("seed")
+    assert (retrained["flops"] == search["flops"]).all() and (retrained["total_time"] > search["total_time"]).all()

@@ -1,0 +1,139 @@
+"""Chapter 6.3's search: the growth rule on hand-made cases, and a whole PruneTrain + Net2Net run."""
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from thesis_lib.data import load_dataset
+from thesis_lib.methods.prunetrain import PruneTrain
+from thesis_lib.methods.search import (GrowthRule, PruneGrow, _grown, plan_growth, stage_channels,
+                                      stage_saturation)
+from thesis_lib.models import ResNetConfig, build_resnet, count_flops
+from thesis_lib.surgery import channel_groups, select_channels
+from thesis_lib.training import Trainer, TrainConfig, seeded_model
+from helpers import KillAfter, Killed
+
+INPUT = (1, 8, 8)
+NET = ResNetConfig(stages=3, blocks=(1, 2, 1), widths=(4, 8, 12), in_channels=1, num_classes=10)
+TIMING_COLUMNS = ["epoch_time", "hook_time", "prune_time", "grow_time"]
+
+
+def stage_groups(model, stage: int) -> list:
+    return [g for g in channel_groups(model) if g.stage == stage and g.kind in ("stream", "internal")]
+
+
+def keep_fraction(model, stage: int, fraction: float):
+    """The model with the first `fraction` of every channel group of `stage` kept (a hand-made pruning)."""
+    keep = {g.name: list(range(max(1, int(g.size * fraction)))) for g in stage_groups(model, stage)}
+    return select_channels(model, keep)
+
+
+def test_stage_channels_and_saturation_count_stream_and_internal_widths():
+    spec = NET.to_spec()
+    assert [stage_channels(s) for s in spec.stages] == [4 + 4, 8 + 8 + 8, 12 + 12]
+    pruned = keep_fraction(build_resnet(NET), 1, 0.5).spec
+    assert stage_saturation(spec, pruned) == (1.0, 0.5, 1.0)
+
+
+def test_unpruned_stages_grow_by_the_factor_rounded_up():
+    model = build_resnet(NET)
+    plan = plan_growth(model, model.spec, budget=1e12, input_size=INPUT,
+                       rule=GrowthRule(widen_factor=1.3, deepen_saturation=2.0))
+    assert plan.widths == {0: math.ceil(4 * 1.3), 1: math.ceil(8 * 1.3), 2: math.ceil(12 * 1.3)} == {0: 6, 1: 11, 2: 16}
+    assert plan.deepen == () and plan.saturation == (1.0, 1.0, 1.0) and plan.factor == pytest.approx(1.3)
+
+
+def test_a_stage_pruned_to_half_does_not_grow_and_the_least_deep_saturated_stage_deepens():
+    model = build_resnet(NET)
+    pruned = keep_fraction(model, 1, 0.5)
+    plan = plan_growth(pruned, model.spec, budget=1e12, input_size=INPUT, rule=GrowthRule())
+    assert sorted(plan.widths) == [0, 2] and plan.widths == {0: 6, 2: 18}
+    # Stages 0 and 2 lost nothing and have one block each: the later one gets the new block.
+    assert plan.deepen == (2,)
+
+
+def test_the_budget_is_never_exceeded_and_width_goes_before_depth():
+    model = build_resnet(NET)
+    current = count_flops(model, INPUT)
+    full = plan_growth(model, model.spec, budget=1e12, input_size=INPUT)
+    assert full.widths and full.deepen
+    for budget in (current, current * 1.05, current * 1.3, (current + full.flops) / 2, full.flops - 1, full.flops):
+        plan = plan_growth(model, model.spec, budget=budget, input_size=INPUT)
+        assert plan.flops <= budget
+        if plan.grows:
+            grown = _grown(model, plan.widths, plan.deepen, torch.Generator().manual_seed(3))
+            assert count_flops(grown, INPUT) == plan.flops
+    assert not plan_growth(model, model.spec, budget=current, input_size=INPUT).grows
+    just_below = plan_growth(model, model.spec, budget=full.flops - 1, input_size=INPUT)
+    assert just_below.widths == full.widths and just_below.deepen == ()  # the deepening is dropped first
+    with pytest.raises(ValueError, match="above the budget"):
+        plan_growth(model, model.spec, budget=current - 1, input_size=INPUT)
+
+
+def test_the_rule_is_deterministic_and_checks_its_knobs():
+    model = build_resnet(NET)
+    pruned = keep_fraction(model, 2, 0.75)
+    plans = [plan_growth(pruned, model.spec, budget=2e6, input_size=INPUT) for _ in range(2)]
+    assert plans[0] == plans[1] and plans[0].to_json() == plans[1].to_json()
+    for bad, message in [({"saturation": 0}, "saturation"), ({"widen_factor": 1.0}, "widen_factor"),
+                         ({"deepen_saturation": 0}, "deepen_saturation"), ({"factor_steps": 0}, "factor_steps")]:
+        with pytest.raises(ValueError, match=message):
+            GrowthRule(**bad)
+
+
+def small_digits():
+    data = load_dataset("digits")
+    return dataclasses.replace(data, train_x=data.train_x[:384], train_y=data.train_y[:384])
+
+
+NARROW = ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(8, 16, 32), in_channels=1, num_classes=10)
+WIDE = NARROW.with_(widths=(16, 32, 64))
+
+
+def search_hook(seed: int = 0) -> PruneGrow:
+    budget = count_flops(build_resnet(WIDE), INPUT)
+    return PruneGrow(PruneTrain(lasso_ratio=0.8, threshold=3e-2, interval=2), budget=budget,
+                     last_growth_epoch=4, seed=seed)
+
+
+CONFIG = TrainConfig(epochs=6, batch_size=64, lr=0.05, schedule="step", milestones=(4,), augment=False)
+
+
+def test_a_search_shrinks_grows_stays_within_budget_and_resumes_exactly(tmp_path):
+    data = small_digits()
+    whole = Trainer(seeded_model(NARROW, 0), data, CONFIG, hooks=[search_hook()], progress=False)
+    history = whole.fit()
+    budget = whole.hooks[0].budget
+    assert history["removed_channels"].sum() > 0 and history["grown"].sum() >= 1
+    assert (history["flops"] <= budget).all() and (history["flops_after"] <= budget).all()
+    assert history["reconfigured"].iloc[-1] == False  # noqa: E712  (no change after the last evaluation)
+    assert count_flops(whole.model, INPUT) == history["flops_after"].iloc[-1] == history["flops"].iloc[-1]
+    grown_at = history.index[history["grown"]].tolist()
+    assert all(history["epoch"][i] in (2, 4) for i in grown_at)  # rounds end every 2 epochs, growth until 4
+    assert history["params"].iloc[grown_at[0] + 1] > history["params"].iloc[0]
+
+    path = tmp_path / "search.pt"
+    with pytest.raises(Killed):
+        Trainer(seeded_model(NARROW, 0), data, CONFIG, hooks=[search_hook(), KillAfter(2)], checkpoint_path=path,
+                progress=False).fit()
+    resumed = Trainer(seeded_model(NARROW, 0), data, CONFIG, hooks=[search_hook(), KillAfter(99)],
+                      checkpoint_path=path, progress=False)
+    assert resumed.epoch == 2
+    resumed_history = resumed.fit()
+    pd.testing.assert_frame_equal(resumed_history.drop(columns=TIMING_COLUMNS), history.drop(columns=TIMING_COLUMNS))
+    assert resumed.model.spec == whole.model.spec
+    for a, b in zip(resumed.model.state_dict().values(), whole.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_start_above_the_budget_is_refused():
+    hook = PruneGrow(PruneTrain(), budget=10)
+    with pytest.raises(ValueError, match="above the budget"):
+        Trainer(seeded_model(NARROW, 0), small_digits(), CONFIG, hooks=[hook], progress=False).fit()
+    with pytest.raises(ValueError, match="budget"):
+        PruneGrow(PruneTrain(), budget=0)
+    with pytest.raises(ValueError, match="last_growth_epoch"):
+        PruneGrow(PruneTrain(), budget=1e6, last_growth_epoch=0)
