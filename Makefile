@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 
-.PHONY: setup notebooks test benchmark clean-results
+.PHONY: setup data notebooks test benchmark clean-results
 
 setup: $(VENV)/.installed
 
@@ -14,13 +14,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Fashion-MNIST for chapter 8: Debian's dataset-fashion-mnist where apt works as root (CI), else
+# torchvision's download into THESIS_DATA (default ~/.cache/thesis_lib); nothing to do when it is there.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+data: setup
+	@if [ -d $(FASHION_MNIST) ] || $(PY) -c "from thesis_lib.data import load_dataset; load_dataset('fashion_mnist')" 2>/dev/null; then \
+		echo "Fashion-MNIST found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); \
+	else \
+		$(PY) -c "from thesis_lib.data import load_dataset; load_dataset('fashion_mnist', download=True)"; \
+	fi
+
 # Main job: re-run every notebook headlessly on a profile (default quick), writing figures/<profile>/.
-notebooks: setup
+notebooks: data
 	$(PY) -m thesis_lib notebooks --profile $(PROFILE)
 
 # Tests: unit tests of every module and a smoke-profile run of every notebook. The smoke nets are tiny:
 # one intra-op thread per process is faster than several.
-test: setup
+test: data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 benchmark: setup
