@@ -1,7 +1,10 @@
 """The thesis ResNet: parameter table (section 6.1), FLOPs, specs and bad configs."""
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from thesis_lib.models import (
     NARROW_BASELINE, WIDE_BASELINE, ResNetConfig, ResNetSpec, build_resnet, count_flops,
@@ -90,3 +93,20 @@ def test_inconsistent_spec_is_refused():
     data["stages"][1]["blocks"][0]["shortcut_kernel"] = None
     with pytest.raises(ValueError, match="needs a shortcut conv"):
         ResNetSpec.from_dict(data)
+
+
+def test_convs_are_he_normal_on_the_fan_out_and_bn_starts_as_identity():
+    """He et al. and the original PruneTrain code: std sqrt(2 / (out_channels * kh * kw)), BN gamma 1, beta 0."""
+    torch.manual_seed(0)
+    model = build_resnet(WIDE_BASELINE)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 + 15 * 2 + 2
+    for conv in convs:
+        out_channels, _, kh, kw = conv.weight.shape
+        expected = math.sqrt(2.0 / (out_channels * kh * kw))
+        assert conv.weight.std().item() == pytest.approx(expected, rel=0.1 if conv.weight.numel() > 2000 else 0.3)
+        assert abs(conv.weight.mean().item()) < 0.2 * expected
+    stage3 = model.stages[2].blocks[1].conv1.weight  # 64 x 64 x 3 x 3: 36,864 draws
+    assert stage3.std().item() == pytest.approx(math.sqrt(2.0 / (64 * 9)), rel=0.02)
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from thesis_lib.models import (
-    WIDE_BASELINE, BlockSpec, ResNetConfig, build_resnet, count_parameters,
+    WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
 )
 from thesis_lib.surgery import (
     carry_optimizer_state, channel_groups, conv_edges, insert_block, insert_layer, map_channels, remove_block,
-    select_channels,
+    same_width_segments, select_channels, stream_segments,
 )
 from helpers import irregular_spec as odd_spec
 
@@ -594,3 +594,38 @@ def test_surgery_on_cuda_keeps_device_and_function():
     assert {p.device.type for p in pruned.parameters()} == {"cuda"}
     assert len(new_optimizer.state) == len(list(pruned.parameters()))
     assert all(state["momentum_buffer"].is_cuda for state in new_optimizer.state.values())
+
+
+def two_segment_net():
+    """The multi-segment case of the protocol audit: stage 0's two blocks both have shortcut convs."""
+    spec = ResNetSpec(in_channels=3, stem_width=4, num_classes=2, stages=(
+        StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),))
+    torch.manual_seed(0)
+    return build_resnet(spec)
+
+
+def test_segments_of_one_stage_must_keep_equal_widths_and_the_error_names_them():
+    model = two_segment_net()
+    assert stream_segments(model.spec) == {0: ["stage0.stream", "stage0.block1.stream"]}
+    with pytest.raises(ValueError, match=r"stage 0 has 2 residual-stream segments.*'stage0.block1.stream': 3"):
+        select_channels(model, {"stage0.block1.stream": [0, 1, 2]})
+
+
+def test_same_width_segments_keeps_the_union_and_pruning_stays_exact():
+    model = two_segment_net()
+    with torch.no_grad():  # channels 3..5 dead in the second segment, channel 5 dead in the first
+        model.stages[0].blocks[1].conv2.weight[3:] = 0
+        model.stages[0].blocks[1].shortcut_conv.weight[3:] = 0
+        model.classifier.weight[:, 3:] = 0
+        model.stages[0].blocks[0].conv2.weight[5] = 0
+        model.stages[0].blocks[0].shortcut_conv.weight[5] = 0
+        model.stages[0].blocks[1].conv1.weight[:, 5] = 0
+        model.stages[0].blocks[1].shortcut_conv.weight[:, 5] = 0
+    keep = same_width_segments(model.spec, {"stage0.block1.stream": [0, 1, 2], "stage0.stream": [0, 1, 2, 3, 4]})
+    assert keep == {"stage0.stream": [0, 1, 2, 3, 4], "stage0.block1.stream": [0, 1, 2, 3, 4]}
+    assert same_width_segments(model.spec, {"stage0.block1.stream": [1]})["stage0.stream"] == list(range(6))
+    smaller = select_channels(model.eval(), keep)
+    assert smaller.spec.stages[0].width == 5
+    x = torch.randn(3, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(smaller(x), model(x), rtol=0, atol=1e-6)

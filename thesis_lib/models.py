@@ -10,6 +10,9 @@ with ReLU between them; its last BN output is added to the shortcut and passed t
 block of every later stage is a transition block (stride 2) whose shortcut is one more conv + BN; the
 thesis's parameter table pins that shortcut to a 3x3 conv. Global average pooling and a linear classifier
 end the network. Convs have no bias.
+
+Initialisation: convs He-normal on the fan-out, BN gamma 1 and beta 0, the classifier PyTorch's default
+(as in the original PruneTrain code and He et al.).
 """
 
 from __future__ import annotations
@@ -265,7 +268,12 @@ NARROW_BASELINE = ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(8, 16, 32))
 
 
 def _conv(in_width: int, out_width: int, kernel: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_width, out_width, kernel, stride=stride, padding=kernel // 2, bias=False)
+    """A bias-free conv with He et al.'s normal init on the fan-out (std sqrt(2 / (out * k * k))), as the
+    original PruneTrain code and He et al.'s CIFAR ResNets initialise: PruneTrain's lambda (eq. 2.3) and
+    the effect of its fixed threshold on |w| depend on the scale of the initial weights."""
+    conv = nn.Conv2d(in_width, out_width, kernel, stride=stride, padding=kernel // 2, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
 
 
 class ResidualBlock(nn.Module):
@@ -334,7 +342,7 @@ class ResNet(nn.Module):
 
 
 def build_resnet(config: ResNetConfig | ResNetSpec) -> ResNet:
-    """Build a freshly initialised ResNet (PyTorch's default init) from a config or an explicit spec."""
+    """Build a freshly initialised ResNet (He-normal fan-out convs, see `_conv`) from a config or a spec."""
     spec = config.to_spec() if isinstance(config, ResNetConfig) else config
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build_resnet needs a ResNetConfig or ResNetSpec, got {type(config).__name__}")

@@ -332,6 +332,7 @@ def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_read
     groups = {group.name: group for group in channel_groups(model)}
     maps = _check_index_maps(groups, index_maps)
     size = {name: len(maps[name]) if name in maps else group.size for name, group in groups.items()}
+    _check_segment_sizes(spec, size)
     layout = _layout(spec)
 
     stages, kept_blocks = [], []
@@ -363,6 +364,44 @@ def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_read
                  {key: tuple(steps) for key, steps in gathers.items()}, fresh_copies)
 
 
+def stream_segments(spec: ResNetSpec) -> dict[int, list[str]]:
+    """Per stage, the residual-stream groups its blocks write: one, or several when a later block of the
+    stage has a shortcut conv of its own (each such conv starts a new segment). The spec holds one stream
+    width per stage, so all segments of a stage must keep equal sizes (`same_width_segments`)."""
+    layout = _layout(spec)
+    segments: dict[int, list[str]] = {}
+    for name, stage in layout.stream_stages.items():
+        if stage is not None:
+            segments.setdefault(stage, []).append(name)
+    return segments
+
+
+def same_width_segments(spec: ResNetSpec, keep: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """`keep` (channels per group, as for `select_channels`) with every multi-segment stage's segments
+    given one index set: the sorted union of the channels kept in any of them (a segment not named in
+    `keep` keeps all its channels). The extra channels are ones some segment would have dropped; keeping
+    them never changes the function, so a pruning stays exact."""
+    out = {name: sorted(int(i) for i in indices) for name, indices in keep.items()}
+    sizes = _layout(spec).stream_sizes
+    for names in stream_segments(spec).values():
+        if len(names) < 2 or not any(name in out for name in names):
+            continue
+        union = sorted(set().union(*(out.get(name, range(sizes[name])) for name in names)))
+        for name in names:
+            out[name] = list(union)
+    return out
+
+
+def _check_segment_sizes(spec: ResNetSpec, size: Mapping[str, int]) -> None:
+    for stage, names in stream_segments(spec).items():
+        widths = {name: size[name] for name in names}
+        if len(set(widths.values())) > 1:
+            raise ValueError(
+                f"stage {stage} has {len(names)} residual-stream segments {names} (separated by shortcut convs) "
+                f"and the spec holds one width per stage, but they would keep {widths} channels; give every "
+                "segment of a stage the same number of channels (surgery.same_width_segments does)")
+
+
 def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_readers: bool,
                  new_channels: str = "copy") -> ResNet:
     """A new model whose channel j of group G is the old channel index_maps[G][j] (groups not named stay whole).
@@ -375,7 +414,7 @@ def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_re
     shortcut alone. An empty stream group is a ValueError. The input model is left untouched.
 
     new_channels="fresh" (the random-init baseline of chapter 6.2) carries only the first occurrence of
-    every old channel; a repeated index is a new channel with PyTorch's default initialisation (drawn
+    every old channel; a repeated index is a new channel with the fresh initialisation of a new model (drawn
     from the global RNG, like insert_block's new block), in every tensor that touches it: its filters, BN
     tensors (running mean 0, var 1) and its readers' input slices. Nothing is divided (divide_readers must
     be False), so the function changes wherever a fresh channel is read.

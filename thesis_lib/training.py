@@ -32,13 +32,19 @@ OPTIMIZERS = ("sgd", "lars")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run. Defaults follow the thesis baseline (section 3.1.4)."""
+    """Hyperparameters of one training run. Defaults follow the thesis baseline (section 3.1.4).
+
+    `bn_weight_decay=False` puts the BN gammas and betas into a param group of their own without weight
+    decay: MorphNet's regularized phases (section 2.7) need it, as in morph-net, because L2 on the gammas
+    pulls on them as hard as the FLOP penalty does.
+    """
 
     epochs: int = 180
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    bn_weight_decay: bool = True
     schedule: str = "step"
     milestones: tuple[int, ...] = (93, 150)
     lr_decay: float = 0.1
@@ -119,13 +125,25 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+def optimizer_param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """The param groups of `config`'s optimizer: all parameters in `model.parameters()` order, or, with
+    `bn_weight_decay=False`, the non-BN parameters and then the BN gammas and betas with weight decay 0."""
+    if config.bn_weight_decay:
+        return [{"params": list(model.parameters())}]
+    bn_ids = {id(p) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+              for p in m.parameters(recurse=False)}
+    others = [p for p in model.parameters() if id(p) not in bn_ids]
+    bn = [p for p in model.parameters() if id(p) in bn_ids]
+    return [{"params": others}, {"params": bn, "weight_decay": 0.0}]
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of `config` over the model's parameters, in `model.parameters()` order."""
+    """The optimizer of `config` over the model's parameters (groups from `optimizer_param_groups`)."""
+    groups = optimizer_param_groups(model, config)
     if config.optimizer == "lars":
-        return LARS(model.parameters(), lr=config.lr, momentum=config.momentum,
-                    weight_decay=config.weight_decay, trust=config.lars_trust)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+        return LARS(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                    trust=config.lars_trust)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 class TrainingHook:

@@ -5,10 +5,10 @@ import random
 import pytest
 import torch
 from torch import nn
-from thesis_lib.models import ResNetConfig, build_resnet, count_flops
+from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_flops
 from thesis_lib.methods.morphnet import (
     MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec,
-    morphnet_search, resource_coefficient, scale_spec, spec_cost, uniform_config, width_multiplier,
+    morphnet_search, resource_coefficient, scale_spec, shrink_to_alive, spec_cost, uniform_config, width_multiplier,
 )
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer, TrainingHook
@@ -384,3 +384,18 @@ def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_p
     assert resumed.structures[1].cost < resumed.structures[0].cost  # the search really shrank
     assert resumed.retrain_history["train_loss"].tolist() == expected.retrain_history["train_loss"].tolist()
 
+
+
+def test_shrinking_a_stage_with_two_stream_segments_keeps_one_width():
+    spec = ResNetSpec(in_channels=1, stem_width=4, num_classes=10, stages=(
+        StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),))
+    torch.manual_seed(0)
+    model = build_resnet(spec)
+    with torch.no_grad():  # the second segment's BNs: channels 2..5 below the threshold
+        model.stages[0].blocks[1].bn2.weight[2:] = 1e-4
+        model.stages[0].blocks[1].shortcut_bn.weight[2:] = 1e-4
+        model.stages[0].blocks[0].bn2.weight[3:] = 1e-4
+        model.stages[0].blocks[0].shortcut_bn.weight[3:] = 1e-4
+    keep = alive_channels(model, 1e-2)
+    assert keep["stage0.stream"] == keep["stage0.block1.stream"] == [0, 1, 2]  # union of [0, 1, 2] and [0, 1]
+    assert shrink_to_alive(model, 1e-2).spec.stages[0].width == 3

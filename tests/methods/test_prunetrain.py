@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 from thesis_lib.data import Dataset, load_dataset
-from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, count_parameters
+from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
 from thesis_lib.methods.prunetrain import (
     PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda, lasso_penalty_ratio,
     member_alive_channels, prune_plan, training_flops_summary, zero_small_weights_,
@@ -228,7 +228,7 @@ def digits_config(epochs: int) -> TrainConfig:
 
 def strong_prunetrain(**kwargs) -> PruneTrain:
     """A lasso ratio and threshold far above the defaults, so that a tiny net shrinks within 4 epochs."""
-    return PruneTrain(lasso_ratio=0.9, threshold=2e-2, interval=2, **kwargs)
+    return PruneTrain(lasso_ratio=0.95, threshold=5e-2, interval=2, **kwargs)
 
 
 
@@ -336,3 +336,24 @@ def test_bad_function_arguments():
     with pytest.raises(ValueError, match="empty"):
         training_flops_summary(pd.DataFrame({"flops": []}), 10, 100)
 
+
+
+def test_prune_plan_gives_the_segments_of_one_stage_one_index_set():
+    spec = ResNetSpec(in_channels=3, stem_width=4, num_classes=2, stages=(
+        StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),))
+    torch.manual_seed(0)
+    model = build_resnet(spec)
+    with torch.no_grad():  # channels 3..5 of the second segment dead in every member
+        model.stages[0].blocks[1].conv2.weight[3:] = 0
+        model.stages[0].blocks[1].shortcut_conv.weight[3:] = 0
+        model.classifier.weight[:, 3:] = 0
+    plan = prune_plan(model)
+    assert plan["stage0.block1.stream"] == plan["stage0.stream"] == list(range(6))  # the first keeps all 6
+    with torch.no_grad():
+        model.stages[0].blocks[0].conv2.weight[4:] = 0
+        model.stages[0].blocks[0].shortcut_conv.weight[4:] = 0
+        model.stages[0].blocks[1].conv1.weight[:, 4:] = 0
+        model.stages[0].blocks[1].shortcut_conv.weight[:, 4:] = 0
+    plan = prune_plan(model)
+    assert plan["stage0.block1.stream"] == plan["stage0.stream"] == [0, 1, 2, 3]
+    assert select_channels(model, plan).spec.stages[0].width == 4

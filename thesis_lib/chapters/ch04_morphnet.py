@@ -135,7 +135,7 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     """
     params, resource, relative_strength, gamma_threshold, seed = _morphnet_params(context)
     base = _base_model_name(params, "model", "wide")
-    config = context.train_config(seed=seed, **{"schedule": "constant", **params})
+    config = context.train_config(seed=seed, **{"schedule": "constant", "bn_weight_decay": False, **params})
     hook = MorphNetHook(resource=resource, relative_strength=relative_strength, gamma_threshold=gamma_threshold)
     trainer = context.trainer(seeded_model(context.resnet_config(base), seed), config,
                               hooks=[hook, AliveCostRecorder(gamma_threshold)], phase="regularize")

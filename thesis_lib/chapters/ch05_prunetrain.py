@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,8 +41,9 @@ class PruneTrainPlan:
     varies (fig. 5.1 lasso ratio, 5.2 reconfiguration interval, 5.3 / 5.4 threshold, and the learning
     rate), every other factor held at the default, as the thesis does.
 
-    `full` keeps the thesis's values: lasso ratio 0.05 ... 0.25 around the original code's 0.2, threshold
-    1e-4, intervals 2 / 5 / 10 epochs of 180 (the draft names no threshold or learning-rate values: a
+    `full` keeps the thesis's values: a fixed batch of 256 for 180 epochs (the draft's chapter 5; its
+    baseline runs at 256 too, `baseline_grid`), lasso ratio 0.05 ... 0.25 around the original code's 0.2,
+    threshold 1e-4, intervals 2 / 5 / 10 epochs of 180 (the draft names no threshold or learning-rate values: a
     decade either side of 1e-4 and half / double the baseline's lr 0.1 are this plan's choice). Fewer SGD
     steps need a stronger lasso: lambda of eq. 2.3 fixes only the lasso's share at step 0, and how far the
     slices shrink grows with lambda x lr x steps.
@@ -64,6 +66,17 @@ class PruneTrainPlan:
     thresholds: tuple[float, ...]
     lrs: tuple[float, ...]
     seeds: tuple[int, ...]
+    batch_size: int | None = None
+
+    def training(self) -> dict[str, int]:
+        """The training params every run of the chapter shares: the fixed batch size where the plan sets one
+        (256 on `full`, as the draft's chapter 5), none otherwise (the profile's batch)."""
+        return {} if self.batch_size is None else {"batch_size": self.batch_size}
+
+    def baseline_grid(self, seeds: Sequence[int]) -> list[dict[str, Any]]:
+        """Params of the "baseline" runs chapter 5 compares against: the wide net with the step schedule at
+        the same batch size as the PruneTrain runs, once per seed of `seeds` (cached as their own runs)."""
+        return [{"model": "wide", "schedule": "step", **self.training(), "seed": seed} for seed in seeds]
 
     def default(self) -> dict[str, float | int]:
         """The default point's params (without seed), keyed by the `SETTING_COLUMNS`."""
@@ -81,7 +94,7 @@ class PruneTrainPlan:
 
         The default point has identical params in every factor's grid, so the run cache trains it once.
         """
-        return [{**self.default(), factor: value, "seed": seed}
+        return [{**self.default(), factor: value, **self.training(), "seed": seed}
                 for value in self.values(factor) for seed in self.seeds]
 
 
@@ -93,7 +106,8 @@ PRUNETRAIN_PLANS: dict[str, PruneTrainPlan] = {
                             thresholds=(1e-2, 3e-2, 5e-2), lrs=(0.025, 0.05, 0.1), seeds=(0, 1)),
     "full": PruneTrainPlan(lasso_ratio=0.2, threshold=1e-4, interval=10, lr=0.1,
                            lasso_ratios=(0.05, 0.1, 0.15, 0.2, 0.25), intervals=(2, 5, 10),
-                           thresholds=(1e-5, 1e-4, 1e-3), lrs=(0.05, 0.1, 0.2), seeds=(0, 1, 2, 3, 4)),
+                           thresholds=(1e-5, 1e-4, 1e-3), lrs=(0.05, 0.1, 0.2), seeds=(0, 1, 2, 3, 4),
+                           batch_size=256),
 }
 
 

@@ -60,20 +60,27 @@ def chapter_settings(profile: str | Profile) -> ChapterSettings:
 
 def prunetrain_grid(profile: str | Profile) -> list[dict[str, Any]]:
     """Params of the "prunetrain" runs (chapter 5's experiment) that are this chapter's PruneTrain without
-    adaptation: chapter 5's default point, once per seed of the profile. They are the same training as
-    "prunetrain_batch" with adapt=False, so the run cache shares them with notebook 05."""
+    adaptation: chapter 5's default point and batch size (256 on `full`), once per seed of the profile.
+    They are the same training as "prunetrain_batch" with adapt=False, so the run cache shares them with
+    notebook 05."""
     profile = get_profile(profile)
-    default = prunetrain_plan(profile).default()
-    return [{**default, "seed": seed} for seed in profile.seeds]
+    plan = prunetrain_plan(profile)
+    return [{**plan.default(), **plan.training(), "seed": seed} for seed in profile.seeds]
 
 
 def adaptation_grid(profile: str | Profile) -> list[dict[str, Any]]:
     """Params of the "prunetrain_batch" runs of a profile: PruneTrain at chapter 5's default point with
-    batch adaptation, for each lr scaling of the profile, once per seed."""
+    batch adaptation starting from chapter 5's batch size (256 on `full`: the batch that fills the GPU in
+    the draft's table 6.1), for each lr scaling of the profile, once per seed."""
     profile = get_profile(profile)
-    default = prunetrain_plan(profile).default()
-    return [{"adapt": True, "scaling": scaling, **default, "seed": seed}
+    plan = prunetrain_plan(profile)
+    return [{"adapt": True, "scaling": scaling, **plan.default(), **plan.training(), "seed": seed}
             for scaling in chapter_settings(profile).scalings for seed in profile.seeds]
+
+
+def baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the "baseline" runs the PruneTrain arms are compared with: chapter 5's (same batch)."""
+    return prunetrain_plan(profile).baseline_grid(get_profile(profile).seeds)
 
 
 def epoch_time_grid(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:

@@ -94,26 +94,49 @@ def model_state_bytes(model: nn.Module, optimizer_slots: int = 1) -> int:
     return parameter_bytes * (2 + optimizer_slots) + buffer_bytes
 
 
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _probe_batch(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A zero input and zero labels: memory does not depend on the values, and no RNG is consumed."""
+                 device: torch.device, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A zero input and zero labels: memory does not depend on the values, and no RNG is consumed. With
+    `channels_last` on CUDA the input (and the model, by the caller) use that memory format, as `Trainer`."""
     x = torch.zeros((batch_size, *input_shape), device=device)
+    if channels_last and device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.zeros(batch_size, dtype=torch.long, device=device)
     return x, y
 
 
+def _probe_copy(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    probe_model = copy.deepcopy(model).to(device).train()
+    if channels_last and device.type == "cuda":
+        probe_model = probe_model.to(memory_format=torch.channels_last)
+    return probe_model
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context `Trainer` trains in for `precision` ("fp32": disabled)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"unknown precision {precision!r}; use one of {tuple(AUTOCAST_DTYPES)}")
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def saved_tensor_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
-                       device: str | torch.device | None = None) -> int:
+                       device: str | torch.device | None = None, precision: str = "fp32",
+                       channels_last: bool = False) -> int:
     """Bytes the autograd graph saves for backward in one training-mode forward pass plus cross-entropy.
 
     Counts every distinct storage handed to `saved_tensors_hooks` once, at its full size, except the
     storages of the model's parameters and buffers. The forward runs on a copy in training mode, so the
-    model's BN running statistics are not touched.
+    model's BN running statistics are not touched, in the run's `precision` (autocast as in `Trainer`)
+    and memory format (`channels_last`, CUDA only, as in `Trainer`).
     """
     shape = _check_input_shape(input_shape)
     batch_size = _check_batch(batch_size)
     device = _device_of(model, device)
-    probe_model = copy.deepcopy(model).to(device).train()
+    probe_model = _probe_copy(model, device, channels_last)
     own = {t.untyped_storage().data_ptr() for t in [*probe_model.parameters(), *probe_model.buffers()]}
     saved: dict[int, int] = {}
 
@@ -123,8 +146,8 @@ def saved_tensor_bytes(model: nn.Module, input_shape: Sequence[int], batch_size:
             saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    x, y = _probe_batch(probe_model, shape, batch_size, device)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    x, y = _probe_batch(probe_model, shape, batch_size, device, channels_last)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), _autocast(device, precision):
         loss = nn.functional.cross_entropy(probe_model(x), y)
     del loss
     return int(sum(saved.values()))
@@ -137,8 +160,10 @@ def _release_cuda_memory(device: torch.device) -> None:
 
 
 def training_step_peak_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
-                             device: str | torch.device | None = None) -> int:
-    """CUDA only: peak allocated bytes of one SGD-with-momentum training step of a copy of `model`.
+                             device: str | torch.device | None = None, precision: str = "fp32",
+                             channels_last: bool = False) -> int:
+    """CUDA only: peak allocated bytes of one SGD-with-momentum training step of a copy of `model`, in the
+    run's `precision` (autocast) and memory format (`channels_last`), as `Trainer` trains.
 
     Measured from the memory allocated before the copy is made, with the peak statistics reset, so the
     copy's parameters, gradients, momentum and every temporary count. Raises torch.cuda.OutOfMemoryError
@@ -154,10 +179,11 @@ def training_step_peak_bytes(model: nn.Module, input_shape: Sequence[int], batch
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     try:
-        probe_model = copy.deepcopy(model).to(device).train()
+        probe_model = _probe_copy(model, device, channels_last)
         optimizer = torch.optim.SGD(probe_model.parameters(), lr=0.0, momentum=0.9)
-        x, y = _probe_batch(probe_model, shape, batch_size, device)
-        loss = nn.functional.cross_entropy(probe_model(x), y)
+        x, y = _probe_batch(probe_model, shape, batch_size, device, channels_last)
+        with _autocast(device, precision):
+            loss = nn.functional.cross_entropy(probe_model(x).float(), y)
         loss.backward()
         optimizer.step()
         torch.cuda.synchronize(device)
@@ -212,8 +238,10 @@ def _resolve_method(method: str, device: torch.device) -> str:
 
 
 def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None,
-                     method: str = "auto", probe_batches: Sequence[int] | None = None) -> MemoryModel:
-    """Fit `MemoryModel` from probes at `probe_batches` (least squares).
+                     method: str = "auto", probe_batches: Sequence[int] | None = None, precision: str = "fp32",
+                     channels_last: bool = False) -> MemoryModel:
+    """Fit `MemoryModel` from probes at `probe_batches` (least squares), in the run's `precision` and
+    memory format (see `saved_tensor_bytes`).
 
     method "model" (the default off CUDA) measures saved-tensor bytes, which are exactly affine in the
     batch, so two probes (default 2 and 4) fit them exactly; "peak" (the default on CUDA) measures the
@@ -228,10 +256,11 @@ def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str |
     if len(batches) < 2:
         raise ValueError(f"need at least two different probe batch sizes to fit a line, got {probe_batches}")
     if method == "peak":
-        measured = [training_step_peak_bytes(model, input_shape, b, device) for b in batches]
+        measured = [training_step_peak_bytes(model, input_shape, b, device, precision, channels_last)
+                    for b in batches]
         static, source = 0.0, "peak"
     else:
-        measured = [saved_tensor_bytes(model, input_shape, b, device) for b in batches]
+        measured = [saved_tensor_bytes(model, input_shape, b, device, precision, channels_last) for b in batches]
         static, source = float(model_state_bytes(model)), "saved"
     per_sample, fixed = np.polyfit(np.asarray(batches, float), np.asarray(measured, float), 1)
     return MemoryModel(static_bytes=static, fixed_bytes=float(fixed), per_sample_bytes=float(per_sample),
@@ -441,8 +470,8 @@ class BatchAdaptation(TrainingHook):
     the initial network at the initial batch size. At every reconfiguration the new batch is
 
     - rule "probe": the largest batch of the new network within that budget, from its memory model
-      (`memory_model` of the network; by default `fit_memory_model` on the trainer's device: saved-tensor
-      bytes off CUDA, measured peaks on CUDA);
+      (`memory_model` of the network; by default `fit_memory_model` on the trainer's device, in the run's
+      precision and memory format: saved-tensor bytes off CUDA, measured peaks on CUDA);
     - rule "fit": base batch x f(P0) / f(P), where f(P) = intercept + slope * P is a fit of 1 / max_batch
       against parameters (`inverse_batch_fit`) and P0, P are the initial and new parameter counts;
 
@@ -474,7 +503,8 @@ class BatchAdaptation(TrainingHook):
     def _memory_model_of(self, trainer: Trainer, model: nn.Module) -> MemoryModel:
         if self.memory_model is not None:
             return self.memory_model(model)
-        return fit_memory_model(model, tuple(trainer.data.train_x.shape[1:]), trainer.device)
+        return fit_memory_model(model, tuple(trainer.data.train_x.shape[1:]), trainer.device,
+                                precision=trainer.config.precision, channels_last=trainer.config.channels_last)
 
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.step_count > 0 and self.budget_bytes is not None:

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..data import Dataset
 from ..models import ResNet, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
-from ..surgery import INTERNAL, STREAM, channel_groups, conv_edges, select_channels
+from ..surgery import INTERNAL, STREAM, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import TrainConfig, Trainer, TrainingHook, seeded_model
 
 RESOURCES = ("flops", "size")
@@ -281,7 +281,8 @@ def alive_channels(model: ResNet, gamma_threshold: float = DEFAULT_GAMMA_THRESHO
     are left out, so they stay whole).
 
     A stream group with no alive channel keeps its one channel of largest |gamma|: a residual stream cannot
-    be removed. An internal group with none is empty, which removes its block's main path.
+    be removed. An internal group with none is empty, which removes its block's main path. The stream
+    segments of one stage keep one index set (`surgery.same_width_segments`), as the spec needs.
     """
     groups = channel_groups(model)
     group_gammas = _GroupGammas(model, groups)
@@ -295,7 +296,8 @@ def alive_channels(model: ResNet, gamma_threshold: float = DEFAULT_GAMMA_THRESHO
             alive = [int(values.argmax())]
         if len(alive) < group.size:
             keep[group.name] = alive
-    return keep
+    sizes = {group.name: group.size for group in groups}
+    return {name: kept for name, kept in same_width_segments(model.spec, keep).items() if len(kept) < sizes[name]}
 
 
 def shrink_to_alive(model: ResNet, gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD) -> ResNet:
@@ -417,6 +419,8 @@ class MorphNetHook(TrainingHook):
 
     Epoch record columns: morphnet_cost (F, hard-thresholded), morphnet_alive (alive channels, all
     groups), morphnet_penalty (G), morphnet_strength (lambda), morphnet_alive_groups (JSON per group).
+    Train with `TrainConfig(bn_weight_decay=False)`, as morph-net does: weight decay on the gammas would
+    pull them towards zero as well and confound the regularizer's effect.
     """
 
     resource: str = "flops"
@@ -553,6 +557,8 @@ def morphnet_search(seed_spec: ResNetSpec | ResNetConfig, data: Dataset, train_c
     last expanded structure from scratch with `retrain_config` (default `train_config`), no regularizer.
     Each iteration's lambda is `strength`, else `relative_strength` / F(the structure it trains). Every
     structure (seed, shrunk_i, expanded_i) is recorded with its cost, FLOPs, size, parameters and spec.
+    The regularized phases train without weight decay on the BN gammas and betas (`bn_weight_decay=False`,
+    as morph-net does); the retraining is ordinary training and keeps `retrain_config`'s setting.
 
     `trainer_factory(model, config, hooks, phase)` builds each phase's Trainer (phases "regularize_<i>" and
     "retrain"), e.g. a run context's checkpointing trainer, so that a killed search resumes where it
@@ -572,7 +578,7 @@ def morphnet_search(seed_spec: ResNetSpec | ResNetConfig, data: Dataset, train_c
     budget = seed.cost if budget is None else budget
     _check_budget(spec, budget, resource, input_size)  # before any training, not after the first phase
     regularize_config = replace(train_config, epochs=train_config.epochs if regularize_epochs is None
-                                else regularize_epochs)
+                                else regularize_epochs, bn_weight_decay=False)
     if trainer_factory is None:
         def trainer_factory(model: ResNet, config: TrainConfig, hooks: list[TrainingHook], phase: str) -> Trainer:
             return Trainer(model, data, config, hooks=hooks, device=device, progress=progress,

@@ -47,7 +47,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _seed_from(generator: torch.Generator | None) -> int:
-    """A seed drawn from `generator` (the global RNG when None), to make PyTorch's default init reproducible."""
+    """A seed drawn from `generator` (the global RNG when None), to make the fresh init of new units reproducible."""
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
@@ -74,8 +74,8 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
     standard deviation noise * std(teacher's weight tensor) (population std), drawn from `generator`. The
     original channels are not perturbed.
     init="random" (the chapter 6.2 baseline): the same maps through `map_channels(new_channels="fresh")`:
-    every old weight and BN statistic stays at its old index, the new units get PyTorch's default init
-    (seeded from `generator`) and nothing is divided, so the function changes.
+    every old weight and BN statistic stays at its old index, the new units get the thesis ResNet's fresh
+    init (He-normal convs, seeded from `generator`) and nothing is divided, so the function changes.
     All random draws use `generator` (the global RNG when None). `model` itself is left untouched.
     """
     _check_init(init)
@@ -205,8 +205,8 @@ def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "
     kind="block": a stride-1 block with identity shortcut at `position` of the stage (None: at its end),
     laid out by `surgery.insert_block`. init="net2net" zeroes its last BN's gamma and beta, so its main
     path adds exactly 0 and the net's function is unchanged in eval and train mode (the block's final
-    ReLU sees the stream, which is a ReLU output already); the other weights keep PyTorch's default init,
-    so gradients reach them once gamma moves. init="random": the block as PyTorch initialises it (gamma = 1).
+    ReLU sees the stream, which is a ReLU output already); the other weights keep the fresh init (He-normal convs),
+    so gradients reach them once gamma moves. init="random": the block as freshly initialised (gamma = 1).
 
     kind="layer" (eq. 2.5): a conv + BN (+ ReLU) layer inserted into block `block` after its layer
     `position` (None: after layer l - 1, i.e. before the block's last conv). init="net2net": the conv is
@@ -220,9 +220,9 @@ def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "
     is 1x1 (position 0 hands the block's stride to the new layer, and sub-sampling before a k x k conv
     equals a strided k x k conv only for k = 1). Not exact: position = l (the old last layer gains a ReLU
     on the residual branch) and train mode on batches other than `data` (batch statistics replace the
-    measured ones). init="random": the layer as PyTorch initialises it.
+    measured ones). init="random": the layer as freshly initialised.
 
-    Random draws (PyTorch's default init of the new weights) are seeded from `generator`.
+    Random draws (the fresh init of the new weights) are seeded from `generator`.
     """
     _check_init(init)
     if kind not in DEEPEN_KINDS:

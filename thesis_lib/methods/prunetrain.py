@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from ..models import ResNet, count_parameters
-from ..surgery import carry_optimizer_state, channel_groups, conv_edges, select_channels
+from ..surgery import carry_optimizer_state, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import Trainer, TrainingHook, training_flops
 
 ReconfigureCallback = Callable[[Trainer, ResNet, ResNet], None]
@@ -160,7 +160,8 @@ def prune_plan(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
     """The channels every group keeps (channel union over its members), for `surgery.select_channels`.
 
     An internal group may come out empty (its block is then removed); a residual stream whose every
-    channel is dead keeps channel 0, whose slices are all zero, so keeping it changes nothing.
+    channel is dead keeps channel 0, whose slices are all zero, so keeping it changes nothing. The stream
+    segments of one stage keep one index set (`surgery.same_width_segments`), as the spec needs.
     """
     kinds = {group.name: group.kind for group in channel_groups(model)}
     plan = {}
@@ -169,7 +170,7 @@ def prune_plan(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
         if not keep and kinds[name] != "internal":
             keep = [0]
         plan[name] = keep
-    return plan
+    return same_width_segments(model.spec, plan)
 
 
 def dead_channels(model: ResNet, threshold: float = 0.0) -> dict[str, list[int]]:
