@@ -33,7 +33,7 @@ from .ch05_prunetrain import prunetrain_plan
 from .ch06_2_net2net import cumulative_time
 
 __all__ = ["SearchPlan", "search_plan", "architecture_rounds", "found_architectures", "final_accuracy_groups",
-           "GROUP_ORDER", "budget_flops", "phase_times", "curves", "growth_epochs"]
+           "GROUP_ORDER", "GROUP_LABELS", "budget_flops", "phase_times", "curves", "growth_epochs"]
 
 SEARCH_KNOBS = ("lasso_ratio", "threshold", "interval", "saturation", "widen_factor", "deepen_saturation",
                 "noise", "last_growth_epoch")
@@ -185,6 +185,9 @@ def found_architectures(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 GROUP_ORDER = ("narrow baseline", "wide baseline", "PruneTrain + Net2Net", "found net, from scratch")
+GROUP_LABELS = {"narrow baseline": "schmales\nBaseline-Netz", "wide baseline": "breites\nBaseline-Netz",
+                "PruneTrain + Net2Net": "PruneTrain +\nNet2Net",
+                "found net, from scratch": "gefundenes Netz,\nneu trainiert"}
 
 
 def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame,

@@ -154,7 +154,11 @@ def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
 
 
 AXIS_LABELS = {"final_acc": "finale Test-Genauigkeit", "total_time": "Trainingszeit gesamt (s)",
-               "params": "Parameter", "flops": "FLOPs pro Bild"}
+               "params": "Parameter", "flops": "MFLOPs pro Bild"}
+AXIS_SCALES = {"flops": 1e-6}
+PROCEDURE_LABELS = {"wide baseline": "breites Baseline-Netz", "MorphNet": "MorphNet",
+                    "PruneTrain + Net2Net": "PruneTrain + Net2Net",
+                    "PruneTrain + Net2Net, retrained": "PruneTrain + Net2Net, neu trainiert"}
 
 
 def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
@@ -163,12 +167,14 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
     fig, ax = plots.figure("full")
     markers = dict(zip(PROCEDURES, ("o", "s", "^", "D")))
+    scale = AXIS_SCALES.get(x, 1.0)
     for index, procedure in enumerate(present):
         group = runs[runs["procedure"] == procedure]
         color = f"C{index}"
-        ax.scatter(group[x], group["final_acc"], s=14, color=color, marker=markers[procedure], alpha=0.7,
-                   label=f"{procedure} (n = {len(group)})", linewidths=0)
-        ax.scatter(group[x].mean(), group["final_acc"].mean(), s=60, color=color, marker="x", linewidths=1.2)
+        ax.scatter(group[x] * scale, group["final_acc"], s=14, color=color, marker=markers[procedure], alpha=0.7,
+                   label=f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})", linewidths=0)
+        ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x",
+                   linewidths=1.2)
     ax.set(xlabel=AXIS_LABELS[x], ylabel=AXIS_LABELS["final_acc"])
     ax.legend(title="Läufe; x: Mittelwert", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     sizes = runs.groupby("procedure").size()
