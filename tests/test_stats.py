@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from thesis_lib.stats import (WelchResult, compare_groups, linear_fit, summary_table, ttest_table, welch_table,
-                              welch_ttest)
+from thesis_lib.stats import (WelchResult, adjust_pvalues, compare_groups, linear_fit, summary_table, ttest_table,
+                              welch_table, welch_ttest, with_holm)
 
 # Baseline accuracies with (a) and without (b) the step schedule: made-up numbers of the thesis's size.
 ACCURACY_STEP = [0.9189, 0.9201, 0.9165, 0.9213, 0.9178]
@@ -247,3 +247,46 @@ def test_compare_groups_tests_each_pair_and_quantity_like_welch_ttest():
     assert " s" in table.sentence[3]
     with pytest.raises(ValueError, match=r"group\(s\) \['d'\] not in column 'net'"):
         compare_groups(df, "net", [("a", "d")], [("acc", "accuracy", "")])
+
+
+@pytest.mark.parametrize("wiggle", [1e-9, 1e-7, 1e-3])
+def test_linear_fit_standard_errors_follow_the_residuals_on_near_perfect_lines(wiggle):
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    y = np.array([2.0, 4.0 + wiggle, 6.0, 8.0 - wiggle, 10.0])
+    design = np.column_stack([np.ones_like(x), x])
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residuals = y - design @ coefficients
+    s2 = residuals @ residuals / (len(x) - 2)
+    covariance = s2 * np.linalg.inv(design.T @ design)
+    fit = linear_fit(x, y)
+    assert fit.slope_se == pytest.approx(math.sqrt(covariance[1, 1]), rel=1e-6)
+    assert fit.intercept_se == pytest.approx(math.sqrt(covariance[0, 0]), rel=1e-6)
+    # By hand: slope 2 - 0.2 w, residuals w * (-0.4, 0.8, 0, -0.8, 0.4), SSE = 1.6 w^2, Sxx = 10, n - 2 = 3
+    # (for w = 1e-9: 2.309e-10, where the (1 - r^2) shortcut gives 0).
+    assert fit.slope_se == pytest.approx(math.sqrt(1.6 * wiggle**2 / 3 / 10), rel=1e-6)
+
+
+def test_a_perfect_line_has_zero_standard_errors_and_p_zero():
+    fit = linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
+    assert (fit.slope, fit.intercept, fit.r2) == (pytest.approx(2), pytest.approx(1), pytest.approx(1))
+    assert fit.slope_se == fit.intercept_se == 0.0 and fit.p == 0.0
+
+
+def test_holm_adjustment_against_the_step_down_by_hand():
+    p = [0.01, 0.04, 0.03, 0.005, float("nan")]
+    # sorted defined p: 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06
+    expected = [0.03, 0.06, 0.06, 0.02, float("nan")]
+    np.testing.assert_allclose(adjust_pvalues(p), expected)
+    np.testing.assert_allclose(adjust_pvalues(p, "bonferroni"), [0.04, 0.16, 0.12, 0.02, float("nan")])
+    with pytest.raises(ValueError, match="unknown adjustment"):
+        adjust_pvalues(p, "fdr")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_pvalues([1.5])
+
+
+def test_with_holm_gives_verdicts_from_the_adjusted_p():
+    table = pd.DataFrame({"comparison": ["a", "b", "c"], "p": [0.02, 0.03, float("nan")]})
+    out = with_holm(table)
+    assert out["p_holm"].tolist()[:2] == pytest.approx([0.04, 0.04])
+    assert out["verdict"].tolist() == ["significant", "significant", "undefined (no variance)"]
+    assert with_holm(table.assign(p=[0.03, 0.04, 0.5]))["verdict"].tolist() == ["not significant"] * 3

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats as scipy_stats
+import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
 
 
@@ -146,9 +147,11 @@ class LinearFit:
 
 
 def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFit:
-    """Fit y = intercept + slope * x by least squares (scipy.stats.linregress) and test slope == 0.
+    """Fit y = intercept + slope * x by ordinary least squares (statsmodels, QR) and test slope == 0.
 
-    Needs at least 3 points (n - 2 degrees of freedom for the error variance) and x that is not constant.
+    Standard errors come from the residuals (s^2 = SSE / (n - 2)), which stays exact as r^2 -> 1, where
+    the (1 - r^2) shortcut of scipy's linregress loses every digit. A perfect line has standard errors 0
+    and p = 0. Needs at least 3 points (n - 2 degrees of freedom) and x that is not constant.
     """
     _check_confidence(confidence)
     x_values = _finite_sample(x, "x", 3)
@@ -157,13 +160,20 @@ def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFi
         raise ValueError(f"x and y must have the same length, got {x_values.size} and {y_values.size}")
     if np.ptp(x_values) == 0.0:
         raise ValueError("x is constant, so no slope can be fitted; vary x across the points")
-    fit = scipy_stats.linregress(x_values, y_values)
     n = int(x_values.size)
+    fit = sm.OLS(y_values, sm.add_constant(x_values, has_constant="add")).fit(method="qr")
+    intercept, slope = (float(v) for v in fit.params)
+    residual_ss = float(np.sum(fit.resid ** 2))
+    total_ss = float(np.sum((y_values - y_values.mean()) ** 2))
+    intercept_se, slope_se = ((float(v) for v in fit.bse) if residual_ss > 0 else (0.0, 0.0))
+    if slope_se > 0:
+        p = float(2 * scipy_stats.t.sf(abs(slope / slope_se), n - 2))
+    else:
+        p = 0.0 if slope != 0 else 1.0
+    r2 = 1.0 - residual_ss / total_ss if total_ss > 0 else 1.0
     t_critical = float(scipy_stats.t.ppf(0.5 + confidence / 2.0, n - 2))
-    slope, intercept = float(fit.slope), float(fit.intercept)
-    slope_se, intercept_se = float(fit.stderr), float(fit.intercept_stderr)
     return LinearFit(
-        slope=slope, intercept=intercept, r2=float(fit.rvalue) ** 2, p=float(fit.pvalue),
+        slope=slope, intercept=intercept, r2=r2, p=p,
         slope_se=slope_se, intercept_se=intercept_se,
         slope_ci=(slope - t_critical * slope_se, slope + t_critical * slope_se),
         intercept_ci=(intercept - t_critical * intercept_se, intercept + t_critical * intercept_se),

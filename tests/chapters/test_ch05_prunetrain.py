@@ -17,7 +17,7 @@ from thesis_lib.training import seeded_model
 
 
 def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
-    params = {"lasso_ratio": 0.95, "threshold": 0.05, "interval": 1, "lr": 0.1, "seed": 0}
+    params = {"lasso_ratio": 0.95, "threshold": 0.2, "interval": 1, "lr": 0.1, "seed": 0}
     result = run("prunetrain", params, profile="smoke", progress=False)
     history, summary = result.history, result.summary
     profile = get_profile("smoke")
@@ -46,6 +46,10 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
     full = prunetrain_plan("full")
     assert full.lasso_ratios == (0.05, 0.1, 0.15, 0.2, 0.25) and full.intervals == (2, 5, 10)
     assert (full.lasso_ratio, full.threshold, full.interval, full.lr) == (0.2, 1e-4, 10, 0.1)
+    # The draft's chapter 5: a fixed batch of 256 on full, for the PruneTrain runs and their baseline alike.
+    assert full.training() == {"batch_size": 256} and prunetrain_plan("quick").training() == {}
+    assert full.baseline_grid((0, 1)) == [{"model": "wide", "schedule": "step", "batch_size": 256, "seed": s}
+                                          for s in (0, 1)]
     for name in ("smoke", "quick", "full"):
         plan = prunetrain_plan(name)
         assert max(plan.intervals) <= get_profile(name).epochs
@@ -55,8 +59,9 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
             assert {point["seed"] for point in grid} == set(plan.seeds)
             for point in grid:
                 others = {key: value for key, value in point.items() if key not in (factor, "seed")}
-                assert others == {key: value for key, value in plan.default().items() if key != factor}
-            assert {**plan.default(), "seed": plan.seeds[0]} in grid  # the shared default point
+                assert others == {key: value for key, value in {**plan.default(), **plan.training()}.items()
+                                  if key != factor}
+            assert {**plan.default(), **plan.training(), "seed": plan.seeds[0]} in grid  # the shared default point
     with pytest.raises(ValueError, match="unknown factor"):
         full.grid("batch_size")
     with pytest.raises(ValueError, match="unknown profile"):

@@ -17,7 +17,7 @@ STRONG = {"lasso_ratio": 0.9, "threshold": 5e-2}
 def test_plans_take_chapter_5s_pruning_and_grow_until_the_first_lr_decay():
     full, quick = search_plan("full"), search_plan("quick")
     assert (full.lasso_ratio, full.threshold, full.interval, full.last_growth_epoch) == (0.2, 1e-4, 10, 93)
-    assert (quick.lasso_ratio, quick.threshold, quick.interval, quick.last_growth_epoch) == (0.8, 3e-2, 2, 5)
+    assert (quick.lasso_ratio, quick.threshold, quick.interval, quick.last_growth_epoch) == (0.8, 5e-2, 2, 5)
     assert len(quick.seeds) == len(full.seeds) == 5
     assert quick.grid()[3] == {**quick.params(), "seed": 3}
 

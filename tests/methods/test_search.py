@@ -95,7 +95,7 @@ WIDE = NARROW.with_(widths=(16, 32, 64))
 
 def search_hook(seed: int = 0) -> PruneGrow:
     budget = count_flops(build_resnet(WIDE), INPUT)
-    return PruneGrow(PruneTrain(lasso_ratio=0.8, threshold=3e-2, interval=2), budget=budget,
+    return PruneGrow(PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=2), budget=budget,
                      last_growth_epoch=4, seed=seed)
 
 

@@ -9,7 +9,7 @@ its own cached experiment. Notebook figures: 6.9 (architecture over the rounds),
 over training time), 6.11 (final accuracy against the same architecture from scratch and the baselines).
 
 Plan (`SearchPlan`, one per profile): PruneTrain at chapter 5's default point of the profile (lasso ratio,
-threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.8 / 3e-2 / 2 on `quick`, where the
+threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.8 / 5e-2 / 2 on `quick`, where the
 weaker thesis values prune nothing in 10 epochs of digits), growth allowed until the first lr decay (epoch
 93 of 180 on `full`, 5 of 10 on `quick`, 1 of 2 on `smoke`), the growth rule's defaults (saturated at 90 %
 kept channels, x1.5 per round, deepen a stage with no channel pruned) and 5 seeds on `quick` and `full`. On
