@@ -1,18 +1,21 @@
 """Chapter 6.2: the net2net_grow experiment, its plan, growth steps and the analysis of notebook 06_2."""
 
+import math
+
 import pandas as pd
 import pytest
-from thesis_lib.models import ResNetSpec, build_resnet, count_parameters
+import torch
+
 from thesis_lib.chapters.ch06_2_net2net import (
-    OPERATIONS, Net2NetPlan, architecture_table, cumulative_time, final_accuracy_comparisons, label_runs,
-    net2net_plan, panel_frame, reach_sentences, reach_table, reach_targets,
+    DEFAULT_NOISE, OPERATIONS, Net2NetPlan, architecture_table, cumulative_time, final_accuracy_comparisons,
+    grow_grid, growth_steps, label_runs, net2net_plan, panel_frame, reach_sentences, reach_table, reach_targets,
+    time_to_accuracy,
 )
+from thesis_lib.experiments import PROFILES, run
+from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_parameters
 
 
 def test_net2net_grow_experiment_grows_the_narrow_baseline_into_the_wide_net(isolated_results):
-    from thesis_lib.experiments import PROFILES, run
-    from thesis_lib.chapters.ch06_2_net2net import DEFAULT_NOISE
-
     smoke = PROFILES["smoke"]
     narrow, wide = smoke.resnet("narrow", 1, 10), smoke.resnet("wide", 1, 10)
     grown = run("net2net_grow", {"operation": "widen_all", "init": "net2net", "seed": 0}, profile="smoke",
@@ -43,6 +46,8 @@ def chapter_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
         ({"operation": "widen_all", "init": "net2net", "seed": 1}, [0.4, 0.7, 0.86], [1, 1, 2], [0.5, 0, 0]),
         ({"operation": "widen_all", "init": "random", "seed": 0}, [0.3, 0.5, 0.6], [1, 1, 1], [0.5, 0, 0]),
         ({"operation": "widen_all", "init": "random", "seed": 1}, [0.3, 0.6, 0.66], [1, 1, 1], [0.5, 0, 0]),
+        ({"operation": "widen_all", "init": "scratch", "seed": 0}, [0.5, 0.7, 0.8], [2, 2, 2], [0, 0, 0]),
+        ({"operation": "widen_all", "init": "scratch", "seed": 1}, [0.5, 0.7, 0.84], [2, 2, 2], [0, 0, 0]),
     ]
     histories = [pd.DataFrame({"epoch": [1, 2, 3], "test_acc": acc, "epoch_time": times, "hook_time": hooks,
                                **params}) for params, acc, times, hooks in runs]
@@ -61,7 +66,7 @@ def chapter_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_labelled_runs_give_panels_with_fixed_arm_order_and_mean_cumulative_time():
     history, summary = chapter_runs()
     assert summary["group"].tolist() == ["wide from scratch"] * 2 + ["narrow from scratch"] * 2 + [
-        "widen_all, net2net"] * 2 + ["widen_all, random"] * 2
+        "widen_all, net2net"] * 2 + ["widen_all, random"] * 2 + ["widen_all, scratch"] * 2
     assert summary["arm"].iloc[4] == "Net2Net init" and summary["operation"].iloc[0] == "-"
     net2net_seed_0 = history[(history["group"] == "widen_all, net2net") & (history["seed"] == 0)]
     assert net2net_seed_0["cumulative_time"].tolist() == [1.5, 2.5, 4.5]
@@ -69,7 +74,7 @@ def test_labelled_runs_give_panels_with_fixed_arm_order_and_mean_cumulative_time
     deepen = history[history["group"] == "widen_all, net2net"].assign(operation="deepen", group="deepen, net2net")
     panel = panel_frame(pd.concat([deepen, history], ignore_index=True), "widen_all")
     assert panel["arm"].drop_duplicates().tolist() == ["wide from scratch", "narrow from scratch", "Net2Net init",
-                                                       "random init"]
+                                                       "random init", "grown net from scratch"]
     assert len(panel) == len(history)
     random_arm = panel[panel["arm"] == "random init"]
     assert random_arm["mean_cumulative_time"].tolist() == [1.5, 2.5, 3.5] * 2
@@ -114,9 +119,13 @@ def test_final_accuracy_comparisons_pair_every_grown_group_with_both_baselines_a
         "final accuracy, widen_all, net2net vs narrow from scratch",
         "final accuracy, widen_all, random vs wide from scratch",
         "final accuracy, widen_all, random vs narrow from scratch",
-        "final accuracy, widen_all, net2net vs widen_all, random"]
-    _, a, b = comparisons[-1]
+        "final accuracy, widen_all, scratch vs wide from scratch",
+        "final accuracy, widen_all, scratch vs narrow from scratch",
+        "final accuracy, widen_all, net2net vs widen_all, random",
+        "final accuracy, widen_all, net2net vs widen_all, scratch"]
+    _, a, b = comparisons[-2]
     assert a.tolist() == [0.9, 0.86] and b.tolist() == [0.6, 0.66]
+    assert comparisons[-1][2].tolist() == [0.8, 0.84]
     with pytest.raises(ValueError, match="deepen, net2net"):
         final_accuracy_comparisons(summary, ["deepen"])
 
@@ -124,10 +133,70 @@ def test_final_accuracy_comparisons_pair_every_grown_group_with_both_baselines_a
 
 def test_net2net_plan_per_profile():
     smoke = net2net_plan("smoke")
-    assert smoke.operations == ("widen_all", "deepen") and net2net_plan("quick").operations == OPERATIONS
-    assert len(smoke.grid("smoke")) == 2 * 2 * 2  # operations x inits x seeds
+    assert smoke.operations == ("widen_all", "deepen_layer") and net2net_plan("quick").operations == OPERATIONS
+    assert len(smoke.grid("smoke")) == 2 * 3 * 2  # operations x arms x seeds
     assert smoke.groups() == ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, random",
-                              "deepen, net2net", "deepen, random"]
+                              "widen_all, scratch", "deepen_layer, net2net", "deepen_layer, random",
+                              "deepen_layer, scratch"]
     with pytest.raises(ValueError, match="subset of"):
         Net2NetPlan(operations=("shrink",))
 
+
+def test_growth_steps_build_the_planned_architectures():
+    narrow = build_resnet(ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(2, 3, 4), in_channels=1, num_classes=3))
+    generator, data = torch.Generator().manual_seed(0), torch.randn(4, 1, 8, 8)
+
+    def grown(operation, init="net2net", **kwargs):
+        model = narrow
+        for step in growth_steps(operation, init, (4, 6, 8), **kwargs):
+            model = step.apply(model, generator, data)
+        return model.spec
+
+    assert [s.width for s in grown("widen_one").stages] == [2, 3, 8]
+    assert [s.width for s in grown("widen_one", stage=0).stages] == [4, 3, 4]
+    assert [s.width for s in grown("widen_all", noise=0.1).stages] == [4, 6, 8]
+    deeper = grown("deepen", init="random")  # one stage only (the draft's 6.2.2): the last
+    assert [len(s.blocks) for s in deeper.stages] == [1, 1, 2] and [s.width for s in deeper.stages] == [2, 3, 4]
+    layer = grown("deepen_layer")  # eq. 2.5: one more conv + BN inside the last stage's first block
+    assert [[len(b.kernels) for b in s.blocks] for s in layer.stages] == [[2], [2], [3]]
+    both = grown("widen_deepen")
+    assert [(len(s.blocks), s.width) for s in both.stages] == [(1, 4), (1, 6), (2, 8)]
+    assert both == ResNetConfig(stages=3, blocks=(1, 1, 2), widths=(4, 6, 8), in_channels=1, num_classes=3).to_spec()
+    for bad in [dict(operation="shrink"), dict(operation="deepen", noise=0.1), dict(operation="deepen_layer", noise=0.1),
+                dict(operation="widen_all", init="random", noise=0.1), dict(operation="widen_all", stage=0),
+                dict(operation="widen_one", stage=3)]:
+        with pytest.raises(ValueError):
+            growth_steps(bad.pop("operation"), bad.pop("init", "net2net"), (4, 6, 8), **bad)
+
+
+
+def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_default():
+    grid = grow_grid("smoke", operations=["widen_all", "deepen"], noise=0.2, grow_epoch=1)
+    assert len(grid) == 2 * 3 * 2  # operations x arms (net2net, random, scratch) x seeds
+    with_noise = {(p["operation"], p["init"]) for p in grid if "noise" in p}
+    assert with_noise == {("widen_all", "net2net")}
+    assert all(p["grow_epoch"] == 1 for p in grid) and {p["seed"] for p in grid} == {0, 1}
+    assert all("noise" not in p and "grow_epoch" not in p for p in grow_grid("smoke", noise=DEFAULT_NOISE))
+
+
+
+def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.5, 0.8, 0.7, 0.9],
+                            "epoch_time": [1.0, 2.0, 3.0, 4.0], "hook_time": [0.0, 0.5, 0.0, 0.0]})
+    assert time_to_accuracy(history, 0.75) == {"epoch": 2.0, "seconds": 3.5}
+    assert time_to_accuracy(history, 0.9) == {"epoch": 4.0, "seconds": 10.5}
+    never = time_to_accuracy(history, 0.95)
+    assert math.isnan(never["epoch"]) and math.isnan(never["seconds"])
+
+
+def test_the_scratch_arm_trains_the_grown_architecture_from_a_fresh_init(isolated_results):
+    grown = run("net2net_grow", {"operation": "deepen_layer", "init": "net2net", "seed": 0}, profile="smoke",
+                progress=False)
+    scratch = run("net2net_grow", {"operation": "deepen_layer", "init": "scratch", "seed": 0}, profile="smoke",
+                  progress=False)
+    assert ResNetSpec.from_json(scratch.summary["grown_spec"]) == ResNetSpec.from_json(grown.summary["grown_spec"])
+    assert scratch.history["params"].nunique() == 1  # the grown size from the first epoch on
+    assert scratch.history["params"].iloc[0] == grown.summary["final_params"] > grown.history["params"].iloc[0]
+    assert scratch.summary["params_before"] == grown.history["params"].iloc[0]  # the narrow net it stands for
+    with pytest.raises(ValueError, match="unknown init"):
+        run("net2net_grow", {"operation": "deepen", "init": "copy"}, profile="smoke", progress=False)

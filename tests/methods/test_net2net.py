@@ -1,6 +1,5 @@
 """Net2Net: wider and deeper students compute their teacher's function; baselines, noise, bad input, hook."""
 
-import pandas as pd
 import pytest
 import torch
 from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
@@ -17,14 +16,11 @@ from helpers import toy_data
 TOLERANCE = 1e-5
 
 
-
 BASIC = ResNetConfig(stages=2, blocks=(2, 2), widths=(3, 4), in_channels=2, num_classes=5)
-
 
 
 BOTTLENECK = ResNetConfig(stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
                           in_channels=2, num_classes=5)
-
 
 
 def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -41,11 +37,9 @@ def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
-
 def teacher(config, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return randomise(build_resnet(config), seed)
-
 
 
 def pruned_teacher() -> torch.nn.Module:
@@ -55,11 +49,9 @@ def pruned_teacher() -> torch.nn.Module:
                                    "stage1.stream": [0, 1, 4, 5], "stage1.block0.layer1": [2, 3, 5]})
 
 
-
 def images(model: torch.nn.Module, batch: int = 4, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, model.spec.in_channels, 8, 8, generator=generator)
-
 
 
 def logit_gap(a: torch.nn.Module, b: torch.nn.Module, training: bool, batch: int = 4) -> float:
@@ -71,10 +63,8 @@ def logit_gap(a: torch.nn.Module, b: torch.nn.Module, training: bool, batch: int
         return float((a(x) - b(x)).abs().max())
 
 
-
 TEACHERS = {"basic": lambda: teacher(BASIC), "bottleneck": lambda: teacher(BOTTLENECK),
             "pruned": pruned_teacher, "irregular": lambda: teacher(irregular_spec())}
-
 
 
 @pytest.mark.parametrize("name", TEACHERS)
@@ -87,7 +77,6 @@ def test_widen_preserves_logits_in_eval_and_train_mode(name, stages):
     assert logit_gap(model, student, training=True) <= TOLERANCE
 
 
-
 def test_widen_group_grows_one_internal_width_only_and_preserves_logits():
     model = pruned_teacher()
     before = {g.name: g.size for g in channel_groups(model)}
@@ -98,12 +87,10 @@ def test_widen_group_grows_one_internal_width_only_and_preserves_logits():
     assert logit_gap(model, student, training=True) <= TOLERANCE
 
 
-
 def test_wider_index_map_keeps_old_channels_and_draws_the_rest_from_them():
     g = wider_index_map(3, 500, torch.Generator().manual_seed(0))
     assert g[:3].tolist() == [0, 1, 2]
     assert set(g[3:].tolist()) == {0, 1, 2}  # uniform with replacement: 497 draws hit every old channel
-
 
 
 def copy_producer_through(student, teacher_model, conv: str, bn: str, index_map: torch.Tensor, old: int) -> None:
@@ -112,7 +99,6 @@ def copy_producer_through(student, teacher_model, conv: str, bn: str, index_map:
     with torch.no_grad():
         for key in [f"{conv}.weight"] + [f"{bn}.{t}" for t in ("weight", "bias", "running_mean", "running_var")]:
             student_state[key][old:] = teacher_state[key][index_map[old:]]
-
 
 
 def test_independent_maps_for_the_producers_of_one_stream_break_preservation():
@@ -130,7 +116,6 @@ def test_independent_maps_for_the_producers_of_one_stream_break_preservation():
     copy_producer_through(student, model, conv, bn, own_map, old)
     assert logit_gap(model, student, training=False) > 100 * TOLERANCE  # measured: 1.1e-2
     assert logit_gap(model, student, training=True) > 100 * TOLERANCE  # measured: 0.28
-
 
 
 def test_noise_perturbs_only_new_filters_by_an_amount_proportional_to_it():
@@ -153,7 +138,6 @@ def test_noise_perturbs_only_new_filters_by_an_amount_proportional_to_it():
     assert 6 < gaps[1e-2] / gaps[1e-3] < 16  # first order: ten times the noise, about ten times the change
 
 
-
 @pytest.mark.parametrize("init", ["net2net", "random"])
 def test_widened_net_has_the_shape_of_a_net_built_with_the_new_widths(init):
     config = BASIC.with_(stages=3, blocks=(2, 1, 1), widths=(4, 6, 8))
@@ -165,7 +149,6 @@ def test_widened_net_has_the_shape_of_a_net_built_with_the_new_widths(init):
     assert count_parameters(by_factor) == count_parameters(direct) == 120 + 1344 + 1755 + 3312 + 65
 
 
-
 @pytest.mark.parametrize("init", ["net2net", "random"])
 def test_bottleneck_net_widened_to_new_stream_widths_has_the_shape_of_the_new_config(init):
     """widths are stream widths (4k for bottleneck nets); stem and internal widths k scale along."""
@@ -173,7 +156,6 @@ def test_bottleneck_net_widened_to_new_stream_widths_has_the_shape_of_the_new_co
     direct = build_resnet(BOTTLENECK.with_(widths=(3, 5)))
     assert by_widths.spec == direct.spec
     assert count_parameters(by_widths) == count_parameters(direct)
-
 
 
 def test_widths_round_up_exactly():
@@ -184,7 +166,6 @@ def test_widths_round_up_exactly():
     assert [s.width for s in student.spec.stages] == [2, 11]  # 10 * 1.1 is 11, not ceil(11.000000000000002)
 
 
-
 def test_widening_one_stage_with_selected_blocks_leaves_the_other_internal_widths():
     model = teacher(BASIC)
     student = widen(model, stages=1, widths=[7], blocks=[1])
@@ -192,7 +173,6 @@ def test_widening_one_stage_with_selected_blocks_leaves_the_other_internal_width
     assert [b.widths for b in student.spec.stages[1].blocks] == [(4,), (7,)]
     assert student.spec.stages[0] == model.spec.stages[0]
     assert logit_gap(model, student, training=False) <= TOLERANCE
-
 
 
 def test_random_init_keeps_old_units_and_initialises_new_ones_without_dividing():
@@ -210,7 +190,6 @@ def test_random_init_keeps_old_units_and_initialises_new_ones_without_dividing()
     assert logit_gap(student, again, training=False) == 0.0  # the fresh init is drawn from the generator
 
 
-
 @pytest.mark.parametrize("name", TEACHERS)
 def test_inserting_a_zero_gamma_block_preserves_logits_in_eval_and_train_mode(name):
     model = TEACHERS[name]()
@@ -221,7 +200,6 @@ def test_inserting_a_zero_gamma_block_preserves_logits_in_eval_and_train_mode(na
         assert logit_gap(model, student, training=True) <= TOLERANCE
 
 
-
 def test_inserting_a_block_in_the_middle_preserves_logits_and_random_init_does_not():
     model = teacher(BASIC)
     student = deepen(model, stage=1, position=1, generator=torch.Generator().manual_seed(0))
@@ -230,7 +208,6 @@ def test_inserting_a_block_in_the_middle_preserves_logits_and_random_init_does_n
     random_block = deepen(model, stage=1, position=1, init="random", generator=torch.Generator().manual_seed(0))
     assert random_block.spec == student.spec
     assert logit_gap(model, random_block, training=False) > 1e-3
-
 
 
 @pytest.mark.parametrize("name, stage, block, after_layer", [
@@ -244,7 +221,6 @@ def test_identity_layer_preserves_logits_in_eval_mode(name, stage, block, after_
     old_layers = len(model.spec.stages[stage].blocks[block].kernels)
     assert len(student.spec.stages[stage].blocks[block].kernels) == old_layers + 1
     assert logit_gap(model, student, training=False) <= TOLERANCE
-
 
 
 def test_identity_layer_bn_undoes_the_statistics_of_the_layer_it_follows():
@@ -272,7 +248,6 @@ def test_identity_layer_bn_undoes_the_statistics_of_the_layer_it_follows():
     assert torch.equal(weight.detach()[:, :, 1, 1], torch.eye(weight.shape[0]))
 
 
-
 @pytest.mark.parametrize("stage, block, after_layer", [(0, 1, 2), (1, 0, 0)])
 def test_identity_layer_is_not_exact_where_documented(stage, block, after_layer):
     """After the last layer the old last layer gains a ReLU on the residual branch; before a strided 3x3
@@ -281,7 +256,6 @@ def test_identity_layer_is_not_exact_where_documented(stage, block, after_layer)
     data = images(model, batch=16, seed=7)
     student = deepen(model, stage, after_layer, kind="layer", block=block, data=data)
     assert logit_gap(model, student, training=False) > 1e-3
-
 
 
 def test_bad_input_is_a_clear_value_error():
@@ -318,7 +292,6 @@ def test_bad_input_is_a_clear_value_error():
         widen(teacher(irregular_spec()), stages=2, widths=[9])
 
 
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
@@ -338,7 +311,6 @@ def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
     assert next(noisy.parameters()).is_cuda and next(baseline.parameters()).is_cuda
 
 
-
 def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
     model = teacher(BASIC)
     config = TrainConfig(epochs=1, lr=0.1)
@@ -356,7 +328,6 @@ def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
     assert trainer.lr_scale == pytest.approx(0.1)
 
 
-
 class StopAfter(TrainingHook):
     """Simulates a kill: raises at the end of a given epoch (before that epoch's checkpoint), when armed."""
 
@@ -366,7 +337,6 @@ class StopAfter(TrainingHook):
     def on_epoch_end(self, trainer, record):
         if self.armed and record["epoch"] == self.epoch:
             raise KeyboardInterrupt
-
 
 
 def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
@@ -395,57 +365,4 @@ def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
     columns = ["train_loss", "test_loss", "test_acc", "params", "lr"]
     assert resumed[columns].equals(history[columns])
 
-
-
-def test_growth_steps_build_the_planned_architectures():
-    from thesis_lib.chapters.ch06_2_net2net import growth_steps
-
-    narrow = build_resnet(ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(2, 3, 4), in_channels=1, num_classes=3))
-    generator, data = torch.Generator().manual_seed(0), torch.randn(4, 1, 8, 8)
-
-    def grown(operation, init="net2net", **kwargs):
-        model = narrow
-        for step in growth_steps(operation, init, (4, 6, 8), **kwargs):
-            model = step.apply(model, generator, data)
-        return model.spec
-
-    assert [s.width for s in grown("widen_one").stages] == [2, 3, 8]
-    assert [s.width for s in grown("widen_one", stage=0).stages] == [4, 3, 4]
-    assert [s.width for s in grown("widen_all", noise=0.1).stages] == [4, 6, 8]
-    deeper = grown("deepen", init="random")
-    assert [len(s.blocks) for s in deeper.stages] == [2, 2, 2] and [s.width for s in deeper.stages] == [2, 3, 4]
-    both = grown("widen_deepen")
-    assert [(len(s.blocks), s.width) for s in both.stages] == [(2, 4), (2, 6), (2, 8)]
-    assert both == ResNetConfig(stages=3, blocks=(2, 2, 2), widths=(4, 6, 8), in_channels=1, num_classes=3).to_spec()
-    for bad in [dict(operation="shrink"), dict(operation="deepen", noise=0.1),
-                dict(operation="widen_all", init="random", noise=0.1), dict(operation="widen_all", stage=0),
-                dict(operation="widen_one", stage=3)]:
-        with pytest.raises(ValueError):
-            growth_steps(bad.pop("operation"), bad.pop("init", "net2net"), (4, 6, 8), **bad)
-
-
-
-def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_default():
-    from thesis_lib.chapters.ch06_2_net2net import DEFAULT_NOISE, grow_grid
-
-    grid = grow_grid("smoke", operations=["widen_all", "deepen"], noise=0.2, grow_epoch=1)
-    assert len(grid) == 2 * 2 * 2
-    with_noise = {(p["operation"], p["init"]) for p in grid if "noise" in p}
-    assert with_noise == {("widen_all", "net2net")}
-    assert all(p["grow_epoch"] == 1 for p in grid) and {p["seed"] for p in grid} == {0, 1}
-    assert all("noise" not in p and "grow_epoch" not in p for p in grow_grid("smoke", noise=DEFAULT_NOISE))
-
-
-
-def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
-    import math
-
-    from thesis_lib.chapters.ch06_2_net2net import time_to_accuracy
-
-    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.5, 0.8, 0.7, 0.9],
-                            "epoch_time": [1.0, 2.0, 3.0, 4.0], "hook_time": [0.0, 0.5, 0.0, 0.0]})
-    assert time_to_accuracy(history, 0.75) == {"epoch": 2.0, "seconds": 3.5}
-    assert time_to_accuracy(history, 0.9) == {"epoch": 4.0, "seconds": 10.5}
-    never = time_to_accuracy(history, 0.95)
-    assert math.isnan(never["epoch"]) and math.isnan(never["seconds"])
 

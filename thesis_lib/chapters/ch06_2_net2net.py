@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
+import torch
 
 from ..experiments import RunContext, RunOutput, experiment, get_profile, summarize_training
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
+from ..models import count_flops, count_parameters
 from ..training import seeded_model
 
-OPERATIONS = ("widen_one", "widen_all", "deepen", "widen_deepen")
+OPERATIONS = ("widen_one", "widen_all", "deepen", "deepen_layer", "widen_deepen")
+# The arms of every growth: Net2Net's function-preserving init, random init of the new units, and the grown
+# architecture trained from scratch for the whole run (the Net2Net paper's two baselines).
+ARMS = (*INITS, "scratch")
 DEFAULT_NOISE = 0.05
 
 
@@ -39,9 +44,12 @@ def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: f
 
     operation: "widen_one" widens `stage` (default: the last, which holds most parameters) to its width
     in `wide_widths`; "widen_all" widens every stage to `wide_widths` (the narrow net becomes the wide
-    baseline's architecture); "deepen" appends one zero-gamma (init="net2net") or default-initialised
-    (init="random") residual block to the end of every stage; "widen_deepen" widens all stages, then
-    deepens each. `noise` applies to the widening of init="net2net" (see `widen_groups`).
+    baseline's architecture); "deepen" appends one residual block to the end of one stage (the draft's
+    6.2.2 deepens "one of the stages": the last, the same one "widen_one" widens) whose last BN starts at
+    gamma = beta = 0 (init="net2net") or as freshly initialised (init="random"); "deepen_layer" inserts
+    the identity conv + BN layer of eq. 2.5 into that stage's first block, after its first layer (exact in
+    eval mode there, see `net2net.deepen`); "widen_deepen" widens all stages, then appends the block.
+    `noise` applies to the widening of init="net2net" (see `widen_groups`).
     """
     _check_init(init)
     if operation not in OPERATIONS:
@@ -52,9 +60,10 @@ def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: f
         raise ValueError("noise breaks the symmetry of widened channels; it applies to init='net2net' with a "
                          f"widening operation only, not to {operation!r} with init={init!r}")
     stages = len(wide_widths)
+    last = stages - 1
     steps: list[WidenStep | DeepenStep] = []
     if operation == "widen_one":
-        chosen = stages - 1 if stage is None else int(stage)
+        chosen = last if stage is None else int(stage)
         if not 0 <= chosen < stages:
             raise ValueError(f"unknown stage {stage}; the model has stages 0..{stages - 1}")
         steps.append(WidenStep(stages=chosen, widths=(int(wide_widths[chosen]),), noise=noise, init=init))
@@ -62,17 +71,19 @@ def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: f
         steps.append(WidenStep(stages=tuple(range(stages)), widths=tuple(int(w) for w in wide_widths),
                                noise=noise, init=init))
     if operation in ("deepen", "widen_deepen"):
-        steps.extend(DeepenStep(stage=s, init=init) for s in range(stages))
+        steps.append(DeepenStep(stage=last, init=init))
+    if operation == "deepen_layer":
+        steps.append(DeepenStep(stage=last, init=init, kind="layer", block=0, position=1))
     return steps
 
 
 def _noise_applies(operation: str, init: str) -> bool:
-    return init == "net2net" and operation != "deepen"
+    return init == "net2net" and operation.startswith("widen")
 
 
-def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Sequence[str] = INITS,
+def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Sequence[str] = ARMS,
               noise: float = DEFAULT_NOISE, grow_epoch: int | None = None) -> list[dict[str, Any]]:
-    """Params of `net2net_grow` for every (operation, init) and every seed of `profile`.
+    """Params of `net2net_grow` for every (operation, arm) and every seed of `profile`.
 
     Params that equal the experiment's defaults are left out, so that equal growths always share one
     cached run: `noise` is passed only where it applies (init="net2net" with a widening operation) and
@@ -93,8 +104,9 @@ def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Seque
 
 @dataclass(frozen=True)
 class Net2NetPlan:
-    """Chapter 6.2's comparison on one profile: the growths that run (each with both inits, every seed of
-    the profile) and the `tolerance` below a baseline's mean final accuracy that counts as reaching it."""
+    """Chapter 6.2's comparison on one profile: the growths that run (each in every arm of `ARMS`, every
+    seed of the profile) and the `tolerance` below a baseline's mean final accuracy that counts as reaching
+    it."""
 
     operations: tuple[str, ...]
     tolerance: float = 0.01
@@ -113,11 +125,11 @@ class Net2NetPlan:
     def groups(self) -> list[str]:
         """Every compared group in display order: both baselines, then (operation, init) as in `label_runs`."""
         return list(SCRATCH_ARMS.values()) + [f"{operation}, {init}" for operation in self.operations
-                                              for init in INITS]
+                                              for init in ARMS]
 
 
 NET2NET_PLANS: dict[str, Net2NetPlan] = {
-    "smoke": Net2NetPlan(operations=("widen_all", "deepen")),
+    "smoke": Net2NetPlan(operations=("widen_all", "deepen_layer")),
     "quick": Net2NetPlan(operations=OPERATIONS),
     "full": Net2NetPlan(operations=OPERATIONS),
 }
@@ -132,7 +144,7 @@ def net2net_plan(profile: Any) -> Net2NetPlan:
 
 
 SCRATCH_ARMS = {"wide": "wide from scratch", "narrow": "narrow from scratch"}
-INIT_ARMS = {"net2net": "Net2Net init", "random": "random init"}
+INIT_ARMS = {"net2net": "Net2Net init", "random": "random init", "scratch": "grown net from scratch"}
 ARM_ORDER = (*SCRATCH_ARMS.values(), *INIT_ARMS.values())
 BASELINE_OPERATION = "-"
 
@@ -266,13 +278,14 @@ def reach_sentences(table: pd.DataFrame) -> list[str]:
 def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str], value: str = "final_acc",
                                what: str = "final accuracy") -> list[tuple[str, Any, Any]]:
     """The (label, a, b) pairs of chapter 6.2's Welch t-tests (for `stats.welch_table`): every grown group
-    against the wide and the narrow net from scratch, then Net2Net against random init, per operation.
+    against the wide and the narrow net from scratch, then Net2Net against random init and against the grown
+    architecture from scratch, per operation.
     `value` is the summary column compared, `what` names it in the labels."""
     samples = {group: part[value].to_numpy() for group, part in summary.groupby("group")}
     comparisons = []
     for operation in operations:
-        pairs = [(f"{operation}, {init}", reference) for init in INITS for reference in SCRATCH_ARMS.values()]
-        pairs.append((f"{operation}, net2net", f"{operation}, random"))
+        pairs = [(f"{operation}, {init}", reference) for init in ARMS for reference in SCRATCH_ARMS.values()]
+        pairs += [(f"{operation}, net2net", f"{operation}, random"), (f"{operation}, net2net", f"{operation}, scratch")]
         for group, reference in pairs:
             missing = [name for name in (group, reference) if name not in samples]
             if missing:
@@ -286,7 +299,8 @@ def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str],
 def net2net_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
 
-    params: operation (see `growth_steps`), init ("net2net" | "random"), seed, optionally grow_epoch
+    params: operation (see `growth_steps`), init ("net2net" | "random" | "scratch": the grown architecture
+    trained from a fresh init for the whole run, the paper's second baseline), seed, optionally grow_epoch
     (default `default_grow_epoch(profile epochs)`; 1 <= grow_epoch < epochs), noise (only for init="net2net"
     with widening, default DEFAULT_NOISE; without it a copied channel and its original get equal gradients
     forever) and stage (operation "widen_one" only).
@@ -300,6 +314,8 @@ def net2net_grow_experiment(context: RunContext) -> RunOutput:
         raise ValueError(f"net2net_grow needs params operation= one of {OPERATIONS}")
     operation = params.pop("operation")
     init = params.pop("init", "net2net")
+    if init not in ARMS:
+        raise ValueError(f"unknown init {init!r}; use one of {ARMS}")
     seed = int(params.pop("seed", 0))
     noise = float(params.pop("noise", DEFAULT_NOISE if _noise_applies(operation, init) else 0.0))
     stage = params.pop("stage", None)
@@ -312,6 +328,8 @@ def net2net_grow_experiment(context: RunContext) -> RunOutput:
         raise ValueError(f"grow_epoch must lie in 1..{epochs - 1} (the profile trains {epochs} epochs), "
                          f"got {grow_epoch}")
     wide_widths = context.resnet_config("wide").widths
+    if init == "scratch":
+        return _grown_from_scratch(context, operation, seed, grow_epoch, wide_widths, stage)
     steps = growth_steps(operation, init, wide_widths, noise=noise, stage=stage)
     model = seeded_model(context.resnet_config("narrow"), seed)
     hook = Net2NetHook({grow_epoch: steps}, lr_scale=1.0, seed=seed)
@@ -327,4 +345,21 @@ def net2net_grow_experiment(context: RunContext) -> RunOutput:
         "flops_before": int(before["flops"]),
         "grown_spec": trainer.model.spec.to_json(),
     }
+    return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+def _grown_from_scratch(context: RunContext, operation: str, seed: int, grow_epoch: int,
+                        wide_widths: Sequence[int], stage: int | None) -> RunOutput:
+    """The "scratch" arm: the architecture `operation` grows to, freshly initialised and trained for the
+    profile's epochs (its shape from applying the growth to the narrow net; no weight is carried)."""
+    narrow = seeded_model(context.resnet_config("narrow"), seed)
+    data = context.dataset().train_x[:64]
+    grown = narrow
+    for step in growth_steps(operation, "net2net", wide_widths, stage=stage):
+        grown = step.apply(grown, torch.Generator().manual_seed(seed), data)
+    trainer = context.trainer(seeded_model(grown.spec, seed), context.train_config(seed=seed))
+    history = trainer.fit()
+    summary = {**summarize_training(history), "grow_epoch": grow_epoch, "noise": 0.0,
+               "acc_at_growth": float("nan"), "params_before": count_parameters(narrow),
+               "flops_before": count_flops(narrow, tuple(data.shape[1:])), "grown_spec": trainer.model.spec.to_json()}
     return RunOutput(history=history, summary=summary, model=trainer.model)
