@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from thesis_lib.models import ResNetConfig
+from thesis_lib.data import load_dataset
+from thesis_lib.models import ResNetConfig, build_resnet
 from thesis_lib.training import LARS, Trainer, TrainConfig, TrainingHook, seeded_model
 from helpers import KillAfter, Killed
 
@@ -114,3 +115,36 @@ def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, prec
     history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, precision=precision, channels_last=True),
                       device="cuda", progress=False).fit()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+
+
+def test_bn_parameters_get_a_group_without_weight_decay_that_survives_surgery_and_resume(tmp_path):
+    from thesis_lib.surgery import carry_optimizer_state, select_channels
+    from thesis_lib.training import make_optimizer
+
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule="constant", augment=False,
+                         bn_weight_decay=False)
+    model = build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10))
+    optimizer = make_optimizer(model, config)
+    bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    decayed, free = optimizer.param_groups
+    assert (decayed["weight_decay"], free["weight_decay"]) == (5e-4, 0.0)
+    assert {id(p) for p in free["params"]} == bn and not bn & {id(p) for p in decayed["params"]}
+    assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
+    assert len(make_optimizer(model, TrainConfig()).param_groups) == 1
+
+    data = load_dataset("digits").subset(96, 32, seed=0)
+    trainer = Trainer(model, data, config, checkpoint_path=tmp_path / "run.pt", progress=False)
+    trainer.fit()
+    keep = {"stage1.stream": [0, 2, 5], "stage0.block0.layer1": [1, 3]}  # a pruning, as PruneTrain does it
+    smaller = select_channels(trainer.model, keep)
+    new_optimizer = trainer.make_optimizer(smaller)
+    carry_optimizer_state(trainer.model, smaller, trainer.optimizer, new_optimizer, keep)
+    new_bn = {id(p) for m in smaller.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    groups = new_optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0] and {id(p) for p in groups[1]["params"]} == new_bn
+    assert all(p in new_optimizer.state for p in groups[1]["params"])  # momentum carried for the BN group too
+    resumed = Trainer(build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1,
+                                                num_classes=10)), data, config,
+                      checkpoint_path=tmp_path / "run.pt", progress=False)
+    assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [5e-4, 0.0]
+    assert len(resumed.optimizer.param_groups[1]["params"]) == len(free["params"])

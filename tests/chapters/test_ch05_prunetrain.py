@@ -5,6 +5,7 @@ import math
 import pandas as pd
 import pytest
 from thesis_lib.models import count_parameters
+from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.chapters.ch05_prunetrain import (
     FACTORS, compare_to_baseline, factor_trends, prunetrain_plan, setting_means, setting_row, stage_channels,
@@ -13,7 +14,7 @@ from thesis_lib.chapters.ch05_prunetrain import (
 from thesis_lib.methods.prunetrain import (
     channel_sizes,
 )
-from thesis_lib.training import seeded_model
+from thesis_lib.training import evaluate, seeded_model
 
 
 def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
@@ -33,6 +34,10 @@ def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
         1 - history["flops_after"].iloc[-1] / history["flops"].iloc[0])
     assert json.loads(summary["final_channels"]) == channel_sizes(result.model())
     assert run("prunetrain", params, profile="smoke", progress=False).loaded_from_cache
+    # Accuracy and size describe the same net: the cached (pruned) model scores the reported accuracy.
+    assert summary["reconfigurations"] >= 1 and summary["final_params"] == summary["final_params_after"]
+    data = load_dataset("digits").subset(profile.n_train, profile.n_test, seed=0)
+    assert evaluate(result.model(), data.test_x, data.test_y)[1] == pytest.approx(summary["final_acc"])
 
 
 

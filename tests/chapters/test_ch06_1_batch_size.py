@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from thesis_lib.chapters.ch06_1_batch_size import (
-    adaptation_grid, group_runs, prunetrain_grid, rule_comparison,
+    adaptation_grid, baseline_grid, group_runs, prunetrain_grid, rule_comparison,
 )
 from thesis_lib.methods.batchsize import (
     model_state_bytes, saved_tensor_bytes,
@@ -87,6 +87,10 @@ def test_grids_follow_chapter_5s_default_point():
         assert {k: params[k] for k in plan.default()} == prunetrain_plan("full").default()
     assert [(p["scaling"], p["seed"]) for p in adaptation_grid("full")] == [
         (s, seed) for s in ("linear", "sqrt") for seed in range(5)]
+    # full: the draft's batch of 256 for PruneTrain with and without adaptation and for its baseline
+    for grid in (adaptation_grid("full"), prunetrain_grid("full"), baseline_grid("full")):
+        assert {p["batch_size"] for p in grid} == {256}
+    assert all("batch_size" not in p for p in prunetrain_grid("quick") + baseline_grid("quick"))
 
 
 

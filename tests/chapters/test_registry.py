@@ -35,8 +35,10 @@ def test_each_registered_experiment_belongs_to_exactly_one_chapter():
             assert _REGISTRY[name][0].__module__ == chapter.module
 
 
-def test_run_folders_are_those_of_the_runs_cached_before_the_move(monkeypatch):
-    """Recorded before the methods / chapters split: moving code must not orphan cached runs."""
+def test_run_folders_do_not_move_with_the_code(monkeypatch):
+    """A recorded run folder: moving code must not orphan cached runs. Recorded before the methods /
+    chapters split as 080f54e368f939bf (unchanged by the split); "baseline" version 2 (He-normal init)
+    changed it on purpose."""
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
-    assert path.name == "080f54e368f939bf"
+    assert path.name == "aa400003ce4a3f76"

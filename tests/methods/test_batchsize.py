@@ -304,3 +304,18 @@ def test_cuda_search_stays_within_the_budget():
     assert training_step_peak_bytes(model, DIGITS_SHAPE, batch) <= budget
     assert batch >= 250
 
+
+
+def test_memory_is_measured_in_the_runs_precision():
+    """Under bf16 autocast the convs save bf16 activations: about half the fp32 bytes (BN and the loss keep
+    some fp32), so a budget measured in fp32 would be wrong for a bf16 run."""
+    model = ResNetConfig(stages=2, blocks=(1, 1), widths=(8, 16), in_channels=3, num_classes=10)
+    net = seeded_model(model, 0)
+    fp32 = saved_tensor_bytes(net, (3, 16, 16), 8)
+    bf16 = saved_tensor_bytes(net, (3, 16, 16), 8, precision="bf16")
+    assert 0.4 * fp32 < bf16 < 0.7 * fp32
+    fitted = fit_memory_model(net, (3, 16, 16), precision="bf16")
+    assert fitted.per_sample_bytes == pytest.approx((saved_tensor_bytes(net, (3, 16, 16), 4, precision="bf16")
+                                                      - saved_tensor_bytes(net, (3, 16, 16), 2, precision="bf16")) / 2)
+    with pytest.raises(ValueError, match="unknown precision"):
+        saved_tensor_bytes(net, (3, 16, 16), 8, precision="int8")

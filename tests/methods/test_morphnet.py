@@ -356,11 +356,12 @@ class RecordingFactory:
     """A trainer factory that checkpoints every phase into a folder and can simulate a kill at one phase."""
 
     def __init__(self, data, folder, kill_at=None):
-        self.data, self.folder, self.kill_at, self.phases = data, folder, kill_at, []
+        self.data, self.folder, self.kill_at, self.phases, self.configs = data, folder, kill_at, [], []
         folder.mkdir(exist_ok=True)
 
     def __call__(self, model, config, hooks, phase):
         self.phases.append(phase)
+        self.configs.append(config)
         if phase == self.kill_at:
             raise KeyboardInterrupt
         return Trainer(model, self.data, config, hooks=hooks, checkpoint_path=self.folder / f"{phase}.pt",
@@ -375,6 +376,8 @@ def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_p
     straight = RecordingFactory(digits, tmp_path / "straight")
     expected = morphnet_search(seed, digits, config, trainer_factory=straight, **arguments)
     assert straight.phases == ["regularize_1", "regularize_2", "retrain"]
+    # morph-net's protocol: no weight decay on the BN gammas and betas while regularizing, the retraining as usual
+    assert [c.bn_weight_decay for c in straight.configs] == [False, False, True]
     killed = RecordingFactory(digits, tmp_path / "resumed", kill_at="retrain")
     with pytest.raises(KeyboardInterrupt):
         morphnet_search(seed, digits, config, trainer_factory=killed, **arguments)

@@ -11,7 +11,7 @@ from ..experiments import RunContext, RunOutput, experiment, summarize_training
 from ..training import seeded_model
 
 
-@experiment("baseline")
+@experiment("baseline", version=2)  # 2: He-normal init
 def baseline(context: RunContext) -> RunOutput:
     """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
 

@@ -122,7 +122,7 @@ def _shrink_summary(model: ResNet, gamma_threshold: float, data: Dataset, eval_b
     }
 
 
-@experiment("morphnet_regularize")
+@experiment("morphnet_regularize", version=2)  # 2: He-normal init, no weight decay on BN
 def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, steps 1 and 2 of algorithm 2.2: train the wide (or narrow) net with loss + lambda * G at a
     constant lr for the profile's epochs, then shrink it to its alive channels.
@@ -147,7 +147,7 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("morphnet_shrink")
+@experiment("morphnet_shrink", version=2)  # 2: He-normal init, no weight decay on BN
 def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, step 2 of algorithm 2.2 at another gamma threshold: shrink a `morphnet_regularize` run's
     trained net to the channels with |gamma| > shrink_threshold. No training of its own: the regularized
@@ -172,7 +172,7 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=regularized.history, summary={**kept, **summary}, model=shrunk)
 
 
-@experiment("morphnet_search")
+@experiment("morphnet_search", version=2)  # 2: He-normal init, no weight decay on BN
 def morphnet_search_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, algorithm 2.2: grow the seed net (default the narrow ResNet) to the budget of another
     (default the wide one's FLOPs or size) in `iterations` rounds, then retrain the found structure.

@@ -290,7 +290,7 @@ def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dens
                                                                        ignore_index=True)
 
 
-@experiment("prunetrain", version=2)  # 2: no reconfiguration after the last evaluation
+@experiment("prunetrain", version=2)  # 2: He-normal init, no reconfiguration after the last epoch
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
 

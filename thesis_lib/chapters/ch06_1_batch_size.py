@@ -190,7 +190,7 @@ def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shap
     return pd.DataFrame(rows)
 
 
-@experiment("prunetrain_batch", version=2)  # 2: no reconfiguration after the last evaluation
+@experiment("prunetrain_batch", version=2)  # 2: He init, budget in the run precision, none pruned at the end
 def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
     """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
 

@@ -295,7 +295,7 @@ def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str],
     return comparisons
 
 
-@experiment("net2net_grow")
+@experiment("net2net_grow", version=2)  # 2: He init, one-stage deepening, identity-layer and scratch arms
 def net2net_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
 
