@@ -10,7 +10,7 @@ from thesis_lib.experiments import get_profile, run_dir_for
 def test_evaluation_profiles_swap_only_the_dataset():
     quick = get_profile("quick")
     evaluation = evaluation_profile("quick")
-    assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist", 512, 256)
+    assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist", 384, 256)
     assert (evaluation.name, evaluation.epochs, evaluation.seeds) == (quick.name, quick.epochs, quick.seeds)
     assert evaluation_profile("full").dataset == "cifar100" and evaluation.input_size == (1, 28, 28)
     with pytest.raises(ValueError, match="no chapter 8 dataset"):

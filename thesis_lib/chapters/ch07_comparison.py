@@ -34,13 +34,14 @@ from .ch04_morphnet import morphnet_plan
 from .ch06_3_prunetrain_net2net import search_plan
 
 __all__ = ["PROCEDURES", "QUANTITIES", "comparison_grids", "comparison_runs", "comparison_table",
-           "pairwise_tests", "answer", "uniform_scaling_check", "comparison_figure"]
+           "pairwise_tests", "verdict", "answer", "uniform_scaling_check", "comparison_figure"]
 
 PROCEDURES = ("wide baseline", "MorphNet", "PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
 # (column, description, unit) of every compared quantity, in table order.
 QUANTITIES = (("final_acc", "accuracy", ""), ("total_time", "total training time", "s"),
               ("params", "parameters", ""), ("flops", "FLOPs per image", ""))
-SEARCH_PAIR = ("PruneTrain + Net2Net", "MorphNet")
+# Accuracy differences whose 95 % interval lies within +-1 point count as equal (chapter 6.2's tolerance).
+EQUIVALENCE_MARGIN = 0.01
 
 
 def comparison_grids(profile: str | Profile) -> dict[str, tuple[str, list[dict[str, Any]]]]:
@@ -109,34 +110,42 @@ def _test(tests: pd.DataFrame, quantity: str, a: str, b: str) -> pd.Series:
     return row
 
 
-def answer(tests: pd.DataFrame, profile_name: str, dataset: str) -> str:
-    """The closing paragraph: the thesis's question answered on these numbers, or the statement that they do
-    not decide it. A procedure is called better when it is significantly more accurate (Holm-adjusted
-    Welch test, 5 % level) without being significantly slower, or equally accurate and significantly
-    faster; otherwise the comparison is undecided."""
-    a, b = SEARCH_PAIR
+def verdict(tests: pd.DataFrame, a: str, b: str, margin: float = EQUIVALENCE_MARGIN) -> str:
+    """Which of procedures `a` and `b` found the better network, on the Holm-adjusted Welch tests.
+
+    Better: significantly more accurate and not significantly slower; or as accurate and significantly
+    faster, where "as accurate" needs the 95 % interval of the accuracy difference inside +-`margin` (a
+    non-significant difference alone is no evidence of equal accuracy with 5 runs per group). Otherwise
+    "undecided"."""
     acc, time = _test(tests, "final_acc", a, b), _test(tests, "total_time", a, b)
+    significant_acc, significant_time = acc["verdict"] == "significant", time["verdict"] == "significant"
+    equivalent = -margin <= acc["ci_low"] and acc["ci_high"] <= margin
+    for better, sign in ((a, 1), (b, -1)):
+        more_accurate = significant_acc and sign * acc["diff"] > 0
+        faster = significant_time and sign * time["diff"] < 0
+        slower = significant_time and sign * time["diff"] > 0
+        if (more_accurate and not slower) or (equivalent and faster):
+            return better
+    return "undecided"
 
-    def phrase(row: pd.Series, what: str, unit: str, digits: int) -> str:
-        verdict = row["verdict"]
-        return (f"{what} {row['mean_a']:.{digits}f}{unit} ({a}) vs {row['mean_b']:.{digits}f}{unit} ({b}), "
-                f"Welch p = {row['p']:.3g}, Holm-adjusted p = {row['p_holm']:.3g}: {verdict}")
 
-    significant = {name: row["verdict"] == "significant" for name, row in (("acc", acc), ("time", time))}
-    better_acc = significant["acc"] and acc["diff"] > 0
-    worse_acc = significant["acc"] and acc["diff"] < 0
-    faster = significant["time"] and time["diff"] < 0
-    slower = significant["time"] and time["diff"] > 0
-    if (better_acc and not slower) or (not significant["acc"] and faster):
-        decision = f"On these numbers {a} finds the better network."
-    elif (worse_acc and not faster) or (not significant["acc"] and slower):
-        decision = f"On these numbers {b} finds the better network."
-    else:
-        decision = ("These numbers do not decide the question: neither procedure is better in accuracy "
-                    "without being worse in time.")
-    return (f"Profile {profile_name!r} ({dataset}), n = {int(acc['n_a'])} and {int(acc['n_b'])} runs: "
-            f"{phrase(acc, 'accuracy', '', 3)}; {phrase(time, 'total training time', ' s', 1)}. {decision} "
-            f"A small profile checks the procedures, it does not carry over to the thesis's CIFAR scale.")
+def answer(tests: pd.DataFrame, profile_name: str, dataset: str, margin: float = EQUIVALENCE_MARGIN) -> str:
+    """The closing paragraph: the thesis's question answered on these numbers, for the search's own net and
+    for the found architecture retrained, or the statement that the numbers do not decide it (`verdict`)."""
+    sentences = [f"Profile {profile_name!r} ({dataset}), Welch t-tests Holm-adjusted within each quantity:"]
+    for candidate in ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained"):
+        acc, time = _test(tests, "final_acc", candidate, "MorphNet"), _test(tests, "total_time", candidate, "MorphNet")
+        found = verdict(tests, candidate, "MorphNet", margin)
+        decision = (f"{found} finds the better network" if found != "undecided" else
+                    "the numbers do not decide which finds the better network")
+        sentences.append(
+            f"{candidate} against MorphNet (n = {int(acc['n_a'])} and {int(acc['n_b'])}): accuracy "
+            f"{acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (difference {acc['diff']:+.3f}, 95 % CI "
+            f"[{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}], Holm p = {acc['p_holm']:.3g}), total training time "
+            f"{time['mean_a']:.1f} s vs {time['mean_b']:.1f} s (Holm p = {time['p_holm']:.3g}): {decision}.")
+    sentences.append(f"Equal accuracy is claimed only when the interval lies within +-{margin:g}. A small "
+                     "profile checks the procedures; it does not carry over to the thesis's CIFAR scale.")
+    return " ".join(sentences)
 
 
 def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
