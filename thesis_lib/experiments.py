@@ -9,10 +9,15 @@ returns a `RunOutput`. Results live in `results/<profile>/<name>/<config hash>/`
     history.csv    one row per epoch
     summary.json   the run's scalar results
     model.pt       the final model (spec and weights)
-    DONE           written last; its presence means the run is complete
+    DONE           the seal, written last: size and sha256 of every result file
 
-A finished run loads without training; a killed one resumes from its checkpoint; a finished run whose
-files are missing or unreadable raises `CorruptRunError` instead of being silently trained over.
+Every file is written atomically (unique temporary name, fsync, rename, fsync of the folder). A run folder
+is locked (`<folder>.lock`, the filelock package) while one process trains it; a second process asking
+for the same run waits and then loads it; different runs never block each other. Loading verifies the
+seal: a missing, truncated, garbled or replaced result file raises `CorruptRunError` naming the folder
+and the file, never a wrong number; result files without a seal (and without a checkpoint to resume
+from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
+before its first checkpoint leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import importlib
 import itertools
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -29,12 +35,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from . import project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
-from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save
+from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, atomic_write
 
 # The package whose import registers every experiment (one module per chapter); imported on the first
 # lookup of an unknown name, so `run("prunetrain", ...)` works without importing a chapter first.
@@ -132,11 +139,12 @@ def get_profile(profile: str | Profile) -> Profile:
 
 
 def results_root() -> Path:
-    return Path(os.environ.get("THESIS_RESULTS", project_root() / "results"))
+    """THESIS_RESULTS when set and not empty, else results/ in the project root."""
+    return Path(os.environ.get("THESIS_RESULTS") or project_root() / "results")
 
 
 class CorruptRunError(RuntimeError):
-    """A run marked finished whose files cannot be read."""
+    """A run folder whose results cannot be trusted: a broken seal, a damaged file, unsealed results."""
 
 
 @dataclass
@@ -161,7 +169,11 @@ class RunResult:
 
     def model(self, device: str | torch.device = "cpu") -> ResNet:
         """The run's final model, rebuilt from its saved spec."""
-        state = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
+        try:
+            state = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
+        except Exception as error:  # the seal was verified at load time: this is damage since then
+            raise CorruptRunError(f"run {self.path}: model.pt cannot be read ({error}); delete that folder "
+                                  "to run it again") from error
         if state["spec"] is None:
             raise ValueError(f"experiment {self.name!r} saved no model in {self.path}")
         model = build_resnet(ResNetSpec.from_dict(state["spec"]))
@@ -262,9 +274,7 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
@@ -285,46 +295,119 @@ def run_dir_for(name: str, params: Mapping[str, Any], profile: str | Profile) ->
     return results_root() / profile.name / name / config_hash(_run_config(name, params, profile))
 
 
-def _load_finished(name: str, params: dict[str, Any], path: Path) -> RunResult:
+SEAL = "DONE"
+RESULT_FILES = ("history.csv", "summary.json", "model.pt")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _corrupt(path: Path, problem: str) -> CorruptRunError:
+    return CorruptRunError(f"run {path}: {problem}, so its results cannot be trusted; delete that folder to "
+                           "run it again")
+
+
+def _verify_seal(path: Path) -> None:
+    """Check every result file against the seal's size and checksum."""
     try:
-        summary = json.loads((path / "summary.json").read_text())
-        history = pd.read_csv(path / "history.csv")
-        if not (path / "model.pt").exists():
-            raise FileNotFoundError(path / "model.pt")
+        seal = json.loads((path / SEAL).read_text())
     except (OSError, ValueError) as error:
-        raise CorruptRunError(
-            f"run {path} is marked finished but its results cannot be read ({error}); "
-            f"delete that folder to run it again"
-        ) from error
+        raise _corrupt(path, f"its seal {SEAL} cannot be read ({error})") from error
+    files = seal.get("files") if isinstance(seal, dict) else None
+    if not isinstance(files, dict) or set(files) != set(RESULT_FILES):
+        raise _corrupt(path, f"its seal {SEAL} lists no checksums of {list(RESULT_FILES)} (an older or "
+                             "foreign format)")
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise _corrupt(path, f"the result file {name} is missing or not a file")
+        size = file.stat().st_size
+        if size != expected.get("size"):
+            raise _corrupt(path, f"{name} has {size} bytes, the seal says {expected.get('size')}")
+        if _sha256(file) != expected.get("sha256"):
+            raise _corrupt(path, f"{name} does not match the checksum in its seal")
+
+
+def _load_sealed(name: str, params: dict[str, Any], path: Path) -> RunResult:
+    _verify_seal(path)
+    summary = json.loads((path / "summary.json").read_text())
+    if not isinstance(summary, dict):
+        raise _corrupt(path, "summary.json holds no mapping")
+    history = pd.read_csv(path / "history.csv")
+    for leftover in path.glob("checkpoint_*.pt"):  # a kill after sealing left it behind
+        leftover.unlink(missing_ok=True)
     return RunResult(name, params, summary, history, path, loaded_from_cache=True)
 
 
-def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Profile = "quick",
-        progress: bool = True) -> RunResult:
-    """Run experiment `name` with `params` on `profile`, or load it when it has finished before."""
-    profile = get_profile(profile)
-    params = _canonical(dict(params or {}))
-    function, _ = _lookup(name)
-    path = run_dir_for(name, params, profile)
-    if (path / "DONE").exists():
-        return _load_finished(name, params, path)
-    path.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(path / "config.json",
-                       json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
-    start = time.perf_counter()
-    output = function(RunContext(name=name, params=params, profile=profile, run_dir=path, progress=progress))
-    history_tmp = path / "history.csv.tmp"
-    output.history.to_csv(history_tmp, index=False)
-    os.replace(history_tmp, path / "history.csv")
+def _check_unsealed(path: Path) -> None:
+    """An unsealed folder may resume from a checkpoint; result files without a checkpoint are reported."""
+    results = [name for name in RESULT_FILES if (path / name).exists()]
+    if results and not any(path.glob("checkpoint_*.pt")):
+        raise _corrupt(path, f"it holds {results} but no seal {SEAL} and no checkpoint to resume from (a "
+                             "deleted seal, or results copied in by hand)")
+
+
+def _seal(path: Path, output: RunOutput, seconds: float) -> None:
+    """Write the result files, each atomically, then the seal with their sizes and checksums."""
+    _write_text_atomic(path / "history.csv", output.history.to_csv(index=False))
     _write_text_atomic(path / "summary.json", json.dumps(_jsonable(output.summary), indent=2, sort_keys=True))
     model = output.model
     atomic_torch_save({"spec": model.spec.to_dict() if model is not None else None,
                        "state_dict": model.state_dict() if model is not None else None}, path / "model.pt")
-    _write_text_atomic(path / "DONE", json.dumps({"seconds": time.perf_counter() - start}))
-    for checkpoint in path.glob("checkpoint_*.pt"):
-        checkpoint.unlink()
-    return RunResult(name, params, json.loads((path / "summary.json").read_text()), output.history, path,
-                     loaded_from_cache=False)
+    files = {name: {"size": (path / name).stat().st_size, "sha256": _sha256(path / name)} for name in RESULT_FILES}
+    _write_text_atomic(path / SEAL, json.dumps({"seconds": seconds, "files": files}, indent=2, sort_keys=True))
+
+
+def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Profile = "quick",
+        progress: bool = True, lock_timeout: float | None = None) -> RunResult:
+    """Run experiment `name` with `params` on `profile`, or load it when it has finished before.
+
+    While another process trains the same run, this one waits for its lock (at most `lock_timeout`
+    seconds; None: as long as it takes) and then loads the finished run.
+    """
+    profile = get_profile(profile)
+    params = _canonical(dict(params or {}))
+    function, _ = _lookup(name)
+    path = run_dir_for(name, params, profile)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"the run folder {path} is a file; move it away or set THESIS_RESULTS elsewhere")
+    if (path / SEAL).exists():
+        return _load_sealed(name, params, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock")
+    try:
+        lock.acquire(timeout=-1 if lock_timeout is None else lock_timeout)
+    except Timeout as error:
+        raise RuntimeError(f"run {path} is locked by another process (lock file {lock.lock_file}) for more "
+                           f"than {lock_timeout} s; wait for it to finish") from error
+    try:
+        if (path / SEAL).exists():  # finished by the process we waited for
+            return _load_sealed(name, params, path)
+        _check_unsealed(path)
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(path / "config.json",
+                           json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
+        start = time.perf_counter()
+        try:
+            output = function(RunContext(name=name, params=params, profile=profile, run_dir=path,
+                                         progress=progress))
+        except BaseException:
+            if created and not any(path.glob("checkpoint_*.pt")):  # nothing to resume: leave no litter
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        _seal(path, output, time.perf_counter() - start)
+        for checkpoint in path.glob("checkpoint_*.pt"):
+            checkpoint.unlink()
+        return RunResult(name, params, json.loads((path / "summary.json").read_text()), output.history, path,
+                         loaded_from_cache=False)
+    finally:
+        lock.release()
 
 
 def _jsonable(value: Any) -> Any:

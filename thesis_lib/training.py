@@ -11,11 +11,13 @@ of every epoch, so a hook that swaps the optimizer or scales the batch needs no 
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -64,8 +66,8 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} / {self.eval_batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
         if self.optimizer not in OPTIMIZERS:
@@ -182,12 +184,42 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file so that a reader (or a crash) never sees half of it: `write(stream)` fills a temporary
+    file with a unique name in the target folder, which is flushed and fsync'ed, renamed over `path`, and
+    the folder is fsync'ed too. Concurrent writers to one path never share a temporary file. A failure
+    (disk full, a read-only folder) removes the temporary file, keeps any previous `path`, and raises an
+    OSError that names the path and the cause."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except (OSError, RuntimeError) as error:
+        Path(temporary).unlink(missing_ok=True)
+        cause = getattr(error, "strerror", None) or str(error)
+        hint = " (is the disk full or the folder read-only?)" if not isinstance(error, OSError) else ""
+        raise OSError(getattr(error, "errno", None), f"cannot write {path}: {cause}{hint}; the previous "
+                      "version of the file, if any, is kept") from error
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save through `atomic_write`: a kill, a crash or a second writer never leaves half a file."""
+    atomic_write(Path(path), lambda stream: torch.save(obj, stream))
 
 
 @dataclass
@@ -296,13 +328,19 @@ class Trainer:
             seen += len(y)
         synchronize(self.device)
         epoch_time = time.perf_counter() - start
+        train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"training diverged: the mean loss of epoch {epoch + 1} (steps {self.step_count - len(loader) + 1}"
+                f"..{self.step_count}) is {train_loss} at lr {lr:g}; lower the learning rate. Nothing of this "
+                f"epoch is saved: the last checkpoint is that of epoch {epoch}")
         test_loss, test_acc = evaluate(self.model, self.data.test_x, self.data.test_y,
                                        self.config.eval_batch_size, autocast_dtype)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
             "batch_size": self.batch_size,
-            "train_loss": float(loss_sum) / seen,
+            "train_loss": train_loss,
             "train_acc": float(correct) / seen,
             "test_loss": test_loss,
             "test_acc": test_acc,
@@ -341,6 +379,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "history": self.history,
             "hooks": [hook.state_dict() for hook in self.hooks],
+            "hook_types": [type(hook).__qualname__ for hook in self.hooks],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "config": self.config.to_dict(),
@@ -359,9 +398,14 @@ class Trainer:
                 f"checkpoint {path} was written by a run with a different TrainConfig; "
                 "use another checkpoint path or delete it"
             )
-        if len(state["hooks"]) != len(self.hooks):
-            raise RuntimeError(f"checkpoint {path} has {len(state['hooks'])} hook states, this run has "
-                               f"{len(self.hooks)} hooks")
+        hook_types = [type(hook).__qualname__ for hook in self.hooks]
+        written_types = state.get("hook_types", hook_types)
+        if len(state["hooks"]) != len(self.hooks) or any(
+                saved and written != current  # a stateless hook (a kill switch, a logger) may differ
+                for saved, written, current in zip(state["hooks"], written_types, hook_types)):
+            written = state.get("hook_types", f"{len(state['hooks'])} hooks")
+            raise RuntimeError(f"checkpoint {path} was written with the hooks {written}, this run has "
+                               f"{hook_types}: it belongs to another run; delete it to start afresh")
         model = build_resnet(ResNetSpec.from_dict(state["spec"])) if state["spec"] is not None else self.model
         model.load_state_dict(state["model"])
         model = model.to(self.device)
