@@ -90,3 +90,12 @@ def test_comparison_runs_on_smoke_gives_one_row_per_run(isolated_results):
     retrained = runs[runs.procedure == "PruneTrain + Net2Net, retrained"].set_index("seed")
     search = runs[runs.procedure == "PruneTrain + Net2Net"].set_index("seed")
     assert (retrained["flops"] == search["flops"]).all() and (retrained["total_time"] > search["total_time"]).all()
+
+
+def test_the_answer_states_the_difference_and_its_interval_in_the_asked_direction():
+    tests = pairwise_tests(fake_runs(acc_shift=-0.05))  # computed as "MorphNet vs PruneTrain + Net2Net"
+    text = answer(tests, "quick", "digits")
+    sentence = text.split("PruneTrain + Net2Net against MorphNet")[1]
+    difference = float(sentence.split("difference ")[1].split(",")[0])
+    low, high = (float(v) for v in sentence.split("CI [")[1].split("]")[0].split(", "))
+    assert difference < 0 and low < difference < high < 0

@@ -105,8 +105,10 @@ def _test(tests: pd.DataFrame, quantity: str, a: str, b: str) -> pd.Series:
     if rows.empty:
         raise ValueError(f"no test of {quantity} between {a!r} and {b!r}; run pairwise_tests on both")
     row = rows.iloc[0].copy()
-    if label_ba[rows.index[0]]:
+    if label_ba[rows.index[0]]:  # the test ran as b vs a: turn it around
         row["mean_a"], row["mean_b"], row["diff"] = row["mean_b"], row["mean_a"], -row["diff"]
+        row["ci_low"], row["ci_high"], row["t"] = -row["ci_high"], -row["ci_low"], -row["t"]
+        row["n_a"], row["n_b"] = row["n_b"], row["n_a"]
     return row
 
 
