@@ -184,3 +184,12 @@ def test_line_with_band_rejects_unknown_band():
     frame = pd.DataFrame({"x": [0, 1], "y": [0.0, 1.0], "g": ["a", "a"]})
     with pytest.raises(ValueError, match="unknown band 'iqr'"):
         plots.line_with_band(ax, frame, "x", "y", "g", band="iqr")
+
+
+def test_a_small_profile_figure_carries_its_stamp_and_a_full_one_none():
+    fig, _ = plots.figure("half")
+    plots.stamp(fig, "quick", "digits", 5)
+    assert [text.get_text() for text in fig.texts] == ["quick · digits · n = 5"]
+    fig, _ = plots.figure("half")
+    plots.stamp(fig, "full", "cifar10", 5)
+    assert fig.texts == []

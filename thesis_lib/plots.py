@@ -174,10 +174,10 @@ def line_with_band(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str,
 
 
 def stamp(fig: Figure, profile: str, dataset: str, n: int | str) -> None:
-    """A discreet grey note in the figure's lower right corner naming the profile, the dataset and the runs
+    """A discreet grey note in the figure's lower left corner naming the profile, the dataset and the runs
     per group, so that a figure of a small profile is never mistaken for a thesis result. No stamp on the
     `full` profile, whose figures are the thesis's."""
     if profile == "full":
         return
-    fig.text(0.995, 0.005, f"{profile} · {dataset} · n = {n}", ha="right", va="bottom", fontsize=6.0,
+    fig.text(0.005, 0.005, f"{profile} · {dataset} · n = {n}", ha="left", va="bottom", fontsize=6.0,
              color="0.55")
