@@ -319,3 +319,18 @@ def test_dataset_shapes_table_matches_loaded_digits():
     assert set(DATASET_SHAPES) == set(DATASETS)
     data = load_dataset("digits")
     assert DATASET_SHAPES["digits"] == (data.in_channels, data.image_size, data.num_classes)
+
+
+def test_random_crops_reach_every_one_of_the_offsets():
+    """Offsets run over 0 .. 2p inclusive: all (2p + 1)^2 crops of the padded image occur on a large sample."""
+    padding, size = 2, 6
+    image = torch.arange(1.0, size * size + 1).reshape(1, 1, size, size)
+    x = image.repeat(600, 1, 1, 1)
+    loader = DeviceLoader(x, torch.zeros(600, dtype=torch.long), batch_size=600, shuffle=False, augment=True,
+                          padding=padding, flip=False, seed=0)
+    crops, _ = next(iter(loader))
+    padded = torch.nn.functional.pad(image[0, 0], (padding,) * 4)
+    candidates = {(dy, dx): padded[dy:dy + size, dx:dx + size] for dy in range(2 * padding + 1)
+                  for dx in range(2 * padding + 1)}
+    seen = {offset for crop in crops[:, 0] for offset, candidate in candidates.items() if torch.equal(crop, candidate)}
+    assert seen == set(candidates)

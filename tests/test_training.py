@@ -148,3 +148,83 @@ def test_bn_parameters_get_a_group_without_weight_decay_that_survives_surgery_an
                       checkpoint_path=tmp_path / "run.pt", progress=False)
     assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [5e-4, 0.0]
     assert len(resumed.optimizer.param_groups[1]["params"]) == len(free["params"])
+
+
+def tiny_trainer(hooks=(), epochs=2, checkpoint_path=None):
+    data = load_dataset("digits").subset(96, 32, seed=0)
+    config = TrainConfig(epochs=epochs, batch_size=32, lr=0.05, schedule="constant", augment=False)
+    model = seeded_model(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10), 0)
+    return Trainer(model, data, config, hooks=list(hooks), checkpoint_path=checkpoint_path, progress=False)
+
+
+def test_evaluate_uses_the_running_statistics_and_restores_the_mode():
+    from thesis_lib.training import evaluate
+
+    torch.manual_seed(0)
+    model = build_resnet(ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1, num_classes=3))
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    frozen = {k: v.clone() for k, v in model.state_dict().items()}
+    copy = build_resnet(model.spec)
+    copy.load_state_dict(frozen)
+    copy.eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(copy(x), y).item()
+    model.train()
+    loss, _ = evaluate(model, x, y)
+    assert loss == pytest.approx(expected, rel=1e-6) and model.training
+    assert all(torch.equal(v, frozen[k]) for k, v in model.state_dict().items())  # running stats untouched
+
+
+class ConstantTerm(TrainingHook):
+    def loss_term(self, trainer, outputs, targets, loss):
+        return torch.tensor(10.0)
+
+
+def test_train_loss_is_the_task_loss_without_the_hooks_terms():
+    plain = tiny_trainer().fit()
+    with_term = tiny_trainer([ConstantTerm()]).fit()  # a constant adds no gradient: same training
+    assert with_term["train_loss"].tolist() == pytest.approx(plain["train_loss"].tolist(), rel=1e-6)
+
+
+class DrawsFromTheGlobalRng(TrainingHook):
+    def on_epoch_end(self, trainer, record):
+        record["draw"] = float(torch.rand(()))
+
+
+def test_a_resume_restores_the_global_rng(tmp_path):
+    torch.manual_seed(7)
+    whole = tiny_trainer([DrawsFromTheGlobalRng()], epochs=3).fit()
+    torch.manual_seed(7)
+    with pytest.raises(Killed):
+        tiny_trainer([DrawsFromTheGlobalRng(), KillAfter(1)], epochs=3, checkpoint_path=tmp_path / "c.pt").fit()
+    torch.manual_seed(12345)  # a new process starts with another global RNG state
+    resumed = tiny_trainer([DrawsFromTheGlobalRng(), KillAfter(99)], epochs=3,
+                           checkpoint_path=tmp_path / "c.pt").fit()
+    assert resumed["draw"].tolist() == whole["draw"].tolist()
+    assert resumed["train_loss"].tolist() == whole["train_loss"].tolist()
+
+
+def test_lars_step_with_weight_decay_and_momentum_matches_the_formula_by_hand():
+    """You et al. / torchlars: local lr = trust * ||w|| / (||g|| + wd * ||w||), step = lr * local * (g + wd w),
+    momentum buffer v <- m v + that; 1-d tensors take the plain step."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    b = torch.nn.Parameter(torch.randn(4))
+    lr, momentum, wd, trust = 0.5, 0.9, 0.01, 0.02
+    optimizer = LARS([w, b], lr=lr, momentum=momentum, weight_decay=wd, trust=trust)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    grads = [(torch.randn(4, 3), torch.randn(4)) for _ in range(2)]
+    buffer = torch.zeros(4, 3)
+    expected = w0.clone()
+    for g_w, g_b in grads:
+        w.grad, b.grad = g_w.clone(), g_b.clone()
+        local = trust * expected.norm() / (g_w.norm() + wd * expected.norm())
+        buffer = momentum * buffer + local * (g_w + wd * expected)
+        expected = expected - lr * buffer
+        optimizer.step()
+    torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(b.detach(), b0)

@@ -319,3 +319,9 @@ def test_memory_is_measured_in_the_runs_precision():
                                                       - saved_tensor_bytes(net, (3, 16, 16), 2, precision="bf16")) / 2)
     with pytest.raises(ValueError, match="unknown precision"):
         saved_tensor_bytes(net, (3, 16, 16), 8, precision="int8")
+
+
+def test_max_batch_does_not_lose_a_sample_to_floating_point_rounding():
+    # 0.3 / 0.1 is 2.9999999999999996 in floating point: three samples fit exactly.
+    assert MemoryModel(0.0, 0.0, 0.1, "saved").max_batch(0.3) == 3
+    assert MemoryModel(0.0, 0.0, 0.1, "saved").max_batch(0.29) == 2

@@ -402,3 +402,16 @@ def test_shrinking_a_stage_with_two_stream_segments_keeps_one_width():
     keep = alive_channels(model, 1e-2)
     assert keep["stage0.stream"] == keep["stage0.block1.stream"] == [0, 1, 2]  # union of [0, 1, 2] and [0, 1]
     assert shrink_to_alive(model, 1e-2).spec.stages[0].width == 3
+
+
+def test_a_gamma_exactly_at_the_threshold_is_dead():
+    """Alive means |gamma| > threshold (eq. 2.10): with threshold 0 a zeroed gamma is dead, so the cost is the
+    pruned net's (a `>=` would count every zeroed channel alive)."""
+    model = build_resnet(SMALL)
+    randomize_gammas(model, 0)
+    group = next(g for g in channel_groups(model) if g.kind == "internal")
+    with torch.no_grad():
+        for bn in group.bns:
+            model.get_submodule(bn).weight[:2] = 0.0
+    pruned = select_channels(model, {group.name: list(range(2, group.size))})
+    assert MorphNetRegularizer(model, "flops", 0.0, INPUT).cost() == count_flops(pruned, INPUT)

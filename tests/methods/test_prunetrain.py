@@ -357,3 +357,19 @@ def test_prune_plan_gives_the_segments_of_one_stage_one_index_set():
     plan = prune_plan(model)
     assert plan["stage0.block1.stream"] == plan["stage0.stream"] == [0, 1, 2, 3]
     assert select_channels(model, plan).spec.stages[0].width == 4
+
+
+def test_a_weight_exactly_at_the_threshold_survives_thresholding_and_counts_alive():
+    """Thresholding zeroes |w| < t only; so a slice whose largest weight is exactly t is alive (`>=`)."""
+    torch.manual_seed(0)
+    model = build_resnet(ResNetConfig(stages=1, blocks=(1,), widths=(3,), in_channels=1, num_classes=2))
+    with torch.no_grad():
+        conv = model.stages[0].blocks[0].conv1
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 0.25  # output filter 0 of the block's internal group: exactly at t
+        conv.weight[1, 0, 1, 1] = 0.2499  # filter 1 just below
+        model.stages[0].blocks[0].conv2.weight[:, :2] = 1.0  # both read by the next conv
+    zero_small_weights_(model, 0.25)
+    assert float(conv.weight[0, 0, 1, 1]) == 0.25 and float(conv.weight[1].abs().sum()) == 0.0
+    alive = member_alive_channels(model, 0.25)["stage0.block0.layer1"]
+    assert 0 in alive["stages.0.blocks.0.conv1.out"] and 1 not in alive["stages.0.blocks.0.conv1.out"]
