@@ -101,6 +101,25 @@ def test_the_seal_lists_every_result_file_and_leftover_checkpoints_go_on_the_nex
     assert again.loaded_from_cache and not (result.path / "checkpoint_train.pt").exists()
 
 
+def test_result_files_are_readable_by_others_as_the_umask_allows(isolated_results):
+    previous = os.umask(0o022)
+    try:
+        result = finished(isolated_results)
+    finally:
+        os.umask(previous)
+    for name in ("config.json", "history.csv", "summary.json", "model.pt", SEAL):
+        assert (result.path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_seal_entry_without_size_and_checksum_is_corrupt(isolated_results):
+    result = finished(isolated_results)
+    seal = json.loads((result.path / SEAL).read_text())
+    seal["files"]["history.csv"] = "abc"
+    (result.path / SEAL).write_text(json.dumps(seal))
+    with pytest.raises(CorruptRunError, match="no size and checksum for history.csv"):
+        run("baseline", PARAMS, profile="smoke", progress=False)
+
+
 def test_a_folder_that_is_a_file_is_a_clear_error(isolated_results):
     path = run_dir_for("baseline", PARAMS, "smoke")
     path.parent.mkdir(parents=True)
@@ -119,7 +138,7 @@ def test_a_diverging_run_fails_clearly_and_is_not_sealed(isolated_results):
     params = {"model": "narrow", "lr": 1e20, "seed": 0}
     with pytest.raises(FloatingPointError, match=r"epoch 1 \(steps 1\.\.4\).*lr 1e\+20"):
         run("baseline", params, profile="smoke", progress=False)
-    assert not (run_dir_for("baseline", params, "smoke") / SEAL).exists()
+    assert not run_dir_for("baseline", params, "smoke").exists()  # failed before its first checkpoint: no litter
     with pytest.raises(ValueError, match="finite"):
         TrainConfig(lr=float("inf"))
 

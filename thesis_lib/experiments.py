@@ -13,7 +13,8 @@ returns a `RunOutput`. Results live in `results/<profile>/<name>/<config hash>/`
 
 Every file is written atomically (unique temporary name, fsync, rename, fsync of the folder). A run folder
 is locked (`<folder>.lock`, the filelock package) while one process trains it; a second process asking
-for the same run waits and then loads it; different runs never block each other. Loading verifies the
+for the same run waits and then loads it; different runs never block each other. The lock file stays next
+to its folder: deleting a lock file that another process waits on would break the lock. Loading verifies the
 seal: a missing, truncated, garbled or replaced result file raises `CorruptRunError` naming the folder
 and the file, never a wrong number; result files without a seal (and without a checkpoint to resume
 from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
@@ -324,6 +325,8 @@ def _verify_seal(path: Path) -> None:
                              "foreign format)")
     for name, expected in files.items():
         file = path / name
+        if not isinstance(expected, dict):
+            raise _corrupt(path, f"its seal {SEAL} holds no size and checksum for {name}")
         if not file.is_file():
             raise _corrupt(path, f"the result file {name} is missing or not a file")
         size = file.stat().st_size
@@ -403,7 +406,7 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
             raise
         _seal(path, output, time.perf_counter() - start)
         for checkpoint in path.glob("checkpoint_*.pt"):
-            checkpoint.unlink()
+            checkpoint.unlink(missing_ok=True)  # a reader of the sealed run may remove it too
         return RunResult(name, params, json.loads((path / "summary.json").read_text()), output.history, path,
                          loaded_from_cache=False)
     finally:

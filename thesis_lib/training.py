@@ -184,6 +184,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a file so that a reader (or a crash) never sees half of it: `write(stream)` fills a temporary
     file with a unique name in the target folder, which is flushed and fsync'ed, renamed over `path`, and
@@ -200,6 +206,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; others must read results
         os.replace(temporary, path)
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -299,6 +306,7 @@ class Trainer:
         loader.set_epoch(epoch)
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
         loss_sum = torch.zeros((), device=self.device)
+        total_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         self.model.train()
@@ -324,18 +332,22 @@ class Trainer:
             for hook in self.hooks:
                 hook.after_step(self)
             loss_sum += loss.detach().float() * len(y)
+            total_sum += total.detach().float() * len(y)
             correct += (outputs.detach().argmax(1) == y).sum()
             seen += len(y)
         synchronize(self.device)
         epoch_time = time.perf_counter() - start
         train_loss = float(loss_sum) / seen
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training diverged: the mean loss of epoch {epoch + 1} (steps {self.step_count - len(loader) + 1}"
-                f"..{self.step_count}) is {train_loss} at lr {lr:g}; lower the learning rate. Nothing of this "
-                f"epoch is saved: the last checkpoint is that of epoch {epoch}")
         test_loss, test_acc = evaluate(self.model, self.data.test_x, self.data.test_y,
                                        self.config.eval_batch_size, autocast_dtype)
+        losses = {"training loss": train_loss, "training loss with the hooks' terms": float(total_sum) / seen,
+                  "test loss after the epoch's last step": test_loss}
+        diverged = {name: value for name, value in losses.items() if not math.isfinite(value)}
+        if diverged:
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch + 1} (steps {self.step_count - len(loader) + 1}.."
+                f"{self.step_count}) at lr {lr:g}: {diverged}; lower the learning rate. Nothing of this epoch "
+                f"is saved: the last checkpoint is that of epoch {epoch}")
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,

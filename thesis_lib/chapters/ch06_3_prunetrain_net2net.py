@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import stats
 from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, run, summarize_training
 from ..methods.prunetrain import PruneTrain
 from ..methods.search import GrowthRule, PruneGrow, stage_depth
@@ -33,7 +34,7 @@ from .ch05_prunetrain import prunetrain_plan
 from .ch06_2_net2net import cumulative_time
 
 __all__ = ["SearchPlan", "search_plan", "architecture_rounds", "found_architectures", "final_accuracy_groups",
-           "GROUP_ORDER", "GROUP_LABELS", "budget_flops", "phase_times", "curves", "growth_epochs"]
+           "GROUP_ORDER", "GROUP_LABELS", "budget_flops", "search_tests", "phase_times", "curves", "growth_epochs"]
 
 SEARCH_KNOBS = ("lasso_ratio", "threshold", "interval", "saturation", "widen_factor", "deepen_saturation",
                 "noise", "last_growth_epoch")
@@ -200,6 +201,24 @@ def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.D
         part.insert(0, "group", group)
         frames.append(part)
     return pd.concat(frames, ignore_index=True)
+
+
+SEARCH_PAIRS = (("PruneTrain + Net2Net", "found net, from scratch"), ("PruneTrain + Net2Net", "wide baseline"),
+                ("PruneTrain + Net2Net", "narrow baseline"), ("found net, from scratch", "wide baseline"))
+
+
+def search_tests(groups: pd.DataFrame) -> pd.DataFrame:
+    """Welch t-tests of fig. 6.11's groups (`final_accuracy_groups`): the search against its own
+    architecture from scratch and both baselines, the retrained net against the wide one; final accuracy
+    and total time, each quantity one Holm family. The time of the search and of its own retraining is
+    not tested: a retraining's total time contains the same seed's search."""
+    tables = []
+    for column, what, unit in (("final_acc", "accuracy", ""), ("total_time", "total time", "s")):
+        pairs = [pair for pair in SEARCH_PAIRS if not (column == "total_time" and pair == SEARCH_PAIRS[0])]
+        table = stats.with_holm(stats.compare_groups(groups, "group", pairs, [(column, what, unit)]))
+        table.insert(0, "quantity", column)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def phase_times(summary: pd.DataFrame) -> pd.DataFrame:

@@ -16,8 +16,10 @@ The growth rule (`GrowthRule`, applied by `plan_growth`):
   channels at the start of the round, counting the stage's residual-stream width plus every internal
   width of its blocks (a block pruned to an identity counts 0). s_i = 1 means pruning found no unused
   channel in the stage; s_i = 0.5 means half of its channels were dead.
-- Decided: every stage with s_i >= `saturation` is widened: its stream and internal widths grow by the
-  factor `widen_factor` (rounded up, at least one channel). A stage below the threshold is left as
+- Decided: every stage with s_i >= `saturation` is widened: its stream width w becomes
+  max(w + 1, ceil(w * `widen_factor`)) and its internal widths grow by the same ratio (rounded up), so a
+  narrow stream grows by more than the factor (4 -> 5 at factor 1.0625); `GrowthPlan.widths` records the
+  widths the round really chose. A stage below the threshold is left as
   pruning left it: it had capacity to spare. In addition, the stage with the fewest blocks among those with
   s_i >= `deepen_saturation` (ties: the later stage) gets one new zero-gamma residual block at its end,
   when `deepen_saturation` <= 1 (above 1 never deepens).
@@ -90,7 +92,8 @@ class GrowthRule:
 @dataclass(frozen=True)
 class GrowthPlan:
     """What one round grows: new stream widths per stage index, the stages that get a new block, the
-    measured saturation, and the FLOPs of the grown net (equal to the current FLOPs when nothing grows)."""
+    measured saturation, the FLOPs of the grown net (equal to the current FLOPs when nothing grows), and the
+    widening factor tried (the realised ratio of a stage is widths[i] / its old width, see the rule)."""
 
     widths: dict[int, int]
     deepen: tuple[int, ...]
@@ -189,8 +192,9 @@ class PruneGrow(TrainingHook):
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.pruning.on_train_start(trainer)
-        if self.round_start is None:
+        if trainer.step_count == 0:  # a fresh run (a resume restored both from the checkpoint)
             self.round_start = trainer.model.spec
+            self.generator.manual_seed(self.seed)
         budget_check = count_flops(trainer.model, tuple(trainer.data.train_x.shape[1:]))
         if budget_check > self.budget:
             raise ValueError(f"the starting net has {budget_check} FLOPs, above the budget {self.budget:.0f}")
