@@ -152,8 +152,16 @@ def answer(tests: pd.DataFrame, profile_name: str, dataset: str, margin: float =
         acc = _test(tests, "final_acc", candidate, "MorphNet")
         time = _test(tests, "total_time", candidate, "MorphNet")
         found = verdict(tests, candidate, "MorphNet", margin)
-        decision = (f"{found} finds the better network" if found != "undecided" else
-                    "the numbers do not decide which finds the better network")
+        trade_off = (acc["verdict"] == time["verdict"] == "significant"
+                     and (acc["diff"] > 0) == (time["diff"] > 0))  # more accurate and slower, or the reverse
+        if found != "undecided":
+            decision = f"{found} finds the better network"
+        elif trade_off:
+            accurate, fast = (candidate, "MorphNet") if acc["diff"] > 0 else ("MorphNet", candidate)
+            decision = (f"a trade-off, not a winner: {accurate} is more accurate, {fast} is faster, both "
+                        "significantly")
+        else:
+            decision = "the numbers do not decide which finds the better network"
         sentences.append(
             f"{candidate} against MorphNet (n = {int(acc['n_a'])} and {int(acc['n_b'])}): accuracy "
             f"{acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (difference {acc['diff']:+.3f}, 95 % CI "
