@@ -42,3 +42,17 @@ def test_run_folders_do_not_move_with_the_code(monkeypatch):
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
     assert path.name == "aa400003ce4a3f76"
+
+
+def test_no_figure_number_is_used_by_two_notebooks():
+    """Figures are named fig_<chapter>_<number>_...; a number belongs to one notebook (the draft's 6.1-6.8 to
+    06_1, new ones continue the chapter)."""
+    import re
+
+    owner: dict[str, str] = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        source = "".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        for number in set(re.findall(r'plots\.save\(fig, "fig_(\d+_\d+)_', source)):
+            assert number not in owner, f"figure {number} is saved by {owner.get(number)} and {path.stem}"
+            owner[number] = path.stem
+    assert {"6_9", "6_12", "7_1", "8_1"} <= set(owner) and owner["6_9"] == "06_2_net2net"

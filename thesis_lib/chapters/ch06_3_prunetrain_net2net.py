@@ -5,8 +5,8 @@ The draft (sections 1.2, 6.1 and 6.3) plans it but reports no number. Here it st
 ResNet, prunes like chapter 5's default point, grows where pruning left a stage saturated, never beyond the
 wide net's FLOPs (the budget of chapter 4's MorphNet search), and trains on through every change. The
 architecture it ends with is then trained from scratch as an ordinary network (the draft's remark in 6.1),
-its own cached experiment. Notebook figures: 6.9 (architecture over the rounds), 6.10 (accuracy and cost
-over training time), 6.11 (final accuracy against the same architecture from scratch and the baselines).
+its own cached experiment. Notebook figures: 6.12 (architecture over the rounds), 6.13 (accuracy and cost
+over training time), 6.14 (final accuracy against the same architecture from scratch and the baselines).
 
 Plan (`SearchPlan`, one per profile): PruneTrain at chapter 5's default point of the profile (lasso ratio,
 threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.8 / 5e-2 / 2 on `quick`, where the
@@ -194,7 +194,7 @@ GROUP_LABELS = {"narrow baseline": "schmales\nBaseline-Netz", "wide baseline": "
 def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame,
                           retrained: pd.DataFrame) -> pd.DataFrame:
     """One tidy frame (group, seed, final_acc, total_time, final_params, final_flops) of the four groups of
-    fig. 6.11, from the sweep summaries of the narrow and wide baselines, the search and its retraining."""
+    fig. 6.14, from the sweep summaries of the narrow and wide baselines, the search and its retraining."""
     frames = []
     for group, summary in zip(GROUP_ORDER, (narrow, wide, search, retrained)):
         part = summary[["seed", "final_acc", "total_time", "final_params", "final_flops"]].copy()
@@ -208,7 +208,7 @@ SEARCH_PAIRS = (("PruneTrain + Net2Net", "found net, from scratch"), ("PruneTrai
 
 
 def search_tests(groups: pd.DataFrame) -> pd.DataFrame:
-    """Welch t-tests of fig. 6.11's groups (`final_accuracy_groups`): the search against its own
+    """Welch t-tests of fig. 6.14's groups (`final_accuracy_groups`): the search against its own
     architecture from scratch and both baselines, the retrained net against the wide one; final accuracy
     and total time, each quantity one Holm family. The time of the search and of its own retraining is
     not tested: a retraining's total time contains the same seed's search."""
