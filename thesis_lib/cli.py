@@ -34,9 +34,11 @@ def find_notebooks(only: Sequence[str] | None = None, folder: Path | None = None
     folder = folder or project_root() / "notebooks"
     notebooks = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
+        unknown = [prefix for prefix in only if not any(p.stem.startswith(prefix) for p in notebooks)]
+        if unknown:
+            raise ValueError(f"no notebook in {folder} starts with {unknown}; the notebooks are "
+                             f"{[p.stem for p in notebooks]}")
         notebooks = [p for p in notebooks if any(p.stem.startswith(prefix) for prefix in only)]
-        if not notebooks:
-            raise ValueError(f"no notebook in {folder} starts with any of {list(only)}")
     return notebooks
 
 
@@ -117,8 +119,24 @@ def _parse_value(text: str):
         return text
 
 
+def list_experiments() -> list[str]:
+    """One line per registered experiment: its name, its chapter's notebook and its docstring's first line."""
+    from .chapters import CHAPTERS
+    from .experiments import _REGISTRY
+
+    owner = {name: chapter.notebook for chapter in CHAPTERS for name in chapter.experiments}
+    lines = []
+    for name in sorted(owner):
+        function, version = _REGISTRY[name]
+        summary = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
+        lines.append(f"{name:<20} v{version}  {owner[name]:<24} {summary}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; a user's mistake is one message on stderr and exit code 2 (`--debug`: traceback)."""
     parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     notebooks = commands.add_parser("notebooks", help="re-run the notebooks headlessly with papermill")
     notebooks.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -130,12 +148,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="experiment parameter; VALUE is parsed as JSON when it can be")
     commands.add_parser("profiles", help="list the profiles")
+    commands.add_parser("list", help="list the registered experiments with their chapter")
+    runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
+    runs.add_argument("experiment", nargs="?")
+    runs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     args = parser.parse_args(argv)
+    try:
+        return _command(args, parser)
+    except (ValueError, RuntimeError, FileNotFoundError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
+
+def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "profiles":
         for profile in PROFILES.values():
             print(json.dumps(profile.to_dict()))
         return 0
+    if args.command == "list":
+        print("\n".join(list_experiments()))
+        return 0
+    if args.command == "runs":
+        from .experiments import cached_runs
+
+        table = cached_runs(args.profile, args.experiment)
+        if table.empty:
+            print(f"no cached runs of {args.experiment or 'any experiment'} on profile {args.profile!r}")
+            return 0
+        with pd_options():
+            print(table.drop(columns=["detail"]).to_string(index=False))
+        for row in table[table["status"] != "finished"].itertuples():
+            print(f"{row.status}: {row.folder}: {row.detail}")
+        return 1 if (table["status"] == "damaged").any() else 0
     if args.command == "run":
         from .experiments import run
 
@@ -152,6 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = run_notebooks(args.profile, args.only, progress=not args.no_progress)
     print_summary(outcomes)
     return 0 if all(o.status == "ok" for o in outcomes) else 1
+
+
+@contextmanager
+def pd_options() -> Iterator[None]:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        yield
 
 
 if __name__ == "__main__":

@@ -413,6 +413,50 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
         lock.release()
 
 
+def run_status(path: Path) -> dict[str, Any]:
+    """What a run folder holds, without training or changing it: status "finished" (seal verified),
+    "damaged" (the `CorruptRunError` message), "partial" (a checkpoint, epochs done) or "empty"; plus the
+    params and, for a finished run, its headline numbers (final_acc, epochs, total_time)."""
+    row: dict[str, Any] = {"folder": str(path), "status": "empty"}
+    try:
+        config = json.loads((path / "config.json").read_text())
+        row["experiment"], row["params"] = config.get("experiment"), json.dumps(config.get("params"))
+        row["dataset"] = config.get("profile", {}).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        row["experiment"], row["params"], row["dataset"] = path.parent.name, "", None
+    if (path / SEAL).exists():
+        try:
+            _verify_seal(path)
+            summary = json.loads((path / "summary.json").read_text())
+            if not isinstance(summary, dict):
+                raise _corrupt(path, "summary.json holds no mapping")
+        except CorruptRunError as error:
+            return {**row, "status": "damaged", "detail": str(error)}
+        return {**row, "status": "finished", **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")}}
+    checkpoints = sorted(path.glob("checkpoint_*.pt"))
+    if checkpoints:
+        epochs = []
+        for checkpoint in checkpoints:
+            try:
+                epochs.append(int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]))
+            except Exception:  # a torn checkpoint: the run resumes from scratch for that phase
+                epochs.append(0)
+        return {**row, "status": "partial", "detail": f"checkpoints {[c.name for c in checkpoints]}, epochs {epochs}"}
+    results = [name for name in RESULT_FILES if (path / name).exists()]
+    if results:
+        return {**row, "status": "damaged", "detail": f"results {results} without a seal or checkpoint"}
+    return row
+
+
+def cached_runs(profile: str | Profile, experiment: str | None = None) -> pd.DataFrame:
+    """One `run_status` row per run folder of `profile` (and `experiment`), sorted by experiment and folder."""
+    profile = get_profile(profile)
+    root = results_root() / profile.name
+    folders = sorted(p for p in root.glob(f"{experiment or '*'}/*") if p.is_dir())
+    columns = ["experiment", "dataset", "status", "final_acc", "epochs", "total_time", "params", "folder", "detail"]
+    return pd.DataFrame([run_status(folder) for folder in folders], columns=columns)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -1,0 +1,68 @@
+"""The command line: every subcommand, its documented errors (one message, exit 2) and exit codes."""
+
+import json
+import re
+
+import pytest
+
+from thesis_lib.cli import main
+from thesis_lib.experiments import SEAL, run
+
+
+def test_list_names_every_experiment_with_its_chapter(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = {line.split()[0]: line.split()[2] for line in lines}
+    assert names["prune_grow"] == "06_3_prunetrain_net2net" and names["baseline"] == "03_baseline"
+    assert len(names) == 9
+
+
+def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys):
+    assert main(["runs", "--profile", "smoke"]) == 0
+    assert "no cached runs" in capsys.readouterr().out
+    good = run("baseline", {"model": "narrow", "seed": 0}, profile="smoke", progress=False)
+    bad = run("baseline", {"model": "narrow", "seed": 1}, profile="smoke", progress=False)
+    assert main(["runs", "baseline", "--profile", "smoke"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["finished", "finished"]
+    (bad.path / "history.csv").write_text("epoch\n1\n")
+    partial = bad.path.parent / "0000000000000000"
+    partial.mkdir()
+    (partial / "checkpoint_train.pt").write_bytes(b"")
+    assert main(["runs", "--profile", "smoke"]) == 1  # a damaged run is a non-zero exit
+    out = capsys.readouterr().out
+    assert f"damaged: {bad.path}" in out and "history.csv" in out and f"partial: {partial}" in out
+    assert str(good.path) in out and (good.path / SEAL).exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "unknown model 'medium'"),
+])
+def test_a_users_mistake_is_one_message_and_exit_2(argv, message, capsys, isolated_results):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and "Traceback" not in captured.err
+    assert re.search(message, captured.err)
+    with pytest.raises(ValueError):
+        main(["--debug", *argv])
+
+
+def test_an_unknown_notebook_among_several_is_named(capsys):
+    assert main(["notebooks", "--profile", "smoke", "--only", "03", "99"]) == 2  # before anything runs
+    assert "starts with ['99']" in capsys.readouterr().err
+
+
+def test_run_prints_the_summary_and_says_when_it_came_from_the_cache(isolated_results, capsys):
+    argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--param", "seed=2"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (first["cached"], second["cached"]) == (False, True) and first["final_acc"] == second["final_acc"]
+
+
+def test_profiles_prints_one_json_line_per_profile(capsys):
+    assert main(["profiles"]) == 0
+    assert [line.split('"name": ')[1].split('"')[1] for line in capsys.readouterr().out.splitlines()] == [
+        "smoke", "quick", "full"]
