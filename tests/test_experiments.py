@@ -134,3 +134,14 @@ def test_run_key_ignores_the_seed_list_and_float_spelling_of_whole_numbers(isola
         "counting_test", {"seed": 0, "x": 3}, smoke)
     assert run_dir_for("counting_test", {"seed": 0, "x": 3.5}, smoke) != run_dir_for(
         "counting_test", {"seed": 0, "x": 3}, smoke)
+
+
+def test_empty_environment_variables_mean_unset(monkeypatch):
+    from thesis_lib import project_root
+    from thesis_lib.data import DEFAULT_DATA_DIR, data_dir
+
+    monkeypatch.setenv("THESIS_RESULTS", "")
+    monkeypatch.setenv("THESIS_DATA", "")
+    monkeypatch.setenv("THESIS_ROOT", "")
+    assert experiments.results_root() == project_root() / "results"
+    assert data_dir() == DEFAULT_DATA_DIR.expanduser()

@@ -87,10 +87,11 @@ class Dataset:
 
 
 def data_dir(root: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``root`` if given, else ``$THESIS_DATA``, else ``~/.cache/thesis_lib``."""
+    """The data directory: ``root`` if given, else ``$THESIS_DATA`` when set and not empty, else
+    ``~/.cache/thesis_lib``."""
     if root is not None:
         return Path(root).expanduser()
-    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)).expanduser()
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def _normalised_dataset(name: str, train_images: torch.Tensor, train_y: torch.Tensor, test_images: torch.Tensor,
