@@ -1,0 +1,95 @@
+"""GPU facts no CPU can give, as one JSON file: the device, the OOM-driven largest batch of the wide ResNet-32
+(fp32 and bf16), and the epoch time of the `full` profile's chapter-3 training on CIFAR-shaped data.
+
+Random CIFAR-shaped images stand in when CIFAR-10 is absent (the time of an epoch does not depend on the
+pixel values). Part of `benchmarks/gpu_check.sh`; also runs on the CPU with small sizes, to check it:
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --out /tmp/gpu_check --device cpu --n-train 256 --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from thesis_lib.data import Dataset
+from thesis_lib.experiments import get_profile
+from thesis_lib.methods.batchsize import max_batch_size, training_step_peak_bytes
+from thesis_lib.models import WIDE_BASELINE, count_parameters
+from thesis_lib.training import Trainer, seeded_model
+
+
+def cifar_shaped(n_train: int, n_test: int, seed: int = 0) -> Dataset:
+    generator = torch.Generator().manual_seed(seed)
+    return Dataset("random_cifar", torch.randn(n_train, 3, 32, 32, generator=generator),
+                   torch.randint(0, 10, (n_train,), generator=generator),
+                   torch.randn(n_test, 3, 32, 32, generator=generator),
+                   torch.randint(0, 10, (n_test,), generator=generator), num_classes=10, in_channels=3,
+                   image_size=32, channel_mean=(0.0,) * 3, channel_std=(1.0,) * 3)
+
+
+def device_facts(device: torch.device) -> dict[str, object]:
+    facts: dict[str, object] = {"torch": torch.__version__, "python": platform.python_version(),
+                                "device": str(device)}
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        facts.update(name=properties.name, memory_bytes=properties.total_memory,
+                     capability=f"{properties.major}.{properties.minor}", cudnn=torch.backends.cudnn.version())
+    return facts
+
+
+def largest_batches(device: torch.device, limit: int) -> dict[str, object]:
+    """The OOM-driven search for the wide ResNet-32's largest fp32 training batch (CUDA only: elsewhere the
+    memory model needs a budget), and the measured peak of one step at batch 256 in fp32 and bf16."""
+    if device.type != "cuda":
+        return {"note": "no CUDA: the OOM-driven search needs a GPU"}
+    model = seeded_model(WIDE_BASELINE, 0).to(device)
+    start = time.perf_counter()
+    batch = max_batch_size(model, (3, 32, 32), device=device, limit=limit)
+    return {"params": count_parameters(model), "max_batch_fp32": batch, "limit": limit,
+            "search_seconds": time.perf_counter() - start,
+            **{f"peak_bytes_at_256_{precision}": training_step_peak_bytes(model, (3, 32, 32), 256, device,
+                                                                         precision=precision)
+               for precision in ("fp32", "bf16")}}
+
+
+def chapter3_epochs(device: torch.device, n_train: int, epochs: int, batch_size: int,
+                    precision: str) -> dict[str, object]:
+    """Epochs of the `full` profile's chapter-3 training (wide ResNet-32, SGD, step schedule settings)."""
+    profile = get_profile("full")
+    config = profile.train_config(epochs=epochs, batch_size=batch_size, precision=precision,
+                                  channels_last=device.type == "cuda")
+    trainer = Trainer(seeded_model(WIDE_BASELINE, 0), cifar_shaped(n_train, 1000), config, device=device,
+                      progress=False)
+    history = trainer.fit()
+    return {"batch_size": batch_size, "precision": precision, "n_train": n_train,
+            "epoch_times": history["epoch_time"].tolist(), "train_loss": history["train_loss"].tolist()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--n-train", type=int, default=50_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-limit", type=int, default=16_384)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"device": device_facts(device), "largest_batch": largest_batches(device, args.batch_limit)}
+    runs = []
+    for batch_size, precision in ((128, "fp32"), (128, "bf16"), (512, "bf16")):
+        runs.append(chapter3_epochs(device, args.n_train, args.epochs, batch_size, precision))
+        (args.out / "gpu_check.json").write_text(json.dumps({**report, "chapter3_epochs": runs}, indent=2))
+    print(json.dumps({**report, "chapter3_epochs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
