@@ -20,3 +20,22 @@ def test_baseline_follows_the_schedule_and_reports_the_saved_net(isolated_result
     _, accuracy = evaluate(result.model(), data.test_x, data.test_y)
     assert accuracy == pytest.approx(result.summary["final_acc"])
 
+
+
+def test_table_3_2_compares_the_wide_runs_with_each_other_as_the_draft():
+    import pandas as pd
+
+    from thesis_lib.chapters.ch03_baseline import epoch_time_spread, epoch_time_table
+
+    history = pd.DataFrame({
+        "model": ["wide"] * 6 + ["narrow"] * 2, "schedule": ["step"] * 4 + ["constant"] * 2 + ["step"] * 2,
+        "seed": [0, 0, 1, 1, 0, 0, 0, 0], "epoch_time": [19.0, 21.0, 19.5, 20.5, 19.4, 19.6, 5.0, 7.0]})
+    table = epoch_time_table(history)
+    assert table[["schedule", "seed", "n"]].values.tolist() == [["constant", 0, 2], ["step", 0, 2], ["step", 1, 2]]
+    assert table["mean"].tolist() == pytest.approx([19.5, 20.0, 20.0])
+    assert table["std"].tolist() == pytest.approx([0.1414214, 1.4142136, 0.7071068])
+    spread = epoch_time_spread(table)  # the narrow runs (5 s, 7 s) must not enter: the draft's ten are wide
+    assert spread["runs"] == 3 and spread["spread"] == pytest.approx((20.0 - 19.5) / 20.0)
+    assert spread["largest_relative_std"] == pytest.approx(1.4142136 / 20.0)
+    with pytest.raises(ValueError, match="no runs of the 'medium' net"):
+        epoch_time_table(history, model="medium")
