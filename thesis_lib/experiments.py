@@ -336,11 +336,17 @@ def _verify_seal(path: Path) -> None:
             raise _corrupt(path, f"{name} does not match the checksum in its seal")
 
 
-def _load_sealed(name: str, params: dict[str, Any], path: Path) -> RunResult:
+def _sealed_summary(path: Path) -> dict[str, Any]:
+    """The summary of a sealed run, after verifying the seal."""
     _verify_seal(path)
     summary = json.loads((path / "summary.json").read_text())
     if not isinstance(summary, dict):
         raise _corrupt(path, "summary.json holds no mapping")
+    return summary
+
+
+def _load_sealed(name: str, params: dict[str, Any], path: Path) -> RunResult:
+    summary = _sealed_summary(path)
     history = pd.read_csv(path / "history.csv")
     for leftover in path.glob("checkpoint_*.pt"):  # a kill after sealing left it behind
         leftover.unlink(missing_ok=True)
@@ -426,10 +432,7 @@ def run_status(path: Path) -> dict[str, Any]:
         row["experiment"], row["params"], row["dataset"] = path.parent.name, "", None
     if (path / SEAL).exists():
         try:
-            _verify_seal(path)
-            summary = json.loads((path / "summary.json").read_text())
-            if not isinstance(summary, dict):
-                raise _corrupt(path, "summary.json holds no mapping")
+            summary = _sealed_summary(path)
         except CorruptRunError as error:
             return {**row, "status": "damaged", "detail": str(error)}
         return {**row, "status": "finished", **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")}}
@@ -442,9 +445,10 @@ def run_status(path: Path) -> dict[str, Any]:
             except Exception:  # a torn checkpoint: the run resumes from scratch for that phase
                 epochs.append(0)
         return {**row, "status": "partial", "detail": f"checkpoints {[c.name for c in checkpoints]}, epochs {epochs}"}
-    results = [name for name in RESULT_FILES if (path / name).exists()]
-    if results:
-        return {**row, "status": "damaged", "detail": f"results {results} without a seal or checkpoint"}
+    try:
+        _check_unsealed(path)
+    except CorruptRunError as error:
+        return {**row, "status": "damaged", "detail": str(error)}
     return row
 
 

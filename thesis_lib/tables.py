@@ -7,29 +7,14 @@ reader never sees half a table, and a re-run changes a file only when its conten
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from .plots import figure_dir
+from .training import atomic_write
 
 FLOAT_FORMAT = "{:.4g}".format
-
-
-def _write_text_atomically(target: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
@@ -53,6 +38,6 @@ def save(frame: pd.DataFrame, name: str, notebook: str | None = None, profile: s
     directory = figure_dir(notebook, profile)
     directory.mkdir(parents=True, exist_ok=True)
     csv_path, tex_path = directory / f"{name}.csv", directory / f"{name}.tex"
-    _write_text_atomically(csv_path, frame.to_csv(index=False))
-    _write_text_atomically(tex_path, to_latex(frame, caption))
+    for path, text in ((csv_path, frame.to_csv(index=False)), (tex_path, to_latex(frame, caption))):
+        atomic_write(path, lambda stream, text=text: stream.write(text.encode("utf-8")))
     return [csv_path, tex_path]

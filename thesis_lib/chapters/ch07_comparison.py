@@ -29,8 +29,8 @@ from matplotlib.figure import Figure
 
 from .. import plots, stats
 from ..experiments import Profile, get_profile, sweep
-from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD, spec_cost, width_multiplier
-from .ch04_morphnet import morphnet_plan
+from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD
+from .ch04_morphnet import morphnet_plan, uniform_scaling
 from .ch06_3_prunetrain_net2net import search_plan
 
 __all__ = ["PROCEDURES", "QUANTITIES", "comparison_grids", "comparison_runs", "comparison_table",
@@ -174,17 +174,16 @@ def answer(tests: pd.DataFrame, profile_name: str, dataset: str, margin: float =
 
 
 def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
-    """The width multiplier omega that scales the profile's narrow net to the wide net's FLOPs (eq. 2.6),
-    and whether the scaled net is exactly the wide net (then uniform scaling is the wide baseline)."""
+    """The width multiplier omega that scales the profile's narrow net to the wide net's FLOPs (eq. 2.6,
+    chapter 4's `uniform_scaling`), and whether the scaled net is exactly the wide net (then uniform scaling
+    is the wide baseline)."""
     profile = get_profile(profile)
     channels = profile.input_size[0]
-    narrow = profile.resnet("narrow", channels, profile.num_classes).to_spec()
-    wide = profile.resnet("wide", channels, profile.num_classes).to_spec()
-    budget = spec_cost(wide, "flops", profile.input_size)
-    omega, scaled = width_multiplier(narrow, budget, "flops", profile.input_size)
-    return {"omega": float(omega), "equals_wide": scaled == wide, "budget": budget,
-            "scaled_flops": spec_cost(scaled, "flops", profile.input_size)}
-
+    row = uniform_scaling(profile.resnet("narrow", channels, profile.num_classes),
+                          profile.resnet("wide", channels, profile.num_classes), profile.input_size,
+                          resources=("flops",)).iloc[0]
+    return {"omega": float(row["omega"]), "equals_wide": bool(row["equals_reference"]),
+            "budget": row["budget"], "scaled_flops": row["scaled_cost"]}
 
 
 AXIS_LABELS = {"final_acc": "finale Test-Genauigkeit", "total_time": "Trainingszeit gesamt (s)",
