@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from thesis_lib.models import (
-    NARROW_BASELINE, WIDE_BASELINE, ResNetConfig, ResNetSpec, build_resnet, count_flops,
-    count_parameters, parameter_table,
+    NARROW_BASELINE, WIDE_BASELINE, GhostBatchNorm2d, ResNetConfig, ResNetSpec, build_resnet, count_flops,
+    count_parameters, ghost_batch_sizes, parameter_table,
 )
 
 
@@ -110,3 +110,72 @@ def test_convs_are_he_normal_on_the_fan_out_and_bn_starts_as_identity():
     assert stage3.std().item() == pytest.approx(math.sqrt(2.0 / (64 * 9)), rel=0.02)
     for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
         assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
+def _bn_pair(channels: int = 3, virtual_batch: int = 4) -> tuple[nn.BatchNorm2d, GhostBatchNorm2d]:
+    """An ordinary and a ghost BN with the same non-trivial affine parameters and running statistics."""
+    generator = torch.Generator().manual_seed(0)
+    plain, ghost = nn.BatchNorm2d(channels), GhostBatchNorm2d(channels, virtual_batch)
+    with torch.no_grad():
+        for bn in (plain, ghost):
+            bn.weight.copy_(torch.linspace(0.5, 1.5, channels))
+            bn.bias.copy_(torch.linspace(-0.2, 0.2, channels))
+            bn.running_mean.copy_(torch.full((channels,), 0.3))
+            bn.running_var.copy_(torch.full((channels,), 2.0))
+    return plain, ghost
+
+
+def test_ghost_bn_with_one_virtual_batch_is_ordinary_bn_exactly():
+    plain, ghost = _bn_pair(virtual_batch=8)
+    x = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(1)) * 3 + 1
+    assert torch.equal(ghost(x), plain(x))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(ghost, name), getattr(plain, name)), name
+    ghost.eval(), plain.eval()
+    assert torch.equal(ghost(x[:3]), plain(x[:3]))
+
+
+def test_ghost_bn_normalises_each_virtual_batch_on_its_own_and_averages_the_running_statistics():
+    """10 images, virtual batch 4: the batches [0:4], [4:8] and the rest [8:10] are normalised as if each
+    went through its own ordinary BN; the running statistics move once, by the momentum, towards the mean
+    of the three batches' means and unbiased variances."""
+    _, ghost = _bn_pair(virtual_batch=4)
+    x = torch.randn(10, 3, 5, 5, generator=torch.Generator().manual_seed(2)) * 2 + 0.5
+    x.requires_grad_(True)
+    out = ghost(x)
+    chunks = (x[0:4], x[4:8], x[8:10])
+    expected, means, variances = [], [], []
+    for chunk in chunks:
+        plain, _ = _bn_pair()
+        expected.append(plain(chunk))
+        means.append(chunk.detach().mean((0, 2, 3)))
+        variances.append(chunk.detach().var((0, 2, 3), unbiased=True))
+    torch.testing.assert_close(out, torch.cat(expected), rtol=1e-5, atol=1e-5)
+    momentum = 0.1
+    torch.testing.assert_close(ghost.running_mean, (1 - momentum) * 0.3 + momentum * torch.stack(means).mean(0))
+    torch.testing.assert_close(ghost.running_var, (1 - momentum) * 2.0 + momentum * torch.stack(variances).mean(0))
+    assert int(ghost.num_batches_tracked) == 1
+    # ghost BN is not ordinary BN over the whole batch, and gradients reach the input and the affine params
+    plain, _ = _bn_pair()
+    assert (out - plain(x)).abs().max() > 1e-2
+    out.square().sum().backward()
+    assert x.grad is not None and ghost.weight.grad is not None and ghost.weight.grad.abs().sum() > 0
+
+
+def test_ghost_bn_is_a_model_option_that_rebuilds_counts_and_loads_like_ordinary_bn():
+    config = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
+    ghost_net, plain_net = build_resnet(config.with_(ghost_batch=16)), build_resnet(config)
+    bns = [m for m in ghost_net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 6 and all(isinstance(m, GhostBatchNorm2d) and m.virtual_batch == 16 for m in bns)
+    assert ghost_batch_sizes(ghost_net) == {16} and ghost_batch_sizes(plain_net) == set()
+    assert count_parameters(ghost_net) == count_parameters(plain_net)
+    assert count_flops(ghost_net, (1, 8, 8)) == count_flops(plain_net, (1, 8, 8))
+    assert ResNetSpec.from_json(ghost_net.spec.to_json()) == ghost_net.spec
+    assert "ghost_batch" not in plain_net.spec.to_dict()  # ordinary nets keep the spec JSON they always had
+    plain_net.load_state_dict(ghost_net.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("value", [0, -4, 2.5, True])
+def test_bad_ghost_batch_is_a_clear_error(value):
+    with pytest.raises(ValueError, match="ghost_batch"):
+        ResNetConfig(ghost_batch=value)

@@ -21,6 +21,8 @@ SMALL_CONFIGS = {
     "l3": ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(5, 6), num_classes=4),
     "bottleneck": ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
                                num_classes=4),
+    # ghost BN over virtual batches of 2: `images` draws 4, so every train-mode check sees two ghost batches
+    "ghost": ResNetConfig(stages=2, blocks=(2, 2), widths=(5, 7), num_classes=4, ghost_batch=2),
 }
 
 
@@ -167,7 +169,9 @@ def assert_same_function(old: torch.nn.Module, new: torch.nn.Module) -> None:
 
 
 def assert_spec_describes_model(model: torch.nn.Module) -> None:
-    build_resnet(model.spec).load_state_dict(model.state_dict(), strict=True)
+    rebuilt = build_resnet(model.spec)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert [type(m) for m in rebuilt.modules()] == [type(m) for m in model.modules()]
 
 
 def zero_channels(model: torch.nn.Module, group, channels: list[int], which: str) -> None:

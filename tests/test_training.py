@@ -6,7 +6,8 @@ import torch
 
 from thesis_lib.data import load_dataset
 from thesis_lib.models import ResNetConfig, build_resnet
-from thesis_lib.training import LARS, Trainer, TrainConfig, TrainingHook, seeded_model
+from thesis_lib.training import (DEFAULT_LR, LARS, Trainer, TrainConfig, TrainingHook, make_optimizer,
+                                 seeded_model)
 from helpers import KillAfter, Killed
 
 
@@ -93,10 +94,46 @@ def test_lars_scales_each_layer_step_by_trust_ratio():
     (dict(optimizer="adam"), "unknown optimizer"),
     (dict(epochs=0), "epochs"),
     (dict(milestones=(150, 93)), "increasing"),
+    (dict(warmup_epochs=-1), "warmup_epochs"),
+    (dict(epochs=5, milestones=(3,), warmup_epochs=5), "warmup_epochs"),
+    (dict(lr_scaling="cubic"), "unknown lr scaling"),
+    (dict(lr_reference_batch=0), "lr_reference_batch"),
 ])
 def test_bad_train_configs(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
+
+
+def test_warm_up_and_batch_scaling_give_the_documented_rate_per_epoch():
+    """lr 0.1 set for batch 128, trained at 512: linear scaling gives 0.4, sqrt 0.2; three warm-up epochs
+    run at 1/4, 2/4 and 3/4 of that, the fourth at the full rate; the step schedule decays it at epoch 6."""
+    common = dict(epochs=8, batch_size=512, lr=0.1, lr_reference_batch=128, milestones=(6,), warmup_epochs=3)
+    linear = TrainConfig(lr_scaling="linear", **common)
+    assert [linear.lr_at(e) for e in range(8)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.04, 0.04])
+    root = TrainConfig(lr_scaling="sqrt", **common)
+    assert [root.lr_at(e) for e in range(8)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2, 0.02, 0.02])
+    plain = TrainConfig(**{**common, "warmup_epochs": 0})
+    assert [plain.lr_at(e) for e in range(8)] == pytest.approx([0.1] * 6 + [0.01] * 2)
+    poly = TrainConfig(epochs=4, lr=2.0, schedule="poly")
+    assert [poly.lr_at(e) for e in range(4)] == pytest.approx([2.0, 2.0 * 0.75**2, 2.0 * 0.5**2, 2.0 * 0.25**2])
+
+
+def test_the_trainer_sets_the_scheduled_rate_of_every_epoch(digits_small):
+    cfg = config(epochs=3, batch_size=64, lr_reference_batch=32, lr_scaling="linear", warmup_epochs=1,
+                 milestones=(2,))
+    history = Trainer(seeded_model(TINY, 0), digits_small, cfg, progress=False).fit()
+    assert history["lr"].tolist() == pytest.approx([0.05, 0.1, 0.01])
+
+
+def test_each_optimizer_has_its_own_default_rate():
+    assert TrainConfig().lr == 0.1 and TrainConfig(optimizer="lars").lr == DEFAULT_LR["lars"] == 5.0
+    assert TrainConfig(optimizer="lars", lr=2.0).lr == 2.0
+    assert TrainConfig(optimizer="lars") == TrainConfig(optimizer="lars", lr=5.0)
+
+
+def test_ghost_batch_larger_than_the_batch_is_refused(digits_small):
+    with pytest.raises(ValueError, match="virtual batch 64 is larger than the batch size 32"):
+        Trainer(seeded_model(TINY.with_(ghost_batch=64), 0), digits_small, config(batch_size=32))
 
 
 def test_fp16_on_cpu_is_refused(digits_small):
@@ -227,4 +264,27 @@ def test_lars_step_with_weight_decay_and_momentum_matches_the_formula_by_hand():
         expected = expected - lr * buffer
         optimizer.step()
     torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-7)
-    assert not torch.equal(b.detach(), b0)
+    # the bias is not adapted but decayed like SGD would: the same two steps through torch.optim.SGD
+    reference = torch.nn.Parameter(b0.clone())
+    sgd = torch.optim.SGD([reference], lr=lr, momentum=momentum, weight_decay=wd)
+    for _, g_b in grads:
+        reference.grad = g_b.clone()
+        sgd.step()
+    torch.testing.assert_close(b.detach(), reference.detach())
+
+
+def test_lars_and_sgd_share_the_weight_decay_policy_of_the_param_groups():
+    """Zero gradients, so only weight decay moves anything: with bn_weight_decay=False neither optimizer
+    touches a BN gamma, and both decay the classifier's bias (1-d, not BN) by lr * wd in one step."""
+    for optimizer in ("sgd", "lars"):
+        model = build_resnet(TINY)
+        with torch.no_grad():
+            model.classifier.bias.fill_(1.0)
+        cfg = TrainConfig(optimizer=optimizer, lr=0.5, weight_decay=0.01, bn_weight_decay=False, momentum=0.0)
+        opt = make_optimizer(model, cfg)
+        gamma = model.stem_bn.weight.detach().clone()
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        assert torch.equal(model.stem_bn.weight.detach(), gamma), optimizer
+        torch.testing.assert_close(model.classifier.bias.detach(), torch.full((10,), 1 - 0.5 * 0.01))

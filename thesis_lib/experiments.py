@@ -105,14 +105,18 @@ class Profile:
                             num_classes=num_classes)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
-        """The profile's TrainConfig, with any field overridden."""
+        """The profile's TrainConfig, with any field overridden.
+
+        The profile's `lr` is an SGD rate set for its `batch_size` (the reference batch of `lr_scaling`);
+        with optimizer "lars" and no lr given, LARS's own recipe rate (`training.DEFAULT_LR`) is used."""
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown training parameter(s) {unknown}; TrainConfig fields are {sorted(known)}")
-        base = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, schedule="step",
-                           milestones=self.milestones, padding=self.padding, flip=self.flip)
-        return replace(base, **overrides)
+        lr = None if overrides.get("optimizer", "sgd") != "sgd" else self.lr
+        base = dict(epochs=self.epochs, batch_size=self.batch_size, lr=lr, lr_reference_batch=self.batch_size,
+                    schedule="step", milestones=self.milestones, padding=self.padding, flip=self.flip)
+        return TrainConfig(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

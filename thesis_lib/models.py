@@ -13,6 +13,10 @@ end the network. Convs have no bias.
 
 Initialisation: convs He-normal on the fan-out, BN gamma 1 and beta 0, the classifier PyTorch's default
 (as in the original PruneTrain code and He et al.).
+
+Ghost batch norm (Hoffer et al. 2017, thesis section 2.9) is a model option: `ghost_batch` in the config or
+spec makes every BN a `GhostBatchNorm2d`, which normalises virtual sub-batches of that size in training.
+It has the parameters and buffers of an ordinary BN, so surgery, counting and checkpoints treat it alike.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 BOTTLENECK_EXPANSION = 4
+
+
+def _check_ghost_batch(ghost_batch: int | None) -> None:
+    if ghost_batch is not None and (isinstance(ghost_batch, bool) or not isinstance(ghost_batch, int)
+                                    or ghost_batch < 1):
+        raise ValueError(f"ghost_batch must be None (ordinary BN) or a whole number >= 1, got {ghost_batch!r}")
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,14 @@ class ResNetSpec:
     stages: tuple[StageSpec, ...]
     num_classes: int
     stem_kernel: int = 3
+    ghost_batch: int | None = None  # None: ordinary BN; else ghost BN over virtual batches of this size
 
     def __post_init__(self) -> None:
         validate_spec(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        ghost = {} if self.ghost_batch is None else {"ghost_batch": self.ghost_batch}
+        return {**ghost,
             "in_channels": self.in_channels,
             "stem_width": self.stem_width,
             "stem_kernel": self.stem_kernel,
@@ -120,6 +132,7 @@ class ResNetSpec:
             stages=stages,
             num_classes=int(data["num_classes"]),
             stem_kernel=int(data.get("stem_kernel", 3)),
+            ghost_batch=data.get("ghost_batch"),
         )
 
     def to_json(self) -> str:
@@ -143,6 +156,7 @@ def validate_spec(spec: ResNetSpec) -> None:
     for name in ("in_channels", "stem_width", "num_classes", "stem_kernel"):
         if getattr(spec, name) < 1:
             raise ValueError(f"ResNetSpec.{name} must be >= 1, got {getattr(spec, name)}")
+    _check_ghost_batch(spec.ghost_batch)
     if not spec.stages:
         raise ValueError("ResNetSpec needs at least one stage")
     width_in = spec.stem_width
@@ -195,8 +209,10 @@ class ResNetConfig:
     bottleneck: bool = False
     in_channels: int = 3
     num_classes: int = 10
+    ghost_batch: int | None = None
 
     def __post_init__(self) -> None:
+        _check_ghost_batch(self.ghost_batch)
         object.__setattr__(self, "blocks", tuple(int(n) for n in self.blocks))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.stages < 1:
@@ -256,6 +272,7 @@ class ResNetConfig:
             stem_width=stem_width,
             stages=tuple(stages),
             num_classes=self.num_classes,
+            ghost_batch=self.ghost_batch,
         )
 
     def with_(self, **changes: Any) -> "ResNetConfig":
@@ -265,6 +282,67 @@ class ResNetConfig:
 
 WIDE_BASELINE = ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(16, 32, 64))
 NARROW_BASELINE = ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(8, 16, 32))
+
+
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm over virtual sub-batches of `virtual_batch` images (Hoffer et al. 2017, "ghost BN").
+
+    In training, a batch of n > virtual_batch images is cut into consecutive virtual batches (the last one
+    may be smaller); each is normalised with its own mean and biased variance, in one call of the fused BN
+    kernel (the virtual batches become channels of a reshaped tensor, no Python loop over them). The
+    running statistics move once per step, by the momentum, towards the mean over the virtual batches of
+    their means and unbiased variances. A batch of at most `virtual_batch` images and evaluation mode are
+    ordinary BN, so one virtual batch equals `nn.BatchNorm2d` exactly. Parameters and buffers are those of
+    `nn.BatchNorm2d`: state dicts move between the two.
+    """
+
+    def __init__(self, num_features: int, virtual_batch: int, **kwargs: Any) -> None:
+        super().__init__(num_features, **kwargs)
+        _check_ghost_batch(virtual_batch)
+        if self.momentum is None:
+            raise ValueError("GhostBatchNorm2d needs a numeric momentum (the cumulative average is not supported)")
+        self.virtual_batch = virtual_batch
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, virtual_batch={self.virtual_batch}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.shape[0] <= self.virtual_batch:
+            return super().forward(x)
+        full = x.shape[0] // self.virtual_batch * self.virtual_batch
+        parts = [(x[:full], full // self.virtual_batch)] + ([(x[full:], 1)] if full < x.shape[0] else [])
+        outputs, means, variances = zip(*(self._normalise(part, ghosts) for part, ghosts in parts))
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.running_mean.copy_(torch.cat(means).mean(0))
+                self.running_var.copy_(torch.cat(variances).mean(0))
+                self.num_batches_tracked.add_(1)
+        return torch.cat(outputs)
+
+    def _normalise(self, x: torch.Tensor, ghosts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalise `ghosts` equal virtual batches of x at once; return the output and each virtual batch's
+        updated running mean and variance (rows of a (ghosts, C) tensor)."""
+        size, channels, rest = x.shape[0] // ghosts, x.shape[1], x.shape[2:]
+        grouped = x.reshape(ghosts, size, channels, *rest).transpose(0, 1).reshape(size, ghosts * channels, *rest)
+        running_mean = self.running_mean.repeat(ghosts) if self.track_running_stats else None
+        running_var = self.running_var.repeat(ghosts) if self.track_running_stats else None
+        weight = self.weight.repeat(ghosts) if self.weight is not None else None
+        bias = self.bias.repeat(ghosts) if self.bias is not None else None
+        out = nn.functional.batch_norm(grouped, running_mean, running_var, weight, bias, True, self.momentum, self.eps)
+        out = out.reshape(size, ghosts, channels, *rest).transpose(0, 1).reshape(ghosts * size, channels, *rest)
+        if running_mean is None:
+            return out, torch.empty(0), torch.empty(0)
+        return out, running_mean.view(ghosts, channels), running_var.view(ghosts, channels)
+
+
+def batch_norm(width: int, ghost_batch: int | None = None) -> nn.BatchNorm2d:
+    """The BN layer of the thesis ResNet: ordinary, or ghost BN over virtual batches of `ghost_batch`."""
+    return nn.BatchNorm2d(width) if ghost_batch is None else GhostBatchNorm2d(width, ghost_batch)
+
+
+def ghost_batch_sizes(model: nn.Module) -> set[int]:
+    """The virtual batch sizes of the ghost BN layers in `model` (empty for ordinary BN)."""
+    return {m.virtual_batch for m in model.modules() if isinstance(m, GhostBatchNorm2d)}
 
 
 def _conv(in_width: int, out_width: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -279,7 +357,7 @@ def _conv(in_width: int, out_width: int, kernel: int, stride: int = 1) -> nn.Con
 class ResidualBlock(nn.Module):
     """conv1, bn1, ..., convL, bnL with ReLU between layers; shortcut_conv / shortcut_bn when projecting."""
 
-    def __init__(self, in_width: int, out_width: int, spec: BlockSpec) -> None:
+    def __init__(self, in_width: int, out_width: int, spec: BlockSpec, ghost_batch: int | None = None) -> None:
         super().__init__()
         self.spec = spec
         self.num_layers = len(spec.kernels)
@@ -287,10 +365,10 @@ class ResidualBlock(nn.Module):
         for i, kernel in enumerate(spec.kernels, start=1):
             stride = spec.stride if i == 1 else 1
             setattr(self, f"conv{i}", _conv(widths[i - 1], widths[i], kernel, stride))
-            setattr(self, f"bn{i}", nn.BatchNorm2d(widths[i]))
+            setattr(self, f"bn{i}", batch_norm(widths[i], ghost_batch))
         if spec.has_shortcut_conv:
             self.shortcut_conv = _conv(in_width, out_width, spec.shortcut_kernel, spec.stride)
-            self.shortcut_bn = nn.BatchNorm2d(out_width)
+            self.shortcut_bn = batch_norm(out_width, ghost_batch)
 
     def layers(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
         """The main path's (conv, bn) pairs in order."""
@@ -309,10 +387,11 @@ class ResidualBlock(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, in_width: int, spec: StageSpec) -> None:
+    def __init__(self, in_width: int, spec: StageSpec, ghost_batch: int | None = None) -> None:
         super().__init__()
         widths_in = [in_width] + [spec.width] * (len(spec.blocks) - 1)
-        self.blocks = nn.ModuleList(ResidualBlock(w, spec.width, b) for w, b in zip(widths_in, spec.blocks))
+        self.blocks = nn.ModuleList(ResidualBlock(w, spec.width, b, ghost_batch)
+                                    for w, b in zip(widths_in, spec.blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -327,9 +406,9 @@ class ResNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.stem_conv = _conv(spec.in_channels, spec.stem_width, spec.stem_kernel)
-        self.stem_bn = nn.BatchNorm2d(spec.stem_width)
+        self.stem_bn = batch_norm(spec.stem_width, spec.ghost_batch)
         self.stages = nn.ModuleList(
-            Stage(w_in, stage) for w_in, stage in zip(spec.stream_widths(), spec.stages)
+            Stage(w_in, stage, spec.ghost_batch) for w_in, stage in zip(spec.stream_widths(), spec.stages)
         )
         self.classifier = nn.Linear(spec.stages[-1].width, spec.num_classes)
 

@@ -147,8 +147,8 @@ def save(fig: Figure, name: str, notebook: str | None = None, profile: str | Non
 
 
 def boxplot(ax: Axes, df: pd.DataFrame, x: str, y: str, order: list[Any] | None = None) -> Axes:
-    """Box per group of `x` with every run drawn on top (e.g. fig. 3.4c, 5.1). Points are placed by a
-    swarm, which is deterministic, rather than random jitter, so the saved figure does not change."""
+    """Box per group of `x` with every run drawn on top (e.g. fig. 3.4c, 5.1); with a numeric `x` and a
+    categorical `y` the boxes lie horizontally, one row per group of `y`. Points are placed by a swarm, which is deterministic, rather than random jitter, so the saved figure does not change."""
     with warnings.catch_warnings():
         # seaborn 0.13 still passes `vert` to Axes.bxp, deprecated since matplotlib 3.11.
         warnings.filterwarnings("ignore", message="vert: bool", category=matplotlib.MatplotlibDeprecationWarning)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import (ch03_baseline, ch04_morphnet, ch05_prunetrain, ch06_1_batch_size, ch06_2_net2net,
-               ch06_3_prunetrain_net2net, ch07_comparison, ch08_evaluation)
+               ch06_3_prunetrain_net2net, ch06_4_additive, ch07_comparison, ch08_evaluation)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("06_2_net2net", "6.2", "Net2Net", ch06_2_net2net.__name__, ("net2net_grow",)),
     Chapter("06_3_prunetrain_net2net", "6.3", "PruneTrain + Net2Net", ch06_3_prunetrain_net2net.__name__,
             ("prune_grow", "prune_grow_retrain")),
+    Chapter("06_4_additive", "6.4", "Mixed precision and large batches", ch06_4_additive.__name__, ()),
     Chapter("07_comparison", "7", "Comparison", ch07_comparison.__name__, ()),
     Chapter("08_evaluation", "8", "Evaluation", ch08_evaluation.__name__, ()),
 )

@@ -18,14 +18,16 @@ from ..training import seeded_model
 def baseline(context: RunContext) -> RunOutput:
     """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
 
-    params: model ("wide" | "narrow"), schedule ("step" | "constant"), seed, and optionally any TrainConfig
-    field (e.g. lr, batch_size, precision, optimizer).
+    params: model ("wide" | "narrow"), schedule ("step" | "constant"), seed, optionally ghost_batch (ghost
+    batch norm over virtual batches of that size, chapter 6.4) and any TrainConfig field (e.g. lr,
+    batch_size, precision, optimizer, lr_scaling, warmup_epochs).
     """
     params = dict(context.params)
     base = params.pop("model", "wide")
     seed = int(params.pop("seed", 0))
+    ghost_batch = params.pop("ghost_batch", None)
     config = context.train_config(seed=seed, **params)
-    model = seeded_model(context.resnet_config(base), seed)
+    model = seeded_model(context.resnet_config(base).with_(ghost_batch=ghost_batch), seed)
     trainer = context.trainer(model, config)
     history = trainer.fit()
     return RunOutput(history=history, summary=summarize_training(history), model=trainer.model)

@@ -48,7 +48,7 @@ from torch import nn
 
 from ..models import WIDE_BASELINE, ResNetConfig, build_resnet, count_parameters
 from ..stats import LinearFit, linear_fit
-from ..training import Trainer, TrainingHook
+from ..training import Trainer, TrainingHook, batch_lr_factor
 
 SCALINGS = ("linear", "sqrt")
 RULES = ("probe", "fit")
@@ -455,11 +455,10 @@ def batch_from_fit(fit: LinearFit, base_parameters: int, parameters: int, base_b
 
 def lr_scale_for(batch_size: int, base_batch_size: int, scaling: str) -> float:
     """The learning-rate factor for growing the batch from `base_batch_size`: the ratio ("linear") or its
-    square root ("sqrt", Hoffer et al. 2017)."""
+    square root ("sqrt", Hoffer et al. 2017), by the training loop's own rule (`batch_lr_factor`)."""
     if scaling not in SCALINGS:
         raise ValueError(f"unknown lr scaling {scaling!r}; use one of {SCALINGS}")
-    ratio = _check_batch(batch_size) / _check_batch(base_batch_size, "base batch size")
-    return ratio if scaling == "linear" else math.sqrt(ratio)
+    return batch_lr_factor(_check_batch(batch_size), _check_batch(base_batch_size, "base batch size"), scaling)
 
 
 class BatchAdaptation(TrainingHook):

@@ -1,0 +1,292 @@
+"""Chapter 6.4 (notebook 06_4_additive): the additive methods of sections 2.8 and 2.9.
+
+Three questions, each answered by Welch t-tests over 5 seeds per group (Holm-adjusted within a section's
+family of tests):
+
+- Mixed precision (2.8): does training in bf16 (and fp16 with loss scaling, on CUDA) change the accuracy,
+  and how much epoch time does it save? On the CPU, bf16 runs through the CPU's own bf16 kernels or is
+  emulated; only GPU numbers speak for the thesis.
+- Large batches (2.9): at a batch `LARGE_BATCH_FACTOR` times the baseline's, plain SGD against SGD with
+  linear (Goyal et al.) and square-root (Hoffer et al.) learning-rate scaling with warm-up, LARS (You et
+  al.) and ghost batch norm (Hoffer et al., virtual batches of the baseline's size, with sqrt scaling and
+  warm-up as in their paper), each against the baseline batch: accuracy, epoch time and total time.
+- LARS with PruneTrain (the draft's claim in 2.9: LARS keeps a good shrinking rate at a larger batch):
+  chapter 5's default PruneTrain point at the large batch with SGD (linear scaling, warm-up) against LARS
+  (warm-up), and both against PruneTrain at the baseline batch: the parameters kept and the accuracy.
+
+Warm-up lasts 1/18 of the epochs (Goyal et al.'s 5 of 90), at least one epoch. No experiment of its own:
+the runs are chapter 3's "baseline" and chapter 5's "prunetrain" experiments with other TrainConfig
+fields, so the baseline-batch runs come from the cache when chapters 3 and 5 trained them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from .. import plots, stats
+from ..experiments import Profile, get_profile, sweep
+from .ch05_prunetrain import prunetrain_plan
+
+__all__ = ["LARGE_BATCH_FACTOR", "AdditivePlan", "additive_plan", "precision_runs", "large_batch_runs",
+           "prunetrain_runs", "arm_tests", "arm_table", "box_figure", "curve_figure", "shrink_figure",
+           "summary_sentences"]
+
+LARGE_BATCH_FACTOR = 8
+SEEDS = {"smoke": (0, 1), "quick": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
+BASELINE = {"model": "wide", "schedule": "step"}
+REFERENCE = "Batch {batch}, SGD"
+
+
+@dataclass(frozen=True)
+class AdditivePlan:
+    """The runs of chapter 6.4 for one profile: seeds, the baseline and the large batch, warm-up epochs,
+    the precisions the device can train, chapter 5's default PruneTrain point and its batch (256 on `full`,
+    as chapter 5 trains; the profile's batch otherwise), whose large batch is `LARGE_BATCH_FACTOR` times
+    that."""
+
+    seeds: tuple[int, ...]
+    base_batch: int
+    warmup_epochs: int
+    precisions: tuple[str, ...]
+    prunetrain: dict[str, Any]
+    prune_batch: int
+
+    @property
+    def large_batch(self) -> int:
+        return LARGE_BATCH_FACTOR * self.base_batch
+
+    @property
+    def prune_large_batch(self) -> int:
+        return LARGE_BATCH_FACTOR * self.prune_batch
+
+    @property
+    def reference(self) -> str:
+        """The name of the baseline-batch SGD arm every other arm is tested against."""
+        return REFERENCE.format(batch=self.base_batch)
+
+    def _per_seed(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**params, "seed": seed} for seed in self.seeds]
+
+    def precision_grids(self) -> dict[str, list[dict[str, Any]]]:
+        """Arm -> "baseline" params per seed: fp32 (the reference runs), bf16, and fp16 where CUDA is."""
+        return {precision: self._per_seed(BASELINE if precision == "fp32" else {**BASELINE, "precision": precision})
+                for precision in self.precisions}
+
+    def large_batch_grids(self) -> dict[str, list[dict[str, Any]]]:
+        """Arm -> "baseline" params per seed: the reference batch and five ways to train the large one."""
+        large, warmup = {**BASELINE, "batch_size": self.large_batch}, {"warmup_epochs": self.warmup_epochs}
+        name = f"Batch {self.large_batch}"
+        return {
+            self.reference: self._per_seed(BASELINE),
+            f"{name}, SGD": self._per_seed(large),
+            f"{name}, SGD linear + warm-up": self._per_seed({**large, "lr_scaling": "linear", **warmup}),
+            f"{name}, SGD sqrt + warm-up": self._per_seed({**large, "lr_scaling": "sqrt", **warmup}),
+            f"{name}, LARS + warm-up": self._per_seed({**large, "optimizer": "lars", **warmup}),
+            f"{name}, ghost BN {self.base_batch} + sqrt + warm-up": self._per_seed(
+                {**large, "ghost_batch": self.base_batch, "lr_scaling": "sqrt", **warmup}),
+        }
+
+    def prunetrain_grids(self) -> dict[str, list[dict[str, Any]]]:
+        """Arm -> "prunetrain" params per seed: chapter 5's batch, and the large one with SGD (lr scaled
+        linearly from chapter 5's batch) or LARS at its recipe's rate, both with warm-up."""
+        large = {"batch_size": self.prune_large_batch, "warmup_epochs": self.warmup_epochs}
+        name = f"Batch {self.prune_large_batch}"
+        without_lr = {key: value for key, value in self.prunetrain.items() if key != "lr"}  # LARS: own recipe
+        return {
+            f"Batch {self.prune_batch}, SGD": self._per_seed(self.prunetrain),
+            f"{name}, SGD linear + warm-up": self._per_seed(
+                {**self.prunetrain, **large, "lr_scaling": "linear", "lr_reference_batch": self.prune_batch}),
+            f"{name}, LARS + warm-up": self._per_seed(
+                {**without_lr, **large, "optimizer": "lars"}),
+        }
+
+
+def additive_plan(profile: str | Profile) -> AdditivePlan:
+    """Chapter 6.4's plan for `profile` (see `AdditivePlan`); fp16 is planned only where CUDA trains."""
+    profile = get_profile(profile)
+    if profile.name not in SEEDS:
+        raise ValueError(f"no chapter 6.4 plan for profile {profile.name!r}; plans exist for {sorted(SEEDS)}")
+    cuda = profile.resolved_device().type == "cuda" and torch.cuda.is_available()
+    pruning = prunetrain_plan(profile)
+    return AdditivePlan(seeds=SEEDS[profile.name], base_batch=profile.batch_size,
+                        warmup_epochs=max(1, round(profile.epochs / 18)),
+                        precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
+                        prunetrain={**pruning.default(), **pruning.training()},
+                        prune_batch=pruning.batch_size or profile.batch_size)
+
+
+def _runs(name: str, grids: dict[str, list[dict[str, Any]]], profile: str | Profile,
+          progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Summary (one row per run) and history (one row per run and epoch) of every arm, with an "arm" column."""
+    summaries, histories = [], []
+    for arm, grid in grids.items():
+        result = sweep(name, grid, profile=profile, progress=progress)
+        summaries.append(result.summary.assign(arm=arm))
+        histories.append(result.history.assign(arm=arm))
+    return pd.concat(summaries, ignore_index=True), pd.concat(histories, ignore_index=True)
+
+
+def precision_runs(profile: str | Profile, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The precision arms' runs: (summary, history), arm = "fp32" / "bf16" / "fp16"."""
+    return _runs("baseline", additive_plan(profile).precision_grids(), profile, progress)
+
+
+def large_batch_runs(profile: str | Profile, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The large-batch arms' runs: (summary, history)."""
+    return _runs("baseline", additive_plan(profile).large_batch_grids(), profile, progress)
+
+
+def prunetrain_runs(profile: str | Profile, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The PruneTrain arms' runs: (summary, history); the summary gains "kept_params", the share of the
+    dense net's parameters the final net keeps."""
+    summary, history = _runs("prunetrain", additive_plan(profile).prunetrain_grids(), profile, progress)
+    summary["kept_params"] = summary["final_params_after"] / summary["dense_params"]
+    return summary, history
+
+
+def arm_tests(summary: pd.DataFrame, quantities: tuple[tuple[str, str, str], ...], reference: str | None = None,
+              pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Welch t-tests of every arm against `reference`, or of the given (a, b) `pairs`, for each (column,
+    description, unit) of `quantities`; the whole table is one family, Holm-adjusted (`stats.with_holm`),
+    with a "quantity" column."""
+    if (reference is None) == (pairs is None):
+        raise ValueError("give either reference (every arm against it) or pairs, not both or neither")
+    arms = list(dict.fromkeys(summary["arm"]))
+    if pairs is None:
+        if reference not in arms:
+            raise ValueError(f"reference arm {reference!r} not among the runs' arms {arms}")
+        pairs = [(arm, reference) for arm in arms if arm != reference]
+    tables = []
+    for column, what, unit in quantities:
+        table = stats.compare_groups(summary, "arm", pairs, [(column, what, unit)])
+        table.insert(0, "quantity", column)
+        tables.append(table)
+    return stats.with_holm(pd.concat(tables, ignore_index=True))
+
+
+def arm_table(summary: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """One row per arm (in run order) with n and the mean and standard deviation (ddof 1) of `columns`."""
+    rows = []
+    for arm, group in summary.groupby("arm", sort=False):
+        row: dict[str, Any] = {"arm": arm, "n": len(group)}
+        for column in columns:
+            row[f"{column}_mean"] = float(group[column].mean())
+            row[f"{column}_std"] = float(group[column].std(ddof=1)) if len(group) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+LABELS = {"final_acc": "finale Test-Genauigkeit", "mean_epoch_time": "Trainingszeit pro Epoche (s)",
+          "total_time": "Trainingszeit gesamt (s)", "kept_params": "verbliebene Parameter (Anteil)",
+          "test_acc": "Test-Genauigkeit", "epoch": "Epoche", "params": "Parameter"}
+
+
+def _arm_label(arm: str) -> str:
+    """A printable German label of an arm: "Batch 512, SGD linear + warm-up" -> "Batch 512, SGD linear +
+    Aufwärmen" on two lines, the second starting at the method."""
+    german = arm.replace("warm-up", "Aufwärmen").replace("ghost BN", "Ghost-BN")
+    return german.replace(", ", "\n", 1)
+
+
+def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str, str]) -> Figure:
+    """One box plot per column of `columns` (every run drawn on top), side by side with the arms as rows
+    (their labels are long), the first arm on top; `stamp` = (profile, dataset) for `plots.stamp`."""
+    arms = list(dict.fromkeys(summary["arm"]))
+    fig, axes = plots.figure("full", ncols=len(columns), sharey=True, squeeze=False)
+    fig.set_size_inches(6.0, 0.9 + 0.42 * len(arms))
+    frame = summary.assign(label=summary["arm"].map(_arm_label))
+    order = [_arm_label(arm) for arm in arms]
+    for ax, column in zip(axes.flat, columns):
+        plots.boxplot(ax, frame, column, "label", order=order)
+        ax.set(xlabel=LABELS[column], ylabel="")
+    sizes = summary.groupby("arm").size()
+    plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
+    return fig
+
+
+def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epochs: int,
+                 stamp: tuple[str, str]) -> Figure:
+    """Test accuracy per epoch of every arm: the mean over seeds with a min-max band, the end of warm-up
+    and the lr drops marked."""
+    fig, ax = plots.figure("full")
+    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
+    plots.line_with_band(ax, frame, "epoch", "test_acc", "label")
+    for milestone in milestones:
+        ax.axvline(milestone + 0.5, color="0.6", linewidth=0.6, linestyle=":")
+    ax.axvline(warmup_epochs + 0.5, color="0.6", linewidth=0.6, linestyle="--")
+    ax.set(xlabel=LABELS["epoch"], ylabel=LABELS["test_acc"])
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    n = int(history.groupby("arm")["seed"].nunique().min())
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, title=f"Mittel, Band: min-max über {n} Seeds\n-- Ende Aufwärmen, ··· lr-Abfall",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
+def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Parameters of the network per epoch of every PruneTrain arm (mean over seeds, min-max band)."""
+    fig, ax = plots.figure("full")
+    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
+    plots.line_with_band(ax, frame, "epoch", "params", "label")
+    for line, style in zip(ax.get_lines(), ("-", "--", ":", "-.")):  # arms that never prune lie on one line
+        line.set_linestyle(style)
+    ax.set(xlabel=LABELS["epoch"], ylabel=LABELS["params"])
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    n = int(history.groupby("arm")["seed"].nunique().min())
+    ax.legend(title=f"Mittel, Band: min-max über {n} Seeds", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
+def summary_sentences(tests: pd.DataFrame) -> str:
+    """One sentence per test, with the Holm-adjusted p-value and its verdict, for the notebook's text."""
+    return "\n".join(f"{row.sentence} Holm-adjusted p = {row.p_holm:.3g}: {row.verdict}."
+                     for row in tests.itertuples())
+
+
+def bf16_note(device: torch.device | str) -> str:
+    """What the bf16 timings of `device` can show: a GPU's tensor cores, a CPU's native bf16 kernels
+    (oneDNN on AVX512-BF16 / AMX), or emulation on a CPU without them."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"bf16 runs on the tensor cores of {torch.cuda.get_device_name(device)}."
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return ("This CPU has native bf16 kernels (oneDNN on AVX512-BF16 / AMX), so bf16 is not emulated here; "
+                "the small nets of the CPU profiles are bound by per-operation overhead, so their times do not "
+                "show what bf16 saves on a GPU.")
+    return ("This CPU has no bf16 kernels: bf16 is emulated and slower than fp32; only GPU runs show what "
+            "bf16 saves.")
+
+
+def prunetrain_pairs(plan: AdditivePlan) -> list[tuple[str, str]]:
+    """The PruneTrain comparisons: LARS against SGD at the large batch, and each against chapter 5's batch."""
+    arms = list(plan.prunetrain_grids())
+    base, sgd, lars = arms
+    return [(lars, sgd), (sgd, base), (lars, base)]
+
+
+def lars_prunetrain_answer(tests: pd.DataFrame, plan: AdditivePlan) -> str:
+    """The draft's claim (2.9: LARS keeps a good shrinking rate at a larger batch) against the tests of
+    `arm_tests(..., pairs=prunetrain_pairs(plan))`: supported only when LARS keeps significantly fewer
+    parameters than SGD at the large batch (Holm-adjusted)."""
+    lars, sgd = prunetrain_pairs(plan)[0]
+    rows = tests[tests["comparison"].str.endswith(f", {lars} vs {sgd}")].set_index("quantity")
+    if not {"kept_params", "final_acc"} <= set(rows.index):
+        raise ValueError(f"no tests of kept_params and final_acc between {lars!r} and {sgd!r}")
+    kept, acc = rows.loc["kept_params"], rows.loc["final_acc"]
+    accuracy = (f"accuracy {acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (Holm p = {acc['p_holm']:.3g}, "
+                f"{acc['verdict']})")
+    if kept["verdict"].startswith("undefined"):
+        return (f"At batch {plan.prune_large_batch} both optimizers kept exactly {kept['mean_a']:.0%} of the "
+                f"parameters in every run, so the claim cannot be tested on these runs; {accuracy}.")
+    shares = f"LARS kept {kept['mean_a']:.0%} of the parameters, SGD {kept['mean_b']:.0%}"
+    if kept["verdict"] != "significant":
+        return f"{shares} (Holm p = {kept['p_holm']:.3g}): the numbers do not decide the claim; {accuracy}."
+    outcome = "supports" if kept["diff"] < 0 else "contradicts"
+    return f"{shares} (Holm p = {kept['p_holm']:.3g}, significant): this {outcome} the draft's claim; {accuracy}."
