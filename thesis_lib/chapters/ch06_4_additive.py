@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..experiments import Profile, get_profile, sweep
@@ -204,6 +205,7 @@ def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str
     for ax, column in zip(axes.flat, columns):
         plots.boxplot(ax, frame, column, "label", order=order)
         ax.set(xlabel=LABELS[column], ylabel="")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     sizes = summary.groupby("arm").size()
     plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
     return fig
