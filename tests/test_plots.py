@@ -193,3 +193,21 @@ def test_a_small_profile_figure_carries_its_stamp_and_a_full_one_none():
     fig, _ = plots.figure("half")
     plots.stamp(fig, "full", "cifar10", 5)
     assert fig.texts == []
+
+
+def test_labels_are_german_by_default_and_switch_to_english():
+    try:
+        plots.use_thesis_style()
+        assert plots.label("epoch") == "Epoche" and plots.label("epoch_time") == "Trainingszeit pro Epoche (s)"
+        assert plots.label("band_minmax", n=5) == "Band: Minimum bis Maximum über 5 Seeds"
+        plots.use_thesis_style(language="en")
+        assert plots.label("epoch") == "epoch" and plots.label("test_acc") == "test accuracy"
+        plots.use_thesis_style()  # without a language the last one stays
+        assert plots.label("epoch") == "epoch"
+        with pytest.raises(ValueError, match="unknown figure language 'fr'"):
+            plots.use_thesis_style(language="fr")
+        with pytest.raises(KeyError, match="no figure label 'accuracy'"):
+            plots.label("accuracy")
+        assert all(set(texts) == set(plots.LANGUAGES) for texts in plots.LABELS.values())
+    finally:
+        plots.use_thesis_style(language="de")

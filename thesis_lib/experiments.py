@@ -128,7 +128,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", dataset="digits", epochs=2, milestones=(1,), seeds=(0, 1),
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False,
                      n_train=256, n_test=128, device="cpu", cpu_threads=1),
-    "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2),
+    "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2, 3, 4),
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
     "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
                     batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True),

@@ -75,9 +75,53 @@ _PDF_METADATA = {"Creator": "thesis_lib.plots", "Producer": "thesis_lib.plots",
 _PNG_METADATA = {"Software": "thesis_lib.plots"}
 
 
-def use_thesis_style() -> None:
-    """Apply THESIS_STYLE to matplotlib's global rcParams (calling it again changes nothing)."""
+LANGUAGES = ("de", "en")
+LABELS: dict[str, dict[str, str]] = {
+    # The quantities that recur across figures, German (the thesis's language) and English.
+    "epoch": {"de": "Epoche", "en": "epoch"},
+    "test_acc": {"de": "Test-Genauigkeit", "en": "test accuracy"},
+    "train_acc": {"de": "Trainings-Genauigkeit", "en": "training accuracy"},
+    "final_acc": {"de": "finale Test-Genauigkeit", "en": "final test accuracy"},
+    "epoch_time": {"de": "Trainingszeit pro Epoche (s)", "en": "training time per epoch (s)"},
+    "mean_epoch_time": {"de": "mittlere Trainingszeit pro Epoche (s)", "en": "mean training time per epoch (s)"},
+    "total_time": {"de": "Trainingszeit gesamt (s)", "en": "total training time (s)"},
+    "params": {"de": "Parameter", "en": "parameters"},
+    "kept_params": {"de": "verbliebene Parameter (Anteil)", "en": "parameters kept (share)"},
+    "flops": {"de": "MFLOPs pro Bild", "en": "MFLOPs per image"},
+    "batch_size": {"de": "Batchgröße", "en": "batch size"},
+    "memory": {"de": "Speicher (MiB)", "en": "memory (MiB)"},
+    "channels": {"de": "Kanäle", "en": "channels"},
+    "stage": {"de": "Phase", "en": "stage"},
+    "lr": {"de": "Lernrate", "en": "learning rate"},
+    "seeds": {"de": "Seeds", "en": "seeds"},
+    "band_minmax": {"de": "Band: Minimum bis Maximum über {n} Seeds", "en": "band: minimum to maximum over {n} seeds"},
+    "mean": {"de": "Mittelwert", "en": "mean"},
+}
+_language = "de"
+
+
+def use_thesis_style(language: str | None = None) -> None:
+    """Apply THESIS_STYLE to matplotlib's global rcParams (calling it again changes nothing) and, when
+    given, set the language of `label` ("de", the default, or "en")."""
+    global _language
+    if language is not None:
+        if language not in LANGUAGES:
+            raise ValueError(f"unknown figure language {language!r}; use one of {LANGUAGES}")
+        _language = language
     matplotlib.rcParams.update(THESIS_STYLE)
+
+
+def language() -> str:
+    """The language `label` currently writes ("de" or "en")."""
+    return _language
+
+
+def label(key: str, **values: Any) -> str:
+    """The axis or legend text of a recurring quantity (`LABELS`) in the current language, with `values`
+    filled into its placeholders, e.g. label("band_minmax", n=5)."""
+    if key not in LABELS:
+        raise KeyError(f"no figure label {key!r}; known: {sorted(LABELS)}")
+    return LABELS[key][_language].format(**values)
 
 
 def figure(size: Literal["full", "half", "square"] = "full", nrows: int = 1, ncols: int = 1,
@@ -174,10 +218,11 @@ def line_with_band(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str,
 
 
 def stamp(fig: Figure, profile: str, dataset: str, n: int | str) -> None:
-    """A discreet grey note in the figure's lower left corner naming the profile, the dataset and the runs
+    """A discreet grey note under the figure's lower left corner naming the profile, the dataset and the runs
     per group, so that a figure of a small profile is never mistaken for a thesis result. No stamp on the
     `full` profile, whose figures are the thesis's."""
     if profile == "full":
         return
-    fig.text(0.005, 0.005, f"{profile} · {dataset} · n = {n}", ha="left", va="bottom", fontsize=6.0,
-             color="0.55")
+    # Hung below the canvas (va="top" at y = 0): `save` crops to the drawn content, so the stamp gets a line
+    # of its own under the figure and never covers an axis label.
+    fig.text(0.0, 0.0, f"{profile} · {dataset} · n = {n}", ha="left", va="top", fontsize=6.0, color="0.55")

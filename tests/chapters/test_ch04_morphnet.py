@@ -131,3 +131,29 @@ def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_result
     assert len(result.history) == smoke.epochs and "morphnet_cost" not in result.history
     assert result.summary["total_time"] == pytest.approx(result.summary["search_time"] + result.summary["retrain_time"])
 
+
+
+def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against_it():
+    from thesis_lib.chapters.ch04_morphnet import CONTROL, morphnet_plan, regularizer_grid, regularizer_tests
+
+    plan = morphnet_plan("quick")
+    grid = regularizer_grid(plan, seeds=(0, 1))
+    assert [(p["resource"], p["relative_strength"], p["seed"]) for p in grid] == [
+        ("flops", 3.0, 0), ("flops", 3.0, 1), ("size", 3.0, 0), ("size", 3.0, 1), ("flops", 0.0, 0), ("flops", 0.0, 1)]
+    rows = []
+    for resource, strength, flops, size, acc in [("flops", 3.0, [0.4, 0.5, 0.45], [0.6, 0.7, 0.65], [0.6, 0.7, 0.65]),
+                                                 ("size", 3.0, [0.7, 0.8, 0.75], [0.3, 0.35, 0.4], [0.8, 0.85, 0.9]),
+                                                 ("flops", 0.0, [0.98, 0.99, 1.0], [0.97, 0.99, 1.0], [0.97, 0.98, 0.99])]:
+        rows += [{"resource": resource, "relative_strength": strength, "flops_ratio": f, "size_ratio": s,
+                  "final_acc": a, "total_time": 10.0 + i} for i, (f, s, a) in enumerate(zip(flops, size, acc))]
+    tests = regularizer_tests(pd.DataFrame(rows))
+    assert tests["comparison"].tolist() == [
+        "alive flops / full, flops regularizer vs control", "final accuracy, flops regularizer vs control",
+        "training time, flops regularizer vs control", "alive size / full, size regularizer vs control",
+        "final accuracy, size regularizer vs control", "training time, size regularizer vs control"]
+    assert tests["mean_b"].iloc[0] == pytest.approx(0.99) and tests["mean_a"].iloc[3] == pytest.approx(0.35)
+    assert tests.loc[2, "p"] == pytest.approx(1.0)  # equal times in both groups
+    assert {"n_a", "n_b", "t", "df", "p", "p_holm"} <= set(tests.columns)
+    assert CONTROL == "none"
+    with pytest.raises(ValueError, match="no control runs"):
+        regularizer_tests(pd.DataFrame(rows[:6]))

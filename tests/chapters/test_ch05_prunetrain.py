@@ -8,7 +8,7 @@ from thesis_lib.models import count_parameters
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.chapters.ch05_prunetrain import (
-    FACTORS, compare_to_baseline, factor_trends, prunetrain_plan, setting_means, setting_row, stage_channels,
+    FACTORS, compare_to_baseline, default_point_tests, factor_trends, prunetrain_plan, setting_means, setting_row, stage_channels,
     with_baseline, with_dense_start,
 )
 from thesis_lib.methods.prunetrain import (
@@ -83,10 +83,10 @@ def test_stage_channels_sums_internal_widths_per_stage():
     table = stage_channels(history)
     counts = {(row.epoch, row.stage, row.kind): row.channels for row in table.itertuples()}
     assert counts == {
-        (1, "stage 0", "internal"): 15, (1, "stage 0", "stream"): 16,
-        (1, "stage 1", "internal"): 9, (1, "stage 1", "stream"): 32,
-        (2, "stem", "stream"): 4, (2, "stage 0", "internal"): 3, (2, "stage 0", "stream"): 12,
-        (2, "stage 1", "internal"): 0, (2, "stage 1", "stream"): 30,
+        (1, "phase 1", "internal"): 15, (1, "phase 1", "stream"): 16,
+        (1, "phase 2", "internal"): 9, (1, "phase 2", "stream"): 32,
+        (2, "stem", "stream"): 4, (2, "phase 1", "internal"): 3, (2, "phase 1", "stream"): 12,
+        (2, "phase 2", "internal"): 0, (2, "phase 2", "stream"): 30,
     }
     assert (table["seed"] == 3).all()
     with pytest.raises(ValueError, match="naming scheme"):
@@ -172,31 +172,45 @@ def test_setting_means_and_default_row_against_hand_numbers():
 
 
 def test_compare_to_baseline_tests_every_setting_in_plan_order_and_adds_the_trend():
-    runs = pd.DataFrame({"interval": [2, 2, 10, 10], "final_acc": [0.5, 0.7, 0.6, 0.65]})
+    runs = pd.DataFrame({"interval": [2, 2, 10, 10, 5, 5], "final_acc": [0.5, 0.7, 0.6, 0.65, 0.7, 0.72]})
     baseline = pd.DataFrame({"final_acc": [0.8, 0.9, 0.85]})
-    settings = with_baseline(runs, baseline, "interval", (2, 10))
+    settings = with_baseline(runs, baseline, "interval", (2, 5, 10))
     quantities = [("final_acc", "final accuracy", "")]
-    tests, sentences = compare_to_baseline(settings, runs, "interval", quantities)
+    tests, sentences = compare_to_baseline(settings, runs, "interval", quantities, skip=(5,))
 
     assert tests["group"].tolist() == ["2", "10"] and tests["quantity"].tolist() == ["final accuracy"] * 2
     assert tests["mean"].tolist() == pytest.approx([0.6, 0.625])
     assert tests["reference_mean"].tolist() == pytest.approx([0.85, 0.85])
     assert tests["diff"].tolist() == pytest.approx([-0.25, -0.225])
+    assert tests["n_a"].tolist() == [2, 2] and tests["n_b"].tolist() == [3, 3]
     # Welch by hand for "2": variances 0.02 and 0.0025, n 2 and 3
     standard_error = math.sqrt(0.02 / 2 + 0.0025 / 3)
     welch_df = standard_error ** 4 / ((0.02 / 2) ** 2 / 1 + (0.0025 / 3) ** 2 / 2)
     assert tests["t"].iloc[0] == pytest.approx(-0.25 / standard_error)
     assert tests["df"].iloc[0] == pytest.approx(welch_df)
+    # Holm over the two tests: the smaller p doubled, the larger one at least that and kept otherwise
+    p_small, p_large = sorted(tests["p"])
+    assert sorted(tests["p_holm"]) == pytest.approx([2 * p_small, max(2 * p_small, p_large)])
     assert "sentence" not in tests.columns
 
     assert len(sentences) == 3
-    assert "reconfiguration interval = 2 vs baseline" in sentences[0]
-    assert "reconfiguration interval = 10 vs baseline" in sentences[1]
+    assert "reconfiguration interval 2 vs baseline" in sentences[0] and "Holm-adjusted p" in sentences[0]
+    assert "reconfiguration interval 10 vs baseline" in sentences[1]
     assert sentences[2].startswith("Trend: the final accuracy rises with the reconfiguration interval")
-    with pytest.raises(ValueError, match="unknown factor"):
-        compare_to_baseline(settings, runs, "batch_size", quantities)
-    with pytest.raises(ValueError, match=r"lacks the columns \['mean_epoch_time'\]"):
-        compare_to_baseline(settings, runs, "interval", [("mean_epoch_time", "mean epoch time", "s")])
+
+
+def test_the_default_point_is_tested_once_under_its_own_name():
+    plan = prunetrain_plan("quick")
+    runs = pd.DataFrame({"interval": [plan.interval] * 3 + [5] * 3, "final_acc": [0.7, 0.72, 0.71, 0.6, 0.62, 0.61]})
+    baseline = pd.DataFrame({"final_acc": [0.8, 0.9, 0.85]})
+    settings = with_baseline(runs, baseline, "interval", (plan.interval, 5))
+    quantities = [("final_acc", "final accuracy", "")]
+    tests, sentences = default_point_tests(settings, plan, "interval", quantities)
+    assert tests["group"].tolist() == ["default point"] and tests["mean"].iloc[0] == pytest.approx(0.71)
+    assert tests["p_holm"].iloc[0] == pytest.approx(tests["p"].iloc[0])  # a family of one
+    assert sentences[0].startswith("final accuracy, default point 2 vs baseline")
+    swept, _ = compare_to_baseline(settings, runs, "interval", quantities, skip=(plan.interval,))
+    assert swept["group"].tolist() == ["5"]
 
 
 

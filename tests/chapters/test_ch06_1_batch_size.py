@@ -143,3 +143,18 @@ def test_prunetrain_batch_experiment_with_the_thesis_fit(isolated_results):
     grown = int(history["next_batch_size"].iloc[0])
     assert grown > 64 and history["next_lr_scale"].iloc[0] == pytest.approx(math.sqrt(grown / 64))
 
+
+
+def test_fit_interpretation_reports_the_drafts_relation_and_what_a_slope_test_cannot_show():
+    from thesis_lib.chapters.ch06_1_batch_size import fit_interpretation
+
+    fits = pd.DataFrame([
+        {"stages": 1, "relation": "batch_over_params_per_batch", "slope": 0.11, "p": 0.051, "r2": 0.41},
+        {"stages": 1, "relation": "inverse_batch", "slope": 1e-8, "p": 1e-20, "r2": 0.9999},
+    ])
+    modelled = fit_interpretation(fits, measured=False)
+    assert modelled[0] == ("s = 1: the draft's relation batch / (params / batch) against N has slope 0.11 "
+                           "(p = 0.051, not significant at 0.05) and r^2 = 0.41.")
+    assert "does not show that the relation is a straight line" in modelled[1]
+    assert "tautological" in modelled[2] and "1.000" in modelled[2]
+    assert len(fit_interpretation(fits, measured=True)) == 2  # measured peaks: the fit of 1 / batch is a test

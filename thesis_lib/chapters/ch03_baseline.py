@@ -9,7 +9,10 @@ ResNet-32 on CIFAR-10 over 5 seeds, at about 19.6 s per epoch on an RTX 2080 Ti.
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from .. import plots
 from ..experiments import RunContext, RunOutput, experiment, summarize_training
 from ..training import seeded_model
 
@@ -50,3 +53,44 @@ def epoch_time_spread(table: pd.DataFrame) -> dict[str, float]:
     return {"runs": int(len(table)), "smallest_mean": smallest, "largest_mean": largest,
             "spread": (largest - smallest) / largest,
             "largest_relative_std": float((table["std"] / table["mean"]).max())}
+
+
+SCHEDULE_LABELS = {"constant": {"de": "konstante Lernrate", "en": "constant lr"},
+                   "step": {"de": "Stufen-Schedule", "en": "step schedule"}}
+SHORT_LABELS = {"de": {"wide": "breit", "narrow": "schmal", "constant": "konst.", "step": "Stufen"},
+                "en": {"wide": "wide", "narrow": "narrow", "constant": "const.", "step": "step"}}
+MODEL_LABELS = {"wide": {"de": "breites Netz", "en": "wide net"}, "narrow": {"de": "schmales Netz", "en": "narrow net"}}
+
+
+def accuracy_figure(history: pd.DataFrame, summary: pd.DataFrame, milestones: tuple[int, ...],
+                    stamp: tuple[str, str]) -> Figure:
+    """Figure 3.4: (a) test accuracy per epoch with the constant lr, (b) with the step schedule (both nets,
+    mean over the seeds with a min-max band, the lr drops marked), (c) the final accuracy per run of the
+    wide and narrow net under both schedules; `stamp` = (profile, dataset)."""
+    language = plots.language()
+    fig, axes = plots.figure("full", ncols=3, sharey=False)
+    fig.set_size_inches(6.0, 2.6)
+    n = int(summary.groupby(["model", "schedule"]).size().min())
+    frame = history.assign(net=history["model"].map(lambda m: MODEL_LABELS[m][language]))
+    for ax, schedule, letter in zip(axes[:2], ("constant", "step"), "ab"):
+        plots.line_with_band(ax, frame[frame.schedule == schedule], x="epoch", y="test_acc", hue="net")
+        if schedule == "step":
+            for milestone in milestones:  # 0-based epoch index of the first epoch at the lower rate
+                ax.axvline(milestone + 0.5, color="0.6", linewidth=0.6, linestyle=":")
+        ax.set(title=f"({letter}) {SCHEDULE_LABELS[schedule][language]}", xlabel=plots.label("epoch"),
+               ylabel=plots.label("test_acc"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.get_legend().remove()
+    axes[1].sharey(axes[0])
+    handles, labels = axes[0].get_legend_handles_labels()
+    drop = "lr-Abfall" if language == "de" else "lr drop"
+    fig.legend(handles, labels, loc="outside lower center", ncols=2,
+               title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}; ··· {drop}")
+    short = SHORT_LABELS[language]
+    groups = summary.assign(group=[f"{short[m]}\n{short[sch]}" for m, sch in zip(summary["model"], summary["schedule"])])
+    order = [f"{short[m]}\n{short[sch]}" for m in ("wide", "narrow") for sch in ("constant", "step")]
+    plots.boxplot(axes[2], groups, x="group", y="final_acc", order=order)
+    axes[2].set(title="(c)", xlabel="", ylabel=plots.label("final_acc"))
+    axes[2].tick_params(axis="x", labelsize=6.5)
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from .. import plots, stats
 from ..data import Dataset
 from ..experiments import (BASE_MODELS, Profile, RunContext, RunOutput, SweepResult, experiment, get_profile,
                            run, summarize_training)
@@ -292,3 +295,73 @@ def layer_widths(spec: ResNetSpec) -> pd.DataFrame:
             outputs = (*block.widths, stage.width) if block.has_main_path else (0,) * layers_per_block
             rows.extend((f"{s + 1}.{b + 1}.{c + 1}", width) for c, width in enumerate(outputs))
     return pd.DataFrame([{"layer": i, "name": name, "width": width} for i, (name, width) in enumerate(rows)])
+
+
+CONTROL = "none"  # the unregularized control: a morphnet_regularize run with relative strength 0
+REGULARIZER_LABELS = {"flops": {"de": "FLOP-Regularisierer", "en": "FLOP regularizer"},
+                      "size": {"de": "Größen-Regularisierer", "en": "size regularizer"},
+                      CONTROL: {"de": "ohne (Kontrolle)", "en": "none (control)"}}
+
+
+def regularizer_grid(plan: MorphNetPlan, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Params of figure 4.1's runs: the wide net with the FLOP and the size regularizer at the plan's
+    strength, and the unregularized control (relative strength 0: same schedule, same BN treatment, so only
+    the penalty differs), once per seed."""
+    points = [{"resource": resource, "relative_strength": plan.relative_strength} for resource in RESOURCES]
+    points.append({"resource": "flops", "relative_strength": 0.0})
+    return [{"model": "wide", **point, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed}
+            for point in points for seed in seeds]
+
+
+def regularizer_name(resource: str, relative_strength: float) -> str:
+    """The group of a morphnet_regularize run: its resource, or `CONTROL` when unregularized."""
+    return CONTROL if relative_strength == 0 else resource
+
+
+def regularizer_tests(summary: pd.DataFrame) -> pd.DataFrame:
+    """Welch t-tests of each regularizer against the unregularized control: the alive share of its own
+    resource, the final accuracy and the training time; one family, Holm-adjusted (`stats.with_holm`)."""
+    groups = summary.assign(group=[regularizer_name(r, s) for r, s in
+                                   zip(summary["resource"], summary["relative_strength"])])
+    present = set(groups["group"])
+    if CONTROL not in present:
+        raise ValueError("no control runs (relative_strength 0) in the summary; sweep `regularizer_grid`")
+    comparisons = []
+    for resource in (r for r in RESOURCES if r in present):
+        for column, what in ((f"{resource}_ratio", f"alive {resource} / full"), ("final_acc", "final accuracy"),
+                             ("total_time", "training time")):
+            comparisons.append((f"{what}, {resource} regularizer vs control",
+                                groups.loc[groups.group == resource, column], groups.loc[groups.group == CONTROL, column]))
+    return stats.with_holm(stats.welch_table(comparisons))
+
+
+def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 4.1: (a) alive FLOPs and (b) alive model size relative to the full net over the epochs for
+    both regularizers and the control (mean, min-max band over the seeds), (c) the final accuracy per run."""
+    language = plots.language()
+
+    def groups(frame: pd.DataFrame) -> list[str]:
+        return [REGULARIZER_LABELS[regularizer_name(resource, strength)][language]
+                for resource, strength in zip(frame["resource"], frame["relative_strength"])]
+
+    curves, summary = curves.assign(group=groups(curves)), summary.assign(group=groups(summary))
+    order = [REGULARIZER_LABELS[key][language] for key in (*RESOURCES, CONTROL)]
+    fig, axes = plots.figure("full", ncols=3)
+    fig.set_size_inches(6.0, 2.8)
+    for ax, column, title in zip(axes[:2], ("flops_ratio", "size_ratio"), ("(a) lebende FLOPs", "(b) lebende Größe")):
+        plots.line_with_band(ax, curves, x="epoch", y=column, hue="group")
+        ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.7)
+        ax.set(title=title, xlabel=plots.label("epoch"), ylabel="Anteil am vollen Netz", ylim=(0, 1.05))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.get_legend().remove()
+    axes[1].sharey(axes[0])
+    plots.boxplot(axes[2], summary, x="group", y="final_acc", order=order)
+    axes[2].set(title="(c)", xlabel="", ylabel=plots.label("final_acc"))
+    axes[2].set_xticks(range(len(order)), [label.replace("-", "-\n", 1).replace(" (", "\n(") for label in order],
+                       fontsize=6)
+    n = int(summary.groupby("group").size().min())
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=6.5,
+               title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}", title_fontsize=6.5)
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import stats
+from .. import plots, stats
 from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, summarize_training
 from ..methods.prunetrain import PruneTrain, training_flops_summary
 from ..training import seeded_model
@@ -25,9 +25,19 @@ from ..training import seeded_model
 PRUNE_PARAMS = ("lasso_ratio", "threshold", "interval")
 SETTING_COLUMNS = ("lasso_ratio", "threshold", "interval", "lr")
 FACTORS = ("lasso_ratio", "interval", "threshold", "lr")
+FACTOR_LABELS = {"lasso_ratio": {"de": "Lasso-Verhältnis", "en": "lasso ratio"},
+                 "interval": {"de": "Rekonfigurationsintervall (Epochen)", "en": "reconfiguration interval (epochs)"},
+                 "threshold": {"de": "Schwellwert auf |w|", "en": "threshold on |w|"},
+                 "lr": {"de": "Lernrate", "en": "learning rate"}}
 FACTOR_NAMES = {"lasso_ratio": "lasso ratio", "interval": "reconfiguration interval", "threshold": "threshold",
                 "lr": "learning rate"}
 LOG_SCALE_FACTORS = ("threshold", "lr")
+
+
+def factor_label(factor: str) -> str:
+    """The axis label of a swept factor in the figures' current language (`plots.language`)."""
+    _check_factor(factor)
+    return FACTOR_LABELS[factor][plots.language()]
 
 
 def _check_factor(factor: str) -> None:
@@ -52,8 +62,8 @@ class PruneTrainPlan:
     0.978), 1e-1 80 % (0.802); ratio 0.9 with 3e-2 95 %, 5e-2 51 % (0.939), 1e-1 1 % (chance); 0.95 collapsed
     the net at every threshold. (With PyTorch's default init, which the project used before, 0.8 / 3e-2
     already removed about 25 %.) So `quick` sweeps ratios 0.7 / 0.8 / 0.9, thresholds 3e-2 / 5e-2 / 1e-1
-    around 5e-2 and intervals 1 / 2 / 5 of its 10 epochs around 2, with two seeds per point (the baseline
-    keeps the profile's three): 18 runs of about 5 s. `smoke` (8 steps) only checks that the notebook runs;
+    around 5e-2 and intervals 1 / 2 / 5 of its 10 epochs around 2, with five seeds per point (as the
+    baseline): 45 runs of about 5 s. `smoke` (8 steps) only checks that the notebook runs;
     its nets do not shrink.
     """
 
@@ -103,7 +113,7 @@ PRUNETRAIN_PLANS: dict[str, PruneTrainPlan] = {
                             intervals=(1, 2), thresholds=(3e-2,), lrs=(0.05,), seeds=(0, 1)),
     "quick": PruneTrainPlan(lasso_ratio=0.8, threshold=5e-2, interval=2, lr=0.05,
                             lasso_ratios=(0.7, 0.8, 0.9), intervals=(1, 2, 5),
-                            thresholds=(3e-2, 5e-2, 1e-1), lrs=(0.025, 0.05, 0.1), seeds=(0, 1)),
+                            thresholds=(3e-2, 5e-2, 1e-1), lrs=(0.025, 0.05, 0.1), seeds=(0, 1, 2, 3, 4)),
     "full": PruneTrainPlan(lasso_ratio=0.2, threshold=1e-4, interval=10, lr=0.1,
                            lasso_ratios=(0.05, 0.1, 0.15, 0.2, 0.25), intervals=(2, 5, 10),
                            thresholds=(1e-5, 1e-4, 1e-3), lrs=(0.05, 0.1, 0.2), seeds=(0, 1, 2, 3, 4),
@@ -126,7 +136,8 @@ def stage_channels(history: pd.DataFrame) -> pd.DataFrame:
     """Channels per stage after every epoch, from a PruneTrain history's `channels` column.
 
     One row per epoch, stage and kind: "stream" (the stage's residual-stream width) or "internal" (the
-    internal widths of its blocks, summed; 0 once every block's main path is gone). The stem's own
+    internal widths of its blocks, summed; 0 once every block's main path is gone). Stages are named as
+    the thesis's phases, counted from 1 ("phase 1" is stage index 0). The stem's own
     segment (bottleneck nets) is reported as stage "stem". Extra columns of `history` (run params) are
     carried along.
     """
@@ -140,7 +151,7 @@ def stage_channels(history: pd.DataFrame) -> pd.DataFrame:
             match = _GROUP_NAME.match(name)
             if match is None:
                 raise ValueError(f"channel group {name!r} does not follow surgery's naming scheme")
-            stage = "stem" if match["stage"] is None else f"stage {match['stage']}"
+            stage = "stem" if match["stage"] is None else f"phase {int(match['stage']) + 1}"
             kind = "stream" if match["kind"] in (None, "stream") else "internal"
             totals[(stage, kind)] = totals.get((stage, kind), 0) + int(width)
             if stage != "stem":
@@ -245,26 +256,58 @@ def setting_row(frame: pd.DataFrame, setting: dict[str, float | int]) -> pd.Seri
     return frame[matches].iloc[0]
 
 
+TEST_COLUMNS = ["quantity", "group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p", "n_a",
+                "n_b", "p_holm", "verdict"]
+
+
 def compare_to_baseline(settings: pd.DataFrame, sweep_summary: pd.DataFrame, factor: str,
-                        quantities: Sequence[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
-    """Welch t-tests of every setting of one sweep against the baseline and the trend along the factor.
+                        quantities: Sequence[tuple[str, str, str]], skip: Sequence[float | int] = ()
+                        ) -> tuple[pd.DataFrame, list[str]]:
+    """Welch t-tests of every setting of one sweep against the baseline, Holm-adjusted over the sweep's
+    tests (one family per figure section), and the trend along the factor.
 
     `settings` is the sweep with the baseline (`with_baseline`), `sweep_summary` the sweep's runs alone
-    (`factor_trends`), `quantities` (column, description, unit). Returns the tests, one row per quantity
-    and setting (quantity, group, mean, reference_mean, diff, ci_low, ci_high, t, df, p; no correction
-    for multiple comparisons), and the sentences: every test's, then every trend's.
+    (`factor_trends`), `quantities` (column, description, unit). Values in `skip` are not tested: the
+    default point is in every sweep, and its test belongs to one place (`default_point_tests`). Returns the
+    tests, one row per quantity and setting in plan order (`TEST_COLUMNS`: n_a, n_b, p_holm and the verdict
+    from p_holm included), and the sentences: every test's with its Holm p, then every trend's.
     """
     _check_factor(factor)
     _require(settings, ["setting", *(column for column, _, _ in quantities)], "the settings frame")
-    name = FACTOR_NAMES[factor]
-    named = (settings.drop(columns=factor, errors="ignore")  # `setting` holds the factor's value
-             .rename(columns={"setting": name, **{column: what for column, what, _ in quantities}}))
-    tests = pd.concat([stats.ttest_table(named, name, what, reference="baseline", unit=unit).assign(quantity=what)
-                       for _, what, unit in quantities], ignore_index=True)
+    skipped = {f"{value:g}" for value in skip}
+    tested = [label for label in settings["setting"].cat.categories if label != "baseline" and label not in skipped]
+    tests = _setting_tests(settings, tested, FACTOR_NAMES[factor], quantities)
     trends = factor_trends(sweep_summary, factor, quantities)
-    sentences = [*tests["sentence"], *trends["sentence"]]
-    columns = ["quantity", "group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p"]
-    return tests[columns], sentences
+    return tests[TEST_COLUMNS], [*_sentences(tests), *trends["sentence"]]
+
+
+def default_point_tests(settings: pd.DataFrame, plan: PruneTrainPlan, factor: str,
+                        quantities: Sequence[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    """The default point against the baseline, once (from any sweep's `settings`: the default point's runs
+    are the same in each); Holm-adjusted over its quantities. Same columns and sentences as
+    `compare_to_baseline`."""
+    _check_factor(factor)
+    label = f"{plan.default()[factor]:g}"
+    tests = _setting_tests(settings, [label], "default point", quantities)
+    tests["group"] = "default point"
+    return tests[TEST_COLUMNS], _sentences(tests)
+
+
+def _setting_tests(settings: pd.DataFrame, labels: Sequence[str], name: str,
+                   quantities: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
+    """Welch tests of the `labels` settings against "baseline" per quantity, one Holm family."""
+    frame = settings.assign(setting=settings["setting"].astype(str))
+    tables = []
+    for column, what, unit in quantities:
+        table = stats.welch_table([(f"{what}, {name} {label} vs baseline", frame.loc[frame.setting == label, column],
+                                    frame.loc[frame.setting == "baseline", column]) for label in labels], unit=unit)
+        tables.append(table.assign(quantity=what, group=list(labels)))
+    tests = stats.with_holm(pd.concat(tables, ignore_index=True))
+    return tests.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
+
+
+def _sentences(tests: pd.DataFrame) -> list[str]:
+    return [f"{row.sentence} Holm-adjusted p = {row.p_holm:.3g}: {row.verdict}." for row in tests.itertuples()]
 
 
 def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int,

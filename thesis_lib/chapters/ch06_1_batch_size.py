@@ -15,7 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from .. import plots
 from ..experiments import (Profile, RunContext, RunOutput, RunResult, SweepResult, experiment, get_profile,
                            summarize_training)
 from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_method, batch_from_fit,
@@ -239,3 +242,75 @@ def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
         "final_flops_after": int(history["flops_after"].iloc[-1]),
     }
     return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+DRAFT_RELATION = "batch_over_params_per_batch"  # the draft's relation (fig. 6.7): batch / (params / batch) vs N
+
+
+def table_figures(table: pd.DataFrame, fits: pd.DataFrame, measured: bool,
+                  stamp: tuple[str, str]) -> dict[str, Figure]:
+    """The draft's figures 6.4, 6.5 and 6.7 from a `batch_table` and its `batch_fits`: parameters against
+    the blocks per stage N, the maximal batch against N, and the draft's relation batch / (params / batch)
+    against N with its least-squares line (slope p-value and r^2 in the legend), one line per stage count.
+    `measured` says whether the maximal batches come from CUDA peaks (else from the memory model), which
+    the y label of 6.5 and 6.7 names."""
+    source = "gemessen" if measured else "Speichermodell"
+    figures = {}
+    for name, column, ylabel in (("fig_6_4_parameters_blocks", "parameters", plots.label("params")),
+                                 ("fig_6_5_max_batch_blocks", "max_batch", f"maximale Batchgröße ({source})")):
+        fig, ax = plots.figure("half")
+        for s, part in table.groupby("stages"):
+            ax.plot(part["blocks"], part[column], "o-", markersize=2.5, label=f"s = {s}")
+        ax.set(xlabel="Blöcke pro Phase N", ylabel=ylabel, yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=6.5)
+        plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")
+        figures[name] = fig
+    fig, ax = plots.figure("full")
+    for index, (s, part) in enumerate(table.groupby("stages")):
+        y = part["max_batch"] / (part["parameters"] / part["max_batch"])
+        line = fits[(fits["stages"] == s) & (fits["relation"] == DRAFT_RELATION)].iloc[0]
+        ax.plot(part["blocks"], y, "o", markersize=3, color=f"C{index}", label=f"s = {s}")
+        ax.plot(part["blocks"], line["intercept"] + line["slope"] * part["blocks"], "-", color=f"C{index}",
+                linewidth=0.8, label=f"Gerade s = {s}: p = {line['p']:.2g}, $r^2$ = {line['r2']:.2f}")
+    ax.set(xlabel="Blöcke pro Phase N", ylabel=f"Batch / (Parameter / Batch) ({source})", yscale="log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")
+    figures["fig_6_7_draft_relation_fit"] = fig
+    return figures
+
+
+def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) -> list[str]:
+    """What the fits show, in sentences with their numbers: the draft's relation per stage count
+    (significant slope or not, r^2), that a slope t-test tests "no linear trend", not "a straight line",
+    and, for the modelled memory, that 1 / batch against parameters is linear by construction."""
+    sentences = []
+    for row in fits[fits["relation"] == DRAFT_RELATION].itertuples():
+        verdict = "significant" if row.p < alpha else "not significant"
+        sentences.append(f"s = {row.stages}: the draft's relation batch / (params / batch) against N has slope "
+                         f"{row.slope:.3g} (p = {row.p:.3g}, {verdict} at {alpha:g}) and r^2 = {row.r2:.2f}.")
+    sentences.append("A significant slope only rejects 'no linear trend'; it does not show that the relation is a "
+                     "straight line (a curved relation has a significant slope too), and r^2 says how much of the "
+                     "variation the line leaves unexplained.")
+    inverse = fits[fits["relation"] == "inverse_batch"]
+    if not measured and len(inverse):
+        sentences.append(f"1 / batch against parameters fits with r^2 >= {inverse['r2'].min():.3f}: the memory "
+                         "model is linear in the batch and in the parameters, so this fit is tautological on the "
+                         "CPU; only measured CUDA peaks can test it.")
+    return sentences
+
+
+def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """The batch the draft's rule reads off the fit against the largest batch the memory check allows,
+    per pruned net of the adapted runs (`rule_comparison`), with the line where both agree."""
+    fig, ax = plots.figure("half")
+    shown = rules.dropna(subset=["fit_batch"])
+    ax.plot(shown["probe_batch"], shown["fit_batch"], "o", markersize=3)
+    top = max(float(rules["probe_batch"].max()), float(shown["fit_batch"].max()) if len(shown) else 0.0) * 1.1
+    ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label="gleich")
+    ax.set(xlabel="maximale Batchgröße (Speicherprüfung)", ylabel="Batchgröße nach der Regel des Entwurfs",
+           xlim=(0, top), ylim=(0, top))
+    ax.legend(fontsize=6.5)
+    plots.stamp(fig, stamp[0], stamp[1], f"{len(shown)} Netze")
+    return fig

@@ -182,11 +182,6 @@ def arm_table(summary: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-LABELS = {"final_acc": "finale Test-Genauigkeit", "mean_epoch_time": "Trainingszeit pro Epoche (s)",
-          "total_time": "Trainingszeit gesamt (s)", "kept_params": "verbliebene Parameter (Anteil)",
-          "test_acc": "Test-Genauigkeit", "epoch": "Epoche", "params": "Parameter"}
-
-
 def _arm_label(arm: str) -> str:
     """A printable German label of an arm: "Batch 512, SGD linear + warm-up" -> "Batch 512, SGD linear +
     Aufwärmen" on two lines, the second starting at the method."""
@@ -204,7 +199,7 @@ def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str
     order = [_arm_label(arm) for arm in arms]
     for ax, column in zip(axes.flat, columns):
         plots.boxplot(ax, frame, column, "label", order=order)
-        ax.set(xlabel=LABELS[column], ylabel="")
+        ax.set(xlabel=plots.label(column), ylabel="")
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     sizes = summary.groupby("arm").size()
     plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
@@ -221,11 +216,12 @@ def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epoc
     for milestone in milestones:
         ax.axvline(milestone + 0.5, color="0.6", linewidth=0.6, linestyle=":")
     ax.axvline(warmup_epochs + 0.5, color="0.6", linewidth=0.6, linestyle="--")
-    ax.set(xlabel=LABELS["epoch"], ylabel=LABELS["test_acc"])
+    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     n = int(history.groupby("arm")["seed"].nunique().min())
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, title=f"Mittel, Band: min-max über {n} Seeds\n-- Ende Aufwärmen, ··· lr-Abfall",
+    marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
+    ax.legend(handles, labels, title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}\n{marks}",
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
@@ -238,10 +234,11 @@ def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     plots.line_with_band(ax, frame, "epoch", "params", "label")
     for line, style in zip(ax.get_lines(), ("-", "--", ":", "-.")):  # arms that never prune lie on one line
         line.set_linestyle(style)
-    ax.set(xlabel=LABELS["epoch"], ylabel=LABELS["params"])
+    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("params"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     n = int(history.groupby("arm")["seed"].nunique().min())
-    ax.legend(title=f"Mittel, Band: min-max über {n} Seeds", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 

@@ -186,8 +186,6 @@ def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
             "budget": row["budget"], "scaled_flops": row["scaled_cost"]}
 
 
-AXIS_LABELS = {"final_acc": "finale Test-Genauigkeit", "total_time": "Trainingszeit gesamt (s)",
-               "params": "Parameter", "flops": "MFLOPs pro Bild"}
 AXIS_SCALES = {"flops": 1e-6}
 PROCEDURE_LABELS = {"wide baseline": "breites Baseline-Netz", "MorphNet": "MorphNet",
                     "PruneTrain + Net2Net": "PruneTrain + Net2Net",
@@ -208,7 +206,7 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
                    label=f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})", linewidths=0)
         ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x",
                    linewidths=1.2)
-    ax.set(xlabel=AXIS_LABELS[x], ylabel=AXIS_LABELS["final_acc"])
+    ax.set(xlabel=plots.label(x), ylabel=plots.label("final_acc"))
     ax.legend(title="Läufe; x: Mittelwert", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     sizes = runs.groupby("procedure").size()
     plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
