@@ -251,7 +251,7 @@ def table_figures(table: pd.DataFrame, fits: pd.DataFrame, measured: bool,
                   stamp: tuple[str, str]) -> dict[str, Figure]:
     """The draft's figures 6.4, 6.5 and 6.7 from a `batch_table` and its `batch_fits`: parameters against
     the blocks per stage N, the maximal batch against N, and the draft's relation batch / (params / batch)
-    against N with its least-squares line (slope p-value and r^2 in the legend), one line per stage count.
+    against N with its least-squares line (slope p-value and r^2 in the title), one panel per stage count.
     `measured` says whether the maximal batches come from CUDA peaks (else from the memory model), which
     the y label of 6.5 and 6.7 names."""
     source = "gemessen" if measured else "Speichermodell"
@@ -266,16 +266,18 @@ def table_figures(table: pd.DataFrame, fits: pd.DataFrame, measured: bool,
         ax.legend(fontsize=6.5)
         plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")
         figures[name] = fig
-    fig, ax = plots.figure("full")
-    for index, (s, part) in enumerate(table.groupby("stages")):
+    stage_counts = sorted(table["stages"].unique())
+    fig, axes = plots.figure("full", ncols=len(stage_counts), squeeze=False)
+    fig.set_size_inches(6.0, 2.5)
+    for index, (ax, s) in enumerate(zip(axes.flat, stage_counts)):  # linear axes: the line is a line
+        part = table[table["stages"] == s]
         y = part["max_batch"] / (part["parameters"] / part["max_batch"])
         line = fits[(fits["stages"] == s) & (fits["relation"] == DRAFT_RELATION)].iloc[0]
-        ax.plot(part["blocks"], y, "o", markersize=3, color=f"C{index}", label=f"s = {s}")
-        ax.plot(part["blocks"], line["intercept"] + line["slope"] * part["blocks"], "-", color=f"C{index}",
-                linewidth=0.8, label=f"Gerade s = {s}: p = {line['p']:.2g}, $r^2$ = {line['r2']:.2f}")
-    ax.set(xlabel="Blöcke pro Phase N", ylabel=f"Batch / (Parameter / Batch) ({source})", yscale="log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.plot(part["blocks"], y, "o", markersize=3, color=f"C{index}")
+        ax.plot(part["blocks"], line["intercept"] + line["slope"] * part["blocks"], "-", color="0.4", linewidth=0.8)
+        ax.set(title=f"s = {s}: p = {line['p']:.2g}, r² = {line["r2"]:.2f}", xlabel="Blöcke pro Phase N")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.flat[0].set_ylabel(f"Batch / (Parameter / Batch)\n({source})")
     plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")
     figures["fig_6_7_draft_relation_fit"] = fig
     return figures
