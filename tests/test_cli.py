@@ -12,9 +12,14 @@ from thesis_lib.experiments import SEAL, run
 def test_list_names_every_experiment_with_its_chapter(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = {line.split()[0]: line.split()[2] for line in lines}
+    names = {line.split()[0]: line.split()[2] for line in lines if not line.startswith(" ")}
     assert names["prune_grow"] == "06_3_prunetrain_net2net" and names["baseline"] == "03_baseline"
     assert len(names) == 9
+    baseline = lines[lines.index(next(line for line in lines if line.startswith("baseline"))) + 1:][:5]
+    assert [line.strip() for line in baseline] == [
+        "model: 'wide' | 'narrow' | ResNetConfig = 'wide'", "schedule: 'step' | 'constant' | 'poly' = 'step'",
+        "seed: int = 0", "ghost_batch: int | None = None",
+        "and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)"]
 
 
 def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys):
@@ -37,7 +42,9 @@ def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
-    (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "unknown model 'medium'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "param 'model' .* got 'medium'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "seed=abc"], "param 'seed' .* must be int, got 'abc'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "epochs=2.5"], "param 'epochs' .* got 2.5"),
 ])
 def test_a_users_mistake_is_one_message_and_exit_2(argv, message, capsys, isolated_results):
     assert main(argv) == 2

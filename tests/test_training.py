@@ -54,9 +54,9 @@ def test_killed_run_resumes_to_the_identical_history(digits_small, tmp_path):
 
 def test_checkpoint_of_another_config_is_refused(digits_small, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
-    Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1), checkpoint_path=checkpoint, progress=False).fit()
+    Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), checkpoint_path=checkpoint, progress=False).fit()
     with pytest.raises(RuntimeError, match="different TrainConfig"):
-        Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, lr=0.2), checkpoint_path=checkpoint)
+        Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, lr=0.2, schedule="constant"), checkpoint_path=checkpoint)
 
 
 def test_torn_checkpoint_is_reported(digits_small, tmp_path):
@@ -71,9 +71,9 @@ def test_loss_term_hook_changes_training(digits_small):
         def loss_term(self, trainer, outputs, targets, loss):
             return 10.0 * trainer.model.classifier.weight.square().sum()
 
-    plain = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1), progress=False)
+    plain = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), progress=False)
     plain.fit()
-    regularised = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1), hooks=[L2OnClassifier()],
+    regularised = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), hooks=[L2OnClassifier()],
                           progress=False)
     regularised.fit()
     assert regularised.model.classifier.weight.norm() < 0.5 * plain.model.classifier.weight.norm()
@@ -96,6 +96,8 @@ def test_lars_scales_each_layer_step_by_trust_ratio():
     (dict(milestones=(150, 93)), "increasing"),
     (dict(warmup_epochs=-1), "warmup_epochs"),
     (dict(epochs=5, milestones=(3,), warmup_epochs=5), "warmup_epochs"),
+    (dict(epochs=3), r"milestones \(93, 150\) must lie below epochs \(3\).*milestones=.*schedule='constant'"),
+    (dict(epochs=4, milestones=(2, 4)), r"milestones \(2, 4\) must lie below epochs \(4\)"),
     (dict(lr_scaling="cubic"), "unknown lr scaling"),
     (dict(lr_reference_batch=0), "lr_reference_batch"),
 ])
@@ -142,14 +144,14 @@ def test_fp16_on_cpu_is_refused(digits_small):
 
 
 def test_bf16_autocast_trains_on_cpu(digits_small):
-    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, precision="bf16"), progress=False).fit()
+    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, precision="bf16", schedule="constant"), progress=False).fit()
     assert history["train_loss"].notna().all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, precision):
-    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, precision=precision, channels_last=True),
+    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", precision=precision, channels_last=True),
                       device="cuda", progress=False).fit()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
 

@@ -120,16 +120,18 @@ def _parse_value(text: str):
 
 
 def list_experiments() -> list[str]:
-    """One line per registered experiment: its name, its chapter's notebook and its docstring's first line."""
+    """Per registered experiment: its name, version, chapter notebook and docstring's first line, then one
+    indented line per param (type and default)."""
     from .chapters import CHAPTERS
-    from .experiments import _REGISTRY
+    from .experiments import registered_experiments
 
     owner = {name: chapter.notebook for chapter in CHAPTERS for name in chapter.experiments}
     lines = []
-    for name in sorted(owner):
-        function, version = _REGISTRY[name]
-        summary = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
-        lines.append(f"{name:<20} v{version}  {owner[name]:<24} {summary}")
+    for name, registered in registered_experiments().items():
+        if name not in owner:
+            continue
+        lines.append(f"{name:<20} v{registered.version}  {owner[name]:<24} {registered.summary}")
+        lines.extend(f"    {line}" for line in registered.describe_params())
     return lines
 
 
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="experiment parameter; VALUE is parsed as JSON when it can be")
     commands.add_parser("profiles", help="list the profiles")
-    commands.add_parser("list", help="list the registered experiments with their chapter")
+    commands.add_parser("list", help="list the registered experiments with their chapter and params")
     runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
     runs.add_argument("experiment", nargs="?")
     runs.add_argument("--profile", default="quick", choices=sorted(PROFILES))

@@ -291,8 +291,8 @@ class Experiment:
         """One line per param: `name: type = default`, then "any TrainConfig field" where accepted."""
         lines = []
         for name, (annotation, default) in self.declared().items():
-            shown = ("required" if default is REQUIRED else "from the profile's plan" if callable(default)
-                     else f"= {default!r}")
+            shown = ("required" if default is REQUIRED else f"= {default!r}" if not callable(default)
+                     else "default: the profile's plan or other params")
             lines.append(f"{name}: {describe_type(annotation)} {shown}")
         if self.train_config:
             lines.append("and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)")
@@ -425,8 +425,8 @@ def _checked(experiment_name: str, key: str, value: Any, annotation: Any) -> Any
 
 def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> dict[str, Any]:
     """The params a run of `name` really uses: names and types checked, declared defaults filled in
-    (plan defaults from `profile`), values converted to their declared type. A declared param whose value
-    and default are both None is left out. With `train_config`, the TrainConfig fields among them are
+    (plan defaults from `profile`), values converted to their declared type. A declared param that is None
+    means "not given" and is left out. With `train_config`, the TrainConfig fields among them are
     checked by building the profile's TrainConfig with them. Raises ValueError naming the param."""
     profile = get_profile(profile)
     registered = _lookup(name)
@@ -452,8 +452,7 @@ def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | P
     for key, (annotation, default) in declared.items():
         if key not in resolved:
             resolved[key] = _checked(name, key, default(profile, resolved), annotation)
-    resolved = {key: value for key, value in resolved.items()
-                if not (value is None and key in declared and declared[key][1] is None)}
+    resolved = {key: value for key, value in resolved.items() if not (value is None and key in declared)}
     if train_types:
         profile.train_config(**{key: value for key, value in resolved.items() if key in train_types})
     return resolved

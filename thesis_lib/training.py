@@ -51,7 +51,9 @@ class TrainConfig:
     (0.1 for SGD, LARS's recipe for LARS). `lr_scaling` multiplies it by batch_size / lr_reference_batch
     ("linear", Goyal et al.) or its square root ("sqrt", Hoffer et al.); `warmup_epochs` ramps the rate of
     the first epochs linearly up to the schedule's (see `lr_at`). `schedule="poly"` decays it as
-    (1 - epoch / epochs) ** 2 (You et al.'s LARS recipe); "step" decays it at the milestones.
+    (1 - epoch / epochs) ** 2 (You et al.'s LARS recipe); "step" decays it at the milestones, which must
+    lie below `epochs` (the defaults 93 and 150 are the thesis's of 180 epochs: fewer epochs need their own
+    milestones or another schedule, never a silent constant rate).
 
     `bn_weight_decay=False` puts the BN gammas and betas into a param group of their own without weight
     decay: MorphNet's regularized phases (section 2.7) need it, as in morph-net, because L2 on the gammas
@@ -104,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        if self.schedule == "step" and self.milestones and self.milestones[-1] >= self.epochs:
+            raise ValueError(f"milestones {self.milestones} must lie below epochs ({self.epochs}): a milestone at or "
+                             f"beyond epochs never takes effect; pass milestones=... for {self.epochs} epochs "
+                             "(the thesis decays at 52 % and 83 % of them) or schedule='constant'")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based `epoch`: lr x the batch factor x the schedule (constant; `lr_decay` per

@@ -32,7 +32,7 @@ def test_each_registered_experiment_belongs_to_exactly_one_chapter():
     assert set(claimed) == set(_REGISTRY) - {name for name in _REGISTRY if name.endswith("_test")}
     for chapter in CHAPTERS:
         for name in chapter.experiments:
-            assert _REGISTRY[name][0].__module__ == chapter.module
+            assert _REGISTRY[name].function.__module__ == chapter.module
 
 
 def test_run_folders_do_not_move_with_the_code(monkeypatch):
@@ -42,6 +42,13 @@ def test_run_folders_do_not_move_with_the_code(monkeypatch):
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
     assert path.name == "aa400003ce4a3f76"
+
+
+def test_every_chapter_experiment_declares_its_params():
+    for chapter in CHAPTERS:
+        for name in chapter.experiments:
+            assert _REGISTRY[name].params is not None, name
+            assert "seed" in _REGISTRY[name].declared(), name
 
 
 def test_no_figure_number_is_used_by_two_notebooks():
