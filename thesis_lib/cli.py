@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -51,16 +50,18 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
     out_dir = output_root / profile / path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    # The kernel inherits these: thesis_lib.plots.save files the figures under this profile and notebook.
-    with _environment(THESIS_PROFILE=profile, THESIS_NOTEBOOK=path.stem):
-        try:
-            papermill.execute_notebook(
-                str(path), str(out_dir / path.name), parameters={"profile": profile},
-                cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
-            )
-        except papermill.PapermillExecutionError as error:
-            detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
-            return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
+    # No environment is passed on: each notebook names itself and its profile (plots.use_notebook).
+    try:
+        papermill.execute_notebook(
+            str(path), str(out_dir / path.name), parameters={"profile": profile},
+            cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
+        )
+    except papermill.PapermillExecutionError as error:
+        detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
+        return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
+    except Exception as error:  # a dead kernel (out of memory), a file that is not a notebook, ...
+        detail = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
     return NotebookOutcome(path.stem, "ok", (time.perf_counter() - start) / 60)
 
 
@@ -74,20 +75,6 @@ def _source_cell(path: Path, executed_index: int) -> str:
     index = executed_index - 1 if tagged and executed_index > tagged[0] else executed_index
     lines = cells[index].source.strip().splitlines() if 0 <= index < len(cells) else []
     return f"cell {index + 1} of {len(cells)} ({lines[0][:60]!r})" if lines else f"cell {index + 1}"
-
-
-@contextmanager
-def _environment(**variables: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run_notebooks(profile: str, only: Sequence[str] | None = None, progress: bool = True) -> list[NotebookOutcome]:

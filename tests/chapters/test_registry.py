@@ -21,6 +21,14 @@ def test_each_chapter_has_its_notebook_module_and_test_file(chapter):
     assert chapter.section in notebook.cells[0].source.splitlines()[0]
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.notebook)
+def test_each_notebook_names_itself_and_its_profile_in_its_first_code_cell(chapter):
+    cells = nbformat.read(ROOT / "notebooks" / f"{chapter.notebook}.ipynb", as_version=4).cells
+    parameters = next(i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", []))
+    first = next(cell for cell in cells[parameters + 1:] if cell.cell_type == "code")
+    assert f'plots.use_notebook("{chapter.notebook}", profile)' in first.source.splitlines()
+
+
 def test_every_numbered_notebook_is_a_registered_chapter():
     notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert notebooks == sorted(c.notebook for c in CHAPTERS)
