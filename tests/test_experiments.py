@@ -103,7 +103,7 @@ def test_unknown_profile_experiment_and_model_are_clear_errors(isolated_results)
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         run("nope", {}, profile="smoke")
-    with pytest.raises(ValueError, match="param 'model' of experiment 'baseline' must be 'wide' | 'narrow'"):
+    with pytest.raises(ValueError, match="param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow'"):
         run("baseline", {"model": "medium"}, profile="smoke", progress=False)
     with pytest.raises(ValueError, match="unknown dataset"):
         experiments.load_dataset("imagenet")
@@ -124,7 +124,7 @@ def test_bad_sweep_axes_and_training_params_are_clear_errors(isolated_results):
     ({"seed": "abc"}, "param 'seed' of experiment 'baseline' must be int, got 'abc'"),
     ({"seed": 1.5}, "param 'seed' of experiment 'baseline' must be int, got 1.5"),
     ({"epochs": 2.5}, "param 'epochs' of experiment 'baseline' must be int, got 2.5"),
-    ({"model": 3}, "param 'model' of experiment 'baseline' must be 'wide' | 'narrow' | ResNetConfig, got 3"),
+    ({"model": 3}, "param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow' \\| ResNetConfig, got 3"),
     ({"milestones": 5}, "param 'milestones' of experiment 'baseline' must be list of int, got 5"),
     ({"seeds": 0}, r"unknown param\(s\) \['seeds'\] of experiment 'baseline'"),
     ({"epochs": 1}, r"milestones \(1,\) must lie below epochs \(1\)"),

@@ -66,11 +66,11 @@ def test_prunetrain_batch_without_adaptation_is_chapter_5s_prunetrain_run(isolat
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"seed": 0}, "'adapt'.*missing"),
+    ({"seed": 0}, r"needs the param\(s\) \['adapt'\]"),
     ({"adapt": "yes"}, "'adapt'.*got 'yes'"),
     ({"adapt": False, "scaling": "sqrt"}, r"\['scaling'\] only apply with adapt=true"),
     ({"adapt": False, "rule": "fit", "scaling": "linear"}, r"\['rule', 'scaling'\] only apply"),
-    ({"adapt": True, "lr_rate": 0.1}, "unknown training parameter"),
+    ({"adapt": True, "lr_rate": 0.1}, r"unknown param\(s\) \['lr_rate'\]"),
 ])
 def test_prunetrain_batch_rejects_unclear_params(isolated_results, params, message):
     with pytest.raises(ValueError, match=message):
