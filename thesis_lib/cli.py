@@ -1,4 +1,4 @@
-"""Command line: `python -m thesis_lib notebooks | run | profiles`.
+"""Command line: `python -m thesis_lib notebooks | run | list | runs | clean | profiles`.
 
 `notebooks` re-runs the numbered notebooks headlessly with papermill on a profile, writes each executed
 notebook next to its figures (`figures/<profile>/<notebook>/<notebook>.ipynb`), prints a summary and exits
@@ -122,6 +122,42 @@ def list_experiments() -> list[str]:
     return lines
 
 
+RUN_STATUSES = ("finished", "partial", "damaged", "empty")
+
+
+def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], yes: bool) -> int:
+    """Delete the run folders of `profile` (and `experiment`) whose status is in `statuses`, after listing
+    them and asking (unless `yes`); a locked run (training now) is skipped and named. Exit 1 if any was."""
+    from .experiments import cached_runs, registered_experiments, remove_run
+
+    if experiment is not None and experiment not in registered_experiments():
+        raise ValueError(f"unknown experiment {experiment!r}; registered: {sorted(registered_experiments())}")
+    table = cached_runs(profile, experiment)
+    selected = table[table["status"].isin(statuses)]
+    if selected.empty:
+        print(f"no {'/'.join(statuses)} runs of {experiment or 'any experiment'} on profile {profile!r}")
+        return 0
+    for row in selected.itertuples():
+        print(f"{row.status:<9} {row.folder}  {row.params}")
+    if not yes:
+        try:
+            answer = input(f"delete these {len(selected)} run folders? [y/N] ")
+        except EOFError:  # no terminal to ask on
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted (pass --yes to delete without asking)")
+            return 0
+    skipped = 0
+    for folder in selected["folder"]:
+        try:
+            remove_run(Path(folder))
+        except RuntimeError as error:
+            print(f"skipped: {error}")
+            skipped += 1
+    print(f"deleted {len(selected) - skipped} run folders")
+    return 1 if skipped else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; a user's mistake is one message on stderr and exit code 2 (`--debug`: traceback)."""
     parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0])
@@ -141,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
     runs.add_argument("experiment", nargs="?")
     runs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    clean = commands.add_parser("clean", help="delete selected cached runs of a profile (asks first)")
+    clean.add_argument("experiment", nargs="?")
+    clean.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    clean.add_argument("--status", nargs="+", choices=RUN_STATUSES, default=list(RUN_STATUSES),
+                       help="only runs with these statuses (default: all)")
+    clean.add_argument("--yes", action="store_true", help="delete without asking")
     args = parser.parse_args(argv)
     try:
         return _command(args, parser)
@@ -171,6 +213,8 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for row in table[table["status"] != "finished"].itertuples():
             print(f"{row.status}: {row.folder}: {row.detail}")
         return 1 if (table["status"] == "damaged").any() else 0
+    if args.command == "clean":
+        return clean_runs(args.profile, args.experiment, args.status, args.yes)
     if args.command == "run":
         from .experiments import run
 

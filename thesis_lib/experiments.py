@@ -669,6 +669,26 @@ def cached_runs(profile: str | Profile, experiment: str | None = None) -> pd.Dat
     return pd.DataFrame([run_status(folder) for folder in folders], columns=columns)
 
 
+def remove_run(path: Path) -> None:
+    """Delete one run folder of the results root, unless a process holds its lock (RuntimeError then).
+
+    Refuses any folder that is not `<results root>/<profile>/<experiment>/<hash>`; the lock file stays (a
+    process waiting on it would otherwise lose the lock)."""
+    root = results_root().resolve()
+    resolved = Path(path).resolve()
+    if resolved.parent.parent.parent != root or not resolved.is_dir():
+        raise ValueError(f"{path} is not a run folder under the results root {root}; nothing deleted")
+    lock = FileLock(str(resolved) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as error:
+        raise RuntimeError(f"run {resolved} is locked by a running process; not deleted") from error
+    try:
+        shutil.rmtree(resolved)
+    finally:
+        lock.release()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
