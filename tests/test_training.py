@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from thesis_lib.data import load_dataset
-from thesis_lib.models import ResNetConfig, build_resnet
+from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
 from thesis_lib.training import (DEFAULT_LR, LARS, Trainer, TrainConfig, TrainingHook, make_optimizer,
                                  seeded_model)
 from helpers import KillAfter, Killed
@@ -290,3 +290,30 @@ def test_lars_and_sgd_share_the_weight_decay_policy_of_the_param_groups():
         opt.step()
         assert torch.equal(model.stem_bn.weight.detach(), gamma), optimizer
         torch.testing.assert_close(model.classifier.bias.detach(), torch.full((10,), 1 - 0.5 * 0.01))
+
+
+def test_the_trainer_uses_one_cpu_thread_for_small_nets_unless_told_otherwise(digits_small):
+    original = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Trainer(seeded_model(TINY, 0), digits_small, config(), progress=False)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        Trainer(seeded_model(TINY, 0), digits_small, config(), progress=False, cpu_threads=None)
+        assert torch.get_num_threads() == 2
+        Trainer(seeded_model(TINY, 0), digits_small, config(), progress=False, cpu_threads=3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(original)
+
+
+def test_fit_replaces_the_model_when_a_hook_prunes_it(digits_small):
+    from thesis_lib.methods.prunetrain import PruneTrain
+
+    passed = seeded_model(TINY, 0)
+    trainer = Trainer(passed, digits_small, config(epochs=2, schedule="constant", lr=0.2), progress=False,
+                      hooks=[PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1)])
+    history = trainer.fit()
+    assert history["params_after"].iloc[-1] < history["params"].iloc[0]
+    assert trainer.model is not passed and count_parameters(passed) == history["params"].iloc[0]
+    assert count_parameters(trainer.model) == history["params_after"].iloc[-1]

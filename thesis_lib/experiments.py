@@ -219,18 +219,21 @@ class RunContext:
         return _DATASETS[key]
 
     def resnet_config(self, base: ResNetConfig | str, data: Dataset | None = None) -> ResNetConfig:
+        """`base` ("wide", "narrow" or a ResNetConfig) at the profile's depth, for `data`'s images and classes."""
         data = data or self.dataset()
         return self.profile.resnet(base, data.in_channels, data.num_classes)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
+        """The profile's TrainConfig with `overrides` (see `Profile.train_config`)."""
         return self.profile.train_config(**overrides)
 
     def trainer(self, model: torch.nn.Module, config: TrainConfig, hooks: Sequence[TrainingHook] = (),
                 data: Dataset | None = None, phase: str = "train") -> Trainer:
         """A Trainer that checkpoints into this run's folder (one checkpoint per `phase`)."""
+        threads = "auto" if self.profile.cpu_threads is None else self.profile.cpu_threads
         return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
                        device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
-                       progress=self.progress, description=f"{self.name} {phase}")
+                       progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads)
 
 
 ExperimentFunction = Callable[[RunContext], RunOutput]
