@@ -19,7 +19,7 @@ from ..data import Dataset
 from ..experiments import (Profile, RunContext, RunOutput, SweepResult, experiment, get_profile, plan_default,
                            run, summarize_training)
 from ..methods.morphnet import (DEFAULT_GAMMA_THRESHOLD, RESOURCES, MorphNetHook, MorphNetRegularizer,
-                                _check_resource, morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
+                                morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
 from ..models import ResNet, ResNetConfig, ResNetSpec, count_parameters
 from ..training import TrainConfig, Trainer, TrainingHook, evaluate, seeded_model
 
