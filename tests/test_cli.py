@@ -12,9 +12,14 @@ from thesis_lib.experiments import SEAL, run
 def test_list_names_every_experiment_with_its_chapter(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    names = {line.split()[0]: line.split()[2] for line in lines}
+    names = {line.split()[0]: line.split()[2] for line in lines if not line.startswith(" ")}
     assert names["prune_grow"] == "06_3_prunetrain_net2net" and names["baseline"] == "03_baseline"
     assert len(names) == 9
+    baseline = lines[lines.index(next(line for line in lines if line.startswith("baseline"))) + 1:][:5]
+    assert [line.strip() for line in baseline] == [
+        "model: 'wide' | 'narrow' | ResNetConfig = 'wide'", "schedule: 'step' | 'constant' | 'poly' = 'step'",
+        "seed: int = 0", "ghost_batch: int | None = None",
+        "and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)"]
 
 
 def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys):
@@ -37,7 +42,9 @@ def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
-    (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "unknown model 'medium'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "param 'model' .* got 'medium'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "seed=abc"], "param 'seed' .* must be int, got 'abc'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "epochs=2.5"], "param 'epochs' .* got 2.5"),
 ])
 def test_a_users_mistake_is_one_message_and_exit_2(argv, message, capsys, isolated_results):
     assert main(argv) == 2
@@ -66,3 +73,49 @@ def test_profiles_prints_one_json_line_per_profile(capsys):
     assert main(["profiles"]) == 0
     assert [line.split('"name": ')[1].split('"')[1] for line in capsys.readouterr().out.splitlines()] == [
         "smoke", "quick", "full"]
+
+
+def _fake_runs(results):
+    """An empty and a damaged run folder of "baseline" on smoke (no training needed)."""
+    folder = results / "smoke" / "baseline"
+    empty, damaged = folder / "00000000000000e0", folder / "00000000000000d0"
+    empty.mkdir(parents=True)
+    damaged.mkdir()
+    (damaged / SEAL).write_text("not a seal")
+    return empty, damaged
+
+
+def test_clean_asks_first_and_deletes_only_the_selected_runs(isolated_results, capsys, monkeypatch):
+    results = isolated_results / "results"
+    finished = run("baseline", {"model": "narrow", "seed": 0}, profile="smoke", progress=False)
+    empty, damaged = _fake_runs(results)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert main(["clean", "baseline", "--profile", "smoke", "--status", "damaged", "empty"]) == 0
+    assert "nothing deleted" in capsys.readouterr().out and empty.exists() and damaged.exists()
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert main(["clean", "baseline", "--profile", "smoke", "--status", "damaged", "empty"]) == 0
+    out = capsys.readouterr().out
+    assert f"damaged   {damaged}" in out and "deleted 2 run folders" in out
+    assert not empty.exists() and not damaged.exists() and (finished.path / SEAL).exists()
+    assert main(["clean", "--profile", "smoke", "--yes"]) == 0
+    assert not finished.path.exists() and results.exists()
+
+
+def test_clean_skips_a_locked_run_and_never_leaves_the_results_root(isolated_results, capsys):
+    from filelock import FileLock
+
+    from thesis_lib.experiments import remove_run
+
+    empty, damaged = _fake_runs(isolated_results / "results")
+    with FileLock(str(empty) + ".lock"):
+        assert main(["clean", "--profile", "smoke", "--yes"]) == 1
+    out = capsys.readouterr().out
+    assert f"skipped: run {empty} is locked" in out and empty.exists() and not damaged.exists()
+    outside = isolated_results / "elsewhere" / "smoke" / "baseline" / "0000000000000000"
+    outside.mkdir(parents=True)
+    with pytest.raises(ValueError, match="not a run folder under the results root"):
+        remove_run(outside)
+    with pytest.raises(ValueError, match="not a run folder"):
+        remove_run(isolated_results / "results" / "smoke")
+    assert outside.exists()
+    assert main(["clean", "nothing", "--profile", "smoke"]) == 2

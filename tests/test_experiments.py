@@ -1,6 +1,7 @@
 """Run cache: a finished run loads without training, a killed one resumes, a corrupt one is reported."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -23,13 +24,21 @@ class Tripwire(TrainingHook):
             raise Killed()
 
 
-@experiment("counting_test")
+@dataclass(frozen=True)
+class CountingParams:
+    seed: int = 0
+    tag: str | None = None
+    x: float | None = None
+
+
+@experiment("counting_test", params=CountingParams, train_config=True)
 def counting(context):
     """Trains the smoke net for the profile's epochs and counts how often it was really called."""
     CALLS.append(dict(context.params))
-    seed = context.params.get("seed", 0)
+    seed = context.params["seed"]
+    overrides = {key: value for key, value in context.params.items() if key not in ("seed", "tag", "x")}
     model = seeded_model(context.resnet_config("narrow"), seed)
-    trainer = context.trainer(model, context.train_config(seed=seed), hooks=[Tripwire()])
+    trainer = context.trainer(model, context.train_config(seed=seed, **overrides), hooks=[Tripwire()])
     history = trainer.fit()
     return RunOutput(history, experiments.summarize_training(history), trainer.model)
 
@@ -94,11 +103,11 @@ def test_unknown_profile_experiment_and_model_are_clear_errors(isolated_results)
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         run("nope", {}, profile="smoke")
-    with pytest.raises(ValueError, match="unknown model 'medium'"):
+    with pytest.raises(ValueError, match="param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow'"):
         run("baseline", {"model": "medium"}, profile="smoke", progress=False)
     with pytest.raises(ValueError, match="unknown dataset"):
         experiments.load_dataset("imagenet")
-    with pytest.raises(TypeError, match="JSON-like"):
+    with pytest.raises(ValueError, match="param 'model'.*got <object"):
         run("baseline", {"model": object()}, profile="smoke")
 
 
@@ -109,6 +118,65 @@ def test_bad_sweep_axes_and_training_params_are_clear_errors(isolated_results):
         get_profile("smoke").train_config(learning_rate=0.1)
     with pytest.raises(ValueError, match="unknown model 'medium'"):
         get_profile("smoke").resnet("medium", 1, 10)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"seed": "abc"}, "param 'seed' of experiment 'baseline' must be int, got 'abc'"),
+    ({"seed": 1.5}, "param 'seed' of experiment 'baseline' must be int, got 1.5"),
+    ({"epochs": 2.5}, "param 'epochs' of experiment 'baseline' must be int, got 2.5"),
+    ({"model": 3}, "param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow' \\| ResNetConfig, got 3"),
+    ({"milestones": 5}, "param 'milestones' of experiment 'baseline' must be list of int, got 5"),
+    ({"seeds": 0}, r"unknown param\(s\) \['seeds'\] of experiment 'baseline'"),
+    ({"epochs": 1}, r"milestones \(1,\) must lie below epochs \(1\)"),
+    ({"lr": -1.0}, "lr must be a finite number > 0"),
+    ([("seed", 0)], "params of 'baseline' must be a mapping"),
+])
+def test_bad_params_are_rejected_before_anything_is_written(isolated_results, params, message):
+    with pytest.raises(ValueError, match=message):
+        run("baseline", params, profile="smoke", progress=False)
+    assert not list(isolated_results.rglob("config.json"))
+
+
+def test_missing_required_params_are_named(isolated_results):
+    with pytest.raises(ValueError, match=r"needs the param\(s\) \['operation'\]"):
+        run("net2net_grow", {"seed": 0}, profile="smoke", progress=False)
+
+
+def test_defaults_are_filled_in_before_hashing(isolated_results):
+    spellings = [{}, {"seed": 0}, {"seed": 0.0, "model": "wide", "schedule": "step"}, {"ghost_batch": None}]
+    folders = {run_dir_for("baseline", params, "smoke") for params in spellings}
+    assert len(folders) == 1
+    first = run("baseline", {}, profile="smoke", progress=False)
+    again = run("baseline", {"seed": 0, "model": "wide", "schedule": "step"}, profile="smoke", progress=False)
+    assert not first.loaded_from_cache and again.loaded_from_cache and again.path == first.path == folders.pop()
+    assert first.params == {"model": "wide", "schedule": "step", "seed": 0}
+    assert [p.name for p in (isolated_results / "results" / "smoke" / "baseline").iterdir() if p.is_dir()] == [
+        first.path.name]
+
+
+def test_plan_defaults_follow_the_profile(isolated_results):
+    from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
+
+    quick = experiments.resolve_params("prunetrain", {}, "quick")
+    plan = prunetrain_plan("quick")
+    assert quick == {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval,
+                     "seed": 0}
+    assert experiments.resolve_params("prunetrain", {}, "full")["threshold"] == 1e-4
+    grow = experiments.resolve_params("net2net_grow", {"operation": "deepen"}, "quick")
+    assert grow["noise"] == 0.0 and grow["grow_epoch"] == 3
+    assert experiments.resolve_params("net2net_grow", {"operation": "widen_all"}, "quick")["noise"] == 0.05
+    assert "scaling" not in experiments.resolve_params("prunetrain_batch", {"adapt": False}, "quick")
+    assert experiments.resolve_params("prunetrain_batch", {"adapt": True}, "quick")["scaling"] == "linear"
+
+
+def test_a_resnet_config_is_a_model_param(isolated_results):
+    from thesis_lib.models import NARROW_BASELINE
+
+    result = run("baseline", {"model": NARROW_BASELINE}, profile="smoke", progress=False)
+    assert result.params["model"]["widths"] == list(NARROW_BASELINE.widths)
+    assert [stage.width for stage in result.model().spec.stages] == list(NARROW_BASELINE.widths)
+    as_dict = {"stages": 3, "widths": [8, 16, 32], "blocks": [5, 5, 5]}
+    assert run_dir_for("baseline", {"model": as_dict}, "smoke") == result.path
 
 
 def test_profile_input_size_matches_the_data():

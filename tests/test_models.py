@@ -179,3 +179,23 @@ def test_ghost_bn_is_a_model_option_that_rebuilds_counts_and_loads_like_ordinary
 def test_bad_ghost_batch_is_a_clear_error(value):
     with pytest.raises(ValueError, match="ghost_batch"):
         ResNetConfig(ghost_batch=value)
+
+
+def test_methods_on_a_torchvision_resnet_fail_at_once_naming_the_class_and_the_equivalent_config():
+    from types import SimpleNamespace
+
+    torchvision = pytest.importorskip("torchvision")
+    from thesis_lib.methods.morphnet import MorphNetRegularizer
+    from thesis_lib.methods.net2net import deepen, widen
+    from thesis_lib.methods.prunetrain import PruneTrain
+    from thesis_lib.surgery import channel_groups
+
+    foreign = torchvision.models.resnet18()
+    attempts = [lambda: widen(foreign, factor=2.0), lambda: deepen(foreign, stage=0), lambda: channel_groups(foreign),
+                lambda: MorphNetRegularizer(foreign), lambda: PruneTrain().on_train_start(
+                    SimpleNamespace(model=foreign, step_count=0))]
+    for attempt in attempts:
+        with pytest.raises(TypeError, match=r"got torchvision\.models\.resnet\.ResNet; build the nearest thesis net "
+                                            r"with build_resnet\(ResNetConfig\(stages=4, blocks=\(2, 2, 2, 2\), "
+                                            r"widths=\(64, 128, 256, 512\), bottleneck=False"):
+            attempt()

@@ -24,6 +24,7 @@ def isolated_matplotlib(monkeypatch):
     """Restore rcParams, close figures and hide the caller's THESIS_* variables after every test."""
     for variable in ("THESIS_ROOT", "THESIS_PROFILE", "THESIS_NOTEBOOK"):
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(plots, "_CURRENT_NOTEBOOK", {})
     with matplotlib.rc_context():
         yield
     plt.close("all")
@@ -122,8 +123,24 @@ def test_default_root_is_the_repository():
 
 def test_save_without_notebook_asks_for_it(tmp_path):
     fig, _ = plots.figure("half")
-    with pytest.raises(ValueError, match="pass notebook=.*THESIS_NOTEBOOK"):
+    with pytest.raises(ValueError, match=r"call plots.use_notebook\('03_baseline', profile\) first"):
         plots.save(fig, "fig", root=tmp_path)
+
+
+def test_use_notebook_names_the_folder_of_every_later_save(tmp_path, monkeypatch):
+    from thesis_lib import tables
+
+    monkeypatch.setenv("THESIS_ROOT", str(tmp_path))
+    monkeypatch.setenv("THESIS_PROFILE", "quick")  # a stale variable loses against the notebook's own profile
+    monkeypatch.setenv("THESIS_NOTEBOOK", "05_prunetrain")
+    assert plots.use_notebook("03_baseline", "smoke") == tmp_path / "figures" / "smoke" / "03_baseline"
+    fig, _ = plots.figure("half")
+    assert plots.save(fig, "fig_3_4")[0] == tmp_path / "figures" / "smoke" / "03_baseline" / "fig_3_4.pdf"
+    table = tables.save(pd.DataFrame({"a": [1]}), "table_3_1")
+    assert table[0] == tmp_path / "figures" / "smoke" / "03_baseline" / "table_3_1.csv"
+    assert plots.figure_dir(profile="full") == tmp_path / "figures" / "full" / "03_baseline"
+    with pytest.raises(ValueError, match="must be a plain file name"):
+        plots.use_notebook("../03_baseline", "smoke")
 
 
 @pytest.mark.parametrize("name, message", [

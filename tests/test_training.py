@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from thesis_lib.data import load_dataset
-from thesis_lib.models import ResNetConfig, build_resnet
+from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
 from thesis_lib.training import (DEFAULT_LR, LARS, Trainer, TrainConfig, TrainingHook, make_optimizer,
                                  seeded_model)
 from helpers import KillAfter, Killed
@@ -54,9 +54,9 @@ def test_killed_run_resumes_to_the_identical_history(digits_small, tmp_path):
 
 def test_checkpoint_of_another_config_is_refused(digits_small, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
-    Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1), checkpoint_path=checkpoint, progress=False).fit()
+    Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), checkpoint_path=checkpoint, progress=False).fit()
     with pytest.raises(RuntimeError, match="different TrainConfig"):
-        Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, lr=0.2), checkpoint_path=checkpoint)
+        Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, lr=0.2, schedule="constant"), checkpoint_path=checkpoint)
 
 
 def test_torn_checkpoint_is_reported(digits_small, tmp_path):
@@ -71,9 +71,9 @@ def test_loss_term_hook_changes_training(digits_small):
         def loss_term(self, trainer, outputs, targets, loss):
             return 10.0 * trainer.model.classifier.weight.square().sum()
 
-    plain = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1), progress=False)
+    plain = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), progress=False)
     plain.fit()
-    regularised = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1), hooks=[L2OnClassifier()],
+    regularised = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), hooks=[L2OnClassifier()],
                           progress=False)
     regularised.fit()
     assert regularised.model.classifier.weight.norm() < 0.5 * plain.model.classifier.weight.norm()
@@ -96,6 +96,8 @@ def test_lars_scales_each_layer_step_by_trust_ratio():
     (dict(milestones=(150, 93)), "increasing"),
     (dict(warmup_epochs=-1), "warmup_epochs"),
     (dict(epochs=5, milestones=(3,), warmup_epochs=5), "warmup_epochs"),
+    (dict(epochs=3), r"milestones \(93, 150\) must lie below epochs \(3\).*milestones=.*schedule='constant'"),
+    (dict(epochs=4, milestones=(2, 4)), r"milestones \(2, 4\) must lie below epochs \(4\)"),
     (dict(lr_scaling="cubic"), "unknown lr scaling"),
     (dict(lr_reference_batch=0), "lr_reference_batch"),
 ])
@@ -142,14 +144,14 @@ def test_fp16_on_cpu_is_refused(digits_small):
 
 
 def test_bf16_autocast_trains_on_cpu(digits_small):
-    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, precision="bf16"), progress=False).fit()
+    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, precision="bf16", schedule="constant"), progress=False).fit()
     assert history["train_loss"].notna().all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, precision):
-    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, precision=precision, channels_last=True),
+    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", precision=precision, channels_last=True),
                       device="cuda", progress=False).fit()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
 
@@ -288,3 +290,30 @@ def test_lars_and_sgd_share_the_weight_decay_policy_of_the_param_groups():
         opt.step()
         assert torch.equal(model.stem_bn.weight.detach(), gamma), optimizer
         torch.testing.assert_close(model.classifier.bias.detach(), torch.full((10,), 1 - 0.5 * 0.01))
+
+
+def test_the_trainer_uses_one_cpu_thread_for_small_nets_unless_told_otherwise(digits_small):
+    original = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Trainer(seeded_model(TINY, 0), digits_small, config(), progress=False)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        Trainer(seeded_model(TINY, 0), digits_small, config(), progress=False, cpu_threads=None)
+        assert torch.get_num_threads() == 2
+        Trainer(seeded_model(TINY, 0), digits_small, config(), progress=False, cpu_threads=3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(original)
+
+
+def test_fit_replaces_the_model_when_a_hook_prunes_it(digits_small):
+    from thesis_lib.methods.prunetrain import PruneTrain
+
+    passed = seeded_model(TINY, 0)
+    trainer = Trainer(passed, digits_small, config(epochs=2, schedule="constant", lr=0.2), progress=False,
+                      hooks=[PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1)])
+    history = trainer.fit()
+    assert history["params_after"].iloc[-1] < history["params"].iloc[0]
+    assert trainer.model is not passed and count_parameters(passed) == history["params"].iloc[0]
+    assert count_parameters(trainer.model) == history["params_after"].iloc[-1]

@@ -1,4 +1,4 @@
-"""Command line: `python -m thesis_lib notebooks | run | profiles`.
+"""Command line: `python -m thesis_lib notebooks | run | list | runs | clean | profiles`.
 
 `notebooks` re-runs the numbered notebooks headlessly with papermill on a profile, writes each executed
 notebook next to its figures (`figures/<profile>/<notebook>/<notebook>.ipynb`), prints a summary and exits
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -51,16 +50,18 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
     out_dir = output_root / profile / path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    # The kernel inherits these: thesis_lib.plots.save files the figures under this profile and notebook.
-    with _environment(THESIS_PROFILE=profile, THESIS_NOTEBOOK=path.stem):
-        try:
-            papermill.execute_notebook(
-                str(path), str(out_dir / path.name), parameters={"profile": profile},
-                cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
-            )
-        except papermill.PapermillExecutionError as error:
-            detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
-            return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
+    # No environment is passed on: each notebook names itself and its profile (plots.use_notebook).
+    try:
+        papermill.execute_notebook(
+            str(path), str(out_dir / path.name), parameters={"profile": profile},
+            cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
+        )
+    except papermill.PapermillExecutionError as error:
+        detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
+        return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
+    except Exception as error:  # a dead kernel (out of memory), a file that is not a notebook, ...
+        detail = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
     return NotebookOutcome(path.stem, "ok", (time.perf_counter() - start) / 60)
 
 
@@ -74,20 +75,6 @@ def _source_cell(path: Path, executed_index: int) -> str:
     index = executed_index - 1 if tagged and executed_index > tagged[0] else executed_index
     lines = cells[index].source.strip().splitlines() if 0 <= index < len(cells) else []
     return f"cell {index + 1} of {len(cells)} ({lines[0][:60]!r})" if lines else f"cell {index + 1}"
-
-
-@contextmanager
-def _environment(**variables: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run_notebooks(profile: str, only: Sequence[str] | None = None, progress: bool = True) -> list[NotebookOutcome]:
@@ -120,17 +107,55 @@ def _parse_value(text: str):
 
 
 def list_experiments() -> list[str]:
-    """One line per registered experiment: its name, its chapter's notebook and its docstring's first line."""
+    """Per registered experiment: its name, version, chapter notebook and docstring's first line, then one
+    indented line per param (type and default)."""
     from .chapters import CHAPTERS
-    from .experiments import _REGISTRY
+    from .experiments import registered_experiments
 
     owner = {name: chapter.notebook for chapter in CHAPTERS for name in chapter.experiments}
     lines = []
-    for name in sorted(owner):
-        function, version = _REGISTRY[name]
-        summary = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
-        lines.append(f"{name:<20} v{version}  {owner[name]:<24} {summary}")
+    for name, registered in registered_experiments().items():
+        if name not in owner:
+            continue
+        lines.append(f"{name:<20} v{registered.version}  {owner[name]:<24} {registered.summary}")
+        lines.extend(f"    {line}" for line in registered.describe_params())
     return lines
+
+
+RUN_STATUSES = ("finished", "partial", "damaged", "empty")
+
+
+def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], yes: bool) -> int:
+    """Delete the run folders of `profile` (and `experiment`) whose status is in `statuses`, after listing
+    them and asking (unless `yes`); a locked run (training now) is skipped and named. Exit 1 if any was."""
+    from .experiments import cached_runs, registered_experiments, remove_run
+
+    if experiment is not None and experiment not in registered_experiments():
+        raise ValueError(f"unknown experiment {experiment!r}; registered: {sorted(registered_experiments())}")
+    table = cached_runs(profile, experiment)
+    selected = table[table["status"].isin(statuses)]
+    if selected.empty:
+        print(f"no {'/'.join(statuses)} runs of {experiment or 'any experiment'} on profile {profile!r}")
+        return 0
+    for row in selected.itertuples():
+        print(f"{row.status:<9} {row.folder}  {row.params}")
+    if not yes:
+        try:
+            answer = input(f"delete these {len(selected)} run folders? [y/N] ")
+        except EOFError:  # no terminal to ask on
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted (pass --yes to delete without asking)")
+            return 0
+    skipped = 0
+    for folder in selected["folder"]:
+        try:
+            remove_run(Path(folder))
+        except RuntimeError as error:
+            print(f"skipped: {error}")
+            skipped += 1
+    print(f"deleted {len(selected) - skipped} run folders")
+    return 1 if skipped else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,10 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="experiment parameter; VALUE is parsed as JSON when it can be")
     commands.add_parser("profiles", help="list the profiles")
-    commands.add_parser("list", help="list the registered experiments with their chapter")
+    commands.add_parser("list", help="list the registered experiments with their chapter and params")
     runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
     runs.add_argument("experiment", nargs="?")
     runs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    clean = commands.add_parser("clean", help="delete selected cached runs of a profile (asks first)")
+    clean.add_argument("experiment", nargs="?")
+    clean.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    clean.add_argument("--status", nargs="+", choices=RUN_STATUSES, default=list(RUN_STATUSES),
+                       help="only runs with these statuses (default: all)")
+    clean.add_argument("--yes", action="store_true", help="delete without asking")
     args = parser.parse_args(argv)
     try:
         return _command(args, parser)
@@ -182,6 +213,8 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for row in table[table["status"] != "finished"].itertuples():
             print(f"{row.status}: {row.folder}: {row.detail}")
         return 1 if (table["status"] == "damaged").any() else 0
+    if args.command == "clean":
+        return clean_runs(args.profile, args.experiment, args.status, args.yes)
     if args.command == "run":
         from .experiments import run
 

@@ -30,9 +30,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
 
 import pandas as pd
 import torch
@@ -191,7 +192,8 @@ _DATASETS: dict[tuple[str, int | None, int | None], Dataset] = {}
 
 @dataclass
 class RunContext:
-    """Everything an experiment function needs: its params, the profile, data and a checkpointing Trainer."""
+    """Everything an experiment function needs: its params (resolved: declared defaults filled in, values of
+    their declared types), the profile, data and a checkpointing Trainer."""
 
     name: str
     params: dict[str, Any]
@@ -217,45 +219,246 @@ class RunContext:
         return _DATASETS[key]
 
     def resnet_config(self, base: ResNetConfig | str, data: Dataset | None = None) -> ResNetConfig:
+        """`base` ("wide", "narrow" or a ResNetConfig) at the profile's depth, for `data`'s images and classes."""
         data = data or self.dataset()
         return self.profile.resnet(base, data.in_channels, data.num_classes)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
+        """The profile's TrainConfig with `overrides` (see `Profile.train_config`)."""
         return self.profile.train_config(**overrides)
 
     def trainer(self, model: torch.nn.Module, config: TrainConfig, hooks: Sequence[TrainingHook] = (),
                 data: Dataset | None = None, phase: str = "train") -> Trainer:
         """A Trainer that checkpoints into this run's folder (one checkpoint per `phase`)."""
+        threads = "auto" if self.profile.cpu_threads is None else self.profile.cpu_threads
         return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
                        device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
-                       progress=self.progress, description=f"{self.name} {phase}")
+                       progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads)
 
 
 ExperimentFunction = Callable[[RunContext], RunOutput]
-_REGISTRY: dict[str, tuple[ExperimentFunction, int]] = {}
 
 
-def experiment(name: str, version: int = 1) -> Callable[[ExperimentFunction], ExperimentFunction]:
-    """Register an experiment function under `name`. Bump `version` when its results change meaning."""
+def plan_default(getter: Callable[[Profile, Mapping[str, Any]], Any]) -> Any:
+    """A param default that depends on the profile (a chapter's plan) or on the run's other params:
+    `getter(profile, params)` gets the params with every other default already filled in.
+
+    Use it as a field default of a params dataclass: `lasso_ratio: float = plan_default(lambda p, _: ...)`."""
+    return field(default=None, metadata={PLAN_DEFAULT: getter})
+
+
+PLAN_DEFAULT = "plan_default"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: its function, version and declared params.
+
+    `params` is a dataclass whose fields are the experiment's params (name, type annotation, default; a
+    field without default is required); None: no params of its own. `train_config`: every `TrainConfig`
+    field is accepted as well (checked against TrainConfig's field types), and handed on to the function.
+    """
+
+    name: str
+    function: ExperimentFunction
+    version: int
+    params: type | None = None
+    train_config: bool = False
+
+    @property
+    def summary(self) -> str:
+        """The first line of the function's docstring."""
+        doc = (self.function.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    def declared(self) -> dict[str, tuple[Any, Any]]:
+        """name -> (type annotation, default) of every declared param; the default is `REQUIRED`, a value,
+        or a `plan_default` getter."""
+        if self.params is None:
+            return {}
+        hints = get_type_hints(self.params)
+        out = {}
+        for spec in fields(self.params):
+            if PLAN_DEFAULT in spec.metadata:
+                default = spec.metadata[PLAN_DEFAULT]
+            elif spec.default is not MISSING:
+                default = spec.default
+            elif spec.default_factory is not MISSING:
+                default = spec.default_factory()
+            else:
+                default = REQUIRED
+            out[spec.name] = (hints[spec.name], default)
+        return out
+
+    def describe_params(self) -> list[str]:
+        """One line per param: `name: type = default`, then "any TrainConfig field" where accepted."""
+        lines = []
+        for name, (annotation, default) in self.declared().items():
+            shown = ("required" if default is REQUIRED else f"= {default!r}" if not callable(default)
+                     else "default: the profile's plan or other params")
+            lines.append(f"{name}: {describe_type(annotation)} {shown}")
+        if self.train_config:
+            lines.append("and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)")
+        return lines
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def experiment(name: str, version: int = 1, *, params: type | None = None,
+               train_config: bool = False) -> Callable[[ExperimentFunction], ExperimentFunction]:
+    """Register an experiment function under `name`. Bump `version` when its results change meaning.
+
+    `params`: a dataclass declaring the experiment's params with types and defaults (see `Experiment`);
+    `run` rejects any other name or a wrong type before anything is written, and fills the defaults in
+    before hashing, so a run is named by what it does, not by how it was asked for."""
+    if params is not None and not is_dataclass(params):
+        raise ValueError(f"experiment {name!r}: params must be a dataclass, got {params!r}")
 
     def register(function: ExperimentFunction) -> ExperimentFunction:
         if name in _REGISTRY:
-            known = _REGISTRY[name][0]
+            known = _REGISTRY[name].function
             if (known.__module__, known.__qualname__) != (function.__module__, function.__qualname__):
                 raise ValueError(f"experiment {name!r} is registered twice: by {known.__module__}."
                                  f"{known.__qualname__} and by {function.__module__}.{function.__qualname__}")
-        _REGISTRY[name] = (function, version)
+        _REGISTRY[name] = Experiment(name, function, version, params, train_config)
         return function
 
     return register
 
 
-def _lookup(name: str) -> tuple[ExperimentFunction, int]:
+def _lookup(name: str) -> Experiment:
     if name not in _REGISTRY:
         importlib.import_module(EXPERIMENT_PACKAGE)
     if name not in _REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; registered: {sorted(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def registered_experiments() -> dict[str, Experiment]:
+    """Every registered experiment by name (after importing every chapter)."""
+    importlib.import_module(EXPERIMENT_PACKAGE)
+    return dict(sorted(_REGISTRY.items()))
+
+
+def describe_type(annotation: Any) -> str:
+    """A type annotation in words, for error messages and `list`."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(describe_type(a) for a in args)
+    if origin is tuple:
+        return f"list of {describe_type(args[0])}"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """`value` as an instance of `annotation`, or ValueError. Integral floats pass as int (3.0 is 3), ints
+    as floats, lists as tuples, a mapping of ResNetConfig fields as a ResNetConfig; nothing else converts."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in args:
+            try:
+                return _coerce(value, option)
+            except ValueError:
+                continue
+        raise ValueError
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise ValueError
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ValueError
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError
+        item = args[0]
+        return tuple(_coerce(v, item) for v in value)
+    if annotation is ResNetConfig:
+        if isinstance(value, ResNetConfig):
+            return value
+        if isinstance(value, Mapping):
+            hints = get_type_hints(ResNetConfig)
+            unknown = set(value) - set(hints)
+            if unknown:
+                raise ValueError
+            return ResNetConfig(**{key: _coerce(v, hints[key]) for key, v in value.items()})
+        raise ValueError
+    raise TypeError(f"experiment params cannot be declared as {annotation!r}")
+
+
+def _checked(experiment_name: str, key: str, value: Any, annotation: Any) -> Any:
+    try:
+        return _coerce(value, annotation)
+    except ValueError:
+        raise ValueError(f"param {key!r} of experiment {experiment_name!r} must be {describe_type(annotation)}, "
+                         f"got {value!r}") from None
+
+
+def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> dict[str, Any]:
+    """The params a run of `name` really uses: names and types checked, declared defaults filled in
+    (plan defaults from `profile`), values converted to their declared type. A declared param that is None
+    means "not given" and is left out. With `train_config`, the TrainConfig fields among them are
+    checked by building the profile's TrainConfig with them. Raises ValueError naming the param."""
+    profile = get_profile(profile)
+    registered = _lookup(name)
+    if not isinstance(params, Mapping) and params is not None:
+        raise ValueError(f"params of {name!r} must be a mapping of name -> value, got {params!r}")
+    given = dict(params or {})
+    declared = registered.declared()
+    train_types = get_type_hints(TrainConfig) if registered.train_config else {}
+    unknown = sorted(set(given) - set(declared) - set(train_types))
+    if unknown:
+        accepted = sorted(declared) + (["any TrainConfig field"] if train_types else [])
+        raise ValueError(f"unknown param(s) {unknown} of experiment {name!r}; it takes {accepted}")
+    missing = sorted(key for key, (_, default) in declared.items() if default is REQUIRED and key not in given)
+    if missing:
+        raise ValueError(f"experiment {name!r} needs the param(s) {missing}; see `python -m thesis_lib list`")
+    resolved: dict[str, Any] = {}
+    for key, value in given.items():
+        annotation = declared[key][0] if key in declared else train_types[key]
+        resolved[key] = _checked(name, key, value, annotation)
+    for key, (_, default) in declared.items():
+        if key not in resolved and not callable(default):
+            resolved[key] = default
+    for key, (annotation, default) in declared.items():
+        if key not in resolved:
+            resolved[key] = _checked(name, key, default(profile, resolved), annotation)
+    resolved = {key: value for key, value in resolved.items() if not (value is None and key in declared)}
+    if train_types:
+        profile.train_config(**{key: value for key, value in resolved.items() if key in train_types})
+    return resolved
 
 
 def _canonical(value: Any) -> Any:
@@ -285,19 +488,19 @@ def _write_text_atomic(path: Path, text: str) -> None:
 def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
     """Everything a run's results depend on; its hash names the run's folder.
 
-    The profile's seed list only decides which runs a grid asks for, so it is left out: adding a seed
-    reuses the runs of the others. Defaults an experiment fills in are not part of the key: bump the
-    experiment's `version` when they change."""
-    _, version = _lookup(name)
+    `params` are resolved first (`resolve_params`: defaults filled in), so `{}` and the same params written
+    out name one run. The profile's seed list only decides which runs a grid asks for, so it is left out:
+    adding a seed reuses the runs of the others."""
+    version = _lookup(name).version
     settings = {key: value for key, value in profile.to_dict().items() if key != "seeds"}
-    return {"experiment": name, "version": version, "params": _canonical(params),
+    return {"experiment": name, "version": version, "params": _canonical(resolve_params(name, params, profile)),
             "profile": settings, "device": profile.resolved_device().type}
 
 
-def run_dir_for(name: str, params: Mapping[str, Any], profile: str | Profile) -> Path:
-    """The folder that holds (or will hold) this run's results."""
+def run_dir_for(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> Path:
+    """The folder that holds (or will hold) this run's results (params resolved as `run` does)."""
     profile = get_profile(profile)
-    return results_root() / profile.name / name / config_hash(_run_config(name, params, profile))
+    return results_root() / profile.name / name / config_hash(_run_config(name, params or {}, profile))
 
 
 SEAL = "DONE"
@@ -380,13 +583,17 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
         progress: bool = True, lock_timeout: float | None = None) -> RunResult:
     """Run experiment `name` with `params` on `profile`, or load it when it has finished before.
 
+    `params` are checked and completed by `resolve_params` before anything is written; the experiment
+    function sees them typed (a ResNetConfig stays one), the result's `params` are their JSON form.
+
     While another process trains the same run, this one waits for its lock (at most `lock_timeout`
     seconds; None: as long as it takes) and then loads the finished run.
     """
     profile = get_profile(profile)
-    params = _canonical(dict(params or {}))
-    function, _ = _lookup(name)
-    path = run_dir_for(name, params, profile)
+    function = _lookup(name).function
+    typed = resolve_params(name, params, profile)
+    params = _canonical(typed)
+    path = run_dir_for(name, typed, profile)
     if path.exists() and not path.is_dir():
         raise ValueError(f"the run folder {path} is a file; move it away or set THESIS_RESULTS elsewhere")
     if (path / SEAL).exists():
@@ -408,7 +615,7 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
                            json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
         start = time.perf_counter()
         try:
-            output = function(RunContext(name=name, params=params, profile=profile, run_dir=path,
+            output = function(RunContext(name=name, params=typed, profile=profile, run_dir=path,
                                          progress=progress))
         except BaseException:
             if created and not any(path.glob("checkpoint_*.pt")):  # nothing to resume: leave no litter
@@ -463,6 +670,26 @@ def cached_runs(profile: str | Profile, experiment: str | None = None) -> pd.Dat
     folders = sorted(p for p in root.glob(f"{experiment or '*'}/*") if p.is_dir())
     columns = ["experiment", "dataset", "status", "final_acc", "epochs", "total_time", "params", "folder", "detail"]
     return pd.DataFrame([run_status(folder) for folder in folders], columns=columns)
+
+
+def remove_run(path: Path) -> None:
+    """Delete one run folder of the results root, unless a process holds its lock (RuntimeError then).
+
+    Refuses any folder that is not `<results root>/<profile>/<experiment>/<hash>`; the lock file stays (a
+    process waiting on it would otherwise lose the lock)."""
+    root = results_root().resolve()
+    resolved = Path(path).resolve()
+    if resolved.parent.parent.parent != root or not resolved.is_dir():
+        raise ValueError(f"{path} is not a run folder under the results root {root}; nothing deleted")
+    lock = FileLock(str(resolved) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as error:
+        raise RuntimeError(f"run {resolved} is locked by a running process; not deleted") from error
+    try:
+        shutil.rmtree(resolved)
+    finally:
+        lock.release()
 
 
 def _jsonable(value: Any) -> Any:

@@ -420,6 +420,29 @@ class ResNet(nn.Module):
         return self.classifier(x)
 
 
+def require_thesis_resnet(model: object, user: str) -> ResNet:
+    """`model` if it is a thesis_lib ResNet, else a TypeError naming its full class, what `user` supports
+    and the ResNetConfig that builds the nearest thesis net (read off a torchvision-style ResNet)."""
+    if isinstance(model, ResNet):
+        return model
+    kind = type(model)
+    stages = [getattr(model, f"layer{i}") for i in range(1, 5) if isinstance(getattr(model, f"layer{i}", None),
+                                                                             nn.Sequential)]
+    if stages and all(len(stage) and hasattr(stage[0], "conv1") for stage in stages):
+        bottleneck = hasattr(stages[0][0], "conv3")
+        widths = tuple(int(stage[0].conv1.out_channels) for stage in stages)
+        classes = getattr(getattr(model, "fc", None), "out_features", 10)
+        hint = (f"ResNetConfig(stages={len(stages)}, blocks={tuple(len(stage) for stage in stages)}, "
+                f"widths={widths}, bottleneck={bottleneck}, layers_per_block={3 if bottleneck else 2}, "
+                f"in_channels=3, num_classes={classes})")
+    else:
+        hint = "ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(16, 32, 64), in_channels=3, num_classes=10)"
+    raise TypeError(f"{user} works on thesis_lib.models.ResNet only (built by build_resnet from a ResNetConfig or "
+                    f"ResNetSpec, whose spec names every channel group), got {kind.__module__}.{kind.__qualname__}; "
+                    f"build the nearest thesis net with build_resnet({hint}) (its stem is a 3x3 conv, "
+                    "without max pooling) and train that")
+
+
 def build_resnet(config: ResNetConfig | ResNetSpec) -> ResNet:
     """Build a freshly initialised ResNet (He-normal fan-out convs, see `_conv`) from a config or a spec."""
     spec = config.to_spec() if isinstance(config, ResNetConfig) else config

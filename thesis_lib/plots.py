@@ -142,17 +142,33 @@ def _check_path_part(value: str, what: str) -> None:
         raise ValueError(f"{what} {value!r} must be a plain file name without path separators")
 
 
+_CURRENT_NOTEBOOK: dict[str, str] = {}
+
+
+def use_notebook(notebook: str, profile: str) -> Path:
+    """Name the running notebook and its profile: every later `save` and `tables.save` without a notebook
+    or profile of its own writes into `figures/<profile>/<notebook>/`, however the notebook is run
+    (papermill, nbconvert, JupyterLab). Each notebook calls it in its first code cell with its own
+    `profile` parameter; returns that folder."""
+    _check_path_part(notebook, "notebook")
+    _check_path_part(profile, "profile")
+    _CURRENT_NOTEBOOK.update(notebook=notebook, profile=profile)
+    return figure_dir()
+
+
 def figure_dir(notebook: str | None = None, profile: str | None = None,
                root: str | os.PathLike[str] | None = None) -> Path:
     """The folder `<root>/figures/<profile>/<notebook>` that `save` writes into (not created here).
 
     root: argument, else env THESIS_ROOT, else the repository root (the folder holding thesis_lib).
-    profile: argument, else env THESIS_PROFILE, else "quick". notebook: argument, else env THESIS_NOTEBOOK.
+    notebook and profile: argument, else those given to `use_notebook`, else env THESIS_NOTEBOOK and
+    THESIS_PROFILE (for scripts); the profile falls back to "quick".
     """
-    notebook = notebook or os.environ.get("THESIS_NOTEBOOK")
+    notebook = notebook or _CURRENT_NOTEBOOK.get("notebook") or os.environ.get("THESIS_NOTEBOOK")
     if not notebook:
-        raise ValueError("no notebook name: pass notebook=... (e.g. '03_baseline') or set THESIS_NOTEBOOK")
-    profile = profile or os.environ.get("THESIS_PROFILE") or "quick"
+        raise ValueError("no notebook name: call plots.use_notebook('03_baseline', profile) first, or pass "
+                         "notebook=...")
+    profile = profile or _CURRENT_NOTEBOOK.get("profile") or os.environ.get("THESIS_PROFILE") or "quick"
     _check_path_part(notebook, "notebook")
     _check_path_part(profile, "profile")
     if root is None:

@@ -39,7 +39,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .models import BlockSpec, ResNet, ResNetSpec, StageSpec
+from .models import BlockSpec, ResNet, ResNetSpec, StageSpec, require_thesis_resnet
 
 STREAM = "stream"
 INTERNAL = "internal"
@@ -163,7 +163,7 @@ def conv_edges(model: ResNet) -> list[ConvEdge]:
 
 def channel_groups(model: ResNet) -> list[ChannelGroup]:
     """Every channel group of the model: the stream groups in order, then the internal groups in order."""
-    spec = model.spec
+    spec = require_thesis_resnet(model, "channel_groups").spec
     layout = _layout(spec)
     producers: dict[str, list[str]] = {}
     readers: dict[str, list[str]] = {}

@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Literal, Sequence
 
 import pandas as pd
 import torch
@@ -39,6 +39,10 @@ SCHEDULES = ("constant", "step", "poly")
 OPTIMIZERS = ("sgd", "lars")
 LR_SCALINGS = ("none", "linear", "sqrt")
 DEFAULT_LR = {"sgd": 0.1, "lars": 5.0}
+# Below this many forward FLOPs per batch a Trainer on the CPU uses 1 thread (cpu_threads="auto"): the
+# thesis nets on 8x8 digits (about 0.1-0.4 GFLOPs per batch of 64); CIFAR batches are 10-100x larger.
+SMALL_NET_FLOPS = 1e9
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
 """The global learning rate when none is given: the thesis's SGD rate, and LARS's own recipe (see `LARS`)."""
 POLY_POWER = 2
 
@@ -51,7 +55,9 @@ class TrainConfig:
     (0.1 for SGD, LARS's recipe for LARS). `lr_scaling` multiplies it by batch_size / lr_reference_batch
     ("linear", Goyal et al.) or its square root ("sqrt", Hoffer et al.); `warmup_epochs` ramps the rate of
     the first epochs linearly up to the schedule's (see `lr_at`). `schedule="poly"` decays it as
-    (1 - epoch / epochs) ** 2 (You et al.'s LARS recipe); "step" decays it at the milestones.
+    (1 - epoch / epochs) ** 2 (You et al.'s LARS recipe); "step" decays it at the milestones, which must
+    lie below `epochs` (the defaults 93 and 150 are the thesis's of 180 epochs: fewer epochs need their own
+    milestones or another schedule, never a silent constant rate).
 
     `bn_weight_decay=False` puts the BN gammas and betas into a param group of their own without weight
     decay: MorphNet's regularized phases (section 2.7) need it, as in morph-net, because L2 on the gammas
@@ -104,6 +110,10 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        if self.schedule == "step" and self.milestones and self.milestones[-1] >= self.epochs:
+            raise ValueError(f"milestones {self.milestones} must lie below epochs ({self.epochs}): a milestone at or "
+                             f"beyond epochs never takes effect; pass milestones=... for {self.epochs} epochs "
+                             "(the thesis decays at 52 % and 83 % of them) or schedule='constant'")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based `epoch`: lr x the batch factor x the schedule (constant; `lr_decay` per
@@ -292,6 +302,14 @@ class Trainer:
     With `checkpoint_path`, the full state (spec, weights, optimizer, scaler, history, hook states, RNG) is
     written atomically after every epoch; a new Trainer over the same path resumes after the last finished
     epoch and reproduces the uninterrupted run's history (exactly on the CPU).
+
+    Hooks that change the architecture (PruneTrain, Net2Net growth) replace the model: after `fit()` the
+    trained network is `trainer.model`, not the object passed in (which keeps its old shape and weights).
+
+    `cpu_threads` (CPU only): torch's intra-op threads, set for the whole process when the Trainer is made.
+    "auto" uses 1 thread for small nets (under `SMALL_NET_FLOPS` forward FLOPs per batch, e.g. the thesis
+    nets on 8x8 digits), where more threads only add synchronisation (2 threads ran 4-10x slower than 1 on
+    a 2-core laptop), and torch's default count for larger ones; an int sets that count; None leaves it.
     """
 
     model: nn.Module
@@ -303,6 +321,7 @@ class Trainer:
     progress: bool = True
     description: str = "train"
     history: list[dict[str, Any]] = field(default_factory=list)
+    cpu_threads: int | Literal["auto"] | None = "auto"
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -318,6 +337,8 @@ class Trainer:
         self.epoch = 0
         self.step_count = 0
         self.data = self.data.to(self.device)
+        if self.device.type == "cpu" and self.cpu_threads is not None:
+            torch.set_num_threads(self._auto_threads() if self.cpu_threads == "auto" else int(self.cpu_threads))
         self._set_model(self.model.to(self.device), make_optimizer(self.model, self.config))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.precision == "fp16")
         self.train_loader = DeviceLoader(
@@ -328,6 +349,12 @@ class Trainer:
         self._flops_cache: dict[str, int] = {}
         if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
             self._load_checkpoint(Path(self.checkpoint_path))
+
+    def _auto_threads(self) -> int:
+        """1 for a net under SMALL_NET_FLOPS forward FLOPs per batch, else torch's default count (as it was
+        when thesis_lib was imported)."""
+        batch_flops = count_flops(self.model, tuple(self.data.train_x.shape[1:])) * self.config.batch_size
+        return 1 if batch_flops < SMALL_NET_FLOPS else _TORCH_DEFAULT_THREADS
 
     def _set_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if self.config.channels_last and self.device.type == "cuda":
@@ -343,7 +370,8 @@ class Trainer:
         self._set_model(model.to(self.device), optimizer)
 
     def fit(self) -> pd.DataFrame:
-        """Train the remaining epochs and return the whole history (one row per epoch)."""
+        """Train the remaining epochs and return the whole history (one row per epoch). The trained model is
+        `self.model`: hooks that prune or grow the net replace it (see the class docstring)."""
         for hook in self.hooks:
             hook.on_train_start(self)
         epochs = range(self.epoch, self.config.epochs)

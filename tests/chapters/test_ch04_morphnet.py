@@ -45,7 +45,7 @@ def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
 def test_tiny_search_on_digits_stays_within_budget(digits):
     seed = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
     budget = spec_cost(ResNetConfig(stages=2, blocks=(1, 1), widths=(6, 12), in_channels=1), "flops", INPUT)
-    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=False)
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="constant", augment=False)
     result = morphnet_search(seed, digits, config, resource="flops", budget=budget, iterations=1,
                              relative_strength=5.0, gamma_threshold=0.9, progress=False)
     kinds = [(s.iteration, s.kind) for s in result.structures]

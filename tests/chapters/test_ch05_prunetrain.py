@@ -42,7 +42,7 @@ def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
 
 
 def test_prunetrain_experiment_rejects_a_mistyped_training_param(isolated_results):
-    with pytest.raises(ValueError, match="unknown training parameter.*'lr_rate'"):
+    with pytest.raises(ValueError, match=r"unknown param\(s\) \['lr_rate'\] of experiment 'prunetrain'"):
         run("prunetrain", {"lasso_ratio": 0.5, "lr_rate": 0.1, "seed": 0}, profile="smoke", progress=False)
 
 

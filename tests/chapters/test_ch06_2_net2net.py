@@ -199,5 +199,5 @@ def test_the_scratch_arm_trains_the_grown_architecture_from_a_fresh_init(isolate
     assert scratch.history["params"].nunique() == 1  # the grown size from the first epoch on
     assert scratch.history["params"].iloc[0] == grown.summary["final_params"] > grown.history["params"].iloc[0]
     assert scratch.summary["params_before"] == grown.history["params"].iloc[0]  # the narrow net it stands for
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(ValueError, match="param 'init' of experiment 'net2net_grow' must be 'net2net' \\| 'random'"):
         run("net2net_grow", {"operation": "deepen", "init": "copy"}, profile="smoke", progress=False)

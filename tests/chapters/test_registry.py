@@ -21,6 +21,14 @@ def test_each_chapter_has_its_notebook_module_and_test_file(chapter):
     assert chapter.section in notebook.cells[0].source.splitlines()[0]
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.notebook)
+def test_each_notebook_names_itself_and_its_profile_in_its_first_code_cell(chapter):
+    cells = nbformat.read(ROOT / "notebooks" / f"{chapter.notebook}.ipynb", as_version=4).cells
+    parameters = next(i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", []))
+    first = next(cell for cell in cells[parameters + 1:] if cell.cell_type == "code")
+    assert f'plots.use_notebook("{chapter.notebook}", profile)' in first.source.splitlines()
+
+
 def test_every_numbered_notebook_is_a_registered_chapter():
     notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert notebooks == sorted(c.notebook for c in CHAPTERS)
@@ -32,7 +40,7 @@ def test_each_registered_experiment_belongs_to_exactly_one_chapter():
     assert set(claimed) == set(_REGISTRY) - {name for name in _REGISTRY if name.endswith("_test")}
     for chapter in CHAPTERS:
         for name in chapter.experiments:
-            assert _REGISTRY[name][0].__module__ == chapter.module
+            assert _REGISTRY[name].function.__module__ == chapter.module
 
 
 def test_run_folders_do_not_move_with_the_code(monkeypatch):
@@ -42,6 +50,13 @@ def test_run_folders_do_not_move_with_the_code(monkeypatch):
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
     assert path.name == "aa400003ce4a3f76"
+
+
+def test_every_chapter_experiment_declares_its_params():
+    for chapter in CHAPTERS:
+        for name in chapter.experiments:
+            assert _REGISTRY[name].params is not None, name
+            assert "seed" in _REGISTRY[name].declared(), name
 
 
 def test_no_figure_number_is_used_by_two_notebooks():

@@ -303,7 +303,7 @@ class StopAfterFirstEpoch(TrainingHook):
 
 
 def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_path):
-    config = TrainConfig(epochs=2, batch_size=64, lr=0.05, augment=False, seed=0)
+    config = TrainConfig(epochs=2, batch_size=64, lr=0.05, schedule="constant", augment=False, seed=0)
 
     def trainer(path=None, armed=False, relative_strength=2.0):
         hook = MorphNetHook(relative_strength=relative_strength, gamma_threshold=0.9)
@@ -371,7 +371,7 @@ class RecordingFactory:
 
 def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_path):
     seed = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
-    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, augment=False)
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="constant", augment=False)
     arguments = dict(resource="size", iterations=2, relative_strength=5.0, gamma_threshold=0.9, progress=False)
     straight = RecordingFactory(digits, tmp_path / "straight")
     expected = morphnet_search(seed, digits, config, trainer_factory=straight, **arguments)

@@ -313,7 +313,7 @@ def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
 
 def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
     model = teacher(BASIC)
-    config = TrainConfig(epochs=1, lr=0.1)
+    config = TrainConfig(epochs=1, lr=0.1, schedule="constant")
     optimizer = rebuild_optimizer(model, config=config, lr_scale=0.5)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05) and not optimizer.state
 

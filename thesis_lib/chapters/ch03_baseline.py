@@ -8,16 +8,32 @@ ResNet-32 on CIFAR-10 over 5 seeds, at about 19.6 s per epoch on an RTX 2080 Ti.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots
 from ..experiments import RunContext, RunOutput, experiment, summarize_training
+from ..models import ResNetConfig
 from ..training import seeded_model
 
 
-@experiment("baseline", version=2)  # 2: He-normal init
+@dataclass(frozen=True)
+class BaselineParams:
+    """model: the thesis's "wide" or "narrow" ResNet or a ResNetConfig (the profile sets its depth and the
+    dataset's shapes); schedule: step decay at the profile's milestones or a constant lr; ghost_batch: ghost
+    batch norm over virtual batches of that size (chapter 6.4)."""
+
+    model: Literal["wide", "narrow"] | ResNetConfig = "wide"
+    schedule: Literal["step", "constant", "poly"] = "step"
+    seed: int = 0
+    ghost_batch: int | None = None
+
+
+@experiment("baseline", version=2, params=BaselineParams, train_config=True)  # 2: He-normal init
 def baseline(context: RunContext) -> RunOutput:
     """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
 
@@ -26,8 +42,8 @@ def baseline(context: RunContext) -> RunOutput:
     batch_size, precision, optimizer, lr_scaling, warmup_epochs).
     """
     params = dict(context.params)
-    base = params.pop("model", "wide")
-    seed = int(params.pop("seed", 0))
+    base = params.pop("model")
+    seed = params.pop("seed")
     ghost_batch = params.pop("ghost_batch", None)
     config = context.train_config(seed=seed, **params)
     model = seeded_model(context.resnet_config(base).with_(ghost_batch=ghost_batch), seed)

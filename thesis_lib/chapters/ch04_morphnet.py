@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -19,10 +19,10 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..data import Dataset
-from ..experiments import (BASE_MODELS, Profile, RunContext, RunOutput, SweepResult, experiment, get_profile,
+from ..experiments import (Profile, RunContext, RunOutput, SweepResult, experiment, get_profile, plan_default,
                            run, summarize_training)
 from ..methods.morphnet import (DEFAULT_GAMMA_THRESHOLD, RESOURCES, MorphNetHook, MorphNetRegularizer,
-                                _check_resource, morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
+                                morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
 from ..models import ResNet, ResNetConfig, ResNetSpec, count_parameters
 from ..training import TrainConfig, Trainer, TrainingHook, evaluate, seeded_model
 
@@ -81,22 +81,46 @@ class AliveCostRecorder(TrainingHook):
             record[f"alive_{resource}"] = regularizer.cost()
 
 
+@dataclass(frozen=True)
+class RegularizeParams:
+    """resource: the regularized cost; relative_strength: lambda * F(initial net) (default: the profile's
+    plan); gamma_threshold: |gamma| above which a channel is alive, in G and in step 2."""
+
+    model: Literal["wide", "narrow"] = "wide"
+    resource: Literal["flops", "size"] = "flops"
+    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength)
+    gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShrinkParams(RegularizeParams):
+    """shrink_threshold (required): the gamma threshold of step 2; the others are the `morphnet_regularize`
+    run's."""
+
+    shrink_threshold: float
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """seed_model grows to the budget (FLOPs or size) of budget_model in `iterations` rounds (default: the
+    profile's plan); relative_strength and gamma_threshold as for `morphnet_regularize`."""
+
+    resource: Literal["flops", "size"] = "flops"
+    iterations: int = plan_default(lambda profile, _: morphnet_plan(profile).search_iterations)
+    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength)
+    gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD
+    seed: int = 0
+    seed_model: Literal["wide", "narrow"] = "narrow"
+    budget_model: Literal["wide", "narrow"] = "wide"
+
+
 def _morphnet_params(context: RunContext) -> tuple[dict[str, Any], str, float, float, int]:
-    """Pops resource, relative_strength (default: the profile's plan), gamma_threshold and seed."""
+    """Pops resource, relative_strength, gamma_threshold and seed; the rest are TrainConfig fields (and
+    the experiment's own params)."""
     params = dict(context.params)
-    resource = params.pop("resource", "flops")
-    _check_resource(resource)
-    relative_strength = float(params.pop("relative_strength", morphnet_plan(context.profile).relative_strength))
-    gamma_threshold = float(params.pop("gamma_threshold", DEFAULT_GAMMA_THRESHOLD))
-    seed = int(params.pop("seed", 0))
-    return params, resource, relative_strength, gamma_threshold, seed
-
-
-def _base_model_name(params: dict[str, Any], key: str, default: str) -> str:
-    name = params.pop(key, default)
-    if name not in BASE_MODELS:
-        raise ValueError(f"unknown {key} {name!r}; use one of {sorted(BASE_MODELS)}")
-    return name
+    return (params, params.pop("resource"), params.pop("relative_strength"), params.pop("gamma_threshold"),
+            params.pop("seed"))
 
 
 def _shrink_summary(model: ResNet, gamma_threshold: float, data: Dataset, eval_batch_size: int = 1000
@@ -125,7 +149,7 @@ def _shrink_summary(model: ResNet, gamma_threshold: float, data: Dataset, eval_b
     }
 
 
-@experiment("morphnet_regularize", version=2)  # 2: He-normal init, no weight decay on BN
+@experiment("morphnet_regularize", version=2, params=RegularizeParams, train_config=True)  # 2: He-normal init, no weight decay on BN
 def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, steps 1 and 2 of algorithm 2.2: train the wide (or narrow) net with loss + lambda * G at a
     constant lr for the profile's epochs, then shrink it to its alive channels.
@@ -137,7 +161,7 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     net's costs, widths and accuracy (`_shrink_summary`). The model is the trained, unshrunk net.
     """
     params, resource, relative_strength, gamma_threshold, seed = _morphnet_params(context)
-    base = _base_model_name(params, "model", "wide")
+    base = params.pop("model")
     config = context.train_config(seed=seed, **{"schedule": "constant", "bn_weight_decay": False, **params})
     hook = MorphNetHook(resource=resource, relative_strength=relative_strength, gamma_threshold=gamma_threshold)
     trainer = context.trainer(seeded_model(context.resnet_config(base), seed), config,
@@ -150,7 +174,7 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("morphnet_shrink", version=2)  # 2: He-normal init, no weight decay on BN
+@experiment("morphnet_shrink", version=2, params=ShrinkParams, train_config=True)  # 2: He-normal init, no weight decay on BN
 def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, step 2 of algorithm 2.2 at another gamma threshold: shrink a `morphnet_regularize` run's
     trained net to the channels with |gamma| > shrink_threshold. No training of its own: the regularized
@@ -162,9 +186,7 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     and accuracy (`_shrink_summary`); the model is the shrunk net.
     """
     params = dict(context.params)
-    if "shrink_threshold" not in params:
-        raise ValueError("morphnet_shrink needs the param shrink_threshold (the gamma threshold of step 2)")
-    shrink_threshold = float(params.pop("shrink_threshold"))
+    shrink_threshold = params.pop("shrink_threshold")
     if not shrink_threshold >= 0:
         raise ValueError(f"shrink_threshold must be >= 0, got {shrink_threshold}")
     regularized = run("morphnet_regularize", params, profile=context.profile, progress=context.progress)
@@ -175,7 +197,7 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=regularized.history, summary={**kept, **summary}, model=shrunk)
 
 
-@experiment("morphnet_search", version=2)  # 2: He-normal init, no weight decay on BN
+@experiment("morphnet_search", version=2, params=SearchParams, train_config=True)  # 2: He-normal init, no weight decay on BN
 def morphnet_search_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, algorithm 2.2: grow the seed net (default the narrow ResNet) to the budget of another
     (default the wide one's FLOPs or size) in `iterations` rounds, then retrain the found structure.
@@ -188,9 +210,7 @@ def morphnet_search_experiment(context: RunContext) -> RunOutput:
     total_time (both: the whole procedure's training time).
     """
     params, resource, relative_strength, gamma_threshold, seed = _morphnet_params(context)
-    iterations = int(params.pop("iterations", morphnet_plan(context.profile).search_iterations))
-    seed_model = _base_model_name(params, "seed_model", "narrow")
-    budget_model = _base_model_name(params, "budget_model", "wide")
+    iterations, seed_model, budget_model = params.pop("iterations"), params.pop("seed_model"), params.pop("budget_model")
     data = context.dataset()
     input_size = tuple(int(v) for v in data.train_x.shape[1:])
     budget = spec_cost(context.resnet_config(budget_model), resource, input_size)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots, stats
-from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, summarize_training
+from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, plan_default, summarize_training
 from ..methods.prunetrain import PruneTrain, training_flops_summary
 from ..training import seeded_model
 
@@ -333,18 +333,30 @@ def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dens
                                                                        ignore_index=True)
 
 
-@experiment("prunetrain", version=2)  # 2: He-normal init, no reconfiguration after the last epoch
+@dataclass(frozen=True)
+class PruneTrainParams:
+    """PruneTrain's lasso ratio r, threshold on |w| and reconfiguration interval (epochs); defaults: the
+    profile's default point (`PruneTrainPlan`; the thesis's 0.2 / 1e-4 / 10 on `full`), because the thesis
+    values prune nothing in the few steps of the small profiles."""
+
+    lasso_ratio: float = plan_default(lambda profile, _: prunetrain_plan(profile).lasso_ratio)
+    threshold: float = plan_default(lambda profile, _: prunetrain_plan(profile).threshold)
+    interval: int = plan_default(lambda profile, _: prunetrain_plan(profile).interval)
+    seed: int = 0
+
+
+@experiment("prunetrain", version=2, params=PruneTrainParams, train_config=True)  # 2: He-normal init, no reconfiguration after the last epoch
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
 
-    params: lasso_ratio, threshold, interval (PruneTrain's defaults where missing), seed, and optionally any
-    TrainConfig field (e.g. lr). The summary adds to `summarize_training` the training / inference FLOPs
+    params: `PruneTrainParams` (the profile's default point where missing), and optionally any TrainConfig
+    field (e.g. lr). The summary adds to `summarize_training` the training / inference FLOPs
     against the dense net (`training_flops_summary`), the reconfigurations, the parameters of the final
     (pruned) model and its channel widths (JSON of group -> width).
     """
     params = dict(context.params)
-    seed = int(params.pop("seed", 0))
-    pruning = PruneTrain(**{key: params.pop(key) for key in PRUNE_PARAMS if key in params})
+    seed = params.pop("seed")
+    pruning = PruneTrain(**{key: params.pop(key) for key in PRUNE_PARAMS})
     config = context.train_config(seed=seed, **params)
     model = seeded_model(context.resnet_config("wide"), seed)
     trainer = context.trainer(model, config, hooks=[pruning])

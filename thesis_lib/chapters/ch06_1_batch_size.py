@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,13 +20,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots
 from ..experiments import (Profile, RunContext, RunOutput, RunResult, SweepResult, experiment, get_profile,
-                           summarize_training)
+                           plan_default, summarize_training)
 from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_method, batch_from_fit,
                                  max_batch_size, params_batch_fit)
 from ..methods.prunetrain import PruneTrain
 from ..stats import LinearFit
 from ..training import TrainingHook, seeded_model
-from .ch05_prunetrain import PRUNE_PARAMS, prunetrain_plan
+from .ch05_prunetrain import PRUNE_PARAMS, PruneTrainParams, prunetrain_plan
 
 @dataclass(frozen=True)
 class ChapterSettings:
@@ -193,31 +193,36 @@ def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shap
     return pd.DataFrame(rows)
 
 
-@experiment("prunetrain_batch", version=2)  # 2: He init, budget in the run precision, none pruned at the end
+@dataclass(frozen=True, kw_only=True)
+class BatchAdaptationParams(PruneTrainParams):
+    """adapt (required): grow the batch at every reconfiguration or not; scaling ("linear" | "sqrt") and
+    rule ("probe" | "fit") apply with adapt=true only (defaults "linear" and "probe"); PruneTrain's knobs
+    default to chapter 5's default point, as for "prunetrain"."""
+
+    adapt: bool
+    scaling: Literal["linear", "sqrt"] | None = plan_default(lambda _, params: "linear" if params["adapt"] else None)
+    rule: Literal["probe", "fit"] | None = plan_default(lambda _, params: "probe" if params["adapt"] else None)
+
+
+@experiment("prunetrain_batch", version=2, params=BatchAdaptationParams, train_config=True)  # 2: He init, budget in the run precision, none pruned at the end
 def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
     """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
 
-    params: adapt (bool, required), scaling ("linear" | "sqrt"; default "linear") and rule ("probe" |
-    "fit"; default "probe") with adapt only, lasso_ratio, threshold, interval, seed, and optionally any
-    TrainConfig field. The batch is capped at the training set size. Rule "fit" uses `params_batch_fit`
-    (N = 1..10 at the net's stage count and widths); a run whose pruned net falls below the range where
+    params: `BatchAdaptationParams` and optionally any TrainConfig field. The batch is capped at the
+    training set size. Rule "fit" uses `params_batch_fit` (N = 1..10 at the net's stage count and widths); a run whose pruned net falls below the range where
     that line is positive stops with a ValueError, because the line then says nothing about memory.
     adapt=False trains exactly what chapter 5's "prunetrain" experiment trains with the same params (the
     notebook uses that experiment's cached runs instead).
     """
     params = dict(context.params)
-    if not isinstance(params.get("adapt"), bool):
-        given = f"got {params['adapt']!r}" if "adapt" in params else "it is missing"
-        raise ValueError("prunetrain_batch needs the param 'adapt': true (grow the batch at every "
-                         f"reconfiguration) or false (plain PruneTrain); {given}")
     adapt = params.pop("adapt")
     adaptation_only = sorted(key for key in ("scaling", "rule") if key in params)
     if not adapt and adaptation_only:
         raise ValueError(f"{adaptation_only} only apply with adapt=true; leave them out of a run without adaptation")
-    seed = int(params.pop("seed", 0))
-    scaling = params.pop("scaling", "linear")
-    rule = params.pop("rule", "probe")
-    prune = {key: params.pop(key) for key in PRUNE_PARAMS if key in params}
+    seed = params.pop("seed")
+    scaling = params.pop("scaling", None)
+    rule = params.pop("rule", None)
+    prune = {key: params.pop(key) for key in PRUNE_PARAMS}
     config = context.train_config(seed=seed, **params)
     resnet = context.resnet_config("wide")
     model = seeded_model(resnet, seed)
@@ -275,7 +280,7 @@ def table_figures(table: pd.DataFrame, fits: pd.DataFrame, measured: bool,
         line = fits[(fits["stages"] == s) & (fits["relation"] == DRAFT_RELATION)].iloc[0]
         ax.plot(part["blocks"], y, "o", markersize=3, color=f"C{index}")
         ax.plot(part["blocks"], line["intercept"] + line["slope"] * part["blocks"], "-", color="0.4", linewidth=0.8)
-        ax.set(title=f"s = {s}: p = {line['p']:.2g}, r² = {line["r2"]:.2f}", xlabel="Blöcke pro Phase N")
+        ax.set(title=f"s = {s}: p = {line['p']:.2g}, r² = {line['r2']:.2f}", xlabel="Blöcke pro Phase N")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.flat[0].set_ylabel(f"Batch / (Parameter / Batch)\n({source})")
     plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")

@@ -9,12 +9,12 @@ operators themselves are `thesis_lib.methods.net2net`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import pandas as pd
 import torch
 
-from ..experiments import RunContext, RunOutput, experiment, get_profile, summarize_training
+from ..experiments import RunContext, RunOutput, experiment, get_profile, plan_default, summarize_training
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
 from ..models import count_flops, count_parameters
 from ..training import seeded_model
@@ -300,35 +300,39 @@ def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str],
     return comparisons
 
 
-@experiment("net2net_grow", version=2)  # 2: He init, one-stage deepening, identity-layer and scratch arms
+@dataclass(frozen=True)
+class GrowParams:
+    """operation (required, see `growth_steps`); init: Net2Net's, random new units, or the grown
+    architecture from scratch; grow_epoch: default `default_grow_epoch` of the profile's epochs; noise:
+    DEFAULT_NOISE for Net2Net widening, else 0; stage: the stage of "widen_one"."""
+
+    operation: Literal["widen_one", "widen_all", "deepen", "deepen_layer", "widen_deepen"]
+    init: Literal["net2net", "random", "scratch"] = "net2net"
+    seed: int = 0
+    grow_epoch: int = plan_default(lambda profile, _: default_grow_epoch(profile.epochs))
+    noise: float = plan_default(lambda _, params: DEFAULT_NOISE if _noise_applies(params["operation"],
+                                                                                   params["init"]) else 0.0)
+    stage: int | None = None
+
+
+@experiment("net2net_grow", version=2, params=GrowParams)  # 2: He init, one-stage deepening, identity-layer and scratch arms
 def net2net_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
 
-    params: operation (see `growth_steps`), init ("net2net" | "random" | "scratch": the grown architecture
-    trained from a fresh init for the whole run, the paper's second baseline), seed, optionally grow_epoch
-    (default `default_grow_epoch(profile epochs)`; 1 <= grow_epoch < epochs), noise (only for init="net2net"
-    with widening, default DEFAULT_NOISE; without it a copied channel and its original get equal gradients
-    forever) and stage (operation "widen_one" only).
+    params: `GrowParams`: operation (see `growth_steps`), init ("scratch": the grown architecture trained
+    from a fresh init for the whole run, the paper's second baseline), seed, grow_epoch (1 <= grow_epoch <
+    epochs), noise (only for init="net2net" with widening; without it a copied channel and its original get
+    equal gradients forever) and stage (operation "widen_one" only).
     The total number of epochs and the lr schedule are the profile's, as for the "baseline" runs, so both
     compare at equal epochs. After growing, the optimizer is rebuilt: momentum restarts at zero for every
     parameter (old and new alike, in both arms) and the learning rate follows the schedule unchanged
     (lr_scale 1). The growth's random draws come from a generator seeded with the run's seed.
     """
     params = dict(context.params)
-    if "operation" not in params:
-        raise ValueError(f"net2net_grow needs params operation= one of {OPERATIONS}")
-    operation = params.pop("operation")
-    init = params.pop("init", "net2net")
-    if init not in ARMS:
-        raise ValueError(f"unknown init {init!r}; use one of {ARMS}")
-    seed = int(params.pop("seed", 0))
-    noise = float(params.pop("noise", DEFAULT_NOISE if _noise_applies(operation, init) else 0.0))
+    operation, init, seed, noise = params.pop("operation"), params.pop("init"), params.pop("seed"), params.pop("noise")
     stage = params.pop("stage", None)
     epochs = context.profile.epochs
-    grow_epoch = int(params.pop("grow_epoch", default_grow_epoch(epochs)))
-    if params:
-        raise ValueError(f"unknown net2net_grow params {sorted(params)}; use operation, init, seed, grow_epoch, "
-                         "noise, stage")
+    grow_epoch = params.pop("grow_epoch")
     if not 1 <= grow_epoch < epochs:
         raise ValueError(f"grow_epoch must lie in 1..{epochs - 1} (the profile trains {epochs} epochs), "
                          f"got {grow_epoch}")

@@ -25,7 +25,8 @@ from typing import Any
 import pandas as pd
 
 from .. import stats
-from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, run, summarize_training
+from ..experiments import (Profile, RunContext, RunOutput, experiment, get_profile, plan_default, run,
+                           summarize_training)
 from ..methods.prunetrain import PruneTrain
 from ..methods.search import GrowthRule, PruneGrow, stage_depth
 from ..models import ResNetConfig, ResNetSpec, build_resnet, count_flops
@@ -83,20 +84,38 @@ def budget_flops(context: RunContext, budget_model: str = "wide") -> int:
     return count_flops(build_resnet(context.resnet_config(budget_model, data)), tuple(data.train_x.shape[1:]))
 
 
+def _from_search_plan(knob: str) -> Any:
+    return plan_default(lambda profile, _: getattr(search_plan(profile), knob))
+
+
+@dataclass(frozen=True)
+class PruneGrowParams:
+    """The `SearchPlan` knobs (defaults: the profile's plan) and the seed."""
+
+    lasso_ratio: float = _from_search_plan("lasso_ratio")
+    threshold: float = _from_search_plan("threshold")
+    interval: int = _from_search_plan("interval")
+    saturation: float = _from_search_plan("saturation")
+    widen_factor: float = _from_search_plan("widen_factor")
+    deepen_saturation: float = _from_search_plan("deepen_saturation")
+    noise: float = _from_search_plan("noise")
+    last_growth_epoch: int = _from_search_plan("last_growth_epoch")
+    seed: int = 0
+
+
 def _search_knobs(context: RunContext) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """(knobs with the plan's defaults filled in, the remaining TrainConfig overrides, seed)."""
+    """(the search knobs, the remaining TrainConfig overrides, seed) of the run's resolved params."""
     params = dict(context.params)
-    seed = int(params.pop("seed", 0))
-    defaults = search_plan(context.profile).params()
-    knobs = {knob: params.pop(knob, defaults[knob]) for knob in SEARCH_KNOBS}
+    seed = params.pop("seed")
+    knobs = {knob: params.pop(knob) for knob in SEARCH_KNOBS}
     return knobs, params, seed
 
 
-@experiment("prune_grow")
+@experiment("prune_grow", params=PruneGrowParams, train_config=True)
 def prune_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: from the narrow net, PruneTrain rounds with Net2Net growth under the wide net's FLOPs.
 
-    params: the `SearchPlan` knobs (defaults: the profile's plan), seed, and optionally TrainConfig fields.
+    params: `PruneGrowParams` and optionally TrainConfig fields.
     The history has PruneTrain's and `PruneGrow`'s columns (architecture after every epoch, growth, phase
     times). The summary adds to `summarize_training` the budget, the found architecture (found_spec JSON,
     found_stage_widths, found_stage_blocks, found_flops, found_params), growths, reconfigurations and the
@@ -132,7 +151,7 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("prune_grow_retrain")
+@experiment("prune_grow_retrain", params=PruneGrowParams, train_config=True)
 def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: the architecture a "prune_grow" run found, trained from scratch like a baseline.
 

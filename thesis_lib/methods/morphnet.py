@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from ..data import Dataset
-from ..models import ResNet, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
+from ..models import (ResNet, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
+                      require_thesis_resnet)
 from ..surgery import INTERNAL, STREAM, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import TrainConfig, Trainer, TrainingHook, seeded_model
 
@@ -169,8 +170,7 @@ class MorphNetRegularizer:
     def __init__(self, model: ResNet, resource: str = "flops", gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD,
                  input_size: Sequence[int] = (3, 32, 32)) -> None:
         _check_resource(resource)
-        if not isinstance(model, ResNet):
-            raise TypeError(f"MorphNetRegularizer needs a thesis_lib ResNet, got {type(model).__name__}")
+        require_thesis_resnet(model, "MorphNetRegularizer")
         if not gamma_threshold >= 0:
             raise ValueError(f"gamma_threshold must be >= 0, got {gamma_threshold}")
         self.model = model

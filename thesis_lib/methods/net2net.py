@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from ..models import ResNet
+from ..models import ResNet, require_thesis_resnet
 from ..surgery import ChannelGroup, channel_groups, insert_block, insert_layer, map_channels
 from ..training import TrainConfig, Trainer, TrainingHook, make_optimizer
 
@@ -144,7 +144,7 @@ def widen(model: ResNet, stages: int | Sequence[int] | None = None, factor: floa
     passes the previous stage's through); `factor` skips it, `widths` must leave it as it is.
     See `widen_groups` for `noise`, `init` and `generator`.
     """
-    spec = model.spec
+    spec = require_thesis_resnet(model, "widen").spec
     if stages is None:
         selected = list(range(len(spec.stages)))
     elif isinstance(stages, int):
@@ -227,7 +227,7 @@ def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "
     _check_init(init)
     if kind not in DEEPEN_KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {DEEPEN_KINDS}")
-    spec = model.spec
+    spec = require_thesis_resnet(model, "deepen").spec
     if not 0 <= stage < len(spec.stages):
         raise ValueError(f"unknown stage {stage}; the model has stages 0..{len(spec.stages) - 1}")
     if kind == "block":

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..models import ResNet, count_parameters
+from ..models import ResNet, count_parameters, require_thesis_resnet
 from ..surgery import carry_optimizer_state, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import Trainer, TrainingHook, training_flops
 
@@ -218,6 +218,7 @@ class PruneTrain(TrainingHook):
         self.lambda_: float | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
+        require_thesis_resnet(trainer.model, "PruneTrain")
         if trainer.step_count == 0:
             self.lambda_ = None
 

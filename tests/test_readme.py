@@ -1,0 +1,36 @@
+"""The README's "Use the methods in your own script" snippets run as they stand."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _snippets() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Use the methods in your own script", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_section_has_a_snippet_per_method_and_one_with_the_trainer():
+    snippets = _snippets()
+    assert len(snippets) == 4
+    for name in ("group_lasso", "widen", "MorphNetRegularizer", "Trainer("):
+        assert any(name in snippet for snippet in snippets), name
+
+
+@pytest.mark.parametrize("index", range(4), ids=["prunetrain", "net2net", "morphnet", "trainer"])
+def test_readme_snippet_runs(index, capsys):
+    from thesis_lib.models import ResNet
+
+    namespace: dict = {}
+    exec(compile(_snippets()[index], f"README snippet {index + 1}", "exec"), namespace)
+    trained = namespace.get("found") or namespace.get("grown") or namespace["model"]
+    assert isinstance(trained, ResNet)
+    if index == 3:
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split()[0] for line in lines] == ["PruneTrain", "Net2NetHook", "MorphNetHook"]
+        grown = lines[1].split()
+        assert int(grown[3]) > int(grown[1])  # Net2Net widened: trainer.model is the bigger net
