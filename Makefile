@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
+JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
 
 .PHONY: setup data notebooks test benchmark clean-results
 
@@ -28,7 +29,7 @@ data: setup
 
 # Main job: re-run every notebook headlessly on a profile (default quick), writing figures/<profile>/.
 notebooks: data
-	$(PY) -m thesis_lib notebooks --profile $(PROFILE)
+	$(PY) -m thesis_lib notebooks --profile $(PROFILE) --jobs $(JOBS)
 
 # Tests: unit tests of every module and a smoke-profile run of every notebook. The smoke nets are tiny:
 # one intra-op thread per process is faster than several.
