@@ -179,3 +179,17 @@ def test_ghost_bn_is_a_model_option_that_rebuilds_counts_and_loads_like_ordinary
 def test_bad_ghost_batch_is_a_clear_error(value):
     with pytest.raises(ValueError, match="ghost_batch"):
         ResNetConfig(ghost_batch=value)
+
+
+@pytest.mark.parametrize("mode", [True, False], ids=["train", "eval"])
+def test_count_flops_leaves_the_mode_and_the_running_statistics_as_they_were(mode):
+    """count_flops runs a forward pass: it must not switch a training model to eval for good, nor let a
+    train-mode forward move the BN running statistics."""
+    model = build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=3))
+    with torch.no_grad():
+        model.stem_bn.running_mean.fill_(0.5)
+    model.train(mode)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    count_flops(model, (1, 8, 8))
+    assert model.training is mode and all(m.training is mode for m in model.modules())
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
