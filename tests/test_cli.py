@@ -119,3 +119,104 @@ def test_clean_skips_a_locked_run_and_never_leaves_the_results_root(isolated_res
         remove_run(isolated_results / "results" / "smoke")
     assert outside.exists()
     assert main(["clean", "nothing", "--profile", "smoke"]) == 2
+
+
+# --- argparse's own errors, the remaining subcommands and the entry point ---------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: command"),
+    (["train"], "invalid choice: 'train'"),
+    (["run", "baseline", "--profile", "huge"], "invalid choice: 'huge'"),
+    (["notebooks", "--profile", "medium"], "invalid choice: 'medium'"),
+    (["run", "baseline", "--profile", "smoke", "--param", "seed"], "--param needs KEY=VALUE, got 'seed'"),
+])
+def test_a_malformed_command_line_is_a_usage_error_with_exit_2(argv, message, capsys, isolated_results):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m thesis_lib") and message in err
+    assert not (isolated_results / "results").exists()  # nothing ran
+
+
+def test_an_unknown_training_parameter_is_one_message_exit_2_and_writes_nothing(isolated_results, capsys):
+    assert main(["run", "baseline", "--profile", "smoke", "--param", "colour=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown training parameter(s) ['colour']") and len(err.strip().splitlines()) == 1
+    assert not list((isolated_results / "results").rglob("config.json"))
+
+
+def test_param_values_are_json_where_they_parse_and_strings_otherwise():
+    from thesis_lib.cli import _parse_value
+
+    assert _parse_value("2") == 2 and _parse_value("0.5") == 0.5 and _parse_value("true") is True
+    assert _parse_value('"narrow"') == "narrow" and _parse_value("narrow") == "narrow"
+    assert _parse_value("[1, 2]") == [1, 2] and _parse_value('{"a": 1}') == {"a": 1}
+
+
+def test_runs_of_one_experiment_without_runs_says_so_and_exits_0(isolated_results, capsys):
+    assert main(["runs", "baseline", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.strip() == "no cached runs of baseline on profile 'smoke'"
+
+
+def _write_notebook(folder, name, cells):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('profile = "quick"')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, *(nbformat.v4.new_code_cell(source) for source in cells)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(exist_ok=True)
+    nbformat.write(notebook, folder / f"{name}.ipynb")
+
+
+def test_notebooks_runs_the_selected_ones_on_the_profile_and_exits_0(isolated_results, capsys):
+    """--only selects by prefix; the notebook sees the profile as its parameter and in THESIS_PROFILE /
+    THESIS_NOTEBOOK; its executed copy lands in figures/<profile>/<notebook>/."""
+    import nbformat
+
+    folder = isolated_results / "notebooks"
+    _write_notebook(folder, "01_first", ["import os; print(profile, os.environ['THESIS_PROFILE'], "
+                                         "os.environ['THESIS_NOTEBOOK'])"])
+    _write_notebook(folder, "02_second", ["raise ValueError('must not run')"])
+    assert main(["notebooks", "--profile", "smoke", "--only", "01", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "== 01_first (smoke)" in out and "02_second" not in out and "FAILED" not in out
+    executed = nbformat.read(isolated_results / "figures" / "smoke" / "01_first" / "01_first.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
+    assert printed.strip() == "smoke smoke 01_first"
+    assert not (isolated_results / "figures" / "smoke" / "02_second").exists()
+
+
+def test_print_summary_lists_each_notebook_the_total_and_the_failures(capsys):
+    from thesis_lib.cli import NotebookOutcome, print_summary
+
+    print_summary([NotebookOutcome("03_baseline", "ok", 1.5),
+                   NotebookOutcome("05_prunetrain", "failed", 0.25, "cell 4 of 9 ('x'): KeyError: 'a'")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["notebook", "status", "minutes"]
+    assert lines[1].split() == ["03_baseline", "ok", "1.50"] and lines[2].split() == ["05_prunetrain", "failed", "0.25"]
+    assert lines[3].split() == ["total", "1.75"]
+    assert lines[4] == "FAILED 05_prunetrain: cell 4 of 9 ('x'): KeyError: 'a'"
+
+
+def test_run_notebooks_refuses_an_unknown_profile_before_running_anything(capsys):
+    from thesis_lib.cli import run_notebooks
+
+    with pytest.raises(ValueError, match="unknown profile 'medium'"):
+        run_notebooks("medium")
+    assert capsys.readouterr().out == ""
+
+
+def test_python_dash_m_thesis_lib_returns_mains_exit_code(isolated_results):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "thesis_lib", "run", "nothing", "--profile", "smoke"],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown experiment 'nothing'")

@@ -334,3 +334,18 @@ def test_random_crops_reach_every_one_of_the_offsets():
                   for dx in range(2 * padding + 1)}
     seen = {offset for crop in crops[:, 0] for offset, candidate in candidates.items() if torch.equal(crop, candidate)}
     assert seen == set(candidates)
+
+
+def test_about_half_of_the_images_are_flipped():
+    """A horizontal flip with probability 1/2: 2000 images without padding (the crop is the image), each
+    either itself or its mirror; the flipped share lies within 4 binomial standard deviations of 1/2."""
+    n = 2000
+    image = torch.arange(1.0, 17.0).reshape(1, 1, 4, 4)  # no column is its own mirror
+    loader = DeviceLoader(image.repeat(n, 1, 1, 1), torch.zeros(n, dtype=torch.long), batch_size=n,
+                          shuffle=False, augment=True, padding=0, flip=True, seed=0)
+    batch, _ = next(iter(loader))
+    same = (batch == image).flatten(1).all(1)
+    mirrored = (batch == image.flip(-1)).flatten(1).all(1)
+    assert bool((same ^ mirrored).all())
+    share = float(mirrored.double().mean())
+    assert abs(share - 0.5) < 4 * (0.25 / n) ** 0.5

@@ -199,3 +199,17 @@ def test_methods_on_a_torchvision_resnet_fail_at_once_naming_the_class_and_the_e
                                             r"with build_resnet\(ResNetConfig\(stages=4, blocks=\(2, 2, 2, 2\), "
                                             r"widths=\(64, 128, 256, 512\), bottleneck=False"):
             attempt()
+
+
+@pytest.mark.parametrize("mode", [True, False], ids=["train", "eval"])
+def test_count_flops_leaves_the_mode_and_the_running_statistics_as_they_were(mode):
+    """count_flops runs a forward pass: it must not switch a training model to eval for good, nor let a
+    train-mode forward move the BN running statistics."""
+    model = build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=3))
+    with torch.no_grad():
+        model.stem_bn.running_mean.fill_(0.5)
+    model.train(mode)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    count_flops(model, (1, 8, 8))
+    assert model.training is mode and all(m.training is mode for m in model.modules())
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -1,36 +1,200 @@
-"""Every numbered notebook runs headlessly through papermill on the smoke profile and writes its figures;
-one notebook runs the same under plain papermill, nbconvert and a Jupyter kernel (as JupyterLab drives it)."""
+"""Every numbered notebook runs headlessly through papermill on the smoke profile and produces what it must
+(DESIGN.md sections 4 and 6): the figures and tables its title cell names, no error or NaN warning in any
+cell output, and Welch-test tables with n_a, n_b, t, df, p and p_holm. One notebook also runs the same under
+plain papermill, nbconvert and a Jupyter kernel (as JupyterLab drives it).
+
+Each notebook is executed once per session (results and figures in one temporary root, so later notebooks
+reuse earlier ones' cached runs as they do for a user); the checks then read the executed notebook and the
+files it wrote.
+"""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from thesis_lib.cli import find_notebooks, run_notebook
 
 NOTEBOOKS = find_notebooks()
+IDS = [p.stem for p in NOTEBOOKS]
+NAMED = re.compile(r"`((?:fig|table)_[A-Za-z0-9_]+)`")
+TEST_COLUMNS = ["n_a", "n_b", "t", "df", "p", "p_holm"]
+# What numpy, scipy, pandas and torch print when a statistic or a loss became NaN or was taken of nothing.
+NAN_WARNING = re.compile(r"invalid value encountered|Mean of empty slice|Degrees of freedom <= 0|divide by zero"
+                         r"|All-NaN|Precision loss occurred|[Nn]a[Nn] (?:loss|value)|catastrophic cancellation")
+
+# Known gaps of the notebooks as they are, each a single case that must flip to a failure once fixed.
+UNNAMED = "its title cell names no `fig_...` / `table_...` file in backticks (DESIGN 4: a title cell naming its figures)"
+NO_TESTS = "saves no `*_tests` table with n_a, n_b, t, df, p, p_holm (DESIGN 4 / 6: statistics as tables, Holm)"
+KNOWN_GAPS = {
+    ("names", "03_baseline"): UNNAMED,
+    ("names", "04_morphnet"): UNNAMED,
+    ("names", "05_prunetrain"): UNNAMED,
+    ("names", "06_1_batch_size"): UNNAMED,
+    ("tests", "03_baseline"): NO_TESTS,
+    ("tests", "04_morphnet"): NO_TESTS,
+    ("tests", "05_prunetrain"): NO_TESTS,
+    ("tests", "06_1_batch_size"): NO_TESTS,
+    ("tests", "06_2_net2net"): NO_TESTS,
+}
+
+
+def cases(check: str) -> list:
+    return [pytest.param(p, id=p.stem, marks=[pytest.mark.notebook] + (
+        [pytest.mark.xfail(strict=True, reason=f"{p.stem}: {KNOWN_GAPS[check, p.stem]}")]
+        if (check, p.stem) in KNOWN_GAPS else [])) for p in NOTEBOOKS]
+
+
+@pytest.fixture(scope="session")
+def notebook_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebooks")
+
+
+_EXECUTED: dict[str, object] = {}
+
+
+@pytest.fixture()
+def executed(notebook_root, monkeypatch):
+    """Runs a notebook once per session; returns (outcome, folder it wrote, executed notebook)."""
+    monkeypatch.setenv("THESIS_RESULTS", str(notebook_root / "results"))
+    monkeypatch.setenv("THESIS_ROOT", str(notebook_root))
+
+    def get(path: Path):
+        if path.stem not in _EXECUTED:
+            outcome = run_notebook(path, "smoke", output_root=notebook_root / "figures", progress=False)
+            _EXECUTED[path.stem] = outcome
+        outcome = _EXECUTED[path.stem]
+        assert outcome.status == "ok", f"{path.name} failed at {outcome.detail}"
+        folder = notebook_root / "figures" / "smoke" / path.stem
+        return outcome, folder, nbformat.read(folder / path.name, as_version=4)
+    return get
+
+
+def title_names(path: Path) -> set[str]:
+    notebook = nbformat.read(path, as_version=4)
+    title = next(cell for cell in notebook.cells if cell.cell_type == "markdown")
+    return set(NAMED.findall(title.source))
 
 
 def test_there_are_notebooks():
     assert any(p.stem.startswith("03_") for p in NOTEBOOKS)
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_on_smoke(path, isolated_results):
-    outcome = run_notebook(path, "smoke", output_root=isolated_results / "figures", progress=False)
-    assert outcome.status == "ok", f"{path.name} failed at {outcome.detail}"
-    written = isolated_results / "figures" / "smoke" / path.stem
-    assert (written / path.name).exists()
-    assert list(written.glob("*.pdf")) and list(written.glob("*.png")), "the notebook saved no figure"
+def test_title_names_are_read_from_backticks_only():
+    """The reader of the title cell: `fig_`/`table_` names in backticks, nothing else."""
+    source = "Figures: `fig_6_9_a` and `table_6_5_tests`; fig_7_1_plain, `other_name`, `_tests`."
+    assert set(NAMED.findall(source)) == {"fig_6_9_a", "table_6_5_tests"}
+
+
+@pytest.mark.parametrize("path", cases("runs"))
+def test_notebook_runs_on_smoke_and_saves_figures(path, executed):
+    _, folder, _ = executed(path)
+    assert list(folder.glob("fig_*.pdf")) and list(folder.glob("fig_*.png")), "the notebook saved no figure"
+    for pdf in folder.glob("*.pdf"):
+        assert pdf.with_suffix(".png").exists(), f"{pdf.name} has no PNG"
+
+
+@pytest.mark.parametrize("path", cases("names"))
+def test_the_title_cell_names_every_figure_and_table_the_notebook_saves(path, executed):
+    """Both ways: each name in the title cell was written (figures as PDF + PNG, tables as CSV + TeX), and
+    each figure or table written is named (a table's `<name>_tests` counts as named with `<name>`)."""
+    _, folder, _ = executed(path)
+    named = title_names(path)
+    saved = {p.stem for p in folder.glob("fig_*.pdf")} | {p.stem for p in folder.glob("table_*.csv")}
+    missing = sorted(name for name in named if not all(
+        (folder / f"{name}{suffix}").exists()
+        for suffix in ((".pdf", ".png") if name.startswith("fig_") else (".csv", ".tex"))))
+    unnamed = sorted(name for name in saved if name not in named and name.removesuffix("_tests") not in named)
+    assert named, f"the title cell of {path.name} names no figure or table in backticks"
+    assert not missing, f"named in the title cell but not written: {missing}"
+    assert not unnamed, f"written but not named in the title cell: {unnamed}"
+
+
+def output_problems(notebook) -> list[str]:
+    """Every cell output that is an error, holds a traceback or warns of a NaN."""
+    problems = []
+    for number, cell in enumerate(notebook.cells, 1):
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                problems.append(f"cell {number}: {output.ename}: {output.evalue}")
+                continue
+            text = output.get("text", "") if output.output_type == "stream" else \
+                output.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if "Traceback (most recent call last)" in text or NAN_WARNING.search(text):
+                problems.append(f"cell {number}: {text.strip()[:200]}")
+    return problems
+
+
+def problems_of_tests_tables(folder: Path) -> list[str]:
+    """What is wrong with the `table_*_tests.csv` files of a notebook's folder (DESIGN 6): none saved, a
+    column of n_a, n_b, t, df, p, p_holm missing, no rows, or a p_holm that is no Holm adjustment of p
+    (below p or above 1)."""
+    tables = sorted(folder.glob("table_*_tests.csv"))
+    if not tables:
+        return ["no table_*_tests.csv saved"]
+    problems = []
+    for csv in tables:
+        table = pd.read_csv(csv)
+        absent = [c for c in TEST_COLUMNS if c not in table.columns]
+        if absent:
+            problems.append(f"{csv.name} lacks {absent}")
+            continue
+        if table.empty:
+            problems.append(f"{csv.name} has no rows")
+        defined = table.dropna(subset=["p", "p_holm"])
+        if not ((defined["p_holm"] >= defined["p"] - 1e-12) & (defined["p_holm"] <= 1)).all():
+            problems.append(f"{csv.name}: p_holm is not a Holm adjustment of p")
+    return problems
+
+
+def test_the_output_check_finds_errors_tracebacks_and_nan_warnings():
+    out = nbformat.v4
+    notebook = out.new_notebook(cells=[
+        out.new_code_cell(outputs=[out.new_output("stream", name="stdout", text="accuracy 0.93\n")]),
+        out.new_code_cell(outputs=[out.new_output("error", ename="ValueError", evalue="bad", traceback=[])]),
+        out.new_code_cell(outputs=[out.new_output("stream", name="stderr", text=(
+            "/x/numpy/core/_methods.py:206: RuntimeWarning: invalid value encountered in divide\n"))]),
+        out.new_code_cell(outputs=[out.new_output("stream", name="stderr", text="RuntimeWarning: Mean of empty slice")]),
+        out.new_code_cell(outputs=[out.new_output("execute_result", data={"text/plain": "p_holm 0.04"})]),
+    ])
+    assert [problem.split(":")[0] for problem in output_problems(notebook)] == ["cell 2", "cell 3", "cell 4"]
+
+
+def test_the_tests_table_check_wants_every_column_and_a_holm_adjusted_p(tmp_path):
+    assert problems_of_tests_tables(tmp_path) == ["no table_*_tests.csv saved"]
+    good = pd.DataFrame({"n_a": [5, 5], "n_b": [5, 5], "t": [2.5, 0.3], "df": [7.9, 8.0], "p": [0.02, 0.7],
+                         "p_holm": [0.04, 0.7]})
+    good.to_csv(tmp_path / "table_9_1_tests.csv", index=False)
+    assert problems_of_tests_tables(tmp_path) == []
+    good.drop(columns=["p_holm"]).to_csv(tmp_path / "table_9_2_tests.csv", index=False)
+    good.assign(p_holm=[0.01, 0.7]).to_csv(tmp_path / "table_9_3_tests.csv", index=False)
+    assert problems_of_tests_tables(tmp_path) == ["table_9_2_tests.csv lacks ['p_holm']",
+                                              "table_9_3_tests.csv: p_holm is not a Holm adjustment of p"]
+
+
+@pytest.mark.parametrize("path", cases("outputs"))
+def test_no_cell_output_holds_an_error_or_a_nan_warning(path, executed):
+    _, _, notebook = executed(path)
+    problems = output_problems(notebook)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", cases("tests"))
+def test_every_tests_table_has_the_welch_and_holm_columns(path, executed):
+    """DESIGN 6: every test table has n_a, n_b, t, df, p and p_holm; every notebook runs Welch tests
+    (DESIGN 4), so each saves at least one such table."""
+    _, folder, _ = executed(path)
+    problems = problems_of_tests_tables(folder)
+    assert not problems, f"{path.stem}: {problems}"
 
 
 def test_failing_notebook_is_named_with_its_cell_and_exits_non_zero(isolated_results, capsys):
-    import nbformat
-
     from thesis_lib.cli import main
 
     notebook = nbformat.v4.new_notebook()

@@ -290,3 +290,13 @@ def test_with_holm_gives_verdicts_from_the_adjusted_p():
     assert out["p_holm"].tolist()[:2] == pytest.approx([0.04, 0.04])
     assert out["verdict"].tolist() == ["significant", "significant", "undefined (no variance)"]
     assert with_holm(table.assign(p=[0.03, 0.04, 0.5]))["verdict"].tolist() == ["not significant"] * 3
+
+
+def test_a_p_holm_exactly_at_alpha_is_not_significant():
+    """The verdict needs p_holm < alpha: a single test (its own family, so p_holm = p) at 0.05 is not
+    significant, one just below is."""
+    at = with_holm(pd.DataFrame({"p": [0.05]}))
+    below = with_holm(pd.DataFrame({"p": [0.0499]}))
+    assert at["p_holm"].tolist() == [0.05] and at["verdict"].tolist() == ["not significant"]
+    assert below["verdict"].tolist() == ["significant"]
+    assert with_holm(pd.DataFrame({"p": [0.1]}), alpha=0.1)["verdict"].tolist() == ["not significant"]

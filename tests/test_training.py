@@ -13,6 +13,7 @@ from helpers import KillAfter, Killed
 
 TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
+EPOCHS_TO_LEARN = 4
 
 
 def config(**changes):
@@ -317,3 +318,72 @@ def test_fit_replaces_the_model_when_a_hook_prunes_it(digits_small):
     assert history["params_after"].iloc[-1] < history["params"].iloc[0]
     assert trainer.model is not passed and count_parameters(passed) == history["params"].iloc[0]
     assert count_parameters(trainer.model) == history["params_after"].iloc[-1]
+
+
+class RecordsEveryBatch(TrainingHook):
+    """A second bookkeeping of each epoch, batch by batch, through the hook interface."""
+
+    def __init__(self):
+        self.loss_sum, self.correct, self.seen, self.epochs = 0.0, 0, 0, []
+
+    def loss_term(self, trainer, outputs, targets, loss):
+        self.loss_sum += float(loss.detach()) * len(targets)
+        self.correct += int((outputs.argmax(1) == targets).sum())
+        self.seen += len(targets)
+        return None
+
+    def on_epoch_end(self, trainer, record):
+        self.epochs.append((self.loss_sum / self.seen, self.correct / self.seen, self.seen))
+        self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+
+
+def test_train_loss_and_accuracy_are_the_sample_weighted_means_over_the_epochs_batches():
+    """100 images at batch 32: three full batches and one of 4, so an unweighted mean of the batch losses
+    (or one weighted by the nominal batch size) differs from the per-sample mean. Trained until the
+    accuracy is well above chance, so that it tells argmax from anything else."""
+    data = load_dataset("digits").subset(100, 32, seed=0)
+    recorder = RecordsEveryBatch()
+    cfg = TrainConfig(epochs=EPOCHS_TO_LEARN, batch_size=32, lr=0.2, schedule="constant", augment=False)
+    history = Trainer(seeded_model(TINY, 0), data, cfg, hooks=[recorder], progress=False).fit()
+    losses, accuracies, seen = zip(*recorder.epochs)
+    assert seen == (100,) * EPOCHS_TO_LEARN
+    assert history["train_loss"].tolist() == pytest.approx(list(losses), rel=1e-6)
+    assert history["train_acc"].tolist() == list(accuracies)
+    assert accuracies[-1] > 0.25  # measured 0.32; chance is 0.1
+
+
+def test_a_model_handed_over_in_eval_mode_is_trained_in_train_mode(digits_small):
+    """The loop switches to train mode itself: batch statistics normalise and the running statistics move."""
+    cfg = config(epochs=2)
+    in_train_mode = Trainer(seeded_model(TINY, 0), digits_small, cfg, progress=False)
+    reference = in_train_mode.fit()
+    handed_in_eval = seeded_model(TINY, 0).eval()
+    trainer = Trainer(handed_in_eval, digits_small, cfg, progress=False)
+    history = trainer.fit()
+    pd.testing.assert_frame_equal(history.drop(columns=TIMING_COLUMNS), reference.drop(columns=TIMING_COLUMNS))
+    assert not torch.equal(trainer.model.stem_bn.running_mean, torch.zeros_like(trainer.model.stem_bn.running_mean))
+
+
+@pytest.mark.parametrize("mode", [True, False], ids=["train", "eval"])
+def test_evaluate_restores_whichever_mode_the_model_was_in(mode):
+    from thesis_lib.training import evaluate
+
+    model = seeded_model(TINY, 0).train(mode)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate(model, torch.randn(10, 1, 8, 8), torch.randint(0, 10, (10,)), batch_size=4)
+    assert model.training is mode
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_evaluate_counts_the_last_partial_batch_against_a_one_shot_evaluation():
+    """Batch 4 over 10 images (4 + 4 + 2) gives the loss and accuracy of one pass over all 10 (by hand)."""
+    from thesis_lib.training import evaluate
+
+    model = seeded_model(TINY, 1).eval()
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 1, 8, 8, generator=generator), torch.randint(0, 10, (10,), generator=generator)
+    with torch.no_grad():
+        outputs = model(x)
+    loss, accuracy = evaluate(model, x, y, batch_size=4)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(outputs, y)), rel=1e-5)
+    assert accuracy == float((outputs.argmax(1) == y).sum()) / 10

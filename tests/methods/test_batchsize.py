@@ -195,45 +195,21 @@ def fake_trainer(model, batch_size=64, lr_scale=1.0):
 
 
 
-@pytest.mark.parametrize("scaling, expected_scale", [("linear", 2.0), ("sqrt", math.sqrt(2.0))])
-def test_adaptation_doubles_the_batch_when_memory_per_sample_halves(scaling, expected_scale):
-    big, small = nn.Linear(10, 10), nn.Linear(10, 5)
-    per_sample = {id(big): 1000.0, id(small): 500.0}
-    adaptation = BatchAdaptation(scaling=scaling,
-                                 memory_model=lambda m: MemoryModel(0.0, 0.0, per_sample[id(m)], "saved"))
-    trainer = fake_trainer(big)
-    adaptation.on_train_start(trainer)
-    assert adaptation.budget_bytes == 64 * 1000.0
-    adaptation(trainer, big, small)
-    assert trainer.batch_size == 128 and trainer.lr_scale == pytest.approx(expected_scale)
-
-    resumed = BatchAdaptation(scaling=scaling,
-                              memory_model=lambda m: MemoryModel(0.0, 0.0, per_sample[id(m)], "saved"))
-    resumed.load_state_dict(adaptation.state_dict())
-    again = fake_trainer(small, batch_size=128, lr_scale=expected_scale)
-    again.step_count = 10
-    resumed.on_train_start(again)          # a resume keeps the first run's budget
-    resumed(again, small, small)
-    assert again.batch_size == 128 and again.lr_scale == pytest.approx(expected_scale)
-
-
-
-def test_adaptation_by_the_fit_and_its_cap():
-    big, small = nn.Linear(10, 10), nn.Linear(10, 5)            # 110 and 55 parameters
-    fit = linear_fit([55, 110, 220], [55e-5, 110e-5, 220e-5])   # 1 / batch proportional to parameters
-    trainer = fake_trainer(big)
-    adaptation = BatchAdaptation(rule="fit", params_fit=fit,
-                                 memory_model=lambda m: MemoryModel(0.0, 0.0, 1.0, "saved"))
-    adaptation.on_train_start(trainer)
-    adaptation(trainer, big, small)
-    assert trainer.batch_size == 128 and trainer.lr_scale == pytest.approx(2.0)
-    capped = BatchAdaptation(rule="fit", params_fit=fit, max_batch=100,
-                             memory_model=lambda m: MemoryModel(0.0, 0.0, 1.0, "saved"))
-    trainer = fake_trainer(big)
-    capped.on_train_start(trainer)
-    capped(trainer, big, small)
-    assert trainer.batch_size == 100 and trainer.lr_scale == pytest.approx(100 / 64)
-
+@pytest.mark.parametrize("cap, expected", [(None, 624), (100, 100)])
+def test_the_fit_rule_with_sqrt_scaling_through_prunetrain_and_the_real_trainer(digits_small, cap, expected):
+    """Rule "fit" on a real run: a line 1 / batch = 1e-6 * parameters makes the new batch 16 x P0 / P, by
+    hand 16 x 1638 / 42 = 624 for TINY pruned to one channel per group at epoch 2 (or the cap, 100), and
+    the sqrt rule scales the learning rate by sqrt(batch / 16) from the epoch after the reconfiguration."""
+    fit = linear_fit([100, 1000, 10000], [1e-4, 1e-3, 1e-2])
+    adaptation = BatchAdaptation(scaling="sqrt", rule="fit", params_fit=fit, max_batch=cap)
+    prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2, on_reconfigure=adaptation)
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, schedule="constant", padding=1, flip=False, seed=1)
+    history = Trainer(seeded_model(TINY, 0), digits_small, config, hooks=[prune, adaptation], progress=False).fit()
+    assert history["params"].iloc[0] == 1638 and history["params_after"].iloc[1] == history["params"].iloc[2] == 42
+    assert 16 * 1638 / 42 == 624
+    assert list(history["batch_size"]) == [16, 16, expected]
+    assert history["lr"].tolist() == pytest.approx([0.05, 0.05, 0.05 * math.sqrt(expected / 16)])
+    assert history["memory_budget"].nunique() == 1  # the budget of the first epoch, kept
 
 
 def test_adaptation_without_a_budget_says_how_to_use_it():

@@ -415,3 +415,18 @@ def test_a_gamma_exactly_at_the_threshold_is_dead():
             model.get_submodule(bn).weight[:2] = 0.0
     pruned = select_channels(model, {group.name: list(range(2, group.size))})
     assert MorphNetRegularizer(model, "flops", 0.0, INPUT).cost() == count_flops(pruned, INPUT)
+
+
+def test_the_reference_tests_gammas_through_the_regularizer_on_a_net_it_can_build():
+    """The reference test's first conv (gammas 0.8 x 7 and 0.2 x 6, threshold 0.45) as a ResNet the
+    regularizer takes: an RGB 3x3 stem of 13 channels on a 17 x 17 image, a stage without blocks, a
+    classifier of 10. By hand: sum |gamma| = 6.8, 7 alive; stem c = 2 * 17 * 17 * 3 * 3 = 5202, classifier
+    c = 2. G = 5202 * (3 * 6.8) + 2 * (10 * 6.8) = 106,256.8; F = 5202 * 3 * 7 + 2 * 7 * 10 = 109,382,
+    which is also the FLOP counter's count of the net shrunk to its alive channels."""
+    model = build_resnet(ResNetSpec(in_channels=3, stem_width=13, num_classes=10, stages=(StageSpec(13, ()),)))
+    with torch.no_grad():
+        model.stem_bn.weight.copy_(torch.tensor([0.8] * 7 + [-0.2] * 6))
+    regularizer = MorphNetRegularizer(model, resource="flops", gamma_threshold=0.45, input_size=(3, 17, 17))
+    assert regularizer.penalty().item() == pytest.approx(106_256.8, rel=1e-6)
+    assert regularizer.cost() == 109_382
+    assert count_flops(shrink_to_alive(model, 0.45), (3, 17, 17)) == 109_382

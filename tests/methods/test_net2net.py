@@ -366,3 +366,21 @@ def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
     assert resumed[columns].equals(history[columns])
 
 
+
+
+def test_noise_on_a_new_filter_is_the_generators_draw_times_the_population_std_of_the_teachers_weight():
+    """The documented rule reproduced draw by draw: after the random map (one randint), the new filters of
+    the group's only conv get noise * std(teacher weight, population) * randn. The conv has 3 * 3 * 3 * 3 =
+    81 entries, where the sample std is 0.6 % larger: the comparison tells the two apart."""
+    model = teacher(BASIC)
+    key, noise = "stages.0.blocks.0.conv1.weight", 0.1
+    noisy = widen_group(model, "stage0.block0.layer1", 5, noise=noise, generator=torch.Generator().manual_seed(2))
+    clean = widen_group(model, "stage0.block0.layer1", 5, generator=torch.Generator().manual_seed(2))
+    replay = torch.Generator().manual_seed(2)
+    wider_index_map(3, 5, replay)
+    weight = model.state_dict()[key]
+    draw = torch.randn((2, *weight.shape[1:]), generator=replay)
+    population_std = float(((weight - weight.mean()) ** 2).mean().sqrt())
+    torch.testing.assert_close(noisy.state_dict()[key][3:], clean.state_dict()[key][3:] + noise * population_std * draw,
+                               rtol=1e-6, atol=1e-7)
+    assert torch.equal(noisy.state_dict()[key][:3], weight)

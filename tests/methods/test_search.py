@@ -152,3 +152,16 @@ def test_a_search_is_deterministic_under_its_seed_and_a_reused_hook_starts_afres
                                   again_history.drop(columns=TIMING_COLUMNS))
     assert torch.equal(first, again)
     assert first.shape != other.shape or not torch.equal(first, other)  # another seed, other Net2Net maps
+
+
+def test_a_stage_whose_saturation_equals_the_threshold_counts_as_saturated():
+    """Stage 1 pruned to half has saturation exactly 0.5: with saturation=0.5 it is widened, with a
+    threshold just above it is not (the rule is s >= saturation)."""
+    model = build_resnet(NET)
+    pruned = keep_fraction(model, 1, 0.5)
+    at = plan_growth(pruned, model.spec, budget=1e12, input_size=INPUT,
+                     rule=GrowthRule(saturation=0.5, deepen_saturation=2.0))
+    above = plan_growth(pruned, model.spec, budget=1e12, input_size=INPUT,
+                        rule=GrowthRule(saturation=0.5001, deepen_saturation=2.0))
+    assert at.saturation[1] == 0.5
+    assert sorted(at.widths) == [0, 1, 2] and sorted(above.widths) == [0, 2]
