@@ -28,26 +28,8 @@ TEST_COLUMNS = ["n_a", "n_b", "t", "df", "p", "p_holm"]
 NAN_WARNING = re.compile(r"invalid value encountered|Mean of empty slice|Degrees of freedom <= 0|divide by zero"
                          r"|All-NaN|Precision loss occurred|[Nn]a[Nn] (?:loss|value)|catastrophic cancellation")
 
-# Known gaps of the notebooks as they are, each a single case that must flip to a failure once fixed.
-UNNAMED = "its title cell names no `fig_...` / `table_...` file in backticks (DESIGN 4: a title cell naming its figures)"
-NO_TESTS = "saves no `*_tests` table with n_a, n_b, t, df, p, p_holm (DESIGN 4 / 6: statistics as tables, Holm)"
-KNOWN_GAPS = {
-    ("names", "03_baseline"): UNNAMED,
-    ("names", "04_morphnet"): UNNAMED,
-    ("names", "05_prunetrain"): UNNAMED,
-    ("names", "06_1_batch_size"): UNNAMED,
-    ("tests", "03_baseline"): NO_TESTS,
-    ("tests", "04_morphnet"): NO_TESTS,
-    ("tests", "05_prunetrain"): NO_TESTS,
-    ("tests", "06_1_batch_size"): NO_TESTS,
-    ("tests", "06_2_net2net"): NO_TESTS,
-}
 
-
-def cases(check: str) -> list:
-    return [pytest.param(p, id=p.stem, marks=[pytest.mark.notebook] + (
-        [pytest.mark.xfail(strict=True, reason=f"{p.stem}: {KNOWN_GAPS[check, p.stem]}")]
-        if (check, p.stem) in KNOWN_GAPS else [])) for p in NOTEBOOKS]
+NOTEBOOK_CASES = [pytest.param(p, id=p.stem, marks=pytest.mark.notebook) for p in NOTEBOOKS]
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +73,7 @@ def test_title_names_are_read_from_backticks_only():
     assert set(NAMED.findall(source)) == {"fig_6_9_a", "table_6_5_tests"}
 
 
-@pytest.mark.parametrize("path", cases("runs"))
+@pytest.mark.parametrize("path", NOTEBOOK_CASES)
 def test_notebook_runs_on_smoke_and_saves_figures(path, executed):
     _, folder, _ = executed(path)
     assert list(folder.glob("fig_*.pdf")) and list(folder.glob("fig_*.png")), "the notebook saved no figure"
@@ -99,7 +81,7 @@ def test_notebook_runs_on_smoke_and_saves_figures(path, executed):
         assert pdf.with_suffix(".png").exists(), f"{pdf.name} has no PNG"
 
 
-@pytest.mark.parametrize("path", cases("names"))
+@pytest.mark.parametrize("path", NOTEBOOK_CASES)
 def test_the_title_cell_names_every_figure_and_table_the_notebook_saves(path, executed):
     """Both ways: each name in the title cell was written (figures as PDF + PNG, tables as CSV + TeX), and
     each figure or table written is named (a table's `<name>_tests` counts as named with `<name>`)."""
@@ -178,14 +160,14 @@ def test_the_tests_table_check_wants_every_column_and_a_holm_adjusted_p(tmp_path
                                               "table_9_3_tests.csv: p_holm is not a Holm adjustment of p"]
 
 
-@pytest.mark.parametrize("path", cases("outputs"))
+@pytest.mark.parametrize("path", NOTEBOOK_CASES)
 def test_no_cell_output_holds_an_error_or_a_nan_warning(path, executed):
     _, _, notebook = executed(path)
     problems = output_problems(notebook)
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("path", cases("tests"))
+@pytest.mark.parametrize("path", NOTEBOOK_CASES)
 def test_every_tests_table_has_the_welch_and_holm_columns(path, executed):
     """DESIGN 6: every test table has n_a, n_b, t, df, p and p_holm; every notebook runs Welch tests
     (DESIGN 4), so each saves at least one such table."""

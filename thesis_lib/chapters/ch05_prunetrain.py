@@ -110,7 +110,7 @@ class PruneTrainPlan:
 
 PRUNETRAIN_PLANS: dict[str, PruneTrainPlan] = {
     "smoke": PruneTrainPlan(lasso_ratio=0.8, threshold=3e-2, interval=1, lr=0.05, lasso_ratios=(0.8, 0.9),
-                            intervals=(1, 2), thresholds=(3e-2,), lrs=(0.05,), seeds=(0, 1)),
+                            intervals=(1, 2), thresholds=(3e-2, 5e-2), lrs=(0.05, 0.1), seeds=(0, 1)),
     "quick": PruneTrainPlan(lasso_ratio=0.8, threshold=5e-2, interval=2, lr=0.05,
                             lasso_ratios=(0.7, 0.8, 0.9), intervals=(1, 2, 5),
                             thresholds=(3e-2, 5e-2, 1e-1), lrs=(0.025, 0.05, 0.1), seeds=(0, 1, 2, 3, 4)),
