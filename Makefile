@@ -34,7 +34,7 @@ notebooks: data
 # Tests: unit tests of every module and a smoke-profile run of every notebook. The smoke nets are tiny:
 # one intra-op thread per process is faster than several.
 test: data
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 benchmark: setup
 	$(PY) benchmarks/epoch_time.py

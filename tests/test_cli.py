@@ -142,7 +142,7 @@ def test_a_malformed_command_line_is_a_usage_error_with_exit_2(argv, message, ca
 def test_an_unknown_training_parameter_is_one_message_exit_2_and_writes_nothing(isolated_results, capsys):
     assert main(["run", "baseline", "--profile", "smoke", "--param", "colour=1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown training parameter(s) ['colour']") and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: unknown param(s) ['colour'] of experiment 'baseline'") and len(err.strip().splitlines()) == 1
     assert not list((isolated_results / "results").rglob("config.json"))
 
 
@@ -171,21 +171,24 @@ def _write_notebook(folder, name, cells):
     nbformat.write(notebook, folder / f"{name}.ipynb")
 
 
-def test_notebooks_runs_the_selected_ones_on_the_profile_and_exits_0(isolated_results, capsys):
-    """--only selects by prefix; the notebook sees the profile as its parameter and in THESIS_PROFILE /
-    THESIS_NOTEBOOK; its executed copy lands in figures/<profile>/<notebook>/."""
+def test_notebooks_runs_the_selected_ones_on_the_profile_and_exits_0(isolated_results, capsys, monkeypatch):
+    """--only selects by prefix; the notebook sees the profile as its parameter (no THESIS_PROFILE or
+    THESIS_NOTEBOOK is passed on: notebooks name themselves); its executed copy lands in
+    figures/<profile>/<notebook>/."""
     import nbformat
 
+    for variable in ("THESIS_PROFILE", "THESIS_NOTEBOOK"):
+        monkeypatch.delenv(variable, raising=False)
     folder = isolated_results / "notebooks"
-    _write_notebook(folder, "01_first", ["import os; print(profile, os.environ['THESIS_PROFILE'], "
-                                         "os.environ['THESIS_NOTEBOOK'])"])
+    _write_notebook(folder, "01_first", ["import os; print(profile, os.environ.get('THESIS_PROFILE'), "
+                                         "os.environ.get('THESIS_NOTEBOOK'))"])
     _write_notebook(folder, "02_second", ["raise ValueError('must not run')"])
     assert main(["notebooks", "--profile", "smoke", "--only", "01", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "== 01_first (smoke)" in out and "02_second" not in out and "FAILED" not in out
     executed = nbformat.read(isolated_results / "figures" / "smoke" / "01_first" / "01_first.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
-    assert printed.strip() == "smoke smoke 01_first"
+    assert printed.strip() == "smoke None None"
     assert not (isolated_results / "figures" / "smoke" / "02_second").exists()
 
 

@@ -354,7 +354,7 @@ def test_train_loss_and_accuracy_are_the_sample_weighted_means_over_the_epochs_b
 
 def test_a_model_handed_over_in_eval_mode_is_trained_in_train_mode(digits_small):
     """The loop switches to train mode itself: batch statistics normalise and the running statistics move."""
-    cfg = config(epochs=2)
+    cfg = config(epochs=2, milestones=(1,))
     in_train_mode = Trainer(seeded_model(TINY, 0), digits_small, cfg, progress=False)
     reference = in_train_mode.fit()
     handed_in_eval = seeded_model(TINY, 0).eval()
