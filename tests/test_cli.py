@@ -223,3 +223,44 @@ def test_python_dash_m_thesis_lib_returns_mains_exit_code(isolated_results):
     done = subprocess.run([sys.executable, "-m", "thesis_lib", "run", "nothing", "--profile", "smoke"],
                           capture_output=True, text=True, env=env, cwd=root, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: unknown experiment 'nothing'")
+
+
+def test_progress_lines_say_runs_done_the_epoch_and_a_rough_eta():
+    from thesis_lib.cli import progress_line
+
+    record = {"notebook": "05_prunetrain", "sweep": "prunetrain", "runs_total": 45, "runs_done": 9,
+              "epoch": 5, "epochs": 10, "sweep_started": 1000.0}
+    # 9.5 runs in 190 s: 20 s a run, 35.5 runs left
+    assert progress_line(record, now=1190.0) == ("05_prunetrain: prunetrain runs 9/45 epoch 5/10 about 11.8 min "
+                                                 "left in this sweep")
+    done = {**record, "runs_done": 45}
+    assert progress_line(done, now=1190.0) == "05_prunetrain: prunetrain runs 45/45"
+    assert progress_line({"notebook": "x", "run": "baseline", "epoch": 2, "epochs": 10}, 0.0) == "x: baseline epoch 2/10"
+
+
+def test_a_sweep_reports_its_progress_and_the_printer_shows_only_what_changed(isolated_results, capsys, monkeypatch):
+    from thesis_lib.cli import ProgressPrinter
+    from thesis_lib.experiments import progress_dir, seed_grid, sweep
+
+    monkeypatch.setenv("THESIS_NOTEBOOK", "03_baseline")
+    printer = ProgressPrinter(progress_dir(), interval=3600)
+    sweep("baseline", seed_grid("smoke", model=["narrow"]), profile="smoke", progress=False)
+    lines = printer.print_changes()
+    assert lines == ["03_baseline: baseline runs 2/2"]
+    assert printer.print_changes() == []  # nothing new
+    assert "   .. 03_baseline: baseline runs 2/2" in capsys.readouterr().out
+
+
+def test_tensorboard_logs_every_epoch_into_the_run_folder(isolated_results, monkeypatch):
+    pytest.importorskip("tensorboard", reason="TensorBoard is in the test extras; install them")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from thesis_lib.experiments import TENSORBOARD_ENV, run
+
+    monkeypatch.setenv(TENSORBOARD_ENV, "1")
+    result = run("baseline", {"model": "narrow", "seed": 0}, profile="smoke", progress=False)
+    events = EventAccumulator(str(result.path / "tensorboard" / "train"))
+    events.Reload()
+    scalars = events.Scalars("test_acc")
+    assert [event.step for event in scalars] == result.history["epoch"].tolist()
+    assert [event.value for event in scalars] == pytest.approx(result.history["test_acc"].tolist())

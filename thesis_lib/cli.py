@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import project_root
-from .experiments import PROFILES, get_profile
+from .experiments import PROFILES, TENSORBOARD_ENV, get_profile, progress_dir
 
 
 @dataclass
@@ -96,10 +98,75 @@ def run_notebooks(profile: str, only: Sequence[str] | None = None, progress: boo
         print(f"   {path.stem} {outcome.status} in {outcome.minutes:.2f} min {outcome.detail}", flush=True)
         return outcome
 
-    if jobs == 1:
-        return [execute(path) for path in paths]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: papermill waits on its kernel
-        return list(pool.map(execute, paths))
+    with ProgressPrinter(progress_dir(), interval=PROGRESS_INTERVAL):
+        if jobs == 1:
+            return [execute(path) for path in paths]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: papermill waits on its kernel
+            return list(pool.map(execute, paths))
+
+
+PROGRESS_INTERVAL = 15.0
+
+
+def progress_line(record: dict, now: float) -> str:
+    """One line of a kernel's progress record (`experiments.report_progress`): the notebook, its sweep's
+    runs done of total, the current run's epoch, and a rough ETA of the sweep from its pace so far (runs
+    loaded from the cache count as done, so the estimate is only a guide)."""
+    parts = [f"{record.get('notebook', '?')}:"]
+    if "sweep" in record:
+        total, done = int(record.get("runs_total", 0)), int(record.get("runs_done", 0))
+        parts.append(f"{record['sweep']} runs {done}/{total}")
+        epochs, epoch = int(record.get("epochs") or 0), int(record.get("epoch") or 0)
+        if epochs and done < total:
+            parts.append(f"epoch {epoch}/{epochs}")
+        progress = done + (epoch / epochs if epochs and done < total else 0.0)
+        elapsed = now - float(record.get("sweep_started", now))
+        if 0 < progress < total and elapsed > 0:
+            parts.append(f"about {elapsed / progress * (total - progress) / 60:.1f} min left in this sweep")
+    elif "run" in record:
+        parts.append(f"{record['run']} epoch {record.get('epoch')}/{record.get('epochs')}")
+    return " ".join(parts)
+
+
+class ProgressPrinter:
+    """While notebooks run headlessly, prints every `interval` seconds one `progress_line` per kernel whose
+    progress file in `folder` changed since the last print (papermill itself only counts cells)."""
+
+    def __init__(self, folder: Path, interval: float) -> None:
+        self.folder, self.interval = folder, interval
+        self._stop = threading.Event()
+        self._printed: dict[str, str] = {}
+        self._started = time.time()
+
+    def __enter__(self) -> "ProgressPrinter":
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.print_changes()
+
+    def print_changes(self) -> list[str]:
+        """Print (and return) the lines of the progress files written since this printer started."""
+        lines = []
+        for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):  # being replaced right now: next time
+                continue
+            if float(record.get("updated", 0)) < self._started:
+                continue
+            line = progress_line(record, time.time())
+            if self._printed.get(path.name) != line:
+                self._printed[path.name] = line
+                lines.append(line)
+                print(f"   .. {line}", flush=True)
+        return lines
 
 
 def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
@@ -181,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notebooks.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     notebooks.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 03 05")
     notebooks.add_argument("--no-progress", action="store_true")
+    notebooks.add_argument("--tensorboard", action="store_true",
+                           help="log every run's epochs for TensorBoard into its run folder (tensorboard/)")
     notebooks.add_argument("--jobs", type=int, default=1, metavar="N",
                            help="notebooks at a time (default 1; the number of cores on the small profiles)")
     one = commands.add_parser("run", help="run (or load) one cached experiment and print its summary")
@@ -244,6 +313,8 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
                          indent=2))
         return 0
+    if args.tensorboard:
+        os.environ[TENSORBOARD_ENV] = "1"  # the kernels inherit it
     start = time.perf_counter()
     outcomes = run_notebooks(args.profile, args.only, progress=not args.no_progress, jobs=args.jobs)
     print_summary(outcomes)

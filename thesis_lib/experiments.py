@@ -233,7 +233,61 @@ class RunContext:
         threads = "auto" if self.profile.cpu_threads is None else self.profile.cpu_threads
         return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
                        device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
-                       progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads)
+                       progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads,
+                       epoch_callback=EpochReporter(self.name, self.run_dir, phase))
+
+
+PROGRESS_DIR = ".progress"
+TENSORBOARD_ENV = "THESIS_TENSORBOARD"
+_progress: dict[str, Any] = {}
+
+
+def progress_dir() -> Path:
+    """Where running processes report their progress (one JSON file per process, `report_progress`)."""
+    return results_root() / PROGRESS_DIR
+
+
+def report_progress(**fields: Any) -> None:
+    """Merge `fields` into this process's progress record and write it atomically to
+    `progress_dir()/<pid>.json`, with the notebook (THESIS_NOTEBOOK, which `plots.use_notebook` sets) and
+    the time. The `notebooks` command reads these files to print runs done, epoch and ETA during a
+    headless re-run. Reporting never stops a run: a folder that cannot be written is skipped."""
+    _progress.update(fields, notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"),
+                     updated=time.time())
+    folder = progress_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(folder / f"{os.getpid()}.json", json.dumps(_progress))
+    except OSError:
+        pass
+
+
+@dataclass
+class EpochReporter:
+    """A Trainer's `epoch_callback` for the run store: reports the epoch to `report_progress` and, when
+    THESIS_TENSORBOARD is set (`notebooks --tensorboard`), writes the epoch's numbers as TensorBoard scalars
+    into `<run folder>/tensorboard/<phase>` (live curves: `tensorboard --logdir results/<profile>`)."""
+
+    run: str
+    run_dir: Path
+    phase: str
+    _writer: Any = None
+
+    def __call__(self, trainer: Trainer, record: Mapping[str, Any]) -> None:
+        report_progress(run=self.run, phase=self.phase, epoch=int(record["epoch"]), epochs=trainer.config.epochs)
+        if not os.environ.get(TENSORBOARD_ENV):
+            return
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise RuntimeError(f"{TENSORBOARD_ENV} is set but TensorBoard is not installed: "
+                                   "pip install tensorboard (or unset it)") from error
+            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / self.phase))
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                self._writer.add_scalar(key, value, global_step=int(record["epoch"]))
+        self._writer.flush()
 
 
 ExperimentFunction = Callable[[RunContext], RunOutput]
@@ -729,8 +783,10 @@ def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profil
     """
     grid = list(grid)
     results = []
-    for params in tqdm(grid, desc=f"{name} sweep", disable=not progress):
+    report_progress(sweep=name, runs_total=len(grid), runs_done=0, sweep_started=time.time(), epoch=0, epochs=0)
+    for index, params in enumerate(tqdm(grid, desc=f"{name} sweep", disable=not progress)):
         results.append(run(name, params, profile=profile, progress=False))
+        report_progress(runs_done=index + 1)
     summary_rows, histories = [], []
     for result in results:
         columns = _flat("", result.params)

@@ -149,10 +149,12 @@ def use_notebook(notebook: str, profile: str) -> Path:
     """Name the running notebook and its profile: every later `save` and `tables.save` without a notebook
     or profile of its own writes into `figures/<profile>/<notebook>/`, however the notebook is run
     (papermill, nbconvert, JupyterLab). Each notebook calls it in its first code cell with its own
-    `profile` parameter; returns that folder."""
+    `profile` parameter; returns that folder. The name is also exported to this process as
+    THESIS_NOTEBOOK, so that the run store's progress reports (`experiments.report_progress`) name it."""
     _check_path_part(notebook, "notebook")
     _check_path_part(profile, "profile")
     _CURRENT_NOTEBOOK.update(notebook=notebook, profile=profile)
+    os.environ["THESIS_NOTEBOOK"] = notebook
     return figure_dir()
 
 

@@ -306,6 +306,9 @@ class Trainer:
     Hooks that change the architecture (PruneTrain, Net2Net growth) replace the model: after `fit()` the
     trained network is `trainer.model`, not the object passed in (which keeps its old shape and weights).
 
+    `epoch_callback(trainer, record)` runs after every epoch's checkpoint, for reporting (live progress,
+    TensorBoard); it is no part of the run's state and is not checkpointed.
+
     `cpu_threads` (CPU only): torch's intra-op threads, set for the whole process when the Trainer is made.
     "auto" uses 1 thread for small nets (under `SMALL_NET_FLOPS` forward FLOPs per batch, e.g. the thesis
     nets on 8x8 digits), where more threads only add synchronisation (2 threads ran 4-10x slower than 1 on
@@ -321,6 +324,7 @@ class Trainer:
     progress: bool = True
     description: str = "train"
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_callback: Callable[["Trainer", dict[str, Any]], None] | None = None
     cpu_threads: int | Literal["auto"] | None = "auto"
 
     def __post_init__(self) -> None:
@@ -458,6 +462,8 @@ class Trainer:
         self.epoch = epoch + 1
         if self.checkpoint_path is not None:
             self._save_checkpoint(Path(self.checkpoint_path))
+        if self.epoch_callback is not None:  # reporting only (progress, TensorBoard): not part of the run's state
+            self.epoch_callback(self, record)
         return record
 
     def flops(self) -> int:
