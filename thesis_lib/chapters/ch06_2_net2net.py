@@ -14,6 +14,7 @@ from typing import Any, Literal, Mapping, Sequence
 import pandas as pd
 import torch
 
+from .. import plots
 from ..experiments import RunContext, RunOutput, experiment, get_profile, plan_default, summarize_training
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
 from ..models import count_flops, count_parameters
@@ -372,3 +373,36 @@ def _grown_from_scratch(context: RunContext, operation: str, seed: int, grow_epo
                "acc_at_growth": float("nan"), "params_before": count_parameters(narrow),
                "flops_before": count_flops(narrow, tuple(data.shape[1:])), "grown_spec": trainer.model.spec.to_json()}
     return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+OPERATION_LABELS = {"widen_one": {"de": "letzte Phase breiter", "en": "last stage wider"},
+                    "widen_all": {"de": "alle Phasen breiter", "en": "all stages wider"},
+                    "deepen": {"de": "+1 Block in Phase 3", "en": "+1 block in stage 3"},
+                    "deepen_layer": {"de": "Identitätsschicht", "en": "identity layer"},
+                    "widen_deepen": {"de": "breiter + 1 Block", "en": "wider + 1 block"}}
+ARM_LABELS = {"wide from scratch": {"de": "breit, neu", "en": "wide, scratch"},
+              "narrow from scratch": {"de": "schmal, neu", "en": "narrow, scratch"},
+              "net2net": {"de": "Net2Net", "en": "Net2Net"}, "random": {"de": "zufällig", "en": "random"},
+              "scratch": {"de": "neu trainiert", "en": "from scratch"}}
+
+
+def group_label(group: str) -> str:
+    """A printable label of a chapter 6.2 group in the figures' language: "widen_one, net2net" becomes
+    "letzte Phase breiter\\nNet2Net", a baseline "breit, neu"."""
+    language = plots.language()
+    if group in ARM_LABELS:
+        return ARM_LABELS[group][language]
+    operation, init = group.split(", ")
+    return f"{OPERATION_LABELS[operation][language]}\n{ARM_LABELS[init][language]}"
+
+
+ARM_LEGEND = {"wide from scratch": {"de": "breites Netz, neu trainiert", "en": "wide net from scratch"},
+              "narrow from scratch": {"de": "schmales Netz, neu trainiert", "en": "narrow net from scratch"},
+              "Net2Net init": {"de": "Net2Net-Initialisierung", "en": "Net2Net init"},
+              "random init": {"de": "zufällige Initialisierung", "en": "random init"},
+              "grown net from scratch": {"de": "gewachsenes Netz, neu trainiert", "en": "grown net from scratch"}}
+
+
+def arm_label(arm: str) -> str:
+    """The legend text of an arm of `label_runs` (column "arm") in the figures' language."""
+    return ARM_LEGEND[arm][plots.language()]
