@@ -300,3 +300,16 @@ def test_a_p_holm_exactly_at_alpha_is_not_significant():
     assert at["p_holm"].tolist() == [0.05] and at["verdict"].tolist() == ["not significant"]
     assert below["verdict"].tolist() == ["significant"]
     assert with_holm(pd.DataFrame({"p": [0.1]}), alpha=0.1)["verdict"].tolist() == ["not significant"]
+
+
+def test_holm_tables_give_each_test_one_verdict_the_adjusted_one():
+    from thesis_lib.stats import welch_table, with_holm
+
+    table = with_holm(welch_table([("a vs b", [1.0, 1.1, 0.9, 1.05, 0.95], [1.3, 1.4, 1.2, 1.35, 1.25]),
+                                   ("c vs d", [1.0, 1.2, 0.8, 1.1, 0.9], [1.05, 1.25, 0.85, 1.15, 0.95]),
+                                   ("e vs f", [2.0, 2.0], [2.0, 2.0])]))
+    first, second, undefined = table["sentence"]
+    assert first.endswith(f"p = {table['p'][0]:.3g}; Holm-adjusted p = {table['p_holm'][0]:.3g}: significant.")
+    assert second.endswith(f"; Holm-adjusted p = {table['p_holm'][1]:.3g}: not significant.")
+    assert all("at the 5% level" not in s for s in (first, second))
+    assert undefined.endswith("Welch t-test undefined (no variance in either sample).")

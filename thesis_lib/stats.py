@@ -10,6 +10,7 @@ few runs (typically 5 seeds) and need not share a variance, hence Welch's test r
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
@@ -278,10 +279,25 @@ def adjust_pvalues(p: ArrayLike, method: str = "holm") -> np.ndarray:
 
 def with_holm(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """A `welch_table` with p_holm (Holm-adjusted over all its rows: one family) and a verdict from it:
-    "significant" (p_holm < alpha), "not significant", or "undefined (no variance)"."""
+    "significant" (p_holm < alpha), "not significant", or "undefined (no variance)". Its sentences then carry
+    that verdict only (the raw p stays as a number)."""
     _require_columns(table, ["p"])
     out = table.copy()
     out["p_holm"] = adjust_pvalues(out["p"].to_numpy(dtype=float))
     out["verdict"] = np.where(out["p_holm"].isna(), "undefined (no variance)",
                               np.where(out["p_holm"] < alpha, "significant", "not significant"))
+    if "sentence" in out:
+        out["sentence"] = [_holm_sentence(sentence, p_holm, verdict)
+                           for sentence, p_holm, verdict in zip(out["sentence"], out["p_holm"], out["verdict"])]
     return out
+
+
+_RAW_VERDICT = re.compile(r": (?:not )?significant at the [0-9.]+% level\.$")
+
+
+def _holm_sentence(sentence: str, p_holm: float, verdict: str) -> str:
+    """A test's sentence with one verdict, the Holm-adjusted one: the raw p stays as a number, its own
+    verdict is replaced (an undefined test's sentence stays as it is)."""
+    if not _RAW_VERDICT.search(sentence):
+        return sentence
+    return _RAW_VERDICT.sub(f"; Holm-adjusted p = {p_holm:.3g}: {verdict}.", sentence)

@@ -157,3 +157,13 @@ def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against
     assert CONTROL == "none"
     with pytest.raises(ValueError, match="no control runs"):
         regularizer_tests(pd.DataFrame(rows[:6]))
+
+
+def test_the_shrunk_structure_is_retrained_from_scratch_with_the_profiles_schedule(isolated_results):
+    params = {"model": "wide", "resource": "flops", "relative_strength": 10.0, "shrink_threshold": 1e-2, "seed": 1}
+    shrunk = run("morphnet_shrink", params, profile="smoke", progress=False)
+    retrained = run("morphnet_shrink_retrain", params, profile="smoke", progress=False)
+    assert retrained.model().spec == shrunk.model().spec  # the structure step 2 found, nothing else
+    assert retrained.summary["final_params"] == shrunk.summary["alive_params"]
+    assert retrained.summary["shrunk_acc"] == shrunk.summary["shrunk_acc"]
+    assert retrained.history["lr"].tolist() == pytest.approx([0.05, 0.005])  # smoke's step schedule, not constant

@@ -28,7 +28,7 @@ class Chapter:
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("03_baseline", "3.1.4", "Baseline", ch03_baseline.__name__, ("baseline",)),
     Chapter("04_morphnet", "4", "MorphNet", ch04_morphnet.__name__,
-            ("morphnet_regularize", "morphnet_shrink", "morphnet_search")),
+            ("morphnet_regularize", "morphnet_shrink", "morphnet_shrink_retrain", "morphnet_search")),
     Chapter("05_prunetrain", "5", "PruneTrain", ch05_prunetrain.__name__, ("prunetrain",)),
     Chapter("06_1_batch_size", "6.1", "Batch size", ch06_1_batch_size.__name__, ("prunetrain_batch",)),
     Chapter("06_2_net2net", "6.2", "Net2Net", ch06_2_net2net.__name__, ("net2net_grow",)),

@@ -10,7 +10,7 @@ itself is `thesis_lib.methods.morphnet`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, Sequence
 
 import pandas as pd
@@ -197,6 +197,29 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=regularized.history, summary={**kept, **summary}, model=shrunk)
 
 
+@experiment("morphnet_shrink_retrain", version=1, params=ShrinkParams, train_config=True)
+def morphnet_shrink_retrain_experiment(context: RunContext) -> RunOutput:
+    """Chapter 4, figure 4.2 (c): the shrunk structure of a `morphnet_shrink` run (same params) trained from
+    scratch with the profile's schedule, like the chapter-3 baseline: what the structure found at this
+    strength and threshold is worth, apart from the weights the regularizer left.
+
+    The summary adds to `summarize_training` the structure's parameters (final_params) and keeps the
+    shrunk net's cost ratio (cost_ratio_shrunk) and its accuracy before retraining (shrunk_acc).
+    """
+    params = dict(context.params)
+    shrunk = run("morphnet_shrink", params, profile=context.profile, progress=context.progress)
+    seed = int(params["seed"])
+    train = {key: value for key, value in params.items()
+             if key not in {f.name for f in fields(ShrinkParams)}}
+    config = context.train_config(seed=seed, **train)
+    trainer = context.trainer(seeded_model(shrunk.model().spec, seed), config)
+    history = trainer.fit()
+    resource = params["resource"]
+    summary = {**summarize_training(history), "final_params": count_parameters(trainer.model),
+               "cost_ratio_shrunk": shrunk.summary[f"{resource}_ratio"], "shrunk_acc": shrunk.summary["shrunk_acc"]}
+    return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
 @experiment("morphnet_search", version=2, params=SearchParams, train_config=True)  # 2: He-normal init, no weight decay on BN
 def morphnet_search_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, algorithm 2.2: grow the seed net (default the narrow ResNet) to the budget of another
@@ -377,8 +400,8 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     axes[1].sharey(axes[0])
     plots.boxplot(axes[2], summary, x="group", y="final_acc", order=order)
     axes[2].set(title="(c)", xlabel="", ylabel=plots.label("final_acc"))
-    axes[2].set_xticks(range(len(order)), [label.replace("-", "-\n", 1).replace(" (", "\n(") for label in order],
-                       fontsize=6)
+    short = {"de": ("FLOPs", "Größe", "ohne"), "en": ("FLOPs", "size", "none")}[language]
+    axes[2].set_xticks(range(len(order)), short, fontsize=7)
     n = int(summary.groupby("group").size().min())
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=6.5,

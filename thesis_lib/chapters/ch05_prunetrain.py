@@ -307,7 +307,7 @@ def _setting_tests(settings: pd.DataFrame, labels: Sequence[str], name: str,
 
 
 def _sentences(tests: pd.DataFrame) -> list[str]:
-    return [f"{row.sentence} Holm-adjusted p = {row.p_holm:.3g}: {row.verdict}." for row in tests.itertuples()]
+    return list(tests["sentence"])
 
 
 def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int,

@@ -318,6 +318,10 @@ def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label="gleich")
     ax.set(xlabel="maximale Batchgröße (Speicherprüfung)", ylabel="Batchgröße nach der Regel des Entwurfs",
            xlim=(0, top), ylim=(0, top))
-    ax.legend(fontsize=6.5)
-    plots.stamp(fig, stamp[0], stamp[1], f"{len(shown)} Netze")
+    if shown.empty:  # the line is <= 0 at every pruned net: say so instead of an empty plot
+        ax.text(0.5, 0.55, f"Die Regel ergibt für alle {len(rules)} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
+                "\nsie sind kleiner als jedes Netz,\nan das die Gerade angepasst wurde.",
+                transform=ax.transAxes, ha="center", va="center", fontsize=7)
+    ax.legend(fontsize=6.5, loc="lower right")
+    plots.stamp(fig, stamp[0], stamp[1], f"{len(shown)} von {len(rules)} Netzen")
     return fig
