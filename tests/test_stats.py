@@ -90,7 +90,7 @@ def test_welch_no_variance_is_undefined_not_an_error():
     assert result.diff == -1.0
     assert "undefined (no variance" in result.sentence("Accuracy")
     assert set(result.as_dict()) == {"t", "p", "df", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
-                                     "n_a", "n_b", "confidence"}
+                                     "n_a", "n_b", "confidence", "constant"}
 
 
 @pytest.mark.parametrize("a, b, message", [
@@ -313,3 +313,12 @@ def test_holm_tables_give_each_test_one_verdict_the_adjusted_one():
     assert second.endswith(f"; Holm-adjusted p = {table['p_holm'][1]:.3g}: not significant.")
     assert all("at the 5% level" not in s for s in (first, second))
     assert undefined.endswith("Welch t-test undefined (no variance in either sample).")
+
+
+def test_a_sample_without_variance_is_named_in_the_sentence():
+    from thesis_lib.stats import welch_ttest
+
+    result = welch_ttest([1.0, 1.0, 1.0, 1.0, 1.0], [0.5, 0.6, 0.55, 0.52, 0.58])
+    assert result.constant == "a" and welch_ttest([0.5, 0.6], [1.0, 1.0]).constant == "b"
+    assert "(all 5 values of the first group are equal)" in result.sentence("kept")
+    assert welch_ttest([0.5, 0.6], [0.7, 0.9]).constant == ""

@@ -71,6 +71,7 @@ class WelchResult:
     n_a: int
     n_b: int
     confidence: float = 0.95
+    constant: str = ""  # "a" or "b" when that sample does not vary (both: the test is undefined)
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -88,7 +89,9 @@ class WelchResult:
         interval = (f"{self.confidence * 100:g}% CI "
                     f"[{_format_number(self.ci_low, unit)}, {_format_number(self.ci_high, unit)}]")
         verdict = "significant" if self.p < 1.0 - self.confidence else "not significant"
-        return (f"{means} (difference {_format_number(self.diff, unit)}, {interval}), "
+        constant = (f" (all {self.n_a if self.constant == 'a' else self.n_b} values of "
+                    f"{'the first' if self.constant == 'a' else 'the second'} group are equal)") if self.constant else ""
+        return (f"{means} (difference {_format_number(self.diff, unit)}, {interval}){constant}, "
                 f"Welch t = {self.t:.3g}, df = {self.df:.3g}, p = {self.p:.3g}: {verdict} at the {level} level.")
 
 
@@ -115,7 +118,8 @@ def welch_ttest(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> WelchRe
         test = scipy_stats.ttest_ind(sample_a, sample_b, equal_var=False)
     interval = test.confidence_interval(confidence_level=confidence)
     return WelchResult(t=float(test.statistic), p=float(test.pvalue), df=float(test.df),
-                       ci_low=float(interval.low), ci_high=float(interval.high), **common)
+                       ci_low=float(interval.low), ci_high=float(interval.high),
+                       constant="a" if constant_a else "b" if constant_b else "", **common)
 
 
 @dataclass(frozen=True)

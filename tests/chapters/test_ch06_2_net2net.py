@@ -201,3 +201,24 @@ def test_the_scratch_arm_trains_the_grown_architecture_from_a_fresh_init(isolate
     assert scratch.summary["params_before"] == grown.history["params"].iloc[0]  # the narrow net it stands for
     with pytest.raises(ValueError, match="param 'init' of experiment 'net2net_grow' must be 'net2net' \\| 'random'"):
         run("net2net_grow", {"operation": "deepen", "init": "copy"}, profile="smoke", progress=False)
+
+
+def test_init_verdicts_sort_the_operations_by_the_holm_adjusted_net2net_vs_random_test():
+    from thesis_lib import stats
+    from thesis_lib.chapters.ch06_2_net2net import init_verdicts
+
+    tests = stats.with_holm(stats.welch_table([
+        ("final accuracy, widen_one, net2net vs widen_one, random", [0.95, 0.96, 0.955, 0.958, 0.952],
+         [0.90, 0.91, 0.905, 0.908, 0.902]),
+        ("final accuracy, deepen, net2net vs deepen, random", [0.90, 0.91, 0.905, 0.908, 0.902],
+         [0.95, 0.96, 0.955, 0.958, 0.952]),
+        ("final accuracy, widen_all, net2net vs widen_all, random", [0.9, 0.95, 0.92, 0.97, 0.91],
+         [0.93, 0.9, 0.96, 0.92, 0.94]),
+    ]))
+    text = init_verdicts(tests, ["widen_one", "deepen", "widen_all"])
+    assert text.startswith("Net2Net's init against random init of the new units, final accuracy, 3 operations:")
+    assert "significantly better: widen_one (0.955 vs 0.905" in text
+    assert "significantly worse: deepen (0.905 vs 0.955" in text
+    assert "not distinguishable on these runs: widen_all" in text
+    with pytest.raises(ValueError, match="no test of widen_deepen"):
+        init_verdicts(tests, ["widen_deepen"])

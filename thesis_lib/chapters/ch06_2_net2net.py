@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -285,7 +286,8 @@ def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str],
                                what: str = "final accuracy") -> list[tuple[str, Any, Any]]:
     """The (label, a, b) pairs of chapter 6.2's Welch t-tests (for `stats.welch_table`): every grown group
     against the wide and the narrow net from scratch, then Net2Net against random init and against the grown
-    architecture from scratch, per operation.
+    architecture from scratch, per operation. A pair whose runs give identical values (the grown architecture
+    from scratch is the wide net itself, trained with the same seeds) is no comparison and is left out.
     `value` is the summary column compared, `what` names it in the labels."""
     samples = {group: part[value].to_numpy() for group, part in summary.groupby("group")}
     comparisons = []
@@ -297,6 +299,8 @@ def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str],
             if missing:
                 raise ValueError(f"no runs of group(s) {missing} in the summary; run the plan's grid and both "
                                  "baselines, and label them with label_runs")
+            if np.array_equal(samples[group], samples[reference]):  # the same net and seeds: the same runs
+                continue
             comparisons.append((f"{what}, {group} vs {reference}", samples[group], samples[reference]))
     return comparisons
 
@@ -406,3 +410,24 @@ ARM_LEGEND = {"wide from scratch": {"de": "breites Netz, neu trainiert", "en": "
 def arm_label(arm: str) -> str:
     """The legend text of an arm of `label_runs` (column "arm") in the figures' language."""
     return ARM_LEGEND[arm][plots.language()]
+
+
+def init_verdicts(tests: pd.DataFrame, operations: Sequence[str]) -> str:
+    """The Net2Net paper's claim checked per operation: is the function-preserving init better than random
+    init of the new units? From the Holm-adjusted tests of `final_accuracy_comparisons` (`stats.with_holm`):
+    the operations where Net2Net is significantly better, significantly worse, or not distinguishable."""
+    better, worse, undecided = [], [], []
+    for operation in operations:
+        rows = tests[tests["comparison"].str.endswith(f", {operation}, net2net vs {operation}, random")]
+        if rows.empty:
+            raise ValueError(f"no test of {operation}, net2net vs random init; pass the tests of all operations")
+        row = rows.iloc[0]
+        entry = f"{operation} ({row['mean_a']:.3f} vs {row['mean_b']:.3f}, Holm p = {row['p_holm']:.3g})"
+        (better if row["verdict"] == "significant" and row["diff"] > 0 else
+         worse if row["verdict"] == "significant" else undecided).append(entry)
+    parts = [f"Net2Net's init against random init of the new units, final accuracy, {len(operations)} operations:"]
+    for name, entries in (("significantly better", better), ("significantly worse", worse),
+                          ("not distinguishable on these runs", undecided)):
+        if entries:
+            parts.append(f"{name}: {'; '.join(entries)}.")
+    return " ".join(parts)
