@@ -88,13 +88,16 @@ def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
 
 
 def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
-    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "seed": 0}
+    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "gamma_threshold": 0.999, "seed": 0}
     regularized = run("morphnet_regularize", params, profile="smoke", progress=False)
     history, summary = regularized.history, regularized.summary
     model = regularized.model()
     full_flops, full_size = count_flops(model, INPUT), weight_entries(model)
     assert (summary["full_flops"], summary["full_size"], summary["full_cost"]) == (full_flops, full_size, full_size)
-    assert history["morphnet_cost"].tolist() == history["alive_size"].tolist()
+    shrunk = build_resnet(ResNetSpec.from_json(summary["alive_spec"]))
+    # the last epoch's hard-thresholded costs are those of the net of its alive channels, counted independently
+    assert history["morphnet_cost"].iloc[-1] == history["alive_size"].iloc[-1] == weight_entries(shrunk)
+    assert history["alive_flops"].iloc[-1] == count_flops(shrunk, INPUT) < full_flops
     assert summary["lambda"] == pytest.approx(3.0 / full_size)
     assert summary["alive_flops"] == count_flops(build_resnet(ResNetSpec.from_json(summary["alive_spec"])), INPUT)
     assert len(history) == get_profile("smoke").epochs and set(history["lr"]) == {get_profile("smoke").lr}
@@ -117,7 +120,16 @@ def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
 
 
 
-def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results):
+def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results, monkeypatch):
+    import thesis_lib.chapters.ch04_morphnet as ch04
+
+    recorded = []
+
+    def recording_search(*args, **kwargs):
+        recorded.append(morphnet_search(*args, **kwargs))
+        return recorded[-1]
+
+    monkeypatch.setattr(ch04, "morphnet_search", recording_search)
     result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke",
                  progress=False)
     smoke = get_profile("smoke")
@@ -129,7 +141,12 @@ def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_result
     assert result.summary["found_flops"] == structures["flops"].iloc[-1] <= result.summary["budget"]
     assert result.model().spec.to_json() == json.dumps(json.loads(structures["spec"].iloc[-1]), sort_keys=True)
     assert len(result.history) == smoke.epochs and "morphnet_cost" not in result.history
-    assert result.summary["total_time"] == pytest.approx(result.summary["search_time"] + result.summary["retrain_time"])
+    # every phase's epoch and hook times, read from the histories the trainers returned
+    phases = [*recorded[0].search_histories, recorded[0].retrain_history]
+    assert len(phases) == 2 and recorded[0].retrain_history.equals(result.history)
+    assert result.summary["retrain_time"] == pytest.approx((result.history["epoch_time"] + result.history["hook_time"]).sum())
+    assert result.summary["total_time"] == pytest.approx(sum((h["epoch_time"] + h["hook_time"]).sum() for h in phases))
+    assert result.summary["total_time"] > result.summary["retrain_time"] > 0
 
 
 
