@@ -316,12 +316,18 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
     initial = count_flops(build_resnet(SMALL), INPUT)
     assert hook.initial_cost == initial and hook.effective_strength == pytest.approx(2.0 / initial)
     regularizer = hook.regularizer(straight)
-    term = hook.loss_term(straight, None, None, None)
-    assert term.item() == pytest.approx(2.0 / initial * regularizer.penalty().item(), rel=1e-6)
     last = history.iloc[-1]
     assert last["morphnet_cost"] == regularizer.cost() < initial  # threshold 0.9: the penalty killed channels
     assert last["morphnet_alive"] == sum(json.loads(last["morphnet_alive_groups"]).values())
     assert last["morphnet_alive"] < sum(g.size for g in regularizer.groups)
+    # The term with every gamma 1: lambda = 2 / F(initial), G = 2 F less the stem's and the classifier's
+    # single-sided FLOPs (2 x 8 x 8 x 9 x 1 x 4 and 2 x 6 x 10), as in the unit-gamma penalty test.
+    with torch.no_grad():
+        for module in straight.model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+    term = hook.loss_term(straight, None, None, None)
+    assert term.item() == pytest.approx(2.0 / initial * (2 * initial - 2 * 8 * 8 * 9 * 4 - 2 * 6 * 10), rel=1e-6)
 
     path = tmp_path / "checkpoint.pt"
     interrupted, _ = trainer(path, armed=True)
