@@ -11,8 +11,8 @@ from thesis_lib.methods.morphnet import (
     morphnet_search, resource_coefficient, scale_spec, shrink_to_alive, spec_cost, uniform_config, width_multiplier,
 )
 from thesis_lib.surgery import channel_groups, select_channels
-from thesis_lib.training import TrainConfig, Trainer, TrainingHook
-from helpers import next_breakpoint, thesis_parameter_count, weight_entries
+from thesis_lib.training import TrainConfig, Trainer
+from helpers import KillAfter, Killed, next_breakpoint, thesis_parameter_count, weight_entries
 
 
 INPUT = (1, 8, 8)
@@ -290,25 +290,13 @@ def test_uniform_config_recovers_configs_and_rejects_pruned_specs():
 
 
 
-class StopAfterFirstEpoch(TrainingHook):
-    """Simulates a kill: raises at the first step after epoch 1's checkpoint was written."""
-
-    def __init__(self, armed: bool) -> None:
-        self.armed = armed
-
-    def after_step(self, trainer):
-        if self.armed and trainer.epoch == 1:
-            raise KeyboardInterrupt
-
-
-
 def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_path):
     config = TrainConfig(epochs=2, batch_size=64, lr=0.05, schedule="constant", augment=False, seed=0)
 
     def trainer(path=None, armed=False, relative_strength=2.0):
         hook = MorphNetHook(relative_strength=relative_strength, gamma_threshold=0.9)
         torch.manual_seed(0)
-        return Trainer(build_resnet(SMALL), digits, config, hooks=[hook, StopAfterFirstEpoch(armed)],
+        return Trainer(build_resnet(SMALL), digits, config, hooks=[hook, KillAfter(1 if armed else 99)],
                        checkpoint_path=path, progress=False), hook
 
     straight, hook = trainer()
@@ -331,7 +319,7 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
 
     path = tmp_path / "checkpoint.pt"
     interrupted, _ = trainer(path, armed=True)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         interrupted.fit()
     resumed, resumed_hook = trainer(path, relative_strength=2.0)
     assert resumed_hook.initial_cost == initial
