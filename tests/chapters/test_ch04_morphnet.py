@@ -3,17 +3,18 @@
 import json
 import pandas as pd
 import pytest
+import torch
 from thesis_lib.experiments import get_profile, run, sweep
 from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
 from thesis_lib.chapters.ch04_morphnet import (
-    alive_cost_curves, layer_widths, search_structures, uniform_scaling,
+    AliveCostRecorder, alive_cost_curves, layer_widths, search_structures, uniform_scaling,
 )
 from thesis_lib.methods.morphnet import (
     morphnet_search, scale_spec, spec_cost,
 )
 from thesis_lib.surgery import channel_groups, select_channels
-from thesis_lib.training import TrainConfig
-from helpers import next_breakpoint, weight_entries
+from thesis_lib.training import TrainConfig, Trainer
+from helpers import next_breakpoint, toy_data, weight_entries
 
 
 INPUT = (1, 8, 8)
@@ -174,3 +175,25 @@ def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against
     assert CONTROL == "none"
     with pytest.raises(ValueError, match="no control runs"):
         regularizer_tests(pd.DataFrame(rows[:6]))
+
+
+def test_alive_cost_recorder_records_both_resources_and_follows_a_new_model():
+    # stage 1, one block, width 4, 1 -> 3 classes on 8x8: FLOPs (2 per MAC) stem 2 x 64 x 9 x 1 x 4 = 4,608,
+    # conv1 and conv2 2 x 64 x 9 x 4 x 4 = 18,432 each, classifier 2 x 4 x 3 = 24: 41,496;
+    # weights 36 + 144 + 144 + 12 = 336.
+    config = ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1, num_classes=3)
+    model = build_resnet(config)
+    trainer = Trainer(model, toy_data(), TrainConfig(epochs=1, batch_size=16, schedule="constant", augment=False),
+                      progress=False)
+    recorder, record = AliveCostRecorder(gamma_threshold=1e-2), {}
+    recorder.on_epoch_end(trainer, record)
+    assert record == {"alive_flops": 41_496, "alive_size": 336}
+    with torch.no_grad():  # the block's internal channels die: its main path no longer counts
+        model.stages[0].blocks[0].bn1.weight.zero_()
+    recorder.on_epoch_end(trainer, record)
+    assert record == {"alive_flops": 4_608 + 24, "alive_size": 36 + 12}
+    # after surgery the trainer holds another net: width 2, every gamma 1:
+    # 2 x 64 x 9 x 2 + 2 x (2 x 64 x 9 x 4) + 2 x 2 x 3 = 11,532 FLOPs; 18 + 36 + 36 + 6 = 96 weights
+    trainer.model = build_resnet(config.with_(widths=(2,)))
+    recorder.on_epoch_end(trainer, record)
+    assert record == {"alive_flops": 11_532, "alive_size": 96}
