@@ -1,5 +1,5 @@
 """Test helpers shared by several test files: a simulated kill, an irregular ResNet spec, toy data and
-independent counts of a net's size and of the width multiplier's breakpoints."""
+independent counts of a net's size (and the thesis's parameter table) and of the width multiplier's breakpoints."""
 
 import math
 from fractions import Fraction
@@ -67,3 +67,11 @@ def next_breakpoint(spec: ResNetSpec, omega: float) -> Fraction:
         w for s in spec.stages for b in s.blocks for w in b.widths}
     omega = Fraction(omega).limit_denominator(10**6)
     return min(Fraction(math.floor(omega * w) + 1, w) for w in widths)
+
+
+def thesis_parameter_count(stages: int, blocks: int) -> int:
+    """Parameters of the thesis's table (section 6.1): a first value per s and a constant step per extra
+    block; the wide baseline (s = 3, n = 5) has 98,522 + 4 x 97,216 = 487,386."""
+    first = {1: 5_306, 2: 24_090, 3: 98_522}
+    step = {1: 4_672, 2: 23_232, 3: 97_216}
+    return first[stages] + step[stages] * (blocks - 1)

@@ -6,17 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+from thesis_lib import models
 from thesis_lib.models import (
     NARROW_BASELINE, WIDE_BASELINE, GhostBatchNorm2d, ResNetConfig, ResNetSpec, build_resnet, count_flops,
     count_parameters, ghost_batch_sizes, parameter_table,
 )
+from helpers import thesis_parameter_count
 
 
-def thesis_parameter_count(stages: int, blocks: int) -> int:
-    """The thesis's own table (section 6.1): a first value per s and a constant step per extra block."""
-    first = {1: 5_306, 2: 24_090, 3: 98_522}
-    step = {1: 4_672, 2: 23_232, 3: 97_216}
-    return first[stages] + step[stages] * (blocks - 1)
 
 
 def test_parameter_table_matches_thesis_for_every_s_and_n():
@@ -30,10 +27,32 @@ def test_parameter_table_matches_thesis_for_every_s_and_n():
 
 def test_baselines_of_table_3_1():
     wide, narrow = build_resnet(WIDE_BASELINE), build_resnet(NARROW_BASELINE)
-    assert count_parameters(wide) == 487_386
+    assert count_parameters(wide) == thesis_parameter_count(3, 5)  # 98,522 + 4 x 97,216 = 487,386
     assert [s.width for s in wide.spec.stages] == [16, 32, 64]
     assert [s.width for s in narrow.spec.stages] == [8, 16, 32]
     assert [len(s.blocks) for s in wide.spec.stages] == [5, 5, 5]
+
+
+# Table 3.1 of the thesis ("Struktur des Netzes"), transcribed: (phase, layer, in, out) of the wide net and
+# (in, out) of the narrow one; phase "" for the stem conv and the linear layer.
+TABLE_3_1 = (
+    [("", "Conv 3x3 + BN", 3, 16, 3, 8)]
+    + [(1, "basic block", 16, 16, 8, 8)] * 5
+    + [(2, "transition block", 16, 32, 8, 16)] + [(2, "basic block", 32, 32, 16, 16)] * 4
+    + [(3, "transition block", 32, 64, 16, 32)] + [(3, "basic block", 64, 64, 32, 32)] * 4
+    + [("", "Linear", 64, 10, 32, 10)]
+)
+
+
+def test_structure_table_is_table_3_1_of_the_thesis():
+    wide, narrow = (models.structure_table(build_resnet(config)) for config in (WIDE_BASELINE, NARROW_BASELINE))
+    assert [(r["phase"], r["layer"], r["in"], r["out"]) for r in wide] == [row[:4] for row in TABLE_3_1]
+    assert [(r["phase"], r["layer"], r["in"], r["out"]) for r in narrow] == [row[:2] + row[4:] for row in TABLE_3_1]
+    # another spec: a 2-stage net with one block per stage and 4 classes has 1 + 2 + 1 rows
+    small = models.structure_table(build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1,
+                                                             num_classes=4)))
+    assert [(r["in"], r["out"]) for r in small] == [(1, 4), (4, 4), (4, 8), (8, 4)]
+    assert [r["layer"] for r in small] == ["Conv 3x3 + BN", "basic block", "transition block", "Linear"]
 
 
 def test_flops_of_resnet32_equal_hand_count():

@@ -3,17 +3,18 @@
 import json
 import pandas as pd
 import pytest
+import torch
 from thesis_lib.experiments import get_profile, run, sweep
 from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
 from thesis_lib.chapters.ch04_morphnet import (
-    alive_cost_curves, layer_widths, search_structures, uniform_scaling,
+    AliveCostRecorder, alive_cost_curves, layer_widths, search_structures, uniform_scaling,
 )
 from thesis_lib.methods.morphnet import (
     morphnet_search, scale_spec, spec_cost,
 )
 from thesis_lib.surgery import channel_groups, select_channels
-from thesis_lib.training import TrainConfig
-from helpers import next_breakpoint, weight_entries
+from thesis_lib.training import TrainConfig, Trainer
+from helpers import next_breakpoint, toy_data, weight_entries
 
 
 INPUT = (1, 8, 8)
@@ -88,13 +89,16 @@ def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
 
 
 def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
-    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "seed": 0}
+    params = {"model": "narrow", "resource": "size", "relative_strength": 3.0, "gamma_threshold": 0.999, "seed": 0}
     regularized = run("morphnet_regularize", params, profile="smoke", progress=False)
     history, summary = regularized.history, regularized.summary
     model = regularized.model()
     full_flops, full_size = count_flops(model, INPUT), weight_entries(model)
     assert (summary["full_flops"], summary["full_size"], summary["full_cost"]) == (full_flops, full_size, full_size)
-    assert history["morphnet_cost"].tolist() == history["alive_size"].tolist()
+    shrunk = build_resnet(ResNetSpec.from_json(summary["alive_spec"]))
+    # the last epoch's hard-thresholded costs are those of the net of its alive channels, counted independently
+    assert history["morphnet_cost"].iloc[-1] == history["alive_size"].iloc[-1] == weight_entries(shrunk)
+    assert history["alive_flops"].iloc[-1] == count_flops(shrunk, INPUT) < full_flops
     assert summary["lambda"] == pytest.approx(3.0 / full_size)
     assert summary["alive_flops"] == count_flops(build_resnet(ResNetSpec.from_json(summary["alive_spec"])), INPUT)
     assert len(history) == get_profile("smoke").epochs and set(history["lr"]) == {get_profile("smoke").lr}
@@ -117,7 +121,16 @@ def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
 
 
 
-def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results):
+def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results, monkeypatch):
+    import thesis_lib.chapters.ch04_morphnet as ch04
+
+    recorded = []
+
+    def recording_search(*args, **kwargs):
+        recorded.append(morphnet_search(*args, **kwargs))
+        return recorded[-1]
+
+    monkeypatch.setattr(ch04, "morphnet_search", recording_search)
     result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke",
                  progress=False)
     smoke = get_profile("smoke")
@@ -129,7 +142,12 @@ def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_result
     assert result.summary["found_flops"] == structures["flops"].iloc[-1] <= result.summary["budget"]
     assert result.model().spec.to_json() == json.dumps(json.loads(structures["spec"].iloc[-1]), sort_keys=True)
     assert len(result.history) == smoke.epochs and "morphnet_cost" not in result.history
-    assert result.summary["total_time"] == pytest.approx(result.summary["search_time"] + result.summary["retrain_time"])
+    # every phase's epoch and hook times, read from the histories the trainers returned
+    phases = [*recorded[0].search_histories, recorded[0].retrain_history]
+    assert len(phases) == 2 and recorded[0].retrain_history.equals(result.history)
+    assert result.summary["retrain_time"] == pytest.approx((result.history["epoch_time"] + result.history["hook_time"]).sum())
+    assert result.summary["total_time"] == pytest.approx(sum((h["epoch_time"] + h["hook_time"]).sum() for h in phases))
+    assert result.summary["total_time"] > result.summary["retrain_time"] > 0
 
 
 
@@ -167,3 +185,25 @@ def test_the_shrunk_structure_is_retrained_from_scratch_with_the_profiles_schedu
     assert retrained.summary["final_params"] == shrunk.summary["alive_params"]
     assert retrained.summary["shrunk_acc"] == shrunk.summary["shrunk_acc"]
     assert retrained.history["lr"].tolist() == pytest.approx([0.05, 0.005])  # smoke's step schedule, not constant
+
+
+def test_alive_cost_recorder_records_both_resources_and_follows_a_new_model():
+    # stage 1, one block, width 4, 1 -> 3 classes on 8x8: FLOPs (2 per MAC) stem 2 x 64 x 9 x 1 x 4 = 4,608,
+    # conv1 and conv2 2 x 64 x 9 x 4 x 4 = 18,432 each, classifier 2 x 4 x 3 = 24: 41,496;
+    # weights 36 + 144 + 144 + 12 = 336.
+    config = ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1, num_classes=3)
+    model = build_resnet(config)
+    trainer = Trainer(model, toy_data(), TrainConfig(epochs=1, batch_size=16, schedule="constant", augment=False),
+                      progress=False)
+    recorder, record = AliveCostRecorder(gamma_threshold=1e-2), {}
+    recorder.on_epoch_end(trainer, record)
+    assert record == {"alive_flops": 41_496, "alive_size": 336}
+    with torch.no_grad():  # the block's internal channels die: its main path no longer counts
+        model.stages[0].blocks[0].bn1.weight.zero_()
+    recorder.on_epoch_end(trainer, record)
+    assert record == {"alive_flops": 4_608 + 24, "alive_size": 36 + 12}
+    # after surgery the trainer holds another net: width 2, every gamma 1:
+    # 2 x 64 x 9 x 2 + 2 x (2 x 64 x 9 x 4) + 2 x 2 x 3 = 11,532 FLOPs; 18 + 36 + 36 + 6 = 96 weights
+    trainer.model = build_resnet(config.with_(widths=(2,)))
+    recorder.on_epoch_end(trainer, record)
+    assert record == {"alive_flops": 11_532, "alive_size": 96}

@@ -4,7 +4,7 @@ import json
 import math
 import pandas as pd
 import pytest
-from thesis_lib.models import count_parameters
+from thesis_lib.models import count_flops, count_parameters
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.chapters.ch05_prunetrain import (
@@ -28,10 +28,16 @@ def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
     assert summary["dense_params"] == count_parameters(dense) == history["params"].iloc[0]
     assert summary["reconfigurations"] == int(history["reconfigured"].sum()) >= 1
     assert summary["final_params_after"] == history["params_after"].iloc[-1] < 0.8 * summary["dense_params"]
-    assert summary["training_flops"] == 3 * profile.n_train * history["flops"].sum()
-    assert summary["dense_training_flops"] == 3 * profile.n_train * 2 * history["flops"].iloc[0]
-    assert summary["inference_flops_removed"] == pytest.approx(
-        1 - history["flops_after"].iloc[-1] / history["flops"].iloc[0])
+    # FLOPs counted on the two nets themselves: the dense start D and the cached pruned model P. Pruned once,
+    # after epoch 1 of 2, so epoch 1 trains D and epoch 2 trains P; a training epoch costs 3 forward passes
+    # (forward, two backward products) per training image.
+    dense_flops, pruned_flops = count_flops(dense, profile.input_size), count_flops(result.model(), profile.input_size)
+    assert history["reconfigured"].tolist() == [True, False] and pruned_flops < dense_flops
+    assert summary["training_flops"] == 3 * profile.n_train * (dense_flops + pruned_flops)
+    assert summary["dense_training_flops"] == 3 * profile.n_train * 2 * dense_flops
+    assert summary["training_flops_removed"] == pytest.approx((dense_flops - pruned_flops) / (2 * dense_flops))
+    assert summary["final_inference_flops"] == summary["final_flops"] == pruned_flops
+    assert summary["inference_flops_removed"] == pytest.approx(1 - pruned_flops / dense_flops)
     assert json.loads(summary["final_channels"]) == channel_sizes(result.model())
     assert run("prunetrain", params, profile="smoke", progress=False).loaded_from_cache
     # Accuracy and size describe the same net: the cached (pruned) model scores the reported accuracy.

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from thesis_lib.chapters.ch06_2_net2net import (
-    DEFAULT_NOISE, OPERATIONS, Net2NetPlan, architecture_table, cumulative_time, final_accuracy_comparisons,
+    DEFAULT_NOISE, OPERATIONS, Net2NetPlan, architecture_table, cumulative_time, default_grow_epoch,
+    final_accuracy_comparisons,
     grow_grid, growth_steps, label_runs, net2net_plan, panel_frame, reach_sentences, reach_table, reach_targets,
     time_to_accuracy,
 )
@@ -222,3 +223,13 @@ def test_init_verdicts_sort_the_operations_by_the_holm_adjusted_net2net_vs_rando
     assert "not distinguishable on these runs: widen_all" in text
     with pytest.raises(ValueError, match="no test of widen_deepen"):
         init_verdicts(tests, ["widen_deepen"])
+
+
+def test_default_grow_epoch_is_a_third_of_the_run_and_before_the_first_lr_decay_off_smoke():
+    # floor(epochs / 3), at least 1: full 180 -> 60, quick 10 -> 3, smoke 2 -> 1; 3 and 5 epochs -> 1
+    assert [default_grow_epoch(n) for n in (180, 10, 2, 3, 5, 9)] == [60, 3, 1, 1, 1, 3]
+    for name in ("quick", "full"):  # the grown net trains some epochs at the full rate (decay after 5 and 93)
+        config = PROFILES[name].train_config()
+        assert default_grow_epoch(config.epochs) < config.milestones[0]
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        default_grow_epoch(1)

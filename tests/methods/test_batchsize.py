@@ -3,16 +3,18 @@
 import math
 import random
 from types import SimpleNamespace
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 from thesis_lib.methods.batchsize import (
     BatchAdaptation, MemoryModel, batch_fits, batch_from_fit, batch_table, fit_memory_model,
-    inverse_batch_fit, lr_scale_for, max_batch_size, memory_profile, model_state_bytes, reference_budget,
+    inverse_batch_fit, lr_scale_for, max_batch_size, memory_profile, model_state_bytes, params_batch_fit,
+    reference_budget,
     saved_tensor_bytes, search_max_batch, training_step_peak_bytes,
 )
-from thesis_lib.models import ResNetConfig, count_parameters
+from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
 from thesis_lib.methods.prunetrain import PruneTrain
 from thesis_lib.stats import linear_fit
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
@@ -80,10 +82,21 @@ def test_memory_model_of_a_resnet_is_exactly_affine_in_the_batch():
 
 
 
+def test_memory_profile_of_a_linear_net_against_hand_counted_bytes():
+    # Flatten + Linear(4 -> 3, no bias) on 1x2x2 images, batch b, float32:
+    # state: 12 weights x 4 bytes x (weight + gradient + momentum) = 144, no buffers;
+    # saved: the linear's input (b x 4 x 4 bytes) + log_softmax's output (b x 3 x 4) + nll_loss's int64 target
+    # (b x 8) + its scalar total_weight (4) = 36 b + 4.
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, bias=False))
+    profile = memory_profile(linear, (1, 2, 2), [1, 2, 8])
+    assert profile["state_bytes"].tolist() == [144] * 3
+    assert profile["saved_bytes"].tolist() == [40, 76, 292]
+    assert profile["model_bytes"].tolist() == [184, 220, 436]
+
+
 def test_memory_profile_rows_and_columns():
     profile = memory_profile(seeded_model(TINY, 0), DIGITS_SHAPE, [4, 8])
     assert list(profile["batch_size"]) == [4, 8]
-    assert (profile["model_bytes"] == profile["saved_bytes"] + profile["state_bytes"]).all()
     assert profile["saved_bytes"].iloc[1] > profile["saved_bytes"].iloc[0]
     assert profile["peak_bytes"].isna().all() == (not torch.cuda.is_available())
 
@@ -301,3 +314,26 @@ def test_max_batch_does_not_lose_a_sample_to_floating_point_rounding():
     # 0.3 / 0.1 is 2.9999999999999996 in floating point: three samples fit exactly.
     assert MemoryModel(0.0, 0.0, 0.1, "saved").max_batch(0.3) == 3
     assert MemoryModel(0.0, 0.0, 0.1, "saved").max_batch(0.29) == 2
+
+
+def test_params_batch_fit_is_the_line_through_brute_force_max_batches():
+    """The budget is what the deepest net (3 blocks) needs at batch 16; each net's max batch is found here by
+    trying every batch size against state + saved-tensor bytes (no memory model), then fitted by numpy."""
+    config = ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1, num_classes=3)
+    fit = params_batch_fit(config, DIGITS_SHAPE, 16, blocks=(1, 2, 3))
+    nets = [build_resnet(config.with_(blocks=(n,))) for n in (1, 2, 3)]
+
+    def memory(model, batch):
+        return model_state_bytes(model) + saved_tensor_bytes(model, DIGITS_SHAPE, batch)
+
+    budget = memory(nets[-1], 16)
+    batches = []
+    for model in nets:
+        batch = 1
+        while memory(model, batch + 1) <= budget:
+            batch += 1
+        batches.append(batch)
+    assert batches[-1] == 16 and batches[0] > batches[1] > 16  # shallower nets fit more
+    slope, intercept = np.polyfit([count_parameters(m) for m in nets], [1 / b for b in batches], 1)
+    assert (fit.slope, fit.intercept, fit.n) == (pytest.approx(slope, rel=1e-9), pytest.approx(intercept, rel=1e-9), 3)
+    assert fit.slope > 0  # more parameters, smaller batches

@@ -5,14 +5,17 @@ import random
 import pytest
 import torch
 from torch import nn
-from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_flops
+from thesis_lib.models import (
+    BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_flops, count_parameters,
+)
 from thesis_lib.methods.morphnet import (
-    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec,
-    morphnet_search, resource_coefficient, scale_spec, shrink_to_alive, spec_cost, uniform_config, width_multiplier,
+    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec, conv_output_sizes,
+    morphnet_search, resource_coefficient, scale_spec, shrink_to_alive, spec_cost, uniform_config, unit_width_spec,
+    width_multiplier,
 )
 from thesis_lib.surgery import channel_groups, select_channels
-from thesis_lib.training import TrainConfig, Trainer, TrainingHook
-from helpers import next_breakpoint, weight_entries
+from thesis_lib.training import TrainConfig, Trainer
+from helpers import KillAfter, Killed, irregular_spec, next_breakpoint, thesis_parameter_count, weight_entries
 
 
 INPUT = (1, 8, 8)
@@ -93,8 +96,8 @@ def test_all_alive_cost_of_pruned_non_uniform_specs():
 def test_resnet32_on_cifar_size_input():
     model = build_resnet(ResNetConfig())
     assert MorphNetRegularizer(model, "flops", 1e-2, (3, 32, 32)).cost() == count_flops(model, (3, 32, 32))
-    # 487,386 parameters less 2 x 1,232 BN parameters (16 + 10 x 16 + 11 x 32 + 11 x 64 channels) and 10 biases
-    assert spec_cost(ResNetConfig(), "size") == weight_entries(model) == 487_386 - 2 * 1_232 - 10
+    # the thesis's parameters less 2 x 1,232 BN parameters (16 + 10 x 16 + 11 x 32 + 11 x 64 channels) and 10 biases
+    assert spec_cost(ResNetConfig(), "size") == weight_entries(model) == thesis_parameter_count(3, 5) - 2 * 1_232 - 10
 
 
 
@@ -290,25 +293,13 @@ def test_uniform_config_recovers_configs_and_rejects_pruned_specs():
 
 
 
-class StopAfterFirstEpoch(TrainingHook):
-    """Simulates a kill: raises at the first step after epoch 1's checkpoint was written."""
-
-    def __init__(self, armed: bool) -> None:
-        self.armed = armed
-
-    def after_step(self, trainer):
-        if self.armed and trainer.epoch == 1:
-            raise KeyboardInterrupt
-
-
-
 def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_path):
     config = TrainConfig(epochs=2, batch_size=64, lr=0.05, schedule="constant", augment=False, seed=0)
 
     def trainer(path=None, armed=False, relative_strength=2.0):
         hook = MorphNetHook(relative_strength=relative_strength, gamma_threshold=0.9)
         torch.manual_seed(0)
-        return Trainer(build_resnet(SMALL), digits, config, hooks=[hook, StopAfterFirstEpoch(armed)],
+        return Trainer(build_resnet(SMALL), digits, config, hooks=[hook, KillAfter(1 if armed else 99)],
                        checkpoint_path=path, progress=False), hook
 
     straight, hook = trainer()
@@ -316,16 +307,22 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
     initial = count_flops(build_resnet(SMALL), INPUT)
     assert hook.initial_cost == initial and hook.effective_strength == pytest.approx(2.0 / initial)
     regularizer = hook.regularizer(straight)
-    term = hook.loss_term(straight, None, None, None)
-    assert term.item() == pytest.approx(2.0 / initial * regularizer.penalty().item(), rel=1e-6)
     last = history.iloc[-1]
     assert last["morphnet_cost"] == regularizer.cost() < initial  # threshold 0.9: the penalty killed channels
     assert last["morphnet_alive"] == sum(json.loads(last["morphnet_alive_groups"]).values())
     assert last["morphnet_alive"] < sum(g.size for g in regularizer.groups)
+    # The term with every gamma 1: lambda = 2 / F(initial), G = 2 F less the stem's and the classifier's
+    # single-sided FLOPs (2 x 8 x 8 x 9 x 1 x 4 and 2 x 6 x 10), as in the unit-gamma penalty test.
+    with torch.no_grad():
+        for module in straight.model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+    term = hook.loss_term(straight, None, None, None)
+    assert term.item() == pytest.approx(2.0 / initial * (2 * initial - 2 * 8 * 8 * 9 * 4 - 2 * 6 * 10), rel=1e-6)
 
     path = tmp_path / "checkpoint.pt"
     interrupted, _ = trainer(path, armed=True)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         interrupted.fit()
     resumed, resumed_hook = trainer(path, relative_strength=2.0)
     assert resumed_hook.initial_cost == initial
@@ -430,3 +427,42 @@ def test_the_reference_tests_gammas_through_the_regularizer_on_a_net_it_can_buil
     assert regularizer.penalty().item() == pytest.approx(106_256.8, rel=1e-6)
     assert regularizer.cost() == 109_382
     assert count_flops(shrink_to_alive(model, 0.45), (3, 17, 17)) == 109_382
+
+
+def test_conv_output_sizes_of_the_irregular_spec_by_hand():
+    # A k x k conv with padding k // 2 and stride s maps H to floor((H + 2 (k // 2) - k) / s) + 1:
+    # stride 1 keeps 9; stage 2's stride-2 3x3 shortcut: (9 + 2 - 3) // 2 + 1 = 5; stage 4's stride-2 3x3 conv1
+    # (5 + 2 - 3) // 2 + 1 = 3 and 1x1 shortcut (5 - 1) // 2 + 1 = 3. Stage 3 has no block, so no conv.
+    spec = irregular_spec()
+    nine, five, three = (9, 9), (5, 5), (3, 3)
+    expected = {
+        "stem_conv": nine, "stages.0.blocks.0.shortcut_conv": nine, "stages.0.blocks.0.conv1": nine,
+        "stages.0.blocks.0.conv2": nine, "stages.0.blocks.0.conv3": nine, "stages.0.blocks.1.conv1": nine,
+        "stages.0.blocks.1.conv2": nine, "stages.1.blocks.0.shortcut_conv": five, "stages.1.blocks.1.conv1": five,
+        "stages.3.blocks.0.shortcut_conv": three, "stages.3.blocks.0.conv1": three, "stages.3.blocks.0.conv2": three,
+        "stages.3.blocks.1.shortcut_conv": three,
+    }
+    assert conv_output_sizes(spec, (2, 9, 9)) == expected
+    # even and non-square: 8 -> 4 -> 2 and 6 -> 3 -> 2; widths do not change resolutions
+    sizes = conv_output_sizes(scale_spec(spec, 3), (2, 8, 6))
+    assert sizes["stem_conv"] == (8, 6) and sizes["stages.1.blocks.1.conv1"] == (4, 3)
+    assert sizes["stages.3.blocks.1.shortcut_conv"] == (2, 2)
+    with pytest.raises(ValueError, match="3 channels but the network reads 2"):
+        conv_output_sizes(spec, (3, 9, 9))
+
+
+def test_unit_width_spec_keeps_the_structure_with_every_width_one():
+    unit = unit_width_spec(irregular_spec())
+    assert unit == ResNetSpec(
+        in_channels=2, stem_width=1, num_classes=4,
+        stages=(
+            StageSpec(1, (BlockSpec((1, 1), (1, 3, 1), 1, 1), BlockSpec((1,), (3, 3)))),
+            StageSpec(1, (BlockSpec((), (), 2, 3), BlockSpec((), (3,)))),
+            StageSpec(1, ()),
+            StageSpec(1, (BlockSpec((1,), (3, 1), 2, 1), BlockSpec((), (), 1, 1))),
+        ),
+    )
+    # one stage, one block, 1 -> 2 classes: three 3x3 convs of 1 x 1 x 9 weights, three BNs of 2 parameters,
+    # a 1 -> 2 linear layer with bias (4): 27 + 6 + 4 = 37 parameters
+    smallest = unit_width_spec(ResNetConfig(stages=1, blocks=(1,), widths=(16,), in_channels=1, num_classes=2).to_spec())
+    assert count_parameters(build_resnet(smallest)) == 37

@@ -15,6 +15,7 @@ from thesis_lib.methods.prunetrain import (
 )
 from thesis_lib.surgery import select_channels
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
+from helpers import KillAfter, Killed
 
 
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
@@ -270,30 +271,18 @@ def test_prunetrain_on_digits_shrinks_network_and_reconfiguration_is_exact():
 
 
 
-class KillAtEpoch(TrainingHook):
-    """Raises at the end of a given epoch, before that epoch's checkpoint: a kill mid-run."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer, record):
-        if record["epoch"] == self.epoch:
-            raise KeyboardInterrupt
-
-
-
 def test_resume_after_kill_reproduces_history(tmp_path):
     data = small_digits()
     config = digits_config(7)
 
     def hooks(kill_epoch: int) -> list[TrainingHook]:
-        return [strong_prunetrain(), KillAtEpoch(kill_epoch)]
+        return [strong_prunetrain(), KillAfter(kill_epoch)]
 
-    uninterrupted = Trainer(tiny_digits_model(), data, config, hooks=hooks(0), progress=False).fit()
+    uninterrupted = Trainer(tiny_digits_model(), data, config, hooks=hooks(99), progress=False).fit()
     path = tmp_path / "run.pt"
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(tiny_digits_model(), data, config, hooks=hooks(6), checkpoint_path=path, progress=False).fit()
-    resumed_trainer = Trainer(tiny_digits_model(), data, config, hooks=hooks(0), checkpoint_path=path,
+    with pytest.raises(Killed):
+        Trainer(tiny_digits_model(), data, config, hooks=hooks(5), checkpoint_path=path, progress=False).fit()
+    resumed_trainer = Trainer(tiny_digits_model(), data, config, hooks=hooks(99), checkpoint_path=path,
                               progress=False)
     assert resumed_trainer.epoch == 5 and resumed_trainer.hooks[0].lambda_ is not None
     assert count_parameters(resumed_trainer.model) < count_parameters(tiny_digits_model())  # pruned spec resumed
