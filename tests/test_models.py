@@ -133,7 +133,6 @@ def test_convs_are_he_normal_on_the_fan_out_and_bn_starts_as_identity():
 
 def _bn_pair(channels: int = 3, virtual_batch: int = 4) -> tuple[nn.BatchNorm2d, GhostBatchNorm2d]:
     """An ordinary and a ghost BN with the same non-trivial affine parameters and running statistics."""
-    generator = torch.Generator().manual_seed(0)
     plain, ghost = nn.BatchNorm2d(channels), GhostBatchNorm2d(channels, virtual_batch)
     with torch.no_grad():
         for bn in (plain, ghost):
