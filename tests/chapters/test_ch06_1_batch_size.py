@@ -158,3 +158,17 @@ def test_fit_interpretation_reports_the_drafts_relation_and_what_a_slope_test_ca
     assert "does not show that the relation is a straight line" in modelled[1]
     assert "tautological" in modelled[2] and "1.000" in modelled[2]
     assert len(fit_interpretation(fits, measured=True)) == 2  # measured peaks: the fit of 1 / batch is a test
+
+
+def test_the_parameter_table_sits_next_to_the_drafts_and_the_counts_agree():
+    from thesis_lib.chapters.ch06_1_batch_size import with_draft_table
+    from thesis_lib.models import parameter_table
+
+    table = pd.DataFrame(parameter_table(stages=(1, 2, 3), blocks=range(1, 11))).assign(max_batch=100)
+    merged = with_draft_table(table)
+    known = merged.dropna(subset=["parameters_draft"])
+    assert len(known) == 27  # s = 3, N = 1..3 have no entry in the draft
+    assert (known["parameters"] == known["parameters_draft"]).all()
+    row = merged[(merged.stages == 3) & (merged.blocks == 5)].iloc[0]
+    assert (row.parameters_draft, row.max_batch_draft) == (487_386, 256)
+    assert merged[(merged.stages == 2) & (merged.blocks == 3)]["max_batch_draft"].isna().all()  # garbled cell

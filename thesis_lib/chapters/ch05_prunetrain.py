@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, plan_default, summarize_training
@@ -371,3 +374,44 @@ def prunetrain_experiment(context: RunContext) -> RunOutput:
         "final_channels": str(history["channels"].iloc[-1]),
     }
     return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+PAPER_SAVINGS = {"training_flops_removed": 0.53, "inference_flops_removed": 0.66}  # PruneTrain, ResNet-32 CIFAR-10
+
+
+def paper_comparison(default: pd.Series) -> str:
+    """The default point's savings (a `setting_means` row) against the PruneTrain paper's 53 % fewer
+    training FLOPs and 66 % fewer inference FLOPs (ResNet-32 on CIFAR-10, 91.8 % accuracy)."""
+    return (f"The default point removes {default['training_flops_removed']:.1%} of the training FLOPs and "
+            f"{default['inference_flops_removed']:.1%} of the inference FLOPs (the paper: "
+            f"{PAPER_SAVINGS['training_flops_removed']:.0%} and {PAPER_SAVINGS['inference_flops_removed']:.0%} on "
+            "ResNet-32 / CIFAR-10 over 182 epochs); a small profile's few steps prune less, so only `full` can "
+            "test the paper's numbers.")
+
+
+def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Training and test accuracy per epoch of the default point's runs and of the baseline (mean over the
+    seeds, min-max band): the draft's claim that training accuracy reaches 100 % (overfitting) is read off
+    the gap between the two curves of each group."""
+    language = plots.language()
+    names = {"de": ("Baseline", "PruneTrain (Standardpunkt)", "Training", "Test"),
+             "en": ("baseline", "PruneTrain (default point)", "training", "test")}[language]
+    frames = []
+    for group, history in ((names[0], baseline), (names[1], pruned)):
+        for split, column in ((names[2], "train_acc"), (names[3], "test_acc")):
+            frames.append(pd.DataFrame({"epoch": history["epoch"], "accuracy": history[column],
+                                        "curve": f"{group}, {split}"}))
+    fig, ax = plots.figure("full")
+    curves = [frame["curve"].iloc[0] for frame in frames]
+    plots.line_with_band(ax, pd.concat(frames, ignore_index=True), "epoch", "accuracy", "curve")
+    handles = []
+    for line, style in zip(ax.get_lines(), ("-", "--", "-", "--")):  # training solid, test dashed
+        line.set_linestyle(style)
+        handles.append(Line2D([], [], color=line.get_color(), linestyle=style))
+    ax.set(xlabel=plots.label("epoch"), ylabel={"de": "Genauigkeit", "en": "accuracy"}[language])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    n = int(min(baseline["seed"].nunique(), pruned["seed"].nunique()))
+    ax.legend(handles, curves, title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig

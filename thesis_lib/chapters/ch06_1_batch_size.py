@@ -325,3 +325,31 @@ def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     ax.legend(fontsize=6.5, loc="lower right")
     plots.stamp(fig, stamp[0], stamp[1], f"{len(shown)} von {len(rules)} Netzen")
     return fig
+
+
+# The draft's table 6.1 (RTX 2080 Ti, CIFAR-10, GPU memory filled): parameters and the largest batch per s and
+# N. Cells the draft leaves empty or that are garbled in its text (s = 2, N = 3: "3382"; s = 3, N = 2: "434")
+# are None; s = 3, N = 1..3 have no entries.
+DRAFT_TABLE_6_1 = {
+    1: ([5306, 9978, 14650, 19322, 23994, 28666, 33338, 38010, 42682, 47354],
+        [506, 435, 382, 339, 304, 277, 256, 236, 218, 205]),
+    2: ([24090, 47322, 70554, 93786, 117018, 140250, 163482, 186714, 209946, 233178],
+        [506, 435, None, 339, 339, 256, 229, 204, 184, 171]),
+    3: ([None, None, None, 390170, 487386, 584602, 681818, 779034, 876250, 973466],
+        [None, None, None, 301, 256, 223, 198, 175, 161, 147]),
+}
+
+
+def with_draft_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A `batch_table` with the draft's table 6.1 next to it: columns parameters_draft and max_batch_draft
+    (NaN where the draft has no legible entry). The parameter counts are the thesis nets' at any input
+    size; the maximal batches are not comparable one to one (the draft's GPU memory and CIFAR-10 input
+    against this profile's budget and input), only in how they fall with N."""
+    rows = []
+    for row in table.itertuples():
+        params, batches = DRAFT_TABLE_6_1.get(int(row.stages), ([], []))
+        index = int(row.blocks) - 1
+        inside = 0 <= index < len(params)
+        rows.append({"parameters_draft": params[index] if inside else None,
+                     "max_batch_draft": batches[index] if inside else None})
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows, dtype=float)], axis=1)
