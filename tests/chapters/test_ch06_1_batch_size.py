@@ -172,3 +172,20 @@ def test_the_parameter_table_sits_next_to_the_drafts_and_the_counts_agree():
     row = merged[(merged.stages == 3) & (merged.blocks == 5)].iloc[0]
     assert (row.parameters_draft, row.max_batch_draft) == (487_386, 256)
     assert merged[(merged.stages == 2) & (merged.blocks == 3)]["max_batch_draft"].isna().all()  # garbled cell
+
+
+def test_group_labels_and_reconfiguration_marks():
+    from thesis_lib import plots
+    from thesis_lib.chapters.ch05_prunetrain import reconfiguration_epochs
+    from thesis_lib.chapters.ch06_1_batch_size import adaptation_group, group_label
+
+    assert group_label("baseline") == "Baseline"
+    assert group_label(adaptation_group("sqrt", "fit")) == "PruneTrain + Batchanpassung (sqrt, Gerade des Entwurfs)"
+    try:
+        plots.use_thesis_style(language="en")
+        assert group_label(adaptation_group("linear")) == "PruneTrain + batch (linear)"
+    finally:
+        plots.use_thesis_style(language="de")
+    history = pd.DataFrame({"epoch": [1, 2, 3, 1, 2, 3], "reconfigured": [False, True, False, False, False, True]})
+    assert reconfiguration_epochs(history) == [2, 3]
+    assert reconfiguration_epochs(history.drop(columns="reconfigured")) == []

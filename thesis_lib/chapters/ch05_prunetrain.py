@@ -415,3 +415,12 @@ def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
+
+
+def reconfiguration_epochs(history: pd.DataFrame) -> list[int]:
+    """The epochs after which any run of a PruneTrain history (column "reconfigured") reconfigured its net;
+    a curve marks them between that epoch and the next."""
+    if "reconfigured" not in history:
+        return []
+    reconfigured = history["reconfigured"].fillna(False).astype(bool)
+    return sorted(int(epoch) for epoch in history.loc[reconfigured, "epoch"].unique())

@@ -26,7 +26,7 @@ from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_meth
 from ..methods.prunetrain import PruneTrain
 from ..stats import LinearFit
 from ..training import TrainingHook, seeded_model
-from .ch05_prunetrain import PRUNE_PARAMS, PruneTrainParams, prunetrain_plan
+from .ch05_prunetrain import PRUNE_PARAMS, PruneTrainParams, prunetrain_plan, reconfiguration_epochs
 
 @dataclass(frozen=True)
 class ChapterSettings:
@@ -353,3 +353,14 @@ def with_draft_table(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"parameters_draft": params[index] if inside else None,
                      "max_batch_draft": batches[index] if inside else None})
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows, dtype=float)], axis=1)
+
+
+def group_label(group: str) -> str:
+    """The legend text of a chapter 6.1 group in the figures' language: "baseline" -> "Baseline",
+    "PruneTrain + batch (linear)" -> "PruneTrain + Batchanpassung (linear)"."""
+    if plots.language() == "en":
+        return group
+    if group == BASELINE_GROUP:
+        return "Baseline"
+    return group.replace(" + batch (", " + Batchanpassung (").replace("thesis fit", "Gerade des Entwurfs")
+
