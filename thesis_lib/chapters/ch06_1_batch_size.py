@@ -26,7 +26,7 @@ from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_meth
 from ..methods.prunetrain import PruneTrain
 from ..stats import LinearFit
 from ..training import TrainingHook, seeded_model
-from .ch05_prunetrain import PRUNE_PARAMS, PruneTrainParams, prunetrain_plan, reconfiguration_epochs
+from .ch05_prunetrain import PRUNE_PARAMS, PruneTrainParams, prunetrain_plan
 
 @dataclass(frozen=True)
 class ChapterSettings:
