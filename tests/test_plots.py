@@ -228,3 +228,11 @@ def test_labels_are_german_by_default_and_switch_to_english():
         assert all(set(texts) == set(plots.LANGUAGES) for texts in plots.LABELS.values())
     finally:
         plots.use_thesis_style(language="de")
+
+
+def test_mark_epochs_draws_between_the_epoch_and_the_next():
+    fig, ax = plots.figure("half")
+    plots.mark_epochs(ax, [5, 8])
+    plots.mark_epochs(ax, [1], linestyle="--")
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == [5.5, 8.5, 1.5]
+    assert [line.get_linestyle() for line in ax.get_lines()] == [":", ":", "--"]

@@ -436,8 +436,8 @@ def _coerce(value: Any, annotation: Any) -> Any:
         if value is None:
             return None
         raise ValueError
-    if annotation is bool:
-        if isinstance(value, bool):
+    if annotation in (bool, str):
+        if isinstance(value, annotation):
             return value
         raise ValueError
     if annotation is int:
@@ -449,10 +449,6 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ValueError
-    if annotation is str:
-        if isinstance(value, str):
-            return value
         raise ValueError
     if origin is tuple:
         if not isinstance(value, (list, tuple)):

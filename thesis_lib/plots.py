@@ -11,7 +11,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -95,7 +95,8 @@ LABELS: dict[str, dict[str, str]] = {
     "lr": {"de": "Lernrate", "en": "learning rate"},
     "seeds": {"de": "Seeds", "en": "seeds"},
     "band_minmax": {"de": "Band: Minimum bis Maximum über {n} Seeds", "en": "band: minimum to maximum over {n} seeds"},
-    "mean": {"de": "Mittelwert", "en": "mean"},
+    "mean_band": {"de": "Mittelwert, Band: Minimum bis Maximum über {n} Seeds",
+                  "en": "mean, band: minimum to maximum over {n} seeds"},
 }
 _language = "de"
 
@@ -233,6 +234,14 @@ def line_with_band(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str,
     sns.lineplot(data=df, x=x, y=y, hue=hue, palette=palette, errorbar=bands[band], ax=ax,
                  err_kws={"linewidth": 0.0, "alpha": 0.2})
     return ax
+
+
+def mark_epochs(ax: Axes, after: Iterable[int], linestyle: str = ":", color: str = "0.6") -> None:
+    """Thin vertical lines between epoch e and e + 1 (1-based epochs on the x axis) for every e of `after`:
+    where the curves' learning rate or network changes (an lr milestone m of `TrainConfig` is e = m, the
+    end of warm-up e = warmup_epochs, a reconfiguration at the end of epoch e is e)."""
+    for epoch in after:
+        ax.axvline(epoch + 0.5, color=color, linewidth=0.6, linestyle=linestyle)
 
 
 def stamp(fig: Figure, profile: str, dataset: str, n: int | str) -> None:

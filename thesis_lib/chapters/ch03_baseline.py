@@ -91,8 +91,7 @@ def accuracy_figure(history: pd.DataFrame, summary: pd.DataFrame, milestones: tu
     for ax, schedule, letter in zip(axes[:2], ("constant", "step"), "ab"):
         plots.line_with_band(ax, frame[frame.schedule == schedule], x="epoch", y="test_acc", hue="net")
         if schedule == "step":
-            for milestone in milestones:  # 0-based epoch index of the first epoch at the lower rate
-                ax.axvline(milestone + 0.5, color="0.6", linewidth=0.6, linestyle=":")
+            plots.mark_epochs(ax, milestones)
         ax.set(title=f"({letter}) {SCHEDULE_LABELS[schedule][language]}", xlabel=plots.label("epoch"),
                ylabel=plots.label("test_acc"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -101,7 +100,7 @@ def accuracy_figure(history: pd.DataFrame, summary: pd.DataFrame, milestones: tu
     handles, labels = axes[0].get_legend_handles_labels()
     drop = "lr-Abfall" if language == "de" else "lr drop"
     fig.legend(handles, labels, loc="outside lower center", ncols=2,
-               title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}; ··· {drop}")
+               title=f"{plots.label('mean_band', n=n)}; ··· {drop}")
     short = SHORT_LABELS[language]
     groups = summary.assign(group=[f"{short[m]}\n{short[sch]}" for m, sch in zip(summary["model"], summary["schedule"])])
     order = [f"{short[m]}\n{short[sch]}" for m in ("wide", "narrow") for sch in ("constant", "step")]

@@ -405,6 +405,6 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     n = int(summary.groupby("group").size().min())
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=6.5,
-               title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}", title_fontsize=6.5)
+               title=f"{plots.label('mean_band', n=n)}", title_fontsize=6.5)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig

@@ -281,7 +281,7 @@ def compare_to_baseline(settings: pd.DataFrame, sweep_summary: pd.DataFrame, fac
     tested = [label for label in settings["setting"].cat.categories if label != "baseline" and label not in skipped]
     tests = _setting_tests(settings, tested, FACTOR_NAMES[factor], quantities)
     trends = factor_trends(sweep_summary, factor, quantities)
-    return tests[TEST_COLUMNS], [*_sentences(tests), *trends["sentence"]]
+    return tests[TEST_COLUMNS], [*tests["sentence"], *trends["sentence"]]
 
 
 def default_point_tests(settings: pd.DataFrame, plan: PruneTrainPlan, factor: str,
@@ -293,7 +293,7 @@ def default_point_tests(settings: pd.DataFrame, plan: PruneTrainPlan, factor: st
     label = f"{plan.default()[factor]:g}"
     tests = _setting_tests(settings, [label], "default point", quantities)
     tests["group"] = "default point"
-    return tests[TEST_COLUMNS], _sentences(tests)
+    return tests[TEST_COLUMNS], list(tests["sentence"])
 
 
 def _setting_tests(settings: pd.DataFrame, labels: Sequence[str], name: str,
@@ -308,9 +308,6 @@ def _setting_tests(settings: pd.DataFrame, labels: Sequence[str], name: str,
     tests = stats.with_holm(pd.concat(tables, ignore_index=True))
     return tests.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
 
-
-def _sentences(tests: pd.DataFrame) -> list[str]:
-    return list(tests["sentence"])
 
 
 def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int,
@@ -411,7 +408,7 @@ def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp
     ax.set(xlabel=plots.label("epoch"), ylabel={"de": "Genauigkeit", "en": "accuracy"}[language])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     n = int(min(baseline["seed"].nunique(), pruned["seed"].nunique()))
-    ax.legend(handles, curves, title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}",
+    ax.legend(handles, curves, title=f"{plots.label('mean_band', n=n)}",
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig

@@ -213,15 +213,14 @@ def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epoc
     fig, ax = plots.figure("full")
     frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
     plots.line_with_band(ax, frame, "epoch", "test_acc", "label")
-    for milestone in milestones:
-        ax.axvline(milestone + 0.5, color="0.6", linewidth=0.6, linestyle=":")
-    ax.axvline(warmup_epochs + 0.5, color="0.6", linewidth=0.6, linestyle="--")
+    plots.mark_epochs(ax, milestones)
+    plots.mark_epochs(ax, [warmup_epochs], linestyle="--")
     ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     n = int(history.groupby("arm")["seed"].nunique().min())
     handles, labels = ax.get_legend_handles_labels()
     marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
-    ax.legend(handles, labels, title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}\n{marks}",
+    ax.legend(handles, labels, title=f"{plots.label('mean_band', n=n)}\n{marks}",
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
@@ -237,7 +236,7 @@ def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("params"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     n = int(history.groupby("arm")["seed"].nunique().min())
-    ax.legend(title=f"{plots.label('mean')}, {plots.label('band_minmax', n=n)}", loc="upper left",
+    ax.legend(title=f"{plots.label('mean_band', n=n)}", loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
