@@ -35,7 +35,7 @@ from .ch05_prunetrain import prunetrain_plan
 
 __all__ = ["LARGE_BATCH_FACTOR", "AdditivePlan", "additive_plan", "precision_runs", "large_batch_runs",
            "prunetrain_runs", "arm_tests", "arm_table", "box_figure", "curve_figure", "shrink_figure",
-           "summary_sentences"]
+           "summary_sentences", "bf16_note", "prunetrain_pairs", "lars_prunetrain_answer"]
 
 LARGE_BATCH_FACTOR = 8
 SEEDS = {"smoke": (0, 1), "quick": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
