@@ -316,7 +316,7 @@ def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     ax.plot(shown["probe_batch"], shown["fit_batch"], "o", markersize=3)
     top = max(float(rules["probe_batch"].max()), float(shown["fit_batch"].max()) if len(shown) else 0.0) * 1.1
     ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label="gleich")
-    ax.set(xlabel="maximale Batchgröße (Speicherprüfung)", ylabel="Batchgröße nach der Regel des Entwurfs",
+    ax.set(xlabel="max. Batchgröße (Speicherprüfung)", ylabel="Batchgröße (Regel des Entwurfs)",
            xlim=(0, top), ylim=(0, top))
     if shown.empty:  # the line is <= 0 at every pruned net: say so instead of an empty plot
         ax.text(0.5, 0.55, f"Die Regel ergibt für alle {len(rules)} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
