@@ -305,12 +305,76 @@ PLAN_DEFAULT = "plan_default"
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One training phase of a run, known before it trains: the net, its TrainConfig (batch, precision, ...),
+    `bound`, empty when the net is exactly the one trained, else why it only bounds or approximates it
+    (PruneTrain shrinks its starting net while it trains: that net is an upper bound), and its epochs
+    (default `train.epochs`; a phase of a longer run, such as a net before its growth, trains fewer)."""
+
+    description: str
+    model: ResNetConfig | ResNetSpec
+    train: TrainConfig
+    bound: str = ""
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", self.train.epochs)
+        if not 0 < self.epochs <= self.train.epochs:
+            raise ValueError(f"phase {self.description!r}: epochs must lie in 1..{self.train.epochs} (its "
+                             f"TrainConfig's), got {self.epochs}")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one run will do, without doing it: its training phases in order, and the runs it loads from the
+    cache (or trains once) first, as (experiment, params) (a shrink loads its regularized run)."""
+
+    phases: tuple[Phase, ...]
+    requires: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+    @property
+    def epochs(self) -> int:
+        """Epochs over all phases."""
+        return sum(phase.epochs for phase in self.phases)
+
+
+RunPlanner = Callable[[Profile, dict[str, Any]], RunPlan]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run a notebook asks for: the experiment, its params as the notebook's sweep passes them, and the
+    profile it runs on (chapter 8 runs chapter 7's procedures on another dataset under the same profile)."""
+
+    experiment: str
+    params: Mapping[str, Any]
+    profile: Profile
+
+
+def planned_sweep(name: str, grid: Iterable[Mapping[str, Any]], profile: str | Profile) -> list[PlannedRun]:
+    """The runs `sweep(name, grid, profile=profile)` trains or loads, as `PlannedRun`s."""
+    profile = get_profile(profile)
+    return [PlannedRun(name, dict(params), profile) for params in grid]
+
+
+def single_phase(profile: Profile, model: ResNetConfig | ResNetSpec | str, train: TrainConfig,
+                 description: str = "train", bound: str = "") -> RunPlan:
+    """A run of one phase: `model` ("wide" / "narrow" at the profile's depth, or a config or spec)."""
+    if isinstance(model, str):
+        model = profile.resnet(model, profile.input_size[0], profile.num_classes)
+    return RunPlan((Phase(description, model, train, bound),))
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """A registered experiment: its function, version and declared params.
+    """A registered experiment: its function, version, declared params and plan.
 
     `params` is a dataclass whose fields are the experiment's params (name, type annotation, default; a
     field without default is required); None: no params of its own. `train_config`: every `TrainConfig`
     field is accepted as well (checked against TrainConfig's field types), and handed on to the function.
+    `plan(profile, resolved params)` says what a run will train (`RunPlan`) without training it; None: one
+    phase of the params' "model" (default "wide") with the TrainConfig of the params' TrainConfig fields.
     """
 
     name: str
@@ -318,6 +382,21 @@ class Experiment:
     version: int
     params: type | None = None
     train_config: bool = False
+    plan: RunPlanner | None = None
+
+    def run_plan(self, profile: str | Profile, params: Mapping[str, Any] | None = None) -> RunPlan:
+        """The `RunPlan` of a run of this experiment with `params` (resolved as `run` resolves them)."""
+        profile = get_profile(profile)
+        resolved = resolve_params(self.name, params, profile)
+        if self.plan is not None:
+            return self.plan(profile, resolved)
+        model = resolved.get("model", "wide")
+        if not isinstance(model, (str, ResNetConfig)):
+            raise ValueError(f"experiment {self.name!r} has no plan and its param 'model' is {model!r}, not a "
+                             "model name or ResNetConfig; register it with @experiment(..., plan=...)")
+        known = {f.name for f in fields(TrainConfig)}
+        train = {key: value for key, value in resolved.items() if key in known}
+        return single_phase(profile, model, profile.train_config(**train))
 
     @property
     def summary(self) -> str:
@@ -365,13 +444,14 @@ REQUIRED: Any = _Required()
 _REGISTRY: dict[str, Experiment] = {}
 
 
-def experiment(name: str, version: int = 1, *, params: type | None = None,
-               train_config: bool = False) -> Callable[[ExperimentFunction], ExperimentFunction]:
+def experiment(name: str, version: int = 1, *, params: type | None = None, train_config: bool = False,
+               plan: RunPlanner | None = None) -> Callable[[ExperimentFunction], ExperimentFunction]:
     """Register an experiment function under `name`. Bump `version` when its results change meaning.
 
     `params`: a dataclass declaring the experiment's params with types and defaults (see `Experiment`);
     `run` rejects any other name or a wrong type before anything is written, and fills the defaults in
-    before hashing, so a run is named by what it does, not by how it was asked for."""
+    before hashing, so a run is named by what it does, not by how it was asked for. `plan`: what a run
+    trains, for `python -m thesis_lib plan` (see `Experiment`; needed by multi-phase experiments)."""
     if params is not None and not is_dataclass(params):
         raise ValueError(f"experiment {name!r}: params must be a dataclass, got {params!r}")
 
@@ -381,7 +461,7 @@ def experiment(name: str, version: int = 1, *, params: type | None = None,
             if (known.__module__, known.__qualname__) != (function.__module__, function.__qualname__):
                 raise ValueError(f"experiment {name!r} is registered twice: by {known.__module__}."
                                  f"{known.__qualname__} and by {function.__module__}.{function.__qualname__}")
-        _REGISTRY[name] = Experiment(name, function, version, params, train_config)
+        _REGISTRY[name] = Experiment(name, function, version, params, train_config, plan)
         return function
 
     return register

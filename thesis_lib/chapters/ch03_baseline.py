@@ -4,21 +4,24 @@ The thesis reports 81.24 % (constant lr) against 91.89 % (step decay at epochs 9
 ResNet-32 on CIFAR-10 over 5 seeds, at about 19.6 s per epoch on an RTX 2080 Ti. The experiment
 "baseline" is also the reference every later chapter compares against, through the run cache. Table 3.2
 (`epoch_time_table`, `epoch_time_spread`) compares the wide runs' epoch times with each other, as the draft.
+`baseline_grid` gives the runs of the notebook (and of the later chapters' baselines), `planned_runs` all
+of them for `python -m thesis_lib plan`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots
-from ..experiments import RunContext, RunOutput, experiment, summarize_training
+from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
+                           planned_sweep, single_phase, summarize_training)
 from ..models import ResNetConfig
-from ..training import seeded_model
+from ..training import TrainConfig, seeded_model
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,19 @@ class BaselineParams:
     ghost_batch: int | None = None
 
 
-@experiment("baseline", version=2, params=BaselineParams, train_config=True)  # 2: He-normal init
+def _baseline_setup(profile: Profile, params: dict[str, Any]) -> tuple[ResNetConfig, TrainConfig]:
+    """The net and the TrainConfig of a "baseline" run with resolved `params` (for the run and its plan)."""
+    params = dict(params)
+    base, seed, ghost_batch = params.pop("model"), params.pop("seed"), params.pop("ghost_batch", None)
+    resnet = profile.resnet(base, profile.input_size[0], profile.num_classes).with_(ghost_batch=ghost_batch)
+    return resnet, profile.train_config(seed=seed, **params)
+
+
+def _baseline_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    return single_phase(profile, *_baseline_setup(profile, params))
+
+
+@experiment("baseline", version=2, params=BaselineParams, train_config=True, plan=_baseline_plan)  # 2: He-normal init
 def baseline(context: RunContext) -> RunOutput:
     """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
 
@@ -41,15 +56,28 @@ def baseline(context: RunContext) -> RunOutput:
     batch norm over virtual batches of that size, chapter 6.4) and any TrainConfig field (e.g. lr,
     batch_size, precision, optimizer, lr_scaling, warmup_epochs).
     """
-    params = dict(context.params)
-    base = params.pop("model")
-    seed = params.pop("seed")
-    ghost_batch = params.pop("ghost_batch", None)
-    config = context.train_config(seed=seed, **params)
-    model = seeded_model(context.resnet_config(base).with_(ghost_batch=ghost_batch), seed)
+    resnet, config = _baseline_setup(context.profile, context.params)
+    model = seeded_model(resnet, context.params["seed"])
     trainer = context.trainer(model, config)
     history = trainer.fit()
     return RunOutput(history=history, summary=summarize_training(history), model=trainer.model)
+
+
+def baseline_grid(profile: str | Profile, models: Sequence[str] = ("wide", "narrow"),
+                  schedules: Sequence[str] = ("constant", "step"),
+                  seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Params of "baseline" runs: every model x schedule, once per seed (default: the profile's seeds).
+
+    The defaults are notebook 03's grid (fig. 3.4, tables 3.2 and 3.3); later chapters take their
+    baselines from it with fewer models or schedules, so the run cache shares the runs."""
+    seeds = get_profile(profile).seeds if seeds is None else seeds
+    return [{"model": model, "schedule": schedule, "seed": seed}
+            for model in models for schedule in schedules for seed in seeds]
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 03 trains on `profile` (`baseline_grid`)."""
+    return planned_sweep("baseline", baseline_grid(profile), profile)
 
 
 def epoch_time_table(history: pd.DataFrame, model: str = "wide") -> pd.DataFrame:

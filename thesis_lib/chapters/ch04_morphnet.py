@@ -3,14 +3,15 @@
 The chapter's plan per profile (`MorphNetPlan`, `morphnet_plan`), its experiments "morphnet_regularize"
 (train with the regularizer, record the alive costs), "morphnet_shrink" (shrink a regularized net to its
 alive widths) and "morphnet_search" (algorithm 2.2: regularize, shrink, expand by the width multiplier to
-the wide net's budget, retrain from scratch), and the analysis helpers notebook 04 calls. The algorithm
-itself is `thesis_lib.methods.morphnet`.
+the wide net's budget, retrain from scratch), the grids of the notebook's sweeps (`regularizer_grid`,
+`strength_threshold_grid`, `search_grid`, `wide_baseline_grid`; all of them: `planned_runs`) and the analysis
+helpers notebook 04 calls. The algorithm itself is `thesis_lib.methods.morphnet`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Sequence
 
 import pandas as pd
@@ -19,12 +20,14 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..data import Dataset
-from ..experiments import (Profile, RunContext, RunOutput, SweepResult, experiment, get_profile, plan_default,
-                           run, summarize_training)
+from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment,
+                           get_profile, plan_default, planned_sweep, run, seed_grid, single_phase,
+                           summarize_training)
 from ..methods.morphnet import (DEFAULT_GAMMA_THRESHOLD, RESOURCES, MorphNetHook, MorphNetRegularizer,
                                 morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
 from ..models import ResNet, ResNetConfig, ResNetSpec, count_parameters
 from ..training import TrainConfig, Trainer, TrainingHook, evaluate, seeded_model
+from .ch03_baseline import baseline_grid
 
 @dataclass(frozen=True)
 class MorphNetPlan:
@@ -149,7 +152,25 @@ def _shrink_summary(model: ResNet, gamma_threshold: float, data: Dataset, eval_b
     }
 
 
-@experiment("morphnet_regularize", version=2, params=RegularizeParams, train_config=True)  # 2: He-normal init, no weight decay on BN
+def _training_fields(params: dict[str, Any], declared: type) -> dict[str, Any]:
+    """The resolved params of a run that are not `declared`'s fields: its TrainConfig overrides."""
+    own = {spec.name for spec in fields(declared)}
+    return {key: value for key, value in params.items() if key not in own}
+
+
+def _regularize_config(profile: Profile, params: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a "morphnet_regularize" run: a constant lr and no weight decay on the BN gammas
+    and betas (algorithm 2.2, as morph-net), unless the params' TrainConfig fields say otherwise."""
+    overrides = {"schedule": "constant", "bn_weight_decay": False, **_training_fields(params, RegularizeParams)}
+    return profile.train_config(seed=params["seed"], **overrides)
+
+
+def _regularize_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    return single_phase(profile, params["model"], _regularize_config(profile, params), "regularize")
+
+
+@experiment("morphnet_regularize", version=2, params=RegularizeParams, train_config=True,  # 2: He-normal init, no weight decay on BN
+            plan=_regularize_plan)
 def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, steps 1 and 2 of algorithm 2.2: train the wide (or narrow) net with loss + lambda * G at a
     constant lr for the profile's epochs, then shrink it to its alive channels.
@@ -162,7 +183,7 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     """
     params, resource, relative_strength, gamma_threshold, seed = _morphnet_params(context)
     base = params.pop("model")
-    config = context.train_config(seed=seed, **{"schedule": "constant", "bn_weight_decay": False, **params})
+    config = _regularize_config(context.profile, context.params)
     hook = MorphNetHook(resource=resource, relative_strength=relative_strength, gamma_threshold=gamma_threshold)
     trainer = context.trainer(seeded_model(context.resnet_config(base), seed), config,
                               hooks=[hook, AliveCostRecorder(gamma_threshold)], phase="regularize")
@@ -174,7 +195,17 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("morphnet_shrink", version=2, params=ShrinkParams, train_config=True)  # 2: He-normal init, no weight decay on BN
+def _regularized_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The params of the "morphnet_regularize" run a shrink (or its retraining) loads: all but shrink_threshold."""
+    return {key: value for key, value in params.items() if key != "shrink_threshold"}
+
+
+def _shrink_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    return RunPlan(phases=(), requires=(("morphnet_regularize", _regularized_params(params)),))
+
+
+@experiment("morphnet_shrink", version=2, params=ShrinkParams, train_config=True,  # 2: He-normal init, no weight decay on BN
+            plan=_shrink_plan)
 def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, step 2 of algorithm 2.2 at another gamma threshold: shrink a `morphnet_regularize` run's
     trained net to the channels with |gamma| > shrink_threshold. No training of its own: the regularized
@@ -185,11 +216,11 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     run's; the summary has that run's final_acc, lambda and final_cost and the shrunk net's costs, widths
     and accuracy (`_shrink_summary`); the model is the shrunk net.
     """
-    params = dict(context.params)
-    shrink_threshold = params.pop("shrink_threshold")
+    shrink_threshold = context.params["shrink_threshold"]
     if not shrink_threshold >= 0:
         raise ValueError(f"shrink_threshold must be >= 0, got {shrink_threshold}")
-    regularized = run("morphnet_regularize", params, profile=context.profile, progress=context.progress)
+    regularized = run("morphnet_regularize", _regularized_params(context.params), profile=context.profile,
+                      progress=context.progress)
     data = context.dataset().to(context.device)
     eval_batch_size = context.train_config().eval_batch_size
     shrunk, summary = _shrink_summary(regularized.model(context.device), shrink_threshold, data, eval_batch_size)
@@ -197,7 +228,19 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=regularized.history, summary={**kept, **summary}, model=shrunk)
 
 
-@experiment("morphnet_shrink_retrain", version=1, params=ShrinkParams, train_config=True)
+def _shrink_retrain_config(profile: Profile, params: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a "morphnet_shrink_retrain" run: the profile's schedule, like the baseline."""
+    return profile.train_config(seed=params["seed"], **_training_fields(params, ShrinkParams))
+
+
+def _shrink_retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    net = profile.resnet(params["model"], profile.input_size[0], profile.num_classes)
+    phase = Phase("retrain", net, _shrink_retrain_config(profile, params),
+                  bound="the unshrunk net: an upper bound of the shrunk net it retrains")
+    return RunPlan(phases=(phase,), requires=(("morphnet_shrink", params),))
+
+
+@experiment("morphnet_shrink_retrain", version=1, params=ShrinkParams, train_config=True, plan=_shrink_retrain_plan)
 def morphnet_shrink_retrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, figure 4.2 (c): the shrunk structure of a `morphnet_shrink` run (same params) trained from
     scratch with the profile's schedule, like the chapter-3 baseline: what the structure found at this
@@ -208,11 +251,8 @@ def morphnet_shrink_retrain_experiment(context: RunContext) -> RunOutput:
     """
     params = dict(context.params)
     shrunk = run("morphnet_shrink", params, profile=context.profile, progress=context.progress)
-    seed = int(params["seed"])
-    train = {key: value for key, value in params.items()
-             if key not in {f.name for f in fields(ShrinkParams)}}
-    config = context.train_config(seed=seed, **train)
-    trainer = context.trainer(seeded_model(shrunk.model().spec, seed), config)
+    config = _shrink_retrain_config(context.profile, params)
+    trainer = context.trainer(seeded_model(shrunk.model().spec, int(params["seed"])), config)
     history = trainer.fit()
     resource = params["resource"]
     summary = {**summarize_training(history), "final_params": count_parameters(trainer.model),
@@ -220,7 +260,23 @@ def morphnet_shrink_retrain_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("morphnet_search", version=2, params=SearchParams, train_config=True)  # 2: He-normal init, no weight decay on BN
+def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    """Algorithm 2.2's phases: iteration 1 regularizes the seed net; later iterations regularize, and the
+    retraining trains, the structure expanded to the budget, estimated by the budget net (it has about the
+    budget's cost in the regularized resource)."""
+    train, seed = _training_fields(params, SearchParams), params["seed"]
+    regularize = replace(profile.train_config(seed=seed, **{"schedule": "constant", **train}), bn_weight_decay=False)
+    seed_net, budget_net = (profile.resnet(params[key], profile.input_size[0], profile.num_classes)
+                            for key in ("seed_model", "budget_model"))
+    expanded = f"the {params['budget_model']} net: the expanded structure has about its {params['resource']}"
+    phases = [Phase("regularize 1", seed_net, regularize)]
+    phases += [Phase(f"regularize {i}", budget_net, regularize, expanded) for i in range(2, params["iterations"] + 1)]
+    phases.append(Phase("retrain", budget_net, profile.train_config(seed=seed, **train), expanded))
+    return RunPlan(phases=tuple(phases))
+
+
+@experiment("morphnet_search", version=2, params=SearchParams, train_config=True,  # 2: He-normal init, no weight decay on BN
+            plan=_search_plan)
 def morphnet_search_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, algorithm 2.2: grow the seed net (default the narrow ResNet) to the budget of another
     (default the wide one's FLOPs or size) in `iterations` rounds, then retrain the found structure.
@@ -354,6 +410,42 @@ def regularizer_grid(plan: MorphNetPlan, seeds: Sequence[int]) -> list[dict[str,
     points.append({"resource": "flops", "relative_strength": 0.0})
     return [{"model": "wide", **point, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed}
             for point in points for seed in seeds]
+
+
+def strength_threshold_grid(profile: str | Profile, resource: str = "flops") -> list[dict[str, Any]]:
+    """Params of figure 4.2's grid ("morphnet_shrink" and "morphnet_shrink_retrain"): every strength x
+    gamma threshold of the plan for `resource`, the wide net, the profile's first seed. Each strength is
+    one regularized run, shared by its thresholds."""
+    plan, seed = morphnet_plan(profile), get_profile(profile).seeds[0]
+    return [{"model": "wide", "resource": resource, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed,
+             "relative_strength": strength, "shrink_threshold": threshold}
+            for strength in plan.strengths for threshold in plan.thresholds]
+
+
+def search_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the "morphnet_search" runs (figures 4.3, 4.4): both resources at the plan's iterations and
+    strength, once per seed of the profile."""
+    plan = morphnet_plan(profile)
+    return seed_grid(profile, resource=["flops", "size"], iterations=[plan.search_iterations],
+                     relative_strength=[plan.relative_strength], gamma_threshold=[DEFAULT_GAMMA_THRESHOLD])
+
+
+def wide_baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the wide "baseline" runs with the step schedule that the searches are compared with
+    (chapter 3's runs, through the cache)."""
+    return baseline_grid(profile, models=("wide",), schedules=("step",))
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 04 trains on `profile`, in the notebook's order (figure 4.2's grid on FLOPs, the
+    notebook's default `grid_resource`)."""
+    profile = get_profile(profile)
+    shrink = strength_threshold_grid(profile)
+    return [*planned_sweep("morphnet_regularize", regularizer_grid(morphnet_plan(profile), profile.seeds), profile),
+            *planned_sweep("morphnet_shrink", shrink, profile),
+            *planned_sweep("morphnet_shrink_retrain", shrink, profile),
+            *planned_sweep("morphnet_search", search_grid(profile), profile),
+            *planned_sweep("baseline", wide_baseline_grid(profile), profile)]
 
 
 def regularizer_name(resource: str, relative_strength: float) -> str:

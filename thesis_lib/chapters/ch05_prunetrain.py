@@ -3,7 +3,8 @@
 The experiment "prunetrain" (the wide net with the profile's training and a `PruneTrain` hook), its
 one-factor-at-a-time sweeps per profile (`PruneTrainPlan`, `prunetrain_plan`) and their analysis
 (`setting_means`, `setting_row`, `with_baseline`, `factor_trends`, `compare_to_baseline`,
-`with_dense_start`, `stage_channels`). The algorithm itself is `thesis_lib.methods.prunetrain`.
+`with_dense_start`, `stage_channels`); `planned_runs` lists the notebook's runs. The algorithm itself is
+`thesis_lib.methods.prunetrain`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import Profile, RunContext, RunOutput, experiment, get_profile, plan_default, summarize_training
+from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile, plan_default,
+                           planned_sweep, single_phase, summarize_training)
 from ..methods.prunetrain import PruneTrain, training_flops_summary
 from ..training import seeded_model
 
@@ -345,7 +347,17 @@ class PruneTrainParams:
     seed: int = 0
 
 
-@experiment("prunetrain", version=2, params=PruneTrainParams, train_config=True)  # 2: He-normal init, no reconfiguration after the last epoch
+SHRINKS = "the unpruned wide net: an upper bound, PruneTrain shrinks it while it trains"
+
+
+def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    """One phase of the wide net (an upper bound: it shrinks) with the params' TrainConfig fields."""
+    train = {key: value for key, value in params.items() if key not in PRUNE_PARAMS}
+    return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS)
+
+
+@experiment("prunetrain", version=2, params=PruneTrainParams, train_config=True,  # 2: He-normal init, no reconfiguration after the last epoch
+            plan=_prunetrain_plan)
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
 
@@ -371,6 +383,17 @@ def prunetrain_experiment(context: RunContext) -> RunOutput:
         "final_channels": str(history["channels"].iloc[-1]),
     }
     return RunOutput(history=history, summary=summary, model=trainer.model)
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 05 trains on `profile`: the baseline at the PruneTrain runs' batch, then each
+    factor's sweep (the default point is in every sweep: one run, listed once per sweep)."""
+    profile = get_profile(profile)
+    plan = prunetrain_plan(profile)
+    runs = planned_sweep("baseline", plan.baseline_grid(profile.seeds), profile)
+    for factor in FACTORS:
+        runs += planned_sweep("prunetrain", plan.grid(factor), profile)
+    return runs
 
 
 PAPER_SAVINGS = {"training_flops_removed": 0.53, "inference_flops_removed": 0.66}  # PruneTrain, ResNet-32 CIFAR-10

@@ -1,7 +1,7 @@
 """Chapter 6.1 (notebook 06_1_batch_size): batch size against memory, and PruneTrain with batch adaptation.
 
-The chapter's sizes per profile (`ChapterSettings`, `chapter_settings`), the grids of its runs, the
-experiment "prunetrain_batch" (PruneTrain at chapter 5's default point with `BatchAdaptation`) and the
+The chapter's sizes per profile (`ChapterSettings`, `chapter_settings`), the grids of its runs (all of
+them: `planned_runs`), the experiment "prunetrain_batch" (PruneTrain at chapter 5's default point with `BatchAdaptation`) and the
 grouping and rule comparison the notebook calls. Memory measurement, the batch search and the adaptation
 hook are `thesis_lib.methods.batchsize`.
 """
@@ -19,14 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots
-from ..experiments import (Profile, RunContext, RunOutput, RunResult, SweepResult, experiment, get_profile,
-                           plan_default, summarize_training)
+from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, RunResult, SweepResult, experiment,
+                           get_profile, plan_default, planned_sweep, single_phase, summarize_training)
 from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_method, batch_from_fit,
                                  max_batch_size, params_batch_fit)
 from ..methods.prunetrain import PruneTrain
 from ..stats import LinearFit
 from ..training import TrainingHook, seeded_model
-from .ch05_prunetrain import PRUNE_PARAMS, PruneTrainParams, prunetrain_plan
+from .ch05_prunetrain import PRUNE_PARAMS, SHRINKS, PruneTrainParams, prunetrain_plan
 
 @dataclass(frozen=True)
 class ChapterSettings:
@@ -91,6 +91,16 @@ def epoch_time_grid(profile: str | Profile, seed: int = 0) -> list[dict[str, Any
     settings = chapter_settings(profile)
     return [{"model": "wide", "schedule": "constant", "batch_size": batch, "epochs": settings.time_epochs,
              "seed": seed} for batch in settings.time_batches]
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 06_1 trains on `profile`, in its order: the epoch timings of fig. 6.8, then the
+    baseline, PruneTrain without and with batch adaptation (the first two are chapter 5's runs)."""
+    profile = get_profile(profile)
+    return [*planned_sweep("baseline", epoch_time_grid(profile), profile),
+            *planned_sweep("baseline", baseline_grid(profile), profile),
+            *planned_sweep("prunetrain", prunetrain_grid(profile), profile),
+            *planned_sweep("prunetrain_batch", adaptation_grid(profile), profile)]
 
 
 BASELINE_GROUP = "baseline"
@@ -204,7 +214,16 @@ class BatchAdaptationParams(PruneTrainParams):
     rule: Literal["probe", "fit"] | None = plan_default(lambda _, params: "probe" if params["adapt"] else None)
 
 
-@experiment("prunetrain_batch", version=2, params=BatchAdaptationParams, train_config=True)  # 2: He init, budget in the run precision, none pruned at the end
+def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    """One phase of the wide net at the starting batch: an upper bound, the net shrinks and (with
+    adaptation) the batch grows, which on a GPU makes an epoch cheaper."""
+    train = {key: value for key, value in params.items() if key not in {"adapt", "scaling", "rule", *PRUNE_PARAMS}}
+    bound = f"{SHRINKS}, at its starting batch (which grows)" if params["adapt"] else SHRINKS
+    return single_phase(profile, "wide", profile.train_config(**train), bound=bound)
+
+
+@experiment("prunetrain_batch", version=2, params=BatchAdaptationParams, train_config=True,  # 2: He init, budget in the run precision, none pruned at the end
+            plan=_prunetrain_batch_plan)
 def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
     """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
 

@@ -2,8 +2,8 @@
 
 The experiment "net2net_grow" (a `Net2NetHook` growth schedule inside one resumable `Trainer` run), the
 growths per profile (`net2net_plan`), and `label_runs`, `panel_frame`, `reach_table` and
-`final_accuracy_comparisons`, which turn the sweeps into the chapter's figures, tables and tests. The
-operators themselves are `thesis_lib.methods.net2net`.
+`final_accuracy_comparisons`, which turn the sweeps into the chapter's figures, tables and tests;
+`planned_runs` lists the notebook's runs. The operators themselves are `thesis_lib.methods.net2net`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import pandas as pd
 import torch
 
 from .. import plots
-from ..experiments import RunContext, RunOutput, experiment, get_profile, plan_default, summarize_training
+from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
+                           plan_default, planned_sweep, summarize_training)
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
-from ..models import count_flops, count_parameters
+from ..models import ResNet, count_flops, count_parameters
 from ..training import seeded_model
+from .ch03_baseline import baseline_grid
 
 OPERATIONS = ("widen_one", "widen_all", "deepen", "deepen_layer", "widen_deepen")
 # The arms of every growth: Net2Net's function-preserving init, random init of the new units, and the grown
@@ -143,6 +145,14 @@ def net2net_plan(profile: Any) -> Net2NetPlan:
     if name not in NET2NET_PLANS:
         raise ValueError(f"no Net2Net plan for profile {name!r}; plans exist for {sorted(NET2NET_PLANS)}")
     return NET2NET_PLANS[name]
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 06_2 trains on `profile`: both baselines with the step schedule (chapter 3's
+    runs), then every growth of the plan in every arm."""
+    profile = get_profile(profile)
+    return [*planned_sweep("baseline", baseline_grid(profile, schedules=("step",)), profile),
+            *planned_sweep("net2net_grow", net2net_plan(profile).grid(profile), profile)]
 
 
 SCRATCH_ARMS = {"wide": "wide from scratch", "narrow": "narrow from scratch"}
@@ -320,7 +330,33 @@ class GrowParams:
     stage: int | None = None
 
 
-@experiment("net2net_grow", version=2, params=GrowParams)  # 2: He init, one-stage deepening, identity-layer and scratch arms
+def _grown(narrow: ResNet, operation: str, wide_widths: Sequence[int], stage: int | None, seed: int,
+           data: torch.Tensor) -> ResNet:
+    """`narrow` grown by `operation` with Net2Net's init (the architecture every arm of it reaches)."""
+    grown = narrow
+    for step in growth_steps(operation, "net2net", wide_widths, stage=stage):
+        grown = step.apply(grown, torch.Generator().manual_seed(seed), data)
+    return grown
+
+
+def _grow_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    """The narrow net until `grow_epoch`, then the grown one; the "scratch" arm trains the grown net for
+    every epoch. The grown architecture comes from applying the growth to an untrained narrow net (its
+    shape does not depend on the weights)."""
+    channels, classes = profile.input_size[0], profile.num_classes
+    narrow = profile.resnet("narrow", channels, classes)
+    images = torch.randn(8, *profile.input_size, generator=torch.Generator().manual_seed(0))
+    grown = _grown(seeded_model(narrow, params["seed"]), params["operation"],
+                   profile.resnet("wide", channels, classes).widths, params.get("stage"), params["seed"], images).spec
+    config = profile.train_config(seed=params["seed"])
+    if params["init"] == "scratch":
+        return RunPlan(phases=(Phase("grown net from scratch", grown, config),))
+    grow_epoch = params["grow_epoch"]
+    return RunPlan(phases=(Phase("narrow net", narrow, config, epochs=grow_epoch),
+                           Phase("grown net", grown, config, epochs=config.epochs - grow_epoch)))
+
+
+@experiment("net2net_grow", version=2, params=GrowParams, plan=_grow_plan)  # 2: He init, one-stage deepening, identity-layer and scratch arms
 def net2net_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
 
@@ -368,9 +404,7 @@ def _grown_from_scratch(context: RunContext, operation: str, seed: int, grow_epo
     profile's epochs (its shape from applying the growth to the narrow net; no weight is carried)."""
     narrow = seeded_model(context.resnet_config("narrow"), seed)
     data = context.dataset().train_x[:64]
-    grown = narrow
-    for step in growth_steps(operation, "net2net", wide_widths, stage=stage):
-        grown = step.apply(grown, torch.Generator().manual_seed(seed), data)
+    grown = _grown(narrow, operation, wide_widths, stage, seed, data)
     trainer = context.trainer(seeded_model(grown.spec, seed), context.train_config(seed=seed))
     history = trainer.fit()
     summary = {**summarize_training(history), "grow_epoch": grow_epoch, "noise": 0.0,

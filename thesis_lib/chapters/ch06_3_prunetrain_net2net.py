@@ -25,16 +25,17 @@ from typing import Any
 import pandas as pd
 
 from .. import stats
-from ..experiments import (Profile, RunContext, RunOutput, experiment, get_profile, plan_default, run,
-                           summarize_training)
+from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
+                           plan_default, planned_sweep, run, summarize_training)
 from ..methods.prunetrain import PruneTrain
 from ..methods.search import GrowthRule, PruneGrow, stage_depth
 from ..models import ResNetConfig, ResNetSpec, build_resnet, count_flops
 from ..training import seeded_model
+from .ch03_baseline import baseline_grid
 from .ch05_prunetrain import prunetrain_plan
 from .ch06_2_net2net import cumulative_time
 
-__all__ = ["SearchPlan", "search_plan", "architecture_rounds", "found_architectures", "final_accuracy_groups",
+__all__ = ["SearchPlan", "search_plan", "step_baseline_grid", "planned_runs", "architecture_rounds", "found_architectures", "final_accuracy_groups",
            "GROUP_ORDER", "GROUP_LABELS", "budget_flops", "search_tests", "phase_times", "curves", "growth_epochs"]
 
 SEARCH_KNOBS = ("lasso_ratio", "threshold", "interval", "saturation", "widen_factor", "deepen_saturation",
@@ -78,6 +79,21 @@ def search_plan(profile: str | Profile) -> SearchPlan:
                       last_growth_epoch=int(last_growth), seeds=SEEDS[profile.name])
 
 
+def step_baseline_grid(profile: str | Profile, model: str) -> list[dict[str, Any]]:
+    """Params of the `model` ("narrow" or "wide") "baseline" runs with the step schedule that fig. 6.14
+    compares with, once per seed of the plan (chapter 3's runs, through the cache)."""
+    return baseline_grid(profile, models=(model,), schedules=("step",), seeds=search_plan(profile).seeds)
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 06_3 trains on `profile`: both baselines, the searches and their retrainings."""
+    profile = get_profile(profile)
+    grid = search_plan(profile).grid()
+    return [*(run for model in ("narrow", "wide")
+              for run in planned_sweep("baseline", step_baseline_grid(profile, model), profile)),
+            *planned_sweep("prune_grow", grid, profile), *planned_sweep("prune_grow_retrain", grid, profile)]
+
+
 def budget_flops(context: RunContext, budget_model: str = "wide") -> int:
     """Forward FLOPs of one image for the profile's `budget_model` net: the zeta of chapters 4 and 6.3."""
     data = context.dataset()
@@ -111,7 +127,25 @@ def _search_knobs(context: RunContext) -> tuple[dict[str, Any], dict[str, Any], 
     return knobs, params, seed
 
 
-@experiment("prune_grow", params=PruneGrowParams, train_config=True)
+WITHIN_BUDGET = "the wide net: its FLOPs are the budget the searched net never exceeds"
+
+
+def _budget_phase(profile: Profile, params: dict[str, Any], description: str) -> Phase:
+    """A phase of the wide net (the budget: an upper bound of the searched net) with the run's TrainConfig."""
+    overrides = {key: value for key, value in params.items() if key not in SEARCH_KNOBS}
+    wide = profile.resnet("wide", profile.input_size[0], profile.num_classes)
+    return Phase(description, wide, profile.train_config(**overrides), bound=WITHIN_BUDGET)
+
+
+def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    return RunPlan(phases=(_budget_phase(profile, params, "search"),))
+
+
+def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    return RunPlan(phases=(_budget_phase(profile, params, "retrain the found net"),), requires=(("prune_grow", params),))
+
+
+@experiment("prune_grow", params=PruneGrowParams, train_config=True, plan=_search_plan)
 def prune_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: from the narrow net, PruneTrain rounds with Net2Net growth under the wide net's FLOPs.
 
@@ -151,7 +185,7 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("prune_grow_retrain", params=PruneGrowParams, train_config=True)
+@experiment("prune_grow_retrain", params=PruneGrowParams, train_config=True, plan=_retrain_plan)
 def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: the architecture a "prune_grow" run found, trained from scratch like a baseline.
 

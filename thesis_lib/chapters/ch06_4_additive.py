@@ -30,10 +30,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import Profile, get_profile, sweep
+from ..experiments import PlannedRun, Profile, get_profile, planned_sweep, sweep
 from .ch05_prunetrain import prunetrain_plan
 
-__all__ = ["LARGE_BATCH_FACTOR", "AdditivePlan", "additive_plan", "precision_runs", "large_batch_runs",
+__all__ = ["LARGE_BATCH_FACTOR", "AdditivePlan", "additive_plan", "planned_runs", "precision_runs", "large_batch_runs",
            "prunetrain_runs", "arm_tests", "arm_table", "box_figure", "curve_figure", "shrink_figure",
            "summary_sentences", "bf16_note", "prunetrain_pairs", "lars_prunetrain_answer"]
 
@@ -119,6 +119,15 @@ def additive_plan(profile: str | Profile) -> AdditivePlan:
                         precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
                         prunetrain={**pruning.default(), **pruning.training()},
                         prune_batch=pruning.batch_size or profile.batch_size)
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 06_4 trains on `profile`: the precision, large-batch and PruneTrain arms (the
+    reference arms are chapter 3's and 5's runs)."""
+    plan = additive_plan(profile)
+    grids = [("baseline", plan.precision_grids()), ("baseline", plan.large_batch_grids()),
+             ("prunetrain", plan.prunetrain_grids())]
+    return [run for name, arms in grids for grid in arms.values() for run in planned_sweep(name, grid, profile)]
 
 
 def _runs(name: str, grids: dict[str, list[dict[str, Any]]], profile: str | Profile,

@@ -28,12 +28,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import plots, stats
-from ..experiments import Profile, get_profile, sweep
+from ..experiments import PlannedRun, Profile, get_profile, planned_sweep, sweep
 from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 from .ch04_morphnet import morphnet_plan, uniform_scaling
 from .ch06_3_prunetrain_net2net import search_plan
 
-__all__ = ["PROCEDURES", "QUANTITIES", "comparison_grids", "comparison_runs", "comparison_table",
+__all__ = ["PROCEDURES", "QUANTITIES", "comparison_grids", "planned_runs", "comparison_runs", "comparison_table",
            "pairwise_tests", "verdict", "answer", "uniform_scaling_check", "comparison_figure"]
 
 PROCEDURES = ("wide baseline", "MorphNet", "PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
@@ -62,6 +62,12 @@ def comparison_grids(profile: str | Profile) -> dict[str, tuple[str, list[dict[s
         "PruneTrain + Net2Net": ("prune_grow", search),
         "PruneTrain + Net2Net, retrained": ("prune_grow_retrain", search),
     }
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 07 asks for on `profile` (`comparison_grids`); each is a run of chapter 3, 4 or
+    6.3, shared through the cache."""
+    return [run for name, grid in comparison_grids(profile).values() for run in planned_sweep(name, grid, profile)]
 
 
 def comparison_runs(profile: str | Profile, progress: bool = True) -> pd.DataFrame:

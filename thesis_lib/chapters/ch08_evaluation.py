@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..experiments import Profile, get_profile
+from ..experiments import PlannedRun, Profile, get_profile
+from .ch07_comparison import planned_runs as chapter_7_runs
 
-__all__ = ["EVALUATION_DATA", "evaluation_profile"]
+__all__ = ["EVALUATION_DATA", "evaluation_profile", "planned_runs"]
 
 # Per profile: (dataset, training images, test images); None keeps the whole split.
 EVALUATION_DATA: dict[str, tuple[str, int | None, int | None]] = {
@@ -35,3 +36,8 @@ def evaluation_profile(profile: str | Profile) -> Profile:
         raise ValueError(f"no chapter 8 dataset for profile {profile.name!r}; known: {sorted(EVALUATION_DATA)}")
     dataset, n_train, n_test = EVALUATION_DATA[profile.name]
     return replace(profile, dataset=dataset, n_train=n_train, n_test=n_test)
+
+
+def planned_runs(profile: str | Profile) -> list[PlannedRun]:
+    """Every run notebook 08 trains on `profile`: chapter 7's procedures on `evaluation_profile`."""
+    return chapter_7_runs(evaluation_profile(profile))
