@@ -12,7 +12,8 @@ import torchvision
 from sklearn.datasets import load_digits
 
 from thesis_lib import data
-from thesis_lib.data import DATASET_SHAPES, DATASETS, DeviceLoader, crop_and_flip, evaluation_loader, load_dataset
+from thesis_lib.data import (DATASET_SHAPES, DATASET_SIZES, DATASETS, DeviceLoader, crop_and_flip, evaluation_loader,
+                             load_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +320,13 @@ def test_dataset_shapes_table_matches_loaded_digits():
     assert set(DATASET_SHAPES) == set(DATASETS)
     data = load_dataset("digits")
     assert DATASET_SHAPES["digits"] == (data.in_channels, data.image_size, data.num_classes)
+
+
+def test_dataset_sizes_table_matches_loaded_digits_and_the_published_splits():
+    assert set(DATASET_SIZES) == set(DATASETS)
+    data = load_dataset("digits")
+    assert DATASET_SIZES["digits"] == (len(data.train_y), len(data.test_y)) == (1438, 359)
+    assert DATASET_SIZES["fashion_mnist"] == (60_000, 10_000) and DATASET_SIZES["cifar100"] == (50_000, 10_000)
 
 
 def test_random_crops_reach_every_one_of_the_offsets():

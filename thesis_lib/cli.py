@@ -1,4 +1,4 @@
-"""Command line: `python -m thesis_lib notebooks | run | list | runs | clean | profiles`.
+"""Command line: `python -m thesis_lib notebooks | run | list | runs | clean | plan | profiles`.
 
 `notebooks` re-runs the numbered notebooks headlessly with papermill on a profile, writes each executed
 notebook next to its figures (`figures/<profile>/<notebook>/<notebook>.ipynb`), prints a summary and exits
@@ -268,6 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     clean.add_argument("--status", nargs="+", choices=RUN_STATUSES, default=list(RUN_STATUSES),
                        help="only runs with these statuses (default: all)")
     clean.add_argument("--yes", action="store_true", help="delete without asking")
+    plan = commands.add_parser("plan", help="list the runs the notebooks would train, cached or not, and "
+                                            "estimate their training time on this device")
+    plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    plan.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 03 05")
+    plan.add_argument("--no-calibrate", action="store_true", help="list the runs only, time nothing")
+    plan.add_argument("--runs", action="store_true", help="list every run too")
+    plan.add_argument("--steps", type=int, default=3, metavar="N",
+                      help="timed training steps per step configuration (after as many warm-up steps; default 3)")
     args = parser.parse_args(argv)
     try:
         return _command(args, parser)
@@ -300,6 +308,12 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 1 if (table["status"] == "damaged").any() else 0
     if args.command == "clean":
         return clean_runs(args.profile, args.experiment, args.status, args.yes)
+    if args.command == "plan":
+        from .planning import plan_report
+
+        print(plan_report(args.profile, args.only, calibrate_times=not args.no_calibrate, list_every_run=args.runs,
+                          steps=args.steps))
+        return 0
     if args.command == "run":
         from .experiments import run
 

@@ -257,6 +257,14 @@ DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
     "cifar10": (3, 32, 10),
     "cifar100": (3, 32, 100),
 }
+# (training images, test images) of every dataset's whole splits, known without loading it (digits: the
+# fixed 80/20 split of its 1,797 images).
+DATASET_SIZES: dict[str, tuple[int, int]] = {
+    "digits": (1438, 359),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+    "cifar100": (50000, 10000),
+}
 
 
 DATASETS: dict[str, Callable[[str | os.PathLike | None, bool], Dataset]] = {

@@ -8,6 +8,7 @@ growths per profile (`net2net_plan`), and `label_runs`, `panel_frame`, `reach_ta
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
@@ -19,7 +20,7 @@ from .. import plots
 from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
                            plan_default, planned_sweep, summarize_training)
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
-from ..models import ResNet, count_flops, count_parameters
+from ..models import ResNet, ResNetSpec, count_flops, count_parameters
 from ..training import seeded_model
 from .ch03_baseline import baseline_grid
 
@@ -147,11 +148,17 @@ def net2net_plan(profile: Any) -> Net2NetPlan:
     return NET2NET_PLANS[name]
 
 
+def scratch_baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the wide and narrow "baseline" runs with the step schedule, the nets from scratch every
+    growth is compared with (chapter 3's runs, through the cache)."""
+    return baseline_grid(profile, models=tuple(SCRATCH_ARMS), schedules=("step",))
+
+
 def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 06_2 trains on `profile`: both baselines with the step schedule (chapter 3's
-    runs), then every growth of the plan in every arm."""
+    """Every run notebook 06_2 trains on `profile`: both baselines from scratch, then every growth of the
+    plan in every arm."""
     profile = get_profile(profile)
-    return [*planned_sweep("baseline", baseline_grid(profile, schedules=("step",)), profile),
+    return [*planned_sweep("baseline", scratch_baseline_grid(profile), profile),
             *planned_sweep("net2net_grow", net2net_plan(profile).grid(profile), profile)]
 
 
@@ -339,18 +346,24 @@ def _grown(narrow: ResNet, operation: str, wide_widths: Sequence[int], stage: in
     return grown
 
 
+@functools.lru_cache(maxsize=None)
+def _grown_spec(profile: Profile, operation: str, stage: int | None) -> ResNetSpec:
+    """The architecture `operation` grows the profile's narrow net to. Its shape does not depend on the
+    weights, so an untrained net (seed 0) on random images shows it; cached, a plan asks for it per run."""
+    channels, classes = profile.input_size[0], profile.num_classes
+    images = torch.randn(8, *profile.input_size, generator=torch.Generator().manual_seed(0))
+    narrow = seeded_model(profile.resnet("narrow", channels, classes), 0)
+    return _grown(narrow, operation, profile.resnet("wide", channels, classes).widths, stage, 0, images).spec
+
+
 def _grow_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     """The narrow net until `grow_epoch`, then the grown one; the "scratch" arm trains the grown net for
-    every epoch. The grown architecture comes from applying the growth to an untrained narrow net (its
-    shape does not depend on the weights)."""
-    channels, classes = profile.input_size[0], profile.num_classes
-    narrow = profile.resnet("narrow", channels, classes)
-    images = torch.randn(8, *profile.input_size, generator=torch.Generator().manual_seed(0))
-    grown = _grown(seeded_model(narrow, params["seed"]), params["operation"],
-                   profile.resnet("wide", channels, classes).widths, params.get("stage"), params["seed"], images).spec
+    every epoch."""
+    grown = _grown_spec(profile, params["operation"], params.get("stage"))
     config = profile.train_config(seed=params["seed"])
     if params["init"] == "scratch":
         return RunPlan(phases=(Phase("grown net from scratch", grown, config),))
+    narrow = profile.resnet("narrow", profile.input_size[0], profile.num_classes)
     grow_epoch = params["grow_epoch"]
     return RunPlan(phases=(Phase("narrow net", narrow, config, epochs=grow_epoch),
                            Phase("grown net", grown, config, epochs=config.epochs - grow_epoch)))

@@ -1,0 +1,369 @@
+"""`python -m thesis_lib plan`: every run the notebooks would train on a profile, and how long it takes here.
+
+The runs are the chapters' `planned_runs` (the grids their notebooks sweep) and the runs those load first
+(`RunPlan.requires`, e.g. a MorphNet shrink loads its regularized run); each run's phases come from its
+experiment's plan (`@experiment(plan=...)`). A run that several notebooks ask for is counted for the first
+of them in `CHAPTERS` order; the others list it as shared. A run is cached when its folder is sealed.
+
+Times come from a short calibration on this machine, per distinct step configuration (architecture, batch
+size, input shape, precision, optimizer, augmentation, device, CPU threads): a Trainer runs a warm-up epoch
+and a timed epoch of `steps` steps each on random tensors of the dataset's shape (no dataset needed), then
+one evaluation batch is timed. The per-epoch rest (the checkpoint above all) is the timed epoch's wall time
+less its training time. Results are cached in `results/<profile>/.calibration.json` under the device's
+name, so a second `plan` times nothing. A phase then takes
+
+    epochs x (ceil(n_train / batch) x step + n_test / eval batch x evaluation + per-epoch rest)
+
+Not estimated: the hooks' per-step work (PruneTrain's group lasso, MorphNet's penalty), reconfigurations
+and growths, and the notebooks' own work (kernels, figures, chapter 6.1's memory measurements). A net that
+changes while it trains is estimated with the largest it can be (PruneTrain's unpruned starting net, the
+searches' budget net): those runs are upper bounds, and the output counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+
+from .chapters import CHAPTERS, Chapter
+from .data import DATASET_SIZES, Dataset
+from .experiments import (SEAL, Phase, PlannedRun, Profile, RunPlan, config_hash, get_profile, registered_experiments,
+                          results_root, run_dir_for)
+from .models import ResNetSpec
+from .training import TrainConfig, Trainer, atomic_write, evaluate, seeded_model, synchronize
+
+CALIBRATION_FILE = ".calibration.json"
+DEFAULT_STEPS = 3
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ListedRun:
+    """One run of the plan: the notebook it is counted for, the later notebooks that ask for it too
+    (`shared_with`), where its results live and whether they are there (`cached`), and its `RunPlan`."""
+
+    notebook: str
+    experiment: str
+    params: dict[str, Any]
+    profile: Profile
+    folder: Path
+    plan: RunPlan
+    shared_with: tuple[str, ...]
+    cached: bool
+
+
+def select_chapters(only: Sequence[str] | None = None) -> list[Chapter]:
+    """The chapters whose notebook name starts with one of `only` (all without it), in thesis order."""
+    if not only:
+        return list(CHAPTERS)
+    names = [chapter.notebook for chapter in CHAPTERS]
+    unknown = [prefix for prefix in only if not any(name.startswith(prefix) for name in names)]
+    if unknown:
+        raise ValueError(f"no notebook starts with {unknown}; the notebooks are {names}")
+    return [chapter for chapter in CHAPTERS if any(chapter.notebook.startswith(prefix) for prefix in only)]
+
+
+def _with_prerequisites(run: PlannedRun) -> list[tuple[PlannedRun, RunPlan]]:
+    """`run` and its plan, after the runs it loads first (recursively, each before the run needing it)."""
+    plan = registered_experiments()[run.experiment].run_plan(run.profile, run.params)
+    before = [entry for name, params in plan.requires
+              for entry in _with_prerequisites(PlannedRun(name, dict(params), run.profile))]
+    return [*before, (run, plan)]
+
+
+def list_runs(profile: str | Profile, only: Sequence[str] | None = None) -> list[ListedRun]:
+    """Every run the selected notebooks train on `profile` (prerequisites included), each once: counted for
+    the first selected notebook in `CHAPTERS` order that asks for it, shared with every other notebook that
+    does (selected or not), in the order the notebooks ask for them."""
+    selected = {chapter.notebook for chapter in select_chapters(only)}
+    askers: dict[Path, list[str]] = {}
+    entries: dict[Path, tuple[PlannedRun, RunPlan]] = {}
+    for chapter in CHAPTERS:
+        for run, plan in (entry for planned in chapter.planned_runs(profile) for entry in _with_prerequisites(planned)):
+            folder = run_dir_for(run.experiment, run.params, run.profile)
+            notebooks = askers.setdefault(folder, [])
+            if chapter.notebook not in notebooks:
+                notebooks.append(chapter.notebook)
+            if chapter.notebook in selected and folder not in entries:
+                entries[folder] = (run, plan)
+    listed = []
+    for folder, (run, plan) in entries.items():
+        owner = next(notebook for notebook in askers[folder] if notebook in selected)
+        listed.append(ListedRun(owner, run.experiment, dict(run.params), run.profile, folder, plan,
+                                tuple(notebook for notebook in askers[folder] if notebook != owner),
+                                (folder / SEAL).is_file()))
+    order = [chapter.notebook for chapter in CHAPTERS]
+    return sorted(listed, key=lambda entry: order.index(entry.notebook))
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """What one training step's time depends on: the net (spec JSON), the batch (capped at the training
+    set), the input, the TrainConfig fields that change the work, the device and its CPU threads (the
+    profile's `cpu_threads`, "auto" as the Trainer decides), and the evaluation batch."""
+
+    architecture: str
+    batch_size: int
+    input_size: tuple[int, int, int]
+    precision: str
+    optimizer: str
+    channels_last: bool
+    augment: bool
+    padding: int
+    flip: bool
+    device: str
+    threads: int | str
+    eval_batch: int
+
+    def digest(self) -> str:
+        return config_hash(asdict(self))
+
+    def describe(self) -> str:
+        """The net, input, batch and arithmetic in a few words, e.g. "16/32/64 x 5/5/5 on 3x32x32, batch
+        128, fp32, sgd"; a ghost batch norm's virtual batch, where the net has one."""
+        spec = ResNetSpec.from_json(self.architecture)
+        return (f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))}, batch {self.batch_size}, "
+                f"{self.precision}, {self.optimizer}"
+                + (f", ghost batch {spec.ghost_batch}" if spec.ghost_batch is not None else ""))
+
+
+def net_summary(model: Any) -> str:
+    """A net's stream widths and blocks per stage, e.g. "16/32/64 x 5/5/5"."""
+    spec = model if isinstance(model, ResNetSpec) else model.to_spec()
+    widths = "/".join(str(stage.width) for stage in spec.stages)
+    return f"{widths} x {'/'.join(str(len(stage.blocks)) for stage in spec.stages)}"
+
+
+def split_sizes(profile: Profile) -> tuple[int, int]:
+    """(training, test) images a run of `profile` uses: the profile's subset sizes or the whole splits."""
+    train, test = DATASET_SIZES[profile.dataset]
+    return profile.n_train or train, profile.n_test or test
+
+
+def step_key(phase: Phase, profile: Profile) -> StepKey:
+    """The `StepKey` of one phase of a run on `profile`."""
+    train, test = split_sizes(profile)
+    config, device = phase.train, profile.resolved_device()
+    spec = phase.model if isinstance(phase.model, ResNetSpec) else phase.model.to_spec()
+    threads = "auto" if profile.cpu_threads is None else profile.cpu_threads
+    return StepKey(spec.to_json(), min(config.batch_size, train), profile.input_size, config.precision,
+                   config.optimizer, config.channels_last, config.augment, config.padding, config.flip, device.type,
+                   threads if device.type == "cpu" else "-", min(config.eval_batch_size, test))
+
+
+def device_name(device: str) -> str:
+    """The name calibrations are filed under: the GPU's name, or the CPU's model with its core count and
+    OMP_NUM_THREADS (which sets torch's default threads)."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {model}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+
+
+def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
+    """Seconds per training step, per evaluation batch and of the per-epoch rest for `key`: a Trainer runs
+    a warm-up epoch and a timed epoch of `steps` steps each on random tensors (checkpointing into a
+    temporary folder under `scratch`, as a run does), then one evaluation batch is timed after a warm-up."""
+    if steps < 1:
+        raise ValueError(f"calibration needs at least 1 timed step, got {steps}")
+    spec = ResNetSpec.from_json(key.architecture)
+    device = torch.device(key.device)
+    generator = torch.Generator().manual_seed(0)
+    images = key.batch_size * steps
+    channels, height, _ = key.input_size
+    data = Dataset("calibration", torch.randn(images, *key.input_size, generator=generator),
+                   torch.randint(0, spec.num_classes, (images,), generator=generator),
+                   torch.randn(1, *key.input_size, generator=generator), torch.zeros(1, dtype=torch.long),
+                   spec.num_classes, channels, height, (0.0,) * channels, (1.0,) * channels)
+    config = TrainConfig(epochs=2, batch_size=key.batch_size, lr=1e-3, schedule="constant", milestones=(),
+                         optimizer=key.optimizer, precision=key.precision, channels_last=key.channels_last,
+                         augment=key.augment, padding=key.padding, flip=key.flip, eval_batch_size=key.eval_batch)
+    ends: list[float] = []
+    threads = torch.get_num_threads()
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=scratch, prefix=".calibration-") as folder:
+            trainer = Trainer(seeded_model(spec, 0), data, config, device=device, progress=False,
+                              checkpoint_path=Path(folder) / "checkpoint.pt",
+                              cpu_threads=None if key.threads == "-" else key.threads,
+                              epoch_callback=lambda trainer, record: ends.append(time.perf_counter()))
+            history = trainer.fit()
+        train_time = float(history["epoch_time"].iloc[1])
+        x = torch.randn(key.eval_batch, *key.input_size, generator=generator).to(device)
+        y = torch.zeros(key.eval_batch, dtype=torch.long, device=device)
+        evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
+        synchronize(device)
+        start = time.perf_counter()
+        evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
+        synchronize(device)
+        evaluation = time.perf_counter() - start
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    return {"step": train_time / steps, "evaluation": evaluation,
+            "epoch_rest": max(0.0, ends[1] - ends[0] - train_time), "steps": steps, "threads": used_threads}
+
+
+def calibration_path(profile: Profile) -> Path:
+    return results_root() / profile.name / CALIBRATION_FILE
+
+
+@dataclass
+class Calibration:
+    """Step times per `StepKey` for one profile's device, and how many were timed now or read from the file."""
+
+    device: str
+    path: Path
+    times: dict[StepKey, dict[str, float]]
+    measured: int
+    cached: int
+
+
+def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_STEPS,
+              timer: Callable[[StepKey, int, Path], dict[str, float]] = time_step,
+              report: Callable[[str], None] = lambda line: None) -> Calibration:
+    """The times of every key: those in the profile's calibration file under this device's name, the rest
+    timed with `timer` and added to the file (written atomically after each one, so an interrupted
+    calibration keeps what it measured). A file that cannot be read is replaced, with a report."""
+    path = calibration_path(profile)
+    name = device_name(profile.resolved_device().type)
+    stored: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if not isinstance(stored, dict):
+                raise ValueError("it holds no mapping")
+        except ValueError as error:
+            report(f"the calibration file {path} cannot be read ({error}); timing again")
+            stored = {}
+    device_times = stored.setdefault(name, {})
+    times, measured, cached = {}, 0, 0
+    missing = [key for key in dict.fromkeys(keys) if key.digest() not in device_times]
+    for key in dict.fromkeys(keys):
+        if key.digest() in device_times:
+            times[key] = device_times[key.digest()]
+            cached += 1
+            continue
+        report(f"calibrating {measured + 1}/{len(missing)} on {name}: {key.describe()}")
+        entry = {**timer(key, steps, path.parent), "key": asdict(key), "torch": torch.__version__,
+                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        device_times[key.digest()] = entry
+        times[key] = entry
+        measured += 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(stored, indent=1, sort_keys=True)
+        atomic_write(path, lambda stream: stream.write(text.encode()))
+    return Calibration(name, path, times, measured, cached)
+
+
+def phase_seconds(phase: Phase, profile: Profile, times: dict[str, float]) -> float:
+    """Estimated seconds of one phase from its step configuration's `times` (see the module docstring)."""
+    key = step_key(phase, profile)
+    train, test = split_sizes(profile)
+    per_epoch = (math.ceil(train / key.batch_size) * times["step"] + test / key.eval_batch * times["evaluation"]
+                 + times["epoch_rest"])
+    return phase.epochs * per_epoch
+
+
+def run_table(runs: Sequence[ListedRun], calibration: Calibration | None = None) -> pd.DataFrame:
+    """One row per run: notebook, experiment, epochs, its first phase's net and batch, cached, seconds
+    (with a calibration), bound (the run is estimated with a larger net), shared_with and params."""
+    rows = []
+    for entry in runs:
+        first = entry.plan.phases[0] if entry.plan.phases else None
+        row = {"notebook": entry.notebook, "experiment": entry.experiment, "epochs": entry.plan.epochs,
+               "net": net_summary(first.model) if first else "-", "batch": first.train.batch_size if first else 0,
+               "cached": entry.cached, "bound": any(phase.bound for phase in entry.plan.phases),
+               "shared_with": ", ".join(notebook.split("_")[0] for notebook in entry.shared_with),
+               "params": json.dumps(entry.params, default=str)}
+        if calibration is not None:
+            row["seconds"] = sum(phase_seconds(phase, entry.profile, calibration.times[step_key(phase, entry.profile)])
+                                 for phase in entry.plan.phases)
+        rows.append(row)
+    columns = ["notebook", "experiment", "epochs", "net", "batch", "cached", *(["seconds"] if calibration else []),
+               "bound", "shared_with", "params"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """("hours", 3600) for two hours and more, else ("minutes", 60): the unit the tables use."""
+    return ("hours", 3600.0) if seconds >= 7200 else ("minutes", 60.0)
+
+
+def notebook_table(table: pd.DataFrame, chapters: Sequence[Chapter], shared: dict[str, int]) -> pd.DataFrame:
+    """Per notebook (in `chapters` order) and in total: runs counted for it, runs it asks for that another
+    notebook counts (`shared`), cached runs, epochs and, with seconds in `table`, the estimated time of all
+    its runs and of those not cached yet, in `time_unit` of the total (columns "hours" and "hours_left", or
+    "minutes" and "minutes_left")."""
+    unit, scale = time_unit(table["seconds"].sum()) if "seconds" in table else ("", 1.0)
+    rows = []
+    for chapter in [*chapters, None]:
+        own = table if chapter is None else table[table["notebook"] == chapter.notebook]
+        row = {"notebook": "total" if chapter is None else chapter.notebook, "runs": len(own),
+               "shared": sum(shared.values()) if chapter is None else shared.get(chapter.notebook, 0),
+               "cached": int(own["cached"].sum()), "epochs": int(own["epochs"].sum())}
+        if unit:
+            row[unit] = own["seconds"].sum() / scale
+            row[f"{unit}_left"] = own.loc[~own["cached"], "seconds"].sum() / scale
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plan_report(profile: str | Profile, only: Sequence[str] | None = None, calibrate_times: bool = True,
+                list_every_run: bool = False, steps: int = DEFAULT_STEPS,
+                report: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> str:
+    """The text `python -m thesis_lib plan` prints: the profile, the calibration, one row per notebook and
+    a total, then (with `list_every_run`) one row per run, and what the estimate leaves out."""
+    profile = get_profile(profile)
+    chapters = select_chapters(only)
+    runs = list_runs(profile, only)
+    calibration = None
+    if calibrate_times:
+        keys = [step_key(phase, entry.profile) for entry in runs for phase in entry.plan.phases]
+        calibration = calibrate(keys, profile, steps, report=report)
+    table = run_table(runs, calibration)
+    shared = {chapter.notebook: sum(chapter.notebook in entry.shared_with for entry in runs) for chapter in chapters}
+    summary = notebook_table(table, chapters, shared)
+    datasets = sorted({entry.profile.dataset for entry in runs})
+    lines = [f"plan for profile {profile.name!r} ({', '.join(datasets)}): {len(runs)} runs, "
+             f"{int(table['cached'].sum())} cached in {results_root() / profile.name}"]
+    if calibration is not None:
+        lines.append(f"calibrated on {calibration.device}: {len(calibration.times)} step configurations, "
+                     f"{calibration.measured} timed now, {calibration.cached} from {calibration.path}")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.float_format", "{:.3f}".format):
+        lines.append(summary.to_string(index=False))
+        if calibration is not None:
+            seconds, left = table["seconds"].sum(), table.loc[~table["cached"], "seconds"].sum()
+            lines.append(f"estimated training time on this device, one run at a time: {seconds / 3600:.2f} h "
+                         f"({seconds / 60:.1f} min), {left / 3600:.2f} h ({left / 60:.1f} min) for the runs not "
+                         "cached")
+        lines.append("shared: runs another notebook asks for too are counted for the first of them in thesis "
+                     "order; 'shared' counts those a notebook finds trained by an earlier one")
+        bounds = sorted({phase.bound for entry in runs for phase in entry.plan.phases if phase.bound})
+        if bounds:
+            lines.append(f"upper bounds or approximations: {int(table['bound'].sum())} runs are estimated with "
+                         "another net than the one they end with:")
+            lines.extend(f"  - {bound}" for bound in bounds)
+        if calibration is not None:
+            lines.append("not estimated: the hooks' per-step work (PruneTrain's group lasso, MorphNet's penalty), "
+                         "reconfigurations and growths, and the notebooks' own work (kernels, figures, 6.1's "
+                         "memory measurements)")
+        if list_every_run:
+            lines.append(table.to_string(index=False))
+    return "\n".join(lines)
