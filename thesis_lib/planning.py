@@ -241,6 +241,8 @@ def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_ST
     """The times of every key: those in the profile's calibration file under this device's name, the rest
     timed with `timer` and added to the file (written atomically after each one, so an interrupted
     calibration keeps what it measured). A file that cannot be read is replaced, with a report."""
+    if steps < 1:
+        raise ValueError(f"calibration needs at least 1 timed step, got {steps}")
     path = calibration_path(profile)
     name = device_name(profile.resolved_device().type)
     stored: dict[str, Any] = {}
