@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
 
-.PHONY: setup data notebooks test benchmark clean-results
+.PHONY: setup data notebooks plan test benchmark clean-results
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ data: setup
 # Main job: re-run every notebook headlessly on a profile (default quick), writing figures/<profile>/.
 notebooks: data
 	$(PY) -m thesis_lib notebooks --profile $(PROFILE) --jobs $(JOBS)
+
+# Before a long re-run: every run the notebooks would train on the profile, cached or not, and the
+# estimated training time on this machine (a short calibration, cached in results/<profile>/).
+plan: setup
+	$(PY) -m thesis_lib plan --profile $(PROFILE)
 
 # Tests: unit tests of every module and a smoke-profile run of every notebook. The smoke nets are tiny:
 # one intra-op thread per process is faster than several.

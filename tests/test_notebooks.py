@@ -176,6 +176,30 @@ def test_every_tests_table_has_the_welch_and_holm_columns(path, executed):
     assert not problems, f"{path.stem}: {problems}"
 
 
+@pytest.mark.notebook
+def test_the_notebooks_train_exactly_the_runs_their_chapters_plan(executed, notebook_root):
+    """After every notebook ran on smoke, the sealed run folders are the chapters' planned runs
+    (`planning.list_runs`, prerequisites included), both ways; and every run whose plan names its nets
+    exactly (no bound) trained those nets for those epochs (the history's parameters per epoch)."""
+    from thesis_lib.models import build_resnet, count_parameters
+    from thesis_lib.planning import list_runs
+
+    for path in NOTEBOOKS:
+        executed(path)
+    sealed = {done.parent for done in (notebook_root / "results").glob("smoke/*/*/DONE")}
+    listed = list_runs("smoke")
+    planned = {entry.folder for entry in listed}
+    assert sorted(str(p.relative_to(notebook_root)) for p in sealed - planned) == [], "trained but not planned"
+    assert sorted(str(p.relative_to(notebook_root)) for p in planned - sealed) == [], "planned but not trained"
+    exact = [entry for entry in listed if entry.plan.phases and not any(phase.bound for phase in entry.plan.phases)]
+    assert {entry.experiment for entry in exact} == {"baseline", "morphnet_regularize", "net2net_grow"}
+    for entry in exact:
+        history = pd.read_csv(entry.folder / "history.csv")
+        expected = [count_parameters(build_resnet(phase.model)) for phase in entry.plan.phases
+                    for _ in range(phase.epochs)]
+        assert history["params"].tolist() == expected, f"{entry.experiment} {entry.params}"
+
+
 def test_failing_notebook_is_named_with_its_cell_and_exits_non_zero(isolated_results, capsys):
     from thesis_lib.cli import main
 

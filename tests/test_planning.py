@@ -219,7 +219,7 @@ def test_plan_prints_every_notebook_and_the_total_without_calibrating(isolated_r
 def test_plan_calibrates_once_and_lists_every_run(isolated_results, capsys):
     assert main(["plan", "--profile", "smoke", "--only", "03", "--steps", "1", "--runs"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.count("calibrating ") == 2 and "16/32/64 x 1/1/1 on 1x8x8, batch 64, fp32, sgd" in captured.err
+    assert captured.err.count("calibrating ") == 2 and "16/32/64 x 1/1/1 on 1x8x8 to 10 classes, batch 64, fp32, sgd" in captured.err
     assert "2 step configurations, 2 timed now, 0 from" in captured.out
     assert "estimated training time on this device, one run at a time:" in captured.out
     header = next(line for line in captured.out.splitlines() if line.split()[:2] == ["notebook", "experiment"])

@@ -130,10 +130,11 @@ class StepKey:
         return config_hash(asdict(self))
 
     def describe(self) -> str:
-        """The net, input, batch and arithmetic in a few words, e.g. "16/32/64 x 5/5/5 on 3x32x32, batch
-        128, fp32, sgd"; a ghost batch norm's virtual batch, where the net has one."""
+        """The net, input, batch and arithmetic in a few words, e.g. "16/32/64 x 5/5/5 on 3x32x32 to 10
+        classes, batch 128, fp32, sgd"; a ghost batch norm's virtual batch, where the net has one."""
         spec = ResNetSpec.from_json(self.architecture)
-        return (f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))}, batch {self.batch_size}, "
+        return (f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))} to {spec.num_classes} classes, "
+                f"batch {self.batch_size}, "
                 f"{self.precision}, {self.optimizer}"
                 + (f", ghost batch {spec.ghost_batch}" if spec.ghost_batch is not None else ""))
 
@@ -226,13 +227,19 @@ def calibration_path(profile: Profile) -> Path:
 
 @dataclass
 class Calibration:
-    """Step times per `StepKey` for one profile's device, and how many were timed now or read from the file."""
+    """Step times per `StepKey` for one profile's device, how many were timed now or read from the file, and
+    the highest 1-minute load average seen while they were timed (other processes on the machine slow a
+    timing down: a load above the CPU count means every process waited for a core)."""
 
     device: str
     path: Path
     times: dict[StepKey, dict[str, float]]
     measured: int
     cached: int
+
+    @property
+    def load(self) -> float:
+        return max((times.get("load", 0.0) for times in self.times.values()), default=0.0)
 
 
 def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_STEPS,
@@ -264,7 +271,7 @@ def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_ST
             continue
         report(f"calibrating {measured + 1}/{len(missing)} on {name}: {key.describe()}")
         entry = {**timer(key, steps, path.parent), "key": asdict(key), "torch": torch.__version__,
-                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()[0]}
         device_times[key.digest()] = entry
         times[key] = entry
         measured += 1
@@ -347,7 +354,8 @@ def plan_report(profile: str | Profile, only: Sequence[str] | None = None, calib
              f"{int(table['cached'].sum())} cached in {results_root() / profile.name}"]
     if calibration is not None:
         lines.append(f"calibrated on {calibration.device}: {len(calibration.times)} step configurations, "
-                     f"{calibration.measured} timed now, {calibration.cached} from {calibration.path}")
+                     f"{calibration.measured} timed now, {calibration.cached} from {calibration.path}; load "
+                     f"average up to {calibration.load:.1f} on {os.cpu_count()} CPUs while timing")
     with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.float_format", "{:.3f}".format):
         lines.append(summary.to_string(index=False))
         if calibration is not None:
