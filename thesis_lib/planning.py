@@ -40,7 +40,7 @@ from .chapters import CHAPTERS, Chapter
 from .data import DATASET_SIZES, Dataset
 from .experiments import (SEAL, Phase, PlannedRun, Profile, RunPlan, config_hash, get_profile, registered_experiments,
                           results_root, run_dir_for)
-from .models import ResNetSpec
+from .models import ResNetConfig, ResNetSpec
 from .training import TrainConfig, Trainer, atomic_write, evaluate, seeded_model, synchronize
 
 CALIBRATION_FILE = ".calibration.json"
@@ -98,13 +98,12 @@ def list_runs(profile: str | Profile, only: Sequence[str] | None = None) -> list
             if chapter.notebook in selected and folder not in entries:
                 entries[folder] = (run, plan)
     listed = []
-    for folder, (run, plan) in entries.items():
+    for folder, (run, plan) in entries.items():  # in the owners' order: a run enters with its first asker
         owner = next(notebook for notebook in askers[folder] if notebook in selected)
         listed.append(ListedRun(owner, run.experiment, dict(run.params), run.profile, folder, plan,
                                 tuple(notebook for notebook in askers[folder] if notebook != owner),
                                 (folder / SEAL).is_file()))
-    order = [chapter.notebook for chapter in CHAPTERS]
-    return sorted(listed, key=lambda entry: order.index(entry.notebook))
+    return listed
 
 
 @dataclass(frozen=True)
@@ -133,13 +132,12 @@ class StepKey:
         """The net, input, batch and arithmetic in a few words, e.g. "16/32/64 x 5/5/5 on 3x32x32 to 10
         classes, batch 128, fp32, sgd"; a ghost batch norm's virtual batch, where the net has one."""
         spec = ResNetSpec.from_json(self.architecture)
+        ghost = "" if spec.ghost_batch is None else f", ghost batch {spec.ghost_batch}"
         return (f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))} to {spec.num_classes} classes, "
-                f"batch {self.batch_size}, "
-                f"{self.precision}, {self.optimizer}"
-                + (f", ghost batch {spec.ghost_batch}" if spec.ghost_batch is not None else ""))
+                f"batch {self.batch_size}, {self.precision}, {self.optimizer}{ghost}")
 
 
-def net_summary(model: Any) -> str:
+def net_summary(model: ResNetConfig | ResNetSpec) -> str:
     """A net's stream widths and blocks per stage, e.g. "16/32/64 x 5/5/5"."""
     spec = model if isinstance(model, ResNetSpec) else model.to_spec()
     widths = "/".join(str(stage.width) for stage in spec.stages)
