@@ -481,6 +481,8 @@ class BatchAdaptation(TrainingHook):
     (what the following epoch uses) and memory_budget.
     """
 
+    changes_shapes = True
+
     def __init__(self, scaling: str = "linear", rule: str = "probe", max_batch: int | None = None,
                  params_fit: LinearFit | None = None, memory_model: MemoryModelFunction | None = None) -> None:
         if scaling not in SCALINGS:

@@ -205,6 +205,8 @@ class PruneTrain(TrainingHook):
     -> width after this epoch), params_after and flops_after (of the model the next epoch trains).
     """
 
+    changes_shapes = True
+
     def __init__(self, lasso_ratio: float = 0.2, threshold: float = 1e-4, interval: int = 10,
                  on_reconfigure: ReconfigureCallback | None = None) -> None:
         _check_ratio(lasso_ratio)
