@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Dataset, DeviceLoader
 from .models import ResNet, ResNetSpec, build_resnet, count_flops, count_parameters, ghost_batch_sizes
 
@@ -333,6 +334,15 @@ class Trainer:
     `model`, whose parameters the wrapper shares. On CUDA the Trainer turns on cuDNN's autotuner
     (`torch.backends.cudnn.benchmark`), which picks the fastest convolution algorithm per shape.
 
+    Under torchrun (a process group set up by `distributed.setup`) the Trainer trains data-parallel: the
+    `train_module` is the model in DDP (compiled on top when `compiled`), `config.batch_size` is the global
+    batch that the loader shares out over the ranks, the epoch's sums are added up over the ranks once per
+    epoch, every rank evaluates the whole test set with rank 0's BN statistics (the same numbers on every
+    rank, no test shard to gather), a replaced model is checked to be bit-identical on every rank before
+    its DDP wrapper is rebuilt, and rank 0 alone writes checkpoints and calls `epoch_callback`. Each
+    epoch's record gets allreduce_bytes_per_step and, on the CPU, allreduce_seconds_per_step
+    (`distributed.CommStats`). See `thesis_lib.distributed`.
+
     `cpu_threads` (CPU only): torch's intra-op threads, set for the whole process when the Trainer is made.
     "auto" uses 1 thread for small nets (under `SMALL_NET_FLOPS` forward FLOPs per batch, e.g. the thesis
     nets on 8x8 digits), where more threads only add synchronisation (2 threads ran 4-10x slower than 1 on
@@ -353,13 +363,17 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.comm_stats = (distributed.CommStats(timed=self.device.type == "cpu") if distributed.is_distributed()
+                           else None)
         if self.config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("fp16 training with a gradient scaler needs CUDA; use precision='bf16' (CPU and "
                              "CUDA) or 'fp32' on the CPU")
-        too_large = sorted(v for v in ghost_batch_sizes(self.model) if v > self.config.batch_size)
+        rank_batch = self.config.batch_size // self.world_size
+        too_large = sorted(v for v in ghost_batch_sizes(self.model) if v > rank_batch)
         if too_large:
             raise ValueError(f"ghost batch norm's virtual batch {too_large[0]} is larger than the batch size "
-                             f"{self.config.batch_size}; use a virtual batch of at most the batch size")
+                             f"{rank_batch} of a rank; use a virtual batch of at most the batch size")
         self.compiled = self.config.compile == "always" or (
             self.config.compile == "static" and not any(hook.changes_shapes for hook in self.hooks))
         if self.compiled and self.device.type == "cpu" and not any(
@@ -380,7 +394,7 @@ class Trainer:
         self.train_loader = DeviceLoader(
             self.data.train_x, self.data.train_y, batch_size=self.batch_size, shuffle=True,
             augment=self.config.augment, padding=self.config.padding, flip=self.config.flip,
-            seed=self.config.seed,
+            seed=self.config.seed, rank=self.rank, world_size=self.world_size,
         )
         self._flops_cache: dict[str, int] = {}
         if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
@@ -396,15 +410,19 @@ class Trainer:
         if self.config.channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model, self.optimizer = model, optimizer
-        self.train_module = torch.compile(model) if self.compiled else model
+        wrapped = distributed.wrap(model, self.comm_stats) if self.comm_stats is not None else model
+        self.train_module = torch.compile(wrapped) if self.compiled else wrapped
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """A fresh optimizer of this run's kind for `model` (hooks carry state into it via surgery)."""
         return make_optimizer(model, self.config)
 
     def replace_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net)."""
-        self._set_model(model.to(self.device), optimizer)
+        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net). Under DDP every
+        rank must install a bit-identical model (checked: a RuntimeError otherwise)."""
+        model = model.to(self.device)
+        distributed.check_identical(model, f"the model installed at the end of epoch {self.epoch + 1}")
+        self._set_model(model, optimizer)
 
     def fit(self) -> pd.DataFrame:
         """Train the remaining epochs and return the whole history (one row per epoch). The trained model is
@@ -412,7 +430,7 @@ class Trainer:
         for hook in self.hooks:
             hook.on_train_start(self)
         epochs = range(self.epoch, self.config.epochs)
-        bar = tqdm(epochs, desc=self.description, disable=not self.progress, leave=False,
+        bar = tqdm(epochs, desc=self.description, disable=not self.progress or self.rank != 0, leave=False,
                    initial=self.epoch, total=self.config.epochs)
         for epoch in bar:
             record = self._train_epoch(epoch)
@@ -446,6 +464,9 @@ class Trainer:
             seen += len(y)
         synchronize(self.device)
         epoch_time = time.perf_counter() - start
+        if self.comm_stats is not None:  # one all-reduce per epoch; then every rank evaluates rank 0's model
+            loss_sum, total_sum, correct, seen = distributed.sum_across_ranks([loss_sum, total_sum, correct, seen])
+            distributed.broadcast_buffers(self.model)
         train_loss = float(loss_sum) / seen
         test_loss, test_acc = evaluate(self.model, self.data.test_x, self.data.test_y,
                                        self.config.eval_batch_size, autocast_dtype)
@@ -468,6 +489,7 @@ class Trainer:
             "epoch_time": epoch_time,
             "params": count_parameters(self.model),
             "flops": self.flops(),
+            **(self.comm_stats.take() if self.comm_stats is not None else {}),
         }
         hook_start = time.perf_counter()
         for hook in self.hooks:
@@ -477,8 +499,10 @@ class Trainer:
         self.history.append(record)
         self.epoch = epoch + 1
         if self.checkpoint_path is not None:
-            self._save_checkpoint(Path(self.checkpoint_path))
-        if self.epoch_callback is not None:  # reporting only (progress, TensorBoard): not part of the run's state
+            if self.rank == 0:
+                self._save_checkpoint(Path(self.checkpoint_path))
+            distributed.barrier()  # under DDP no rank goes on before rank 0's checkpoint is on disk
+        if self.epoch_callback is not None and self.rank == 0:  # reporting only: not part of the run's state
             self.epoch_callback(self, record)
         return record
 

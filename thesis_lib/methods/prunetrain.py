@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .. import distributed
 from ..models import ResNet, count_parameters, require_thesis_resnet
 from ..surgery import carry_optimizer_state, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import Trainer, TrainingHook, training_flops
@@ -252,7 +253,9 @@ class PruneTrain(TrainingHook):
     No reconfiguration happens at the end of the run's last epoch: it would come after the last test
     evaluation, and the reported accuracy and size would then describe two different nets.
 
-    lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint. At the end of epochs
+    lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint; under DDP from the mean
+    of the ranks' first losses (the loss of the whole first global batch), so that every rank adds the same
+    penalty and keeps bit-identical weights. At the end of epochs
     interval, 2 * interval, ... the weights with |w| < threshold are zeroed in place, dead channels are
     removed by `surgery.select_channels` and the optimizer state is carried with
     `surgery.carry_optimizer_state`; `on_reconfigure(trainer, old_model, new_model)` is then called (batch
@@ -284,8 +287,9 @@ class PruneTrain(TrainingHook):
     def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
                   loss: torch.Tensor) -> torch.Tensor:
         lasso = group_lasso(trainer.model)
-        if self.lambda_ is None:
-            self.lambda_ = lasso_lambda(loss.detach(), lasso.detach(), self.lasso_ratio)
+        if self.lambda_ is None:  # under DDP: the first global batch's loss, the same lambda on every rank
+            first_loss = distributed.mean_across_ranks(loss.detach())
+            self.lambda_ = lasso_lambda(first_loss, lasso.detach(), self.lasso_ratio)
         return self.lambda_ * lasso
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
