@@ -91,7 +91,7 @@ def measure(model: ResNet, x: torch.Tensor, y: torch.Tensor, device: torch.devic
         times["allreduce_ms"].append(timed(device, lambda: dist.all_reduce(buffer)))
     comm = stats.take()
     medians = distributed.sum_across_ranks([statistics.median(values) for values in times.values()])
-    row = {"params": count_parameters(model), "allreduce_bytes": comm["allreduce_bytes_per_step"]}
+    row = {"params": count_parameters(model), "allreduce_bytes": int(comm["allreduce_bytes_per_step"])}
     row.update({name: 1e3 * total / distributed.world_size() for name, total in zip(times, medians)})
     if "allreduce_seconds_per_step" in comm:
         row["in_flight_ms"] = 1e3 * comm["allreduce_seconds_per_step"]
@@ -116,8 +116,10 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> int:
     args = parse_arguments()
     if not distributed.under_torchrun():
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={args.nproc}", os.path.abspath(__file__), *sys.argv[1:]]
+        forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+                     if name not in ("nproc", "fractions") and value is not None]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+                   os.path.abspath(__file__), *forwarded, "--fractions", *map(str, args.fractions)]
         return subprocess.run(command).returncode
     device = distributed.setup(args.device)
     try:

@@ -185,8 +185,12 @@ class CommStats:
 
     `bytes` adds up the gradient buckets' sizes, `steps` counts the backward passes (a bucket marked last
     ends one). With `timed` (the CPU: gloo's all-reduce completes on its own threads, so the host clock
-    sees it), `intervals` keeps (launch, completion) of every bucket's all-reduce; on CUDA (NCCL) the
-    work is queued on a stream and host clocks would time the queueing only, so it is not timed.
+    sees it), `intervals` keeps (launch, completion) of every bucket's all-reduce: the time from this rank
+    handing the bucket over until the sum is back, waiting for the slowest rank to reach that bucket
+    included, i.e. what synchronising the gradients costs this rank, not the transfer alone (on a 2-core
+    CPU a lone all-reduce of the same bytes took several times less: `benchmarks/scale_ddp.py`). On
+    CUDA (NCCL) the work is queued on a stream and host clocks would time the queueing only, so it is not
+    timed.
     """
 
     timed: bool

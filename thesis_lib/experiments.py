@@ -252,7 +252,10 @@ def report_progress(**fields: Any) -> None:
     """Merge `fields` into this process's progress record and write it atomically to
     `progress_dir()/<pid>.json`, with the notebook (THESIS_NOTEBOOK, which `plots.use_notebook` sets) and
     the time. The `notebooks` command reads these files to print runs done, epoch and ETA during a
-    headless re-run. Reporting never stops a run: a folder that cannot be written is skipped."""
+    headless re-run. Reporting never stops a run: a folder that cannot be written is skipped. Under DDP
+    rank 0 reports for all ranks."""
+    if distributed.rank() != 0:
+        return
     _progress.update(fields, notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"),
                      updated=time.time())
     folder = progress_dir()
