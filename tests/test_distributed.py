@@ -180,6 +180,16 @@ def test_batch_adaptation_budgets_one_device_and_grows_the_global_batch_by_whole
     assert adaptation.new_batch_size(SimpleNamespace(**{**vars(trainer), "world_size": 3}), shrunk) == 33
 
 
+def test_comm_stats_count_per_step_and_time_the_union_of_the_in_flight_intervals():
+    """Buckets of 3 steps, 400 bytes each; intervals (0, 2), (1, 3) overlap and (5, 6) does not: 4 s in
+    flight, 4 / 3 s per step; then everything starts afresh."""
+    stats = distributed.CommStats(timed=True, bytes=1200, steps=3, intervals=[(5.0, 6.0), (0.0, 2.0), (1.0, 3.0)])
+    assert stats.in_flight_seconds() == 4.0
+    assert stats.take() == {"allreduce_bytes_per_step": 400.0, "allreduce_seconds_per_step": pytest.approx(4 / 3)}
+    assert (stats.bytes, stats.steps, stats.intervals) == (0, 0, [])
+    assert distributed.CommStats(timed=False, bytes=80, steps=2).take() == {"allreduce_bytes_per_step": 40.0}
+
+
 def test_nproc_below_one_and_nproc_under_torchrun_are_usage_errors(capsys, monkeypatch):
     assert cli.main(["run", "baseline", "--profile", "smoke", "--nproc", "0"]) == 2
     assert "--nproc must be a whole number >= 1" in capsys.readouterr().err
