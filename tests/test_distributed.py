@@ -108,6 +108,16 @@ def test_disagreeing_ranks_and_an_indivisible_batch_are_clear_errors(ranks):
         assert "global batch size 33 does not divide by the world size 2" in messages["batch"]
 
 
+def one_process_group(monkeypatch, device: str) -> None:
+    """The environment of torchrun with one process, and its process group on `device`."""
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    for name in ("RANK", "LOCAL_RANK"):
+        monkeypatch.setenv(name, "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    distributed.setup(device)
+
+
 def test_ddp_with_one_process_reproduces_the_plain_trainer_exactly(monkeypatch):
     data = small_digits()
     config = TrainConfig(epochs=5, batch_size=64, lr=0.01, schedule="constant", padding=1, flip=False)
@@ -117,12 +127,7 @@ def test_ddp_with_one_process_reproduces_the_plain_trainer_exactly(monkeypatch):
         return trainer, trainer.fit()
 
     plain_trainer, plain = train()
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
-    for name in ("RANK", "LOCAL_RANK"):
-        monkeypatch.setenv(name, "0")
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    distributed.setup("cpu")
+    one_process_group(monkeypatch, "cpu")
     try:
         ddp_trainer, ddp = train()
     finally:
@@ -133,6 +138,21 @@ def test_ddp_with_one_process_reproduces_the_plain_trainer_exactly(monkeypatch):
     pd.testing.assert_frame_equal(ddp.drop(columns=RUN_DEPENDENT + ["allreduce_bytes_per_step"]),
                                   plain.drop(columns=["epoch_time", "hook_time"]))
     assert state_sha256(ddp_trainer.model) == state_sha256(plain_trainer.model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_ddp_on_cuda_with_nccl_shrinks_checks_the_ranks_and_counts_the_bytes(monkeypatch):
+    """One process with NCCL on GPU 0: the CUDA path (device_ids, the untimed hook, sums and buffer broadcast
+    on the GPU, the identity check through NCCL) trains a PruneTrain run that shrinks."""
+    one_process_group(monkeypatch, "cuda")
+    try:
+        trainer = Trainer(seeded_model(TINY, 0), small_digits(), CONFIG, hooks=[strong_prunetrain()], device="cuda",
+                          progress=False)
+        history = trainer.fit()
+    finally:
+        distributed.teardown()
+    assert history["reconfigured"].sum() >= 1 and "allreduce_seconds_per_step" not in history
+    assert (history["allreduce_bytes_per_step"] == 4 * history["params"]).all()
 
 
 def test_each_rank_takes_its_contiguous_equal_share_of_every_global_batch():

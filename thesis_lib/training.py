@@ -334,14 +334,14 @@ class Trainer:
     `model`, whose parameters the wrapper shares. On CUDA the Trainer turns on cuDNN's autotuner
     (`torch.backends.cudnn.benchmark`), which picks the fastest convolution algorithm per shape.
 
-    Under torchrun (a process group set up by `distributed.setup`) the Trainer trains data-parallel: the
-    `train_module` is the model in DDP (compiled on top when `compiled`), `config.batch_size` is the global
-    batch that the loader shares out over the ranks, the epoch's sums are added up over the ranks once per
-    epoch, every rank evaluates the whole test set with rank 0's BN statistics (the same numbers on every
-    rank, no test shard to gather), a replaced model is checked to be bit-identical on every rank before
-    its DDP wrapper is rebuilt, and rank 0 alone writes checkpoints and calls `epoch_callback`. Each
-    epoch's record gets allreduce_bytes_per_step and, on the CPU, allreduce_seconds_per_step
-    (`distributed.CommStats`). See `thesis_lib.distributed`.
+    Under torchrun (a process group set up by `distributed.setup`) the Trainer, rank `rank` of `world_size`,
+    trains data-parallel: the `train_module` is the model in DDP (compiled on top when `compiled`),
+    `config.batch_size` is the global batch that the loader shares out over the ranks, the epoch's sums are
+    added up over the ranks once per epoch, every rank evaluates the whole test set with rank 0's BN
+    statistics (the same numbers on every rank, no test shard to gather), a replaced model is checked to be
+    bit-identical on every rank before its DDP wrapper is rebuilt, and rank 0 alone writes checkpoints and
+    calls `epoch_callback`. Each epoch's record gets allreduce_bytes_per_step and, on the CPU,
+    allreduce_seconds_per_step (`distributed.CommStats`). See `thesis_lib.distributed`.
 
     `cpu_threads` (CPU only): torch's intra-op threads, set for the whole process when the Trainer is made.
     "auto" uses 1 thread for small nets (under `SMALL_NET_FLOPS` forward FLOPs per batch, e.g. the thesis
