@@ -71,3 +71,19 @@ def test_compile_on_the_cpu_without_a_cxx_compiler_is_a_clear_error(digits_small
 def test_an_unknown_compile_mode_is_refused():
     with pytest.raises(ValueError, match="compile mode 'yes'"):
         TrainConfig(compile="yes")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_compiled_bf16_channels_last_step_on_cuda_matches_eager(digits_small):
+    """The `full` profile's fast path on the GPU: bf16 autocast rounds, so the tolerance is bf16's (1e-2)."""
+    settings = dict(precision="bf16", channels_last=True)
+    eager = Trainer(seeded_model(TINY, 0), digits_small, config(**settings), device="cuda", progress=False)
+    compiled = Trainer(seeded_model(TINY, 0), digits_small, config(compile="always", **settings), device="cuda",
+                       progress=False)
+    x, y = first_batch(eager)
+    _, eager_loss, _ = eager.train_step(x, y)
+    _, compiled_loss, _ = compiled.train_step(x, y)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-2, atol=1e-2)
+    eager_parameters = dict(eager.model.named_parameters())
+    for name, parameter in compiled.model.named_parameters():
+        torch.testing.assert_close(parameter, eager_parameters[name], rtol=1e-2, atol=1e-3, msg=name)
