@@ -61,6 +61,11 @@ class Profile:
     torch's intra-op threads for runs on the CPU: the small profiles' nets are so small that one thread is
     as fast as several and immune to a busy machine, and a fixed count makes CPU results reproducible
     (reductions split over a different number of threads round differently). None leaves torch's default.
+
+    The `cuda_*` fields are the fast path a run gets when the profile resolves to a CUDA device (issue 16):
+    `full` trains in bf16 autocast with channels_last and compiles every run whose architecture stays
+    fixed (`TrainConfig.compile="static"`); a run's own params override them (e.g. precision="fp32").
+    On the CPU they are ignored: bf16 on a CPU is slower than fp32 and compiling small nets never pays.
     """
 
     name: str
@@ -77,6 +82,9 @@ class Profile:
     n_test: int | None = None
     device: str = "auto"
     cpu_threads: int | None = None
+    cuda_precision: str = "fp32"
+    cuda_channels_last: bool = False
+    cuda_compile: str = "off"
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -118,11 +126,19 @@ class Profile:
         lr = None if overrides.get("optimizer", "sgd") != "sgd" else self.lr
         base = dict(epochs=self.epochs, batch_size=self.batch_size, lr=lr, lr_reference_batch=self.batch_size,
                     schedule="step", milestones=self.milestones, padding=self.padding, flip=self.flip)
+        if self.resolved_device().type == "cuda":
+            base.update(precision=self.cuda_precision, channels_last=self.cuda_channels_last,
+                        compile=self.cuda_compile)
         return TrainConfig(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
+        """The profile's fields; the `cuda_*` fields only when they differ from the defaults, so the run
+        folders of profiles without a fast path keep the names they had before the fields existed."""
         data = asdict(self)
         data["milestones"], data["seeds"] = list(self.milestones), list(self.seeds)
+        for item in fields(self):
+            if item.name.startswith("cuda_") and data[item.name] == item.default:
+                del data[item.name]
         return data
 
 
@@ -133,7 +149,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2, 3, 4),
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
     "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
-                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True),
+                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
+                    cuda_precision="bf16", cuda_channels_last=True, cuda_compile="static"),
 }
 
 
