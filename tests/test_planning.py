@@ -3,7 +3,7 @@ and its cache, and the command's output and errors."""
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -138,14 +138,27 @@ def test_a_phase_cannot_train_more_epochs_than_its_training_config():
         Phase("too long", model, train, epochs=3)
 
 
-def test_a_phase_takes_epochs_times_steps_evaluation_and_the_per_epoch_rest():
+def test_a_phase_takes_epochs_times_steps_evaluation_and_the_per_epoch_rest_plus_the_first_epochs_extra():
     phase = plan_of("baseline", {"seed": 0}, SMOKE).phases[0]  # 256 training images at batch 64, 128 test
     assert split_sizes(SMOKE) == (256, 128) and split_sizes(FULL) == (50_000, 10_000)
-    times = {"step": 0.01, "evaluation": 0.02, "epoch_rest": 0.005}
-    assert phase_seconds(phase, SMOKE, times) == pytest.approx(2 * (4 * 0.01 + 1 * 0.02 + 0.005))
+    times = {"step": 0.01, "evaluation": 0.02, "epoch_rest": 0.005, "first_epoch_extra": 0.3}
+    assert phase_seconds(phase, SMOKE, times) == pytest.approx(2 * (4 * 0.01 + 1 * 0.02 + 0.005) + 0.3)
     full = plan_of("baseline", {"seed": 0}, FULL).phases[0]  # 391 steps of 128, 10 evaluation batches of 1000
-    assert phase_seconds(full, FULL, times) == pytest.approx(180 * (391 * 0.01 + 10 * 0.02 + 0.005))
+    assert phase_seconds(full, FULL, times) == pytest.approx(180 * (391 * 0.01 + 10 * 0.02 + 0.005) + 0.3)
     assert step_key(full, FULL).batch_size == 128 and step_key(full, FULL).eval_batch == 1000
+
+
+def test_on_cuda_the_fast_path_compiles_the_phases_whose_net_keeps_its_shape():
+    cuda = replace(FULL, device="cuda")  # the full profile as it resolves on a GPU (no GPU needed to plan)
+    runs = [("baseline", {"seed": 0}), ("morphnet_regularize", {"seed": 0}), ("prunetrain", {"seed": 0}),
+            ("net2net_grow", {"operation": "deepen"}), ("net2net_grow", {"operation": "deepen", "init": "scratch"}),
+            ("prune_grow", {"seed": 0}), ("prune_grow_retrain", {"seed": 0})]
+    compiled = [[step_key(phase, cuda).compiled for phase in plan_of(name, params, cuda).phases]
+                for name, params in runs]
+    assert compiled == [[True], [True], [False], [False, False], [True], [False], [True]]
+    key = step_key(plan_of("net2net_grow", {"operation": "deepen"}, cuda).phases[0], cuda)
+    assert (key.compiled, key.precision, key.channels_last, key.threads) == (False, "bf16", True, "-")
+    assert not any(step_key(phase, FULL).compiled for phase in plan_of("baseline", {"seed": 0}, FULL).phases)
 
 
 def test_the_batch_is_capped_at_the_training_set_as_the_loader_cuts_it():
@@ -166,7 +179,7 @@ def test_calibration_times_each_configuration_once_and_then_reads_the_file(isola
     first = calibrate(keys, SMOKE, steps=1, timer=counting_timer)
     assert len(calls) == 2 and (first.measured, first.cached) == (2, 0)
     assert all(times["step"] > 0 and times["evaluation"] > 0 and times["epoch_rest"] >= 0
-               for times in first.times.values())
+               and times["first_epoch_extra"] >= 0 for times in first.times.values())
     second = calibrate(keys, SMOKE, steps=1, timer=counting_timer)
     assert len(calls) == 2 and (second.measured, second.cached) == (0, 2)
     assert {key: times["step"] for key, times in second.times.items()} == {
@@ -183,7 +196,7 @@ def test_an_unreadable_calibration_file_is_reported_and_timed_again(isolated_res
     path.parent.mkdir(parents=True)
     path.write_text("{half a file")
     said = []
-    fake = {"step": 0.5, "evaluation": 0.1, "epoch_rest": 0.0}
+    fake = {"step": 0.5, "evaluation": 0.1, "epoch_rest": 0.0, "first_epoch_extra": 0.0}
     result = calibrate(keys, SMOKE, timer=lambda key, steps, scratch: dict(fake), report=said.append)
     assert "cannot be read" in said[0] and result.measured == 1
     assert json.loads(path.read_text())[result.device][keys[0].digest()]["step"] == 0.5
@@ -191,7 +204,7 @@ def test_an_unreadable_calibration_file_is_reported_and_timed_again(isolated_res
 
 def test_the_notebook_table_sums_runs_epochs_and_time_per_notebook(isolated_results):
     runs = list_runs("smoke", only=["03", "06_2"])
-    fake = {"step": 0.5, "evaluation": 0.0, "epoch_rest": 0.0}
+    fake = {"step": 0.5, "evaluation": 0.0, "epoch_rest": 0.0, "first_epoch_extra": 0.0}
     keys = {step_key(phase, entry.profile) for entry in runs for phase in entry.plan.phases}
     table = run_table(runs, Calibration("test device", isolated_results, {key: fake for key in keys}, 0, len(keys)))
     summary = notebook_table(table, planning.select_chapters(["03", "06_2"]), {"03_baseline": 0, "06_2_net2net": 4})

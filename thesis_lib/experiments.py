@@ -329,14 +329,17 @@ PLAN_DEFAULT = "plan_default"
 class Phase:
     """One training phase of a run, known before it trains: the net, its TrainConfig (batch, precision, ...),
     `bound`, empty when the net is exactly the one trained, else why it only bounds or approximates it
-    (PruneTrain shrinks its starting net while it trains: that net is an upper bound), and its epochs
-    (default `train.epochs`; a phase of a longer run, such as a net before its growth, trains fewer)."""
+    (PruneTrain shrinks its starting net while it trains: that net is an upper bound), its epochs (default
+    `train.epochs`; a phase of a longer run, such as a net before its growth, trains fewer), and
+    `changes_shapes`: it trains with a hook that reshapes the net (PruneTrain, Net2Net, the 6.3 search), so
+    `compile="static"` trains it eagerly."""
 
     description: str
     model: ResNetConfig | ResNetSpec
     train: TrainConfig
     bound: str = ""
     epochs: int | None = None
+    changes_shapes: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs is None:
@@ -380,11 +383,11 @@ def planned_sweep(name: str, grid: Iterable[Mapping[str, Any]], profile: str | P
 
 
 def single_phase(profile: Profile, model: ResNetConfig | ResNetSpec | str, train: TrainConfig,
-                 description: str = "train", bound: str = "") -> RunPlan:
+                 description: str = "train", bound: str = "", changes_shapes: bool = False) -> RunPlan:
     """A run of one phase: `model` ("wide" / "narrow" at the profile's depth, or a config or spec)."""
     if isinstance(model, str):
         model = profile.resnet(model, profile.input_size[0], profile.num_classes)
-    return RunPlan((Phase(description, model, train, bound),))
+    return RunPlan((Phase(description, model, train, bound, changes_shapes=changes_shapes),))
 
 
 @dataclass(frozen=True)

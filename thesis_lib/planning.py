@@ -6,13 +6,16 @@ experiment's plan (`@experiment(plan=...)`). A run that several notebooks ask fo
 of them in `CHAPTERS` order; the others list it as shared. A run is cached when its folder is sealed.
 
 Times come from a short calibration on this machine, per distinct step configuration (architecture, batch
-size, input shape, precision, optimizer, augmentation, device, CPU threads): a Trainer runs a warm-up epoch
-and a timed epoch of `steps` steps each on random tensors of the dataset's shape (no dataset needed), then
-one evaluation batch is timed. The per-epoch rest (the checkpoint above all) is the timed epoch's wall time
-less its training time. Results are cached in `results/<profile>/.calibration.json` under the device's
-name, so a second `plan` times nothing. A phase then takes
+size, input shape, precision, optimizer, compilation, augmentation, device, CPU threads): a Trainer runs a
+warm-up epoch and a timed epoch of `steps` steps each on random tensors of the dataset's shape (no dataset
+needed), then one evaluation batch is timed. The per-epoch rest (the checkpoint above all) is the timed
+epoch's wall time less its training time; the first epoch's extra (compilation, cuDNN's autotuner, lazy
+initialisation) is how much longer the warm-up epoch took than the timed one. Results are cached in
+`results/<profile>/.calibration.json` under the device's name, so a second `plan` times nothing. A phase
+then takes
 
     epochs x (ceil(n_train / batch) x step + n_test / eval batch x evaluation + per-epoch rest)
+        + first epoch's extra
 
 Not estimated: the hooks' per-step work (PruneTrain's group lasso, MorphNet's penalty), reconfigurations
 and growths, and the notebooks' own work (kernels, figures, chapter 6.1's memory measurements). A net that
@@ -109,8 +112,9 @@ def list_runs(profile: str | Profile, only: Sequence[str] | None = None) -> list
 @dataclass(frozen=True)
 class StepKey:
     """What one training step's time depends on: the net (spec JSON), the batch (capped at the training
-    set), the input, the TrainConfig fields that change the work, the device and its CPU threads (the
-    profile's `cpu_threads`, "auto" as the Trainer decides), and the evaluation batch."""
+    set), the input, the TrainConfig fields that change the work (`compiled`: whether the Trainer compiles
+    the step, see `TrainConfig.compile`), the device and its CPU threads (the profile's `cpu_threads`,
+    "auto" as the Trainer decides), and the evaluation batch."""
 
     architecture: str
     batch_size: int
@@ -118,6 +122,7 @@ class StepKey:
     precision: str
     optimizer: str
     channels_last: bool
+    compiled: bool
     augment: bool
     padding: int
     flip: bool
@@ -134,7 +139,8 @@ class StepKey:
         spec = ResNetSpec.from_json(self.architecture)
         ghost = "" if spec.ghost_batch is None else f", ghost batch {spec.ghost_batch}"
         return (f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))} to {spec.num_classes} classes, "
-                f"batch {self.batch_size}, {self.precision}, {self.optimizer}{ghost}")
+                f"batch {self.batch_size}, {self.precision}, {self.optimizer}{ghost}"
+                + (", compiled" if self.compiled else ""))
 
 
 def net_summary(model: ResNetConfig | ResNetSpec) -> str:
@@ -156,9 +162,10 @@ def step_key(phase: Phase, profile: Profile) -> StepKey:
     config, device = phase.train, profile.resolved_device()
     spec = phase.model if isinstance(phase.model, ResNetSpec) else phase.model.to_spec()
     threads = "auto" if profile.cpu_threads is None else profile.cpu_threads
+    compiled = config.compile == "always" or (config.compile == "static" and not phase.changes_shapes)
     return StepKey(spec.to_json(), min(config.batch_size, train), profile.input_size, config.precision,
-                   config.optimizer, config.channels_last, config.augment, config.padding, config.flip, device.type,
-                   threads if device.type == "cpu" else "-", min(config.eval_batch_size, test))
+                   config.optimizer, config.channels_last, compiled, config.augment, config.padding, config.flip,
+                   device.type, threads if device.type == "cpu" else "-", min(config.eval_batch_size, test))
 
 
 def device_name(device: str) -> str:
@@ -176,9 +183,10 @@ def device_name(device: str) -> str:
 
 
 def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
-    """Seconds per training step, per evaluation batch and of the per-epoch rest for `key`: a Trainer runs
-    a warm-up epoch and a timed epoch of `steps` steps each on random tensors (checkpointing into a
-    temporary folder under `scratch`, as a run does), then one evaluation batch is timed after a warm-up."""
+    """Seconds per training step, per evaluation batch, of the per-epoch rest and of the first epoch's
+    extra for `key`: a Trainer runs a warm-up epoch and a timed epoch of `steps` steps each on random
+    tensors (checkpointing into a temporary folder under `scratch`, as a run does), then one evaluation
+    batch is timed after a warm-up."""
     if steps < 1:
         raise ValueError(f"calibration needs at least 1 timed step, got {steps}")
     spec = ResNetSpec.from_json(key.architecture)
@@ -192,7 +200,8 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
                    spec.num_classes, channels, height, (0.0,) * channels, (1.0,) * channels)
     config = TrainConfig(epochs=2, batch_size=key.batch_size, lr=1e-3, schedule="constant", milestones=(),
                          optimizer=key.optimizer, precision=key.precision, channels_last=key.channels_last,
-                         augment=key.augment, padding=key.padding, flip=key.flip, eval_batch_size=key.eval_batch)
+                         compile="always" if key.compiled else "off", augment=key.augment, padding=key.padding,
+                         flip=key.flip, eval_batch_size=key.eval_batch)
     ends: list[float] = []
     threads = torch.get_num_threads()
     scratch.mkdir(parents=True, exist_ok=True)
@@ -202,8 +211,10 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
                               checkpoint_path=Path(folder) / "checkpoint.pt",
                               cpu_threads=None if key.threads == "-" else key.threads,
                               epoch_callback=lambda trainer, record: ends.append(time.perf_counter()))
+            start = time.perf_counter()
             history = trainer.fit()
         train_time = float(history["epoch_time"].iloc[1])
+        first_epoch_extra = max(0.0, (ends[0] - start) - (ends[1] - ends[0]))
         x = torch.randn(key.eval_batch, *key.input_size, generator=generator).to(device)
         y = torch.zeros(key.eval_batch, dtype=torch.long, device=device)
         evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
@@ -216,7 +227,8 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
     finally:
         torch.set_num_threads(threads)
     return {"step": train_time / steps, "evaluation": evaluation,
-            "epoch_rest": max(0.0, ends[1] - ends[0] - train_time), "steps": steps, "threads": used_threads}
+            "epoch_rest": max(0.0, ends[1] - ends[0] - train_time), "first_epoch_extra": first_epoch_extra,
+            "steps": steps, "threads": used_threads}
 
 
 def calibration_path(profile: Profile) -> Path:
@@ -285,7 +297,7 @@ def phase_seconds(phase: Phase, profile: Profile, times: dict[str, float]) -> fl
     train, test = split_sizes(profile)
     per_epoch = (math.ceil(train / key.batch_size) * times["step"] + test / key.eval_batch * times["evaluation"]
                  + times["epoch_rest"])
-    return phase.epochs * per_epoch
+    return phase.epochs * per_epoch + times["first_epoch_extra"]
 
 
 def run_table(runs: Sequence[ListedRun], calibration: Calibration | None = None) -> pd.DataFrame:

@@ -130,19 +130,21 @@ def _search_knobs(context: RunContext) -> tuple[dict[str, Any], dict[str, Any], 
 WITHIN_BUDGET = "the wide net: its FLOPs are the budget the searched net never exceeds"
 
 
-def _budget_phase(profile: Profile, params: dict[str, Any], description: str) -> Phase:
+def _budget_phase(profile: Profile, params: dict[str, Any], description: str, changes_shapes: bool) -> Phase:
     """A phase of the wide net (the budget: an upper bound of the searched net) with the run's TrainConfig."""
     overrides = {key: value for key, value in params.items() if key not in SEARCH_KNOBS}
     wide = profile.resnet("wide", profile.input_size[0], profile.num_classes)
-    return Phase(description, wide, profile.train_config(**overrides), bound=WITHIN_BUDGET)
+    return Phase(description, wide, profile.train_config(**overrides), bound=WITHIN_BUDGET,
+                 changes_shapes=changes_shapes)
 
 
 def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    return RunPlan(phases=(_budget_phase(profile, params, "search"),))
+    return RunPlan(phases=(_budget_phase(profile, params, "search", changes_shapes=True),))
 
 
 def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    return RunPlan(phases=(_budget_phase(profile, params, "retrain the found net"),), requires=(("prune_grow", params),))
+    phase = _budget_phase(profile, params, "retrain the found net", changes_shapes=False)
+    return RunPlan(phases=(phase,), requires=(("prune_grow", params),))
 
 
 @experiment("prune_grow", params=PruneGrowParams, train_config=True, plan=_search_plan)
