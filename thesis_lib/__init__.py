@@ -3,8 +3,9 @@
 The core: models (thesis ResNet from a width spec), surgery (every shape change), data, training,
 distributed (one run on several processes with DDP).
 methods/: the thesis's algorithms (prunetrain, net2net, morphnet, batchsize), importing the core only.
-experiments (profiles, the run cache, sweeps); chapters/: one module per notebook (plans, experiments,
-analysis); stats, plots, cli.
+experiments (profiles, the run cache, sweeps, run plans); chapters/: one module per notebook (plans,
+experiments, analysis, the runs its notebook sweeps); planning (the `plan` command: every run the notebooks
+would train and its estimated time); stats, plots, cli.
 """
 
 import os

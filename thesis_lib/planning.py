@@ -7,10 +7,11 @@ of them in `CHAPTERS` order; the others list it as shared. A run is cached when 
 
 Times come from a short calibration on this machine, per distinct step configuration (architecture, batch
 size, input shape, precision, optimizer, compilation, augmentation, device, CPU threads): a Trainer runs a
-warm-up epoch and a timed epoch of `steps` steps each on random tensors of the dataset's shape (no dataset
-needed), then one evaluation batch is timed. The per-epoch rest (the checkpoint above all) is the timed
-epoch's wall time less its training time; the first epoch's extra (compilation, cuDNN's autotuner, lazy
-initialisation) is how much longer the warm-up epoch took than the timed one. Results are cached in
+warm-up epoch and `TIMED_EPOCHS` timed epochs of `steps` steps each on random tensors of the dataset's
+shape (no dataset needed), then one evaluation batch is timed; each time is the median over the timed
+epochs, which a busy moment of the machine does not move. The per-epoch rest (the checkpoint above all)
+is an epoch's wall time less its training time; the first epoch's extra (compilation, cuDNN's autotuner,
+lazy initialisation) is how much longer the warm-up epoch took than a timed one. Results are cached in
 `results/<profile>/.calibration.json` under the device's name, so a second `plan` times nothing. A phase
 then takes
 
@@ -29,6 +30,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -48,6 +50,7 @@ from .training import TrainConfig, Trainer, atomic_write, evaluate, seeded_model
 
 CALIBRATION_FILE = ".calibration.json"
 DEFAULT_STEPS = 3
+TIMED_EPOCHS = 3
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -184,9 +187,9 @@ def device_name(device: str) -> str:
 
 def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
     """Seconds per training step, per evaluation batch, of the per-epoch rest and of the first epoch's
-    extra for `key`: a Trainer runs a warm-up epoch and a timed epoch of `steps` steps each on random
-    tensors (checkpointing into a temporary folder under `scratch`, as a run does), then one evaluation
-    batch is timed after a warm-up."""
+    extra for `key`: a Trainer runs a warm-up epoch and `TIMED_EPOCHS` timed epochs of `steps` steps each
+    on random tensors (checkpointing into a temporary folder under `scratch`, as a run does), then one
+    evaluation batch is timed after a warm-up; medians over the timed epochs."""
     if steps < 1:
         raise ValueError(f"calibration needs at least 1 timed step, got {steps}")
     spec = ResNetSpec.from_json(key.architecture)
@@ -198,8 +201,8 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
                    torch.randint(0, spec.num_classes, (images,), generator=generator),
                    torch.randn(1, *key.input_size, generator=generator), torch.zeros(1, dtype=torch.long),
                    spec.num_classes, channels, height, (0.0,) * channels, (1.0,) * channels)
-    config = TrainConfig(epochs=2, batch_size=key.batch_size, lr=1e-3, schedule="constant", milestones=(),
-                         optimizer=key.optimizer, precision=key.precision, channels_last=key.channels_last,
+    config = TrainConfig(epochs=1 + TIMED_EPOCHS, batch_size=key.batch_size, lr=1e-3, schedule="constant",
+                         milestones=(), optimizer=key.optimizer, precision=key.precision, channels_last=key.channels_last,
                          compile="always" if key.compiled else "off", augment=key.augment, padding=key.padding,
                          flip=key.flip, eval_batch_size=key.eval_batch)
     ends: list[float] = []
@@ -213,22 +216,27 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
                               epoch_callback=lambda trainer, record: ends.append(time.perf_counter()))
             start = time.perf_counter()
             history = trainer.fit()
-        train_time = float(history["epoch_time"].iloc[1])
-        first_epoch_extra = max(0.0, (ends[0] - start) - (ends[1] - ends[0]))
+        walls = [end - begin for begin, end in zip([start, *ends], ends)]  # per epoch, the warm-up first
+        trained = history["epoch_time"].tolist()
+        step = statistics.median(trained[1:]) / steps
+        rest = statistics.median(wall - train for wall, train in zip(walls[1:], trained[1:]))
+        first_epoch_extra = walls[0] - statistics.median(walls[1:])
         x = torch.randn(key.eval_batch, *key.input_size, generator=generator).to(device)
         y = torch.zeros(key.eval_batch, dtype=torch.long, device=device)
         evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
-        synchronize(device)
-        start = time.perf_counter()
-        evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
-        synchronize(device)
-        evaluation = time.perf_counter() - start
+        evaluations = []
+        for _ in range(TIMED_EPOCHS):
+            synchronize(device)
+            begin = time.perf_counter()
+            evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
+            synchronize(device)
+            evaluations.append(time.perf_counter() - begin)
+        evaluation = statistics.median(evaluations)
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
-    return {"step": train_time / steps, "evaluation": evaluation,
-            "epoch_rest": max(0.0, ends[1] - ends[0] - train_time), "first_epoch_extra": first_epoch_extra,
-            "steps": steps, "threads": used_threads}
+    return {"step": step, "evaluation": evaluation, "epoch_rest": max(0.0, rest),
+            "first_epoch_extra": max(0.0, first_epoch_extra), "steps": steps, "threads": used_threads}
 
 
 def calibration_path(profile: Profile) -> Path:
