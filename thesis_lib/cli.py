@@ -282,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan.add_argument("--no-calibrate", action="store_true", help="list the runs only, time nothing")
     plan.add_argument("--runs", action="store_true", help="list every run too")
     plan.add_argument("--steps", type=int, default=3, metavar="N",
-                      help="timed training steps per step configuration (after as many warm-up steps; default 3)")
+                      help="training steps per calibration epoch (a warm-up and 3 timed epochs per step "
+                           "configuration; default 3)")
     args = parser.parse_args(argv)
     try:
         return _command(args, parser)
