@@ -15,7 +15,9 @@ import pytest
 
 from thesis_lib import executors
 from thesis_lib.cli import main
-from thesis_lib.executors import EXECUTOR_ENV, GPUS_PER_RUN_ENV, resolve_executor, task_resources, worker_env
+from thesis_lib.executors import (
+    EXECUTOR_ENV, GPUS_PER_RUN_ENV, python_path, resolve_executor, task_resources, thesis_env,
+)
 from thesis_lib.experiments import (
     SEAL, RunOutput, SweepError, experiment, results_root, run, run_dir_for, seed_grid, summarize_training, sweep,
 )
@@ -154,11 +156,12 @@ def test_resources_one_cpu_per_run_and_a_share_of_a_gpu_on_gpu_profiles(monkeypa
 def test_workers_get_the_thesis_variables_and_a_path_to_every_experiment_module(monkeypatch):
     monkeypatch.setenv("THESIS_DATA", "/data/here")
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    env = worker_env(["thesis_lib.experiments", __name__, "thesis_lib"], THESIS_RESULTS="/store")
-    repository = Path(__file__).resolve().parent.parent
+    env = thesis_env(THESIS_RESULTS="/store")
     assert env["THESIS_DATA"] == "/data/here" and env["THESIS_RESULTS"] == "/store"
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(repository), str(repository / "tests"), "/elsewhere"]
-    assert not {key for key in env if not key.startswith("THESIS_")} - {"PYTHONPATH"}
+    assert all(key.startswith("THESIS_") for key in env)
+    repository = Path(__file__).resolve().parent.parent
+    assert python_path(["thesis_lib.experiments", __name__, "thesis_lib"]).split(os.pathsep) == [
+        str(repository), str(repository / "tests"), "/elsewhere"]
 
 
 def test_a_ray_sweep_gives_the_serial_sweeps_folders_and_numbers(local_ray, isolated_results, monkeypatch):

@@ -124,29 +124,41 @@ def module_root(module: str) -> Path:
     return file.parents[depth]
 
 
-def worker_env(modules: Iterable[str], **overrides: str) -> dict[str, str]:
-    """The environment a worker needs to act like this process: every THESIS_* variable, then `overrides`,
-    and a PYTHONPATH that finds the loaded `modules` (thesis_lib, the module defining an experiment) ahead of
-    this process's PYTHONPATH."""
-    env = {key: value for key, value in os.environ.items() if key.startswith("THESIS_")}
-    env.update(overrides)
-    paths = [str(module_root(module)) for module in modules]
+def python_path(modules: Iterable[str]) -> str:
+    """A PYTHONPATH that finds thesis_lib and the loaded `modules` (e.g. the module, or test file, that
+    registers an experiment), ahead of this process's own PYTHONPATH."""
+    paths = [str(module_root(module)) for module in (__name__, *modules)]
     paths += [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
+def thesis_env(**overrides: str) -> dict[str, str]:
+    """Every THESIS_* variable of this process (results, data, notebook, TensorBoard, ...), then `overrides`."""
+    return {**{key: value for key, value in os.environ.items() if key.startswith("THESIS_")}, **overrides}
+
+
+def _call_in_env(env: dict[str, str], function: Callable[..., Any], *args: Any) -> Any:
+    """In a worker: `function(*args)` with exactly the THESIS_* variables of `env`. They travel with each task
+    rather than in the worker's start environment, so that one set of workers serves every sweep."""
+    for key in [key for key in os.environ if key.startswith("THESIS_")]:
+        del os.environ[key]
+    os.environ.update(env)
+    return function(*args)
 
 
 def ray_tasks(function: Callable[..., Any], calls: Sequence[tuple], *, profile: str, device: str,
-              env: dict[str, str]) -> Iterator[tuple[int, Any]]:
-    """Run `function(*call)` for every call as a Ray task with `task_resources` and the environment `env`;
-    yield (index of the call, its return value or its exception) in the order the tasks finish.
+              modules: Iterable[str], env: dict[str, str]) -> Iterator[tuple[int, Any]]:
+    """Run `function(*call)` for every call as a Ray task with `task_resources`, the THESIS_* variables `env`
+    and a `python_path` to `modules`; yield (index of the call, its return value or its exception) in the
+    order the tasks finish.
 
     A task whose worker dies is retried (`MAX_RETRIES`); an exception of `function` is yielded as raised,
     without Ray's wrapper. Leaving the loop early (an error, Ctrl-C) cancels the tasks still running."""
     ray = connect_ray()
     resources = task_resources(profile, device, ray.cluster_resources().get("GPU", 0))
-    remote = ray.remote(function).options(max_retries=MAX_RETRIES, runtime_env={"env_vars": env}, **resources)
-    pending = {remote.remote(*call): index for index, call in enumerate(calls)}
+    remote = ray.remote(_call_in_env).options(
+        max_retries=MAX_RETRIES, runtime_env={"env_vars": {"PYTHONPATH": python_path(modules)}}, **resources)
+    pending = {remote.remote(env, function, *call): index for index, call in enumerate(calls)}
     try:
         while pending:
             (ready,), _ = ray.wait(list(pending), num_returns=1)

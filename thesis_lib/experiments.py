@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
-from .executors import ray_tasks, resolve_executor, worker_env
+from .executors import ray_tasks, resolve_executor, thesis_env
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
 from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, atomic_write
 
@@ -846,9 +846,12 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
     report_progress(runs_done=bar.n)
     failures = []
     if groups:
-        env = worker_env([__name__, module], THESIS_RESULTS=str(results_root().resolve()))
+        env = thesis_env(THESIS_RESULTS=str(results_root().resolve()))
         calls = [(module, name, params[indices[0]], profile) for indices in groups]
-        for task, outcome in ray_tasks(_run_task, calls, profile=profile.name, device=profile.device, env=env):
+        # The workers' path finds every registered experiment, not just this one: one set serves all sweeps.
+        modules = sorted({known.function.__module__ for known in _REGISTRY.values()} - {"__main__"})
+        for task, outcome in ray_tasks(_run_task, calls, profile=profile.name, device=profile.device,
+                                       modules=modules, env=env):
             indices = groups[task]
             if isinstance(outcome, BaseException):
                 failures.append((params[indices[0]], outcome))
