@@ -7,6 +7,7 @@ The Ray tests share one local instance with 2 CPUs (its start takes 15-20 s); th
 import json
 import os
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,41 @@ def test_an_experiment_defined_in_main_is_refused_before_ray_starts(isolated_res
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r"defined in __main__ \(a script or a notebook\), which Ray workers cannot import"):
         sweep("ray_main_test", [{}], profile="smoke", progress=False, executor="ray")
+
+
+class FakeRay(types.ModuleType):
+    """A ray module whose local start times out `failures` times, as Ray's does on a busy machine."""
+
+    def __init__(self, failures):
+        super().__init__("ray")
+        self.failures, self.inits, self.shutdowns = failures, [], 0
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        if len(self.inits) <= self.failures:
+            raise Exception("The current node timed out during startup.")
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_a_local_instance_gets_THESIS_RAY_CPUS_and_a_second_try_when_its_start_times_out(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv(executors.RAY_CPUS_ENV, "3")
+    once = FakeRay(failures=1)
+    monkeypatch.setitem(sys.modules, "ray", once)
+    assert executors.connect_ray() is once and once.shutdowns == 1
+    assert [kwargs["num_cpus"] for kwargs in once.inits] == [3, 3]
+    assert once.inits[0]["address"] == "local" and once.inits[0]["include_dashboard"] is False
+    monkeypatch.setitem(sys.modules, "ray", FakeRay(failures=2))
+    with pytest.raises(RuntimeError, match=r"a local Ray instance did not start \(The current node timed out"):
+        executors.connect_ray()
+    monkeypatch.setenv(executors.RAY_CPUS_ENV, "two")
+    with pytest.raises(ValueError, match="THESIS_RAY_CPUS='two' must be a whole number >= 1"):
+        executors.connect_ray()
 
 
 def test_resources_one_cpu_per_run_and_a_share_of_a_gpu_on_gpu_profiles(monkeypatch):

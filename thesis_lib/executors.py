@@ -37,6 +37,8 @@ DEFAULT_GPUS_PER_RUN = {"smoke": 0.25, "quick": 0.25, "full": 1.0}
 # Ray retries a task whose worker died (killed, out of memory) this often; the run resumes from its
 # checkpoint. An exception raised by the run itself is never retried.
 MAX_RETRIES = 3
+# Ray gives a new local instance's raylet a fixed 30 s to register; on a busy machine it may need a second try.
+START_ATTEMPTS = 2
 
 
 def resolve_executor(executor: str | None) -> str:
@@ -77,14 +79,22 @@ def connect_ray() -> ModuleType:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING)
         return ray
+    num_cpus = _positive_int(RAY_CPUS_ENV) or os.cpu_count()
     # Ray turns token authentication on for a new instance (unless RAY_AUTH_MODE says otherwise) and warns
     # that it did so: keep the authentication, drop the warning.
     auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
     level = auth_log.level
     auth_log.setLevel(logging.ERROR)
     try:
-        ray.init(address="local", num_cpus=_positive_int(RAY_CPUS_ENV) or os.cpu_count(), include_dashboard=False,
-                 logging_level=logging.WARNING)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+                break
+            except Exception as error:  # Ray's own start timeouts are bare Exceptions
+                ray.shutdown()
+                if attempt == START_ATTEMPTS:
+                    raise RuntimeError(f"a local Ray instance did not start ({error}); on a busy machine start "
+                                       "one with `ray start --head` and set RAY_ADDRESS=auto") from error
     finally:
         auth_log.setLevel(level)
     return ray
