@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 import types
+from contextlib import closing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
@@ -850,19 +851,20 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
         calls = [(module, name, params[indices[0]], profile) for indices in groups]
         # The workers' path finds every registered experiment, not just this one: one set serves all sweeps.
         modules = sorted({known.function.__module__ for known in _REGISTRY.values()} - {"__main__"})
-        for task, outcome in ray_tasks(_run_task, calls, profile=profile.name, device=profile.device,
-                                       modules=modules, env=env):
-            indices = groups[task]
-            if isinstance(outcome, BaseException):
-                failures.append((params[indices[0]], outcome))
-            else:
-                path, finished_before = outcome
-                for index in indices:
-                    loaded = _load_sealed(name, params[index], Path(path))
-                    loaded.loaded_from_cache = finished_before or index != indices[0]
-                    results[index] = loaded
-            bar.update(len(indices))
-            report_progress(runs_done=bar.n)
+        tasks = ray_tasks(_run_task, calls, profile=profile.name, device=profile.device, modules=modules, env=env)
+        with closing(tasks):  # an error or Ctrl-C here cancels the tasks still running
+            for task, outcome in tasks:
+                indices = groups[task]
+                if isinstance(outcome, BaseException):
+                    failures.append((params[indices[0]], outcome))
+                else:
+                    path, finished_before = outcome
+                    for index in indices:
+                        loaded = _load_sealed(name, params[index], Path(path))
+                        loaded.loaded_from_cache = finished_before or index != indices[0]
+                        results[index] = loaded
+                bar.update(len(indices))
+                report_progress(runs_done=bar.n)
     bar.close()
     if failures:
         lines = [f"  {json.dumps(point, sort_keys=True)}: {type(error).__name__}: {error}" for point, error in failures]
