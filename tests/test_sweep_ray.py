@@ -165,6 +165,7 @@ def test_a_local_instance_gets_THESIS_RAY_CPUS_and_a_second_try_when_its_start_t
     assert executors.connect_ray() is once and once.shutdowns == 1
     assert [kwargs["num_cpus"] for kwargs in once.inits] == [3, 3]
     assert once.inits[0]["address"] == "local" and once.inits[0]["include_dashboard"] is False
+    assert once.inits[0]["_system_config"] == {"worker_niceness": 0}  # runs at the priority of serial ones
     monkeypatch.setitem(sys.modules, "ray", FakeRay(failures=2))
     with pytest.raises(RuntimeError, match=r"a local Ray instance did not start \(The current node timed out"):
         executors.connect_ray()
