@@ -3,8 +3,9 @@
 `--part ray`: one sweep of `--experiment` (`--runs` seeds on `--profile`) trained twice from an empty run
 store, serially and as Ray tasks (`executor="ray"`: a local instance with `--cpus` CPUs, or the cluster at
 RAY_ADDRESS), the Ray sweep twice: first with workers still to start (each imports torch), then into another
-empty store with the workers warm, as every later sweep of a process finds them. Ray's own start is timed
-apart: a process (a notebook's kernel) pays it once for all its sweeps. Written: the wall times, serial /
+empty store with the workers warm, as every later sweep of a process finds them. The serial sweep runs
+warm too (after one untimed run). Ray's own start is timed apart: a process (a notebook's kernel) pays it
+once for all its sweeps. Written: the wall times, serial /
 Ray for both (the speedup; the ideal is the number of parallel workers), whether the summaries agree on
 every number but the measured times, and the machine's load, since a shared machine makes every time
 here noisy.
@@ -40,6 +41,9 @@ def ray_part(args: argparse.Namespace) -> dict[str, Any]:
     grid = [{"seed": seed} for seed in range(args.runs)]
     walls, summaries = {}, {}
     with tempfile.TemporaryDirectory(prefix="scale_") as folder:
+        # A first run warms this process (chapter imports, the dataset, torch's kernels), as warm workers are.
+        os.environ["THESIS_RESULTS"] = os.path.join(folder, "warm_up")
+        sweep(args.experiment, grid[:1], profile=args.profile, progress=False, executor="serial")
         for key, executor in (("serial", "serial"), ("ray", "ray"), ("ray_warm", "ray")):
             os.environ["THESIS_RESULTS"] = os.path.join(folder, key)
             start = time.perf_counter()
