@@ -96,7 +96,8 @@ def test_the_executor_comes_from_the_argument_then_THESIS_EXECUTOR_then_serial(m
     monkeypatch.setenv(EXECUTOR_ENV, "ray")
     assert resolve_executor(None) == "ray" and resolve_executor("serial") == "serial"
     monkeypatch.setenv(EXECUTOR_ENV, "dask")
-    with pytest.raises(ValueError, match=r"unknown sweep executor \(THESIS_EXECUTOR='dask'\); use one of \['serial', 'ray'\]"):
+    with pytest.raises(ValueError, match=r"unknown sweep executor \(THESIS_EXECUTOR='dask'\); use one of "
+                                         r"\['serial', 'ray'\]"):
         sweep("ray_pid_test", [{}], profile="smoke", progress=False)
     with pytest.raises(ValueError, match=r"unknown sweep executor \(executor='threads'\)"):
         sweep("ray_pid_test", [{}], profile="smoke", progress=False, executor="threads")
@@ -105,7 +106,8 @@ def test_the_executor_comes_from_the_argument_then_THESIS_EXECUTOR_then_serial(m
 def test_notebooks_executor_option_sets_THESIS_EXECUTOR_for_the_kernels(monkeypatch, capsys):
     seen = []
     monkeypatch.setenv(EXECUTOR_ENV, "")  # unset, and restored after the test although `main` sets it
-    monkeypatch.setattr("thesis_lib.cli.run_notebooks", lambda *args, **kwargs: seen.append(os.environ[EXECUTOR_ENV]) or [])
+    monkeypatch.setattr("thesis_lib.cli.run_notebooks",
+                        lambda *args, **kwargs: seen.append(os.environ[EXECUTOR_ENV]) or [])
     assert main(["notebooks", "--profile", "smoke", "--executor", "ray"]) == 0
     assert seen == ["ray"]
     monkeypatch.setenv(EXECUTOR_ENV, "dask")
@@ -134,7 +136,8 @@ def test_an_experiment_defined_in_main_is_refused_before_ray_starts(isolated_res
     notebook_cell_experiment.__module__ = "__main__"
     experiment("ray_main_test")(notebook_cell_experiment)
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ValueError, match=r"defined in __main__ \(a script or a notebook\), which Ray workers cannot import"):
+    with pytest.raises(ValueError, match=r"defined in __main__ \(a script or a notebook\), which Ray workers "
+                                         "cannot import"):
         sweep("ray_main_test", [{}], profile="smoke", progress=False, executor="ray")
 
 

@@ -38,9 +38,9 @@ DEFAULT_GPUS_PER_RUN = {"smoke": 0.25, "quick": 0.25, "full": 1.0}
 # Ray retries a task whose worker died (killed, out of memory) this often; the run resumes from its
 # checkpoint. An exception raised by the run itself is never retried.
 MAX_RETRIES = 3
-# Ray starts its workers at niceness 15, below every other process; on a shared machine that made runs 2-3x
-# slower per epoch than the same runs of a serial sweep. A run's measured times are results (table 3.2), so
-# a local instance's workers run at the driver's priority.
+# Ray starts its workers at niceness 15, below every other process: on a machine shared with other jobs a
+# run's measured times (results here: table 3.2, the epoch-time tests) would then depend on the others' load
+# more than in a serial sweep. A local instance's workers run at the driver's priority.
 WORKER_NICENESS = 0
 # Ray gives a new local instance's raylet a fixed 30 s to register; on a busy machine it may need a second try.
 START_ATTEMPTS = 2
