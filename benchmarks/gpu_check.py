@@ -1,5 +1,7 @@
 """GPU facts no CPU can give, as one JSON file: the device, the OOM-driven largest batch of the wide ResNet-32
-(fp32 and bf16), and the epoch time of the `full` profile's chapter-3 training on CIFAR-shaped data.
+(fp32 and bf16), the fused group lasso against one norm per slice, and the epoch time of the `full`
+profile's chapter-3 training on CIFAR-shaped data (with the profile's own fast path: bf16, channels_last,
+torch.compile on CUDA).
 
 Random CIFAR-shaped images stand in when CIFAR-10 is absent (the time of an epoch does not depend on the
 pixel values). Part of `benchmarks/gpu_check.sh`; also runs on the CPU with small sizes, to check it:
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -20,8 +23,9 @@ import torch
 from thesis_lib.data import Dataset
 from thesis_lib.experiments import get_profile
 from thesis_lib.methods.batchsize import max_batch_size, training_step_peak_bytes
+from thesis_lib.methods.prunetrain import _edge_weights, group_lasso
 from thesis_lib.models import WIDE_BASELINE, count_parameters
-from thesis_lib.training import Trainer, seeded_model
+from thesis_lib.training import Trainer, seeded_model, synchronize
 
 
 def cifar_shaped(n_train: int, n_test: int, seed: int = 0) -> Dataset:
@@ -58,16 +62,45 @@ def largest_batches(device: torch.device, limit: int) -> dict[str, object]:
                for precision in ("fp32", "bf16")}}
 
 
+def per_slice_group_lasso(model: torch.nn.Module) -> torch.Tensor:
+    """Eq. 2.2 the direct way, two `vector_norm` kernels per conv: the reference the fused one replaced."""
+    terms = []
+    for edge, weight in _edge_weights(model):
+        for dim, group in ((0, edge.out_group), (1, edge.in_group)):
+            if group is not None:
+                other = tuple(d for d in range(weight.ndim) if d != dim)
+                terms.append(torch.linalg.vector_norm(weight, dim=other).sum())
+    return torch.stack(terms).sum()
+
+
+def group_lasso_timing(device: torch.device, repeats: int = 50) -> dict[str, float]:
+    """Median ms of forward + backward of the wide ResNet-32's group lasso, fused vs per slice."""
+    model = seeded_model(WIDE_BASELINE, 0).to(device)
+    result = {}
+    for name, function in (("fused_ms", group_lasso), ("per_slice_ms", per_slice_group_lasso)):
+        samples = []
+        for repeat in range(repeats + 3):
+            synchronize(device)
+            start = time.perf_counter()
+            function(model).backward()
+            synchronize(device)
+            if repeat >= 3:
+                samples.append(1e3 * (time.perf_counter() - start))
+        result[name] = statistics.median(samples)
+    return result
+
+
 def chapter3_epochs(device: torch.device, n_train: int, epochs: int, batch_size: int,
                     precision: str) -> dict[str, object]:
     """Epochs of the `full` profile's chapter-3 training (wide ResNet-32, SGD, step schedule settings)."""
     profile = get_profile("full")
-    config = profile.train_config(epochs=epochs, batch_size=batch_size, precision=precision,
-                                  channels_last=device.type == "cuda")
+    overrides = {} if precision == "profile" else {"precision": precision, "compile": "off"}
+    config = profile.train_config(epochs=epochs, batch_size=batch_size, schedule="constant", **overrides)
     trainer = Trainer(seeded_model(WIDE_BASELINE, 0), cifar_shaped(n_train, 1000), config, device=device,
                       progress=False)
     history = trainer.fit()
-    return {"batch_size": batch_size, "precision": precision, "n_train": n_train,
+    return {"batch_size": batch_size, "precision": config.precision, "compile": config.compile,
+            "channels_last": config.channels_last, "n_train": n_train,
             "epoch_times": history["epoch_time"].tolist(), "train_loss": history["train_loss"].tolist()}
 
 
@@ -83,9 +116,11 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"device": device_facts(device), "largest_batch": largest_batches(device, args.batch_limit)}
+    report = {"device": device_facts(device), "largest_batch": largest_batches(device, args.batch_limit),
+              "group_lasso": group_lasso_timing(device)}
+    print(json.dumps(report, indent=2), flush=True)
     runs = []
-    for batch_size, precision in ((128, "fp32"), (128, "bf16"), (512, "bf16")):
+    for batch_size, precision in ((128, "fp32"), (128, "bf16"), (128, "profile"), (512, "profile")):
         runs.append(chapter3_epochs(device, args.n_train, args.epochs, batch_size, precision))
         (args.out / "gpu_check.json").write_text(json.dumps({**report, "chapter3_epochs": runs}, indent=2))
     print(json.dumps({**report, "chapter3_epochs": runs}, indent=2))

@@ -3,9 +3,13 @@
 # and the scientific stack but reaches no package index: it runs the working tree with PYTHONPATH=. and
 # installs nothing. Writes every result into $OUT (default ./gpu_check_out):
 #   cuda_tests.txt           the CUDA-only tests (skipped on every CPU run of the suite)
-#   epoch_time_*.txt         benchmarks/epoch_time.py: DeviceLoader vs DataLoader, fp32 / bf16, batch 128 / 512
-#   prunetrain_overhead.txt  benchmarks/prunetrain_overhead.py on the wide ResNet-32
-#   gpu_check.json           device facts, the OOM-driven largest batch, epochs of the full chapter-3 training
+#   epoch_time_eager.*       benchmarks/epoch_time.py: fp32 / bf16 x channels_last on / off x batch 128 / 512,
+#                            the loader's share of an epoch, DeviceLoader vs DataLoader
+#   epoch_time_compiled.*    torch.compile at bf16, batch 128: compile time, epoch time, one recompile after pruning
+#   prunetrain_overhead.txt  PruneTrain vs plain on digits (ResNet-32 depth): lasso cost, totals, batch adaptation
+#   concurrency.*            k = 1, 2, 4, 8 small runs at once on the GPU: summed throughput
+#   gpu_check.json           device facts, the OOM-driven largest batch, fused vs per-slice group lasso,
+#                            epochs of the full chapter-3 training (fp32, bf16, and the profile's fast path)
 # Each step has its own time limit and a failing step does not stop the others; the exit code counts them.
 set -u
 cd "$(dirname "$0")/.."
@@ -29,15 +33,16 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pr
     > "$OUT/device.txt" 2>&1 || { cat "$OUT/device.txt"; exit 1; }
 cat "$OUT/device.txt"
 
-step cuda_tests 60 python3 -m pytest -q -p no:cacheprovider -rs tests/test_surgery.py tests/test_training.py \
-    tests/methods -k cuda
-step epoch_time_fp32_128 40 python3 benchmarks/epoch_time.py --device cuda --precision fp32 --batch-size 128 \
-    --n-train 50000 --num-workers 4
-step epoch_time_bf16_128 40 python3 benchmarks/epoch_time.py --device cuda --precision bf16 --batch-size 128 \
-    --n-train 50000 --num-workers 4
-step epoch_time_bf16_512 40 python3 benchmarks/epoch_time.py --device cuda --precision bf16 --batch-size 512 \
-    --n-train 50000 --num-workers 4
-step prunetrain_overhead 40 python3 benchmarks/prunetrain_overhead.py --device cuda --train-size 8192 --epochs 4
+step cuda_tests 100 python3 -m pytest -q -p no:cacheprovider -rs tests/test_surgery.py tests/test_training.py \
+    tests/test_compile.py tests/test_distributed.py tests/methods -k cuda
+step epoch_time_eager 100 python3 benchmarks/epoch_time.py --device cuda --n-train 50000 --num-workers 4 \
+    --precision fp32 bf16 --channels-last on off --batch-size 128 512 --out "$OUT/epoch_time_eager.json"
+step epoch_time_compiled 130 python3 benchmarks/epoch_time.py --device cuda --n-train 50000 --skip-loaders \
+    --precision bf16 --compile always --batch-size 128 --recompile --out "$OUT/epoch_time_compiled.json"
+step prunetrain_overhead 45 python3 benchmarks/prunetrain_overhead.py --device cuda --data digits --epochs 10 \
+    --interval 2 --lasso-ratio 0.8 --threshold 3e-2 --widths 16 32 64 --blocks 5 --batch-size 64 --batch-adaptation
+step concurrency 70 python3 benchmarks/concurrency.py --device cuda --net digits --processes 1 2 4 8 \
+    --n-train 4096 --epochs 2 --out "$OUT/concurrency.json"
 step gpu_check 80 python3 benchmarks/gpu_check.py --out "$OUT" --device cuda --n-train 50000 --epochs 2
 
 echo "$failures step(s) failed; results in $OUT"

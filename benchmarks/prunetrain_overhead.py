@@ -10,7 +10,11 @@ PruneTrain hook. It prints
 3. a breakdown of where the time goes: one SGD step of the dense network without and with the lasso term
    and the lasso term alone (interleaved, so that load on a shared machine hits all three alike), and the
    reconfigurations (thresholding, channel union, surgery, optimizer carry, FLOP count: the hook time of
-   the reconfiguring epochs).
+   the reconfiguring epochs);
+4. the total: training time (epochs + hooks) and final test accuracy of plain training, PruneTrain, and with
+   `--batch-adaptation` PruneTrain growing its batch at every reconfiguration (section 6.1), with each
+   method's accuracy loss against plain training, since a time saving counts only at a loss of at most one
+   point (use real images, `--data digits`, for the accuracies to mean anything).
 
 Example: python benchmarks/prunetrain_overhead.py --device cpu --epochs 6 --interval 2 --train-size 1024
 """
@@ -26,6 +30,7 @@ import torch
 
 from thesis_lib.data import Dataset, load_dataset
 from thesis_lib.models import ResNetConfig, count_flops
+from thesis_lib.methods.batchsize import BatchAdaptation
 from thesis_lib.methods.prunetrain import PruneTrain, group_lasso, training_flops_summary
 from thesis_lib.training import Trainer, TrainConfig, seeded_model, synchronize
 
@@ -98,6 +103,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=20, help="timed steps of the interleaved step benchmark")
+    parser.add_argument("--batch-adaptation", action="store_true",
+                        help="also train PruneTrain with batch adaptation (rule probe, linear lr scaling)")
     return parser.parse_args()
 
 
@@ -173,6 +180,22 @@ def main() -> None:
           f"MFLOPs vs dense {dense_flops / 1e6:.2f}); total time plain {plain['epoch_time'].sum():.2f} s, "
           f"PruneTrain {pruned['epoch_time'].sum() + pruned['hook_time'].sum():.2f} s (incl. hooks); "
           f"final test accuracy plain {plain['test_acc'].iloc[-1]:.3f}, PruneTrain {pruned['test_acc'].iloc[-1]:.3f}")
+
+    totals = {"plain": plain, "PruneTrain": pruned}
+    if args.batch_adaptation:
+        adaptation = BatchAdaptation(scaling="linear", rule="probe", max_batch=n_train)
+        adapted_hook = PruneTrain(args.lasso_ratio, args.threshold, args.interval, on_reconfigure=adaptation)
+        totals["PruneTrain + batch adaptation"] = Trainer(
+            seeded_model(model_config, args.seed), data, config, hooks=[adapted_hook, adaptation], device=device,
+            progress=False, description="prunetrain+batch").fit()
+    print(f"\n4. totals (training + hooks) on {device}:")
+    plain_total, plain_acc = plain["epoch_time"].sum() + plain["hook_time"].sum(), plain["test_acc"].iloc[-1]
+    for name, history in totals.items():
+        total = history["epoch_time"].sum() + history["hook_time"].sum()
+        loss = 100 * (plain_acc - history["test_acc"].iloc[-1])
+        print(f"   {name:>30}: {total:8.2f} s ({total / plain_total:.2f}x plain), final accuracy "
+              f"{history['test_acc'].iloc[-1]:.3f} (loss {loss:+.1f} points: {'within' if loss <= 1 else 'beyond'} "
+              f"the 1-point bar), last batch {int(history['batch_size'].iloc[-1])}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ every number but the measured times, and the machine's load, since a shared mach
 here noisy.
 
     PYTHONPATH=. python benchmarks/scale.py --part ray --profile quick --runs 4 --out scale_ray.json
+
+One run on several processes (DDP) is measured by benchmarks/scale_ddp.py.
 """
 
 from __future__ import annotations

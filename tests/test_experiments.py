@@ -206,3 +206,19 @@ def test_empty_environment_variables_mean_unset(monkeypatch):
     monkeypatch.setenv("THESIS_ROOT", "")
     assert experiments.results_root() == project_root() / "results"
     assert data_dir() == DEFAULT_DATA_DIR.expanduser()
+
+
+def test_the_full_profile_takes_the_fast_path_only_on_cuda():
+    """On CUDA `full` trains in bf16 with channels_last and compiles fixed-shape runs (issue 16); on the CPU
+    it keeps fp32 eager training, and a run's own params override the fast path."""
+    from dataclasses import replace
+
+    full = get_profile("full")
+    on_cuda, on_cpu = replace(full, device="cuda"), replace(full, device="cpu")
+    fast = on_cuda.train_config()
+    assert (fast.precision, fast.channels_last, fast.compile) == ("bf16", True, "static")
+    plain = on_cpu.train_config()
+    assert (plain.precision, plain.channels_last, plain.compile) == ("fp32", False, "off")
+    assert on_cuda.train_config(precision="fp32").precision == "fp32"
+    assert not any(key.startswith("cuda_") for key in get_profile("quick").to_dict())
+    assert full.to_dict()["cuda_precision"] == "bf16"

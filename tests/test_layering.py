@@ -10,7 +10,7 @@ import pytest
 import thesis_lib
 
 PACKAGE = Path(thesis_lib.__file__).parent
-CORE = {"models", "surgery", "data", "training", "stats"}
+CORE = {"models", "surgery", "data", "training", "stats", "distributed"}
 LAYER_OF = {**{name: 0 for name in CORE}, "methods": 1, "experiments": 2, "executors": 2, "chapters": 3,
             "plots": 3, "tables": 3, "cli": 4, "__main__": 4}
 

@@ -165,6 +165,28 @@ def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, prec
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_cuda_training_steps_never_wait_for_the_device(digits_small, optimizer):
+    """No step of an epoch reads a value back from the GPU (issue 16): CUDA's sync debug mode raises on
+    every synchronising call. Step 0 is left out: it fixes PruneTrain's lambda from the first loss (the
+    one read of the run); so is the start of the epoch's iteration, which draws the order on the host."""
+    from thesis_lib.methods.prunetrain import PruneTrain
+
+    trainer = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", precision="bf16",
+                                                                  optimizer=optimizer, lr=None),
+                      device="cuda", hooks=[PruneTrain(interval=1)], progress=False)
+    batches = iter(trainer.train_loader)
+    trainer.train_step(*next(batches))
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in batches:
+            trainer.train_step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.step_count == len(trainer.train_loader)
+
+
 def test_bn_parameters_get_a_group_without_weight_decay_that_survives_surgery_and_resume(tmp_path):
     from thesis_lib.surgery import carry_optimizer_state, select_channels
     from thesis_lib.training import make_optimizer

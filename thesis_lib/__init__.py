@@ -1,6 +1,7 @@
 """thesis_lib: the runnable companion to the thesis "Zeit-effizientes Training von Convolutional Neural Networks".
 
-The core: models (thesis ResNet from a width spec), surgery (every shape change), data, training.
+The core: models (thesis ResNet from a width spec), surgery (every shape change), data, training,
+distributed (one run on several processes with DDP).
 methods/: the thesis's algorithms (prunetrain, net2net, morphnet, batchsize), importing the core only.
 experiments (profiles, the run cache, sweeps); chapters/: one module per notebook (plans, experiments,
 analysis); stats, plots, cli.

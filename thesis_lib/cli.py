@@ -1,5 +1,8 @@
 """Command line: `python -m thesis_lib notebooks | run | list | runs | clean | profiles`.
 
+`run NAME --nproc N` trains one run data-parallel on N processes: it starts torchrun, which starts N copies
+of `run NAME` (one per GPU with NCCL, or gloo on the CPU; see `thesis_lib.distributed`).
+
 `notebooks` re-runs the numbered notebooks headlessly with papermill on a profile, writes each executed
 notebook next to its figures (`figures/<profile>/<notebook>/<notebook>.ipynb`), prints a summary and exits
 non-zero naming the notebook and cell that failed.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -261,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="experiment parameter; VALUE is parsed as JSON when it can be")
+    one.add_argument("--nproc", type=int, metavar="N",
+                     help="train data-parallel (DDP) on N processes through torchrun: one per GPU on CUDA, gloo "
+                          "on the CPU; batch_size is then the global batch")
     commands.add_parser("profiles", help="list the profiles")
     commands.add_parser("list", help="list the registered experiments with their chapter and params")
     runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
@@ -305,18 +312,7 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "clean":
         return clean_runs(args.profile, args.experiment, args.status, args.yes)
     if args.command == "run":
-        from .experiments import run
-
-        params = {}
-        for item in args.param:
-            if "=" not in item:
-                parser.error(f"--param needs KEY=VALUE, got {item!r}")
-            key, value = item.split("=", 1)
-            params[key] = _parse_value(value)
-        result = run(args.experiment, params, profile=args.profile)
-        print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
-                         indent=2))
-        return 0
+        return _run_command(args, parser)
     if args.tensorboard:
         os.environ[TENSORBOARD_ENV] = "1"  # the kernels inherit it
     if args.executor:
@@ -327,6 +323,42 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print_summary(outcomes)
     print(f"wall time {(time.perf_counter() - start) / 60:.2f} min with {args.jobs} job(s)")
     return 0 if all(o.status == "ok" for o in outcomes) else 1
+
+
+def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`run`: one run in this process, under torchrun as one rank of a DDP run, or (`--nproc`) launch torchrun."""
+    from . import distributed
+    from .experiments import resolve_params, run
+
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            parser.error(f"--param needs KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key] = _parse_value(value)
+    if args.nproc is not None:
+        if distributed.under_torchrun():
+            raise ValueError(f"this process runs under torchrun already (WORLD_SIZE={os.environ['WORLD_SIZE']}); "
+                             "drop --nproc")
+        forwarded = [*(["--debug"] if args.debug else []), "run", args.experiment, "--profile", args.profile,
+                     *(arg for item in args.param for arg in ("--param", item))]
+        command = distributed.torchrun_command(args.nproc, forwarded)
+        resolve_params(args.experiment, params, args.profile)  # a mistake is said once, not by every rank
+        return subprocess.run(command).returncode
+    lead = True
+    if not distributed.under_torchrun():
+        result = run(args.experiment, params, profile=args.profile)
+    else:
+        distributed.setup(get_profile(args.profile).resolved_device())
+        try:
+            lead = distributed.rank() == 0
+            result = run(args.experiment, params, profile=args.profile, progress=lead)
+        finally:
+            distributed.teardown()
+    if lead:
+        print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
+                         indent=2))
+    return 0
 
 
 @contextmanager

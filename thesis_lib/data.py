@@ -285,12 +285,19 @@ class DeviceLoader:
     batches, also after a resume. The draws are made per sample, not per batch, so changing
     ``batch_size`` between epochs (batch adaptation, section 6.1) changes only how an epoch is cut.
 
+    Sharded for DDP (``world_size`` > 1): ``batch_size`` is the global batch, which must divide by
+    ``world_size``. Every rank draws the same order and augmentation and takes its contiguous share of
+    each global batch, samples ``rank * b / W`` to ``(rank + 1) * b / W`` of a batch of b. The shares are
+    equal, so DDP's average of the ranks' mean gradients is the mean over the whole batch. A last partial
+    batch is cut into W equal shares as well; the fewer than W samples left over sit that epoch out (the
+    whole partial batch when it has fewer than W samples). With ``world_size`` 1 nothing is left out.
+
     For evaluation use :func:`evaluation_loader` (no shuffling, no augmentation).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True,
                  augment: bool = True, padding: int = 4, flip: bool = True, seed: int = 0,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
         if x.ndim != 4:
             raise ValueError(f"x must be a batch of images (N, C, H, W); got shape {tuple(x.shape)}")
         if y.shape != (len(x),):
@@ -299,6 +306,10 @@ class DeviceLoader:
             raise ValueError(f"x and y must be on the same device; got {x.device} and {y.device}")
         if padding < 0:
             raise ValueError(f"padding must be >= 0; got {padding}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size; got rank {rank} of world size {world_size}")
+        self.rank = rank
+        self.world_size = world_size
         self.x = x
         self.y = y
         self.batch_size = batch_size
@@ -319,6 +330,9 @@ class DeviceLoader:
     def batch_size(self, value: int) -> None:
         if value < 1:
             raise ValueError(f"batch_size must be >= 1; got {value}")
+        if value % self.world_size:
+            raise ValueError(f"the global batch size {value} does not divide by the world size {self.world_size}: "
+                             f"every rank takes an equal share; use a multiple of {self.world_size}")
         self._batch_size = int(value)
 
     def set_epoch(self, epoch: int) -> None:
@@ -328,9 +342,8 @@ class DeviceLoader:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return len(self.x) // self.batch_size
-        return math.ceil(len(self.x) / self.batch_size)
+        full, rest = divmod(len(self.x), self.batch_size)
+        return full + (0 if self.drop_last or rest < self.world_size else 1)
 
     def _epoch_generator(self) -> torch.Generator:
         """A CPU generator whose state depends only on (seed, epoch), mixed by NumPy's SeedSequence."""
@@ -346,11 +359,13 @@ class DeviceLoader:
             offsets = torch.randint(0, 2 * self.padding + 1, (count, 2), generator=generator).to(device)
             flips = (torch.rand(count, generator=generator) < 0.5).to(device) if self.flip else None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+            share = min(self.batch_size, count - start) // self.world_size
+            first, end = start + self.rank * share, start + (self.rank + 1) * share
+            index = order[first:end]
             images = self.x[index]
             if self.augment:
-                flip_mask = flips[start:start + self.batch_size] if flips is not None else None
-                images = crop_and_flip(images, offsets[start:start + self.batch_size], self.padding, flip_mask)
+                flip_mask = flips[first:end] if flips is not None else None
+                images = crop_and_flip(images, offsets[first:end], self.padding, flip_mask)
             yield images, self.y[index]
 
 

@@ -33,7 +33,7 @@ GPUS_PER_RUN_ENV = "THESIS_GPUS_PER_RUN"
 RAY_CPUS_ENV = "THESIS_RAY_CPUS"
 # A share of one GPU per run: a thesis-scale run (CIFAR ResNet-32) takes a whole GPU; the small profiles'
 # nets (8x8 digits, one block per stage) leave one mostly idle, so four share it. Four is an estimate, not
-# yet measured on a GPU (the best number of concurrent runs there should set it); THESIS_GPUS_PER_RUN wins.
+# yet measured on a GPU (benchmarks/concurrency.py's best k there should set it); THESIS_GPUS_PER_RUN wins.
 DEFAULT_GPUS_PER_RUN = {"smoke": 0.25, "quick": 0.25, "full": 1.0}
 # Ray retries a task whose worker died (killed, out of memory) this often; the run resumes from its
 # checkpoint. An exception raised by the run itself is never retried.

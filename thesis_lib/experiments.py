@@ -18,7 +18,8 @@ to its folder: deleting a lock file that another process waits on would break th
 seal: a missing, truncated, garbled or replaced result file raises `CorruptRunError` naming the folder
 and the file, never a wrong number; result files without a seal (and without a checkpoint to resume
 from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
-before its first checkpoint leaves no folder behind.
+before its first checkpoint leaves no folder behind. Under torchrun (DDP) every rank trains and rank 0
+alone locks, writes and seals the folder (see `run`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from . import project_root
+from . import distributed, project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
 from .executors import ray_tasks, resolve_executor, thesis_env
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
@@ -62,6 +63,11 @@ class Profile:
     torch's intra-op threads for runs on the CPU: the small profiles' nets are so small that one thread is
     as fast as several and immune to a busy machine, and a fixed count makes CPU results reproducible
     (reductions split over a different number of threads round differently). None leaves torch's default.
+
+    The `cuda_*` fields are the fast path a run gets when the profile resolves to a CUDA device (issue 16):
+    `full` trains in bf16 autocast with channels_last and compiles every run whose architecture stays
+    fixed (`TrainConfig.compile="static"`); a run's own params override them (e.g. precision="fp32").
+    On the CPU they are ignored: bf16 on a CPU is slower than fp32 and compiling small nets never pays.
     """
 
     name: str
@@ -78,6 +84,9 @@ class Profile:
     n_test: int | None = None
     device: str = "auto"
     cpu_threads: int | None = None
+    cuda_precision: str = "fp32"
+    cuda_channels_last: bool = False
+    cuda_compile: str = "off"
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -119,11 +128,19 @@ class Profile:
         lr = None if overrides.get("optimizer", "sgd") != "sgd" else self.lr
         base = dict(epochs=self.epochs, batch_size=self.batch_size, lr=lr, lr_reference_batch=self.batch_size,
                     schedule="step", milestones=self.milestones, padding=self.padding, flip=self.flip)
+        if self.resolved_device().type == "cuda":
+            base.update(precision=self.cuda_precision, channels_last=self.cuda_channels_last,
+                        compile=self.cuda_compile)
         return TrainConfig(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
+        """The profile's fields; the `cuda_*` fields only when they differ from the defaults, so the run
+        folders of profiles without a fast path keep the names they had before the fields existed."""
         data = asdict(self)
         data["milestones"], data["seeds"] = list(self.milestones), list(self.seeds)
+        for item in fields(self):
+            if item.name.startswith("cuda_") and data[item.name] == item.default:
+                del data[item.name]
         return data
 
 
@@ -134,7 +151,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2, 3, 4),
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
     "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
-                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True),
+                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
+                    cuda_precision="bf16", cuda_channels_last=True, cuda_compile="static"),
 }
 
 
@@ -253,7 +271,10 @@ def report_progress(**fields: Any) -> None:
     """Merge `fields` into this process's progress record and write it atomically to
     `progress_dir()/<pid>.json`, with the notebook (THESIS_NOTEBOOK, which `plots.use_notebook` sets) and
     the time. The `notebooks` command reads these files to print runs done, epoch and ETA during a
-    headless re-run. Reporting never stops a run: a folder that cannot be written is skipped."""
+    headless re-run. Reporting never stops a run: a folder that cannot be written is skipped. Under DDP
+    rank 0 reports for all ranks."""
+    if distributed.rank() != 0:
+        return
     _progress.update(fields, notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"),
                      updated=time.time())
     folder = progress_dir()
@@ -542,11 +563,16 @@ def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[
 
     `params` are resolved first (`resolve_params`: defaults filled in), so `{}` and the same params written
     out name one run. The profile's seed list only decides which runs a grid asks for, so it is left out:
-    adding a seed reuses the runs of the others."""
+    adding a seed reuses the runs of the others. A DDP run on more than one process adds its world_size: each
+    rank's BN normalises over its own share of the batch, so its results differ from one process's and it
+    must never pass for one (one process under torchrun reproduces the plain run exactly and keeps its key)."""
     version = _lookup(name).version
     settings = {key: value for key, value in profile.to_dict().items() if key != "seeds"}
-    return {"experiment": name, "version": version, "params": _canonical(resolve_params(name, params, profile)),
-            "profile": settings, "device": profile.resolved_device().type}
+    config = {"experiment": name, "version": version, "params": _canonical(resolve_params(name, params, profile)),
+              "profile": settings, "device": profile.resolved_device().type}
+    if distributed.world_size() > 1:
+        config["world_size"] = distributed.world_size()
+    return config
 
 
 def run_dir_for(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> Path:
@@ -631,6 +657,29 @@ def _seal(path: Path, output: RunOutput, seconds: float) -> None:
     _write_text_atomic(path / SEAL, json.dumps({"seconds": seconds, "files": files}, indent=2, sort_keys=True))
 
 
+def _claim(path: Path, lock: FileLock, lock_timeout: float | None) -> bool:
+    """Whether the run at `path` is to be trained now: True with its lock held, False when it is sealed
+    (possibly by the process whose lock this one waited for). Raises for a locked-too-long or damaged run."""
+    if (path / SEAL).exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=-1 if lock_timeout is None else lock_timeout)
+    except Timeout as error:
+        raise RuntimeError(f"run {path} is locked by another process (lock file {lock.lock_file}) for more "
+                           f"than {lock_timeout} s; wait for it to finish") from error
+    try:
+        if (path / SEAL).exists():  # finished by the process we waited for
+            lock.release()
+            return False
+        _check_unsealed(path)
+    except BaseException:
+        if lock.is_locked:
+            lock.release()
+        raise
+    return True
+
+
 def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Profile = "quick",
         progress: bool = True, lock_timeout: float | None = None) -> RunResult:
     """Run experiment `name` with `params` on `profile`, or load it when it has finished before.
@@ -640,6 +689,12 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
 
     While another process trains the same run, this one waits for its lock (at most `lock_timeout`
     seconds; None: as long as it takes) and then loads the finished run.
+
+    Under torchrun (`distributed.setup` done) every rank calls `run` and trains; rank 0 alone takes the
+    lock, decides whether to train or load, and writes and seals the folder; the other ranks follow its
+    decision (they wait for it in a collective, bounded by the process group's timeout) and, after a
+    barrier, return the sealed result. The run's key names the world size when it is above 1
+    (`_run_config`).
     """
     profile = get_profile(profile)
     function = _lookup(name).function
@@ -648,23 +703,27 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
     path = run_dir_for(name, typed, profile)
     if path.exists() and not path.is_dir():
         raise ValueError(f"the run folder {path} is a file; move it away or set THESIS_RESULTS elsewhere")
-    if (path / SEAL).exists():
-        return _load_sealed(name, params, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    lead = distributed.rank() == 0
     lock = FileLock(str(path) + ".lock")
+    if lead:
+        try:
+            train = _claim(path, lock, lock_timeout)
+        except BaseException as error:
+            distributed.share(f"{type(error).__name__}: {error}")  # the other ranks stop with it
+            raise
+        distributed.share(train)
+    else:
+        train = distributed.share(None)
+        if isinstance(train, str):
+            raise RuntimeError(f"rank 0 could not start run {path}: {train}")
+    if not train:
+        return _load_sealed(name, params, path)
     try:
-        lock.acquire(timeout=-1 if lock_timeout is None else lock_timeout)
-    except Timeout as error:
-        raise RuntimeError(f"run {path} is locked by another process (lock file {lock.lock_file}) for more "
-                           f"than {lock_timeout} s; wait for it to finish") from error
-    try:
-        if (path / SEAL).exists():  # finished by the process we waited for
-            return _load_sealed(name, params, path)
-        _check_unsealed(path)
-        created = not path.exists()
-        path.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(path / "config.json",
-                           json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
+        created = lead and not path.exists()
+        if lead:
+            path.mkdir(parents=True, exist_ok=True)
+            _write_text_atomic(path / "config.json",
+                               json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
         start = time.perf_counter()
         try:
             output = function(RunContext(name=name, params=typed, profile=profile, run_dir=path,
@@ -673,13 +732,17 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
             if created and not any(path.glob("checkpoint_*.pt")):  # nothing to resume: leave no litter
                 shutil.rmtree(path, ignore_errors=True)
             raise
-        _seal(path, output, time.perf_counter() - start)
-        for checkpoint in path.glob("checkpoint_*.pt"):
-            checkpoint.unlink(missing_ok=True)  # a reader of the sealed run may remove it too
-        return RunResult(name, params, json.loads((path / "summary.json").read_text()), output.history, path,
+        if lead:
+            _seal(path, output, time.perf_counter() - start)
+            for checkpoint in path.glob("checkpoint_*.pt"):
+                checkpoint.unlink(missing_ok=True)  # a reader of the sealed run may remove it too
+        distributed.barrier()  # the other ranks read the run once rank 0 has sealed it
+        history = output.history if lead else pd.read_csv(path / "history.csv")
+        return RunResult(name, params, json.loads((path / "summary.json").read_text()), history, path,
                          loaded_from_cache=False)
     finally:
-        lock.release()
+        if lead:
+            lock.release()
 
 
 def run_status(path: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Dataset, DeviceLoader
 from .models import ResNet, ResNetSpec, build_resnet, count_flops, count_parameters, ghost_batch_sizes
 
@@ -39,12 +41,14 @@ SCHEDULES = ("constant", "step", "poly")
 OPTIMIZERS = ("sgd", "lars")
 LR_SCALINGS = ("none", "linear", "sqrt")
 DEFAULT_LR = {"sgd": 0.1, "lars": 5.0}
+"""The global learning rate when none is given: the thesis's SGD rate, and LARS's own recipe (see `LARS`)."""
 # Below this many forward FLOPs per batch a Trainer on the CPU uses 1 thread (cpu_threads="auto"): the
 # thesis nets on 8x8 digits (about 0.1-0.4 GFLOPs per batch of 64); CIFAR batches are 10-100x larger.
 SMALL_NET_FLOPS = 1e9
 _TORCH_DEFAULT_THREADS = torch.get_num_threads()
-"""The global learning rate when none is given: the thesis's SGD rate, and LARS's own recipe (see `LARS`)."""
 POLY_POWER = 2
+COMPILE_MODES = ("off", "static", "always")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class TrainConfig:
     `bn_weight_decay=False` puts the BN gammas and betas into a param group of their own without weight
     decay: MorphNet's regularized phases (section 2.7) need it, as in morph-net, because L2 on the gammas
     pulls on them as hard as the FLOP penalty does.
+
+    `compile` runs the model's forward and backward through `torch.compile` (TorchInductor; on the CPU it
+    needs a C++ compiler): "off"; "static" compiles only runs whose hooks keep the architecture (no hook
+    with `changes_shapes`, i.e. not PruneTrain, Net2Net growth or MorphNet's shrinking), "always" compiles
+    every run and recompiles after every change of shape. Why "static" is the `full` default: on the
+    2-core CPU, compiling the digits ResNet took 52 s, each recompile after a pruning step 23 s, and the
+    compiled step saved 2.4 of 16 ms; PruneTrain reconfigures every 10 epochs, so a recompile pays only
+    when ten epochs save more than it costs, which `benchmarks/epoch_time.py` measures on the GPU.
     """
 
     epochs: int = 180
@@ -80,6 +92,7 @@ class TrainConfig:
     lars_trust: float = 0.001
     precision: str = "fp32"
     channels_last: bool = False
+    compile: str = "off"
     seed: int = 0
     augment: bool = True
     padding: int = 4
@@ -108,6 +121,8 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be >= 0 and below epochs ({self.epochs}), got {self.warmup_epochs}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {self.compile!r}; use one of {COMPILE_MODES}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
         if self.schedule == "step" and self.milestones and self.milestones[-1] >= self.epochs:
@@ -222,7 +237,12 @@ class TrainingHook:
       `trainer.batch_size` / `trainer.lr_scale` for the following epochs;
     - `state_dict` / `load_state_dict` carry the hook's own state through a checkpoint, so a resumed run
       continues exactly.
+
+    A hook that replaces the model by one of another shape sets `changes_shapes = True`: a Trainer with
+    `compile="static"` then trains eagerly (see `TrainConfig`).
     """
+
+    changes_shapes: bool = False
 
     def on_train_start(self, trainer: "Trainer") -> None:
         """Called once before the first epoch trained in this process (also after a resume)."""
@@ -309,6 +329,20 @@ class Trainer:
     `epoch_callback(trainer, record)` runs after every epoch's checkpoint, for reporting (live progress,
     TensorBoard); it is no part of the run's state and is not checkpointed.
 
+    The step calls `train_module`: the model itself, or its `torch.compile`d wrapper (`TrainConfig.compile`),
+    rebuilt whenever the model is replaced; evaluation, hooks and checkpoints always use the bare
+    `model`, whose parameters the wrapper shares. On CUDA the Trainer turns on cuDNN's autotuner
+    (`torch.backends.cudnn.benchmark`), which picks the fastest convolution algorithm per shape.
+
+    Under torchrun (a process group set up by `distributed.setup`) the Trainer, rank `rank` of `world_size`,
+    trains data-parallel: the `train_module` is the model in DDP (compiled on top when `compiled`),
+    `config.batch_size` is the global batch that the loader shares out over the ranks, the epoch's sums are
+    added up over the ranks once per epoch, every rank evaluates the whole test set with rank 0's BN
+    statistics (the same numbers on every rank, no test shard to gather), a replaced model is checked to be
+    bit-identical on every rank before its DDP wrapper is rebuilt, and rank 0 alone writes checkpoints and
+    calls `epoch_callback`. Each epoch's record gets allreduce_bytes_per_step and, on the CPU,
+    allreduce_seconds_per_step (`distributed.CommStats`). See `thesis_lib.distributed`.
+
     `cpu_threads` (CPU only): torch's intra-op threads, set for the whole process when the Trainer is made.
     "auto" uses 1 thread for small nets (under `SMALL_NET_FLOPS` forward FLOPs per batch, e.g. the thesis
     nets on 8x8 digits), where more threads only add synchronisation (2 threads ran 4-10x slower than 1 on
@@ -329,13 +363,25 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.comm_stats = (distributed.CommStats(timed=self.device.type == "cpu") if distributed.is_distributed()
+                           else None)
         if self.config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("fp16 training with a gradient scaler needs CUDA; use precision='bf16' (CPU and "
                              "CUDA) or 'fp32' on the CPU")
-        too_large = sorted(v for v in ghost_batch_sizes(self.model) if v > self.config.batch_size)
+        rank_batch = self.config.batch_size // self.world_size
+        too_large = sorted(v for v in ghost_batch_sizes(self.model) if v > rank_batch)
         if too_large:
             raise ValueError(f"ghost batch norm's virtual batch {too_large[0]} is larger than the batch size "
-                             f"{self.config.batch_size}; use a virtual batch of at most the batch size")
+                             f"{rank_batch} of a rank; use a virtual batch of at most the batch size")
+        self.compiled = self.config.compile == "always" or (
+            self.config.compile == "static" and not any(hook.changes_shapes for hook in self.hooks))
+        if self.compiled and self.device.type == "cpu" and not any(
+                shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")):
+            raise ValueError("TrainConfig(compile=...) on the CPU needs a C++ compiler (g++ or clang++) for "
+                             "TorchInductor; install one or use compile='off'")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.batch_size = self.config.batch_size
         self.lr_scale = 1.0
         self.epoch = 0
@@ -348,7 +394,7 @@ class Trainer:
         self.train_loader = DeviceLoader(
             self.data.train_x, self.data.train_y, batch_size=self.batch_size, shuffle=True,
             augment=self.config.augment, padding=self.config.padding, flip=self.config.flip,
-            seed=self.config.seed,
+            seed=self.config.seed, rank=self.rank, world_size=self.world_size,
         )
         self._flops_cache: dict[str, int] = {}
         if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
@@ -364,14 +410,19 @@ class Trainer:
         if self.config.channels_last and self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.model, self.optimizer = model, optimizer
+        wrapped = distributed.wrap(model, self.comm_stats) if self.comm_stats is not None else model
+        self.train_module = torch.compile(wrapped) if self.compiled else wrapped
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """A fresh optimizer of this run's kind for `model` (hooks carry state into it via surgery)."""
         return make_optimizer(model, self.config)
 
     def replace_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net)."""
-        self._set_model(model.to(self.device), optimizer)
+        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net). Under DDP every
+        rank must install a bit-identical model (checked: a RuntimeError otherwise)."""
+        model = model.to(self.device)
+        distributed.check_identical(model, f"the model installed at the end of epoch {self.epoch + 1}")
+        self._set_model(model, optimizer)
 
     def fit(self) -> pd.DataFrame:
         """Train the remaining epochs and return the whole history (one row per epoch). The trained model is
@@ -379,7 +430,7 @@ class Trainer:
         for hook in self.hooks:
             hook.on_train_start(self)
         epochs = range(self.epoch, self.config.epochs)
-        bar = tqdm(epochs, desc=self.description, disable=not self.progress, leave=False,
+        bar = tqdm(epochs, desc=self.description, disable=not self.progress or self.rank != 0, leave=False,
                    initial=self.epoch, total=self.config.epochs)
         for epoch in bar:
             record = self._train_epoch(epoch)
@@ -397,7 +448,7 @@ class Trainer:
         loader = self.train_loader
         loader.batch_size = self.batch_size
         loader.set_epoch(epoch)
-        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        autocast_dtype = AUTOCAST_DTYPES.get(self.config.precision)
         loss_sum = torch.zeros((), device=self.device)
         total_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -406,30 +457,16 @@ class Trainer:
         synchronize(self.device)
         start = time.perf_counter()
         for x, y in loader:
-            if self.config.channels_last and self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=autocast_dtype or torch.float32,
-                                enabled=autocast_dtype is not None):
-                outputs = self.model(x)
-                loss = nn.functional.cross_entropy(outputs, y)
-            total = loss
-            for hook in self.hooks:
-                extra = hook.loss_term(self, outputs, y, loss)
-                if extra is not None:
-                    total = total + extra
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.step_count += 1
-            for hook in self.hooks:
-                hook.after_step(self)
-            loss_sum += loss.detach().float() * len(y)
-            total_sum += total.detach().float() * len(y)
-            correct += (outputs.detach().argmax(1) == y).sum()
+            outputs, loss, total = self.train_step(x, y)
+            loss_sum += loss.float() * len(y)
+            total_sum += total.float() * len(y)
+            correct += (outputs.argmax(1) == y).sum()
             seen += len(y)
         synchronize(self.device)
         epoch_time = time.perf_counter() - start
+        if self.comm_stats is not None:  # one all-reduce per epoch; then every rank evaluates rank 0's model
+            loss_sum, total_sum, correct, seen = distributed.sum_across_ranks([loss_sum, total_sum, correct, seen])
+            distributed.broadcast_buffers(self.model)
         train_loss = float(loss_sum) / seen
         test_loss, test_acc = evaluate(self.model, self.data.test_x, self.data.test_y,
                                        self.config.eval_batch_size, autocast_dtype)
@@ -452,6 +489,7 @@ class Trainer:
             "epoch_time": epoch_time,
             "params": count_parameters(self.model),
             "flops": self.flops(),
+            **(self.comm_stats.take() if self.comm_stats is not None else {}),
         }
         hook_start = time.perf_counter()
         for hook in self.hooks:
@@ -461,10 +499,40 @@ class Trainer:
         self.history.append(record)
         self.epoch = epoch + 1
         if self.checkpoint_path is not None:
-            self._save_checkpoint(Path(self.checkpoint_path))
-        if self.epoch_callback is not None:  # reporting only (progress, TensorBoard): not part of the run's state
+            if self.rank == 0:
+                self._save_checkpoint(Path(self.checkpoint_path))
+            distributed.barrier()  # under DDP no rank goes on before rank 0's checkpoint is on disk
+        if self.epoch_callback is not None and self.rank == 0:  # reporting only: not part of the run's state
             self.epoch_callback(self, record)
         return record
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step on the batch (x, y); returns the detached outputs, cross-entropy and total loss.
+
+        Nothing here waits for the device (no `.item()`, no branch on a tensor's value), so the host queues
+        the steps of an epoch ahead of the GPU; the epoch's metrics are summed on the device and read once.
+        The one exception is fp16's gradient scaler, whose inf check reads a flag every step.
+        """
+        if self.config.channels_last and self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast_dtype = AUTOCAST_DTYPES.get(self.config.precision)
+        with torch.autocast(self.device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            outputs = self.train_module(x)
+            loss = nn.functional.cross_entropy(outputs, y)
+        total = loss
+        for hook in self.hooks:
+            extra = hook.loss_term(self, outputs, y, loss)
+            if extra is not None:
+                total = total + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step_count += 1
+        for hook in self.hooks:
+            hook.after_step(self)
+        return outputs.detach(), loss.detach(), total.detach()
 
     def flops(self) -> int:
         """Forward FLOPs of one training image for the current model (cached per architecture)."""

@@ -13,7 +13,7 @@ from thesis_lib.methods.prunetrain import (
     PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda, lasso_penalty_ratio,
     member_alive_channels, prune_plan, training_flops_summary, zero_small_weights_,
 )
-from thesis_lib.surgery import select_channels
+from thesis_lib.surgery import same_width_segments, select_channels
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
 from helpers import KillAfter, Killed
 
@@ -75,6 +75,31 @@ def test_group_lasso_equals_loop_computation():
         value.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
+
+
+def test_fused_group_lasso_gradient_equals_per_slice_norms_and_follows_surgery():
+    """The fused GL (one index_add per dimension) against autograd through one vector_norm per slice, on a
+    net with an all-zero filter (whose gradient must be exactly 0, not NaN), then on its pruned copy: the
+    cached slice layout must not outlive the architecture."""
+    model = seeded_model(stem_shortcut_spec(), seed=5)
+    with torch.no_grad():
+        model.stages[0].blocks[0].conv1.weight[2] = 0.0
+    group_lasso(model).backward()
+    fused = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    reference = sum(
+        torch.linalg.vector_norm(module.weight, dim=tuple(d for d in range(module.weight.ndim) if d != dim)).sum()
+        for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))
+        for dim in (0, 1) if not (dim == 0 and isinstance(module, nn.Linear)) and not (dim == 1 and name == "stem_conv"))
+    reference.backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(fused[name], p.grad, rtol=1e-5, atol=1e-6, msg=name)
+    assert torch.count_nonzero(fused["stages.0.blocks.0.conv1.weight"][2]) == 0
+    keep = {name: list(range(size - 1)) if size > 1 else [0] for name, size in channel_sizes(model).items()}
+    pruned = select_channels(model, same_width_segments(model.spec, keep))
+    assert group_lasso(pruned).item() == pytest.approx(group_lasso_by_loops(pruned), rel=1e-5)
+    assert group_lasso(model).item() == pytest.approx(group_lasso_by_loops(model), rel=1e-5)
 
 
 def test_lasso_lambda_numbers_and_ratio_at_step_zero():

@@ -479,7 +479,14 @@ class BatchAdaptation(TrainingHook):
     only at reconfigurations. Budget, base batch and base factor are part of the checkpoint; the trainer
     checkpoints the batch size and factor themselves. Records per epoch: next_batch_size and next_lr_scale
     (what the following epoch uses) and memory_budget.
+
+    Under DDP the budget is one device's: the memory of the initial network at a rank's share of the
+    initial global batch; rule "probe" finds the largest share within it and the new global batch is that
+    share times the world size (`max_batch` caps the global batch), rule "fit" rounds its batch down to a
+    multiple of the world size, so the batch always divides among the ranks.
     """
+
+    changes_shapes = True
 
     def __init__(self, scaling: str = "linear", rule: str = "probe", max_batch: int | None = None,
                  params_fit: LinearFit | None = None, memory_model: MemoryModelFunction | None = None) -> None:
@@ -511,17 +518,21 @@ class BatchAdaptation(TrainingHook):
         self.base_batch_size = trainer.batch_size
         self.base_lr_scale = trainer.lr_scale
         self.base_parameters = count_parameters(trainer.model)
-        self.budget_bytes = self._memory_model_of(trainer, trainer.model).bytes_at(trainer.batch_size)
+        self.budget_bytes = self._memory_model_of(trainer, trainer.model).bytes_at(
+            trainer.batch_size // trainer.world_size)
 
     def new_batch_size(self, trainer: Trainer, model: nn.Module) -> int:
         """The batch size for `model` under this run's memory budget (rule "probe") or fit (rule "fit")."""
         if self.budget_bytes is None or self.base_batch_size is None or self.base_parameters is None:
             raise RuntimeError("BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks "
                                "(after PruneTrain) as well as PruneTrain's on_reconfigure")
+        ranks = trainer.world_size
         if self.rule == "probe":
-            return self._memory_model_of(trainer, model).max_batch(self.budget_bytes, self.max_batch)
-        return batch_from_fit(self.params_fit, self.base_parameters, count_parameters(model),
-                              self.base_batch_size, self.max_batch)
+            limit = self.max_batch // ranks if self.max_batch is not None else None
+            return ranks * self._memory_model_of(trainer, model).max_batch(self.budget_bytes, limit)
+        batch = batch_from_fit(self.params_fit, self.base_parameters, count_parameters(model),
+                               self.base_batch_size, self.max_batch)
+        return max(ranks, batch - batch % ranks)
 
     def __call__(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
         batch = self.new_batch_size(trainer, new_model)

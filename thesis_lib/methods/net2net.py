@@ -367,6 +367,8 @@ class Net2NetHook(TrainingHook):
     statistics on the first `data_size` training images.
     """
 
+    changes_shapes = True
+
     def __init__(self, schedule: Mapping[int, Sequence[WidenStep | DeepenStep]], lr_scale: float = 1.0,
                  seed: int = 0, data_size: int = 256) -> None:
         for epoch, steps in schedule.items():

@@ -30,12 +30,16 @@ Chapter 5's experiments and their analysis are `thesis_lib.chapters.ch05_prunetr
 from __future__ import annotations
 
 import json
+import math
+import weakref
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
 
+from .. import distributed
 from ..models import ResNet, count_parameters, require_thesis_resnet
 from ..surgery import carry_optimizer_state, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import Trainer, TrainingHook, training_flops
@@ -63,10 +67,56 @@ def _edge_weights(model: ResNet) -> list[tuple[Any, torch.Tensor]]:
     return [(edge, model.get_submodule(edge.name).weight) for edge in conv_edges(model)]
 
 
-def _slice_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
-    """L2 norm of every slice of `weight` along `dim` (dim 0: output filters, dim 1: input slices)."""
-    other_dims = tuple(d for d in range(weight.ndim) if d != dim)
-    return torch.linalg.vector_norm(weight, ord=2, dim=other_dims)
+@dataclass(frozen=True)
+class _LassoLayout:
+    """Which slice every element of the concatenated conv weights belongs to, for one architecture.
+
+    `out_index[k]` / `in_index[k]` number the output filter / input slice of flat element k over all
+    weights; elements of no channel (the stem's image inputs, the classifier's class rows) go to one
+    extra, discarded slice. Built once per model object and reused by every step.
+    """
+
+    shapes: tuple[torch.Size, ...]
+    out_index: torch.Tensor
+    in_index: torch.Tensor
+    out_slices: int
+    in_slices: int
+
+
+_LAYOUTS: "weakref.WeakKeyDictionary[ResNet, _LassoLayout]" = weakref.WeakKeyDictionary()
+
+
+def _slice_index(shape: torch.Size, dim: int, first: int | None) -> torch.Tensor:
+    """The slice number along `dim` (0: output filter, 1: input slice) of every row-major element of a
+    weight of `shape`, offset by `first`; -1 for every element when the dimension is no channel."""
+    out_channels, in_channels = shape[0], shape[1]
+    kernel = math.prod(shape[2:])
+    if first is None:
+        return torch.full((math.prod(shape),), -1, dtype=torch.int64)
+    if dim == 0:
+        index = torch.arange(out_channels).repeat_interleave(in_channels * kernel)
+    else:
+        index = torch.arange(in_channels).repeat_interleave(kernel).repeat(out_channels)
+    return index + first
+
+
+def _lasso_layout(model: ResNet, edge_weights: list[tuple[Any, torch.Tensor]]) -> _LassoLayout:
+    shapes = tuple(weight.shape for _, weight in edge_weights)
+    layout = _LAYOUTS.get(model)
+    if layout is not None and layout.shapes == shapes and layout.out_index.device == edge_weights[0][1].device:
+        return layout
+    indices: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+    counts = {0: 0, 1: 0}
+    for edge, weight in edge_weights:
+        for dim, group in ((0, edge.out_group), (1, edge.in_group)):
+            indices[dim].append(_slice_index(weight.shape, dim, None if group is None else counts[dim]))
+            counts[dim] += 0 if group is None else weight.shape[dim]
+    device = edge_weights[0][1].device
+    out_index, in_index = (torch.cat(indices[dim]) for dim in (0, 1))
+    layout = _LassoLayout(shapes, torch.where(out_index < 0, counts[0], out_index).to(device),
+                          torch.where(in_index < 0, counts[1], in_index).to(device), counts[0], counts[1])
+    _LAYOUTS[model] = layout
+    return layout
 
 
 def group_lasso(model: ResNet) -> torch.Tensor:
@@ -74,14 +124,22 @@ def group_lasso(model: ResNet) -> torch.Tensor:
 
     The stem's image-input slices and the classifier's class rows are not channels and are left out; the
     classifier's input columns are included. Differentiable (the gradient of an all-zero slice is zero).
+
+    One fused computation for the whole net rather than two small norm kernels per conv: the weights are
+    concatenated once, squared, summed per slice by two `index_add`s over a per-architecture slice index
+    (`_LassoLayout`, cached) and square-rooted, about ten kernels in all whatever the depth. (On CUDA the
+    index_add's atomic sums round in a varying order; DDP averages the resulting gradients anyway.)
     """
-    terms = []
-    for edge, weight in _edge_weights(model):
-        if edge.out_group is not None:
-            terms.append(_slice_norms(weight, 0).sum())
-        if edge.in_group is not None:
-            terms.append(_slice_norms(weight, 1).sum())
-    return torch.stack(terms).sum()
+    edge_weights = _edge_weights(model)
+    layout = _lasso_layout(model, edge_weights)
+    squares = torch.cat([weight.reshape(-1) for _, weight in edge_weights]).float().square()
+
+    def slice_norms(index: torch.Tensor, slices: int) -> torch.Tensor:
+        sums = squares.new_zeros(slices + 1).index_add(0, index, squares)[:slices]
+        return torch.where(sums > 0, sums.clamp_min(torch.finfo(sums.dtype).tiny).sqrt(), 0.0)
+
+    return slice_norms(layout.out_index, layout.out_slices).sum() + slice_norms(layout.in_index,
+                                                                               layout.in_slices).sum()
 
 
 def lasso_lambda(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | float, ratio: float) -> float:
@@ -195,7 +253,9 @@ class PruneTrain(TrainingHook):
     No reconfiguration happens at the end of the run's last epoch: it would come after the last test
     evaluation, and the reported accuracy and size would then describe two different nets.
 
-    lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint. At the end of epochs
+    lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint; under DDP from the mean
+    of the ranks' first losses (the loss of the whole first global batch), so that every rank adds the same
+    penalty and keeps bit-identical weights. At the end of epochs
     interval, 2 * interval, ... the weights with |w| < threshold are zeroed in place, dead channels are
     removed by `surgery.select_channels` and the optimizer state is carried with
     `surgery.carry_optimizer_state`; `on_reconfigure(trainer, old_model, new_model)` is then called (batch
@@ -204,6 +264,8 @@ class PruneTrain(TrainingHook):
     whose main path was dropped: the one inexact step, see the module docstring), channels (JSON of group
     -> width after this epoch), params_after and flops_after (of the model the next epoch trains).
     """
+
+    changes_shapes = True
 
     def __init__(self, lasso_ratio: float = 0.2, threshold: float = 1e-4, interval: int = 10,
                  on_reconfigure: ReconfigureCallback | None = None) -> None:
@@ -225,8 +287,9 @@ class PruneTrain(TrainingHook):
     def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
                   loss: torch.Tensor) -> torch.Tensor:
         lasso = group_lasso(trainer.model)
-        if self.lambda_ is None:
-            self.lambda_ = lasso_lambda(loss.detach(), lasso.detach(), self.lasso_ratio)
+        if self.lambda_ is None:  # under DDP: the first global batch's loss, the same lambda on every rank
+            first_loss = distributed.mean_across_ranks(loss.detach())
+            self.lambda_ = lasso_lambda(first_loss, lasso.detach(), self.lasso_ratio)
         return self.lambda_ * lasso
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:

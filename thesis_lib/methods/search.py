@@ -40,7 +40,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -175,6 +175,7 @@ class PruneGrow(TrainingHook):
 
     pruning: PruneTrain
     budget: float
+    changes_shapes: ClassVar[bool] = True
     rule: GrowthRule = field(default_factory=GrowthRule)
     last_growth_epoch: int | None = None
     noise: float = 0.05
