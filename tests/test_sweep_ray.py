@@ -38,18 +38,20 @@ class PidParams:
 
 @experiment("ray_pid_test", params=PidParams)
 def pid_experiment(context):
-    """Trains nothing: appends "<pid> <seed>" to calls.txt in the results root, then fails or returns 10 x seed."""
+    """Trains nothing: appends "<pid> <seed> <THESIS_EXECUTOR>" to calls.txt in the results root, then fails or
+    returns 10 x seed."""
     seed = context.params["seed"]
     with open(results_root() / "calls.txt", "a") as calls:
-        calls.write(f"{os.getpid()} {seed}\n")
+        calls.write(f"{os.getpid()} {seed} {os.environ.get(EXECUTOR_ENV) or '-'}\n")
     if context.params["fail"]:
         raise ValueError(f"seed {seed} fails on purpose")
     return RunOutput(pd.DataFrame({"epoch": [1], "value": [10 * seed]}), {"value": 10 * seed})
 
 
-def calls(root: Path) -> list[tuple[int, int]]:
-    lines = (root / "calls.txt").read_text().split("\n")
-    return [tuple(int(field) for field in line.split()) for line in lines if line]
+def calls(root: Path) -> list[tuple[int, int, str]]:
+    """(pid, seed, THESIS_EXECUTOR) of every call of `pid_experiment` with the results root `root`."""
+    rows = [line.split() for line in (root / "calls.txt").read_text().split("\n") if line]
+    return [(int(pid), int(seed), executor) for pid, seed, executor in rows]
 
 
 class ExitOnceAfterFirstCheckpoint(TrainingHook):
@@ -126,7 +128,7 @@ def test_ray_without_ray_installed_is_a_clear_error_and_a_cached_sweep_needs_no_
                                            r"'thesis_lib\[ray\]'\)"):
         sweep("ray_pid_test", [{"seed": 0}, {"seed": 2}], profile="smoke", progress=False, executor="ray")
     assert not run_dir_for("ray_pid_test", {"seed": 2}, "smoke").exists()
-    assert calls(isolated_results / "results") == [(os.getpid(), 0), (os.getpid(), 1)]
+    assert calls(isolated_results / "results") == [(os.getpid(), 0, "-"), (os.getpid(), 1, "-")]
 
 
 def test_an_experiment_defined_in_main_is_refused_before_ray_starts(isolated_results, monkeypatch):
@@ -223,15 +225,18 @@ def test_a_ray_sweep_gives_the_serial_sweeps_folders_and_numbers(local_ray, isol
     assert len(parallel.history) == 4
 
 
-def test_finished_runs_are_loaded_and_the_others_run_once_in_ray_workers(local_ray, isolated_results):
+def test_finished_runs_are_loaded_and_the_others_run_once_in_ray_workers(local_ray, isolated_results,
+                                                                         monkeypatch):
+    monkeypatch.setenv(EXECUTOR_ENV, "ray")  # as `notebooks --executor ray` sets it for a notebook's sweeps
     run("ray_pid_test", {"seed": 0}, profile="smoke", progress=False)
     grid = [{"seed": 0}, {"seed": 1}, {"seed": 2}, {"seed": 1}]
-    result = sweep("ray_pid_test", grid, profile="smoke", progress=False, executor="ray")
+    result = sweep("ray_pid_test", grid, profile="smoke", progress=False)
     assert list(result.summary["value"]) == [0, 10, 20, 10]
     assert [r.loaded_from_cache for r in result.runs] == [True, False, False, True]
-    made = calls(isolated_results / "results")
-    assert sorted(seed for _, seed in made) == [0, 1, 2]  # each run trained once, the duplicate loaded
-    assert [pid == os.getpid() for pid, _ in sorted(made, key=lambda call: call[1])] == [True, False, False]
+    made = sorted(calls(isolated_results / "results"), key=lambda call: call[1])
+    assert [seed for _, seed, _ in made] == [0, 1, 2]  # each run trained once, the duplicate loaded
+    assert [pid == os.getpid() for pid, _, _ in made] == [True, False, False]
+    assert [executor for _, _, executor in made] == ["ray", "serial", "serial"]  # no Ray sweep inside a task
 
 
 def test_every_failing_run_is_reported_after_the_others_finished(local_ray, isolated_results):

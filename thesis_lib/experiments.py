@@ -910,7 +910,9 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
     report_progress(runs_done=bar.n)
     failures = []
     if groups:
-        env = thesis_env(THESIS_RESULTS=str(results_root().resolve()))
+        # A sweep inside a run trains serially in its worker: nested tasks could wait forever for the CPUs
+        # their parents hold.
+        env = thesis_env(THESIS_RESULTS=str(results_root().resolve()), THESIS_EXECUTOR="serial")
         calls = [(module, name, params[indices[0]], profile) for indices in groups]
         # The workers' path finds every registered experiment, not just this one: one set serves all sweeps.
         modules = sorted({known.function.__module__ for known in _REGISTRY.values()} - {"__main__"})
