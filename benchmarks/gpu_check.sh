@@ -34,7 +34,7 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pr
 cat "$OUT/device.txt"
 
 step cuda_tests 100 python3 -m pytest -q -p no:cacheprovider -rs tests/test_surgery.py tests/test_training.py \
-    tests/test_compile.py tests/methods -k cuda
+    tests/test_compile.py tests/test_distributed.py tests/methods -k cuda
 step epoch_time_eager 100 python3 benchmarks/epoch_time.py --device cuda --n-train 50000 --num-workers 4 \
     --precision fp32 bf16 --channels-last on off --batch-size 128 512 --out "$OUT/epoch_time_eager.json"
 step epoch_time_compiled 130 python3 benchmarks/epoch_time.py --device cuda --n-train 50000 --skip-loaders \

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import project_root
+from .executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
 from .experiments import PROFILES, TENSORBOARD_ENV, get_profile, progress_dir
 
 
@@ -256,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="log every run's epochs for TensorBoard into its run folder (tensorboard/)")
     notebooks.add_argument("--jobs", type=int, default=1, metavar="N",
                            help="notebooks at a time (default 1; the number of cores on the small profiles)")
+    notebooks.add_argument("--executor", choices=EXECUTORS,
+                           help=f"how the notebooks' sweeps train their runs: serial, or as Ray tasks (sets "
+                                f"{EXECUTOR_ENV} for the kernels; default: {EXECUTOR_ENV} or serial)")
     one = commands.add_parser("run", help="run (or load) one cached experiment and print its summary")
     one.add_argument("experiment")
     one.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -326,6 +330,9 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _run_command(args, parser)
     if args.tensorboard:
         os.environ[TENSORBOARD_ENV] = "1"  # the kernels inherit it
+    if args.executor:
+        os.environ[EXECUTOR_ENV] = args.executor  # the kernels inherit it; their sweeps read it
+    resolve_executor(None)  # a wrong THESIS_EXECUTOR is an error here, before any kernel starts
     start = time.perf_counter()
     outcomes = run_notebooks(args.profile, args.only, progress=not args.no_progress, jobs=args.jobs)
     print_summary(outcomes)
