@@ -1,7 +1,7 @@
 """GPU facts no CPU can give, as one JSON file: the device, the OOM-driven largest batch of the wide ResNet-32
 (fp32 and bf16), the fused group lasso against one norm per slice, and the epoch time of the `full`
-profile's chapter-3 training on CIFAR-shaped data (with the profile's own fast path: bf16, channels_last,
-torch.compile on CUDA).
+profile's chapter-3 training on CIFAR-shaped data (fp32, bf16, and the profile's own fast path: bf16 and
+channels_last on CUDA).
 
 Random CIFAR-shaped images stand in when CIFAR-10 is absent (the time of an epoch does not depend on the
 pixel values). Part of `benchmarks/gpu_check.sh`; also runs on the CPU with small sizes, to check it:

@@ -209,16 +209,20 @@ def test_empty_environment_variables_mean_unset(monkeypatch):
 
 
 def test_the_full_profile_takes_the_fast_path_only_on_cuda():
-    """On CUDA `full` trains in bf16 with channels_last and compiles fixed-shape runs (issue 16); on the CPU
-    it keeps fp32 eager training, and a run's own params override the fast path."""
+    """On CUDA `full` trains in bf16 with channels_last (issue 16), eagerly until compiling is shown to pay;
+    on the CPU it keeps fp32, its run keys ignore the CUDA fields, and a run's params override the path."""
     from dataclasses import replace
 
     full = get_profile("full")
     on_cuda, on_cpu = replace(full, device="cuda"), replace(full, device="cpu")
     fast = on_cuda.train_config()
-    assert (fast.precision, fast.channels_last, fast.compile) == ("bf16", True, "static")
+    assert (fast.precision, fast.channels_last, fast.compile) == ("bf16", True, "off")
     plain = on_cpu.train_config()
     assert (plain.precision, plain.channels_last, plain.compile) == ("fp32", False, "off")
     assert on_cuda.train_config(precision="fp32").precision == "fp32"
     assert not any(key.startswith("cuda_") for key in get_profile("quick").to_dict())
     assert full.to_dict()["cuda_precision"] == "bf16"
+    assert on_cuda.train_config(compile="static").compile == "static"
+    key = experiments._run_config("baseline", {"seed": 0}, on_cpu)["profile"]
+    assert not any(name.startswith("cuda_") for name in key)
+    assert experiments._run_config("baseline", {"seed": 0}, on_cuda)["profile"]["cuda_precision"] == "bf16"

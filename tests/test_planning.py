@@ -13,7 +13,7 @@ from thesis_lib.cli import main
 from thesis_lib.experiments import (PROFILES, Phase, RunOutput, experiment, get_profile, registered_experiments, run,
                                     summarize_training, sweep)
 from thesis_lib.models import build_resnet, count_parameters
-from thesis_lib.planning import (Calibration, calibrate, list_runs, notebook_table, phase_seconds, run_table, split_sizes,
+from thesis_lib.planning import (Calibration, calibrate, calibration_id, list_runs, notebook_table, phase_seconds, run_table, split_sizes,
                                  step_key, time_step)
 from thesis_lib.training import seeded_model
 
@@ -148,8 +148,10 @@ def test_a_phase_takes_epochs_times_steps_evaluation_and_the_per_epoch_rest_plus
     assert step_key(full, FULL).batch_size == 128 and step_key(full, FULL).eval_batch == 1000
 
 
-def test_on_cuda_the_fast_path_compiles_the_phases_whose_net_keeps_its_shape():
-    cuda = replace(FULL, device="cuda")  # the full profile as it resolves on a GPU (no GPU needed to plan)
+def test_compile_static_on_cuda_compiles_the_phases_whose_net_keeps_its_shape():
+    default = replace(FULL, device="cuda")  # the full profile as it resolves on a GPU (no GPU needed to plan)
+    assert not any(step_key(phase, default).compiled for phase in plan_of("baseline", {"seed": 0}, default).phases)
+    cuda = replace(default, cuda_compile="static")
     runs = [("baseline", {"seed": 0}), ("morphnet_regularize", {"seed": 0}), ("prunetrain", {"seed": 0}),
             ("net2net_grow", {"operation": "deepen"}), ("net2net_grow", {"operation": "deepen", "init": "scratch"}),
             ("prune_grow", {"seed": 0}), ("prune_grow_retrain", {"seed": 0})]
@@ -186,8 +188,10 @@ def test_calibration_times_each_configuration_once_and_then_reads_the_file(isola
         key: times["step"] for key, times in first.times.items()}
     stored = json.loads(first.path.read_text())
     assert first.path == isolated_results / "results" / "smoke" / ".calibration.json"
-    assert list(stored) == [first.device] and set(stored[first.device]) == {key.digest() for key in keys}
+    assert list(stored) == [first.device] and set(stored[first.device]) == {calibration_id(key, 1) for key in keys}
     assert not list(first.path.parent.glob(".calibration-*"))  # the scratch checkpoints are gone
+    third = calibrate(keys, SMOKE, steps=2, timer=counting_timer)  # another step count: timed again
+    assert len(calls) == 4 and (third.measured, third.cached) == (2, 0)
 
 
 def test_an_unreadable_calibration_file_is_reported_and_timed_again(isolated_results):
@@ -199,7 +203,7 @@ def test_an_unreadable_calibration_file_is_reported_and_timed_again(isolated_res
     fake = {"step": 0.5, "evaluation": 0.1, "epoch_rest": 0.0, "first_epoch_extra": 0.0}
     result = calibrate(keys, SMOKE, timer=lambda key, steps, scratch: dict(fake), report=said.append)
     assert "cannot be read" in said[0] and result.measured == 1
-    assert json.loads(path.read_text())[result.device][keys[0].digest()]["step"] == 0.5
+    assert json.loads(path.read_text())[result.device][calibration_id(keys[0], planning.DEFAULT_STEPS)]["step"] == 0.5
 
 
 def test_the_notebook_table_sums_runs_epochs_and_time_per_notebook(isolated_results):
@@ -240,7 +244,7 @@ def test_plan_calibrates_once_and_lists_every_run(isolated_results, capsys):
                               "shared_with", "params"]
     listed = [line for line in captured.out.splitlines() if line.startswith("03_baseline ") and "baseline" in line[12:]]
     assert len(listed) == 8
-    assert main(["plan", "--profile", "smoke", "--only", "03"]) == 0
+    assert main(["plan", "--profile", "smoke", "--only", "03", "--steps", "1"]) == 0
     captured = capsys.readouterr()
     assert "calibrating" not in captured.err and "2 step configurations, 0 timed now, 2 from" in captured.out
 

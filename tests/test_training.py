@@ -404,3 +404,21 @@ def test_evaluate_counts_the_last_partial_batch_against_a_one_shot_evaluation():
     loss, accuracy = evaluate(model, x, y, batch_size=4)
     assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(outputs, y)), rel=1e-5)
     assert accuracy == float((outputs.argmax(1) == y).sum()) / 10
+
+
+def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(digits_small, tmp_path):
+    """A checkpoint whose config lacks a field added later (here `compile`) resumes when this run has the
+    field at its default, and is refused when it does not."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Killed):
+        Trainer(seeded_model(TINY, 0), digits_small, config(), hooks=[KillAfter(1)], checkpoint_path=checkpoint,
+                progress=False).fit()
+    state = torch.load(checkpoint, weights_only=False)
+    del state["config"]["compile"]
+    torch.save(state, checkpoint)
+    resumed = Trainer(seeded_model(TINY, 0), digits_small, config(), hooks=[KillAfter(99)],
+                      checkpoint_path=checkpoint, progress=False)
+    assert resumed.epoch == 1
+    with pytest.raises(RuntimeError, match="different TrainConfig"):
+        Trainer(seeded_model(TINY, 0), digits_small, config(compile="always"), hooks=[KillAfter(99)],
+                checkpoint_path=checkpoint, progress=False)

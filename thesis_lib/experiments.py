@@ -65,9 +65,12 @@ class Profile:
     (reductions split over a different number of threads round differently). None leaves torch's default.
 
     The `cuda_*` fields are the fast path a run gets when the profile resolves to a CUDA device (issue 16):
-    `full` trains in bf16 autocast with channels_last and compiles every run whose architecture stays
-    fixed (`TrainConfig.compile="static"`); a run's own params override them (e.g. precision="fp32").
-    On the CPU they are ignored: bf16 on a CPU is slower than fp32 and compiling small nets never pays.
+    `full` trains in bf16 autocast with channels_last; a run's own params override them (e.g.
+    precision="fp32"). On the CPU they are ignored: bf16 on a CPU is slower than fp32 and compiling small
+    nets never pays. `cuda_compile` stays "off" on `full` until a GPU shows that compiling pays: with
+    "static" the fixed-shape runs (baselines, MorphNet's phases) would compile and PruneTrain's and
+    Net2Net's would not (`TrainConfig.compile`), so every time comparison between them would also measure
+    the compiler; a run can still ask for it (`compile="static"`).
     """
 
     name: str
@@ -152,7 +155,7 @@ PROFILES: dict[str, Profile] = {
                      batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
     "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
                     batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
-                    cuda_precision="bf16", cuda_channels_last=True, cuda_compile="static"),
+                    cuda_precision="bf16", cuda_channels_last=True),
 }
 
 
@@ -648,9 +651,13 @@ def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[
     out name one run. The profile's seed list only decides which runs a grid asks for, so it is left out:
     adding a seed reuses the runs of the others. A DDP run on more than one process adds its world_size: each
     rank's BN normalises over its own share of the batch, so its results differ from one process's and it
-    must never pass for one (one process under torchrun reproduces the plain run exactly and keeps its key)."""
+    must never pass for one (one process under torchrun trains the same numbers as the plain run, its
+    history adds the all-reduce columns, and it keeps the plain run's key). The `cuda_*` fast-path fields
+    count only for runs on CUDA, where they take effect."""
     version = _lookup(name).version
-    settings = {key: value for key, value in profile.to_dict().items() if key != "seeds"}
+    on_cuda = profile.resolved_device().type == "cuda"
+    settings = {key: value for key, value in profile.to_dict().items()
+                if key != "seeds" and (on_cuda or not key.startswith("cuda_"))}
     config = {"experiment": name, "version": version, "params": _canonical(resolve_params(name, params, profile)),
               "profile": settings, "device": profile.resolved_device().type}
     if distributed.world_size() > 1:

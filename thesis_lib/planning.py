@@ -46,12 +46,11 @@ from .data import DATASET_SIZES, Dataset
 from .experiments import (SEAL, Phase, PlannedRun, Profile, RunPlan, config_hash, get_profile, registered_experiments,
                           results_root, run_dir_for)
 from .models import ResNetConfig, ResNetSpec
-from .training import TrainConfig, Trainer, atomic_write, evaluate, seeded_model, synchronize
+from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, atomic_write, evaluate, seeded_model, synchronize
 
 CALIBRATION_FILE = ".calibration.json"
 DEFAULT_STEPS = 3
 TIMED_EPOCHS = 3
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def step_key(phase: Phase, profile: Profile) -> StepKey:
     config, device = phase.train, profile.resolved_device()
     spec = phase.model if isinstance(phase.model, ResNetSpec) else phase.model.to_spec()
     threads = "auto" if profile.cpu_threads is None else profile.cpu_threads
-    compiled = config.compile == "always" or (config.compile == "static" and not phase.changes_shapes)
+    compiled = config.compiles(phase.changes_shapes)
     return StepKey(spec.to_json(), min(config.batch_size, train), profile.input_size, config.precision,
                    config.optimizer, config.channels_last, compiled, config.augment, config.padding, config.flip,
                    device.type, threads if device.type == "cpu" else "-", min(config.eval_batch_size, test))
@@ -223,12 +222,12 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
         first_epoch_extra = walls[0] - statistics.median(walls[1:])
         x = torch.randn(key.eval_batch, *key.input_size, generator=generator).to(device)
         y = torch.zeros(key.eval_batch, dtype=torch.long, device=device)
-        evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
+        evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST_DTYPES.get(key.precision))
         evaluations = []
         for _ in range(TIMED_EPOCHS):
             synchronize(device)
             begin = time.perf_counter()
-            evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST.get(key.precision))
+            evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST_DTYPES.get(key.precision))
             synchronize(device)
             evaluations.append(time.perf_counter() - begin)
         evaluation = statistics.median(evaluations)
@@ -260,6 +259,12 @@ class Calibration:
         return max((times.get("load", 0.0) for times in self.times.values()), default=0.0)
 
 
+def calibration_id(key: StepKey, steps: int) -> str:
+    """The name of `key`'s entry in the calibration file: timings of another step count or another torch
+    version are timed again, not reused."""
+    return config_hash({"key": key.digest(), "steps": steps, "torch": torch.__version__})
+
+
 def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_STEPS,
               timer: Callable[[StepKey, int, Path], dict[str, float]] = time_step,
               report: Callable[[str], None] = lambda line: None) -> Calibration:
@@ -281,16 +286,17 @@ def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_ST
             stored = {}
     device_times = stored.setdefault(name, {})
     times, measured, cached = {}, 0, 0
-    missing = [key for key in dict.fromkeys(keys) if key.digest() not in device_times]
+
+    missing = [key for key in dict.fromkeys(keys) if calibration_id(key, steps) not in device_times]
     for key in dict.fromkeys(keys):
-        if key.digest() in device_times:
-            times[key] = device_times[key.digest()]
+        if calibration_id(key, steps) in device_times:
+            times[key] = device_times[calibration_id(key, steps)]
             cached += 1
             continue
         report(f"calibrating {measured + 1}/{len(missing)} on {name}: {key.describe()}")
         entry = {**timer(key, steps, path.parent), "key": asdict(key), "torch": torch.__version__,
                  "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()[0]}
-        device_times[key.digest()] = entry
+        device_times[calibration_id(key, steps)] = entry
         times[key] = entry
         measured += 1
         path.parent.mkdir(parents=True, exist_ok=True)

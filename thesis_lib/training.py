@@ -23,9 +23,9 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Literal, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Literal, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -69,11 +69,11 @@ class TrainConfig:
 
     `compile` runs the model's forward and backward through `torch.compile` (TorchInductor; on the CPU it
     needs a C++ compiler): "off"; "static" compiles only runs whose hooks keep the architecture (no hook
-    with `changes_shapes`, i.e. not PruneTrain, Net2Net growth or MorphNet's shrinking), "always" compiles
-    every run and recompiles after every change of shape. Why "static" is the `full` default: on the
-    2-core CPU, compiling the digits ResNet took 52 s, each recompile after a pruning step 23 s, and the
-    compiled step saved 2.4 of 16 ms; PruneTrain reconfigures every 10 epochs, so a recompile pays only
-    when ten epochs save more than it costs, which `benchmarks/epoch_time.py` measures on the GPU.
+    with `changes_shapes`: not PruneTrain, Net2Net growth or batch adaptation), "always" compiles every
+    run and recompiles after every change of shape (`compiles`). Why not "always": on the 2-core CPU,
+    compiling the digits ResNet took 52 s, each recompile after a pruning step 23 s, and the compiled step
+    saved 2.4 of 16 ms; PruneTrain reconfigures every 10 epochs, so a recompile pays only when ten epochs
+    save more than it costs, which `benchmarks/epoch_time.py --recompile` measures on the GPU.
     """
 
     epochs: int = 180
@@ -143,10 +143,24 @@ class TrainConfig:
             rate *= (epoch + 1) / (self.warmup_epochs + 1)
         return rate
 
+    def compiles(self, changes_shapes: bool) -> bool:
+        """Whether a run whose hooks do (or do not) change the architecture trains compiled (`compile`)."""
+        return self.compile == "always" or (self.compile == "static" and not changes_shapes)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["milestones"] = list(self.milestones)
         return data
+
+    def matches(self, saved: Mapping[str, Any]) -> bool:
+        """Whether `saved` (a checkpoint's `to_dict()`) describes this config. A field the checkpoint lacks
+        (written before the field existed) matches when this config has it at its default, so adding a
+        field never orphans the checkpoints of unfinished runs."""
+        defaults = {item.name: item.default for item in fields(self)}
+        current = self.to_dict()
+        missing = set(current) - set(saved)
+        return (all(current[key] == defaults[key] for key in missing)
+                and {key: current[key] for key in saved} == dict(saved))
 
 
 def batch_lr_factor(batch_size: int, reference_batch: int, scaling: str) -> float:
@@ -374,8 +388,7 @@ class Trainer:
         if too_large:
             raise ValueError(f"ghost batch norm's virtual batch {too_large[0]} is larger than the batch size "
                              f"{rank_batch} of a rank; use a virtual batch of at most the batch size")
-        self.compiled = self.config.compile == "always" or (
-            self.config.compile == "static" and not any(hook.changes_shapes for hook in self.hooks))
+        self.compiled = self.config.compiles(any(hook.changes_shapes for hook in self.hooks))
         if self.compiled and self.device.type == "cpu" and not any(
                 shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")):
             raise ValueError("TrainConfig(compile=...) on the CPU needs a C++ compiler (g++ or clang++) for "
@@ -568,7 +581,7 @@ class Trainer:
             raise RuntimeError(
                 f"checkpoint {path} cannot be read ({error}); delete it to start this run afresh"
             ) from error
-        if state.get("config") != self.config.to_dict():
+        if not self.config.matches(state.get("config") or {}):
             raise RuntimeError(
                 f"checkpoint {path} was written by a run with a different TrainConfig; "
                 "use another checkpoint path or delete it"

@@ -1,6 +1,7 @@
 """Chapter 6.4: the LARS recipe trains, the plan's arms are the documented settings, the tests and the claim
 check read the right numbers."""
 
+import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters.ch06_4_additive import (
     additive_plan, arm_table, arm_tests, bf16_note, lars_prunetrain_answer, prunetrain_pairs,
 )
-from thesis_lib.experiments import run, run_dir_for
+from thesis_lib.experiments import get_profile, run, run_dir_for
 
 
 def test_lars_with_its_recipe_defaults_trains_digits_at_batch_512(isolated_results):
@@ -42,6 +43,12 @@ def test_quick_plan_arms_are_the_documented_settings():
     fp32 = plan.precision_grids()["fp32"]
     assert [run_dir_for("baseline", p, "quick") for p in fp32] == [
         run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": s}, "quick") for s in range(5)]
+    # where the profile trains in bf16 by default (full on CUDA), the fp32 arm asks for fp32 and bf16 is chapter 3's
+    on_cuda = dataclasses.replace(get_profile("full"), device="cuda")
+    plan = dataclasses.replace(additive_plan("full"), precisions=("fp32", "bf16"),
+                               default_precision=on_cuda.train_config().precision)
+    assert plan.precision_grids()["fp32"][0] == {"model": "wide", "schedule": "step", "precision": "fp32", "seed": 0}
+    assert plan.precision_grids()["bf16"][0] == {"model": "wide", "schedule": "step", "seed": 0}
 
 
 def test_prunetrain_arms_start_from_chapter_5s_point_and_its_batch():

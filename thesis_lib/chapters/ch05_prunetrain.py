@@ -356,7 +356,8 @@ def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS, changes_shapes=True)
 
 
-@experiment("prunetrain", version=2, params=PruneTrainParams, train_config=True,  # 2: He-normal init, no reconfiguration after the last epoch
+# version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding)
+@experiment("prunetrain", version=3, params=PruneTrainParams, train_config=True,
             plan=_prunetrain_plan)
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).

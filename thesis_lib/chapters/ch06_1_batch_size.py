@@ -222,7 +222,8 @@ def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return single_phase(profile, "wide", profile.train_config(**train), bound=bound, changes_shapes=True)
 
 
-@experiment("prunetrain_batch", version=2, params=BatchAdaptationParams, train_config=True,  # 2: He init, budget in the run precision, none pruned at the end
+# version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso
+@experiment("prunetrain_batch", version=3, params=BatchAdaptationParams, train_config=True,
             plan=_prunetrain_batch_plan)
 def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
     """Section 6.1: PruneTrain on the wide net with or without batch adaptation.

@@ -147,7 +147,7 @@ def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return RunPlan(phases=(phase,), requires=(("prune_grow", params),))
 
 
-@experiment("prune_grow", params=PruneGrowParams, train_config=True, plan=_search_plan)
+@experiment("prune_grow", version=2, params=PruneGrowParams, train_config=True, plan=_search_plan)  # 2: fused group lasso
 def prune_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: from the narrow net, PruneTrain rounds with Net2Net growth under the wide net's FLOPs.
 
@@ -187,7 +187,8 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("prune_grow_retrain", params=PruneGrowParams, train_config=True, plan=_retrain_plan)
+@experiment("prune_grow_retrain", version=2, params=PruneGrowParams, train_config=True,  # 2: its search's fused group lasso
+             plan=_retrain_plan)
 def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: the architecture a "prune_grow" run found, trained from scratch like a baseline.
 

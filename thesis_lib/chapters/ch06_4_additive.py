@@ -48,7 +48,8 @@ class AdditivePlan:
     """The runs of chapter 6.4 for one profile: seeds, the baseline and the large batch, warm-up epochs,
     the precisions the device can train, chapter 5's default PruneTrain point and its batch (256 on `full`,
     as chapter 5 trains; the profile's batch otherwise), whose large batch is `LARGE_BATCH_FACTOR` times
-    that."""
+    that. `default_precision` is what the profile's runs train in when no precision is asked for (bf16 on
+    CUDA with `full`'s fast path, else fp32)."""
 
     seeds: tuple[int, ...]
     base_batch: int
@@ -56,6 +57,7 @@ class AdditivePlan:
     precisions: tuple[str, ...]
     prunetrain: dict[str, Any]
     prune_batch: int
+    default_precision: str = "fp32"
 
     @property
     def large_batch(self) -> int:
@@ -74,8 +76,11 @@ class AdditivePlan:
         return [{**params, "seed": seed} for seed in self.seeds]
 
     def precision_grids(self) -> dict[str, list[dict[str, Any]]]:
-        """Arm -> "baseline" params per seed: fp32 (the reference runs), bf16, and fp16 where CUDA is."""
-        return {precision: self._per_seed(BASELINE if precision == "fp32" else {**BASELINE, "precision": precision})
+        """Arm -> "baseline" params per seed: fp32 (the reference runs), bf16, and fp16 where CUDA is. The arm
+        of the profile's own precision is chapter 3's runs; every other arm names its precision (so on CUDA,
+        where `full` trains in bf16 by default, the fp32 arm asks for fp32)."""
+        return {precision: self._per_seed(BASELINE if precision == self.default_precision
+                                          else {**BASELINE, "precision": precision})
                 for precision in self.precisions}
 
     def large_batch_grids(self) -> dict[str, list[dict[str, Any]]]:
@@ -118,7 +123,8 @@ def additive_plan(profile: str | Profile) -> AdditivePlan:
                         warmup_epochs=max(1, round(profile.epochs / 18)),
                         precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
                         prunetrain={**pruning.default(), **pruning.training()},
-                        prune_batch=pruning.batch_size or profile.batch_size)
+                        prune_batch=pruning.batch_size or profile.batch_size,
+                        default_precision=profile.train_config().precision)
 
 
 def planned_runs(profile: str | Profile) -> list[PlannedRun]:

@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .. import distributed
 from ..models import WIDE_BASELINE, ResNetConfig, build_resnet, count_parameters
 from ..stats import LinearFit, linear_fit
 from ..training import Trainer, TrainingHook, batch_lr_factor
@@ -518,8 +519,8 @@ class BatchAdaptation(TrainingHook):
         self.base_batch_size = trainer.batch_size
         self.base_lr_scale = trainer.lr_scale
         self.base_parameters = count_parameters(trainer.model)
-        self.budget_bytes = self._memory_model_of(trainer, trainer.model).bytes_at(
-            trainer.batch_size // trainer.world_size)
+        self.budget_bytes = distributed.share(self._memory_model_of(trainer, trainer.model).bytes_at(
+            trainer.batch_size // trainer.world_size))  # under DDP rank 0's measurement decides for all
 
     def new_batch_size(self, trainer: Trainer, model: nn.Module) -> int:
         """The batch size for `model` under this run's memory budget (rule "probe") or fit (rule "fit")."""
@@ -527,6 +528,9 @@ class BatchAdaptation(TrainingHook):
             raise RuntimeError("BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks "
                                "(after PruneTrain) as well as PruneTrain's on_reconfigure")
         ranks = trainer.world_size
+        if self.max_batch is not None and self.max_batch < ranks:
+            raise ValueError(f"the batch limit {self.max_batch} is below the {ranks} processes of this run: every "
+                             f"rank needs at least one sample; raise max_batch to at least {ranks}")
         if self.rule == "probe":
             limit = self.max_batch // ranks if self.max_batch is not None else None
             return ranks * self._memory_model_of(trainer, model).max_batch(self.budget_bytes, limit)
@@ -535,7 +539,7 @@ class BatchAdaptation(TrainingHook):
         return max(ranks, batch - batch % ranks)
 
     def __call__(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
-        batch = self.new_batch_size(trainer, new_model)
+        batch = distributed.share(self.new_batch_size(trainer, new_model))  # ranks measure memory apart
         trainer.batch_size = batch
         trainer.lr_scale = self.base_lr_scale * lr_scale_for(batch, self.base_batch_size, self.scaling)
 

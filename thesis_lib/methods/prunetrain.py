@@ -287,9 +287,9 @@ class PruneTrain(TrainingHook):
     def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
                   loss: torch.Tensor) -> torch.Tensor:
         lasso = group_lasso(trainer.model)
-        if self.lambda_ is None:  # under DDP: the first global batch's loss, the same lambda on every rank
+        if self.lambda_ is None:  # under DDP: the first global batch's loss, rank 0's lambda on every rank
             first_loss = distributed.mean_across_ranks(loss.detach())
-            self.lambda_ = lasso_lambda(first_loss, lasso.detach(), self.lasso_ratio)
+            self.lambda_ = distributed.share(lasso_lambda(first_loss, lasso.detach(), self.lasso_ratio))
         return self.lambda_ * lasso
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
