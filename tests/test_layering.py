@@ -84,3 +84,13 @@ def test_importing_the_methods_loads_neither_the_run_cache_nor_a_chapter():
             "'thesis_lib.experiments', 'thesis_lib.chapters', 'thesis_lib.plots'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_training_a_run_does_not_import_torchvision_until_a_cifar_or_download_needs_it():
+    """torchvision adds about 3 s to every process (each DDP rank, Ray worker, notebook kernel): the run store
+    and the training loop must not import it; loading CIFAR does."""
+    code = ("import sys, thesis_lib.experiments, thesis_lib.distributed; print('torchvision' in sys.modules); "
+            "from thesis_lib.data import cifar10\ntry:\n    cifar10(root='/nonexistent')\nexcept FileNotFoundError:\n"
+            "    pass\nprint('torchvision' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.split() == ["False", "True"]

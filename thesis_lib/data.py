@@ -20,12 +20,15 @@ import gzip
 import math
 import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
+
+if TYPE_CHECKING:
+    import torchvision
 
 DATA_DIR_ENV = "THESIS_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/thesis_lib")
@@ -188,7 +191,8 @@ def fashion_mnist(root: str | os.PathLike | None = None, download: bool = False)
     files = next((found for found in map(_find_idx_files, places) if found is not None), None)
     if files is None and download:
         directory.mkdir(parents=True, exist_ok=True)
-        torchvision.datasets.FashionMNIST(str(directory), train=True, download=True)
+        from torchvision.datasets import FashionMNIST  # imported only here: it adds 3 s to every process start
+        FashionMNIST(str(directory), train=True, download=True)
         files = _find_idx_files(torchvision_raw)
     if files is None:
         raise FileNotFoundError(
@@ -242,12 +246,16 @@ def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR
 
 def cifar10(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
     """CIFAR-10 (50000 + 10000 colour 32x32 images, 10 classes) from ``<data dir>/cifar-10-batches-py``."""
-    return _torchvision_cifar("cifar10", torchvision.datasets.CIFAR10, 10, root, download)
+    from torchvision.datasets import CIFAR10
+
+    return _torchvision_cifar("cifar10", CIFAR10, 10, root, download)
 
 
 def cifar100(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
     """CIFAR-100 (50000 + 10000 colour 32x32 images, 100 fine classes) from ``<data dir>/cifar-100-python``."""
-    return _torchvision_cifar("cifar100", torchvision.datasets.CIFAR100, 100, root, download)
+    from torchvision.datasets import CIFAR100
+
+    return _torchvision_cifar("cifar100", CIFAR100, 100, root, download)
 
 
 # (channels, image size, classes) of every dataset, known without loading it.
