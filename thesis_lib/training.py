@@ -159,7 +159,7 @@ class TrainConfig:
         defaults = {item.name: item.default for item in fields(self)}
         current = self.to_dict()
         missing = set(current) - set(saved)
-        return (all(current[key] == defaults[key] for key in missing)
+        return (set(saved) <= set(current) and all(current[key] == defaults[key] for key in missing)
                 and {key: current[key] for key in saved} == dict(saved))
 
 
