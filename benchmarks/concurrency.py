@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from thesis_lib.data import Dataset
+from thesis_lib.data import random_dataset
 from thesis_lib.models import WIDE_BASELINE
 from thesis_lib.training import Trainer, TrainConfig, seeded_model
 
@@ -35,11 +35,7 @@ NETS = {  # net name: (image channels, image size, blocks per stage, batch size)
 def worker(net: str, device: str, n_train: int, epochs: int, seed: int, precision: str) -> dict[str, float]:
     """One run: train `epochs` + 1 epochs, return the images per second of all but the first."""
     channels, size, blocks, batch_size = NETS[net]
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_train, channels, size, size, generator=generator)
-    y = torch.randint(0, 10, (n_train,), generator=generator)
-    data = Dataset(f"random_{net}", x, y, x[:256], y[:256], num_classes=10, in_channels=channels,
-                   image_size=size, channel_mean=(0.0,) * channels, channel_std=(1.0,) * channels)
+    data = random_dataset(n_train, 256, (channels, size, size), seed=seed, name=f"random_{net}")
     config = TrainConfig(epochs=epochs + 1, batch_size=batch_size, schedule="constant", precision=precision,
                          channels_last=device == "cuda", padding=1 if size == 8 else 4, seed=seed)
     model = seeded_model(WIDE_BASELINE.with_(blocks=(blocks,) * 3, in_channels=channels), seed)

@@ -40,9 +40,8 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from thesis_lib.data import Dataset, DeviceLoader
-from thesis_lib.methods.prunetrain import channel_sizes
 from thesis_lib.models import WIDE_BASELINE, build_resnet
-from thesis_lib.surgery import same_width_segments, select_channels
+from thesis_lib.surgery import narrowed
 from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model, synchronize
 
 IMAGE_SIZE = 32
@@ -119,14 +118,8 @@ def make_data_epoch(make_batches: Callable[[int], Iterable]) -> Callable[[int], 
     return run_epoch
 
 
-def pruned_to(model: torch.nn.Module, fraction: float) -> torch.nn.Module:
-    """`model` with the first `fraction` of every channel group's channels (at least one), via surgery."""
-    keep = {name: list(range(max(1, int(size * fraction)))) for name, size in channel_sizes(model).items()}
-    return select_channels(model, same_width_segments(model.spec, keep))
-
-
 class PruneOnce(TrainingHook):
-    """Replaces the model by `pruned_to(model, 0.75)` at the end of epoch `epoch`, like a reconfiguration."""
+    """Replaces the model by `narrowed(model, 0.75)` at the end of epoch `epoch`, like a reconfiguration."""
 
     changes_shapes = True
 
@@ -135,7 +128,7 @@ class PruneOnce(TrainingHook):
 
     def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
         if record["epoch"] == self.epoch:
-            smaller = pruned_to(trainer.model, 0.75)
+            smaller = narrowed(trainer.model, 0.75)
             trainer.replace_model(smaller, trainer.make_optimizer(smaller))
 
 

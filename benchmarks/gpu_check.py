@@ -20,21 +20,12 @@ from pathlib import Path
 
 import torch
 
-from thesis_lib.data import Dataset
+from thesis_lib.data import random_dataset
 from thesis_lib.experiments import get_profile
 from thesis_lib.methods.batchsize import max_batch_size, training_step_peak_bytes
 from thesis_lib.methods.prunetrain import _edge_weights, group_lasso
 from thesis_lib.models import WIDE_BASELINE, count_parameters
 from thesis_lib.training import Trainer, seeded_model, synchronize
-
-
-def cifar_shaped(n_train: int, n_test: int, seed: int = 0) -> Dataset:
-    generator = torch.Generator().manual_seed(seed)
-    return Dataset("random_cifar", torch.randn(n_train, 3, 32, 32, generator=generator),
-                   torch.randint(0, 10, (n_train,), generator=generator),
-                   torch.randn(n_test, 3, 32, 32, generator=generator),
-                   torch.randint(0, 10, (n_test,), generator=generator), num_classes=10, in_channels=3,
-                   image_size=32, channel_mean=(0.0,) * 3, channel_std=(1.0,) * 3)
 
 
 def device_facts(device: torch.device) -> dict[str, object]:
@@ -96,7 +87,7 @@ def chapter3_epochs(device: torch.device, n_train: int, epochs: int, batch_size:
     profile = get_profile("full")
     overrides = {} if precision == "profile" else {"precision": precision, "compile": "off"}
     config = profile.train_config(epochs=epochs, batch_size=batch_size, schedule="constant", **overrides)
-    trainer = Trainer(seeded_model(WIDE_BASELINE, 0), cifar_shaped(n_train, 1000), config, device=device,
+    trainer = Trainer(seeded_model(WIDE_BASELINE, 0), random_dataset(n_train, 1000, (3, 32, 32), name="random_cifar"), config, device=device,
                       progress=False)
     history = trainer.fit()
     return {"batch_size": batch_size, "precision": config.precision, "compile": config.compile,

@@ -28,24 +28,11 @@ import time
 import pandas as pd
 import torch
 
-from thesis_lib.data import Dataset, load_dataset
+from thesis_lib.data import load_dataset, random_dataset
 from thesis_lib.models import ResNetConfig, count_flops
 from thesis_lib.methods.batchsize import BatchAdaptation
 from thesis_lib.methods.prunetrain import PruneTrain, group_lasso, training_flops_summary
 from thesis_lib.training import Trainer, TrainConfig, seeded_model, synchronize
-
-
-def random_cifar(train_size: int, test_size: int, seed: int) -> Dataset:
-    """CIFAR-shaped random images (3 x 32 x 32, 10 classes): timing needs the shapes, not the pictures."""
-    generator = torch.Generator().manual_seed(seed)
-    return Dataset(
-        name="random_cifar",
-        train_x=torch.randn(train_size, 3, 32, 32, generator=generator),
-        train_y=torch.randint(0, 10, (train_size,), generator=generator),
-        test_x=torch.randn(test_size, 3, 32, 32, generator=generator),
-        test_y=torch.randint(0, 10, (test_size,), generator=generator),
-        num_classes=10, in_channels=3, image_size=32, channel_mean=(0.0,) * 3, channel_std=(1.0,) * 3,
-    )
 
 
 def timed(device: torch.device, work) -> float:
@@ -113,7 +100,7 @@ def main() -> None:
     if args.epochs <= args.interval:
         raise SystemExit(f"--epochs ({args.epochs}) must exceed --interval ({args.interval}) to see a reconfiguration")
     device = torch.device(args.device)
-    data = random_cifar(args.train_size, 256, args.seed) if args.data == "random" else load_dataset("digits")
+    data = random_dataset(args.train_size, 256, (3, 32, 32), seed=args.seed, name="random_cifar") if args.data == "random" else load_dataset("digits")
     model_config = ResNetConfig(stages=len(args.widths), blocks=(args.blocks,) * len(args.widths),
                                 widths=tuple(args.widths), in_channels=data.in_channels,
                                 num_classes=data.num_classes)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import statistics
 import subprocess
@@ -62,18 +61,10 @@ from torch import nn
 
 from thesis_lib import distributed
 from thesis_lib.models import WIDE_BASELINE, ResNet, count_parameters
-from thesis_lib.surgery import channel_groups, same_width_segments, select_channels
+from thesis_lib.surgery import narrowed
 from thesis_lib.training import seeded_model, synchronize
 
 INPUTS = {"digits": (1, 8, 10), "cifar": (3, 32, 10)}  # channels, image size, classes
-
-
-def pruned(model: ResNet, fraction: float) -> ResNet:
-    """`model` keeping the first ceil(fraction x width) channels of every channel group (at least one)."""
-    if fraction == 1.0:
-        return model
-    keep = {group.name: list(range(max(1, math.ceil(group.size * fraction)))) for group in channel_groups(model)}
-    return select_channels(model, same_width_segments(model.spec, keep))
 
 
 def timed(device: torch.device, work: Callable[[], object]) -> float:
@@ -155,7 +146,7 @@ def main() -> int:
         dense = seeded_model(config, 0)
         rows = []
         for fraction in args.fractions:
-            rows.append({"channels": fraction, **measure(pruned(dense, fraction).to(device), x, y, device, args.repeats)})
+            rows.append({"channels": fraction, **measure(narrowed(dense, fraction).to(device), x, y, device, args.repeats)})
         if distributed.rank() == 0:
             backend = dist.get_backend()
             print(f"torch {torch.__version__}, {backend} on {world} x {device.type}, {args.threads} thread(s) per "

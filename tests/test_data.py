@@ -357,3 +357,12 @@ def test_about_half_of_the_images_are_flipped():
     assert bool((same ^ mirrored).all())
     share = float(mirrored.double().mean())
     assert abs(share - 0.5) < 4 * (0.25 / n) ** 0.5
+
+
+def test_random_dataset_has_the_asked_shapes_labels_and_seed():
+    first = data.random_dataset(12, 5, (3, 6, 6), num_classes=4, seed=2)
+    again = data.random_dataset(12, 5, (3, 6, 6), num_classes=4, seed=2)
+    assert first.train_x.shape == (12, 3, 6, 6) and first.test_x.shape == (5, 3, 6, 6)
+    assert (first.in_channels, first.image_size, first.num_classes) == (3, 6, 4)
+    assert int(first.train_y.min()) >= 0 and int(first.train_y.max()) < 4
+    assert torch.equal(first.train_x, again.train_x) and torch.equal(first.test_y, again.test_y)

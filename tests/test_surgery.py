@@ -11,8 +11,9 @@ from thesis_lib.models import (
 )
 from thesis_lib.surgery import (
     carry_optimizer_state, channel_groups, conv_edges, insert_block, insert_layer, map_channels, remove_block,
-    same_width_segments, select_channels, stream_segments,
+    narrowed, same_width_segments, select_channels, stream_segments,
 )
+from thesis_lib.training import seeded_model
 from helpers import irregular_spec as odd_spec
 
 TOLERANCE = 1e-5
@@ -633,3 +634,15 @@ def test_same_width_segments_keeps_the_union_and_pruning_stays_exact():
     x = torch.randn(3, 3, 6, 6)
     with torch.no_grad():
         torch.testing.assert_close(smaller(x), model(x), rtol=0, atol=1e-6)
+
+
+def test_narrowed_keeps_the_first_ceil_fraction_of_every_group_and_nothing_else():
+    model = seeded_model(odd_spec(), 0).eval()
+    half = narrowed(model, 0.5)
+    sizes = {group.name: group.size for group in channel_groups(model)}
+    for group in channel_groups(half):
+        assert group.size == max(1, -(-sizes[group.name] // 2)), group.name
+    x = torch.randn(3, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(narrowed(model, 1.0).eval()(x), model(x))
+    with pytest.raises(ValueError, match="fraction must lie in"):
+        narrowed(model, 0.0)

@@ -120,6 +120,20 @@ def _normalised_dataset(name: str, train_images: torch.Tensor, train_y: torch.Te
     )
 
 
+def random_dataset(n_train: int, n_test: int, input_size: tuple[int, int, int], num_classes: int = 10,
+                   seed: int = 0, name: str = "random") -> Dataset:
+    """Standard-normal images of `input_size` (channels, height, width) with uniform random labels: for timing
+    and calibration, where only the shapes matter (the full profile's CIFAR may not be on disk)."""
+    channels, size, _ = input_size
+    generator = torch.Generator().manual_seed(seed)
+    return Dataset(name, torch.randn(n_train, *input_size, generator=generator),
+                   torch.randint(0, num_classes, (n_train,), generator=generator),
+                   torch.randn(n_test, *input_size, generator=generator),
+                   torch.randint(0, num_classes, (n_test,), generator=generator),
+                   num_classes=num_classes, in_channels=channels, image_size=size,
+                   channel_mean=(0.0,) * channels, channel_std=(1.0,) * channels)
+
+
 def digits() -> Dataset:
     """scikit-learn's 8x8 handwritten digits (1797 images, values 0..16, 10 classes), split 80/20.
 

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from .chapters import CHAPTERS, Chapter
-from .data import DATASET_SIZES, Dataset
+from .data import DATASET_SIZES, random_dataset
 from .experiments import (SEAL, Phase, PlannedRun, Profile, RunPlan, config_hash, get_profile, registered_experiments,
                           results_root, run_dir_for)
 from .models import ResNetConfig, ResNetSpec
@@ -193,13 +193,8 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
         raise ValueError(f"calibration needs at least 1 timed step, got {steps}")
     spec = ResNetSpec.from_json(key.architecture)
     device = torch.device(key.device)
-    generator = torch.Generator().manual_seed(0)
-    images = key.batch_size * steps
-    channels, height, _ = key.input_size
-    data = Dataset("calibration", torch.randn(images, *key.input_size, generator=generator),
-                   torch.randint(0, spec.num_classes, (images,), generator=generator),
-                   torch.randn(1, *key.input_size, generator=generator), torch.zeros(1, dtype=torch.long),
-                   spec.num_classes, channels, height, (0.0,) * channels, (1.0,) * channels)
+    # one test image: the trainer's own per-epoch evaluation stays out of `epoch_rest`, timed apart below
+    data = random_dataset(key.batch_size * steps, 1, key.input_size, spec.num_classes, name="calibration")
     config = TrainConfig(epochs=1 + TIMED_EPOCHS, batch_size=key.batch_size, lr=1e-3, schedule="constant",
                          milestones=(), optimizer=key.optimizer, precision=key.precision, channels_last=key.channels_last,
                          compile="always" if key.compiled else "off", augment=key.augment, padding=key.padding,
@@ -220,8 +215,8 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
         step = statistics.median(trained[1:]) / steps
         rest = statistics.median(wall - train for wall, train in zip(walls[1:], trained[1:]))
         first_epoch_extra = walls[0] - statistics.median(walls[1:])
-        x = torch.randn(key.eval_batch, *key.input_size, generator=generator).to(device)
-        y = torch.zeros(key.eval_batch, dtype=torch.long, device=device)
+        evaluation_data = random_dataset(1, key.eval_batch, key.input_size, spec.num_classes, seed=1)
+        x, y = evaluation_data.test_x.to(device), evaluation_data.test_y.to(device)
         evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST_DTYPES.get(key.precision))
         evaluations = []
         for _ in range(TIMED_EPOCHS):

@@ -32,6 +32,7 @@ When removing channels is exact (checked by tests/test_surgery.py), with BatchNo
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -443,6 +444,16 @@ def select_channels(model: ResNet, keep: Mapping[str, Sequence[int] | torch.Tens
                              "give each kept channel once (use map_channels to replicate channels)")
         sorted_keep[name] = sorted(values)
     return map_channels(model, sorted_keep, divide_readers=False)
+
+
+def narrowed(model: ResNet, fraction: float) -> ResNet:
+    """`model` keeping the first ceil(fraction x width) channels (at least one) of every channel group, the
+    stream segments of a stage alike: a uniformly pruned net of the same structure, e.g. to measure what a
+    PruneTrain reconfiguration changes in step time or communication."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    keep = {group.name: list(range(max(1, math.ceil(group.size * fraction)))) for group in channel_groups(model)}
+    return select_channels(model, same_width_segments(model.spec, keep))
 
 
 def carry_optimizer_state(old_model: ResNet, new_model: ResNet, old_optimizer: torch.optim.Optimizer,
