@@ -336,8 +336,8 @@ class Phase:
     `bound`, empty when the net is exactly the one trained, else why it only bounds or approximates it
     (PruneTrain shrinks its starting net while it trains: that net is an upper bound), its epochs (default
     `train.epochs`; a phase of a longer run, such as a net before its growth, trains fewer), and
-    `changes_shapes`: it trains with a hook that reshapes the net (PruneTrain, Net2Net, the 6.3 search), so
-    `compile="static"` trains it eagerly."""
+    `changes_shapes`: it trains with a hook that reshapes the net (the chapters pass that hook class's own
+    `changes_shapes`: PruneTrain, Net2Net, the 6.3 search), so `compile="static"` trains it eagerly."""
 
     description: str
     model: ResNetConfig | ResNetSpec

@@ -353,7 +353,8 @@ SHRINKS = "the unpruned wide net: an upper bound, PruneTrain shrinks it while it
 def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     """One phase of the wide net (an upper bound: it shrinks) with the params' TrainConfig fields."""
     train = {key: value for key, value in params.items() if key not in PRUNE_PARAMS}
-    return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS, changes_shapes=True)
+    return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS,
+                        changes_shapes=PruneTrain.changes_shapes)
 
 
 # version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding)

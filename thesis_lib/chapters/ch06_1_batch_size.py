@@ -219,7 +219,8 @@ def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     adaptation) the batch grows, which on a GPU makes an epoch cheaper."""
     train = {key: value for key, value in params.items() if key not in {"adapt", "scaling", "rule", *PRUNE_PARAMS}}
     bound = f"{SHRINKS}, at its starting batch (which grows)" if params["adapt"] else SHRINKS
-    return single_phase(profile, "wide", profile.train_config(**train), bound=bound, changes_shapes=True)
+    return single_phase(profile, "wide", profile.train_config(**train), bound=bound,
+                        changes_shapes=BatchAdaptation.changes_shapes)
 
 
 # version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso

@@ -365,8 +365,10 @@ def _grow_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
         return RunPlan(phases=(Phase("grown net from scratch", grown, config),))
     narrow = profile.resnet("narrow", profile.input_size[0], profile.num_classes)
     grow_epoch = params["grow_epoch"]
-    return RunPlan(phases=(Phase("narrow net", narrow, config, epochs=grow_epoch, changes_shapes=True),
-                           Phase("grown net", grown, config, epochs=config.epochs - grow_epoch, changes_shapes=True)))
+    reshaped = Net2NetHook.changes_shapes
+    return RunPlan(phases=(Phase("narrow net", narrow, config, epochs=grow_epoch, changes_shapes=reshaped),
+                           Phase("grown net", grown, config, epochs=config.epochs - grow_epoch,
+                                 changes_shapes=reshaped)))
 
 
 @experiment("net2net_grow", version=2, params=GrowParams, plan=_grow_plan)  # 2: He init, one-stage deepening, identity-layer and scratch arms

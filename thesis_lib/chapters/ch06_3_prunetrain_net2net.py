@@ -139,7 +139,7 @@ def _budget_phase(profile: Profile, params: dict[str, Any], description: str, ch
 
 
 def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    return RunPlan(phases=(_budget_phase(profile, params, "search", changes_shapes=True),))
+    return RunPlan(phases=(_budget_phase(profile, params, "search", changes_shapes=PruneGrow.changes_shapes),))
 
 
 def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
