@@ -20,7 +20,7 @@ def test_list_names_every_experiment_with_its_chapter(capsys):
     baseline = lines[lines.index(next(line for line in lines if line.startswith("baseline"))) + 1:][:5]
     assert [line.strip() for line in baseline] == [
         "model: 'wide' | 'narrow' | ResNetConfig = 'wide'", "schedule: 'step' | 'constant' | 'poly' = 'step'",
-        "seed: int = 0", "ghost_batch: int | None = None",
+        "seed: int = 0, in [0, 2^63)", "ghost_batch: int | None = None, >= 1",
         "and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)"]
 
 

@@ -214,10 +214,8 @@ RUN_STATUSES = ("finished", "partial", "damaged", "empty")
 def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], yes: bool) -> int:
     """Delete the run folders of `profile` (and `experiment`) whose status is in `statuses`, after listing
     them and asking (unless `yes`); a locked run (training now) is skipped and named. Exit 1 if any was."""
-    from .experiments import cached_runs, registered_experiments, remove_run
+    from .experiments import cached_runs, remove_run
 
-    if experiment is not None and experiment not in registered_experiments():
-        raise ValueError(f"unknown experiment {experiment!r}; registered: {sorted(registered_experiments())}")
     table = cached_runs(profile, experiment)
     selected = table[table["status"].isin(statuses)]
     if selected.empty:
@@ -245,7 +243,8 @@ def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], ye
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; a user's mistake is one message on stderr and exit code 2 (`--debug`: traceback)."""
+    """The command line; a user's mistake is one message on stderr and exit code 2, a run that diverged one
+    message and exit code 1 (`--debug`: the traceback)."""
     parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -291,11 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _command(args, parser)
-    except (ValueError, RuntimeError, FileNotFoundError, OSError) as error:
+    except (ValueError, RuntimeError, FileNotFoundError, OSError, FloatingPointError) as error:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, FloatingPointError) else 2
 
 
 def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -315,7 +314,7 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return 0
         with pd_options():
             print(table.drop(columns=["detail"]).to_string(index=False))
-        for row in table[table["status"] != "finished"].itertuples():
+        for row in table[table["detail"].fillna("") != ""].itertuples():
             print(f"{row.status}: {row.folder}: {row.detail}")
         return 1 if (table["status"] == "damaged").any() else 0
     if args.command == "clean":

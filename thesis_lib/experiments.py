@@ -27,8 +27,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import itertools
+import io
 import json
+import math
 import os
+import re
+import stat
 import shutil
 import time
 import types
@@ -46,13 +50,16 @@ from . import distributed, project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
 from .executors import ray_tasks, resolve_executor, thesis_env
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
-from .training import Trainer, TrainConfig, TrainingHook, atomic_torch_save, atomic_write
+from .training import SEED_LIMIT, Trainer, TrainConfig, TrainingHook, atomic_torch_save, atomic_write
 
 # The package whose import registers every experiment (one module per chapter); imported on the first
 # lookup of an unknown name, so `run("prunetrain", ...)` works without importing a chapter first.
 EXPERIMENT_PACKAGE = "thesis_lib.chapters"
 
 BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,20 @@ class Profile:
     cuda_precision: str = "fp32"
     cuda_channels_last: bool = False
     cuda_compile: str = "off"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not PROFILE_NAME.fullmatch(self.name):
+            raise ValueError(f"profile name {self.name!r} must be letters, digits, '_', '-' or '.', not starting "
+                             "with '.': it names a folder under the results root and must stay inside it")
+        for key in ("n_train", "n_test"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"profile {self.name!r}: {key} must be >= 1 or None (the whole split), got "
+                                 f"{value!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.blocks_per_stage < 1:
+            raise ValueError(f"profile {self.name!r}: epochs, batch_size and blocks_per_stage must be >= 1")
+        if not self.seeds:
+            raise ValueError(f"profile {self.name!r} needs at least one seed")
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -170,6 +191,16 @@ def get_profile(profile: str | Profile) -> Profile:
 def results_root() -> Path:
     """THESIS_RESULTS when set and not empty, else results/ in the project root."""
     return Path(os.environ.get("THESIS_RESULTS") or project_root() / "results")
+
+
+def _profile_root(profile: Profile) -> Path:
+    """`<results root>/<profile name>`; a root or profile folder that is a file is an error, not "empty"."""
+    root = results_root()
+    for folder in (root, root / profile.name):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"the results folder {folder} is a file; move it away or set THESIS_RESULTS to a "
+                             "folder")
+    return root / profile.name
 
 
 class CorruptRunError(RuntimeError):
@@ -257,7 +288,8 @@ class RunContext:
         return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
                        device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
                        progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads,
-                       epoch_callback=EpochReporter(self.name, self.run_dir, phase))
+                       epoch_callback=EpochReporter(self.name, self.run_dir, phase),
+                       checkpoint_owner=f"{self.run_dir.name}/{phase}")
 
 
 PROGRESS_DIR = ".progress"
@@ -319,15 +351,56 @@ class EpochReporter:
 ExperimentFunction = Callable[[RunContext], RunOutput]
 
 
-def plan_default(getter: Callable[[Profile, Mapping[str, Any]], Any]) -> Any:
-    """A param default that depends on the profile (a chapter's plan) or on the run's other params:
-    `getter(profile, params)` gets the params with every other default already filled in.
+@dataclass(frozen=True)
+class Bounds:
+    """The range of a numeric param (`param`, `plan_default`): `run` rejects a value outside it, naming the
+    param and the range, before anything is written. None: no bound on that side."""
 
-    Use it as a field default of a params dataclass: `lasso_ratio: float = plan_default(lambda p, _: ...)`."""
-    return field(default=None, metadata={PLAN_DEFAULT: getter})
+    at_least: float | None = None
+    above: float | None = None
+    below: float | None = None
+    at_most: float | None = None
+
+    def admits(self, value: float) -> bool:
+        return ((self.at_least is None or value >= self.at_least) and (self.above is None or value > self.above)
+                and (self.below is None or value < self.below) and (self.at_most is None or value <= self.at_most))
+
+    def __str__(self) -> str:
+        def number(bound: float) -> str:
+            return "2^63" if bound == SEED_LIMIT else f"{bound:g}"
+
+        low = (f"[{number(self.at_least)}" if self.at_least is not None
+               else f"({number(self.above)}" if self.above is not None else None)
+        high = (f"{number(self.below)})" if self.below is not None
+                else f"{number(self.at_most)}]" if self.at_most is not None else None)
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return f"{'>=' if low[0] == '[' else '>'} {low[1:]}"
+        return f"{'<' if high[-1] == ')' else '<='} {high[:-1]}" if high else "any number"
 
 
 PLAN_DEFAULT = "plan_default"
+PARAM_BOUNDS = "bounds"
+
+
+def param(default: Any = MISSING, **bounds: float) -> Any:
+    """A params-dataclass field with a range: `noise: float = param(0.0, at_least=0)` (see `Bounds`)."""
+    return field(default=default, metadata={PARAM_BOUNDS: Bounds(**bounds)})
+
+
+def seed_param(default: int = 0) -> Any:
+    """The `seed` field of a params dataclass: an int in [0, 2^63), the range of torch's seeds."""
+    return param(default, at_least=0, below=SEED_LIMIT)
+
+
+def plan_default(getter: Callable[[Profile, Mapping[str, Any]], Any], **bounds: float) -> Any:
+    """A param default that depends on the profile (a chapter's plan) or on the run's other params:
+    `getter(profile, params)` gets the params with every other default already filled in; `bounds` as in
+    `param`.
+
+    Use it as a field default of a params dataclass: `lasso_ratio: float = plan_default(lambda p, _: ...)`."""
+    return field(default=None, metadata={PLAN_DEFAULT: getter, PARAM_BOUNDS: Bounds(**bounds)})
 
 
 @dataclass(frozen=True)
@@ -452,13 +525,20 @@ class Experiment:
             out[spec.name] = (hints[spec.name], default)
         return out
 
+    def bounds(self) -> dict[str, Bounds]:
+        """name -> range of every declared param that has one (`param`, `plan_default`)."""
+        if self.params is None:
+            return {}
+        return {spec.name: spec.metadata[PARAM_BOUNDS] for spec in fields(self.params)
+                if PARAM_BOUNDS in spec.metadata and spec.metadata[PARAM_BOUNDS] != Bounds()}
+
     def describe_params(self) -> list[str]:
         """One line per param: `name: type = default`, then "any TrainConfig field" where accepted."""
-        lines = []
+        lines, bounds = [], self.bounds()
         for name, (annotation, default) in self.declared().items():
             shown = ("required" if default is REQUIRED else f"= {default!r}" if not callable(default)
                      else "default: the profile's plan or other params")
-            lines.append(f"{name}: {describe_type(annotation)} {shown}")
+            lines.append(f"{name}: {describe_type(annotation)} {shown}" + (f", {bounds[name]}" if name in bounds else ""))
         if self.train_config:
             lines.append("and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)")
         return lines
@@ -577,7 +657,10 @@ def _coerce(value: Any, annotation: Any) -> Any:
     raise TypeError(f"experiment params cannot be declared as {annotation!r}")
 
 
-def _checked(experiment_name: str, key: str, value: Any, annotation: Any) -> Any:
+def _checked(experiment_name: str, key: str, value: Any, annotation: Any, bounds: Bounds | None = None) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"param {key!r} of experiment {experiment_name!r} must be a finite number"
+                         f"{'' if bounds is None else f' {bounds}'}, got {value!r}")
     try:
         return _coerce(value, annotation)
     except ValueError:
@@ -595,6 +678,9 @@ def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | P
     if not isinstance(params, Mapping) and params is not None:
         raise ValueError(f"params of {name!r} must be a mapping of name -> value, got {params!r}")
     given = dict(params or {})
+    named_otherwise = [key for key in given if not isinstance(key, str)]
+    if named_otherwise:
+        raise ValueError(f"params of {name!r} must have string keys (param names), got {named_otherwise!r}")
     declared = registered.declared()
     train_types = get_type_hints(TrainConfig) if registered.train_config else {}
     unknown = sorted(set(given) - set(declared) - set(train_types))
@@ -605,9 +691,15 @@ def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | P
     if missing:
         raise ValueError(f"experiment {name!r} needs the param(s) {missing}; see `python -m thesis_lib list`")
     resolved: dict[str, Any] = {}
+    bounds = registered.bounds()
     for key, value in given.items():
-        annotation = declared[key][0] if key in declared else train_types[key]
-        resolved[key] = _checked(name, key, value, annotation)
+        if key in declared:
+            resolved[key] = _checked(name, key, value, declared[key][0], bounds.get(key))
+        else:  # a TrainConfig float: TrainConfig states its range (NaN included) when it is built below
+            annotation = train_types[key]
+            takes_float = annotation is float or float in get_args(annotation)
+            non_finite = isinstance(value, float) and not math.isfinite(value)
+            resolved[key] = value if non_finite and takes_float else _checked(name, key, value, annotation)
     for key, (_, default) in declared.items():
         if key not in resolved and not callable(default):
             resolved[key] = default
@@ -615,6 +707,9 @@ def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | P
         if key not in resolved:
             resolved[key] = _checked(name, key, default(profile, resolved), annotation)
     resolved = {key: value for key, value in resolved.items() if not (value is None and key in declared)}
+    for key, bound in bounds.items():
+        if key in resolved and not bound.admits(resolved[key]):
+            raise ValueError(f"param {key!r} of experiment {name!r} must be {bound}, got {resolved[key]!r}")
     if train_types:
         profile.train_config(**{key: value for key, value in resolved.items() if key in train_types})
     return resolved
@@ -668,19 +763,18 @@ def _run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[
 def run_dir_for(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> Path:
     """The folder that holds (or will hold) this run's results (params resolved as `run` does)."""
     profile = get_profile(profile)
-    return results_root() / profile.name / name / config_hash(_run_config(name, params or {}, profile))
+    return _profile_root(profile) / name / config_hash(_run_config(name, params or {}, profile))
 
 
 SEAL = "DONE"
 RESULT_FILES = ("history.csv", "summary.json", "model.pt")
+SEALED_FILES = ("config.json", *RESULT_FILES)  # the seal covers the config too: a run proves whose it is
+ORPHAN_PATTERN = ".*.tmp"  # `atomic_write`'s temporary files, left by a kill between create and rename
+LOAD_ATTEMPTS = 3  # a sealed run removed (`clean`) while it is read is looked up again, at most this often
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+class _RunChanged(RuntimeError):
+    """The sealed run being read was removed or replaced meanwhile (a `clean` in another process)."""
 
 
 def _corrupt(path: Path, problem: str) -> CorruptRunError:
@@ -688,43 +782,119 @@ def _corrupt(path: Path, problem: str) -> CorruptRunError:
                            "run it again")
 
 
-def _verify_seal(path: Path) -> None:
-    """Check every result file against the seal's size and checksum."""
+def _read_regular(path: Path, name: str) -> bytes:
+    """The bytes of `path / name`, which must be a regular file: a FIFO or a device is damage (opened without
+    blocking), and an unreadable or missing file is a `CorruptRunError` naming it, never a hang or a raw
+    OSError."""
+    file = path / name
     try:
-        seal = json.loads((path / SEAL).read_text())
-    except (OSError, ValueError) as error:
-        raise _corrupt(path, f"its seal {SEAL} cannot be read ({error})") from error
-    files = seal.get("files") if isinstance(seal, dict) else None
-    if not isinstance(files, dict) or set(files) != set(RESULT_FILES):
-        raise _corrupt(path, f"its seal {SEAL} lists no checksums of {list(RESULT_FILES)} (an older or "
-                             "foreign format)")
-    for name, expected in files.items():
-        file = path / name
-        if not isinstance(expected, dict):
+        handle = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        problem = "is missing" if isinstance(error, FileNotFoundError) else f"cannot be read ({error.strerror})"
+        raise _corrupt(path, f"the file {name} {problem}") from error
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise _corrupt(path, f"the file {name} is not a regular file (a folder, FIFO or device)")
+        with os.fdopen(handle, "rb", closefd=False) as stream:
+            return stream.read()
+    except OSError as error:
+        raise _corrupt(path, f"the file {name} cannot be read ({error.strerror})") from error
+    finally:
+        os.close(handle)
+
+
+def _json_mapping(path: Path, name: str, data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as error:
+        raise _corrupt(path, f"{name} is no valid JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise _corrupt(path, f"{name} holds no mapping")
+    return value
+
+
+def _verified(path: Path, seal_bytes: bytes, expected: Mapping[str, Any] | None) -> dict[str, bytes]:
+    """The sealed files' bytes, each checked against the seal's size and checksum, and the run's identity:
+    the folder is named by the hash of its config.json, the seal by that name, and the config (where
+    `expected` is given) holds `expected`'s values. A folder copied, linked or edited into another run's
+    place fails here."""
+    seal = _json_mapping(path, f"its seal {SEAL}", seal_bytes)
+    listed = seal.get("files")
+    if not isinstance(listed, dict) or set(listed) != set(SEALED_FILES):
+        raise _corrupt(path, f"its seal {SEAL} lists no checksums of {list(SEALED_FILES)} (sealed before seals "
+                             "covered config.json, or a foreign format)")
+    contents = {}
+    for name in SEALED_FILES:
+        entry = listed[name]
+        if not isinstance(entry, dict):
             raise _corrupt(path, f"its seal {SEAL} holds no size and checksum for {name}")
-        if not file.is_file():
-            raise _corrupt(path, f"the result file {name} is missing or not a file")
-        size = file.stat().st_size
-        if size != expected.get("size"):
-            raise _corrupt(path, f"{name} has {size} bytes, the seal says {expected.get('size')}")
-        if _sha256(file) != expected.get("sha256"):
+        data = _read_regular(path, name)
+        if len(data) != entry.get("size"):
+            raise _corrupt(path, f"{name} has {len(data)} bytes, the seal says {entry.get('size')}")
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
             raise _corrupt(path, f"{name} does not match the checksum in its seal")
+        contents[name] = data
+    config = _json_mapping(path, "config.json", contents["config.json"])
+    owner = config_hash(config)
+    if owner != path.name:
+        raise _corrupt(path, f"its config.json is that of run {owner}, not of run {path.name} (a run folder "
+                             "copied, linked or edited into another run's place)")
+    if seal.get("run") != path.name:
+        raise _corrupt(path, f"its seal {SEAL} was written for run {seal.get('run')}, not for {path.name}")
+    if expected is not None:
+        asked = _canonical(expected)
+        found = {key: config.get(key) for key in asked}
+        if found != asked:
+            raise _corrupt(path, f"its config.json describes {json.dumps(found, sort_keys=True)}, not the run "
+                                 f"asked for, {json.dumps(asked, sort_keys=True)}")
+    return contents
 
 
-def _sealed_summary(path: Path) -> dict[str, Any]:
-    """The summary of a sealed run, after verifying the seal."""
-    _verify_seal(path)
-    summary = json.loads((path / "summary.json").read_text())
-    if not isinstance(summary, dict):
-        raise _corrupt(path, "summary.json holds no mapping")
-    return summary
+def _read_sealed(path: Path, expected: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(summary, history) of the sealed run at `path`, parsed from exactly the bytes that were verified
+    (`_verified`). Raises `_RunChanged` when the run was removed or resealed while being read."""
+    seal_bytes = None
+    try:
+        seal_bytes = _read_regular(path, SEAL)
+        contents = _verified(path, seal_bytes, expected)
+    except CorruptRunError:
+        if seal_bytes is None:
+            if not os.path.lexists(path / SEAL):  # the caller saw it: removed since
+                raise _RunChanged(f"run {path} was removed while it was read") from None
+            raise
+        try:
+            now = _read_regular(path, SEAL)
+        except CorruptRunError:
+            now = None
+        if now != seal_bytes:
+            raise _RunChanged(f"run {path} was removed or replaced while it was read") from None
+        raise
+    summary = _json_mapping(path, "summary.json", contents["summary.json"])
+    try:
+        history = pd.read_csv(io.BytesIO(contents["history.csv"]))
+    except ValueError as error:
+        raise _corrupt(path, f"history.csv is no valid CSV ({error})") from error
+    return summary, history
 
 
-def _load_sealed(name: str, params: dict[str, Any], path: Path) -> RunResult:
-    summary = _sealed_summary(path)
-    history = pd.read_csv(path / "history.csv")
-    for leftover in path.glob("checkpoint_*.pt"):  # a kill after sealing left it behind
-        leftover.unlink(missing_ok=True)
+def _orphans(path: Path) -> list[Path]:
+    """Temporary files of `atomic_write` left in a run folder by a kill between creating and renaming."""
+    return sorted(p for p in path.glob(ORPHAN_PATTERN) if p.is_file())
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove what kills leave in a folder that no process writes to now (sealed, or locked by this one):
+    orphan temporary files, and checkpoints of a sealed run."""
+    for orphan in _orphans(path):
+        orphan.unlink(missing_ok=True)
+    if (path / SEAL).exists():
+        for leftover in path.glob("checkpoint_*.pt"):  # a kill after sealing left it behind
+            leftover.unlink(missing_ok=True)
+
+
+def _load_sealed(name: str, params: dict[str, Any], path: Path, expected: Mapping[str, Any]) -> RunResult:
+    summary, history = _read_sealed(path, expected)
+    _remove_leftovers(path)
     return RunResult(name, params, summary, history, path, loaded_from_cache=True)
 
 
@@ -737,19 +907,25 @@ def _check_unsealed(path: Path) -> None:
 
 
 def _seal(path: Path, output: RunOutput, seconds: float) -> None:
-    """Write the result files, each atomically, then the seal with their sizes and checksums."""
+    """Write the result files, each atomically, then the seal: the run's name and the size and checksum of
+    config.json and every result file."""
     _write_text_atomic(path / "history.csv", output.history.to_csv(index=False))
     _write_text_atomic(path / "summary.json", json.dumps(_jsonable(output.summary), indent=2, sort_keys=True))
     model = output.model
     atomic_torch_save({"spec": model.spec.to_dict() if model is not None else None,
                        "state_dict": model.state_dict() if model is not None else None}, path / "model.pt")
-    files = {name: {"size": (path / name).stat().st_size, "sha256": _sha256(path / name)} for name in RESULT_FILES}
-    _write_text_atomic(path / SEAL, json.dumps({"seconds": seconds, "files": files}, indent=2, sort_keys=True))
+    files = {}
+    for name in SEALED_FILES:
+        data = _read_regular(path, name)
+        files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    _write_text_atomic(path / SEAL, json.dumps({"run": path.name, "seconds": seconds, "files": files}, indent=2,
+                                               sort_keys=True))
 
 
 def _claim(path: Path, lock: FileLock, lock_timeout: float | None) -> bool:
     """Whether the run at `path` is to be trained now: True with its lock held, False when it is sealed
-    (possibly by the process whose lock this one waited for). Raises for a locked-too-long or damaged run."""
+    (possibly by the process whose lock this one waited for). Raises for a locked-too-long or damaged run.
+    With the lock held, orphan temporary files of an earlier kill are removed."""
     if (path / SEAL).exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -763,11 +939,38 @@ def _claim(path: Path, lock: FileLock, lock_timeout: float | None) -> bool:
             lock.release()
             return False
         _check_unsealed(path)
+        _remove_leftovers(path)
     except BaseException:
         if lock.is_locked:
             lock.release()
         raise
     return True
+
+
+def _decide(path: Path, lock: FileLock, lock_timeout: float | None) -> bool:
+    """`_claim` on rank 0; under DDP the other ranks follow its decision (or stop with its error)."""
+    if distributed.rank() == 0:
+        try:
+            train = _claim(path, lock, lock_timeout)
+        except BaseException as error:
+            distributed.share(f"{type(error).__name__}: {error}")  # the other ranks stop with it
+            raise
+        distributed.share(train)
+        return train
+    train = distributed.share(None)
+    if isinstance(train, str):
+        raise RuntimeError(f"rank 0 could not start run {path}: {train}")
+    return train
+
+
+def _check_folder(path: Path) -> None:
+    """A run's place must be a folder or free (one stat: no race with a concurrent removal)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        raise ValueError(f"the run folder {path} is a file; move it away or set THESIS_RESULTS elsewhere")
 
 
 def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Profile = "quick",
@@ -778,7 +981,8 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
     function sees them typed (a ResNetConfig stays one), the result's `params` are their JSON form.
 
     While another process trains the same run, this one waits for its lock (at most `lock_timeout`
-    seconds; None: as long as it takes) and then loads the finished run.
+    seconds; None: as long as it takes) and then loads the finished run. A sealed run that another process
+    removes while this one reads it is looked up again (trained anew if it is gone), never reported damaged.
 
     Under torchrun (`distributed.setup` done) every rank calls `run` and trains; rank 0 alone takes the
     lock, decides whether to train or load, and writes and seals the folder; the other ranks follow its
@@ -790,30 +994,26 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
     function = _lookup(name).function
     typed = resolve_params(name, params, profile)
     params = _canonical(typed)
-    path = run_dir_for(name, typed, profile)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"the run folder {path} is a file; move it away or set THESIS_RESULTS elsewhere")
+    config = _run_config(name, params, profile)
+    path = _profile_root(profile) / name / config_hash(config)
     lead = distributed.rank() == 0
     lock = FileLock(str(path) + ".lock")
-    if lead:
+    attempts = 1 if distributed.is_distributed() else LOAD_ATTEMPTS
+    for attempt in range(attempts):
+        _check_folder(path)
+        train = _decide(path, lock, lock_timeout)
+        if train:
+            break
         try:
-            train = _claim(path, lock, lock_timeout)
-        except BaseException as error:
-            distributed.share(f"{type(error).__name__}: {error}")  # the other ranks stop with it
-            raise
-        distributed.share(train)
-    else:
-        train = distributed.share(None)
-        if isinstance(train, str):
-            raise RuntimeError(f"rank 0 could not start run {path}: {train}")
-    if not train:
-        return _load_sealed(name, params, path)
+            return _load_sealed(name, params, path, config)
+        except _RunChanged:
+            if attempt == attempts - 1:
+                raise
     try:
         created = lead and not path.exists()
         if lead:
             path.mkdir(parents=True, exist_ok=True)
-            _write_text_atomic(path / "config.json",
-                               json.dumps(_run_config(name, params, profile), indent=2, sort_keys=True))
+            _write_text_atomic(path / "config.json", json.dumps(config, indent=2, sort_keys=True))
         start = time.perf_counter()
         try:
             output = function(RunContext(name=name, params=typed, profile=profile, run_dir=path,
@@ -835,64 +1035,103 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
             lock.release()
 
 
+def _orphan_note(path: Path) -> str:
+    orphans = _orphans(path)
+    if not orphans:
+        return ""
+    size = sum(p.stat().st_size for p in orphans if p.exists())
+    return (f"{len(orphans)} orphan temporary file{'s' if len(orphans) > 1 else ''} ({size / 1024:.0f} KB, left "
+            "by a kill; removed when the run is next opened)")
+
+
 def run_status(path: Path) -> dict[str, Any]:
-    """What a run folder holds, without training or changing it: status "finished" (seal verified),
-    "damaged" (the `CorruptRunError` message), "partial" (a checkpoint, epochs done) or "empty"; plus the
-    params and, for a finished run, its headline numbers (final_acc, epochs, total_time)."""
+    """What a run folder holds, without training or changing it: status "finished" (seal and identity
+    verified), "damaged" (the `CorruptRunError` message, or a file that cannot be read), "partial" (a
+    checkpoint, epochs done) or "empty"; plus the params and, for a finished run, its headline numbers
+    (final_acc, epochs, total_time). `detail` says what else it found (orphan temporary files)."""
+    for attempt in range(LOAD_ATTEMPTS):
+        try:
+            return _status(path)
+        except _RunChanged as error:
+            if attempt == LOAD_ATTEMPTS - 1:
+                return {"folder": str(path), "experiment": path.parent.name, "params": "", "dataset": None,
+                        "status": "damaged", "detail": str(error)}
+    raise AssertionError("unreachable")
+
+
+def _status(path: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"folder": str(path), "status": "empty"}
     try:
-        config = json.loads((path / "config.json").read_text())
+        config = _json_mapping(path, "config.json", _read_regular(path, "config.json"))
         row["experiment"], row["params"] = config.get("experiment"), json.dumps(config.get("params"))
-        row["dataset"] = config.get("profile", {}).get("dataset")
-    except (OSError, ValueError, AttributeError):
+        row["dataset"] = (config.get("profile") or {}).get("dataset")
+    except (CorruptRunError, AttributeError):
         row["experiment"], row["params"], row["dataset"] = path.parent.name, "", None
-    if (path / SEAL).exists():
+    try:
+        notes = [_orphan_note(path)]
+        if (path / SEAL).exists():
+            try:
+                summary, _ = _read_sealed(path)
+            except CorruptRunError as error:
+                return {**row, "status": "damaged", "detail": "; ".join([str(error), *filter(None, notes)])}
+            return {**row, "status": "finished", "detail": "; ".join(filter(None, notes)),
+                    **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")}}
+        checkpoints = sorted(path.glob("checkpoint_*.pt"))
+        if checkpoints:
+            epochs = []
+            for checkpoint in checkpoints:
+                try:
+                    epochs.append(int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]))
+                except Exception:  # a torn checkpoint: the run resumes from scratch for that phase
+                    epochs.append(0)
+            detail = f"checkpoints {[c.name for c in checkpoints]}, epochs {epochs}"
+            return {**row, "status": "partial", "detail": "; ".join(filter(None, [detail, *notes]))}
         try:
-            summary = _sealed_summary(path)
+            _check_unsealed(path)
         except CorruptRunError as error:
             return {**row, "status": "damaged", "detail": str(error)}
-        return {**row, "status": "finished", **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")}}
-    checkpoints = sorted(path.glob("checkpoint_*.pt"))
-    if checkpoints:
-        epochs = []
-        for checkpoint in checkpoints:
-            try:
-                epochs.append(int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]))
-            except Exception:  # a torn checkpoint: the run resumes from scratch for that phase
-                epochs.append(0)
-        return {**row, "status": "partial", "detail": f"checkpoints {[c.name for c in checkpoints]}, epochs {epochs}"}
-    try:
-        _check_unsealed(path)
-    except CorruptRunError as error:
-        return {**row, "status": "damaged", "detail": str(error)}
-    return row
+        return {**row, "detail": "; ".join(filter(None, notes))}
+    except OSError as error:  # an unreadable folder: report it, never stop listing the other runs
+        return {**row, "status": "damaged", "detail": f"run {path} cannot be read ({error})"}
 
 
 def cached_runs(profile: str | Profile, experiment: str | None = None) -> pd.DataFrame:
-    """One `run_status` row per run folder of `profile` (and `experiment`), sorted by experiment and folder."""
+    """One `run_status` row per run folder of `profile` (and `experiment`), sorted by experiment and folder;
+    a folder removed while it is listed is left out."""
     profile = get_profile(profile)
-    root = results_root() / profile.name
-    folders = sorted(p for p in root.glob(f"{experiment or '*'}/*") if p.is_dir())
+    if experiment is not None:
+        _lookup(experiment)  # an unknown name is an error, not "no cached runs"
+    root = _profile_root(profile)
+    folders = sorted(p for p in root.glob(f"{experiment or '*'}/*") if not p.name.startswith(".") and p.is_dir())
     columns = ["experiment", "dataset", "status", "final_acc", "epochs", "total_time", "params", "folder", "detail"]
-    return pd.DataFrame([run_status(folder) for folder in folders], columns=columns)
+    rows = [run_status(folder) for folder in folders]
+    return pd.DataFrame([row for row in rows if os.path.lexists(row["folder"])], columns=columns)
 
 
 def remove_run(path: Path) -> None:
     """Delete one run folder of the results root, unless a process holds its lock (RuntimeError then).
 
-    Refuses any folder that is not `<results root>/<profile>/<experiment>/<hash>`; the lock file stays (a
-    process waiting on it would otherwise lose the lock)."""
+    The folder is first renamed away (atomically, to a hidden name beside it) and then deleted, so a reader
+    never sees half a run: it finds the run whole or not at all (`run` then looks it up again). A symlink in
+    a run's place is removed itself, never its target. Refuses any folder that is not
+    `<results root>/<profile>/<experiment>/<hash>`; the lock file stays (a process waiting on it would
+    otherwise lose the lock)."""
     root = results_root().resolve()
-    resolved = Path(path).resolve()
-    if resolved.parent.parent.parent != root or not resolved.is_dir():
+    folder = Path(path).absolute().parent.resolve() / Path(path).name
+    if folder.parent.parent.parent != root or not folder.is_dir() or folder.name.startswith("."):
         raise ValueError(f"{path} is not a run folder under the results root {root}; nothing deleted")
-    lock = FileLock(str(resolved) + ".lock")
+    lock = FileLock(str(folder) + ".lock")
     try:
         lock.acquire(timeout=0)
     except Timeout as error:
-        raise RuntimeError(f"run {resolved} is locked by a running process; not deleted") from error
+        raise RuntimeError(f"run {folder} is locked by a running process; not deleted") from error
     try:
-        shutil.rmtree(resolved)
+        if folder.is_symlink():
+            folder.unlink()
+            return
+        trash = folder.with_name(f".{folder.name}.removing-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(folder, trash)
+        shutil.rmtree(trash)
     finally:
         lock.release()
 
@@ -938,6 +1177,8 @@ def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profil
     """
     executor = resolve_executor(executor)
     grid = list(grid)
+    if not grid:
+        raise ValueError(f"sweep of {name!r} got an empty grid: nothing to run; pass at least one params mapping")
     report_progress(sweep=name, runs_total=len(grid), runs_done=0, sweep_started=time.time(), epoch=0, epochs=0)
     if executor == "ray":
         results = _sweep_on_ray(name, grid, get_profile(profile), progress)
@@ -986,12 +1227,14 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
         raise ValueError(f"experiment {name!r} is defined in __main__ (a script or a notebook), which Ray "
                          "workers cannot import; move it into a module, or use executor='serial'")
     params = [_canonical(resolve_params(name, point, profile)) for point in grid]
+    version = _lookup(name).version
+    asked = [{"experiment": name, "version": version, "params": point} for point in params]
     results: list[RunResult | None] = [None] * len(grid)
     todo: dict[Path, list[int]] = {}
     for index, point in enumerate(params):
         path = run_dir_for(name, point, profile)
         if (path / SEAL).exists():
-            results[index] = _load_sealed(name, point, path)
+            results[index] = _load_sealed(name, point, path, asked[index])
         else:
             todo.setdefault(path, []).append(index)
     groups = list(todo.values())
@@ -1015,7 +1258,7 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
                 else:
                     path, finished_before = outcome
                     for index in indices:
-                        loaded = _load_sealed(name, params[index], Path(path))
+                        loaded = _load_sealed(name, params[index], Path(path), asked[index])
                         loaded.loaded_from_cache = finished_before or index != indices[0]
                         results[index] = loaded
                 bar.update(len(indices))
@@ -1036,6 +1279,9 @@ def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, A
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             raise ValueError(f"seed_grid axis {key!r} needs a list of values, got {values!r}; "
                              f"write {key}=[{values!r}] for a single value")
+        if not values:
+            raise ValueError(f"seed_grid axis {key!r} is empty: it would make an empty grid; give it at least "
+                             "one value or leave it out")
     keys = list(axes)
     combos = itertools.product(*(axes[k] for k in keys)) if keys else [()]
     return [{**dict(zip(keys, combo)), "seed": seed} for combo in combos for seed in profile.seeds]

@@ -47,6 +47,7 @@ DEFAULT_LR = {"sgd": 0.1, "lars": 5.0}
 SMALL_NET_FLOPS = 1e9
 _TORCH_DEFAULT_THREADS = torch.get_num_threads()
 POLY_POWER = 2
+SEED_LIMIT = 2**63  # seeds are torch's int64 generator seeds: [0, 2^63)
 COMPILE_MODES = ("off", "static", "always")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -111,6 +112,18 @@ class TrainConfig:
             raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} / {self.eval_batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:  # NaN fails every comparison
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1] (the factor of each milestone), got {self.lr_decay}")
+        if not (self.lars_trust > 0 and math.isfinite(self.lars_trust)):
+            raise ValueError(f"lars_trust must be a finite number > 0, got {self.lars_trust}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < SEED_LIMIT):
+            raise ValueError(f"seed must be an integer in [0, 2^63), got {self.seed}")
+        if self.padding < 0:
+            raise ValueError(f"padding must be >= 0, got {self.padding}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
         if self.lr_scaling not in LR_SCALINGS:
@@ -125,6 +138,9 @@ class TrainConfig:
             raise ValueError(f"unknown compile mode {self.compile!r}; use one of {COMPILE_MODES}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        if self.milestones and self.milestones[0] < 1:
+            raise ValueError(f"milestones must lie inside (0, epochs): epochs are counted from 1, got "
+                             f"{list(self.milestones)}")
         if self.schedule == "step" and self.milestones and self.milestones[-1] >= self.epochs:
             raise ValueError(f"milestones {self.milestones} must lie below epochs ({self.epochs}): a milestone at or "
                              f"beyond epochs never takes effect; pass milestones=... for {self.epochs} epochs "
@@ -357,6 +373,10 @@ class Trainer:
     calls `epoch_callback`. Each epoch's record gets allreduce_bytes_per_step and, on the CPU,
     allreduce_seconds_per_step (`distributed.CommStats`). See `thesis_lib.distributed`.
 
+    `checkpoint_owner` names the run a checkpoint belongs to (the run store passes `<run hash>/<phase>`): it is
+    saved with the checkpoint, and a resume refuses a checkpoint that names another owner, so a checkpoint
+    copied or moved into another run's folder is never trained on and sealed as that run.
+
     `cpu_threads` (CPU only): torch's intra-op threads, set for the whole process when the Trainer is made.
     "auto" uses 1 thread for small nets (under `SMALL_NET_FLOPS` forward FLOPs per batch, e.g. the thesis
     nets on 8x8 digits), where more threads only add synchronisation (2 threads ran 4-10x slower than 1 on
@@ -374,6 +394,7 @@ class Trainer:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_callback: Callable[["Trainer", dict[str, Any]], None] | None = None
     cpu_threads: int | Literal["auto"] | None = "auto"
+    checkpoint_owner: str | None = None
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -470,7 +491,15 @@ class Trainer:
         synchronize(self.device)
         start = time.perf_counter()
         for x, y in loader:
-            outputs, loss, total = self.train_step(x, y)
+            try:
+                outputs, loss, total = self.train_step(x, y)
+            except RuntimeError as error:
+                if "without overflow" not in str(error):
+                    raise
+                raise FloatingPointError(  # an update of lr x gradient beyond the float range
+                    f"training diverged in epoch {epoch + 1} (step {self.step_count + 1}) at lr {lr:g}: a weight "
+                    f"update overflows ({error}); lower the learning rate. Nothing of this epoch is saved: the "
+                    f"last checkpoint is that of epoch {epoch}") from error
             loss_sum += loss.float() * len(y)
             total_sum += total.float() * len(y)
             correct += (outputs.argmax(1) == y).sum()
@@ -571,6 +600,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "config": self.config.to_dict(),
+            "owner": self.checkpoint_owner,
         }
         atomic_torch_save(state, path)
 
@@ -581,6 +611,12 @@ class Trainer:
             raise RuntimeError(
                 f"checkpoint {path} cannot be read ({error}); delete it to start this run afresh"
             ) from error
+        owner = state.get("owner") if isinstance(state, dict) else None
+        if self.checkpoint_owner is not None and owner != self.checkpoint_owner:
+            written_by = owner or "a run of a version that did not name it"
+            raise RuntimeError(f"checkpoint {path} belongs to another run ({written_by}), not to "
+                               f"{self.checkpoint_owner}: it was copied or moved here; delete it to start this "
+                               "run afresh")
         if not self.config.matches(state.get("config") or {}):
             raise RuntimeError(
                 f"checkpoint {path} was written by a run with a different TrainConfig; "

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots
 from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
-                           planned_sweep, single_phase, summarize_training)
+                           param, planned_sweep, seed_param, single_phase, summarize_training)
 from ..models import ResNetConfig
 from ..training import TrainConfig, seeded_model
 
@@ -32,8 +32,8 @@ class BaselineParams:
 
     model: Literal["wide", "narrow"] | ResNetConfig = "wide"
     schedule: Literal["step", "constant", "poly"] = "step"
-    seed: int = 0
-    ghost_batch: int | None = None
+    seed: int = seed_param()
+    ghost_batch: int | None = param(None, at_least=1)
 
 
 def _baseline_setup(profile: Profile, params: dict[str, Any]) -> tuple[ResNetConfig, TrainConfig]:

@@ -21,8 +21,8 @@ from matplotlib.ticker import MaxNLocator
 from .. import plots, stats
 from ..data import Dataset
 from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment,
-                           get_profile, plan_default, planned_sweep, run, seed_grid, single_phase,
-                           summarize_training)
+                           get_profile, param, plan_default, planned_sweep, run, seed_grid, seed_param,
+                           single_phase, summarize_training)
 from ..methods.morphnet import (DEFAULT_GAMMA_THRESHOLD, RESOURCES, MorphNetHook, MorphNetRegularizer,
                                 morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
 from ..models import ResNet, ResNetConfig, ResNetSpec, count_parameters
@@ -91,9 +91,10 @@ class RegularizeParams:
 
     model: Literal["wide", "narrow"] = "wide"
     resource: Literal["flops", "size"] = "flops"
-    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength)
-    gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD
-    seed: int = 0
+    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength,
+                                            at_least=0)
+    gamma_threshold: float = param(DEFAULT_GAMMA_THRESHOLD, at_least=0)
+    seed: int = seed_param()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +102,7 @@ class ShrinkParams(RegularizeParams):
     """shrink_threshold (required): the gamma threshold of step 2; the others are the `morphnet_regularize`
     run's."""
 
-    shrink_threshold: float
+    shrink_threshold: float = param(at_least=0)
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,11 @@ class SearchParams:
     profile's plan); relative_strength and gamma_threshold as for `morphnet_regularize`."""
 
     resource: Literal["flops", "size"] = "flops"
-    iterations: int = plan_default(lambda profile, _: morphnet_plan(profile).search_iterations)
-    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength)
-    gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD
-    seed: int = 0
+    iterations: int = plan_default(lambda profile, _: morphnet_plan(profile).search_iterations, at_least=1)
+    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength,
+                                            at_least=0)
+    gamma_threshold: float = param(DEFAULT_GAMMA_THRESHOLD, at_least=0)
+    seed: int = seed_param()
     seed_model: Literal["wide", "narrow"] = "narrow"
     budget_model: Literal["wide", "narrow"] = "wide"
 

@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile, plan_default,
-                           planned_sweep, single_phase, summarize_training)
+                           planned_sweep, seed_param, single_phase, summarize_training)
 from ..methods.prunetrain import PruneTrain, training_flops_summary
 from ..training import seeded_model
 
@@ -341,10 +341,10 @@ class PruneTrainParams:
     profile's default point (`PruneTrainPlan`; the thesis's 0.2 / 1e-4 / 10 on `full`), because the thesis
     values prune nothing in the few steps of the small profiles."""
 
-    lasso_ratio: float = plan_default(lambda profile, _: prunetrain_plan(profile).lasso_ratio)
-    threshold: float = plan_default(lambda profile, _: prunetrain_plan(profile).threshold)
-    interval: int = plan_default(lambda profile, _: prunetrain_plan(profile).interval)
-    seed: int = 0
+    lasso_ratio: float = plan_default(lambda profile, _: prunetrain_plan(profile).lasso_ratio, above=0, below=1)
+    threshold: float = plan_default(lambda profile, _: prunetrain_plan(profile).threshold, at_least=0)
+    interval: int = plan_default(lambda profile, _: prunetrain_plan(profile).interval, at_least=1)
+    seed: int = seed_param()
 
 
 SHRINKS = "the unpruned wide net: an upper bound, PruneTrain shrinks it while it trains"

@@ -18,7 +18,7 @@ import torch
 
 from .. import plots
 from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
-                           plan_default, planned_sweep, summarize_training)
+                           param, plan_default, planned_sweep, seed_param, summarize_training)
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, _check_init
 from ..models import ResNet, ResNetSpec, count_flops, count_parameters
 from ..training import seeded_model
@@ -330,11 +330,12 @@ class GrowParams:
 
     operation: Literal["widen_one", "widen_all", "deepen", "deepen_layer", "widen_deepen"]
     init: Literal["net2net", "random", "scratch"] = "net2net"
-    seed: int = 0
-    grow_epoch: int = plan_default(lambda profile, _: default_grow_epoch(profile.epochs))
+    seed: int = seed_param()
+    grow_epoch: int = plan_default(lambda profile, _: default_grow_epoch(profile.epochs), at_least=1)
     noise: float = plan_default(lambda _, params: DEFAULT_NOISE if _noise_applies(params["operation"],
-                                                                                   params["init"]) else 0.0)
-    stage: int | None = None
+                                                                                   params["init"]) else 0.0,
+                                at_least=0)
+    stage: int | None = param(None, at_least=1)
 
 
 def _grown(narrow: ResNet, operation: str, wide_widths: Sequence[int], stage: int | None, seed: int,

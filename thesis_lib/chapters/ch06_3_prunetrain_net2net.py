@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import stats
 from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
-                           plan_default, planned_sweep, run, summarize_training)
+                           plan_default, planned_sweep, run, seed_param, summarize_training)
 from ..methods.prunetrain import PruneTrain
 from ..methods.search import GrowthRule, PruneGrow, stage_depth
 from ..models import ResNetConfig, ResNetSpec, build_resnet, count_flops
@@ -100,23 +100,23 @@ def budget_flops(context: RunContext, budget_model: str = "wide") -> int:
     return count_flops(build_resnet(context.resnet_config(budget_model, data)), tuple(data.train_x.shape[1:]))
 
 
-def _from_search_plan(knob: str) -> Any:
-    return plan_default(lambda profile, _: getattr(search_plan(profile), knob))
+def _from_search_plan(knob: str, **bounds: float) -> Any:
+    return plan_default(lambda profile, _: getattr(search_plan(profile), knob), **bounds)
 
 
 @dataclass(frozen=True)
 class PruneGrowParams:
     """The `SearchPlan` knobs (defaults: the profile's plan) and the seed."""
 
-    lasso_ratio: float = _from_search_plan("lasso_ratio")
-    threshold: float = _from_search_plan("threshold")
-    interval: int = _from_search_plan("interval")
-    saturation: float = _from_search_plan("saturation")
-    widen_factor: float = _from_search_plan("widen_factor")
-    deepen_saturation: float = _from_search_plan("deepen_saturation")
-    noise: float = _from_search_plan("noise")
-    last_growth_epoch: int = _from_search_plan("last_growth_epoch")
-    seed: int = 0
+    lasso_ratio: float = _from_search_plan("lasso_ratio", above=0, below=1)
+    threshold: float = _from_search_plan("threshold", at_least=0)
+    interval: int = _from_search_plan("interval", at_least=1)
+    saturation: float = _from_search_plan("saturation", at_least=0, at_most=1)
+    widen_factor: float = _from_search_plan("widen_factor", above=1)
+    deepen_saturation: float = _from_search_plan("deepen_saturation", at_least=0, at_most=1)
+    noise: float = _from_search_plan("noise", at_least=0)
+    last_growth_epoch: int = _from_search_plan("last_growth_epoch", at_least=0)
+    seed: int = seed_param()
 
 
 def _search_knobs(context: RunContext) -> tuple[dict[str, Any], dict[str, Any], int]:
