@@ -15,17 +15,20 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import project_root
 from .executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
 from .experiments import PROFILES, TENSORBOARD_ENV, get_profile, progress_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -63,6 +66,7 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
         papermill.execute_notebook(
             str(path), str(out_dir / path.name), parameters={"profile": profile},
             cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
+            kernel_manager_class=_kernel_manager_class(),
         )
     except papermill.PapermillExecutionError as error:
         detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
@@ -71,6 +75,23 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
         detail = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
         return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
     return NotebookOutcome(path.stem, "ok", (time.perf_counter() - start) / 60)
+
+
+def _kernel_manager_class() -> type:
+    """The kernels talk to papermill over Unix sockets in Jupyter's runtime folder where the system has them:
+    over TCP every kernel warns that its traffic is unencrypted (nine warnings per re-run)."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    if os.name == "nt":
+        return AsyncKernelManager
+
+    class UnixSocketKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return UnixSocketKernelManager
 
 
 def _source_cell(path: Path, executed_index: int) -> str:
@@ -192,34 +213,131 @@ def _parse_value(text: str):
         return text
 
 
-def list_experiments() -> list[str]:
-    """Per registered experiment: its name, version, chapter notebook and docstring's first line, then one
-    indented line per param (type and default)."""
+def list_experiments(profile: str | None = None, modules: Sequence[str] = ()) -> list[str]:
+    """Per experiment of the chapters and of the user's `modules`: its name, version and home (the chapter's
+    notebook or the module), its whole description, then one line per param (type, default and range;
+    with `profile`, the defaults that the profile's plans set are shown resolved)."""
     from .chapters import CHAPTERS
     from .experiments import registered_experiments
 
     owner = {name: chapter.notebook for chapter in CHAPTERS for name in chapter.experiments}
+    users = {_module_name(module) for module in modules}
     lines = []
     for name, registered in registered_experiments().items():
-        if name not in owner:
+        home = owner.get(name) or (registered.function.__module__ if registered.function.__module__ in users
+                                   else None)
+        if home is None:
             continue
-        lines.append(f"{name:<20} v{registered.version}  {owner[name]:<24} {registered.summary}")
-        lines.extend(f"    {line}" for line in registered.describe_params())
+        lines.append(f"{name}  v{registered.version}  {home}")
+        lines.extend(textwrap.wrap(" ".join(registered.description.split()), width=LINE_WIDTH,
+                                   initial_indent="    ", subsequent_indent="    "))
+        lines.extend(f"      {line}" for line in registered.describe_params(profile))
     return lines
+
+
+LINE_WIDTH = 120
+MODULES_ENV = "THESIS_MODULES"
+
+
+def _module_name(module: str) -> str:
+    """The name under which `--module` imports a module: the dotted name, or a file's stem."""
+    return Path(module).stem if module.endswith(".py") else module
+
+
+def import_user_modules(modules: Sequence[str]) -> list[str]:
+    """Import the modules that register a user's own experiments (`--module` and THESIS_MODULES, a
+    colon-separated list): dotted names found on sys.path (the current folder included) or .py files."""
+    import importlib
+    import importlib.util
+
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        if module.endswith(".py"):
+            path = Path(module)
+            if not path.is_file():
+                raise FileNotFoundError(f"--module {module}: no such file")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = loaded
+            spec.loader.exec_module(loaded)
+            continue
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            raise ValueError(f"--module {module}: {error}; give a module on sys.path (run from its folder or "
+                             "set PYTHONPATH) or the path of a .py file") from error
+    return list(modules)
 
 
 RUN_STATUSES = ("finished", "partial", "damaged", "empty")
 
 
-def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], yes: bool) -> int:
-    """Delete the run folders of `profile` (and `experiment`) whose status is in `statuses`, after listing
-    them and asking (unless `yes`); a locked run (training now) is skipped and named. Exit 1 if any was."""
+def select_runs(table: "pd.DataFrame", params: Mapping[str, Any]) -> "pd.DataFrame":
+    """The rows of a `cached_runs` table whose params hold every `params` item (defaults included, as the
+    run was resolved); a key that no listed run has is an error (a typo selects nothing silently)."""
+    if not params or table.empty:
+        return table
+    runs_params = [json.loads(text) if text else {} for text in table["params"]]
+    unknown = sorted(key for key in params if not any(key in p for p in runs_params))
+    if unknown:
+        known = sorted({key for p in runs_params for key in p})
+        raise ValueError(f"no listed run has the param(s) {unknown}; their params are {known}")
+    keep = [all(key in p and _canonical_json(p[key]) == _canonical_json(value) for key, value in params.items())
+            for p in runs_params]
+    return table[keep]
+
+
+def _canonical_json(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the run store keeps 3.0 as 3
+    return json.dumps(value, sort_keys=True)
+
+
+def _selection(items: Sequence[str]) -> str:
+    return f" with {', '.join(items)}" if items else ""
+
+
+def runs_lines(table: "pd.DataFrame", long: bool = False) -> list[str]:
+    """`runs`' lines: one per run (experiment, status, final accuracy, epochs done, seconds, the run's
+    folder name, its params), then one per run with a detail (damage, checkpoints, orphans). Lines are cut
+    at 120 columns unless `long` (which also shows whole folder paths)."""
+    def number(value: Any, form: str) -> str:
+        return "-" if value is None or value != value else format(value, form)
+
+    width = max(len("experiment"), *(len(str(name)) for name in table["experiment"]))
+    lines = [f"{'experiment':<{width}}  {'status':<8}  {'acc':>6}  {'epochs':>6}  {'seconds':>8}  "
+             f"{'folder' if long else 'run':<16}  params"]
+    for row in table.itertuples():
+        folder = row.folder if long else Path(row.folder).name
+        lines.append(f"{row.experiment:<{width}}  {row.status:<8}  {number(row.final_acc, '.4f'):>6}  "
+                     f"{number(row.epochs, '.0f'):>6}  {number(row.total_time, '.1f'):>8}  {folder:<16}  "
+                     f"{row.params}")
+    details = [(row.status, row.folder, row.detail) for row in table[table["detail"].fillna("") != ""].itertuples()]
+    if long:
+        return lines + [f"{status}: {folder}: {detail}" for status, folder, detail in details]
+    cut = [line if len(line) <= LINE_WIDTH else line[:LINE_WIDTH - 3] + "..." for line in lines]
+    if cut != lines:
+        cut.append("(lines cut at 120 columns: --long shows them whole)")
+    for status, folder, detail in details:  # wrapped, never cut: a damage report must be read whole
+        name = Path(folder).name
+        cut += textwrap.wrap(f"{status}: {name}: {detail.replace(folder, name)}", width=LINE_WIDTH,
+                             subsequent_indent="    ", break_on_hyphens=False)
+    return cut
+
+
+def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], yes: bool,
+               params: Mapping[str, Any] | None = None) -> int:
+    """Delete the run folders of `profile` (and `experiment`, and with every `params` item) whose status is
+    in `statuses`, after listing them and asking (unless `yes`); a locked run (training now) is skipped and
+    named. Exit 1 if any was."""
     from .experiments import cached_runs, remove_run
 
-    table = cached_runs(profile, experiment)
+    table = select_runs(cached_runs(profile, experiment), params or {})
     selected = table[table["status"].isin(statuses)]
     if selected.empty:
-        print(f"no {'/'.join(statuses)} runs of {experiment or 'any experiment'} on profile {profile!r}")
+        chosen = _selection([f"{key}={json.dumps(value)}" for key, value in (params or {}).items()])
+        print(f"no {'/'.join(statuses)} runs of {experiment or 'any experiment'}{chosen} on profile {profile!r}")
         return 0
     for row in selected.itertuples():
         print(f"{row.status:<9} {row.folder}  {row.params}")
@@ -245,8 +363,17 @@ def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], ye
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; a user's mistake is one message on stderr and exit code 2, a run that diverged one
     message and exit code 1 (`--debug`: the traceback)."""
-    parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser = _global_parser(add_help=False)
+    known, _ = parser.parse_known_args(argv)
+    modules = [*filter(None, os.environ.get(MODULES_ENV, "").split(":")), *known.module]
+    try:
+        import_user_modules(modules)  # before the parser is built: `run --help` lists their experiments
+    except (ValueError, OSError) as error:
+        if known.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    parser = _global_parser(add_help=True)
     commands = parser.add_subparsers(dest="command", required=True)
     notebooks = commands.add_parser("notebooks", help="re-run the notebooks headlessly with papermill")
     notebooks.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -259,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notebooks.add_argument("--executor", choices=EXECUTORS,
                            help=f"how the notebooks' sweeps train their runs: serial, or as Ray tasks (sets "
                                 f"{EXECUTOR_ENV} for the kernels; default: {EXECUTOR_ENV} or serial)")
-    one = commands.add_parser("run", help="run (or load) one cached experiment and print its summary")
+    one = commands.add_parser("run", help="run (or load) one cached experiment and print its summary",
+                              epilog=_experiments_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     one.add_argument("experiment")
     one.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -268,13 +396,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="train data-parallel (DDP) on N processes through torchrun: one per GPU on CUDA, gloo "
                           "on the CPU; batch_size is then the global batch")
     commands.add_parser("profiles", help="list the profiles")
-    commands.add_parser("list", help="list the registered experiments with their chapter and params")
+    listing = commands.add_parser("list", help="list the registered experiments with their chapter and params")
+    listing.add_argument("--profile", choices=sorted(PROFILES),
+                         help="show the param defaults that this profile's plans set")
     runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
     runs.add_argument("experiment", nargs="?")
     runs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    runs.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="only runs with this param value (repeatable)")
+    runs.add_argument("--long", action="store_true", help="full folders and details, lines of any length")
     clean = commands.add_parser("clean", help="delete selected cached runs of a profile (asks first)")
     clean.add_argument("experiment", nargs="?")
     clean.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    clean.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="only runs with this param value (repeatable), e.g. --param seed=1")
     clean.add_argument("--status", nargs="+", choices=RUN_STATUSES, default=list(RUN_STATUSES),
                        help="only runs with these statuses (default: all)")
     clean.add_argument("--yes", action="store_true", help="delete without asking")
@@ -288,37 +423,89 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="training steps per calibration epoch (a warm-up and 3 timed epochs per step "
                            "configuration; default 3)")
     args = parser.parse_args(argv)
+    args.modules = modules
     try:
-        return _command(args, parser)
-    except (ValueError, RuntimeError, FileNotFoundError, OSError, FloatingPointError) as error:
+        return _command(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"interrupted: {_interrupted_note(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, RuntimeError, OSError, FloatingPointError) as error:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, FloatingPointError) else 2
 
 
-def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _global_parser(add_help: bool) -> argparse.ArgumentParser:
+    """The options before the command (`--debug`, `--module`); parsed once alone to import the modules."""
+    parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0],
+                                     add_help=add_help)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--module", action="append", default=[], metavar="MODULE",
+                        help=f"import a module (dotted name or .py file) that registers your own experiments, "
+                             f"for run, list, runs, clean and plan; repeatable (also: {MODULES_ENV}=a:b)")
+    return parser
+
+
+def _interrupted_note(args: argparse.Namespace) -> str:
+    """What an interrupted command saved and how to go on (one line)."""
+    again = "run the same command again to resume"
+    if args.command == "notebooks":
+        return f"finished runs are cached and a killed run resumes from its last epoch: {again}"
+    if args.command != "run":
+        return "nothing was changed"
+    from .experiments import run_dir_for, run_status
+
+    try:
+        status = run_status(run_dir_for(args.experiment, _parse_params(args.param), args.profile))
+    except (ValueError, TypeError, OSError):
+        return again
+    if status["status"] == "partial":
+        return f"{status['detail']}; {again}"
+    return f"no epoch had finished, nothing is saved; {again} (it starts afresh)"
+
+
+def _parse_params(items: Sequence[str]) -> dict:
+    """`--param KEY=VALUE` items as a dict; VALUE is parsed as JSON when it can be."""
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--param needs KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key] = _parse_value(value)
+    return params
+
+
+def _experiments_epilog() -> str:
+    from .experiments import registered_experiments
+
+    names = " ".join(registered_experiments())
+    return "experiments (python -m thesis_lib list shows their params):\n" + textwrap.fill(
+        names, width=LINE_WIDTH - 4, initial_indent="  ", subsequent_indent="  ")
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "profiles":
         for profile in PROFILES.values():
             print(json.dumps(profile.to_dict()))
         return 0
     if args.command == "list":
-        print("\n".join(list_experiments()))
+        print("\n".join(list_experiments(args.profile, args.modules)))
         return 0
     if args.command == "runs":
         from .experiments import cached_runs
 
-        table = cached_runs(args.profile, args.experiment)
+        table = select_runs(cached_runs(args.profile, args.experiment), _parse_params(args.param))
         if table.empty:
-            print(f"no cached runs of {args.experiment or 'any experiment'} on profile {args.profile!r}")
+            print(f"no cached runs of {args.experiment or 'any experiment'}{_selection(args.param)} on profile "
+                  f"{args.profile!r}")
             return 0
-        with pd_options():
-            print(table.drop(columns=["detail"]).to_string(index=False))
-        for row in table[table["detail"].fillna("") != ""].itertuples():
-            print(f"{row.status}: {row.folder}: {row.detail}")
+        print("\n".join(runs_lines(table, long=args.long)))
         return 1 if (table["status"] == "damaged").any() else 0
     if args.command == "clean":
-        return clean_runs(args.profile, args.experiment, args.status, args.yes)
+        return clean_runs(args.profile, args.experiment, args.status, args.yes, _parse_params(args.param))
     if args.command == "plan":
         from .planning import plan_report
 
@@ -326,7 +513,7 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                           steps=args.steps))
         return 0
     if args.command == "run":
-        return _run_command(args, parser)
+        return _run_command(args)
     if args.tensorboard:
         os.environ[TENSORBOARD_ENV] = "1"  # the kernels inherit it
     if args.executor:
@@ -339,22 +526,19 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 
 
-def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _run_command(args: argparse.Namespace) -> int:
     """`run`: one run in this process, under torchrun as one rank of a DDP run, or (`--nproc`) launch torchrun."""
     from . import distributed
     from .experiments import resolve_params, run
 
-    params = {}
-    for item in args.param:
-        if "=" not in item:
-            parser.error(f"--param needs KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        params[key] = _parse_value(value)
+    params = _parse_params(args.param)
     if args.nproc is not None:
         if distributed.under_torchrun():
             raise ValueError(f"this process runs under torchrun already (WORLD_SIZE={os.environ['WORLD_SIZE']}); "
                              "drop --nproc")
-        forwarded = [*(["--debug"] if args.debug else []), "run", args.experiment, "--profile", args.profile,
+        forwarded = [*(["--debug"] if args.debug else []),
+                     *(arg for module in args.module for arg in ("--module", module)),
+                     "run", args.experiment, "--profile", args.profile,
                      *(arg for item in args.param for arg in ("--param", item))]
         command = distributed.torchrun_command(args.nproc, forwarded)
         resolve_params(args.experiment, params, args.profile)  # a mistake is said once, not by every rank
@@ -373,14 +557,6 @@ def _run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
                          indent=2))
     return 0
-
-
-@contextmanager
-def pd_options() -> Iterator[None]:
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        yield
 
 
 if __name__ == "__main__":

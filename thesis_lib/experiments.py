@@ -14,7 +14,8 @@ returns a `RunOutput`. Results live in `results/<profile>/<name>/<config hash>/`
 Every file is written atomically (unique temporary name, fsync, rename, fsync of the folder). A run folder
 is locked (`<folder>.lock`, the filelock package) while one process trains it; a second process asking
 for the same run waits and then loads it; different runs never block each other. The lock file stays next
-to its folder: deleting a lock file that another process waits on would break the lock. Loading verifies the
+to its folder (only a run that fails before its first checkpoint removes both, while holding the lock: see
+`_unlink_held_lock`). Loading verifies the
 seal: a missing, truncated, garbled or replaced result file raises `CorruptRunError` naming the folder
 and the file, never a wrong number; result files without a seal (and without a checkpoint to resume
 from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
@@ -24,9 +25,11 @@ alone locks, writes and seals the folder (see `run`).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import itertools
+import inspect
 import io
 import json
 import math
@@ -295,6 +298,7 @@ class RunContext:
 PROGRESS_DIR = ".progress"
 TENSORBOARD_ENV = "THESIS_TENSORBOARD"
 _progress: dict[str, Any] = {}
+_progress_files: set[Path] = set()
 
 
 def progress_dir() -> Path:
@@ -315,7 +319,11 @@ def report_progress(**fields: Any) -> None:
     folder = progress_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(folder / f"{os.getpid()}.json", json.dumps(_progress))
+        record = folder / f"{os.getpid()}.json"
+        if record not in _progress_files:
+            _progress_files.add(record)
+            atexit.register(record.unlink, missing_ok=True)  # no stale record once the process ends
+        _write_text_atomic(record, json.dumps(_progress))
     except OSError:
         pass
 
@@ -392,6 +400,16 @@ def param(default: Any = MISSING, **bounds: float) -> Any:
 def seed_param(default: int = 0) -> Any:
     """The `seed` field of a params dataclass: an int in [0, 2^63), the range of torch's seeds."""
     return param(default, at_least=0, below=SEED_LIMIT)
+
+
+def _plan_default_shown(getter: Callable[[Profile, Mapping[str, Any]], Any], profile: Profile | None,
+                        fixed: Mapping[str, Any]) -> str:
+    if profile is None:
+        return "default: the profile's plan or other params (list --profile NAME shows it)"
+    try:
+        return f"= {getter(profile, dict(fixed))!r} on {profile.name}"
+    except KeyError:  # it depends on a param that has no default
+        return "default: from the run's other params"
 
 
 def plan_default(getter: Callable[[Profile, Mapping[str, Any]], Any], **bounds: float) -> Any:
@@ -532,13 +550,28 @@ class Experiment:
         return {spec.name: spec.metadata[PARAM_BOUNDS] for spec in fields(self.params)
                 if PARAM_BOUNDS in spec.metadata and spec.metadata[PARAM_BOUNDS] != Bounds()}
 
-    def describe_params(self) -> list[str]:
-        """One line per param: `name: type = default`, then "any TrainConfig field" where accepted."""
-        lines, bounds = [], self.bounds()
-        for name, (annotation, default) in self.declared().items():
-            shown = ("required" if default is REQUIRED else f"= {default!r}" if not callable(default)
-                     else "default: the profile's plan or other params")
-            lines.append(f"{name}: {describe_type(annotation)} {shown}" + (f", {bounds[name]}" if name in bounds else ""))
+    @property
+    def description(self) -> str:
+        """The function's whole docstring, dedented."""
+        return inspect.cleandoc(self.function.__doc__ or "")
+
+    def describe_params(self, profile: str | Profile | None = None) -> list[str]:
+        """One line per param: `name: type = default, range`, then "any TrainConfig field" where accepted.
+        A default from the profile's plan is shown resolved for `profile` (when it needs no other param
+        that has no default)."""
+        lines, bounds, declared = [], self.bounds(), self.declared()
+        profile = get_profile(profile) if profile is not None else None
+        fixed = {name: default for name, (_, default) in declared.items()
+                 if default is not REQUIRED and not callable(default)}
+        for name, (annotation, default) in declared.items():
+            if default is REQUIRED:
+                shown = "required"
+            elif not callable(default):
+                shown = f"= {default!r}"
+            else:
+                shown = _plan_default_shown(default, profile, fixed)
+            limits = f", {bounds[name]}" if name in bounds else ""
+            lines.append(f"{name}: {describe_type(annotation)} {shown}{limits}")
         if self.train_config:
             lines.append("and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)")
         return lines
@@ -1021,6 +1054,7 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
         except BaseException:
             if created and not any(path.glob("checkpoint_*.pt")):  # nothing to resume: leave no litter
                 shutil.rmtree(path, ignore_errors=True)
+                _unlink_held_lock(lock)
             raise
         if lead:
             _seal(path, output, time.perf_counter() - start)
@@ -1033,6 +1067,13 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
     finally:
         if lead:
             lock.release()
+
+
+def _unlink_held_lock(lock: FileLock) -> None:
+    """Remove the lock file of a run that left nothing behind, while still holding it. Safe with filelock
+    >= 4.3: a process that was waiting on the unlinked file sees it unlinked after its flock and opens the
+    path again, so two processes never hold the run at once (`test_cli_new_user` checks this)."""
+    Path(lock.lock_file).unlink(missing_ok=True)
 
 
 def _orphan_note(path: Path) -> str:
@@ -1076,16 +1117,12 @@ def _status(path: Path) -> dict[str, Any]:
                 return {**row, "status": "damaged", "detail": "; ".join([str(error), *filter(None, notes)])}
             return {**row, "status": "finished", "detail": "; ".join(filter(None, notes)),
                     **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")}}
-        checkpoints = sorted(path.glob("checkpoint_*.pt"))
+        checkpoints = sorted(path.glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
         if checkpoints:
-            epochs = []
-            for checkpoint in checkpoints:
-                try:
-                    epochs.append(int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]))
-                except Exception:  # a torn checkpoint: the run resumes from scratch for that phase
-                    epochs.append(0)
-            detail = f"checkpoints {[c.name for c in checkpoints]}, epochs {epochs}"
-            return {**row, "status": "partial", "detail": "; ".join(filter(None, [detail, *notes]))}
+            reached = [_checkpoint_progress(checkpoint) for checkpoint in checkpoints]
+            detail = "saved " + ", ".join(reached)
+            return {**row, "status": "partial", "epochs": _checkpoint_epoch(checkpoints[-1]),
+                    "detail": "; ".join(filter(None, [detail, *notes]))}
         try:
             _check_unsealed(path)
         except CorruptRunError as error:
@@ -1093,6 +1130,24 @@ def _status(path: Path) -> dict[str, Any]:
         return {**row, "detail": "; ".join(filter(None, notes))}
     except OSError as error:  # an unreadable folder: report it, never stop listing the other runs
         return {**row, "status": "damaged", "detail": f"run {path} cannot be read ({error})"}
+
+
+def _checkpoint_epoch(checkpoint: Path) -> int:
+    """The epochs a phase's checkpoint has finished; 0 for a torn one (that phase then starts afresh)."""
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    except Exception:
+        return 0
+
+
+def _checkpoint_progress(checkpoint: Path) -> str:
+    """`phase train: epoch 24 of 80` for `checkpoint_train.pt`."""
+    phase = checkpoint.stem.removeprefix("checkpoint_")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        return f"phase {phase}: epoch {int(state['epoch'])} of {int(state['config']['epochs'])}"
+    except Exception:  # torn, or written before checkpoints carried their config
+        return f"phase {phase}: a checkpoint that cannot be read (that phase starts afresh)"
 
 
 def cached_runs(profile: str | Profile, experiment: str | None = None) -> pd.DataFrame:
