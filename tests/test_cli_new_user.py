@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,27 @@ def test_an_own_experiment_runs_from_the_cli_with_module(isolated_results, capsy
     assert "width_scaled  v1  my_experiments" in listing and "width: float = 1.0, > 0" in listing
     assert main(["run", "width_scaled", "--profile", "smoke", "--param", "width=0"]) == 2
     assert "width" in capsys.readouterr().err
+
+
+def test_parallel_headless_notebooks_share_no_sockets_and_print_no_kernel_noise(tmp_path, capfd):
+    import nbformat
+
+    from thesis_lib.cli import run_notebook
+
+    paths = []
+    for name in ("01_first", "02_second"):
+        notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                      "display_name": "Python 3"}})
+        notebook.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                          nbformat.v4.new_code_cell("import time; time.sleep(1); print(profile)")]
+        paths.append(tmp_path / f"{name}.ipynb")
+        nbformat.write(notebook, paths[-1])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda path: run_notebook(path, "smoke", tmp_path / "figures", progress=False),
+                                 paths))
+    assert [outcome.status for outcome in outcomes] == ["ok", "ok"], outcomes
+    captured = capfd.readouterr()
+    assert "TCP" not in captured.err and "KeyboardInterrupt" not in captured.err, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_first.ipynb", "02_second.ipynb", "figures"]
+    executed = nbformat.read(tmp_path / "figures" / "smoke" / "02_second" / "02_second.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "smoke\n"

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -63,11 +64,12 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
     start = time.perf_counter()
     # No environment is passed on: each notebook names itself and its profile (plots.use_notebook).
     try:
-        papermill.execute_notebook(
-            str(path), str(out_dir / path.name), parameters={"profile": profile},
-            cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
-            kernel_manager_class=_kernel_manager_class(),
-        )
+        with tempfile.TemporaryDirectory(prefix="thesis_kernel_") as sockets:
+            papermill.execute_notebook(
+                str(path), str(out_dir / path.name), parameters={"profile": profile},
+                cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
+                kernel_manager_class=_kernel_manager_class(Path(sockets)),
+            )
     except papermill.PapermillExecutionError as error:
         detail = f"{_source_cell(path, error.cell_index)}: {error.ename}: {error.evalue}"
         return NotebookOutcome(path.stem, "failed", (time.perf_counter() - start) / 60, detail)
@@ -77,9 +79,10 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
     return NotebookOutcome(path.stem, "ok", (time.perf_counter() - start) / 60)
 
 
-def _kernel_manager_class() -> type:
-    """The kernels talk to papermill over Unix sockets in Jupyter's runtime folder where the system has them:
-    over TCP every kernel warns that its traffic is unencrypted (nine warnings per re-run)."""
+def _kernel_manager_class(sockets: Path) -> type:
+    """A kernel that talks to papermill over Unix sockets in the folder `sockets` (one per kernel: kernels of
+    parallel notebooks must not share socket names), where the system has them: over TCP every kernel warns
+    that its traffic is unencrypted (nine warnings per re-run). It is not interrupted when it shuts down."""
     from jupyter_client import AsyncKernelManager
     from traitlets import default
 
@@ -90,6 +93,17 @@ def _kernel_manager_class() -> type:
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return str(sockets / "kernel")  # jupyter_client appends the channel's number
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client interrupts every kernel before it asks it to shut down, and a kernel still busy
+            # finishing logs "ERROR | KeyboardInterrupt caught in kernel" after a successful notebook. All
+            # cells have finished when papermill shuts down; a kernel that does not exit is killed anyway.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
 
     return UnixSocketKernelManager
 

@@ -15,10 +15,9 @@ Every file is written atomically (unique temporary name, fsync, rename, fsync of
 is locked (`<folder>.lock`, the filelock package) while one process trains it; a second process asking
 for the same run waits and then loads it; different runs never block each other. The lock file stays next
 to its folder (only a run that fails before its first checkpoint removes both, while holding the lock: see
-`_unlink_held_lock`). Loading verifies the
-seal: a missing, truncated, garbled or replaced result file raises `CorruptRunError` naming the folder
-and the file, never a wrong number; result files without a seal (and without a checkpoint to resume
-from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
+`_unlink_held_lock`). Loading verifies the seal: a missing, truncated, garbled or replaced result file
+raises `CorruptRunError` naming the folder and the file, never a wrong number; result files without a seal
+(and without a checkpoint to resume from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
 before its first checkpoint leaves no folder behind. Under torchrun (DDP) every rank trains and rank 0
 alone locks, writes and seals the folder (see `run`).
 """
