@@ -51,6 +51,7 @@ def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys
     (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "param 'model' .* got 'medium'"),
     (["run", "baseline", "--profile", "smoke", "--param", "seed=abc"], "param 'seed' .* must be int, got 'abc'"),
     (["run", "baseline", "--profile", "smoke", "--param", "epochs=2.5"], "param 'epochs' .* got 2.5"),
+    (["run", "baseline", "--profile", "smoke", "--param", "batch_size=0"], "^error: batch_size must be >= 1, got 0$"),
     (["run", "baseline", "--profile", "smoke", "--param", "seed"], "--param needs KEY=VALUE, got 'seed'"),
     (["runs", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
     (["clean", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),

@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -270,6 +271,33 @@ def test_missing_cifar_names_the_folder_and_how_to_get_it(tmp_path, monkeypatch)
     message = str(error.value)
     assert str(tmp_path / "nowhere" / "cifar-100-python") in message
     assert "download=True" in message and "THESIS_DATA" in message
+    assert "--download on the command line" in message and "THESIS_DOWNLOAD=1" in message
+
+
+def test_the_command_lines_download_flag_reaches_torchvision(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    from thesis_lib.cli import main
+
+    asked = []
+
+    class Offline(torchvision.datasets.CIFAR10):
+        def __init__(self, root, train=True, download=False):
+            asked.append(download)
+            raise RuntimeError("no internet here")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(data.DOWNLOAD_ENV, "0")  # restored after the test, which `--download` sets to 1
+    with pytest.raises(FileNotFoundError):
+        data.cifar10()
+    assert asked == []  # without the flag nothing is fetched
+    monkeypatch.setenv("THESIS_RESULTS", str(tmp_path / "results"))
+    argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--download"]
+    monkeypatch.setattr(data, "DATASETS", {**data.DATASETS, "digits": lambda root, download: data.cifar10(root)})
+    assert main(argv) == 2  # the RuntimeError of the failed download, as one message
+    assert asked == [True] and os.environ[data.DOWNLOAD_ENV] == "1"
+    assert data.download_wanted(False) is False  # an explicit argument wins over the environment
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import project_root
+from .data import DATA_DIR_ENV, DOWNLOAD_ENV
 from .executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
 from .experiments import PROFILES, TENSORBOARD_ENV, get_profile, progress_dir
 
@@ -250,6 +251,8 @@ def list_experiments(profile: str | None = None, modules: Sequence[str] = ()) ->
 
 
 LINE_WIDTH = 120
+DOWNLOAD_HELP = (f"let torchvision download a missing dataset into the data directory (sets {DOWNLOAD_ENV}=1; "
+                 f"{DATA_DIR_ENV} chooses the directory); needs internet access")
 MODULES_ENV = "THESIS_MODULES"
 
 
@@ -397,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="log every run's epochs for TensorBoard into its run folder (tensorboard/)")
     notebooks.add_argument("--jobs", type=int, default=1, metavar="N",
                            help="notebooks at a time (default 1; the number of cores on the small profiles)")
+    notebooks.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     notebooks.add_argument("--executor", choices=EXECUTORS,
                            help=f"how the notebooks' sweeps train their runs: serial, or as Ray tasks (sets "
                                 f"{EXECUTOR_ENV} for the kernels; default: {EXECUTOR_ENV} or serial)")
@@ -406,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="experiment parameter; VALUE is parsed as JSON when it can be")
+    one.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     one.add_argument("--nproc", type=int, metavar="N",
                      help="train data-parallel (DDP) on N processes through torchrun: one per GPU on CUDA, gloo "
                           "on the CPU; batch_size is then the global batch")
@@ -526,6 +531,8 @@ def _command(args: argparse.Namespace) -> int:
         print(plan_report(args.profile, args.only, calibrate_times=not args.no_calibrate, list_every_run=args.runs,
                           steps=args.steps))
         return 0
+    if getattr(args, "download", False):
+        os.environ[DOWNLOAD_ENV] = "1"  # load_dataset reads it, here and in the kernels and torchrun's ranks
     if args.command == "run":
         return _run_command(args)
     if args.tensorboard:

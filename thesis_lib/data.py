@@ -9,8 +9,8 @@ batches as an uninterrupted one.
 
 Where datasets are found: the data directory (argument ``root``, else the environment variable
 ``THESIS_DATA``, else ``~/.cache/thesis_lib``); Fashion-MNIST also in ``/usr/share/datasets/fashion-mnist``
-(Debian package ``dataset-fashion-mnist``). With ``download=True`` torchvision downloads into the data
-directory.
+(Debian package ``dataset-fashion-mnist``). With ``download=True`` (or ``THESIS_DOWNLOAD=1``, which the
+command line's ``--download`` sets) torchvision downloads into the data directory.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torchvision
 
 DATA_DIR_ENV = "THESIS_DATA"
+DOWNLOAD_ENV = "THESIS_DOWNLOAD"
 DEFAULT_DATA_DIR = Path("~/.cache/thesis_lib")
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 DIGITS_TEST_FRACTION = 0.2
@@ -95,6 +96,19 @@ def data_dir(root: str | os.PathLike | None = None) -> Path:
     if root is not None:
         return Path(root).expanduser()
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def download_wanted(download: bool | None = None) -> bool:
+    """``download`` if given, else whether ``$THESIS_DOWNLOAD`` is set to 1 (the command line's --download)."""
+    return os.environ.get(DOWNLOAD_ENV) == "1" if download is None else download
+
+
+def _how_to_get(what: str) -> str:
+    """The end of a missing-dataset message: what the library and the command line can do about it."""
+    return (f"{what}; or let torchvision download it on a machine with internet access: download=True in "
+            f"Python, --download on the command line (`python -m thesis_lib run|notebooks ... --download`) or "
+            f"{DOWNLOAD_ENV}=1. The data directory is {DATA_DIR_ENV} (now {data_dir()}); on the command line: "
+            f"`{DATA_DIR_ENV}=/path/to/data python -m thesis_lib ...`.")
 
 
 def _normalised_dataset(name: str, train_images: torch.Tensor, train_y: torch.Tensor, test_images: torch.Tensor,
@@ -193,12 +207,13 @@ def _find_idx_files(directory: Path) -> dict[str, Path] | None:
     return found
 
 
-def fashion_mnist(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+def fashion_mnist(root: str | os.PathLike | None = None, download: bool | None = None) -> Dataset:
     """Fashion-MNIST (60000 + 10000 grey 28x28 images, 10 classes) from the IDX files.
 
     Looked for in ``<data dir>/fashion-mnist``, torchvision's layout ``<data dir>/FashionMNIST/raw`` and
     ``/usr/share/datasets/fashion-mnist``; with ``download=True`` torchvision fetches it into the data dir.
     """
+    download = download_wanted(download)
     directory = data_dir(root)
     torchvision_raw = directory / "FashionMNIST" / "raw"
     places = [directory / "fashion-mnist", torchvision_raw, DEBIAN_FASHION_MNIST_DIR]
@@ -213,9 +228,8 @@ def fashion_mnist(root: str | os.PathLike | None = None, download: bool = False)
             "Fashion-MNIST not found. Looked for train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
             "t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) in: "
             + ", ".join(str(place) for place in places)
-            + f". Get it with `sudo apt install dataset-fashion-mnist`, or put the files into one of the first "
-            f"two folders (set {DATA_DIR_ENV} to choose the data directory), or pass download=True on a "
-            "machine with internet access."
+            + ". " + _how_to_get("Get it with `sudo apt install dataset-fashion-mnist`, or put the files into one "
+                                 "of the first two folders")
         )
     arrays = {key: read_idx(path) for key, path in files.items()}
 
@@ -229,16 +243,16 @@ def fashion_mnist(root: str | os.PathLike | None = None, download: bool = False)
 
 
 def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR10], num_classes: int,
-                       root: str | os.PathLike | None, download: bool) -> Dataset:
+                       root: str | os.PathLike | None, download: bool | None) -> Dataset:
     """Loads CIFAR-10 or CIFAR-100 through torchvision (its python-pickle format) and converts it once."""
+    download = download_wanted(download)
     directory = data_dir(root)
     folder = directory / dataset_class.base_folder
     if not download and not folder.is_dir():
         raise FileNotFoundError(
             f"{name} not found: looked for the folder {folder} (torchvision's {dataset_class.__name__} layout). "
-            f"Extract {dataset_class.filename} from {dataset_class.url} into {directory}, set {DATA_DIR_ENV} or "
-            "pass root= to point at a directory that holds it, or pass download=True on a machine with "
-            "internet access."
+            + _how_to_get(f"Extract {dataset_class.filename} from {dataset_class.url} into {directory}, or point "
+                          f"{DATA_DIR_ENV} (root= in Python) at a directory that holds it")
         )
     if download:
         directory.mkdir(parents=True, exist_ok=True)
@@ -247,7 +261,7 @@ def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR
     except RuntimeError as error:
         raise RuntimeError(
             f"{name}: the files in {folder} are incomplete or fail torchvision's MD5 check ({error}). "
-            f"Delete {folder} and download it again (download=True)."
+            f"Delete {folder} and download it again (download=True, or --download on the command line)."
         ) from error
 
     def images(split: torchvision.datasets.CIFAR10) -> torch.Tensor:
@@ -258,14 +272,14 @@ def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR
                                torch.tensor(test.targets), num_classes=num_classes)
 
 
-def cifar10(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+def cifar10(root: str | os.PathLike | None = None, download: bool | None = None) -> Dataset:
     """CIFAR-10 (50000 + 10000 colour 32x32 images, 10 classes) from ``<data dir>/cifar-10-batches-py``."""
     from torchvision.datasets import CIFAR10
 
     return _torchvision_cifar("cifar10", CIFAR10, 10, root, download)
 
 
-def cifar100(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+def cifar100(root: str | os.PathLike | None = None, download: bool | None = None) -> Dataset:
     """CIFAR-100 (50000 + 10000 colour 32x32 images, 100 fine classes) from ``<data dir>/cifar-100-python``."""
     from torchvision.datasets import CIFAR100
 
@@ -289,7 +303,7 @@ DATASET_SIZES: dict[str, tuple[int, int]] = {
 }
 
 
-DATASETS: dict[str, Callable[[str | os.PathLike | None, bool], Dataset]] = {
+DATASETS: dict[str, Callable[[str | os.PathLike | None, bool | None], Dataset]] = {
     "digits": lambda root, download: digits(),
     "fashion_mnist": fashion_mnist,
     "cifar10": cifar10,
@@ -297,8 +311,9 @@ DATASETS: dict[str, Callable[[str | os.PathLike | None, bool], Dataset]] = {
 }
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
-    """Loads a dataset by name: ``digits``, ``fashion_mnist``, ``cifar10`` or ``cifar100`` (see module doc)."""
+def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool | None = None) -> Dataset:
+    """Loads a dataset by name: ``digits``, ``fashion_mnist``, ``cifar10`` or ``cifar100`` (see module doc);
+    ``download=None`` downloads a missing one only where ``THESIS_DOWNLOAD=1``."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[name](root, download)

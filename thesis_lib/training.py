@@ -108,8 +108,9 @@ class TrainConfig:
             object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} / {self.eval_batch_size}")
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:  # NaN fails every comparison
