@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 
 import pytest
 
@@ -267,12 +268,57 @@ def test_tensorboard_logs_every_epoch_into_the_run_folder(isolated_results, monk
     pytest.importorskip("tensorboard", reason="TensorBoard is in the test extras; install them")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from thesis_lib.experiments import TENSORBOARD_ENV, run
+    from thesis_lib.experiments import readable_params, run
+    from thesis_lib.training import TENSORBOARD_ENV
 
     monkeypatch.setenv(TENSORBOARD_ENV, "1")
     result = run("baseline", {"model": "narrow", "seed": 0}, profile="smoke", progress=False)
-    events = EventAccumulator(str(result.path / "tensorboard" / "train"))
+    assert readable_params(result.params) == "model=narrow,schedule=step,seed=0"
+    events = EventAccumulator(str(result.path / "tensorboard" / readable_params(result.params) / "train"))
     events.Reload()
     scalars = events.Scalars("test_acc")
     assert [event.step for event in scalars] == result.history["epoch"].tolist()
     assert [event.value for event in scalars] == pytest.approx(result.history["test_acc"].tolist())
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hparams = {}
+    for content in events.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            hparams = {key: value.string_value or value.number_value
+                       for key, value in data.session_start_info.hparams.items()}
+    assert hparams == {"experiment": "baseline", "phase": "train", "model": "narrow", "schedule": "step", "seed": 0}
+
+
+def test_tensorboard_on_cached_runs_says_nothing_new_was_trained(isolated_results, monkeypatch, capsys):
+    pytest.importorskip("tensorboard", reason="TensorBoard is in the test extras; install them")
+    from thesis_lib.cli import tensorboard_note
+    from thesis_lib.training import TENSORBOARD_ENV
+
+    monkeypatch.setenv(TENSORBOARD_ENV, "0")  # restored after the test; `--tensorboard` sets it to 1
+    start = time.time()
+    argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--tensorboard"]
+    assert main(argv) == 0
+    assert "nothing new was trained" not in capsys.readouterr().err
+    assert tensorboard_note("smoke", since=start).startswith("TensorBoard: 1 run phases logged their epochs")
+    later = time.time() + 1
+    assert main(argv) == 0
+    assert "TensorBoard: nothing new was trained (the runs came from the cache)" in capsys.readouterr().err
+    assert "nothing new was trained" in tensorboard_note("smoke", since=later)
+
+
+def test_a_plain_trainer_logs_for_tensorboard_when_asked(tmp_path, monkeypatch, digits):
+    pytest.importorskip("tensorboard", reason="TensorBoard is in the test extras; install them")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from thesis_lib.models import ResNetConfig, build_resnet
+    from thesis_lib.training import TENSORBOARD_ENV, TrainConfig, Trainer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(TENSORBOARD_ENV, "1")
+    model = build_resnet(ResNetConfig(blocks=(1, 1, 1), widths=(4, 8, 16), in_channels=1))
+    history = Trainer(model, digits, TrainConfig(epochs=2, batch_size=64, milestones=()), progress=False,
+                      description="my net").fit()
+    events = EventAccumulator(str(tmp_path / "runs" / "my_net"))
+    events.Reload()
+    assert [event.value for event in events.Scalars("train_loss")] == pytest.approx(history["train_loss"].tolist())

@@ -183,6 +183,27 @@ def _load_in_a_loop(results: str, seconds: float, queue) -> None:
     queue.put((loads, failures))
 
 
+def test_a_run_removed_right_after_it_was_read_still_loads(isolated_results, monkeypatch):
+    """The drill below found it under load: `remove_run` took the folder away between the verified read and
+    the tidying of leftovers, right after the folder scan had checked that the folder exists (os.scandir
+    then raised FileNotFoundError). Here the scan meets the vanished folder every time."""
+    first = run("baseline", {**NARROW, "seed": 22}, profile="smoke", progress=False)
+    read = experiments._read_sealed
+
+    def read_then_remove(path, expected=None):
+        contents = read(path, expected)
+
+        def vanished(folder=".", *args):
+            raise FileNotFoundError(2, "No such file or directory", str(folder))
+
+        monkeypatch.setattr(os, "scandir", vanished)  # the folder was there a moment ago, now it is gone
+        return contents
+
+    monkeypatch.setattr(experiments, "_read_sealed", read_then_remove)
+    again = run("baseline", {**NARROW, "seed": 22}, profile="smoke", progress=False)
+    assert again.loaded_from_cache and again.summary == first.summary
+
+
 def test_loading_never_fails_while_another_process_cleans(isolated_results):
     results = str(isolated_results / "results")
     run("baseline", {**NARROW, "seed": 22}, profile="smoke", progress=False)

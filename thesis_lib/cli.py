@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from . import project_root
 from .data import DATA_DIR_ENV, DOWNLOAD_ENV
 from .executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
-from .experiments import PROFILES, TENSORBOARD_ENV, get_profile, progress_dir
+from .experiments import PROFILES, get_profile, progress_dir
+from .training import TENSORBOARD_ENV
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -411,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="experiment parameter; VALUE is parsed as JSON when it can be")
     one.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
+    one.add_argument("--tensorboard", action="store_true",
+                     help="log the run's epochs for TensorBoard into its run folder (tensorboard/)")
     one.add_argument("--nproc", type=int, metavar="N",
                      help="train data-parallel (DDP) on N processes through torchrun: one per GPU on CUDA, gloo "
                           "on the CPU; batch_size is then the global batch")
@@ -455,6 +458,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, FloatingPointError) else 2
+
+
+NOTHING_TRAINED = ("nothing new was trained (the runs came from the cache), so no curves were logged; every run's "
+                   "epochs are in its history.csv (`runs --long` names the folders; `run(...).history` in Python), "
+                   "or delete the runs with `clean` and run again with --tensorboard to log them")
+
+
+def tensorboard_note(profile: str, since: float) -> str:
+    """What `--tensorboard` logged: the runs whose TensorBoard events were written since `since` (a time),
+    and where to watch them, or that nothing new was trained."""
+    from .experiments import results_root
+
+    root = results_root() / profile
+    logged = {path.parent for path in root.glob("*/*/tensorboard/*/*/events.out.tfevents.*")
+              if path.stat().st_mtime >= since}
+    if not logged:
+        return f"TensorBoard: {NOTHING_TRAINED}"
+    return f"TensorBoard: {len(logged)} run phases logged their epochs; watch them with `tensorboard --logdir {root}`"
 
 
 def _global_parser(add_help: bool) -> argparse.ArgumentParser:
@@ -531,12 +552,12 @@ def _command(args: argparse.Namespace) -> int:
         print(plan_report(args.profile, args.only, calibrate_times=not args.no_calibrate, list_every_run=args.runs,
                           steps=args.steps))
         return 0
+    if getattr(args, "tensorboard", False):
+        os.environ[TENSORBOARD_ENV] = "1"  # the kernels and torchrun's ranks inherit it
     if getattr(args, "download", False):
         os.environ[DOWNLOAD_ENV] = "1"  # load_dataset reads it, here and in the kernels and torchrun's ranks
     if args.command == "run":
         return _run_command(args)
-    if args.tensorboard:
-        os.environ[TENSORBOARD_ENV] = "1"  # the kernels inherit it
     if args.executor:
         os.environ[EXECUTOR_ENV] = args.executor  # the kernels inherit it; their sweeps read it
     resolve_executor(None)  # a wrong THESIS_EXECUTOR is an error here, before any kernel starts
@@ -544,6 +565,8 @@ def _command(args: argparse.Namespace) -> int:
     outcomes = run_notebooks(args.profile, args.only, progress=not args.no_progress, jobs=args.jobs)
     print_summary(outcomes)
     print(f"wall time {(time.perf_counter() - start) / 60:.2f} min with {args.jobs} job(s)")
+    if args.tensorboard:
+        print(tensorboard_note(args.profile, since=time.time() - (time.perf_counter() - start)))
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 
 
@@ -577,6 +600,8 @@ def _run_command(args: argparse.Namespace) -> int:
     if lead:
         print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
                          indent=2))
+        if args.tensorboard and result.loaded_from_cache:
+            print(f"TensorBoard: {NOTHING_TRAINED}", file=sys.stderr)
     return 0
 
 

@@ -17,9 +17,9 @@ for the same run waits and then loads it; different runs never block each other.
 to its folder (only a run that fails before its first checkpoint removes both, while holding the lock: see
 `_unlink_held_lock`). Loading verifies the seal: a missing, truncated, garbled or replaced result file
 raises `CorruptRunError` naming the folder and the file, never a wrong number; result files without a seal
-(and without a checkpoint to resume from) are reported too, not trained over. A killed run resumes from its checkpoint; a run that fails
-before its first checkpoint leaves no folder behind. Under torchrun (DDP) every rank trains and rank 0
-alone locks, writes and seals the folder (see `run`).
+(and without a checkpoint to resume from) are reported too, not trained over. A killed run resumes from its
+checkpoint; a run that fails before its first checkpoint leaves no folder behind. Under torchrun (DDP) every
+rank trains and rank 0 alone locks, writes and seals the folder (see `run`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from . import distributed, project_root
 from .data import DATASET_SHAPES, Dataset, load_dataset
 from .executors import ray_tasks, resolve_executor, thesis_env
 from .models import NARROW_BASELINE, WIDE_BASELINE, ResNet, ResNetConfig, ResNetSpec, build_resnet
-from .training import SEED_LIMIT, Trainer, TrainConfig, TrainingHook, atomic_torch_save, atomic_write
+from .training import (SEED_LIMIT, TENSORBOARD_ENV, TensorBoardLogger, Trainer, TrainConfig, TrainingHook,
+                       atomic_torch_save, atomic_write)
 
 # The package whose import registers every experiment (one module per chapter); imported on the first
 # lookup of an unknown name, so `run("prunetrain", ...)` works without importing a chapter first.
@@ -290,12 +291,11 @@ class RunContext:
         return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
                        device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
                        progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads,
-                       epoch_callback=EpochReporter(self.name, self.run_dir, phase),
+                       epoch_callback=EpochReporter(self.name, self.run_dir, phase, self.params),
                        checkpoint_owner=f"{self.run_dir.name}/{phase}")
 
 
 PROGRESS_DIR = ".progress"
-TENSORBOARD_ENV = "THESIS_TENSORBOARD"
 _progress: dict[str, Any] = {}
 _progress_files: set[Path] = set()
 
@@ -330,29 +330,36 @@ def report_progress(**fields: Any) -> None:
 @dataclass
 class EpochReporter:
     """A Trainer's `epoch_callback` for the run store: reports the epoch to `report_progress` and, when
-    THESIS_TENSORBOARD is set (`notebooks --tensorboard`), writes the epoch's numbers as TensorBoard scalars
-    into `<run folder>/tensorboard/<phase>` (live curves: `tensorboard --logdir results/<profile>`)."""
+    THESIS_TENSORBOARD=1 (`notebooks --tensorboard`), logs it for TensorBoard into
+    `<run folder>/tensorboard/<readable params>/<phase>` with the run's params as hparams (live curves:
+    `tensorboard --logdir results/<profile>`; each run shows as `<experiment>/<hash>/tensorboard/<params>`)."""
 
     run: str
     run_dir: Path
     phase: str
-    _writer: Any = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    _tensorboard: TensorBoardLogger | None = None
 
     def __call__(self, trainer: Trainer, record: Mapping[str, Any]) -> None:
         report_progress(run=self.run, phase=self.phase, epoch=int(record["epoch"]), epochs=trainer.config.epochs)
-        if not os.environ.get(TENSORBOARD_ENV):
+        if os.environ.get(TENSORBOARD_ENV) != "1":
             return
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as error:
-                raise RuntimeError(f"{TENSORBOARD_ENV} is set but TensorBoard is not installed: "
-                                   "pip install tensorboard (or unset it)") from error
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / self.phase))
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
-                self._writer.add_scalar(key, value, global_step=int(record["epoch"]))
-        self._writer.flush()
+        if self._tensorboard is None:
+            folder = self.run_dir / "tensorboard" / readable_params(self.params) / self.phase
+            self._tensorboard = TensorBoardLogger(folder, {"experiment": self.run, "phase": self.phase,
+                                                           **self.params})
+        self._tensorboard(trainer, record)
+
+
+def readable_params(params: Mapping[str, Any], limit: int = 100) -> str:
+    """`params` as one folder name, `key=value` joined by commas (cut at `limit` characters): TensorBoard
+    names a run by its folder."""
+    def shown(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                                               default=str)
+
+    text = ",".join(f"{key}={shown(value)}" for key, value in sorted(params.items())) or "defaults"
+    return "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in text)[:limit]
 
 
 ExperimentFunction = Callable[[RunContext], RunOutput]
@@ -916,12 +923,16 @@ def _orphans(path: Path) -> list[Path]:
 
 def _remove_leftovers(path: Path) -> None:
     """Remove what kills leave in a folder that no process writes to now (sealed, or locked by this one):
-    orphan temporary files, and checkpoints of a sealed run."""
-    for orphan in _orphans(path):
-        orphan.unlink(missing_ok=True)
-    if (path / SEAL).exists():
-        for leftover in path.glob("checkpoint_*.pt"):  # a kill after sealing left it behind
-            leftover.unlink(missing_ok=True)
+    orphan temporary files, and checkpoints of a sealed run. A folder that `remove_run` takes away meanwhile
+    (a reader holds no lock) has nothing left to tidy."""
+    try:
+        for orphan in _orphans(path):
+            orphan.unlink(missing_ok=True)
+        if (path / SEAL).exists():
+            for leftover in path.glob("checkpoint_*.pt"):  # a kill after sealing left it behind
+                leftover.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
 
 
 def _load_sealed(name: str, params: dict[str, Any], path: Path, expected: Mapping[str, Any]) -> RunResult:

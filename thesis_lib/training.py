@@ -18,6 +18,7 @@ same param groups, so an SGD-vs-LARS comparison differs in the layer-wise rate o
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -346,6 +347,46 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(Path(path), lambda stream: torch.save(obj, stream))
 
 
+TENSORBOARD_ENV = "THESIS_TENSORBOARD"
+TENSORBOARD_METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
+
+
+class TensorBoardLogger:
+    """An `epoch_callback` that writes every number of an epoch's record as a TensorBoard scalar into
+    `log_dir` (step = epoch) and, once, `hparams` (e.g. the run's params) for TensorBoard's HParams tab,
+    where each run is then one row with its params and last test accuracy and loss.
+
+    A plain `Trainer` gets one by itself when THESIS_TENSORBOARD=1 and it has no `epoch_callback`: it logs
+    into `runs/<description>` below the working directory (SummaryWriter's default folder)."""
+
+    def __init__(self, log_dir: str | os.PathLike, hparams: Mapping[str, Any] | None = None) -> None:
+        self.log_dir, self.hparams = Path(log_dir), dict(hparams or {})
+        self._writer: Any = None
+
+    def __call__(self, trainer: "Trainer", record: Mapping[str, Any]) -> None:
+        if self._writer is None:
+            self._writer = self._open()
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                self._writer.add_scalar(key, value, global_step=int(record["epoch"]))
+        self._writer.flush()
+
+    def _open(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
+        except ImportError as error:
+            raise RuntimeError(f"TensorBoard logging ({TENSORBOARD_ENV} or a TensorBoardLogger) needs TensorBoard: "
+                               f"pip install tensorboard (or unset {TENSORBOARD_ENV})") from error
+        writer = SummaryWriter(log_dir=str(self.log_dir))
+        if self.hparams:
+            shown = {key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value, default=str)
+                     for key, value in self.hparams.items()}
+            for summary in hparams(shown, dict.fromkeys(TENSORBOARD_METRICS, 0.0)):
+                writer.file_writer.add_summary(summary)
+        return writer
+
+
 @dataclass
 class Trainer:
     """Trains `model` on `data` with `config`; `fit()` returns the per-epoch history as a DataFrame.
@@ -358,7 +399,8 @@ class Trainer:
     trained network is `trainer.model`, not the object passed in (which keeps its old shape and weights).
 
     `epoch_callback(trainer, record)` runs after every epoch's checkpoint, for reporting (live progress,
-    TensorBoard); it is no part of the run's state and is not checkpointed.
+    TensorBoard: `TensorBoardLogger`, which THESIS_TENSORBOARD=1 sets when there is no callback); it is no
+    part of the run's state and is not checkpointed.
 
     The step calls `train_module`: the model itself, or its `torch.compile`d wrapper (`TrainConfig.compile`),
     rebuilt whenever the model is replaced; evaluation, hooks and checkpoints always use the bare
@@ -417,6 +459,8 @@ class Trainer:
                              "TorchInductor; install one or use compile='off'")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        if self.epoch_callback is None and os.environ.get(TENSORBOARD_ENV) == "1":
+            self.epoch_callback = TensorBoardLogger(Path("runs") / self.description.replace(" ", "_"))
         self.batch_size = self.config.batch_size
         self.lr_scale = 1.0
         self.epoch = 0
