@@ -200,3 +200,17 @@ def test_parallel_headless_notebooks_share_no_sockets_and_print_no_kernel_noise(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_first.ipynb", "02_second.ipynb", "figures"]
     executed = nbformat.read(tmp_path / "figures" / "smoke" / "02_second" / "02_second.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "smoke\n"
+
+
+def test_a_long_epoch_shows_its_batches(monkeypatch, capsys, digits):
+    from thesis_lib import training
+    from thesis_lib.models import ResNetConfig, build_resnet
+
+    model = build_resnet(ResNetConfig(blocks=(1, 1, 1), widths=(4, 8, 16), in_channels=1))
+    config = training.TrainConfig(epochs=1, batch_size=64, milestones=())
+    training.Trainer(model, digits, config, progress=True, cpu_threads=None).fit()
+    assert "epoch 1:" not in capsys.readouterr().err  # a short epoch: the epoch bar alone
+    monkeypatch.setattr(training, "BATCH_BAR_DELAY", 0.0)
+    training.Trainer(model, digits, config, progress=True, cpu_threads=None).fit()
+    err = capsys.readouterr().err
+    assert "epoch 1:   0%|          | 0/4" in err  # len(digits' 256 images / 64) batches

@@ -348,6 +348,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 TENSORBOARD_ENV = "THESIS_TENSORBOARD"
+BATCH_BAR_DELAY = 5.0  # seconds an epoch runs before its batches get a progress bar
 TENSORBOARD_METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
 
 
@@ -535,7 +536,11 @@ class Trainer:
         self.model.train()
         synchronize(self.device)
         start = time.perf_counter()
-        for x, y in loader:
+        # Batches get a bar of their own only when an epoch takes longer than BATCH_BAR_DELAY seconds (a
+        # CIFAR epoch on the CPU), so short epochs show the epoch bar alone.
+        batches = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}", leave=False, delay=BATCH_BAR_DELAY,
+                       disable=not self.progress or self.rank != 0)
+        for x, y in batches:
             try:
                 outputs, loss, total = self.train_step(x, y)
             except RuntimeError as error:
