@@ -21,6 +21,8 @@ It has the parameters and buffers of an ordinary BN, so surgery, counting and ch
 
 from __future__ import annotations
 
+import functools
+
 import json
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -420,10 +422,18 @@ class ResNet(nn.Module):
         return self.classifier(x)
 
 
-def require_thesis_resnet(model: object, user: str) -> ResNet:
+def require_thesis_resnet(model: object, user: str, check_shapes: bool = True) -> ResNet:
     """`model` if it is a thesis_lib ResNet, else a TypeError naming its full class, what `user` supports
-    and the ResNetConfig that builds the nearest thesis net (read off a torchvision-style ResNet)."""
+    and the ResNetConfig that builds the nearest thesis net (read off a torchvision-style ResNet).
+    With `check_shapes`, a ResNet whose tensors no longer have the shapes its spec says is a ValueError
+    (`spec_mismatch`): a tool outside thesis_lib changed them, and every channel index would be wrong."""
     if isinstance(model, ResNet):
+        mismatch = spec_mismatch(model) if check_shapes else None
+        if mismatch:
+            raise ValueError(f"{user}: the net's spec no longer matches its modules ({mismatch}); a tool outside "
+                             "thesis_lib (e.g. Torch-Pruning) changed its shapes without updating model.spec. "
+                             "Change shapes with thesis_lib.surgery (prune_channels, widen, deepen), or rebuild "
+                             "the net with build_resnet from a ResNetSpec of its new widths and load its weights")
         return model
     kind = type(model)
     stages = [getattr(model, f"layer{i}") for i in range(1, 5) if isinstance(getattr(model, f"layer{i}", None),
@@ -441,6 +451,28 @@ def require_thesis_resnet(model: object, user: str) -> ResNet:
                     f"ResNetSpec, whose spec names every channel group), got {kind.__module__}.{kind.__qualname__}; "
                     f"build the nearest thesis net with build_resnet({hint}) (its stem is a 3x3 conv, "
                     "without max pooling) and train that")
+
+
+def spec_mismatch(model: ResNet) -> str | None:
+    """The first tensor of `model` whose shape differs from what `model.spec` builds (a net built on the meta
+    device, so nothing is allocated), or None when every shape matches."""
+    expected = _spec_shapes(model.spec.to_json())
+    actual = {name: tuple(tensor.shape) for name, tensor in model.state_dict(keep_vars=True).items()}
+    if actual == expected:
+        return None
+    for name, shape in expected.items():
+        if name not in actual:
+            return f"{name} is missing"
+        if actual[name] != shape:
+            return f"{name} has shape {actual[name]}, the spec says {shape}"
+    return f"{sorted(set(actual) - set(expected))[0]} is not in the spec"
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_shapes(spec_json: str) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        net = build_resnet(ResNetSpec.from_json(spec_json))
+    return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
 
 
 def build_resnet(config: ResNetConfig | ResNetSpec) -> ResNet:

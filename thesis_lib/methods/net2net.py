@@ -386,6 +386,9 @@ class Net2NetHook(TrainingHook):
         self.data_size = data_size
         self.generator = torch.Generator().manual_seed(seed)
 
+    def on_train_start(self, trainer: Trainer) -> None:
+        require_thesis_resnet(trainer.model, "Net2NetHook")  # now, not at the growth epoch after hours of training
+
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         steps = self.schedule.get(int(record["epoch"]), [])
         if not steps:

@@ -130,6 +130,7 @@ def group_lasso(model: ResNet) -> torch.Tensor:
     (`_LassoLayout`, cached) and square-rooted, about ten kernels in all whatever the depth. (On CUDA the
     index_add's atomic sums round in a varying order; DDP averages the resulting gradients anyway.)
     """
+    require_thesis_resnet(model, "group_lasso", check_shapes=False)  # every step: the shapes PruneTrain checks
     edge_weights = _edge_weights(model)
     layout = _lasso_layout(model, edge_weights)
     squares = torch.cat([weight.reshape(-1) for _, weight in edge_weights]).float().square()
@@ -170,6 +171,7 @@ def zero_small_weights_(model: ResNet, threshold: float) -> int:
     Returns how many weights were nonzero before and are zero now. BN parameters and the classifier bias
     are left alone.
     """
+    require_thesis_resnet(model, "zero_small_weights_")
     _check_threshold(threshold)
     newly_zeroed = 0
     for _, weight in _edge_weights(model):
