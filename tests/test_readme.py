@@ -34,3 +34,17 @@ def test_readme_snippet_runs(index, capsys):
         assert [line.split()[0] for line in lines] == ["PruneTrain", "Net2NetHook", "MorphNetHook"]
         grown = lines[1].split()
         assert int(grown[3]) > int(grown[1])  # Net2Net widened: trainer.model is the bigger net
+
+
+def test_the_pandas_snippet_runs_and_finds_its_runs(isolated_results):
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Results in pandas, and where they are", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    namespace: dict = {}
+    exec(compile(snippet, "README pandas snippet", "exec"), namespace)
+    assert len(namespace["table"].summary) == 4 and len(namespace["result"].history) == 2
+    listed = namespace["cached_runs"]("smoke")
+    assert set(listed["status"]) == {"finished"} and len(listed) == 4  # the narrow seed-1 run is one of the grid
+    folder = Path(namespace["result"].path)
+    assert folder.parent.parent.parent == isolated_results / "results" / "smoke"
+    assert {"config.json", "history.csv", "summary.json", "model.pt", "DONE"} <= {p.name for p in folder.iterdir()}
