@@ -46,5 +46,5 @@ def test_the_pandas_snippet_runs_and_finds_its_runs(isolated_results):
     listed = namespace["cached_runs"]("smoke")
     assert set(listed["status"]) == {"finished"} and len(listed) == 4  # the narrow seed-1 run is one of the grid
     folder = Path(namespace["result"].path)
-    assert folder.parent.parent.parent == isolated_results / "results" / "smoke"
+    assert folder.parent.parent == isolated_results / "results" / "smoke" and folder.parent.name == "baseline"
     assert {"config.json", "history.csv", "summary.json", "model.pt", "DONE"} <= {p.name for p in folder.iterdir()}
