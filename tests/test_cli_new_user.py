@@ -214,3 +214,24 @@ def test_a_long_epoch_shows_its_batches(monkeypatch, capsys, digits):
     training.Trainer(model, digits, config, progress=True, cpu_threads=None).fit()
     err = capsys.readouterr().err
     assert "epoch 1:   0%|          | 0/4" in err  # len(digits' 256 images / 64) batches
+
+
+def test_ctrl_c_in_notebooks_is_one_line_and_leaves_no_stale_progress(isolated_results, monkeypatch, capsys):
+    import thesis_lib.cli as cli
+
+    folder = isolated_results / "results" / ".progress"
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / f"{int(dead.stdout)}.json").write_text("{}")  # a kernel killed before its exit handler ran
+    (folder / f"{os.getpid()}.json").write_text("{}")  # a live process's record stays
+
+    def interrupted(*args, **kwargs):
+        with cli.ProgressPrinter(folder, interval=60):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_notebooks", interrupted)
+    assert main(["notebooks", "--profile", "smoke", "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: finished runs are cached") and err.count("\n") == 1
+    assert "run the same command again to resume" in err
+    assert [path.name for path in folder.iterdir()] == [f"{os.getpid()}.json"]

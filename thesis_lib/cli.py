@@ -188,6 +188,7 @@ class ProgressPrinter:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+        remove_stale_progress(self.folder)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -209,6 +210,23 @@ class ProgressPrinter:
                 lines.append(line)
                 print(f"   .. {line}", flush=True)
         return lines
+
+
+def remove_stale_progress(folder: Path) -> list[Path]:
+    """Delete (and return) the progress files in `folder` of processes that no longer run: a process removes
+    its own at exit, one that was killed (a kernel after Ctrl-C) cannot."""
+    stale = []
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            os.kill(int(path.stem), 0)
+        except ValueError:  # not a process's file
+            continue
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            stale.append(path)
+        except PermissionError:  # another user's process: alive
+            continue
+    return stale
 
 
 def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
