@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from thesis_lib import executors
+from thesis_lib.experiments import executors
 from thesis_lib.experiments import sweep
 
 TIME_COLUMNS = ["mean_epoch_time", "std_epoch_time", "total_time"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from thesis_lib import experiments
+from thesis_lib.experiments import progress, registry
 from thesis_lib.cli import main
 from thesis_lib.experiments import run
 
@@ -60,7 +60,7 @@ def test_ctrl_c_in_run_with_debug_keeps_the_traceback(isolated_results, monkeypa
     def interrupt(**fields):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments, "report_progress", interrupt)
+    monkeypatch.setattr(progress, "report_progress", interrupt)
     assert main(["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\""]) == 130
     err = capsys.readouterr().err
     last = err.replace("\r", "\n").splitlines()[-1]
@@ -75,8 +75,8 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder_and_no_lock(is
     def missing(name):
         raise FileNotFoundError(f"no dataset {name!r} here")
 
-    monkeypatch.setattr(experiments, "load_dataset", missing)
-    monkeypatch.setattr(experiments, "_DATASETS", {})
+    monkeypatch.setattr(registry, "load_dataset", missing)
+    monkeypatch.setattr(registry, "_DATASETS", {})
     with pytest.raises(FileNotFoundError):
         run("baseline", {"model": "narrow"}, profile="smoke", progress=False)
     left = sorted(p.name for p in (isolated_results / "results" / "smoke" / "baseline").iterdir())

@@ -295,9 +295,9 @@ def test_the_command_lines_download_flag_reaches_torchvision(tmp_path, monkeypat
     monkeypatch.setenv("THESIS_RESULTS", str(tmp_path / "results"))
     argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--download"]
     monkeypatch.setattr(data, "DATASETS", {**data.DATASETS, "digits": lambda root, download: data.cifar10(root)})
-    from thesis_lib import experiments
+    from thesis_lib.experiments import registry
 
-    monkeypatch.setattr(experiments, "_DATASETS", {})  # no digits loaded by an earlier test of this process
+    monkeypatch.setattr(registry, "_DATASETS", {})  # no digits loaded by an earlier test of this process
     assert main(argv) == 2  # the RuntimeError of the failed download, as one message
     assert asked == [True] and os.environ[data.DOWNLOAD_ENV] == "1"
     assert data.download_wanted(False) is False  # an explicit argument wins over the environment

@@ -9,6 +9,7 @@ from thesis_lib import experiments
 from thesis_lib.experiments import (
     PROFILES, CorruptRunError, RunOutput, experiment, get_profile, run, run_dir_for, seed_grid, sweep,
 )
+from thesis_lib.data import load_dataset
 from thesis_lib.training import seeded_model
 from helpers import KillAfter, Killed
 
@@ -99,7 +100,7 @@ def test_unknown_profile_experiment_and_model_are_clear_errors(isolated_results)
     with pytest.raises(ValueError, match="param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow'"):
         run("baseline", {"model": "medium"}, profile="smoke", progress=False)
     with pytest.raises(ValueError, match="unknown dataset"):
-        experiments.load_dataset("imagenet")
+        load_dataset("imagenet")
     with pytest.raises(ValueError, match="param 'model'.*got <object"):
         run("baseline", {"model": object()}, profile="smoke")
 
@@ -223,6 +224,6 @@ def test_the_full_profile_takes_the_fast_path_only_on_cuda():
     assert not any(key.startswith("cuda_") for key in get_profile("quick").to_dict())
     assert full.to_dict()["cuda_precision"] == "bf16"
     assert on_cuda.train_config(compile="static").compile == "static"
-    key = experiments._run_config("baseline", {"seed": 0}, on_cpu)["profile"]
+    key = experiments.run_config("baseline", {"seed": 0}, on_cpu)["profile"]
     assert not any(name.startswith("cuda_") for name in key)
-    assert experiments._run_config("baseline", {"seed": 0}, on_cuda)["profile"]["cuda_precision"] == "bf16"
+    assert experiments.run_config("baseline", {"seed": 0}, on_cuda)["profile"]["cuda_precision"] == "bf16"

@@ -10,8 +10,8 @@ import pytest
 import thesis_lib
 
 PACKAGE = Path(thesis_lib.__file__).parent
-CORE = {"models", "surgery", "data", "training", "stats", "distributed"}
-LAYER_OF = {**{name: 0 for name in CORE}, "methods": 1, "experiments": 2, "executors": 2, "chapters": 3,
+CORE = {"models", "surgery", "data", "training", "stats", "distributed", "files"}
+LAYER_OF = {**{name: 0 for name in CORE}, "methods": 1, "experiments": 2, "chapters": 3,
             "plots": 3, "tables": 3, "planning": 4, "cli": 4, "__main__": 4}
 
 
@@ -59,6 +59,20 @@ def test_no_module_imports_a_layer_above_its_own(path):
         assert layer(imported) <= own_layer, f"{path.relative_to(PACKAGE)} imports thesis_lib.{imported}"
         if own[0] == "methods" and own[-1] in STANDALONE_METHODS and imported.startswith("methods"):
             pytest.fail(f"{path.relative_to(PACKAGE)} imports another method ({imported}); it must stand alone")
+
+
+# The run cache's modules in the order a run passes through them: each imports only those before it.
+EXPERIMENTS_ORDER = ("executors", "profiles", "progress", "plans", "registry", "store", "sweeps")
+
+
+def test_the_run_cache_modules_import_only_the_ones_before_them():
+    folder = PACKAGE / "experiments"
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(EXPERIMENTS_ORDER)
+    for position, stem in enumerate(EXPERIMENTS_ORDER):
+        for imported in package_imports(folder / f"{stem}.py"):
+            if imported.startswith("experiments."):
+                assert imported.removeprefix("experiments.") in EXPERIMENTS_ORDER[:position], (
+                    f"experiments/{stem}.py imports {imported}, which comes after it")
 
 
 def test_a_later_chapter_may_import_an_earlier_one_never_the_reverse():

@@ -17,7 +17,8 @@ from thesis_lib.experiments import SEAL, CorruptRunError, run, run_dir_for
 from thesis_lib.methods.net2net import Net2NetHook
 from thesis_lib.methods.prunetrain import PruneTrain
 from thesis_lib.models import ResNetConfig
-from thesis_lib.training import TrainConfig, Trainer, atomic_torch_save, atomic_write, seeded_model
+from thesis_lib.files import atomic_torch_save, atomic_write
+from thesis_lib.training import TrainConfig, Trainer, seeded_model
 
 PARAMS = {"model": "narrow", "schedule": "constant", "seed": 3}
 NET = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from thesis_lib import experiments
+from thesis_lib.experiments import progress, store
 from thesis_lib.cli import main
 from thesis_lib.experiments import (
     PROFILES, SEAL, CorruptRunError, Profile, cached_runs, get_profile, remove_run, run, run_dir_for, run_status,
@@ -33,7 +33,7 @@ def kill_after_first_epoch():
         raise Killed(record["epoch"])
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(experiments.EpochReporter, "__call__", die)
+        patch.setattr(progress.EpochReporter, "__call__", die)
         yield patch
 
 
@@ -188,7 +188,7 @@ def test_a_run_removed_right_after_it_was_read_still_loads(isolated_results, mon
     the tidying of leftovers, right after the folder scan had checked that the folder exists (os.scandir
     then raised FileNotFoundError). Here the scan meets the vanished folder every time."""
     first = run("baseline", {**NARROW, "seed": 22}, profile="smoke", progress=False)
-    read = experiments._read_sealed
+    read = store._read_sealed
 
     def read_then_remove(path, expected=None):
         contents = read(path, expected)
@@ -199,7 +199,7 @@ def test_a_run_removed_right_after_it_was_read_still_loads(isolated_results, mon
         monkeypatch.setattr(os, "scandir", vanished)  # the folder was there a moment ago, now it is gone
         return contents
 
-    monkeypatch.setattr(experiments, "_read_sealed", read_then_remove)
+    monkeypatch.setattr(store, "_read_sealed", read_then_remove)
     again = run("baseline", {**NARROW, "seed": 22}, profile="smoke", progress=False)
     assert again.loaded_from_cache and again.summary == first.summary
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from thesis_lib import executors
+from thesis_lib.experiments import executors
 from thesis_lib.cli import main
-from thesis_lib.executors import (
+from thesis_lib.experiments.executors import (
     EXECUTOR_ENV, GPUS_PER_RUN_ENV, python_path, resolve_executor, task_resources, thesis_env,
 )
 from thesis_lib.experiments import (

@@ -1,9 +1,9 @@
 """thesis_lib: the runnable companion to the thesis "Zeit-effizientes Training von Convolutional Neural Networks".
 
 The core: models (thesis ResNet from a width spec), surgery (every shape change), data, training,
-distributed (one run on several processes with DDP).
+distributed (one run on several processes with DDP), files (the one atomic writer).
 methods/: the thesis's algorithms (prunetrain, net2net, morphnet, batchsize), importing the core only.
-experiments (profiles, the run cache, sweeps, run plans); chapters/: one module per notebook (plans,
+experiments/ (profiles, run plans, the registry, the run cache, sweeps, progress); chapters/: one module per notebook (plans,
 experiments, analysis, the runs its notebook sweeps); planning (the `plan` command: every run the notebooks
 would train and its estimated time); stats, plots, cli.
 """

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import project_root
 from .data import DATA_DIR_ENV, DOWNLOAD_ENV
-from .executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
+from .experiments.executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
 from .experiments import PROFILES, get_profile, progress_dir
 from .training import TENSORBOARD_ENV
 

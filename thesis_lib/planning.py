@@ -46,7 +46,8 @@ from .data import DATASET_SIZES, random_dataset
 from .experiments import (SEAL, Phase, PlannedRun, Profile, RunPlan, config_hash, get_profile, registered_experiments,
                           results_root, run_dir_for)
 from .models import ResNetConfig, ResNetSpec
-from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, atomic_write, evaluate, seeded_model, synchronize
+from .files import atomic_write
+from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, evaluate, seeded_model, synchronize
 
 CALIBRATION_FILE = ".calibration.json"
 DEFAULT_STEPS = 3

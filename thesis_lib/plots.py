@@ -8,7 +8,6 @@ figures with papermill only changes files whose content changed.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -22,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import project_root
+from .files import atomic_write
 
 THESIS_STYLE: dict[str, Any] = {
     # Serif text to match the thesis body. Only DejaVu Serif, which ships with matplotlib: every machine
@@ -179,19 +179,10 @@ def figure_dir(notebook: str | None = None, profile: str | None = None,
     return Path(root) / "figures" / profile / notebook
 
 
-def _write_atomically(fig: Figure, target: Path, file_format: str, metadata: dict[str, Any]) -> None:
-    """Render into a temporary file next to `target`, then rename it over `target`, so that a reader
-    never sees a half-written figure."""
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format=file_format, dpi=PNG_DPI, metadata=metadata,
-                        bbox_inches="tight", pad_inches=0.02)
-        os.chmod(temporary_name, 0o644)
-        os.replace(temporary_name, target)
-    except BaseException:
-        Path(temporary_name).unlink(missing_ok=True)
-        raise
+def _write_figure(fig: Figure, target: Path, file_format: str, metadata: dict[str, Any]) -> None:
+    """Render `fig` into `target` through `files.atomic_write`: a reader never sees a half-written figure."""
+    atomic_write(target, lambda stream: fig.savefig(stream, format=file_format, dpi=PNG_DPI, metadata=metadata,
+                                                    bbox_inches="tight", pad_inches=0.02))
 
 
 def save(fig: Figure, name: str, notebook: str | None = None, profile: str | None = None,
@@ -204,8 +195,8 @@ def save(fig: Figure, name: str, notebook: str | None = None, profile: str | Non
     directory = figure_dir(notebook, profile, root)
     directory.mkdir(parents=True, exist_ok=True)
     pdf_path, png_path = directory / f"{name}.pdf", directory / f"{name}.png"
-    _write_atomically(fig, pdf_path, "pdf", _PDF_METADATA)
-    _write_atomically(fig, png_path, "png", _PNG_METADATA)
+    _write_figure(fig, pdf_path, "pdf", _PDF_METADATA)
+    _write_figure(fig, png_path, "png", _PNG_METADATA)
     return [pdf_path, png_path]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .plots import figure_dir
-from .training import atomic_write
+from .files import atomic_write
 
 FLOAT_FORMAT = "{:.4g}".format
 

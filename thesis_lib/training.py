@@ -22,11 +22,10 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -34,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .files import atomic_torch_save
 from .data import Dataset, DeviceLoader
 from .models import ResNet, ResNetSpec, build_resnet, count_flops, count_parameters, ghost_batch_sizes
 
@@ -300,51 +300,6 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued device work, so wall-clock timings measure the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file so that a reader (or a crash) never sees half of it: `write(stream)` fills a temporary
-    file with a unique name in the target folder, which is flushed and fsync'ed, renamed over `path`, and
-    the folder is fsync'ed too. Concurrent writers to one path never share a temporary file. A failure
-    (disk full, a read-only folder) removes the temporary file, keeps any previous `path`, and raises an
-    OSError that names the path and the cause."""
-    path = Path(path)
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-            os.fchmod(stream.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; others must read results
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except (OSError, RuntimeError) as error:
-        Path(temporary).unlink(missing_ok=True)
-        cause = getattr(error, "strerror", None) or str(error)
-        hint = " (is the disk full or the folder read-only?)" if not isinstance(error, OSError) else ""
-        raise OSError(getattr(error, "errno", None), f"cannot write {path}: {cause}{hint}; the previous "
-                      "version of the file, if any, is kept") from error
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through `atomic_write`: a kill, a crash or a second writer never leaves half a file."""
-    atomic_write(Path(path), lambda stream: torch.save(obj, stream))
 
 
 TENSORBOARD_ENV = "THESIS_TENSORBOARD"

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from thesis_lib.chapters import CHAPTERS
-from thesis_lib.experiments import _REGISTRY, run_dir_for
+from thesis_lib.experiments import registered_experiments, run_dir_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,12 +35,13 @@ def test_every_numbered_notebook_is_a_registered_chapter():
 
 
 def test_each_registered_experiment_belongs_to_exactly_one_chapter():
+    registry = registered_experiments()
     claimed = [name for chapter in CHAPTERS for name in chapter.experiments]
     assert len(claimed) == len(set(claimed))
-    assert set(claimed) == set(_REGISTRY) - {name for name in _REGISTRY if name.endswith("_test")}
+    assert set(claimed) == set(registry) - {name for name in registry if name.endswith("_test")}
     for chapter in CHAPTERS:
         for name in chapter.experiments:
-            assert _REGISTRY[name].function.__module__ == chapter.module
+            assert registry[name].function.__module__ == chapter.module
 
 
 def test_run_folders_do_not_move_with_the_code(monkeypatch):
@@ -53,10 +54,11 @@ def test_run_folders_do_not_move_with_the_code(monkeypatch):
 
 
 def test_every_chapter_experiment_declares_its_params():
+    registry = registered_experiments()
     for chapter in CHAPTERS:
         for name in chapter.experiments:
-            assert _REGISTRY[name].params is not None, name
-            assert "seed" in _REGISTRY[name].declared(), name
+            assert registry[name].params is not None, name
+            assert "seed" in registry[name].declared(), name
 
 
 def test_no_figure_number_is_used_by_two_notebooks():

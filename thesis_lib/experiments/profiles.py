@@ -1,0 +1,163 @@
+"""Profiles: how big every experiment is (data, epochs, seeds, depth, device), and where results live."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import project_root
+from ..data import DATASET_SHAPES
+from ..models import NARROW_BASELINE, WIDE_BASELINE, ResNetConfig
+from ..training import TrainConfig
+
+
+BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big every experiment is: data, epochs, seeds, network depth, device (DESIGN.md section 5).
+
+    Milestones scale with the epochs like the thesis's 93 and 150 of 180 epochs. `cpu_threads` fixes
+    torch's intra-op threads for runs on the CPU: the small profiles' nets are so small that one thread is
+    as fast as several and immune to a busy machine, and a fixed count makes CPU results reproducible
+    (reductions split over a different number of threads round differently). None leaves torch's default.
+
+    The `cuda_*` fields are the fast path a run gets when the profile resolves to a CUDA device (issue 16):
+    `full` trains in bf16 autocast with channels_last; a run's own params override them (e.g.
+    precision="fp32"). On the CPU they are ignored: bf16 on a CPU is slower than fp32 and compiling small
+    nets never pays. `cuda_compile` stays "off" on `full` until a GPU shows that compiling pays: with
+    "static" the fixed-shape runs (baselines, MorphNet's phases) would compile and PruneTrain's and
+    Net2Net's would not (`TrainConfig.compile`), so every time comparison between them would also measure
+    the compiler; a run can still ask for it (`compile="static"`).
+    """
+
+    name: str
+    dataset: str
+    epochs: int
+    milestones: tuple[int, ...]
+    seeds: tuple[int, ...]
+    batch_size: int
+    lr: float
+    blocks_per_stage: int
+    padding: int
+    flip: bool
+    n_train: int | None = None
+    n_test: int | None = None
+    device: str = "auto"
+    cpu_threads: int | None = None
+    cuda_precision: str = "fp32"
+    cuda_channels_last: bool = False
+    cuda_compile: str = "off"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not PROFILE_NAME.fullmatch(self.name):
+            raise ValueError(f"profile name {self.name!r} must be letters, digits, '_', '-' or '.', not starting "
+                             "with '.': it names a folder under the results root and must stay inside it")
+        for key in ("n_train", "n_test"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"profile {self.name!r}: {key} must be >= 1 or None (the whole split), got "
+                                 f"{value!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.blocks_per_stage < 1:
+            raise ValueError(f"profile {self.name!r}: epochs, batch_size and blocks_per_stage must be >= 1")
+        if not self.seeds:
+            raise ValueError(f"profile {self.name!r} needs at least one seed")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def apply_cpu_threads(self) -> None:
+        """Set torch's intra-op threads to `cpu_threads` when this profile runs on the CPU."""
+        if self.resolved_device().type == "cpu" and self.cpu_threads is not None:
+            torch.set_num_threads(self.cpu_threads)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image of the profile's dataset, without loading it."""
+        channels, size, _ = DATASET_SHAPES[self.dataset]
+        return (channels, size, size)
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_SHAPES[self.dataset][2]
+
+    def resnet(self, base: ResNetConfig | str, in_channels: int, num_classes: int) -> ResNetConfig:
+        """`base` (a config or "wide" / "narrow") with this profile's depth and the dataset's shapes."""
+        if isinstance(base, str) and base not in BASE_MODELS:
+            raise ValueError(f"unknown model {base!r}; use one of {sorted(BASE_MODELS)} or a ResNetConfig")
+        config = BASE_MODELS[base] if isinstance(base, str) else base
+        return config.with_(blocks=(self.blocks_per_stage,) * config.stages, in_channels=in_channels,
+                            num_classes=num_classes)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """The profile's TrainConfig, with any field overridden.
+
+        The profile's `lr` is an SGD rate set for its `batch_size` (the reference batch of `lr_scaling`);
+        with optimizer "lars" and no lr given, LARS's own recipe rate (`training.DEFAULT_LR`) is used."""
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown training parameter(s) {unknown}; TrainConfig fields are {sorted(known)}")
+        lr = None if overrides.get("optimizer", "sgd") != "sgd" else self.lr
+        base = dict(epochs=self.epochs, batch_size=self.batch_size, lr=lr, lr_reference_batch=self.batch_size,
+                    schedule="step", milestones=self.milestones, padding=self.padding, flip=self.flip)
+        if self.resolved_device().type == "cuda":
+            base.update(precision=self.cuda_precision, channels_last=self.cuda_channels_last,
+                        compile=self.cuda_compile)
+        return TrainConfig(**{**base, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile's fields; the `cuda_*` fields only when they differ from the defaults, so the run
+        folders of profiles without a fast path keep the names they had before the fields existed."""
+        data = asdict(self)
+        data["milestones"], data["seeds"] = list(self.milestones), list(self.seeds)
+        for item in fields(self):
+            if item.name.startswith("cuda_") and data[item.name] == item.default:
+                del data[item.name]
+        return data
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(name="smoke", dataset="digits", epochs=2, milestones=(1,), seeds=(0, 1),
+                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False,
+                     n_train=256, n_test=128, device="cpu", cpu_threads=1),
+    "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2, 3, 4),
+                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
+    "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
+                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
+                    cuda_precision="bf16", cuda_channels_last=True),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; use one of {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
+def results_root() -> Path:
+    """THESIS_RESULTS when set and not empty, else results/ in the project root."""
+    return Path(os.environ.get("THESIS_RESULTS") or project_root() / "results")
+
+
+def profile_root(profile: Profile) -> Path:
+    """`<results root>/<profile name>`; a root or profile folder that is a file is an error, not "empty"."""
+    root = results_root()
+    for folder in (root, root / profile.name):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"the results folder {folder} is a file; move it away or set THESIS_RESULTS to a "
+                             "folder")
+    return root / profile.name
