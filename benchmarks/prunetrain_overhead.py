@@ -171,7 +171,7 @@ def main() -> None:
     totals = {"plain": plain, "PruneTrain": pruned}
     if args.batch_adaptation:
         adaptation = BatchAdaptation(scaling="linear", rule="probe", max_batch=n_train)
-        adapted_hook = PruneTrain(args.lasso_ratio, args.threshold, args.interval, on_reconfigure=adaptation)
+        adapted_hook = PruneTrain(args.lasso_ratio, args.threshold, args.interval)
         totals["PruneTrain + batch adaptation"] = Trainer(
             seeded_model(model_config, args.seed), data, config, hooks=[adapted_hook, adaptation], device=device,
             progress=False, description="prunetrain+batch").fit()

@@ -337,6 +337,28 @@ def test_fit_replaces_the_model_when_a_hook_prunes_it(digits_small):
     assert count_parameters(trainer.model) == history["params_after"].iloc[-1]
 
 
+def test_every_hook_hears_of_a_replaced_model_with_the_old_and_the_new_net(digits_small):
+    """`on_model_replaced` reaches each hook, the replacing one too, once per reconfiguration, while the
+    new net is already the trainer's (TINY prunes at the end of epoch 1 of 2 with this threshold)."""
+    from thesis_lib.methods.prunetrain import PruneTrain
+
+    class Listener(TrainingHook):
+        def __init__(self):
+            self.heard = []
+
+        def on_model_replaced(self, trainer, old_model, new_model):
+            self.heard.append((count_parameters(old_model), count_parameters(new_model),
+                               new_model is trainer.model))
+
+    before, after = Listener(), Listener()
+    trainer = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", lr=0.2),
+                      progress=False, hooks=[before, PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1), after])
+    history = trainer.fit()
+    assert history["reconfigured"].tolist() == [True, False]
+    expected = [(int(history["params"].iloc[0]), int(history["params_after"].iloc[0]), True)]
+    assert before.heard == after.heard == expected and expected[0][1] < expected[0][0]
+
+
 class RecordsEveryBatch(TrainingHook):
     """A second bookkeeping of each epoch, batch by batch, through the hook interface."""
 

@@ -267,6 +267,8 @@ class TrainingHook:
     - `loss_term` returns an extra differentiable loss (eq. 2.2 group lasso, eq. 2.11 MorphNet penalty);
     - `on_epoch_end` may add columns to the epoch's record and call `trainer.replace_model(...)` or change
       `trainer.batch_size` / `trainer.lr_scale` for the following epochs;
+    - `on_model_replaced` is called on every hook after any hook replaced the model (PruneTrain's
+      reconfiguration, a Net2Net growth), e.g. to adapt the batch to the new net (section 6.1);
     - `state_dict` / `load_state_dict` carry the hook's own state through a checkpoint, so a resumed run
       continues exactly.
 
@@ -288,6 +290,9 @@ class TrainingHook:
 
     def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None:
         """Called after the epoch's evaluation, before the checkpoint is written."""
+
+    def on_model_replaced(self, trainer: "Trainer", old_model: nn.Module, new_model: nn.Module) -> None:
+        """Called after `trainer.replace_model` installed `new_model` (already `trainer.model`)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -453,11 +458,15 @@ class Trainer:
         return make_optimizer(model, self.config)
 
     def replace_model(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net). Under DDP every
-        rank must install a bit-identical model (checked: a RuntimeError otherwise)."""
+        """Continue training with a reshaped model and its optimizer (PruneTrain, Net2Net), then tell every
+        hook (`TrainingHook.on_model_replaced`). Under DDP every rank must install a bit-identical model
+        (checked: a RuntimeError otherwise)."""
+        old_model = self.model
         model = model.to(self.device)
         distributed.check_identical(model, f"the model installed at the end of epoch {self.epoch + 1}")
         self._set_model(model, optimizer)
+        for hook in self.hooks:
+            hook.on_model_replaced(self, old_model, self.model)
 
     def fit(self) -> pd.DataFrame:
         """Train the remaining epochs and return the whole history (one row per epoch). The trained model is

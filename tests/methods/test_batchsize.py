@@ -215,7 +215,7 @@ def test_the_fit_rule_with_sqrt_scaling_through_prunetrain_and_the_real_trainer(
     the sqrt rule scales the learning rate by sqrt(batch / 16) from the epoch after the reconfiguration."""
     fit = linear_fit([100, 1000, 10000], [1e-4, 1e-3, 1e-2])
     adaptation = BatchAdaptation(scaling="sqrt", rule="fit", params_fit=fit, max_batch=cap)
-    prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2, on_reconfigure=adaptation)
+    prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2)
     config = TrainConfig(epochs=3, batch_size=16, lr=0.05, schedule="constant", padding=1, flip=False, seed=1)
     history = Trainer(seeded_model(TINY, 0), digits_small, config, hooks=[prune, adaptation], progress=False).fit()
     assert history["params"].iloc[0] == 1638 and history["params_after"].iloc[1] == history["params"].iloc[2] == 42
@@ -227,14 +227,14 @@ def test_the_fit_rule_with_sqrt_scaling_through_prunetrain_and_the_real_trainer(
 
 def test_adaptation_without_a_budget_says_how_to_use_it():
     with pytest.raises(RuntimeError, match="hooks"):
-        BatchAdaptation()(fake_trainer(nn.Linear(2, 2)), nn.Linear(2, 2), nn.Linear(2, 2))
+        BatchAdaptation().on_model_replaced(fake_trainer(nn.Linear(2, 2)), nn.Linear(2, 2), nn.Linear(2, 2))
 
 
 
 def prunetrain_with_adaptation(extra_hooks=()):
     # A threshold far above every weight kills every channel at epoch 1: a real, large reconfiguration.
     adaptation = BatchAdaptation(scaling="linear", max_batch=100)
-    prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2, on_reconfigure=adaptation)
+    prune = PruneTrain(lasso_ratio=0.2, threshold=10.0, interval=2)
     return [prune, adaptation, *extra_hooks], adaptation
 
 

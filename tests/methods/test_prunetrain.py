@@ -267,13 +267,14 @@ def test_prunetrain_on_digits_shrinks_network_and_reconfiguration_is_exact():
     data = small_digits()
     captured = []
 
-    def compare_outputs(trainer, old_model, new_model):
-        old_model.eval(), new_model.eval()
-        with torch.no_grad():
-            captured.append((old_model(data.test_x), new_model(data.test_x), old_model.spec, new_model.spec))
+    class CompareOutputs(TrainingHook):
+        def on_model_replaced(self, trainer, old_model, new_model):
+            old_model.eval(), new_model.eval()
+            with torch.no_grad():
+                captured.append((old_model(data.test_x), new_model(data.test_x), old_model.spec, new_model.spec))
 
-    trainer = Trainer(tiny_digits_model(), data, digits_config(7), hooks=[strong_prunetrain(
-        on_reconfigure=compare_outputs)], progress=False)
+    trainer = Trainer(tiny_digits_model(), data, digits_config(7), hooks=[strong_prunetrain(), CompareOutputs()],
+                      progress=False)
     history = trainer.fit()
 
     # Epoch 7 is the run's last: no reconfiguration after its evaluation, so accuracy and size agree.

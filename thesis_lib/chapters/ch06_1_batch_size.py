@@ -256,7 +256,7 @@ def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
             params_fit = params_batch_fit(resnet, input_shape, config.batch_size, context.device)
         adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y),
                                      params_fit=params_fit)
-    pruning = PruneTrain(**prune, on_reconfigure=adaptation)
+    pruning = PruneTrain(**prune)
     hooks: list[TrainingHook] = [pruning] + ([adaptation] if adaptation is not None else [])
     trainer = context.trainer(model, config, hooks=hooks)
     history = trainer.fit()

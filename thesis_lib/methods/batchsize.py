@@ -465,8 +465,8 @@ def lr_scale_for(batch_size: int, base_batch_size: int, scaling: str) -> float:
 class BatchAdaptation(TrainingHook):
     """Grow the batch when PruneTrain shrinks the network, keeping training memory at its first-epoch level.
 
-    Use one instance both as a Trainer hook (after the PruneTrain hook in the hooks list) and as
-    PruneTrain's `on_reconfigure`. At the start of a fresh run it fixes the memory budget: the memory of
+    A Trainer hook next to PruneTrain: it acts on `on_model_replaced`, so every reconfiguration (or any
+    other hook's replacement of the net) sets the next batch. At the start of a fresh run it fixes the memory budget: the memory of
     the initial network at the initial batch size. At every reconfiguration the new batch is
 
     - rule "probe": the largest batch of the new network within that budget, from its memory model
@@ -525,8 +525,8 @@ class BatchAdaptation(TrainingHook):
     def new_batch_size(self, trainer: Trainer, model: nn.Module) -> int:
         """The batch size for `model` under this run's memory budget (rule "probe") or fit (rule "fit")."""
         if self.budget_bytes is None or self.base_batch_size is None or self.base_parameters is None:
-            raise RuntimeError("BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks "
-                               "(after PruneTrain) as well as PruneTrain's on_reconfigure")
+            raise RuntimeError("BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks, "
+                               "where it fixes the budget before the first epoch")
         ranks = trainer.world_size
         if self.max_batch is not None and self.max_batch < ranks:
             raise ValueError(f"the batch limit {self.max_batch} is below the {ranks} processes of this run: every "
@@ -538,7 +538,7 @@ class BatchAdaptation(TrainingHook):
                                self.base_batch_size, self.max_batch)
         return max(ranks, batch - batch % ranks)
 
-    def __call__(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
+    def on_model_replaced(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
         batch = distributed.share(self.new_batch_size(trainer, new_model))  # ranks measure memory apart
         trainer.batch_size = batch
         trainer.lr_scale = self.base_lr_scale * lr_scale_for(batch, self.base_batch_size, self.scaling)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import weakref
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,6 @@ from ..models import ResNet, count_parameters, require_thesis_resnet
 from ..surgery import carry_optimizer_state, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import Trainer, TrainingHook, training_flops
 
-ReconfigureCallback = Callable[[Trainer, ResNet, ResNet], None]
 
 
 def _scalar(value: torch.Tensor | float) -> float:
@@ -260,8 +259,8 @@ class PruneTrain(TrainingHook):
     penalty and keeps bit-identical weights. At the end of epochs
     interval, 2 * interval, ... the weights with |w| < threshold are zeroed in place, dead channels are
     removed by `surgery.select_channels` and the optimizer state is carried with
-    `surgery.carry_optimizer_state`; `on_reconfigure(trainer, old_model, new_model)` is then called (batch
-    adaptation, section 6.1). Every epoch's record gets: lasso_lambda, group_lasso (GL at the epoch's
+    `surgery.carry_optimizer_state`; the Trainer then calls every hook's `on_model_replaced` (batch
+    adaptation, section 6.1: `BatchAdaptation`). Every epoch's record gets: lasso_lambda, group_lasso (GL at the epoch's
     end, before thresholding), reconfigured, zeroed_weights, removed_channels, removed_main_paths (blocks
     whose main path was dropped: the one inexact step, see the module docstring), channels (JSON of group
     -> width after this epoch), params_after and flops_after (of the model the next epoch trains).
@@ -269,8 +268,7 @@ class PruneTrain(TrainingHook):
 
     changes_shapes = True
 
-    def __init__(self, lasso_ratio: float = 0.2, threshold: float = 1e-4, interval: int = 10,
-                 on_reconfigure: ReconfigureCallback | None = None) -> None:
+    def __init__(self, lasso_ratio: float = 0.2, threshold: float = 1e-4, interval: int = 10) -> None:
         _check_ratio(lasso_ratio)
         _check_threshold(threshold)
         if int(interval) != interval or interval < 1:
@@ -278,7 +276,6 @@ class PruneTrain(TrainingHook):
         self.lasso_ratio = float(lasso_ratio)
         self.threshold = float(threshold)
         self.interval = int(interval)
-        self.on_reconfigure = on_reconfigure
         self.lambda_: float | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
@@ -324,8 +321,6 @@ class PruneTrain(TrainingHook):
         new_optimizer = trainer.make_optimizer(new_model)
         carry_optimizer_state(old_model, new_model, trainer.optimizer, new_optimizer, keep)
         trainer.replace_model(new_model, new_optimizer)
-        if self.on_reconfigure is not None:
-            self.on_reconfigure(trainer, old_model, trainer.model)
 
     def state_dict(self) -> dict[str, Any]:
         return {"lasso_lambda": self.lambda_}
