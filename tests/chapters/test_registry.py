@@ -1,5 +1,6 @@
 """The chapter registry: one notebook per chapter module and one test file per chapter, derived by name."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -26,7 +27,30 @@ def test_each_notebook_names_itself_and_its_profile_in_its_first_code_cell(chapt
     cells = nbformat.read(ROOT / "notebooks" / f"{chapter.notebook}.ipynb", as_version=4).cells
     parameters = next(i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", []))
     first = next(cell for cell in cells[parameters + 1:] if cell.cell_type == "code")
-    assert f'plots.use_notebook("{chapter.notebook}", profile)' in first.source.splitlines()
+    assert f'nb = chapters.open("{chapter.notebook}", profile)' in first.source.splitlines()
+
+
+# What a cell must not do: draw (matplotlib, axes, the plots module's figure helpers), or repeat what the
+# notebook context supplies (notebook and profile arguments, stamps, `use_notebook`).
+DRAWING_OR_REPEATING = re.compile(r"matplotlib|\bplt\.|\bax(es)?\b|\.set_\w+\(|\bplots\.(figure|stamp|use_notebook|"
+                                  r"use_thesis_style|save|boxplot|line_with_band|mark_epochs)\b|notebook=|profile=profile|"
+                                  r"\btables\.save\b")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.notebook)
+def test_notebook_cells_neither_draw_nor_repeat_the_notebook_context(chapter):
+    cells = nbformat.read(ROOT / "notebooks" / f"{chapter.notebook}.ipynb", as_version=4).cells
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            for line in cell.source.splitlines():
+                assert not DRAWING_OR_REPEATING.search(line), f"{chapter.notebook} cell {index}: {line}"
+
+
+def test_the_drawing_check_sees_a_drawing_cell():
+    for line in ['fig, axes = plots.figure("full", ncols=2)', "ax.plot(x, y)", "import matplotlib.pyplot as plt",
+                 'tables.save(t, "x", notebook="05", profile=profile)', 'plots.stamp(fig, profile, "digits", 5)']:
+        assert DRAWING_OR_REPEATING.search(line), line
+    assert not DRAWING_OR_REPEATING.search('nb.save(fig, "fig_5_1_lasso_ratio")')
 
 
 def test_every_numbered_notebook_is_a_registered_chapter():
@@ -69,7 +93,7 @@ def test_no_figure_number_is_used_by_two_notebooks():
     owner: dict[str, str] = {}
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         source = "".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
-        for number in set(re.findall(r'plots\.save\(fig, "fig_(\d+_\d+)_', source)):
+        for number in set(re.findall(r'"fig_(\d+_\d+)_', source)):
             assert number not in owner, f"figure {number} is saved by {owner.get(number)} and {path.stem}"
             owner[number] = path.stem
     assert {"6_9", "6_12", "7_1", "8_1"} <= set(owner) and owner["6_9"] == "06_2_net2net"

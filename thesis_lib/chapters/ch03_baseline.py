@@ -4,8 +4,8 @@ The thesis reports 81.24 % (constant lr) against 91.89 % (step decay at epochs 9
 ResNet-32 on CIFAR-10 over 5 seeds, at about 19.6 s per epoch on an RTX 2080 Ti. The experiment
 "baseline" is also the reference every later chapter compares against, through the run cache. Table 3.2
 (`epoch_time_table`, `epoch_time_spread`) compares the wide runs' epoch times with each other, as the draft.
-`baseline_grid` gives the runs of the notebook (and of the later chapters' baselines), `planned_runs` all
-of them for `python -m thesis_lib plan`.
+`baseline_grid` gives the runs of the notebook (and of the later chapters' baselines); `sweeps` names them
+for the notebook and for `python -m thesis_lib plan`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .. import plots
-from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
-                           param, planned_sweep, seed_param, single_phase, summarize_training)
+from .. import models, plots, stats
+from ..experiments import (Profile, RunContext, RunOutput, RunPlan, experiment, get_profile, param, seed_param,
+                           single_phase, summarize_training)
 from ..models import ResNetConfig
 from ..training import TrainConfig, seeded_model
+from .contract import Sweeps, quantities
+
+__all__ = ["BaselineParams", "accuracy_figure", "baseline", "baseline_grid", "baseline_tests", "count_table",
+           "epoch_time_spread", "epoch_time_table", "spread_sentence", "structure_table", "sweeps"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,23 @@ class BaselineParams:
     schedule: Literal["step", "constant", "poly"] = "step"
     seed: int = seed_param()
     ghost_batch: int | None = param(None, at_least=1)
+
+
+def baseline_grid(profile: str | Profile, models: Sequence[str] = ("wide", "narrow"),
+                  schedules: Sequence[str] = ("constant", "step"),
+                  seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Params of "baseline" runs: every model x schedule, once per seed (default: the profile's seeds).
+
+    The defaults are notebook 03's grid (fig. 3.4, tables 3.2 and 3.3); later chapters take their
+    baselines from it with fewer models or schedules, so the run cache shares the runs."""
+    seeds = get_profile(profile).seeds if seeds is None else seeds
+    return [{"model": model, "schedule": schedule, "seed": seed}
+            for model in models for schedule in schedules for seed in seeds]
+
+
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 03's one sweep: both nets under both schedules, once per seed."""
+    return {"baseline": ("baseline", baseline_grid(profile))}
 
 
 def _baseline_setup(profile: Profile, params: dict[str, Any]) -> tuple[ResNetConfig, TrainConfig]:
@@ -63,21 +84,27 @@ def baseline(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summarize_training(history), model=trainer.model)
 
 
-def baseline_grid(profile: str | Profile, models: Sequence[str] = ("wide", "narrow"),
-                  schedules: Sequence[str] = ("constant", "step"),
-                  seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """Params of "baseline" runs: every model x schedule, once per seed (default: the profile's seeds).
-
-    The defaults are notebook 03's grid (fig. 3.4, tables 3.2 and 3.3); later chapters take their
-    baselines from it with fewer models or schedules, so the run cache shares the runs."""
-    seeds = get_profile(profile).seeds if seeds is None else seeds
-    return [{"model": model, "schedule": schedule, "seed": seed}
-            for model in models for schedule in schedules for seed in seeds]
+def structure_table() -> pd.DataFrame:
+    """Table 3.1 (structure): the layers of the wide thesis ResNet-32, with the narrow net's channels beside."""
+    wide, narrow = models.build_resnet(models.WIDE_BASELINE), models.build_resnet(models.NARROW_BASELINE)
+    table = pd.DataFrame(models.structure_table(wide))
+    table[["in (narrow)", "out (narrow)"]] = pd.DataFrame(models.structure_table(narrow))[["in", "out"]]
+    return table
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 03 trains on `profile` (`baseline_grid`)."""
-    return planned_sweep("baseline", baseline_grid(profile), profile)
+def count_table(summary: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Table 3.1 (counts): parameters and FLOPs per image of both thesis nets at CIFAR's 3x32x32, next to
+    those of the nets `profile` trained (from the runs' `summary`)."""
+    wide, narrow = models.build_resnet(models.WIDE_BASELINE), models.build_resnet(models.NARROW_BASELINE)
+    trained = summary.drop_duplicates("model").set_index("model")
+    counts = pd.DataFrame({
+        "parameters (thesis, 32x32)": [models.count_parameters(wide), models.count_parameters(narrow)],
+        "FLOPs per image (thesis, 32x32)": [models.count_flops(wide, (3, 32, 32)),
+                                            models.count_flops(narrow, (3, 32, 32))],
+        f"parameters ({profile})": trained.loc[["wide", "narrow"], "final_params"].to_numpy(),
+        f"FLOPs per image ({profile})": trained.loc[["wide", "narrow"], "final_flops"].to_numpy(),
+    }, index=["wide", "narrow"])
+    return counts.reset_index(names="net")
 
 
 def epoch_time_table(history: pd.DataFrame, model: str = "wide") -> pd.DataFrame:
@@ -97,6 +124,23 @@ def epoch_time_spread(table: pd.DataFrame) -> dict[str, float]:
     return {"runs": int(len(table)), "smallest_mean": smallest, "largest_mean": largest,
             "spread": (largest - smallest) / largest,
             "largest_relative_std": float((table["std"] / table["mean"]).max())}
+
+
+def spread_sentence(spread: dict[str, float]) -> str:
+    """Table 3.2's finding in one sentence, next to the draft's numbers."""
+    return (f"The mean epoch times of the {spread['runs']} wide runs lie between {spread['smallest_mean']:.3f} s "
+            f"and {spread['largest_mean']:.3f} s: the smallest is {100 * spread['spread']:.1f}% below the largest "
+            f"(the draft: 3.42% over its ten runs on an RTX 2080 Ti); the largest standard deviation is "
+            f"{100 * spread['largest_relative_std']:.1f}% of its run's mean (the draft: 5.56%).")
+
+
+def baseline_tests(summary: pd.DataFrame) -> pd.DataFrame:
+    """Welch t-tests, step schedule against constant lr, of accuracy and epoch time for both nets: one
+    family of four, Holm-adjusted; `sentence` states each result."""
+    groups = summary.assign(run=summary.model + " net, " + summary.schedule + " lr")
+    return stats.with_holm(stats.compare_groups(
+        groups, "run", [(f"{m} net, step lr", f"{m} net, constant lr") for m in ["wide", "narrow"]],
+        quantities("final_acc", "mean_epoch_time")))
 
 
 SCHEDULE_LABELS = {"constant": {"de": "konstante Lernrate", "en": "constant lr"},
