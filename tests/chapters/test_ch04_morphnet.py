@@ -207,3 +207,78 @@ def test_alive_cost_recorder_records_both_resources_and_follows_a_new_model():
     trainer.model = build_resnet(config.with_(widths=(2,)))
     recorder.on_epoch_end(trainer, record)
     assert record == {"alive_flops": 11_532, "alive_size": 96}
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    from thesis_lib.chapters import chapter
+    from thesis_lib.chapters.ch04_morphnet import (morphnet_plan, regularizer_grid, search_grid,
+                                                   strength_threshold_grid, sweeps, wide_baseline_grid)
+
+    seeds = get_profile(profile).seeds
+    shrink = strength_threshold_grid(profile)  # figure 4.2's grid on FLOPs, the notebook's default
+    former = [*(("morphnet_regularize", p) for p in regularizer_grid(morphnet_plan(profile), seeds)),
+              *(("morphnet_shrink", p) for p in shrink), *(("morphnet_shrink_retrain", p) for p in shrink),
+              *(("morphnet_search", p) for p in search_grid(profile)),
+              *(("baseline", p) for p in wide_baseline_grid(profile))]
+    known = sweeps(profile)
+    assert list(known) == ["regularize", "shrink", "shrink_retrain", "search", "baseline"]
+    assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
+    planned = chapter("04_morphnet").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile.name for r in planned} == {profile}
+    if profile == "smoke":  # 3 points x 2 seeds; 2 strengths x 1 threshold, twice; 2 resources x 2 seeds; 2 seeds
+        assert [len(grid) for _, grid in known.values()] == [6, 2, 2, 4, 2]
+    size_grid = sweeps(profile, "size")["shrink"][1]
+    assert size_grid == strength_threshold_grid(profile, "size") and {p["resource"] for p in size_grid} == {"size"}
+
+
+def test_morphnet_plan_names_the_profiles_that_have_one():
+    from dataclasses import replace
+
+    from thesis_lib.chapters.ch04_morphnet import MORPHNET_PLANS, morphnet_plan
+
+    assert morphnet_plan("quick") is MORPHNET_PLANS["quick"]
+    with pytest.raises(ValueError, match="no chapter 4 plan"):
+        morphnet_plan(replace(get_profile("smoke"), name="other"))
+
+
+def test_strength_threshold_table_joins_the_shrunk_and_retrained_grid_and_names_the_smallest_net():
+    from thesis_lib.chapters.ch04_morphnet import GRID_COLUMNS, smallest_net_sentence, strength_threshold_table
+
+    points = [{"relative_strength": s, "shrink_threshold": t} for s in (1.0, 3.0) for t in (1e-2, 1e-1)]
+    shrunk = pd.DataFrame([{**p, "flops_ratio": r, "size_ratio": 0.5, "alive_params": 10, "alive_stage_widths": "[1]",
+                            "alive_layer_widths": "[1]", "shrunk_acc": a, "final_acc": 0.9}
+                           for p, r, a in zip(points, [0.8, 0.6, 0.4, 0.2], [0.7, 0.6, 0.5, 0.25])])
+    retrained = pd.DataFrame([{**p, "final_acc": a} for p, a in zip(points, [0.95, 0.94, 0.93, 0.875])])
+    grid = strength_threshold_table(shrunk, retrained, "flops")
+    assert list(grid.columns) == GRID_COLUMNS
+    assert grid["cost / full"].tolist() == [0.8, 0.6, 0.4, 0.2]
+    assert grid["retrained_acc"].tolist() == [0.95, 0.94, 0.93, 0.875]
+    assert smallest_net_sentence(grid, "flops") == (
+        "Smallest shrunk net: relative strength 3, threshold 0.1: 20.0% of the full net's FLOPs, test accuracy "
+        "0.250 before retraining, 0.875 retrained from scratch (the regularized net itself: 0.900).")
+    with pytest.raises(ValueError, match="different grid points"):
+        strength_threshold_table(shrunk, retrained.iloc[::-1], "flops")
+
+
+def test_search_groups_and_tests_name_the_wide_baseline_as_uniform_scaling_when_it_is():
+    from thesis_lib.chapters.ch04_morphnet import (SEARCH_ORDER, narrow_to_wide_scaling, search_groups, search_tests,
+                                                   uniform_scaling_report)
+
+    uniform = narrow_to_wide_scaling("smoke")
+    assert uniform["equals_reference"].all()  # the narrow net scaled by 2 is the wide net
+    report = uniform_scaling_report(uniform)
+    assert report.splitlines()[0].split()[:2] == ["resource", "budget"]
+    assert report.endswith("also the uniform-scaling comparison at equal cost.")
+    assert "equal cost" not in uniform_scaling_report(uniform.assign(equals_reference=False))
+    runs = [{"final_acc": 0.8 + 0.01 * i, "total_time": 10.0 + i, "final_flops": 2e6, "final_params": 3e3}
+            for i in range(3)]
+    baseline = pd.DataFrame(runs)
+    search = pd.DataFrame([{**run, "resource": resource} for resource in ("flops", "size") for run in runs])
+    groups = search_groups(baseline, search)
+    assert groups["net"].drop_duplicates().tolist() == SEARCH_ORDER
+    assert groups["MFLOPs"].eq(2.0).all() and groups["parameters (thousands)"].eq(3.0).all()
+    tests = search_tests(groups, uniform)
+    assert tests["comparison"].str.contains("wide baseline \\(= uniform scaling\\)").all()
+    assert len(tests) == 4 and "p_holm" in tests

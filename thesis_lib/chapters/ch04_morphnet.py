@@ -1,11 +1,12 @@
 """Chapter 4 (notebook 04_morphnet): MorphNet's FLOP and size regularizers on the thesis ResNet.
 
-The chapter's plan per profile (`MorphNetPlan`, `morphnet_plan`), its experiments "morphnet_regularize"
-(train with the regularizer, record the alive costs), "morphnet_shrink" (shrink a regularized net to its
-alive widths) and "morphnet_search" (algorithm 2.2: regularize, shrink, expand by the width multiplier to
-the wide net's budget, retrain from scratch), the grids of the notebook's sweeps (`regularizer_grid`,
-`strength_threshold_grid`, `search_grid`, `wide_baseline_grid`; all of them: `planned_runs`) and the analysis
-helpers notebook 04 calls. The algorithm itself is `thesis_lib.methods.morphnet`.
+The chapter's plan per profile (`MorphNetPlan`, `morphnet_plan`), its sweeps (`sweeps`, from the grids
+`regularizer_grid`, `strength_threshold_grid`, `search_grid`, `wide_baseline_grid`), its experiments
+"morphnet_regularize" (train with the regularizer, record the alive costs), "morphnet_shrink" (shrink a
+regularized net to its alive widths), "morphnet_shrink_retrain" (train the shrunk structure from scratch) and
+"morphnet_search" (algorithm 2.2: regularize, shrink, expand by the width multiplier to the wide net's
+budget, retrain from scratch), the analysis notebook 04 prints and tables (4.1, 4.2) and its figures 4.1 to
+4.4. The algorithm itself is `thesis_lib.methods.morphnet`.
 """
 
 from __future__ import annotations
@@ -15,19 +16,35 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Sequence
 
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..data import Dataset
-from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment,
-                           get_profile, param, plan_default, planned_sweep, run, seed_grid, seed_param,
-                           single_phase, summarize_training)
+from ..experiments import (Phase, Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment, get_profile,
+                           param, plan_default, run, seed_grid, seed_param, single_phase, summarize_training,
+                           sweep)
 from ..methods.morphnet import (DEFAULT_GAMMA_THRESHOLD, RESOURCES, MorphNetHook, MorphNetRegularizer,
                                 morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
 from ..models import ResNet, ResNetConfig, ResNetSpec, count_parameters
 from ..training import TrainConfig, Trainer, TrainingHook, evaluate, seeded_model
 from .ch03_baseline import baseline_grid
+from .contract import Notebook, Sweeps, plan_for, quantities
+
+__all__ = ["ANNOTATION_FONTSIZE", "AliveCostRecorder", "CONTROL", "FIGURE_TEXT", "GRID_COLUMNS", "GRID_FIGURE_SIZE",
+           "LEGEND_FONTSIZE", "MORPHNET_PLANS", "MorphNetPlan", "REGULARIZER_FIGURE_SIZE", "REGULARIZER_LABELS",
+           "REGULARIZER_TICKS", "RESOURCE_LABELS", "RESOURCE_NAMES", "RegularizeParams", "SEARCH_ORDER", "SEARCH_TICKS",
+           "SMALL_LEGEND_FONTSIZE", "STRUCTURE_LABELS", "SUPXLABEL_FONTSIZE", "SearchParams", "ShrinkParams",
+           "TICK_FONTSIZE", "WIDE_BASELINE", "alive_cost_curves", "budget_structures", "layer_names_sentence",
+           "layer_widths", "morphnet_plan", "morphnet_regularize_experiment", "morphnet_search_experiment",
+           "morphnet_shrink_experiment", "morphnet_shrink_retrain_experiment", "narrow_to_wide_scaling",
+           "regularizer_figure", "regularizer_grid", "regularizer_name", "regularizer_summary", "regularizer_tests",
+           "search_accuracy_figure", "search_grid", "search_groups", "search_structures", "search_summary",
+           "search_tests", "search_widths_figure", "smallest_net_sentence", "strength_threshold_figure",
+           "strength_threshold_grid", "strength_threshold_sweeps", "strength_threshold_table", "sweeps",
+           "uniform_scaling", "uniform_scaling_report", "wide_baseline_grid"]
+
 
 @dataclass(frozen=True)
 class MorphNetPlan:
@@ -59,10 +76,62 @@ MORPHNET_PLANS: dict[str, MorphNetPlan] = {
 
 def morphnet_plan(profile: str | Profile) -> MorphNetPlan:
     """Chapter 4's settings for `profile` (see `MorphNetPlan`)."""
-    name = get_profile(profile).name
-    if name not in MORPHNET_PLANS:
-        raise ValueError(f"no MorphNet plan for profile {name!r}; plans exist for {sorted(MORPHNET_PLANS)}")
-    return MORPHNET_PLANS[name]
+    return plan_for(MORPHNET_PLANS, profile, "4")
+
+
+def regularizer_grid(plan: MorphNetPlan, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Params of figure 4.1's runs: the wide net with the FLOP and the size regularizer at the plan's
+    strength, and the unregularized control (relative strength 0: same schedule, same BN treatment, so only
+    the penalty differs), once per seed."""
+    points = [{"resource": resource, "relative_strength": plan.relative_strength} for resource in RESOURCES]
+    points.append({"resource": "flops", "relative_strength": 0.0})
+    return [{"model": "wide", **point, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed}
+            for point in points for seed in seeds]
+
+
+def strength_threshold_grid(profile: str | Profile, resource: str = "flops") -> list[dict[str, Any]]:
+    """Params of figure 4.2's grid ("morphnet_shrink" and "morphnet_shrink_retrain"): every strength x
+    gamma threshold of the plan for `resource`, the wide net, the profile's first seed. Each strength is
+    one regularized run, shared by its thresholds."""
+    plan, seed = morphnet_plan(profile), get_profile(profile).seeds[0]
+    return [{"model": "wide", "resource": resource, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed,
+             "relative_strength": strength, "shrink_threshold": threshold}
+            for strength in plan.strengths for threshold in plan.thresholds]
+
+
+def search_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the "morphnet_search" runs (figures 4.3, 4.4): both resources at the plan's iterations and
+    strength, once per seed of the profile."""
+    plan = morphnet_plan(profile)
+    return seed_grid(profile, resource=["flops", "size"], iterations=[plan.search_iterations],
+                     relative_strength=[plan.relative_strength], gamma_threshold=[DEFAULT_GAMMA_THRESHOLD])
+
+
+def wide_baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
+    """Params of the wide "baseline" runs with the step schedule that the searches are compared with
+    (chapter 3's runs, through the cache)."""
+    return baseline_grid(profile, models=("wide",), schedules=("step",))
+
+
+def sweeps(profile: str | Profile, grid_resource: str = "flops") -> Sweeps:
+    """Notebook 04's sweeps in its order: figure 4.1's regularized runs, figure 4.2's grid on `grid_resource`
+    (shrunk, then retrained; the notebook's parameter, whose default FLOPs `python -m thesis_lib plan`
+    lists), the searches and the wide step-schedule baseline of figures 4.3 and 4.4."""
+    profile = get_profile(profile)
+    shrink = strength_threshold_grid(profile, grid_resource)
+    return {"regularize": ("morphnet_regularize", regularizer_grid(morphnet_plan(profile), profile.seeds)),
+            "shrink": ("morphnet_shrink", shrink),
+            "shrink_retrain": ("morphnet_shrink_retrain", shrink),
+            "search": ("morphnet_search", search_grid(profile)),
+            "baseline": ("baseline", wide_baseline_grid(profile))}
+
+
+def strength_threshold_sweeps(nb: Notebook, grid_resource: str = "flops") -> tuple[SweepResult, SweepResult]:
+    """Figure 4.2's sweeps "shrink" and "shrink_retrain" with the grid on `grid_resource` (the notebook's
+    parameter): what `nb.sweep` of each gives for the default FLOPs, and the same for the model size."""
+    known = sweeps(nb.profile, grid_resource)
+    shrunk, retrained = (sweep(*known[name], profile=nb.runs_profile) for name in ("shrink", "shrink_retrain"))
+    return shrunk, retrained
 
 
 @dataclass
@@ -398,56 +467,9 @@ def layer_widths(spec: ResNetSpec) -> pd.DataFrame:
     return pd.DataFrame([{"layer": i, "name": name, "width": width} for i, (name, width) in enumerate(rows)])
 
 
+
+
 CONTROL = "none"  # the unregularized control: a morphnet_regularize run with relative strength 0
-REGULARIZER_LABELS = {"flops": {"de": "FLOP-Regularisierer", "en": "FLOP regularizer"},
-                      "size": {"de": "Größen-Regularisierer", "en": "size regularizer"},
-                      CONTROL: {"de": "ohne (Kontrolle)", "en": "none (control)"}}
-
-
-def regularizer_grid(plan: MorphNetPlan, seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Params of figure 4.1's runs: the wide net with the FLOP and the size regularizer at the plan's
-    strength, and the unregularized control (relative strength 0: same schedule, same BN treatment, so only
-    the penalty differs), once per seed."""
-    points = [{"resource": resource, "relative_strength": plan.relative_strength} for resource in RESOURCES]
-    points.append({"resource": "flops", "relative_strength": 0.0})
-    return [{"model": "wide", **point, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed}
-            for point in points for seed in seeds]
-
-
-def strength_threshold_grid(profile: str | Profile, resource: str = "flops") -> list[dict[str, Any]]:
-    """Params of figure 4.2's grid ("morphnet_shrink" and "morphnet_shrink_retrain"): every strength x
-    gamma threshold of the plan for `resource`, the wide net, the profile's first seed. Each strength is
-    one regularized run, shared by its thresholds."""
-    plan, seed = morphnet_plan(profile), get_profile(profile).seeds[0]
-    return [{"model": "wide", "resource": resource, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed,
-             "relative_strength": strength, "shrink_threshold": threshold}
-            for strength in plan.strengths for threshold in plan.thresholds]
-
-
-def search_grid(profile: str | Profile) -> list[dict[str, Any]]:
-    """Params of the "morphnet_search" runs (figures 4.3, 4.4): both resources at the plan's iterations and
-    strength, once per seed of the profile."""
-    plan = morphnet_plan(profile)
-    return seed_grid(profile, resource=["flops", "size"], iterations=[plan.search_iterations],
-                     relative_strength=[plan.relative_strength], gamma_threshold=[DEFAULT_GAMMA_THRESHOLD])
-
-
-def wide_baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
-    """Params of the wide "baseline" runs with the step schedule that the searches are compared with
-    (chapter 3's runs, through the cache)."""
-    return baseline_grid(profile, models=("wide",), schedules=("step",))
-
-
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 04 trains on `profile`, in the notebook's order (figure 4.2's grid on FLOPs, the
-    notebook's default `grid_resource`)."""
-    profile = get_profile(profile)
-    shrink = strength_threshold_grid(profile)
-    return [*planned_sweep("morphnet_regularize", regularizer_grid(morphnet_plan(profile), profile.seeds), profile),
-            *planned_sweep("morphnet_shrink", shrink, profile),
-            *planned_sweep("morphnet_shrink_retrain", shrink, profile),
-            *planned_sweep("morphnet_search", search_grid(profile), profile),
-            *planned_sweep("baseline", wide_baseline_grid(profile), profile)]
 
 
 def regularizer_name(resource: str, relative_strength: float) -> str:
@@ -472,6 +494,175 @@ def regularizer_tests(summary: pd.DataFrame) -> pd.DataFrame:
     return stats.with_holm(stats.welch_table(comparisons))
 
 
+
+def regularizer_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Figure 4.1's runs per regularizer and strength: mean and standard deviation of the alive shares, the
+    final accuracy and the training time (rounded to 3 places, as the notebook prints them)."""
+    columns = ["flops_ratio", "size_ratio", "final_acc", "total_time"]
+    return summary.groupby(["resource", "relative_strength"])[columns].agg(["mean", "std"]).round(3)
+
+
+def _nets(profile: str | Profile) -> tuple[ResNetConfig, ResNetConfig]:
+    """The profile's narrow and wide thesis ResNets, at its depth and with the dataset's shapes."""
+    profile = get_profile(profile)
+    narrow, wide = (profile.resnet(name, profile.input_size[0], profile.num_classes) for name in ("narrow", "wide"))
+    return narrow, wide
+
+
+# Figure 4.2's table (`strength_threshold_table`): the grid point, the shrunk net's cost and widths, its
+# accuracy before and after retraining, and the regularized net's.
+GRID_COLUMNS = ["relative_strength", "shrink_threshold", "cost / full", "alive_params", "alive_stage_widths",
+                "alive_layer_widths", "shrunk_acc", "retrained_acc", "final_acc"]
+
+
+def strength_threshold_table(shrunk: pd.DataFrame, retrained: pd.DataFrame, resource: str) -> pd.DataFrame:
+    """Figure 4.2's grid, one row per strength x threshold (`GRID_COLUMNS`): the summaries of the "shrink"
+    and "shrink_retrain" sweeps over the same grid points, in the same order, with `resource`'s alive share
+    as "cost / full" and the retrained structure's final accuracy as retrained_acc."""
+    points = ["relative_strength", "shrink_threshold"]
+    if not shrunk[points].reset_index(drop=True).equals(retrained[points].reset_index(drop=True)):
+        raise ValueError("the shrink and shrink_retrain summaries cover different grid points; sweep both "
+                         "over the same strength_threshold_grid")
+    grid = shrunk.assign(retrained_acc=retrained["final_acc"].to_numpy())
+    grid["cost / full"] = grid[f"{resource}_ratio"]
+    return grid[GRID_COLUMNS]
+
+
+def layer_names_sentence(profile: str | Profile) -> str:
+    """Names the convs of the alive_layer_widths column (the full wide net's convs in forward order)."""
+    names = " ".join(layer_widths(_nets(profile)[1].to_spec())["name"])
+    return ("alive_layer_widths: output channels of every conv in forward order; the full net's convs are "
+            f"{names} (a block removed by step 2 drops out)")
+
+
+# The resources' names in printed sentences and table groups (English, like the tables).
+RESOURCE_NAMES = {"flops": "FLOPs", "size": "model size"}
+
+
+def smallest_net_sentence(grid: pd.DataFrame, resource: str) -> str:
+    """Figure 4.2's smallest shrunk net (of `strength_threshold_table`): its grid point, cost and accuracies."""
+    best = grid.loc[grid["cost / full"].idxmin()]
+    return (f"Smallest shrunk net: relative strength {best.relative_strength:g}, threshold {best.shrink_threshold:g}: "
+            f"{best['cost / full']:.1%} of the full net's {RESOURCE_NAMES[resource]}, test accuracy "
+            f"{best.shrunk_acc:.3f} before retraining, {best.retrained_acc:.3f} retrained from scratch (the "
+            f"regularized net itself: {best.final_acc:.3f}).")
+
+
+def narrow_to_wide_scaling(profile: str | Profile) -> pd.DataFrame:
+    """`uniform_scaling` of the profile's narrow net to the wide net's cost, for both resources (section 4.3)."""
+    narrow, wide = _nets(profile)
+    return uniform_scaling(narrow, wide, get_profile(profile).input_size)
+
+
+def _uniform_is_wide(uniform: pd.DataFrame) -> bool:
+    """Whether uniform scaling gives the wide net itself for every resource of `narrow_to_wide_scaling`."""
+    return bool(uniform["equals_reference"].all())
+
+
+def uniform_scaling_report(uniform: pd.DataFrame) -> str:
+    """`narrow_to_wide_scaling`'s table as text and, when the scaled net is the wide net for both resources,
+    the sentence saying that the wide baseline is then the uniform-scaling comparison."""
+    report = uniform.drop(columns="scaled_spec").rename(columns={
+        "budget": "budget (wide net)", "seed_cost": "narrow net", "scaled_cost": "uniformly scaled",
+        "equals_reference": "equals the wide net"}).to_string(index=False)
+    if _uniform_is_wide(uniform):
+        report += ("\nUniform scaling of the narrow net to the wide net's budget gives the wide net itself for both "
+                   "resources, so the wide baseline of chapter 3 is also the uniform-scaling comparison at equal cost.")
+    return report
+
+
+def budget_structures(summary: pd.DataFrame, uniform: pd.DataFrame) -> pd.DataFrame:
+    """`search_structures` of a "search" sweep summary with each structure's cost relative to its
+    resource's budget (the wide net's, from `narrow_to_wide_scaling`) as "cost / budget"."""
+    structures = search_structures(summary)
+    budgets = structures["resource"].map(uniform.set_index("resource")["budget"])
+    structures["cost / budget"] = structures["cost"] / budgets
+    return structures
+
+
+WIDE_BASELINE = "wide baseline"
+# Figure 4.4's and table 4.2's groups: the wide baseline and a MorphNet search per resource.
+SEARCH_ORDER = [WIDE_BASELINE, *(f"MorphNet ({RESOURCE_NAMES[resource]})" for resource in RESOURCES)]
+
+
+def search_groups(baseline: pd.DataFrame, search: pd.DataFrame) -> pd.DataFrame:
+    """The summaries of the wide baseline and the searches, one row per run, grouped by "net" (`SEARCH_ORDER`),
+    with the FLOPs in millions (MFLOPs) and the parameters in thousands for figure 4.4."""
+    groups = pd.concat([
+        baseline.assign(net=WIDE_BASELINE),
+        search.assign(net=search["resource"].map(lambda r: f"MorphNet ({RESOURCE_NAMES[r]})")),
+    ], ignore_index=True)
+    groups["MFLOPs"], groups["parameters (thousands)"] = groups["final_flops"] / 1e6, groups["final_params"] / 1e3
+    return groups
+
+
+def search_summary(groups: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation per net of `search_groups`: accuracy, FLOPs, parameters, training time."""
+    columns = ["final_acc", "final_flops", "final_params", "total_time"]
+    return groups.groupby("net")[columns].agg(["mean", "std"]).round(3)
+
+
+def search_tests(groups: pd.DataFrame, uniform: pd.DataFrame) -> pd.DataFrame:
+    """Table 4.2: Welch t-tests of each search against the wide baseline (named the uniform-scaling
+    comparison when it is one) on the final accuracy and the training time including the search; one
+    family, Holm-adjusted; `sentence` states each result."""
+    reference = f"{WIDE_BASELINE} (= uniform scaling)" if _uniform_is_wide(uniform) else WIDE_BASELINE
+    return stats.with_holm(stats.compare_groups(groups.replace({"net": {WIDE_BASELINE: reference}}), "net",
+                                                [(net, reference) for net in SEARCH_ORDER[1:]],
+                                                [*quantities("final_acc"),
+                                                 ("total_time", "training time incl. search", "s")]))
+
+
+REGULARIZER_LABELS = {"flops": {"de": "FLOP-Regularisierer", "en": "FLOP regularizer"},
+                      "size": {"de": "Größen-Regularisierer", "en": "size regularizer"},
+                      CONTROL: {"de": "ohne (Kontrolle)", "en": "none (control)"}}
+REGULARIZER_TICKS = {"de": ("FLOPs", "Größe", "ohne"), "en": ("FLOPs", "size", "none")}
+# The resources' names in figures.
+RESOURCE_LABELS = {"flops": {"de": "FLOPs", "en": "FLOPs"}, "size": {"de": "Modellgröße", "en": "model size"}}
+# Figure 4.3: the structures a search meets (`SearchStructure.kind`).
+STRUCTURE_LABELS = {"seed": {"de": "Start (schmal)", "en": "start (narrow)"},
+                    "shrunk": {"de": "verkleinert", "en": "shrunk"},
+                    "expanded": {"de": "erweitert", "en": "expanded"}}
+SEARCH_TICKS = {"de": ("breit", "FLOPs", "Größe"), "en": ("wide", "FLOPs", "size")}
+# The other words of the figures, German (the thesis's) and English; `{...}` are filled in by `_text`.
+FIGURE_TEXT = {
+    "alive_flops": {"de": "(a) lebende FLOPs", "en": "(a) alive FLOPs"},
+    "alive_size": {"de": "(b) lebende Größe", "en": "(b) alive size"},
+    "share_of_full": {"de": "Anteil am vollen Netz", "en": "share of the full net"},
+    "cost_of_full": {"de": "(a) {resource} / volles Netz", "en": "(a) {resource} / full net"},
+    "shrunk_acc": {"de": "(b) Genauigkeit verkleinert", "en": "(b) accuracy shrunk"},
+    "retrained_acc": {"de": "(c) Genauigkeit neu trainiert", "en": "(c) accuracy retrained"},
+    "gamma_threshold": {"de": "Gamma-Schwellwert", "en": "gamma threshold"},
+    "relative_strength": {"de": "relative Stärke", "en": "relative strength"},
+    "one_seed_per_cell": {"de": "1 Seed je Zelle", "en": "1 seed per cell"},
+    "wide": {"de": "breit", "en": "wide"},
+    "wide_uniform": {"de": "breit (= uniform skaliert)", "en": "wide (= uniformly scaled)"},
+    "budget_seed": {"de": "({letter}) Budget: {resource}, Seed {seed}",
+                    "en": "({letter}) budget: {resource}, seed {seed}"},
+    "conv_layers": {"de": "Conv-Schicht in Vorwärtsrichtung (0 = Stem; Namen der Schichten in der Ausgabe zu "
+                          "Abschnitt 4.2)",
+                    "en": "conv layer in forward order (0 = stem; the layers' names in the output of section 4.2)"},
+    "params_thousands": {"de": "(c) Parameter (Tausend)", "en": "(c) parameters (thousands)"},
+    "budget_line": {"de": "Budget (FLOPs des breiten Netzes)", "en": "budget (the wide net's FLOPs)"},
+    "search_nets": {"de": "breites Baseline-Netz und MorphNet, auf die FLOPs bzw. die Größe des breiten Netzes "
+                          "gewachsen",
+                    "en": "wide baseline and MorphNet, grown to the wide net's FLOPs or size"},
+}
+
+REGULARIZER_FIGURE_SIZE = (6.0, 2.8)  # figure 4.1, inches
+GRID_FIGURE_SIZE = (6.0, 2.4)  # figure 4.2, inches
+TICK_FONTSIZE = 7  # figure 4.1 (c)'s group names
+LEGEND_FONTSIZE = 6.5  # figure 4.1's legend and its title
+ANNOTATION_FONTSIZE = 6.5  # figure 4.2's numbers in the cells
+SMALL_LEGEND_FONTSIZE = 6  # the legends of figures 4.3 and 4.4
+SUPXLABEL_FONTSIZE = 8  # the shared x labels of figures 4.3 and 4.4
+
+
+def _text(key: str, **values: Any) -> str:
+    """`FIGURE_TEXT[key]` in the figure language (`plots.language`), with `values` filled in."""
+    return FIGURE_TEXT[key][plots.language()].format(**values)
+
+
 def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     """Figure 4.1: (a) alive FLOPs and (b) alive model size relative to the full net over the epochs for
     both regularizers and the control (mean, min-max band over the seeds), (c) the final accuracy per run."""
@@ -484,21 +675,91 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     curves, summary = curves.assign(group=groups(curves)), summary.assign(group=groups(summary))
     order = [REGULARIZER_LABELS[key][language] for key in (*RESOURCES, CONTROL)]
     fig, axes = plots.figure("full", ncols=3)
-    fig.set_size_inches(6.0, 2.8)
-    for ax, column, title in zip(axes[:2], ("flops_ratio", "size_ratio"), ("(a) lebende FLOPs", "(b) lebende Größe")):
+    fig.set_size_inches(*REGULARIZER_FIGURE_SIZE)
+    for ax, column, title in zip(axes[:2], ("flops_ratio", "size_ratio"), (_text("alive_flops"), _text("alive_size"))):
         plots.line_with_band(ax, curves, x="epoch", y=column, hue="group")
         ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.7)
-        ax.set(title=title, xlabel=plots.label("epoch"), ylabel="Anteil am vollen Netz", ylim=(0, 1.05))
+        ax.set(title=title, xlabel=plots.label("epoch"), ylabel=_text("share_of_full"), ylim=(0, 1.05))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.get_legend().remove()
     axes[1].sharey(axes[0])
     plots.boxplot(axes[2], summary, x="group", y="final_acc", order=order)
     axes[2].set(title="(c)", xlabel="", ylabel=plots.label("final_acc"))
-    short = {"de": ("FLOPs", "Größe", "ohne"), "en": ("FLOPs", "size", "none")}[language]
-    axes[2].set_xticks(range(len(order)), short, fontsize=7)
+    axes[2].set_xticks(range(len(order)), REGULARIZER_TICKS[language], fontsize=TICK_FONTSIZE)
     n = int(summary.groupby("group").size().min())
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=6.5,
-               title=f"{plots.label('mean_band', n=n)}", title_fontsize=6.5)
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=LEGEND_FONTSIZE,
+               title=f"{plots.label('mean_band', n=n)}", title_fontsize=LEGEND_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
+def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[str, str]) -> Figure:
+    """Figure 4.2: heat maps over relative strength x gamma threshold (of `strength_threshold_table`) of
+    (a) the shrunk net's `resource` relative to the full net, its test accuracy (b) as it is and (c) retrained
+    from scratch; one seed per cell."""
+    language = plots.language()
+    fig, axes = plots.figure("full", ncols=3)
+    fig.set_size_inches(*GRID_FIGURE_SIZE)
+    panels = [("cost / full", _text("cost_of_full", resource=RESOURCE_LABELS[resource][language]), "cividis"),
+              ("shrunk_acc", _text("shrunk_acc"), "viridis"),
+              ("retrained_acc", _text("retrained_acc"), "viridis")]
+    for ax, (column, title, cmap) in zip(axes, panels):
+        fmt = ".2f"
+        heat = grid.pivot(index="relative_strength", columns="shrink_threshold", values=column)
+        sns.heatmap(heat, ax=ax, annot=True, fmt=fmt, cmap=cmap, vmin=0, vmax=1, cbar=True,
+                    cbar_kws={"shrink": 0.8}, annot_kws={"fontsize": ANNOTATION_FONTSIZE})
+        ax.set(title=title, xlabel=_text("gamma_threshold"),
+               ylabel=_text("relative_strength") if column == "cost / full" else "")
+        ax.set_xticklabels([f"{t:g}" for t in heat.columns])
+        ax.set_yticklabels([f"{s:g}" for s in heat.index], rotation=0)
+    plots.stamp(fig, stamp[0], stamp[1], _text("one_seed_per_cell"))
+    return fig
+
+
+def search_widths_figure(structures: pd.DataFrame, uniform: pd.DataFrame, profile: str | Profile,
+                         stamp: tuple[str, str]) -> Figure:
+    """Figure 4.3: the output width of every conv of each structure the profile's first-seed searches met
+    (of `budget_structures`), for the (a) FLOP and (b) size budget, beside the wide net's (which uniform
+    scaling of the narrow net gives, when `uniform` says so)."""
+    language, seed = plots.language(), get_profile(profile).seeds[0]
+    wide = _nets(profile)[1]
+    wide_label = _text("wide_uniform") if _uniform_is_wide(uniform) else _text("wide")
+    first_seed = structures[structures.seed == seed]
+    fig, axes = plots.figure("full", ncols=2, sharey=True)
+    for ax, resource in zip(axes, ["flops", "size"]):
+        rows = first_seed[first_seed.resource == resource]
+        for index, row in enumerate(rows.itertuples()):
+            kind = STRUCTURE_LABELS[row.kind][language] if row.kind in STRUCTURE_LABELS else row.kind
+            label = kind if row.kind == "seed" else f"{kind} {row.iteration}"
+            widths = layer_widths(ResNetSpec.from_json(row.spec))
+            ax.plot(widths["layer"] + 0.12 * (index - 1), widths["width"], marker="osD"[index % 3], markersize=3,
+                    linestyle="none", label=label, color=sns.color_palette("colorblind", len(rows))[index])
+        reference = layer_widths(wide.to_spec())
+        ax.plot(reference["layer"], reference["width"], color="0.4", marker="_", markersize=9, linestyle="none",
+                label=wide_label)  # points: the layers are no continuum
+        ax.set(title=_text("budget_seed", letter="ab"[resource == "size"], resource=RESOURCE_LABELS[resource][language],
+                           seed=seed),
+               xlabel="", ylabel=plots.label("channels"))
+        ax.legend(fontsize=SMALL_LEGEND_FONTSIZE)
+    fig.supxlabel(_text("conv_layers"), fontsize=SUPXLABEL_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], 1)
+    return fig
+
+
+def search_accuracy_figure(groups: pd.DataFrame, uniform: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 4.4: (a) final test accuracy, (b) MFLOPs per image (the FLOP budget marked) and (c) parameters
+    of the wide baseline and the searches per run (of `search_groups`)."""
+    fig, axes = plots.figure("full", ncols=3)
+    panels = [("final_acc", f"(a) {plots.label('final_acc')}"), ("MFLOPs", f"(b) {plots.label('flops')}"),
+              ("parameters (thousands)", _text("params_thousands"))]
+    for ax, (column, title) in zip(axes, panels):
+        plots.boxplot(ax, groups, x="net", y=column, order=SEARCH_ORDER)
+        ax.set(title=title, xlabel="", ylabel="")
+        ax.set_xticks(range(len(SEARCH_ORDER)), list(SEARCH_TICKS[plots.language()]))
+    axes[1].axhline(uniform.set_index("resource").loc["flops", "budget"] / 1e6, color="0.5", linestyle="--",
+                    linewidth=0.7, label=_text("budget_line"))
+    axes[1].legend(fontsize=SMALL_LEGEND_FONTSIZE, loc="lower right")
+    fig.supxlabel(_text("search_nets"), fontsize=SUPXLABEL_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], int(groups.groupby("net").size().min()))
     return fig

@@ -310,9 +310,16 @@ def alive_spec(model: ResNet, gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD) 
     return shrink_to_alive(model, gamma_threshold).spec
 
 
-def _scaled_width(width: int, omega: Fraction | float) -> int:
-    """floor(omega * width) (eq. 2.6's width multiplier), at least 1; exact for rational omega."""
-    scaled = Fraction(omega) * width if isinstance(omega, Fraction) else omega * width + 1e-9
+# Added to a float omega * width before the floor, so that a product meant to be whole but computed just
+# below it (0.57 * 100 = 56.99999999999999) floors to that whole number, not to one channel fewer; far
+# smaller than any real fraction of a channel. A Fraction omega is exact and gets no guard.
+FLOOR_ROUNDING_GUARD = 1e-9
+
+
+def _scaled_width_down(width: int, omega: Fraction | float) -> int:
+    """floor(omega * width) (eq. 2.6's width multiplier), at least 1; exact for rational omega. Rounds down,
+    unlike net2net's `_scaled_width`, which rounds up."""
+    scaled = Fraction(omega) * width if isinstance(omega, Fraction) else omega * width + FLOOR_ROUNDING_GUARD
     return max(1, math.floor(scaled))
 
 
@@ -323,13 +330,13 @@ def scale_spec(spec: ResNetSpec, omega: float | Fraction) -> ResNetSpec:
         raise ValueError(f"the width multiplier omega must be > 0, got {omega}")
     stages = tuple(
         StageSpec(
-            width=_scaled_width(stage.width, omega),
-            blocks=tuple(replace(block, widths=tuple(_scaled_width(w, omega) for w in block.widths))
+            width=_scaled_width_down(stage.width, omega),
+            blocks=tuple(replace(block, widths=tuple(_scaled_width_down(w, omega) for w in block.widths))
                          for block in stage.blocks),
         )
         for stage in spec.stages
     )
-    return replace(spec, stem_width=_scaled_width(spec.stem_width, omega), stages=stages)
+    return replace(spec, stem_width=_scaled_width_down(spec.stem_width, omega), stages=stages)
 
 
 def unit_width_spec(spec: ResNetSpec) -> ResNetSpec:
