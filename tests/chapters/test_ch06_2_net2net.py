@@ -233,3 +233,61 @@ def test_default_grow_epoch_is_a_third_of_the_run_and_before_the_first_lr_decay_
         assert default_grow_epoch(config.epochs) < config.milestones[0]
     with pytest.raises(ValueError, match="at least 2 epochs"):
         default_grow_epoch(1)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    from thesis_lib.chapters import chapter
+    from thesis_lib.chapters.ch06_2_net2net import sweeps
+    from thesis_lib.experiments import get_profile
+
+    seeds = get_profile(profile).seeds
+    operations = ("widen_all", "deepen_layer") if profile == "smoke" else OPERATIONS
+    # the former planned_runs: both step-schedule baselines, then every operation x arm x seed (noise and
+    # grow_epoch at their defaults, so not passed)
+    former = [*(("baseline", {"model": model, "schedule": "step", "seed": seed})
+                for model in ("wide", "narrow") for seed in seeds),
+              *(("net2net_grow", {"operation": operation, "init": init, "seed": seed})
+                for operation in operations for init in ("net2net", "random", "scratch") for seed in seeds)]
+    known = sweeps(profile)
+    assert list(known) == ["baseline", "grow"]
+    assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
+    planned = chapter("06_2_net2net").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile.name for r in planned} == {profile}
+
+
+def test_net2net_plan_names_the_profiles_that_have_one():
+    from dataclasses import replace
+
+    from thesis_lib.chapters.ch06_2_net2net import NET2NET_PLANS
+    from thesis_lib.experiments import get_profile
+
+    assert net2net_plan("quick") is NET2NET_PLANS["quick"]
+    with pytest.raises(ValueError, match="no chapter 6.2 plan"):
+        net2net_plan(replace(get_profile("smoke"), name="other"))
+
+
+def test_figures_draw_one_panel_per_operation_and_one_row_per_group():
+    from matplotlib.figure import Figure
+
+    from thesis_lib.chapters.ch06_2_net2net import (accuracy_epochs_figure, accuracy_time_figure,
+                                                     final_accuracy_figure, final_accuracy_table,
+                                                     final_accuracy_tests, growth_sentence)
+
+    history, summary = chapter_runs()
+    summary = summary.assign(total_time=1.0)
+    groups = ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, random",
+              "widen_all, scratch"]
+    for fig in (accuracy_epochs_figure(history, summary, ["widen_all"], 1, ("smoke", "digits")),
+                accuracy_time_figure(history, summary, ["widen_all"], ("smoke", "digits"))):
+        assert isinstance(fig, Figure) and len(fig.axes) == 1
+        assert fig.axes[0].get_title() == "alle Phasen breiter"
+    fig = final_accuracy_figure(summary, groups, ("smoke", "digits"))
+    assert tuple(fig.get_size_inches()) == pytest.approx((6.0, 0.25 * 5 + 0.8))
+    table = final_accuracy_table(summary, groups)
+    assert table.index.tolist() == groups and table["mean total time (s)"].tolist() == [1.0] * 5
+    tests = final_accuracy_tests(summary, ["widen_all"])
+    assert len(tests) == 8 and "p_holm" in tests
+    assert growth_sentence("quick") == ("growth after epoch 3 of 10; Net2Net widening noise 0.05 x std of each "
+                                        "weight tensor")

@@ -88,3 +88,52 @@ def test_final_accuracy_groups_and_tables_from_summaries():
     assert found_architectures(search)["flops / budget"].tolist() == [0.5, 0.75]
     phases = phase_times(search)
     assert phases["train_share"].tolist() == [0.8, 0.75] and phases["grow_share"].tolist() == [0.1, 2.5 / 12]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    from thesis_lib.chapters import chapter
+    from thesis_lib.chapters.ch03_baseline import baseline_grid
+    from thesis_lib.chapters.ch06_3_prunetrain_net2net import sweeps
+
+    seeds = (0, 1) if profile == "smoke" else (0, 1, 2, 3, 4)  # the former SEEDS: the run folders stay
+    assert search_plan(profile).seeds == seeds
+    grid = search_plan(profile).grid()
+    former = [*(("baseline", params) for model in ("narrow", "wide")
+                for params in baseline_grid(profile, models=(model,), schedules=("step",), seeds=seeds)),
+              *(("prune_grow", params) for params in grid), *(("prune_grow_retrain", params) for params in grid)]
+    known = sweeps(profile)
+    assert list(known) == ["narrow", "wide", "search", "retrain"]
+    assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
+    planned = chapter("06_3_prunetrain_net2net").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile.name for r in planned} == {profile}
+    assert search_plan("full").seeds == (0, 1, 2, 3, 4)
+
+
+def test_figures_and_sentences_from_summaries_and_histories():
+    from matplotlib.figure import Figure
+
+    from thesis_lib.chapters.ch06_3_prunetrain_net2net import (accuracy_cost_curves, accuracy_cost_figure,
+                                                               accuracy_sentence, architecture_figure,
+                                                               final_accuracy_figure, growth_sentence)
+
+    history = pd.DataFrame({"seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2], "test_acc": [0.5, 0.6, 0.4, 0.7],
+                            "train_acc": [0.5] * 4, "flops": [10, 12, 10, 11], "params": [5] * 4,
+                            "epoch_time": [1.0] * 4, "hook_time": [0.5, 0.0, 0.5, 0.0],
+                            "grown": [True, False, False, False],
+                            "stage_widths": ["[8, 16, 32]", "[12, 16, 32]", "[8, 16, 32]", "[8, 16, 32]"],
+                            "stage_blocks": ["[1, 1, 1]", "[1, 1, 2]", "[1, 1, 1]", "[1, 1, 1]"]})
+    curves = accuracy_cost_curves(history, history, history)
+    assert curves["group"].drop_duplicates().tolist() == list(GROUP_ORDER[:3])
+    assert curves["mean_time"].tolist()[:2] == [1.5, 2.5]
+    assert isinstance(accuracy_cost_figure(curves, ("smoke", "digits")), Figure)
+    figure = architecture_figure(history, "smoke", ("smoke", "digits"))
+    assert figure.axes[0].get_legend().get_title().get_text() == "Mittel, Band: min-max über 2 Läufe"
+    groups = final_accuracy_groups(summary_frame(), summary_frame(), summary_frame(), summary_frame())
+    ticks = [t.get_text() for t in final_accuracy_figure(groups, ("smoke", "digits")).axes[0].get_xticklabels()]
+    assert ticks[0] == "schmales\nBaseline-Netz"
+    found = pd.DataFrame({"flops / budget": [0.5, 0.75]})
+    assert growth_sentence(history, found) == "1 growths in 2 runs, at epochs [1]; found FLOPs / budget: 0.50 ... 0.75."
+    assert accuracy_sentence(groups) == ("mean final accuracy: search 0.850, found net from scratch 0.850, "
+                                         "wide 0.850, narrow 0.850.")

@@ -8,12 +8,14 @@ architecture it ends with is then trained from scratch as an ordinary network (t
 its own cached experiment. Notebook figures: 6.12 (architecture over the rounds), 6.13 (accuracy and cost
 over training time), 6.14 (final accuracy against the same architecture from scratch and the baselines).
 
-Plan (`SearchPlan`, one per profile): PruneTrain at chapter 5's default point of the profile (lasso ratio,
-threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.8 / 5e-2 / 2 on `quick`, where the
-weaker thesis values prune nothing in 10 epochs of digits), growth allowed until the first lr decay (epoch
-93 of 180 on `full`, 5 of 10 on `quick`, 1 of 2 on `smoke`), the growth rule's defaults (saturated at 90 %
-kept channels, x1.5 per round, deepen a stage with no channel pruned) and 5 seeds on `quick` and `full`. On
-`quick` one search or retraining run takes about 5 s on one core of the 2-core CPU.
+Plan (`SearchPlan`, one per profile, derived by `search_plan`): PruneTrain at chapter 5's default point of
+the profile (lasso ratio, threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.8 / 5e-2
+/ 2 on `quick`, where the weaker thesis values prune nothing in 10 epochs of digits), growth allowed until
+the first lr decay (epoch 93 of 180 on `full`, 5 of 10 on `quick`, 1 of 2 on `smoke`), the growth rule's
+defaults (saturated at 90 % kept channels, x1.5 per round, deepen a stage with no channel pruned) and the
+profile's seeds (5 on `quick` and `full`, 2 on `smoke`). `sweeps` names the notebook's runs: both
+baselines, the searches and their retrainings. On `quick` one search or retraining run takes about 5 s on
+one core of the 2-core CPU.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from .. import stats
-from ..experiments import (Phase, PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile,
-                           plan_default, planned_sweep, run, seed_param, summarize_training)
+from .. import plots, stats
+from ..experiments import (Phase, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile, plan_default,
+                           run, seed_param, summarize_training)
 from ..methods.prunetrain import PruneTrain
 from ..methods.search import GrowthRule, PruneGrow, stage_depth
 from ..models import ResNetConfig, ResNetSpec, build_resnet, count_flops
@@ -34,9 +38,15 @@ from ..training import seeded_model
 from .ch03_baseline import baseline_grid
 from .ch05_prunetrain import prunetrain_plan
 from .ch06_2_net2net import cumulative_time
+from .contract import Sweeps
 
-__all__ = ["SearchPlan", "search_plan", "step_baseline_grid", "planned_runs", "architecture_rounds", "found_architectures", "final_accuracy_groups",
-           "GROUP_ORDER", "GROUP_LABELS", "budget_flops", "search_tests", "phase_times", "curves", "growth_epochs"]
+__all__ = ["FIGURE_TEXT", "GROUP_LABELS", "GROUP_ORDER", "SEARCH_KNOBS", "SEARCH_PAIRS", "WITHIN_BUDGET",
+           "PruneGrowParams", "SearchPlan", "accuracy_cost_curves", "accuracy_cost_figure", "accuracy_sentence",
+           "architecture_figure", "architecture_rounds", "budget_flops", "curves", "final_accuracy_figure",
+           "final_accuracy_groups", "final_accuracy_table", "found_architectures", "group_label", "growth_epochs",
+           "growth_sentence", "phase_times", "prune_grow_experiment", "prune_grow_retrain_experiment", "search_plan",
+           "search_tests", "step_baseline_grid", "sweeps"]
+
 
 SEARCH_KNOBS = ("lasso_ratio", "threshold", "interval", "saturation", "widen_factor", "deepen_saturation",
                 "noise", "last_growth_epoch")
@@ -65,18 +75,14 @@ class SearchPlan:
         return [{**self.params(), "seed": seed} for seed in self.seeds]
 
 
-SEEDS = {"smoke": (0, 1), "quick": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
-
-
 def search_plan(profile: str | Profile) -> SearchPlan:
-    """Chapter 6.3's plan for `profile`: chapter 5's default pruning, growth until the first lr decay."""
+    """Chapter 6.3's plan for `profile`: chapter 5's default pruning (`prunetrain_plan`, which rejects a
+    profile without a plan), growth until the first lr decay, once per seed of the profile."""
     profile = get_profile(profile)
-    if profile.name not in SEEDS:
-        raise ValueError(f"no chapter 6.3 plan for profile {profile.name!r}; plans exist for {sorted(SEEDS)}")
     pruning = prunetrain_plan(profile)
     last_growth = profile.milestones[0] if profile.milestones else profile.epochs - 1
     return SearchPlan(lasso_ratio=pruning.lasso_ratio, threshold=pruning.threshold, interval=pruning.interval,
-                      last_growth_epoch=int(last_growth), seeds=SEEDS[profile.name])
+                      last_growth_epoch=int(last_growth), seeds=profile.seeds)
 
 
 def step_baseline_grid(profile: str | Profile, model: str) -> list[dict[str, Any]]:
@@ -85,13 +91,14 @@ def step_baseline_grid(profile: str | Profile, model: str) -> list[dict[str, Any
     return baseline_grid(profile, models=(model,), schedules=("step",), seeds=search_plan(profile).seeds)
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 06_3 trains on `profile`: both baselines, the searches and their retrainings."""
-    profile = get_profile(profile)
-    grid = search_plan(profile).grid()
-    return [*(run for model in ("narrow", "wide")
-              for run in planned_sweep("baseline", step_baseline_grid(profile, model), profile)),
-            *planned_sweep("prune_grow", grid, profile), *planned_sweep("prune_grow_retrain", grid, profile)]
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 06_3's sweeps: the narrow and the wide step-schedule baseline (chapter 3's runs), the
+    searches and their retrainings from scratch, once per seed of the plan."""
+    plan = search_plan(profile)
+    return {"narrow": ("baseline", step_baseline_grid(profile, "narrow")),
+            "wide": ("baseline", step_baseline_grid(profile, "wide")),
+            "search": ("prune_grow", plan.grid()),
+            "retrain": ("prune_grow_retrain", plan.grid())}
 
 
 def budget_flops(context: RunContext, budget_model: str = "wide") -> int:
@@ -242,9 +249,6 @@ def found_architectures(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 GROUP_ORDER = ("narrow baseline", "wide baseline", "PruneTrain + Net2Net", "found net, from scratch")
-GROUP_LABELS = {"narrow baseline": "schmales\nBaseline-Netz", "wide baseline": "breites\nBaseline-Netz",
-                "PruneTrain + Net2Net": "PruneTrain +\nNet2Net",
-                "found net, from scratch": "gefundenes Netz,\nneu trainiert"}
 
 
 def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame,
@@ -257,6 +261,11 @@ def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.D
         part.insert(0, "group", group)
         frames.append(part)
     return pd.concat(frames, ignore_index=True)
+
+
+def final_accuracy_table(groups: pd.DataFrame) -> pd.DataFrame:
+    """Final accuracy per group of fig. 6.14 (`stats.summary_table` of `final_accuracy_groups`)."""
+    return stats.summary_table(groups, by="group", value="final_acc")
 
 
 SEARCH_PAIRS = (("PruneTrain + Net2Net", "found net, from scratch"), ("PruneTrain + Net2Net", "wide baseline"),
@@ -298,6 +307,112 @@ def curves(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def accuracy_cost_curves(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 6.13's curves (`curves`) of the narrow and wide baselines and the search, from their sweep
+    histories, with `mean_time`: the mean cumulative time of the group's runs at that epoch (its x)."""
+    frame = curves(dict(zip(GROUP_ORDER, (narrow, wide, search))))
+    frame["mean_time"] = frame.groupby(["group", "epoch"])["cumulative_time"].transform("mean")
+    return frame
+
+
 def growth_epochs(history: pd.DataFrame) -> list[int]:
     """The epochs after which at least one search run grew (for marking them in a figure)."""
     return sorted(int(e) for e in history.loc[history["grown"].astype(bool), "epoch"].unique())
+
+
+def growth_sentence(history: pd.DataFrame, found: pd.DataFrame) -> str:
+    """How often and when the searches (a "prune_grow" sweep history) grew, and the range of their found
+    FLOPs against the budget (`found_architectures`, one row per run)."""
+    growth = history[history["grown"].astype(bool)]
+    return (f"{len(growth)} growths in {len(found)} runs, at epochs {growth_epochs(history)}; "
+            f"found FLOPs / budget: {found['flops / budget'].min():.2f} ... {found['flops / budget'].max():.2f}.")
+
+
+def accuracy_sentence(groups: pd.DataFrame) -> str:
+    """The mean final accuracy of each group of fig. 6.14 (`final_accuracy_groups`) in one sentence."""
+    means = groups.groupby("group")["final_acc"].mean()
+    return (f"mean final accuracy: search {means['PruneTrain + Net2Net']:.3f}, found net from scratch "
+            f"{means['found net, from scratch']:.3f}, wide {means['wide baseline']:.3f}, "
+            f"narrow {means['narrow baseline']:.3f}.")
+
+
+GROUP_LABELS = {"narrow baseline": {"de": "schmales\nBaseline-Netz", "en": "narrow\nbaseline"},
+                "wide baseline": {"de": "breites\nBaseline-Netz", "en": "wide\nbaseline"},
+                "PruneTrain + Net2Net": {"de": "PruneTrain +\nNet2Net", "en": "PruneTrain +\nNet2Net"},
+                "found net, from scratch": {"de": "gefundenes Netz,\nneu trainiert", "en": "found net,\nfrom scratch"}}
+
+
+def group_label(group: str, one_line: bool = False) -> str:
+    """The label of a group of `GROUP_ORDER` in the figures' language: two lines (fig. 6.14's ticks) or,
+    with `one_line`, one (fig. 6.13's legend)."""
+    label = GROUP_LABELS[group][plots.language()]
+    return label.replace("\n", " ") if one_line else label
+
+
+FIGURE_TEXT = {"width": {"de": "Breite des Residualpfads", "en": "residual stream width"},
+               "blocks": {"de": "Blöcke", "en": "blocks"},
+               "mean_band": {"de": "Mittel, Band: min-max über {n} Läufe", "en": "mean, band: min-max over {n} runs"},
+               "band": {"de": "Band: min-max über {n} Läufe", "en": "band: min-max over {n} runs"},
+               "time": {"de": "Trainingszeit (s)", "en": "training time (s)"},
+               "flops": {"de": "FLOPs pro Bild (trainiertes Netz)", "en": "FLOPs per image (trained net)"}}
+
+
+def _text(key: str, **values: Any) -> str:
+    return FIGURE_TEXT[key][plots.language()].format(**values)
+
+
+def architecture_figure(history: pd.DataFrame, profile: str | Profile, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.12: stream width (top) and blocks (bottom) per phase over the epochs of the searches (a
+    "prune_grow" sweep history of `profile`; mean over the runs with the min-max band, epoch 0 the narrow
+    net), reconfiguration epochs dotted, the lr decays dashed; `stamp` = (profile, dataset)."""
+    profile = get_profile(profile)
+    plan = search_plan(profile)
+    narrow = profile.resnet("narrow", profile.input_size[0], profile.num_classes)
+    n = int(history["seed"].nunique())
+    rounds = architecture_rounds(history, narrow)
+    rounds["Phase"] = rounds["phase"].map(lambda p: f"{plots.label('stage')} {p}")
+    fig, (top, bottom) = plots.figure("full", nrows=2, sharex=True)
+    plots.line_with_band(top, rounds, x="epoch", y="width", hue="Phase")
+    plots.line_with_band(bottom, rounds, x="epoch", y="blocks", hue="Phase")
+    for ax in (top, bottom):
+        for epoch in range(plan.interval, profile.epochs, plan.interval):
+            ax.axvline(epoch, color="0.6", linestyle=":", linewidth=0.7)
+        for milestone in profile.milestones:
+            ax.axvline(milestone, color="0.3", linestyle="--", linewidth=0.7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    top.set(ylabel=_text("width"))
+    bottom.set(xlabel=plots.label("epoch"), ylabel=_text("blocks"))
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.legend().remove()
+    top.legend(title=_text("mean_band", n=n), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
+def accuracy_cost_figure(cost_curves: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.13: test accuracy (left) and FLOPs per image of the trained net (right) over the cumulative
+    training time, per group of `accuracy_cost_curves` (min-max band over the runs); `stamp` = (profile,
+    dataset)."""
+    n = int(cost_curves.groupby("group")["seed"].nunique().min())
+    frame = cost_curves.assign(group=cost_curves["group"].map(lambda group: group_label(group, one_line=True)))
+    fig, (left, right) = plots.figure("full", ncols=2)
+    plots.line_with_band(left, frame, x="mean_time", y="test_acc", hue="group")
+    plots.line_with_band(right, frame, x="mean_time", y="flops", hue="group")
+    left.set(xlabel=_text("time"), ylabel=plots.label("test_acc"))
+    right.set(xlabel=_text("time"), ylabel=_text("flops"))
+    left.legend().remove()
+    right.legend(title=_text("band", n=n), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
+def final_accuracy_figure(groups: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.14: the final accuracy of every run of the four groups of `final_accuracy_groups` (the
+    search, its architecture from scratch, both baselines); `stamp` = (profile, dataset)."""
+    n = int(groups.groupby("group").size().min())
+    fig, ax = plots.figure("full")
+    plots.boxplot(ax, groups, x="group", y="final_acc", order=list(GROUP_ORDER))
+    ax.set_xticks(range(len(GROUP_ORDER)), [group_label(g) for g in GROUP_ORDER])
+    ax.set(xlabel="", ylabel=plots.label("final_acc"))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig

@@ -37,7 +37,9 @@ INITS = ("net2net", "random")
 DEEPEN_KINDS = ("block", "layer")
 
 
-def _check_init(init: str) -> None:
+def check_init(init: str) -> None:
+    """Reject an `init` that is not one of INITS ("net2net": function-preserving, "random": fresh new units),
+    with a ValueError that lists them; the growth operators and chapter 6.2's steps check it first."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; use one of {INITS}")
 
@@ -78,7 +80,7 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
     init (He-normal convs, seeded from `generator`) and nothing is divided, so the function changes.
     All random draws use `generator` (the global RNG when None). `model` itself is left untouched.
     """
-    _check_init(init)
+    check_init(init)
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     if noise > 0 and init != "net2net":
@@ -224,7 +226,7 @@ def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "
 
     Random draws (the fresh init of the new weights) are seeded from `generator`.
     """
-    _check_init(init)
+    check_init(init)
     if kind not in DEEPEN_KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {DEEPEN_KINDS}")
     spec = require_thesis_resnet(model, "deepen").spec
