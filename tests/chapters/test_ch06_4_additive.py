@@ -2,6 +2,8 @@
 check read the right numbers."""
 
 import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +12,12 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
+from thesis_lib.chapters import chapter
 from thesis_lib.chapters.ch06_4_additive import (
-    additive_plan, arm_table, arm_tests, bf16_note, lars_prunetrain_answer, prunetrain_pairs,
+    additive_plan, arm_table, arm_tests, bf16_note, lars_prunetrain_answer, large_batch_runs, prunetrain_pairs,
+    prunetrain_runs, sweeps,
 )
-from thesis_lib.experiments import get_profile, run, run_dir_for
+from thesis_lib.experiments import SweepResult, get_profile, run, run_dir_for
 
 
 def test_lars_with_its_recipe_defaults_trains_digits_at_batch_512(isolated_results):
@@ -67,6 +71,44 @@ def test_prunetrain_arms_start_from_chapter_5s_point_and_its_batch():
     assert prunetrain_pairs(quick) == [("Batch 512, LARS + warm-up", "Batch 512, SGD linear + warm-up"),
                                        ("Batch 512, SGD linear + warm-up", "Batch 64, SGD"),
                                        ("Batch 512, LARS + warm-up", "Batch 64, SGD")]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    plan = additive_plan(profile)
+    former = [*(("baseline", p) for grid in plan.precision_grids().values() for p in grid),
+              *(("baseline", p) for grid in plan.large_batch_grids().values() for p in grid),
+              *(("prunetrain", p) for grid in plan.prunetrain_grids().values() for p in grid)]
+    known = sweeps(profile)
+    assert list(known) == ["precision", "large_batch", "prunetrain"]
+    assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
+    planned = chapter("06_4_additive").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile.name for r in planned} == {profile}
+    assert plan.seeds == get_profile(profile).seeds  # the seeds (and so the run folders) of the former SEEDS
+
+
+def test_the_runs_of_a_sweep_are_labelled_with_their_arms_in_grid_order():
+    """`large_batch_runs` and `prunetrain_runs` label the sweep's runs, and each run's epochs, by arm."""
+    plan = additive_plan("smoke")
+
+    def fake_sweep(name):
+        grid = sweeps("smoke")[name][1]
+        runs = [SimpleNamespace(history=pd.DataFrame({"epoch": range(1, 2 + index % 2)})) for index in range(len(grid))]
+        summary = pd.DataFrame([{**params, "final_params_after": 50, "dense_params": 100} for params in grid])
+        history = pd.concat([run.history for run in runs], ignore_index=True)
+        return SweepResult(summary, history, runs)
+
+    nb = SimpleNamespace(profile=get_profile("smoke"), sweep=fake_sweep)
+    summary, history = large_batch_runs(nb)
+    arms = plan.large_batch_grids()
+    assert summary["arm"].tolist() == [arm for arm, grid in arms.items() for _ in grid]
+    assert summary.loc[summary["arm"] == "Batch 256, LARS + warm-up", "optimizer"].eq("lars").all()
+    assert history["arm"].tolist() == [arm for arm, grid in arms.items() for index, _ in enumerate(grid)
+                                       for _ in range(1 + index % 2)]
+    summary, _ = prunetrain_runs(nb)
+    assert summary["arm"].tolist() == [arm for arm, grid in plan.prunetrain_grids().items() for _ in grid]
+    assert (summary["kept_params"] == 0.5).all()
 
 
 def fake_summary(kept: dict[str, list[float]], acc: dict[str, list[float]]) -> pd.DataFrame:

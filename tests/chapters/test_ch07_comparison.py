@@ -4,11 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from thesis_lib.chapters import Notebook, chapter
+from thesis_lib.chapters.ch04_morphnet import morphnet_plan
+from thesis_lib.chapters.ch06_3_prunetrain_net2net import search_plan
 from thesis_lib.chapters.ch07_comparison import (
-    PROCEDURES, answer, comparison_grids, comparison_runs, comparison_table, pairwise_tests, uniform_scaling_check,
-    verdict,
+    PROCEDURE_SWEEPS, PROCEDURES, answer, comparison_runs, comparison_table, pairwise_tests, sweeps,
+    uniform_scaling_check, verdict,
 )
-from thesis_lib.experiments import run_dir_for
+from thesis_lib.experiments import get_profile, run_dir_for
+from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 
 
 def fake_runs(acc_shift: float = 0.0, time_shift: float = 0.0, n: int = 5, acc_noise: float = 0.005,
@@ -76,15 +80,34 @@ def test_the_verdict_follows_the_holm_adjusted_tests_and_never_reads_no_differen
     assert "n = 5 and 5" in text and "at most 0.01 less accurate, at most 10% slower" in text
 
 
-def test_grids_reuse_the_runs_of_chapters_3_4_and_6_3(monkeypatch):
+def test_sweeps_reuse_the_runs_of_chapters_3_4_and_6_3(monkeypatch):
     monkeypatch.setenv("THESIS_RESULTS", "/results")
-    grids = comparison_grids("quick")
-    assert list(grids) == list(PROCEDURES)
-    assert [len(grid) for _, grid in grids.values()] == [5, 5, 5, 5]
-    name, grid = grids["wide baseline"]
+    known = sweeps("quick")
+    assert list(known) == list(PROCEDURE_SWEEPS.values()) and list(PROCEDURE_SWEEPS) == list(PROCEDURES)
+    assert [len(grid) for _, grid in known.values()] == [5, 5, 5, 5]
+    name, grid = known["baseline"]
     assert run_dir_for(name, grid[0], "quick") == run_dir_for("baseline", {"seed": 0, "model": "wide",
                                                                             "schedule": "step"}, "quick")
-    assert grids["MorphNet"][1][0]["resource"] == "flops"
+    assert known["morphnet"][1][0]["resource"] == "flops"
+
+
+def former_runs(profile) -> list:
+    """The runs the former `planned_runs` listed (`comparison_grids`), written out from the plans."""
+    seeds, morph, search = search_plan(profile).seeds, morphnet_plan(profile), search_plan(profile).grid()
+    morph_params = {"resource": "flops", "iterations": morph.search_iterations,
+                    "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
+    return [*(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
+            *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
+            *(("prune_grow", p) for p in search), *(("prune_grow_retrain", p) for p in search)]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    former = former_runs(profile)
+    assert [(experiment, params) for experiment, grid in sweeps(profile).values() for params in grid] == former
+    planned = chapter("07_comparison").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile for r in planned} == {get_profile(profile)}
 
 
 def test_uniform_scaling_of_the_narrow_net_is_the_wide_net():
@@ -93,7 +116,7 @@ def test_uniform_scaling_of_the_narrow_net_is_the_wide_net():
 
 
 def test_comparison_runs_on_smoke_gives_one_row_per_run(isolated_results):
-    runs = comparison_runs("smoke", progress=False)
+    runs = comparison_runs(Notebook(chapter("07_comparison"), get_profile("smoke")))
     assert runs.groupby("procedure").size().to_dict() == {p: 2 for p in PROCEDURES}
     retrained = runs[runs.procedure == "PruneTrain + Net2Net, retrained"].set_index("seed")
     search = runs[runs.procedure == "PruneTrain + Net2Net"].set_index("seed")

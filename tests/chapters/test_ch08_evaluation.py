@@ -2,25 +2,47 @@
 
 import pytest
 
-from thesis_lib.chapters.ch08_evaluation import evaluation_profile
+from thesis_lib.chapters import chapter
+from thesis_lib.chapters.ch04_morphnet import morphnet_plan
+from thesis_lib.chapters.ch06_3_prunetrain_net2net import search_plan
+from thesis_lib.chapters.ch08_evaluation import runs_profile, sweeps
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run_dir_for
+from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 
 
 def test_evaluation_profiles_swap_only_the_dataset():
     quick = get_profile("quick")
-    evaluation = evaluation_profile("quick")
+    evaluation = runs_profile("quick")
     assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist", 384, 256)
     assert (evaluation.name, evaluation.epochs, evaluation.seeds) == (quick.name, quick.epochs, quick.seeds)
-    assert evaluation_profile("full").dataset == "cifar100" and evaluation.input_size == (1, 28, 28)
-    with pytest.raises(ValueError, match="no chapter 8 dataset"):
-        evaluation_profile(quick.__class__(**{**quick.__dict__, "name": "other"}))
+    assert runs_profile("full").dataset == "cifar100" and evaluation.input_size == (1, 28, 28)
+    with pytest.raises(ValueError, match="no chapter 8 plan"):
+        runs_profile(quick.__class__(**{**quick.__dict__, "name": "other"}))
 
 
 def test_runs_on_the_unseen_dataset_have_folders_of_their_own(monkeypatch):
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     params = {"model": "wide", "schedule": "step", "seed": 0}
-    assert run_dir_for("baseline", params, evaluation_profile("quick")) != run_dir_for("baseline", params, "quick")
+    assert run_dir_for("baseline", params, runs_profile("quick")) != run_dir_for("baseline", params, "quick")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_are_chapter_7s_on_the_unseen_dataset(profile):
+    """The runs of the former `planned_runs`: chapter 7's procedures on `runs_profile`."""
+    evaluation = runs_profile(profile)
+    seeds, morph, search = search_plan(evaluation).seeds, morphnet_plan(evaluation), search_plan(evaluation).grid()
+    morph_params = {"resource": "flops", "iterations": morph.search_iterations,
+                    "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
+    former = [*(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
+              *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
+              *(("prune_grow", p) for p in search), *(("prune_grow_retrain", p) for p in search)]
+    assert [(experiment, params) for experiment, grid in sweeps(profile).values() for params in grid] == former
+    record = chapter("08_evaluation")
+    planned = record.planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile for r in planned} == {evaluation} and record.runs_profile(profile) == evaluation
+    assert evaluation.dataset == "fashion_mnist"
 
 
 def test_a_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):

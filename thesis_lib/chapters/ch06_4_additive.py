@@ -14,14 +14,17 @@ family of tests):
   chapter 5's default PruneTrain point at the large batch with SGD (linear scaling, warm-up) against LARS
   (warm-up), and both against PruneTrain at the baseline batch: the parameters kept and the accuracy.
 
-Warm-up lasts 1/18 of the epochs (Goyal et al.'s 5 of 90), at least one epoch. No experiment of its own:
-the runs are chapter 3's "baseline" and chapter 5's "prunetrain" experiments with other TrainConfig
-fields, so the baseline-batch runs come from the cache when chapters 3 and 5 trained them.
+Warm-up lasts `WARMUP_SHARE` of the epochs (the thesis's 10 of 180), at least one epoch. No experiment of
+its own: the runs are chapter 3's "baseline" and chapter 5's "prunetrain" experiments with other TrainConfig
+fields, so the baseline-batch runs come from the cache when chapters 3 and 5 trained them. `sweeps` names
+one sweep per section ("precision", "large_batch", "prunetrain"), its arms' runs one after the other;
+`precision_runs`, `large_batch_runs` and `prunetrain_runs` label them by arm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import pandas as pd
@@ -30,17 +33,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import PlannedRun, Profile, get_profile, planned_sweep, sweep
+from ..experiments import Profile, get_profile
 from .ch05_prunetrain import prunetrain_plan
+from .contract import Notebook, Sweeps, plan_for
 
-__all__ = ["LARGE_BATCH_FACTOR", "AdditivePlan", "additive_plan", "planned_runs", "precision_runs", "large_batch_runs",
-           "prunetrain_runs", "arm_tests", "arm_table", "box_figure", "curve_figure", "shrink_figure",
-           "summary_sentences", "bf16_note", "prunetrain_pairs", "lars_prunetrain_answer"]
+__all__ = ["LARGE_BATCH_FACTOR", "LARGE_BATCH_TESTED", "PRECISION_TESTED", "PRUNETRAIN_TESTED", "SEED_PLANS",
+           "SWEEP_EXPERIMENTS", "WARMUP_SHARE", "AdditivePlan", "additive_plan", "arm_table", "arm_tests",
+           "bf16_note", "box_figure", "curve_figure", "large_batch_runs", "large_batch_tests",
+           "lars_prunetrain_answer", "precision_runs", "precision_tests", "prunetrain_pairs", "prunetrain_runs",
+           "prunetrain_tests", "shrink_figure", "summary_sentences", "sweeps"]
 
 LARGE_BATCH_FACTOR = 8
-SEEDS = {"smoke": (0, 1), "quick": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
+# Warm-up: the thesis's 10 of its 180 epochs (Goyal et al.'s 5 of 90), rounded, at least one epoch.
+WARMUP_SHARE = Fraction(10, 180)
 BASELINE = {"model": "wide", "schedule": "step"}
 REFERENCE = "Batch {batch}, SGD"
+# Each sweep of the notebook and the experiment its arms run.
+SWEEP_EXPERIMENTS = {"precision": "baseline", "large_batch": "baseline", "prunetrain": "prunetrain"}
 
 
 @dataclass(frozen=True)
@@ -111,56 +120,66 @@ class AdditivePlan:
                 {**without_lr, **large, "optimizer": "lars"}),
         }
 
+    def arms(self, sweep: str) -> dict[str, list[dict[str, Any]]]:
+        """Arm -> params per seed of the notebook's sweep `sweep` (one of `SWEEP_EXPERIMENTS`)."""
+        grids = {"precision": self.precision_grids, "large_batch": self.large_batch_grids,
+                 "prunetrain": self.prunetrain_grids}
+        if sweep not in grids:
+            raise ValueError(f"chapter 6.4 has no sweep {sweep!r}; its sweeps are {list(grids)}")
+        return grids[sweep]()
+
+
+# Chapter 6.4's choice per profile: the seeds of every arm (5 per group on quick and full, as the thesis).
+# Everything else in `AdditivePlan` follows from the profile, its device and chapter 5's plan.
+SEED_PLANS: dict[str, tuple[int, ...]] = {"smoke": (0, 1), "quick": (0, 1, 2, 3, 4), "full": (0, 1, 2, 3, 4)}
+
 
 def additive_plan(profile: str | Profile) -> AdditivePlan:
     """Chapter 6.4's plan for `profile` (see `AdditivePlan`); fp16 is planned only where CUDA trains."""
     profile = get_profile(profile)
-    if profile.name not in SEEDS:
-        raise ValueError(f"no chapter 6.4 plan for profile {profile.name!r}; plans exist for {sorted(SEEDS)}")
+    seeds = plan_for(SEED_PLANS, profile, "6.4")
     cuda = profile.resolved_device().type == "cuda" and torch.cuda.is_available()
     pruning = prunetrain_plan(profile)
-    return AdditivePlan(seeds=SEEDS[profile.name], base_batch=profile.batch_size,
-                        warmup_epochs=max(1, round(profile.epochs / 18)),
+    return AdditivePlan(seeds=seeds, base_batch=profile.batch_size,
+                        warmup_epochs=max(1, round(profile.epochs * WARMUP_SHARE)),
                         precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
                         prunetrain={**pruning.default(), **pruning.training()},
                         prune_batch=pruning.batch_size or profile.batch_size,
                         default_precision=profile.train_config().precision)
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 06_4 trains on `profile`: the precision, large-batch and PruneTrain arms (the
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 06_4's sweeps: the precision, large-batch and PruneTrain arms, each arm's runs in turn (the
     reference arms are chapter 3's and 5's runs)."""
     plan = additive_plan(profile)
-    grids = [("baseline", plan.precision_grids()), ("baseline", plan.large_batch_grids()),
-             ("prunetrain", plan.prunetrain_grids())]
-    return [run for name, arms in grids for grid in arms.values() for run in planned_sweep(name, grid, profile)]
+    return {name: (experiment, [params for grid in plan.arms(name).values() for params in grid])
+            for name, experiment in SWEEP_EXPERIMENTS.items()}
 
 
-def _runs(name: str, grids: dict[str, list[dict[str, Any]]], profile: str | Profile,
-          progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Summary (one row per run) and history (one row per run and epoch) of every arm, with an "arm" column."""
-    summaries, histories = [], []
-    for arm, grid in grids.items():
-        result = sweep(name, grid, profile=profile, progress=progress)
-        summaries.append(result.summary.assign(arm=arm))
-        histories.append(result.history.assign(arm=arm))
-    return pd.concat(summaries, ignore_index=True), pd.concat(histories, ignore_index=True)
+def _arm_runs(nb: Notebook, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Summary (one row per run) and history (one row per run and epoch) of the notebook's sweep `name`,
+    with an "arm" column: the sweep's runs come in the order of `AdditivePlan.arms`."""
+    result = nb.sweep(name)
+    arms = [arm for arm, grid in additive_plan(nb.profile).arms(name).items() for _ in grid]
+    epochs = [len(run.history) for run in result.runs]
+    return (result.summary.assign(arm=arms),
+            result.history.assign(arm=[arm for arm, n in zip(arms, epochs) for _ in range(n)]))
 
 
-def precision_runs(profile: str | Profile, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def precision_runs(nb: Notebook) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The precision arms' runs: (summary, history), arm = "fp32" / "bf16" / "fp16"."""
-    return _runs("baseline", additive_plan(profile).precision_grids(), profile, progress)
+    return _arm_runs(nb, "precision")
 
 
-def large_batch_runs(profile: str | Profile, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def large_batch_runs(nb: Notebook) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The large-batch arms' runs: (summary, history)."""
-    return _runs("baseline", additive_plan(profile).large_batch_grids(), profile, progress)
+    return _arm_runs(nb, "large_batch")
 
 
-def prunetrain_runs(profile: str | Profile, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prunetrain_runs(nb: Notebook) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The PruneTrain arms' runs: (summary, history); the summary gains "kept_params", the share of the
     dense net's parameters the final net keeps."""
-    summary, history = _runs("prunetrain", additive_plan(profile).prunetrain_grids(), profile, progress)
+    summary, history = _arm_runs(nb, "prunetrain")
     summary["kept_params"] = summary["final_params_after"] / summary["dense_params"]
     return summary, history
 
@@ -197,64 +216,26 @@ def arm_table(summary: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _arm_label(arm: str) -> str:
-    """A printable German label of an arm: "Batch 512, SGD linear + warm-up" -> "Batch 512, SGD linear +
-    Aufwärmen" on two lines, the second starting at the method."""
-    german = arm.replace("warm-up", "Aufwärmen").replace("ghost BN", "Ghost-BN")
-    return german.replace(", ", "\n", 1)
+# What each section tests, as (column, words, unit): the words are this chapter's own ("accuracy", "epoch
+# time", "total time", not `contract.QUANTITIES`'), as its printed sentences have them.
+PRECISION_TESTED = (("final_acc", "accuracy", ""), ("mean_epoch_time", "epoch time", "s"))
+LARGE_BATCH_TESTED = (("final_acc", "accuracy", ""), ("total_time", "total time", "s"))
+PRUNETRAIN_TESTED = (("kept_params", "kept parameters", ""), ("final_acc", "accuracy", ""))
 
 
-def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str, str]) -> Figure:
-    """One box plot per column of `columns` (every run drawn on top), side by side with the arms as rows
-    (their labels are long), the first arm on top; `stamp` = (profile, dataset) for `plots.stamp`."""
-    arms = list(dict.fromkeys(summary["arm"]))
-    fig, axes = plots.figure("full", ncols=len(columns), sharey=True, squeeze=False)
-    fig.set_size_inches(6.0, 0.9 + 0.42 * len(arms))
-    frame = summary.assign(label=summary["arm"].map(_arm_label))
-    order = [_arm_label(arm) for arm in arms]
-    for ax, column in zip(axes.flat, columns):
-        plots.boxplot(ax, frame, column, "label", order=order)
-        ax.set(xlabel=plots.label(column), ylabel="")
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
-    sizes = summary.groupby("arm").size()
-    plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
-    return fig
+def precision_tests(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 6.6's tests: every precision against fp32, accuracy and epoch time (`arm_tests`)."""
+    return arm_tests(summary, PRECISION_TESTED, reference="fp32")
 
 
-def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epochs: int,
-                 stamp: tuple[str, str]) -> Figure:
-    """Test accuracy per epoch of every arm: the mean over seeds with a min-max band, the end of warm-up
-    and the lr drops marked."""
-    fig, ax = plots.figure("full")
-    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
-    plots.line_with_band(ax, frame, "epoch", "test_acc", "label")
-    plots.mark_epochs(ax, milestones)
-    plots.mark_epochs(ax, [warmup_epochs], linestyle="--")
-    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    n = int(history.groupby("arm")["seed"].nunique().min())
-    handles, labels = ax.get_legend_handles_labels()
-    marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
-    ax.legend(handles, labels, title=f"{plots.label('mean_band', n=n)}\n{marks}",
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    plots.stamp(fig, stamp[0], stamp[1], n)
-    return fig
+def large_batch_tests(summary: pd.DataFrame, plan: AdditivePlan) -> pd.DataFrame:
+    """Table 6.7's tests: every large-batch arm against the baseline batch, accuracy and total time."""
+    return arm_tests(summary, LARGE_BATCH_TESTED, reference=plan.reference)
 
 
-def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
-    """Parameters of the network per epoch of every PruneTrain arm (mean over seeds, min-max band)."""
-    fig, ax = plots.figure("full")
-    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
-    plots.line_with_band(ax, frame, "epoch", "params", "label")
-    for line, style in zip(ax.get_lines(), ("-", "--", ":", "-.")):  # arms that never prune lie on one line
-        line.set_linestyle(style)
-    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("params"))
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    n = int(history.groupby("arm")["seed"].nunique().min())
-    ax.legend(title=f"{plots.label('mean_band', n=n)}", loc="upper left",
-              bbox_to_anchor=(1.01, 1.0))
-    plots.stamp(fig, stamp[0], stamp[1], n)
-    return fig
+def prunetrain_tests(summary: pd.DataFrame, plan: AdditivePlan) -> pd.DataFrame:
+    """Table 6.8's tests: the `prunetrain_pairs`, kept parameters and accuracy."""
+    return arm_tests(summary, PRUNETRAIN_TESTED, pairs=prunetrain_pairs(plan))
 
 
 def summary_sentences(tests: pd.DataFrame) -> str:
@@ -302,3 +283,67 @@ def lars_prunetrain_answer(tests: pd.DataFrame, plan: AdditivePlan) -> str:
         return f"{shares} (Holm p = {kept['p_holm']:.3g}): the numbers do not decide the claim; {accuracy}."
     outcome = "supports" if kept["diff"] < 0 else "contradicts"
     return f"{shares} (Holm p = {kept['p_holm']:.3g}, significant): this {outcome} the draft's claim; {accuracy}."
+
+
+# Size of `box_figure` in inches: the full text width, and a height that grows with the arms (rows).
+BOX_WIDTH, BOX_HEIGHT, BOX_HEIGHT_PER_ARM = 6.0, 0.9, 0.42
+
+
+def _arm_label(arm: str) -> str:
+    """A printable German label of an arm: "Batch 512, SGD linear + warm-up" -> "Batch 512, SGD linear +
+    Aufwärmen" on two lines, the second starting at the method."""
+    german = arm.replace("warm-up", "Aufwärmen").replace("ghost BN", "Ghost-BN")
+    return german.replace(", ", "\n", 1)
+
+
+def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str, str]) -> Figure:
+    """One box plot per column of `columns` (every run drawn on top), side by side with the arms as rows
+    (their labels are long), the first arm on top; `stamp` = (profile, dataset) for `plots.stamp`."""
+    arms = list(dict.fromkeys(summary["arm"]))
+    fig, axes = plots.figure("full", ncols=len(columns), sharey=True, squeeze=False)
+    fig.set_size_inches(BOX_WIDTH, BOX_HEIGHT + BOX_HEIGHT_PER_ARM * len(arms))
+    frame = summary.assign(label=summary["arm"].map(_arm_label))
+    order = [_arm_label(arm) for arm in arms]
+    for ax, column in zip(axes.flat, columns):
+        plots.boxplot(ax, frame, column, "label", order=order)
+        ax.set(xlabel=plots.label(column), ylabel="")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    sizes = summary.groupby("arm").size()
+    plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
+    return fig
+
+
+def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epochs: int,
+                 stamp: tuple[str, str]) -> Figure:
+    """Test accuracy per epoch of every arm: the mean over seeds with a min-max band, the end of warm-up
+    and the lr drops marked."""
+    fig, ax = plots.figure("full")
+    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
+    plots.line_with_band(ax, frame, "epoch", "test_acc", "label")
+    plots.mark_epochs(ax, milestones)
+    plots.mark_epochs(ax, [warmup_epochs], linestyle="--")
+    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    n = int(history.groupby("arm")["seed"].nunique().min())
+    handles, labels = ax.get_legend_handles_labels()
+    marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
+    ax.legend(handles, labels, title=f"{plots.label('mean_band', n=n)}\n{marks}",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
+def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Parameters of the network per epoch of every PruneTrain arm (mean over seeds, min-max band)."""
+    fig, ax = plots.figure("full")
+    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
+    plots.line_with_band(ax, frame, "epoch", "params", "label")
+    for line, style in zip(ax.get_lines(), ("-", "--", ":", "-.")):  # arms that never prune lie on one line
+        line.set_linestyle(style)
+    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("params"))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    n = int(history.groupby("arm")["seed"].nunique().min())
+    ax.legend(title=f"{plots.label('mean_band', n=n)}", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig

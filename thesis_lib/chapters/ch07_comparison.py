@@ -17,6 +17,8 @@ Uniform width scaling of the narrow net to the budget (eq. 2.6) gives exactly th
 nets (omega = 2; `uniform_scaling_check` verifies it for the profile), so its row would repeat the wide
 baseline's runs and is not listed twice. No experiment of its own: every run comes from the cache of
 chapters 3, 4 and 6.3 (the same params hit the same folders), 5 seeds per procedure on `quick` and `full`.
+`sweeps` names one sweep per procedure (`PROCEDURE_SWEEPS`); chapter 8 runs the same sweeps on another
+dataset, and its notebook calls this module's functions step by step as notebook 07 does.
 """
 
 from __future__ import annotations
@@ -28,18 +30,24 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import plots, stats
-from ..experiments import PlannedRun, Profile, get_profile, planned_sweep, sweep
+from ..experiments import Profile, get_profile
 from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD
+from .ch03_baseline import baseline_grid
 from .ch04_morphnet import morphnet_plan, uniform_scaling
 from .ch06_3_prunetrain_net2net import search_plan
+from .contract import Notebook, Sweeps, quantities
 
-__all__ = ["PROCEDURES", "QUANTITIES", "comparison_grids", "planned_runs", "comparison_runs", "comparison_table",
-           "pairwise_tests", "verdict", "answer", "uniform_scaling_check", "comparison_figure"]
+__all__ = ["COMPARED", "DEPENDENT_TIME_PAIR", "EQUIVALENCE_MARGIN", "PROCEDURES", "PROCEDURE_SWEEPS", "TIME_MARGIN",
+           "answer", "comparison_figure", "comparison_runs", "comparison_table", "pairwise_tests", "sweeps",
+           "uniform_scaling_check", "verdict"]
 
 PROCEDURES = ("wide baseline", "MorphNet", "PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
-# (column, description, unit) of every compared quantity, in table order.
-QUANTITIES = (("final_acc", "accuracy", ""), ("total_time", "total training time", "s"),
-              ("params", "parameters", ""), ("flops", "FLOPs per image", ""))
+# The sweep (of `sweeps`) that gives each procedure's runs, in `PROCEDURES` order.
+PROCEDURE_SWEEPS = {"wide baseline": "baseline", "MorphNet": "morphnet", "PruneTrain + Net2Net": "prune_grow",
+                    "PruneTrain + Net2Net, retrained": "retrained"}
+# (column, description, unit) of every compared quantity, in table order; the accuracy is "accuracy" here (not
+# `contract.QUANTITIES`' "final accuracy"), as the printed sentences say.
+COMPARED = (("final_acc", "accuracy", ""), *quantities("total_time", "params", "flops"))
 # Non-inferiority margins of `verdict`: at most 1 point less accurate (chapter 6.2's tolerance) or at most
 # 10 % slower, judged on the 95 % interval of the difference.
 EQUIVALENCE_MARGIN = 0.01
@@ -49,33 +57,29 @@ TIME_MARGIN = 0.10
 DEPENDENT_TIME_PAIR = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
 
 
-def comparison_grids(profile: str | Profile) -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """Per procedure: the experiment and its params, once per seed of chapter 6.3's plan (5 on quick/full)."""
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 07's sweeps, one per procedure (`PROCEDURE_SWEEPS`): the experiment and its params, once per
+    seed of chapter 6.3's plan (5 on quick/full); each is a run of chapter 3, 4 or 6.3, shared through the
+    cache."""
     seeds = search_plan(profile).seeds
     morph = morphnet_plan(profile)
     morph_params = {"resource": "flops", "iterations": morph.search_iterations,
                     "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
     search = search_plan(profile).grid()
     return {
-        "wide baseline": ("baseline", [{"model": "wide", "schedule": "step", "seed": s} for s in seeds]),
-        "MorphNet": ("morphnet_search", [{**morph_params, "seed": s} for s in seeds]),
-        "PruneTrain + Net2Net": ("prune_grow", search),
-        "PruneTrain + Net2Net, retrained": ("prune_grow_retrain", search),
+        "baseline": ("baseline", baseline_grid(profile, models=("wide",), schedules=("step",), seeds=seeds)),
+        "morphnet": ("morphnet_search", [{**morph_params, "seed": s} for s in seeds]),
+        "prune_grow": ("prune_grow", search),
+        "retrained": ("prune_grow_retrain", search),
     }
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 07 asks for on `profile` (`comparison_grids`); each is a run of chapter 3, 4 or
-    6.3, shared through the cache."""
-    return [run for name, grid in comparison_grids(profile).values() for run in planned_sweep(name, grid, profile)]
-
-
-def comparison_runs(profile: str | Profile, progress: bool = True) -> pd.DataFrame:
-    """Run (or load) every procedure's runs; one row per run: procedure, seed, final_acc, total_time,
-    params and flops of the final network."""
+def comparison_runs(nb: Notebook) -> pd.DataFrame:
+    """Run (or load) every procedure's sweep of the notebook `nb` (07, or 08 on its dataset); one row per run:
+    procedure, seed, final_acc, total_time, params and flops of the final network."""
     frames = []
-    for procedure, (name, grid) in comparison_grids(profile).items():
-        summary = sweep(name, grid, profile=profile, progress=progress).summary
+    for procedure, name in PROCEDURE_SWEEPS.items():
+        summary = nb.sweep(name).summary
         frames.append(pd.DataFrame({"procedure": procedure, "seed": summary["seed"],
                                     "final_acc": summary["final_acc"], "total_time": summary["total_time"],
                                     "params": summary["final_params"], "flops": summary["final_flops"]}))
@@ -89,21 +93,21 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     for procedure in [p for p in PROCEDURES if p in set(runs["procedure"])]:
         group = runs[runs["procedure"] == procedure]
         row: dict[str, Any] = {"procedure": procedure, "n": len(group)}
-        for column, _, _ in QUANTITIES:
+        for column, _, _ in COMPARED:
             row[f"{column}_mean"] = float(group[column].mean())
             row[f"{column}_std"] = float(group[column].std(ddof=1)) if len(group) > 1 else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def pairwise_tests(runs: pd.DataFrame, quantities: tuple[tuple[str, str, str], ...] = QUANTITIES[:2]
+def pairwise_tests(runs: pd.DataFrame, compared: tuple[tuple[str, str, str], ...] = COMPARED[:2]
                    ) -> pd.DataFrame:
     """Welch t-tests between every pair of procedures for each quantity (default: accuracy and total time),
     Holm-adjusted within each quantity's family of pairs; columns of `stats.with_holm` plus "quantity". The
     total time of the search and of its own retraining is not tested (`DEPENDENT_TIME_PAIR`)."""
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
     tables = []
-    for column, what, unit in quantities:
+    for column, what, unit in compared:
         pairs = [pair for pair in combinations(present, 2)
                  if not (column == "total_time" and pair == DEPENDENT_TIME_PAIR)]
         table = stats.compare_groups(runs, "procedure", pairs, [(column, what, unit)])

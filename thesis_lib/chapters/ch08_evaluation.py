@@ -10,16 +10,20 @@ dataset in their key, so they never mix with chapter 7's.
 28x28 image costs about 12 times the FLOPs of an 8x8 digit. With 1,024 / 512 images the notebook's 20
 runs took 8 minutes on the loaded 2-core CPU, with 512 / 256 4.6 minutes (the wide net reached 0.654),
 both above the chapter's budget of 4 minutes.
+
+`runs_profile` is that profile; `sweeps` are chapter 7's on it, and notebook 08 calls chapter 7's
+functions step by step with its own context (`ch07_comparison.comparison_runs(nb)` and the rest).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ..experiments import PlannedRun, Profile, get_profile
-from .ch07_comparison import planned_runs as chapter_7_runs
+from ..experiments import Profile, get_profile
+from . import ch07_comparison
+from .contract import Sweeps, plan_for
 
-__all__ = ["EVALUATION_DATA", "evaluation_profile", "planned_runs"]
+__all__ = ["EVALUATION_DATA", "runs_profile", "sweeps"]
 
 # Per profile: (dataset, training images, test images); None keeps the whole split.
 EVALUATION_DATA: dict[str, tuple[str, int | None, int | None]] = {
@@ -29,15 +33,14 @@ EVALUATION_DATA: dict[str, tuple[str, int | None, int | None]] = {
 }
 
 
-def evaluation_profile(profile: str | Profile) -> Profile:
+def runs_profile(profile: str | Profile) -> Profile:
     """`profile` with chapter 8's dataset: the same name, epochs, seeds and nets, another dataset."""
     profile = get_profile(profile)
-    if profile.name not in EVALUATION_DATA:
-        raise ValueError(f"no chapter 8 dataset for profile {profile.name!r}; known: {sorted(EVALUATION_DATA)}")
-    dataset, n_train, n_test = EVALUATION_DATA[profile.name]
+    dataset, n_train, n_test = plan_for(EVALUATION_DATA, profile, "8")
     return replace(profile, dataset=dataset, n_train=n_train, n_test=n_test)
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 08 trains on `profile`: chapter 7's procedures on `evaluation_profile`."""
-    return chapter_7_runs(evaluation_profile(profile))
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 08's sweeps: chapter 7's, on `runs_profile(profile)` (its budget is the wide net's FLOPs on
+    these images)."""
+    return ch07_comparison.sweeps(runs_profile(profile))
