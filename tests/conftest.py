@@ -1,13 +1,10 @@
-"""Shared fixtures: a tiny digits dataset and results/figures redirected to a temporary folder."""
+"""Shared fixtures: tiny digits datasets, results/figures redirected to a temporary folder, one intra-op
+thread; and the one `cuda` marker: a test marked `@pytest.mark.cuda` is skipped where no CUDA device is."""
 
 import pytest
 import torch
 
 from thesis_lib.data import load_dataset
-
-# The tests train tiny nets: one intra-op thread is faster than two and immune to a busy machine.
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="session")
 def digits_small():
@@ -36,3 +33,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marked cuda)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

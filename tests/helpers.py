@@ -7,7 +7,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from thesis_lib.data import Dataset
+from thesis_lib.data import Dataset, random_dataset
 from thesis_lib.models import BlockSpec, ResNetSpec, StageSpec
 from thesis_lib.training import TrainingHook
 
@@ -49,11 +49,7 @@ def irregular_spec() -> ResNetSpec:
 
 def toy_data() -> Dataset:
     """48 random 1x8x8 images of 3 classes (32 train, 16 test): enough to exercise a training loop."""
-    generator = torch.Generator().manual_seed(0)
-    train_x, test_x = torch.randn(32, 1, 8, 8, generator=generator), torch.randn(16, 1, 8, 8, generator=generator)
-    train_y, test_y = torch.randint(0, 3, (32,), generator=generator), torch.randint(0, 3, (16,), generator=generator)
-    return Dataset("toy", train_x, train_y, test_x, test_y, num_classes=3, in_channels=1, image_size=8,
-                   channel_mean=(0.0,), channel_std=(1.0,))
+    return random_dataset(32, 16, (1, 8, 8), num_classes=3, name="toy")
 
 
 def weight_entries(model: nn.Module) -> int:

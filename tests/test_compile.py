@@ -73,7 +73,7 @@ def test_an_unknown_compile_mode_is_refused():
         TrainConfig(compile="yes")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_the_compiled_bf16_channels_last_step_on_cuda_matches_eager(digits_small):
     """The `full` profile's fast path on the GPU: bf16 autocast rounds, so the tolerance is bf16's (1e-2)."""
     settings = dict(precision="bf16", channels_last=True)

@@ -185,7 +185,7 @@ def test_loader_rejects_bad_input():
         DeviceLoader(torch.zeros(4, 2, 2), torch.zeros(4), batch_size=2)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_loader_on_cuda_matches_cpu():
     x, y = torch.randn(30, 3, 8, 8), torch.arange(30)
     cpu_batches = epoch_batches(DeviceLoader(x, y, batch_size=8, seed=2), 1)

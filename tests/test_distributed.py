@@ -140,7 +140,7 @@ def test_ddp_with_one_process_reproduces_the_plain_trainer_exactly(monkeypatch):
     assert state_sha256(ddp_trainer.model) == state_sha256(plain_trainer.model)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_ddp_on_cuda_with_nccl_shrinks_checks_the_ranks_and_counts_the_bytes(monkeypatch):
     """One process with NCCL on GPU 0: the CUDA path (device_ids, the untimed hook, sums and buffer broadcast
     on the GPU, the identity check through NCCL) trains a PruneTrain run that shrinks."""

@@ -1,17 +1,17 @@
-"""The README's "Use the methods in your own script" snippets run as they stand."""
+"""The snippets of the README and of docs/own-scripts.md run as they stand; the README links only to files that exist."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+OWN_SCRIPTS = ROOT / "docs" / "own-scripts.md"
 
 
 def _snippets() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Use the methods in your own script", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    return re.findall(r"```python\n(.*?)```", OWN_SCRIPTS.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 def test_the_section_has_a_snippet_per_method_and_one_with_the_trainer():
@@ -38,7 +38,7 @@ def test_readme_snippet_runs(index, capsys):
 
 def test_the_pandas_snippet_runs_and_finds_its_runs(isolated_results):
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Results in pandas, and where they are", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Where figures, tables and runs land", 1)[1].split("\n## ", 1)[0]
     (snippet,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     namespace: dict = {}
     exec(compile(snippet, "README pandas snippet", "exec"), namespace)
@@ -48,3 +48,20 @@ def test_the_pandas_snippet_runs_and_finds_its_runs(isolated_results):
     folder = Path(namespace["result"].path)
     assert folder.parent.parent == isolated_results / "results" / "smoke" and folder.parent.name == "baseline"
     assert {"config.json", "history.csv", "summary.json", "model.pt", "DONE"} <= {p.name for p in folder.iterdir()}
+
+
+def test_the_readme_is_short_and_its_links_lead_to_files_that_exist():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 160
+    assert text.splitlines().index("## The two commands") < 30  # within the first screen
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert "docs/own-scripts.md" in links and "CHANGELOG.md" in links
+    for link in links:
+        assert (ROOT / link).exists(), link
+
+
+def test_the_changelog_names_the_package_version_first():
+    import thesis_lib
+
+    entries = re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"), flags=re.M)
+    assert entries[0] == thesis_lib.__version__

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from thesis_lib.models import (
-    WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
+    NARROW_BASELINE, WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
 )
 from thesis_lib.surgery import (
     carry_optimizer_state, channel_groups, conv_edges, insert_block, insert_layer, map_channels, remove_block,
@@ -26,14 +26,6 @@ SMALL_CONFIGS = {
     "ghost": ResNetConfig(stages=2, blocks=(2, 2), widths=(5, 7), num_classes=4, ghost_batch=2),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: extra intra-op threads cost more than they save, most of all on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 def channel_dims(model: torch.nn.Module) -> set[tuple[str, int]]:
     """Every (key, dim) of the state dict that indexes channels (all dims of weights, dim 0 of vectors)."""
@@ -573,7 +565,7 @@ def test_insert_layer_carries_and_shifts_layers():
         insert_layer(bare, 1, 0, after_layer=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_surgery_on_cuda_keeps_device_and_function():
     model = pruned_random_model("bottleneck", seed=14).cuda()
     generator = torch.Generator().manual_seed(15)
@@ -646,3 +638,51 @@ def test_narrowed_keeps_the_first_ceil_fraction_of_every_group_and_nothing_else(
     torch.testing.assert_close(narrowed(model, 1.0).eval()(x), model(x))
     with pytest.raises(ValueError, match="fraction must lie in"):
         narrowed(model, 0.0)
+
+
+# The thesis nets, a bottleneck net and an irregular pruned spec (a bare shortcut block, an empty stage).
+DEPENDENCY_NETS = {
+    "wide": WIDE_BASELINE.with_(blocks=(2, 2, 2), in_channels=1),
+    "narrow": NARROW_BASELINE.with_(blocks=(2, 2, 2), in_channels=1),
+    **{name: SMALL_CONFIGS[name].with_(in_channels=1) for name in ("l3", "bottleneck")},
+}
+
+
+def _dependency_graph_group(model: torch.nn.Module, group_name: str, graph) -> tuple[set[str], set[str], set[str]]:
+    """(producing convs, batch norms, reading convs / linears) that Torch-Pruning's dependency graph
+    prunes together with the first producer of our group `group_name`."""
+    import torch_pruning as tp
+
+    names = {module: name for name, module in model.named_modules()}
+    group = next(g for g in channel_groups(model) if g.name == group_name)
+    first = model.get_submodule(group.producers[0])
+    producers, bns, readers = set(), set(), set()
+    for dependency, _ in graph.get_pruning_group(first, tp.prune_conv_out_channels, idxs=[0]):
+        module, handler = dependency.target.module, dependency.handler
+        name = names.get(module)
+        if name is None:  # an element-wise node (the residual addition) of the graph, no layer
+            continue
+        if isinstance(module, torch.nn.BatchNorm2d):
+            bns.add(name)
+        elif handler.__name__ == "prune_out_channels":
+            producers.add(name)
+        else:
+            readers.add(name)
+    return producers, bns, readers
+
+
+@pytest.mark.parametrize("net", [*DEPENDENCY_NETS, "irregular"])
+def test_channel_groups_match_torch_pruning_dependency_graph(net):
+    """Every channel group is exactly the set of layers Torch-Pruning's DependencyGraph (traced from the
+    forward pass, independent of our spec) couples with its first producer: no layer missing, none extra."""
+    tp = pytest.importorskip("torch_pruning", reason="torch-pruning is a test dependency: pip install -e '.[test]'")
+    model = (build_resnet(odd_spec()) if net == "irregular" else build_resnet(DEPENDENCY_NETS[net])).eval()
+    channels = model.spec.in_channels
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, channels, 8, 8))
+    groups = [group for group in channel_groups(model) if group.producers]
+    assert len(groups) > 3
+    for group in groups:
+        producers, bns, readers = _dependency_graph_group(model, group.name, graph)
+        assert producers == set(group.producers), group.name
+        assert bns == set(group.bns), group.name
+        assert readers == set(group.readers), group.name

@@ -157,7 +157,7 @@ def test_bf16_autocast_trains_on_cpu(digits_small):
     assert history["train_loss"].notna().all()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, precision):
     history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", precision=precision, channels_last=True),
@@ -165,7 +165,7 @@ def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, prec
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])
 def test_cuda_training_steps_never_wait_for_the_device(digits_small, optimizer):
     """No step of an epoch reads a value back from the GPU (issue 16): CUDA's sync debug mode raises on

@@ -333,7 +333,6 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_regularizer_follows_its_model_to_cuda():
     model = build_resnet(SMALL)
     randomize_gammas(model, seed=4)

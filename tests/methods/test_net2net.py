@@ -312,7 +312,7 @@ def test_bad_input_is_a_clear_value_error():
         widen(teacher(irregular_spec()), stages=2, widths=[9])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_growing_a_model_on_cuda_preserves_its_logits(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     model = teacher(BOTTLENECK).cuda()
