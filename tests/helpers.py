@@ -4,7 +4,6 @@ independent counts of a net's size (and the thesis's parameter table) and of the
 import math
 from fractions import Fraction
 
-import torch
 from torch import nn
 
 from thesis_lib.data import Dataset, random_dataset

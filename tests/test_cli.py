@@ -206,7 +206,7 @@ def test_notebooks_runs_the_selected_ones_on_the_profile_and_exits_0(isolated_re
 
 
 def test_print_summary_lists_each_notebook_the_total_and_the_failures(capsys):
-    from thesis_lib.cli import NotebookOutcome, print_summary
+    from thesis_lib.headless import NotebookOutcome, print_summary
 
     print_summary([NotebookOutcome("03_baseline", "ok", 1.5),
                    NotebookOutcome("05_prunetrain", "failed", 0.25, "cell 4 of 9 ('x'): KeyError: 'a'")])
@@ -218,7 +218,7 @@ def test_print_summary_lists_each_notebook_the_total_and_the_failures(capsys):
 
 
 def test_run_notebooks_refuses_an_unknown_profile_before_running_anything(capsys):
-    from thesis_lib.cli import run_notebooks
+    from thesis_lib.headless import run_notebooks
 
     with pytest.raises(ValueError, match="unknown profile 'medium'"):
         run_notebooks("medium")
@@ -239,7 +239,7 @@ def test_python_dash_m_thesis_lib_returns_mains_exit_code(isolated_results):
 
 
 def test_progress_lines_say_runs_done_the_epoch_and_a_rough_eta():
-    from thesis_lib.cli import progress_line
+    from thesis_lib.headless import progress_line
 
     record = {"notebook": "05_prunetrain", "sweep": "prunetrain", "runs_total": 45, "runs_done": 9,
               "epoch": 5, "epochs": 10, "sweep_started": 1000.0}
@@ -252,7 +252,7 @@ def test_progress_lines_say_runs_done_the_epoch_and_a_rough_eta():
 
 
 def test_a_sweep_reports_its_progress_and_the_printer_shows_only_what_changed(isolated_results, capsys, monkeypatch):
-    from thesis_lib.cli import ProgressPrinter
+    from thesis_lib.headless import ProgressPrinter
     from thesis_lib.experiments import progress_dir, seed_grid, sweep
 
     monkeypatch.setenv("THESIS_NOTEBOOK", "03_baseline")

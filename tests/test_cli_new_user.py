@@ -181,7 +181,7 @@ def test_an_own_experiment_runs_from_the_cli_with_module(isolated_results, capsy
 def test_parallel_headless_notebooks_share_no_sockets_and_print_no_kernel_noise(tmp_path, capfd):
     import nbformat
 
-    from thesis_lib.cli import run_notebook
+    from thesis_lib.headless import run_notebook
 
     paths = []
     for name in ("01_first", "02_second"):
@@ -218,6 +218,7 @@ def test_a_long_epoch_shows_its_batches(monkeypatch, capsys, digits):
 
 def test_ctrl_c_in_notebooks_is_one_line_and_leaves_no_stale_progress(isolated_results, monkeypatch, capsys):
     import thesis_lib.cli as cli
+    import thesis_lib.headless as headless
 
     folder = isolated_results / "results" / ".progress"
     folder.mkdir(parents=True)
@@ -226,7 +227,7 @@ def test_ctrl_c_in_notebooks_is_one_line_and_leaves_no_stale_progress(isolated_r
     (folder / f"{os.getpid()}.json").write_text("{}")  # a live process's record stays
 
     def interrupted(*args, **kwargs):
-        with cli.ProgressPrinter(folder, interval=60):
+        with headless.ProgressPrinter(folder, interval=60):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "run_notebooks", interrupted)

@@ -12,7 +12,7 @@ import thesis_lib
 PACKAGE = Path(thesis_lib.__file__).parent
 CORE = {"models", "surgery", "data", "training", "stats", "distributed", "files"}
 LAYER_OF = {**{name: 0 for name in CORE}, "methods": 1, "experiments": 2, "chapters": 3,
-            "plots": 3, "tables": 3, "planning": 4, "cli": 4, "__main__": 4}
+            "plots": 3, "tables": 3, "planning": 4, "headless": 4, "cli": 4, "__main__": 4}
 
 
 def layer(module: str) -> int:

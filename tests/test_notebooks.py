@@ -18,7 +18,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from thesis_lib.cli import find_notebooks, run_notebook
+from thesis_lib.headless import find_notebooks, run_notebook
 
 NOTEBOOKS = find_notebooks()
 IDS = [p.stem for p in NOTEBOOKS]

@@ -1,7 +1,7 @@
 """`python -m thesis_lib plan`: every run the notebooks would train on a profile, and how long it takes here.
 
-The runs are the chapters' `planned_runs` (the grids their notebooks sweep) and the runs those load first
-(`RunPlan.requires`, e.g. a MorphNet shrink loads its regularized run); each run's phases come from its
+The runs are the chapters' planned runs (`Chapter.planned_runs`, from each module's `sweeps`: the grids
+their notebooks sweep) and the runs those load first (`RunPlan.requires`, e.g. a MorphNet shrink loads its regularized run); each run's phases come from its
 experiment's plan (`@experiment(plan=...)`). A run that several notebooks ask for is counted for the first
 of them in `CHAPTERS` order; the others list it as shared. A run is cached when its folder is sealed.
 
