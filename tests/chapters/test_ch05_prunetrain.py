@@ -8,7 +8,7 @@ from thesis_lib.models import count_flops, count_parameters
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.chapters.ch05_prunetrain import (
-    FACTORS, compare_to_baseline, default_point_tests, factor_trends, prunetrain_plan, setting_means, setting_row, stage_channels,
+    FACTORS, compare_to_baseline, default_point_tests, factor_trends, prunetrain_plan, setting_means, setting_row, stage_widths,
     with_baseline, with_dense_start,
 )
 from thesis_lib.methods.prunetrain import (
@@ -80,13 +80,13 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
 
 
 
-def test_stage_channels_sums_internal_widths_per_stage():
+def test_stage_widths_sums_internal_widths_per_stage():
     history = pd.DataFrame({"epoch": [1, 2], "seed": [3, 3], "channels": [
         json.dumps({"stage0.stream": 16, "stage1.stream": 32, "stage0.block0.layer1": 10,
                     "stage0.block1.layer1": 5, "stage1.block0.layer1": 7, "stage1.block0.layer2": 2}),
         json.dumps({"stem": 4, "stage0.stream": 12, "stage1.block1.stream": 30, "stage0.block1.layer1": 3}),
     ]})
-    table = stage_channels(history)
+    table = stage_widths(history)
     counts = {(row.epoch, row.stage, row.kind): row.channels for row in table.itertuples()}
     assert counts == {
         (1, "phase 1", "internal"): 15, (1, "phase 1", "stream"): 16,
@@ -96,9 +96,9 @@ def test_stage_channels_sums_internal_widths_per_stage():
     }
     assert (table["seed"] == 3).all()
     with pytest.raises(ValueError, match="naming scheme"):
-        stage_channels(pd.DataFrame({"epoch": [1], "channels": [json.dumps({"layer3": 4})]}))
+        stage_widths(pd.DataFrame({"epoch": [1], "channels": [json.dumps({"layer3": 4})]}))
     with pytest.raises(ValueError, match="no 'channels' column"):
-        stage_channels(pd.DataFrame({"epoch": [1]}))
+        stage_widths(pd.DataFrame({"epoch": [1]}))
 
 
 
@@ -233,7 +233,7 @@ def test_with_dense_start_prepends_the_unpruned_net_to_every_run():
                                                                 [0.9, 0], [0.9, 1], [0.9, 2]]
     assert curves["params_after"].tolist() == [1000, 700, 600, 1000, 500, 300]
     assert curves["test_acc"].tolist() == [0.5, 0.5, 0.6, 0.3, 0.3, 0.4]  # epoch 0 copies the first epoch
-    one_run = stage_channels(curves.loc[curves.lasso_ratio == 0.9, ["epoch", "channels"]])
+    one_run = stage_widths(curves.loc[curves.lasso_ratio == 0.9, ["epoch", "channels"]])
     stream = one_run[one_run.kind == "stream"]
     assert stream["epoch"].tolist() == [0, 1, 2] and stream["channels"].tolist() == [8, 6, 4]
 
@@ -255,3 +255,113 @@ def test_the_default_point_is_compared_with_the_papers_savings():
     text = paper_comparison(pd.Series({"training_flops_removed": 0.117, "inference_flops_removed": 0.209}))
     assert text.startswith("The default point removes 11.7% of the training FLOPs and 20.9% of the inference FLOPs "
                            "(the paper: 53% and 66%")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    from thesis_lib.chapters import chapter
+    from thesis_lib.chapters.ch05_prunetrain import sweeps
+
+    plan, seeds = prunetrain_plan(profile), get_profile(profile).seeds
+    default = {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval, "lr": plan.lr}
+    former = [("baseline", {"model": "wide", "schedule": "step", "seed": seed}) for seed in seeds]
+    for factor, values in (("lasso_ratio", plan.lasso_ratios), ("interval", plan.intervals),
+                           ("threshold", plan.thresholds), ("lr", plan.lrs)):
+        former += [("prunetrain", {**default, factor: value, "seed": seed}) for value in values for seed in plan.seeds]
+    known = sweeps(profile)
+    assert list(known) == ["baseline", "lasso_ratio", "interval", "threshold", "lr"]
+    assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
+    planned = chapter("05_prunetrain").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile.name for r in planned} == {profile}
+    if profile == "smoke":  # 2 seeds of the baseline; 2 values x 2 seeds per factor
+        assert [len(grid) for _, grid in known.values()] == [2, 4, 4, 4, 4]
+
+
+def test_prunetrain_plan_names_the_profiles_that_have_one(monkeypatch):
+    from thesis_lib.chapters import ch05_prunetrain
+
+    monkeypatch.delitem(ch05_prunetrain.PRUNETRAIN_PLANS, "quick")
+    with pytest.raises(ValueError, match=r"no chapter 5 plan for profile 'quick'; plans exist for \['full', 'smoke'\]"):
+        prunetrain_plan("quick")
+
+
+def test_the_notebooks_sentences_from_hand_numbers():
+    from thesis_lib.chapters.ch05_prunetrain import (default_point_sentence, last_epoch_accuracy_sentences,
+                                                     smallest_net_sentence)
+
+    means = setting_means(fake_prunetrain_summary(), dense_params=1000)
+    plan = prunetrain_plan("smoke")
+    assert default_point_sentence(plan, means.iloc[0], 1000) == (
+        "The default point (lasso ratio 0.8, threshold 0.03, interval 1, lr 0.05) ends with 500 of 1,000 parameters "
+        "(50.0% removed) and saves 20.0% of the training FLOPs.")
+    assert smallest_net_sentence(means) == (
+        "The smallest final net (150 parameters, 85.0% removed) comes from lasso ratio 0.9, threshold 0.03, "
+        "interval 2, lr 0.05, at accuracy 0.550.")
+    default = pd.DataFrame({"epoch": [1, 2, 1, 2], "train_acc": [0.5, 0.9, 0.6, 1.0], "test_acc": [0.4, 0.8, 0.5, 0.6]})
+    baseline = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.5, 0.7, 0.9], "test_acc": [0.4, 0.5, 0.6]})
+    assert last_epoch_accuracy_sentences(default, baseline) == [  # the default point's last epoch, 2
+        "baseline: training accuracy 0.700, test accuracy 0.500 in the last epoch (mean of 1 runs)",
+        "default point: training accuracy 0.950, test accuracy 0.700 in the last epoch (mean of 2 runs)"]
+
+
+def fake_ratio_history(plan):
+    """Two epochs of two seeds at the default lasso ratio; seed 0 reconfigures after epoch 1."""
+    channels = [json.dumps({"stage0.stream": 6, "stage0.block0.layer1": 3}),
+                json.dumps({"stage0.stream": 5, "stage0.block0.layer1": 2})]
+    return pd.DataFrame({"lasso_ratio": [plan.lasso_ratio] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2],
+                         "params_after": [700, 600, 800, 800], "channels": channels * 2,
+                         "reconfigured": [True, False, False, False]})
+
+
+def test_the_shrinking_figure_and_its_final_widths(monkeypatch):
+    from thesis_lib import plots
+    from thesis_lib.chapters import ch05_prunetrain as ch05
+
+    plan = ch05.PruneTrainPlan(lasso_ratio=0.8, threshold=0.03, interval=1, lr=0.05, lasso_ratios=(0.8,),
+                               intervals=(1,), thresholds=(0.03,), lrs=(0.05,), seeds=(0, 1))
+    curves = with_dense_start(fake_ratio_history(plan), {"stage0.stream": 8, "stage0.block0.layer1": 8}, 1000,
+                              run_columns=["lasso_ratio", "seed"])
+    assert ch05.final_widths_report(curves, plan).splitlines()[0] == (
+        "Default point, seed 0: channels per stage after epoch 2:")
+    assert ch05.default_run_widths(curves, plan)["channels"].tolist() == [8, 8, 3, 6, 2, 5]
+    fig = ch05.shrinking_figure(curves, plan, ("smoke", "digits"))
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["(a) Residualstrom", "(b) blockintern, summiert",
+                                               "(c) je Lasso-Verhältnis"]
+    # the reconfiguration after epoch 1 lands between epochs 0 and 1 (widths are recorded after it)
+    assert [line.get_xdata()[0] for line in axes[0].get_lines() if line.get_linestyle() == ":"] == [0.5]
+    assert fig.texts[-1].get_text() == "smoke · digits · n = 1 Lauf (a, b), 2 (c)"
+    try:
+        plots.use_thesis_style(language="en")
+        fig = ch05.shrinking_figure(curves, plan, ("smoke", "digits"))
+        assert fig.axes[0].get_title() == "(a) residual stream"
+        assert fig.texts[-1].get_text() == "smoke · digits · n = 1 run (a, b), 2 (c)"
+    finally:
+        plots.use_thesis_style(language="de")
+
+
+def test_the_sweep_figures_draw_their_panels_in_plan_order():
+    from thesis_lib import plots
+    from thesis_lib.chapters import ch05_prunetrain as ch05
+
+    plan = prunetrain_plan("smoke")
+    runs = pd.DataFrame({"interval": [1, 1, 2, 2], "mean_epoch_time": [1.0, 1.2, 1.1, 1.3],
+                         "total_time": [2.0, 2.4, 2.2, 2.6], "final_acc": [0.5, 0.6, 0.55, 0.65]})
+    baseline = pd.DataFrame({"mean_epoch_time": [1.5, 1.6], "total_time": [3.0, 3.2], "final_acc": [0.7, 0.8]})
+    settings = with_baseline(runs, baseline, "interval", plan.intervals)
+    fig = ch05.interval_figure(settings, plan, ("smoke", "digits"))
+    assert [ax.get_title() for ax in fig.axes] == ["(a) Epochenzeit", "(b) ohne Baseline", "(c) Genauigkeit"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Baseline", "1", "2"]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["1", "2"]
+    assert fig.get_supxlabel() == "Rekonfigurationsintervall (Epochen)"
+    assert len(ch05.threshold_accuracy_figure(settings.rename(columns={"interval": "threshold"}), plan,
+                                              ("smoke", "digits")).axes) == 1
+    try:
+        plots.use_thesis_style(language="en")
+        fig = ch05.lasso_ratio_figure(settings, plan, ("smoke", "digits"))
+        assert [ax.get_title() for ax in fig.axes] == ["(a) epoch time", "(b) accuracy"]
+        assert fig.axes[0].get_xticklabels()[0].get_text() == "baseline"
+        assert fig.get_supxlabel() == "lasso ratio"
+    finally:
+        plots.use_thesis_style(language="de")

@@ -189,3 +189,87 @@ def test_group_labels_and_reconfiguration_marks():
     history = pd.DataFrame({"epoch": [1, 2, 3, 1, 2, 3], "reconfigured": [False, True, False, False, False, True]})
     assert reconfiguration_epochs(history) == [2, 3]
     assert reconfiguration_epochs(history.drop(columns="reconfigured")) == []
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
+    from thesis_lib.chapters import chapter
+    from thesis_lib.chapters.ch06_1_batch_size import chapter_settings, sweeps
+    from thesis_lib.experiments import get_profile
+
+    plan, settings, seeds = prunetrain_plan(profile), chapter_settings(profile), get_profile(profile).seeds
+    default = {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval, "lr": plan.lr}
+    former = [("baseline", {"model": "wide", "schedule": "constant", "batch_size": batch,
+                            "epochs": settings.time_epochs, "seed": 0}) for batch in settings.time_batches]
+    former += [("baseline", {"model": "wide", "schedule": "step", "seed": seed}) for seed in seeds]
+    former += [("prunetrain", {**default, "seed": seed}) for seed in seeds]
+    former += [("prunetrain_batch", {"adapt": True, "scaling": scaling, **default, "seed": seed})
+               for scaling in settings.scalings for seed in seeds]
+    known = sweeps(profile)
+    assert list(known) == ["epoch_time", "baseline", "prunetrain", "adaptation"]
+    assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
+    planned = chapter("06_1_batch_size").planned_runs(profile)
+    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert {r.profile.name for r in planned} == {profile}
+
+
+def test_figure_texts_have_both_languages():
+    from thesis_lib.chapters import ch06_1_batch_size
+
+    assert all(set(text) == {"de", "en"} for text in ch06_1_batch_size.FIGURE_TEXT.values())
+    with pytest.raises(ValueError, match=r"no chapter 6.1 plan for profile 'huge'|unknown profile"):
+        ch06_1_batch_size.chapter_settings("huge")
+
+
+def test_the_notebooks_sentences_and_tables_from_hand_numbers():
+    from thesis_lib.chapters.ch06_1_batch_size import (epoch_time_per_batch, epoch_time_sentence, fit_sentences,
+                                                       rule_sentences, rule_table, timed_epochs)
+
+    fits = pd.DataFrame([{"stages": 2, "relation": "inverse_batch", "x": "parameters", "slope": 2e-8, "p": 0.01,
+                          "intercept": 1e-3, "r2": 0.9876}])
+    assert fit_sentences(fits) == ["s=2 inverse_batch against parameters: slope 2e-08 (p = 0.01, significant at 5%), "
+                                   "intercept 0.001, r^2 = 0.988"]
+    history = pd.DataFrame({"epoch": [1, 2, 3, 1, 2, 3], "batch_size_param": [32, 32, 32, 128, 128, 128],
+                            "epoch_time": [9.0, 1.0, 3.0, 9.0, 4.0, 6.0]})
+    per_batch = epoch_time_per_batch(timed_epochs(history))  # the warm-up epoch left out
+    assert per_batch["mean"].tolist() == [2.0, 5.0] and per_batch["count"].tolist() == [2, 2]
+    assert epoch_time_sentence(per_batch) == ("An epoch at batch 128 takes 2.50 times as long as at batch 32 "
+                                              "(5.000 s vs 2.000 s).")
+    rules = pd.DataFrame({"seed": [0, 1], "probe_method": ["memory model"] * 2, "probe_batch": [100, 200],
+                          "fit_batch": [150.0, math.nan]})
+    line = linear_fit([1e4, 5e4, 1e5], [1e-3, 5e-3, 1e-2])
+    sentences = rule_sentences(rules, line, (1, 2))
+    assert sentences[0].startswith("fit over N = [1, 2]: 1/batch = ")
+    assert sentences[1:] == ["Where the line applies (1 of 2 nets), its batch is on average 1.50 times the batch the "
+                             "memory model finds.",
+                             "For 1 of 2 pruned nets the line predicts 1 / batch <= 0: they are smaller than any net "
+                             "it was fitted on."]
+    assert list(rule_table(rules).columns) == ["seed", "batch (memory model)", "batch (thesis fit)"]
+
+
+def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
+    from thesis_lib import plots
+    from thesis_lib.chapters import ch06_1_batch_size as ch06_1
+    from thesis_lib.methods.batchsize import batch_fits
+
+    table = pd.DataFrame({"stages": [1] * 3 + [2] * 3, "blocks": [1, 2, 3] * 2,
+                          "parameters": [5306, 9978, 14650, 24090, 47322, 70554],
+                          "max_batch": [506, 435, 382, 500, 420, 350]})
+    fits = batch_fits(table)
+    stamp = ("smoke", "digits")
+    assert ch06_1.max_batch_figure(table, False, stamp).axes[0].get_ylabel() == "maximale Batchgröße (Speichermodell)"
+    relation = ch06_1.draft_relation_figure(table, fits, True, stamp)
+    assert len(relation.axes) == 2 and relation.axes[0].get_ylabel() == "Batch / (Parameter / Batch)\n(gemessen)"
+    assert tuple(relation.get_size_inches()) == ch06_1.DRAFT_RELATION_FIGURE_SIZE
+    assert [ax.get_title() for ax in ch06_1.batch_fit_figure(table, fits, stamp).axes] == [
+        "(a) wie im Entwurf", "(b) 1 / Batchgröße und Gerade"]
+    rules = pd.DataFrame({"probe_batch": [100, 200], "fit_batch": [math.nan, math.nan]})
+    assert "für alle 2 verkleinerten Netze" in ch06_1.rule_figure(rules, stamp).axes[0].texts[0].get_text()
+    try:
+        plots.use_thesis_style(language="en")
+        assert ch06_1.parameters_figure(table, stamp).axes[0].get_xlabel() == "blocks per stage N"
+        assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_ylabel() == "maximal batch size (measured)"
+        figure = ch06_1.rule_figure(rules, stamp)
+        assert figure.texts[-1].get_text() == "smoke · digits · n = 0 of 2 nets"
+    finally:
+        plots.use_thesis_style(language="de")

@@ -1,17 +1,17 @@
 """Chapter 5 (notebook 05_prunetrain): PruneTrain on the wide thesis ResNet.
 
-The experiment "prunetrain" (the wide net with the profile's training and a `PruneTrain` hook), its
-one-factor-at-a-time sweeps per profile (`PruneTrainPlan`, `prunetrain_plan`) and their analysis
-(`setting_means`, `setting_row`, `with_baseline`, `factor_trends`, `compare_to_baseline`,
-`with_dense_start`, `stage_channels`); `planned_runs` lists the notebook's runs. The algorithm itself is
-`thesis_lib.methods.prunetrain`.
+The chapter's plan per profile (`PruneTrainPlan`, `prunetrain_plan`: one factor at a time around a default
+point), its sweeps (`sweeps`: the baseline at the PruneTrain runs' batch, then one sweep per factor), the
+experiment "prunetrain" (the wide net with the profile's training and a `PruneTrain` hook), the analysis
+notebook 05 prints and tables (5.1 to 5.6: `setting_means`, `compare_to_baseline`, `default_point_tests`,
+...) and its figures 5.1 to 5.7. The algorithm itself is `thesis_lib.methods.prunetrain`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,27 +22,27 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile, plan_default,
-                           planned_sweep, seed_param, single_phase, summarize_training)
-from ..methods.prunetrain import PruneTrain, training_flops_summary
+from ..experiments import (Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment, get_profile,
+                           plan_default, seed_param, single_phase, summarize_training)
+from ..methods.prunetrain import PruneTrain, channel_sizes, training_flops_summary
 from ..training import seeded_model
+from .contract import Sweeps, plan_for, quantities
 
-PRUNE_PARAMS = ("lasso_ratio", "threshold", "interval")
-SETTING_COLUMNS = ("lasso_ratio", "threshold", "interval", "lr")
+__all__ = ["COMPARED_QUANTITIES", "FACTORS", "FACTOR_FONTSIZE", "FACTOR_LABELS", "FACTOR_NAMES", "FIGURE_TEXT",
+           "LEGEND_FONTSIZE", "LOG_SCALE_FACTORS", "MARKER_SIZE", "MEANS_COLUMNS", "NOTE_FONTSIZE", "PAPER_SAVINGS",
+           "PRUNETRAIN_PLANS", "PRUNE_PARAMS", "PruneTrainParams", "PruneTrainPlan", "SETTINGS_CAPTION",
+           "SETTING_COLUMNS", "SHRINKS", "TEST_COLUMNS", "TREND_COLUMNS", "WIDTH_HEADROOM", "compare_to_baseline",
+           "default_point_history", "default_point_sentence", "default_point_tests", "default_run_widths",
+           "dense_parameter_count", "distinct_runs", "factor_label", "factor_settings", "factor_trends",
+           "final_widths_report", "interval_figure", "lasso_ratio_figure", "last_epoch_accuracy_sentences",
+           "learning_rate_figure", "paper_comparison", "prunetrain_experiment", "prunetrain_plan",
+           "reconfiguration_epochs", "setting_means", "setting_row", "shrinking_curves", "shrinking_figure",
+           "smallest_net_sentence", "stage_widths", "sweep_tests", "sweeps", "threshold_accuracy_figure",
+           "threshold_time_figure", "training_accuracy_figure", "with_baseline", "with_dense_start"]
+
+# The factors chapter 5 varies, one at a time, in the notebook's order; a setting is one value of each.
 FACTORS = ("lasso_ratio", "interval", "threshold", "lr")
-FACTOR_LABELS = {"lasso_ratio": {"de": "Lasso-Verhältnis", "en": "lasso ratio"},
-                 "interval": {"de": "Rekonfigurationsintervall (Epochen)", "en": "reconfiguration interval (epochs)"},
-                 "threshold": {"de": "Schwellwert auf |w|", "en": "threshold on |w|"},
-                 "lr": {"de": "Lernrate", "en": "learning rate"}}
-FACTOR_NAMES = {"lasso_ratio": "lasso ratio", "interval": "reconfiguration interval", "threshold": "threshold",
-                "lr": "learning rate"}
-LOG_SCALE_FACTORS = ("threshold", "lr")
-
-
-def factor_label(factor: str) -> str:
-    """The axis label of a swept factor in the figures' current language (`plots.language`)."""
-    _check_factor(factor)
-    return FACTOR_LABELS[factor][plots.language()]
+SETTING_COLUMNS = ("lasso_ratio", "threshold", "interval", "lr")
 
 
 def _check_factor(factor: str) -> None:
@@ -128,17 +128,79 @@ PRUNETRAIN_PLANS: dict[str, PruneTrainPlan] = {
 
 def prunetrain_plan(profile: str | Profile) -> PruneTrainPlan:
     """Chapter 5's sweeps for `profile` (see `PruneTrainPlan`)."""
-    name = get_profile(profile).name
-    if name not in PRUNETRAIN_PLANS:
-        raise ValueError(f"no PruneTrain plan for profile {name!r}; plans exist for {sorted(PRUNETRAIN_PLANS)}")
-    return PRUNETRAIN_PLANS[name]
+    return plan_for(PRUNETRAIN_PLANS, profile, "5")
+
+
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 05's sweeps in its order: the baseline at the PruneTrain runs' batch, then one sweep per
+    factor of `FACTORS`, named by it (the default point is in every sweep: one run, listed once per sweep)."""
+    profile = get_profile(profile)
+    plan = prunetrain_plan(profile)
+    return {"baseline": ("baseline", plan.baseline_grid(profile.seeds)),
+            **{factor: ("prunetrain", plan.grid(factor)) for factor in FACTORS}}
+
+
+PRUNE_PARAMS = ("lasso_ratio", "threshold", "interval")
+
+
+@dataclass(frozen=True)
+class PruneTrainParams:
+    """PruneTrain's lasso ratio r, threshold on |w| and reconfiguration interval (epochs); defaults: the
+    profile's default point (`PruneTrainPlan`; the thesis's 0.2 / 1e-4 / 10 on `full`), because the thesis
+    values prune nothing in the few steps of the small profiles."""
+
+    lasso_ratio: float = plan_default(lambda profile, _: prunetrain_plan(profile).lasso_ratio, above=0, below=1)
+    threshold: float = plan_default(lambda profile, _: prunetrain_plan(profile).threshold, at_least=0)
+    interval: int = plan_default(lambda profile, _: prunetrain_plan(profile).interval, at_least=1)
+    seed: int = seed_param()
+
+
+SHRINKS = "the unpruned wide net: an upper bound, PruneTrain shrinks it while it trains"
+
+
+def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    """One phase of the wide net (an upper bound: it shrinks) with the params' TrainConfig fields."""
+    train = {key: value for key, value in params.items() if key not in PRUNE_PARAMS}
+    return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS,
+                        changes_shapes=PruneTrain.changes_shapes)
+
+
+# version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding)
+@experiment("prunetrain", version=3, params=PruneTrainParams, train_config=True,
+            plan=_prunetrain_plan)
+def prunetrain_experiment(context: RunContext) -> RunOutput:
+    """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
+
+    params: `PruneTrainParams` (the profile's default point where missing), and optionally any TrainConfig
+    field (e.g. lr). The summary adds to `summarize_training` the training / inference FLOPs
+    against the dense net (`training_flops_summary`), the reconfigurations, the parameters of the final
+    (pruned) model and its channel widths (JSON of group -> width).
+    """
+    params = dict(context.params)
+    seed = params.pop("seed")
+    pruning = PruneTrain(**{key: params.pop(key) for key in PRUNE_PARAMS})
+    config = context.train_config(seed=seed, **params)
+    model = seeded_model(context.resnet_config("wide"), seed)
+    trainer = context.trainer(model, config, hooks=[pruning])
+    history = trainer.fit()
+    dense_flops = int(history["flops"].iloc[0])  # the first epoch always trains the unpruned net
+    summary = {
+        **summarize_training(history),
+        **training_flops_summary(history, n_train=len(context.dataset().train_y), dense_flops=dense_flops),
+        "reconfigurations": int(history["reconfigured"].sum()),
+        "dense_params": int(history["params"].iloc[0]),
+        "final_params_after": int(history["params_after"].iloc[-1]),
+        "final_channels": str(history["channels"].iloc[-1]),
+    }
+    return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
 _GROUP_NAME = re.compile(r"^(?:stem|stage(?P<stage>\d+)\.(?:block\d+\.)?(?P<kind>stream|layer\d+))$")
 
 
-def stage_channels(history: pd.DataFrame) -> pd.DataFrame:
-    """Channels per stage after every epoch, from a PruneTrain history's `channels` column.
+def stage_widths(history: pd.DataFrame) -> pd.DataFrame:
+    """Widths per stage after every epoch, from a PruneTrain history's `channels` column (not
+    `methods.search.stage_channels`, the channel count of one stage spec).
 
     One row per epoch, stage and kind: "stream" (the stage's residual-stream width) or "internal" (the
     internal widths of its blocks, summed; 0 once every block's main path is gone). Stages are named as
@@ -164,6 +226,31 @@ def stage_channels(history: pd.DataFrame) -> pd.DataFrame:
         for (stage, kind), channels in sorted(totals.items()):
             rows.append({**record[carried].to_dict(), "stage": stage, "kind": kind, "channels": channels})
     return pd.DataFrame(rows)
+
+
+FACTOR_NAMES = {"lasso_ratio": "lasso ratio", "interval": "reconfiguration interval", "threshold": "threshold",
+                "lr": "learning rate"}
+LOG_SCALE_FACTORS = ("threshold", "lr")
+# The quantities every setting is compared on with the baseline (tables 5.2 to 5.6).
+COMPARED_QUANTITIES = quantities("mean_epoch_time", "final_acc")
+
+
+def factor_settings(sweeps: Mapping[str, SweepResult], baseline: pd.DataFrame,
+                    plan: PruneTrainPlan) -> dict[str, pd.DataFrame]:
+    """Per factor of `FACTORS`: its sweep's summary with the `baseline` summary (`with_baseline`), the
+    frame of the factor's boxplots and t-tests."""
+    return {factor: with_baseline(sweeps[factor].summary, baseline, factor, plan.values(factor))
+            for factor in FACTORS}
+
+
+def distinct_runs(sweeps: Mapping[str, SweepResult]) -> pd.DataFrame:
+    """The summaries of every factor's sweep, each run once (the default point is in every sweep)."""
+    return pd.concat([sweeps[f].summary for f in FACTORS]).drop_duplicates([*SETTING_COLUMNS, "seed"])
+
+
+def dense_parameter_count(baseline: pd.DataFrame) -> int:
+    """The parameters of the unpruned wide net: the first baseline run's (a "baseline" sweep summary)."""
+    return int(baseline["final_params"].iloc[0])
 
 
 def with_baseline(runs: pd.DataFrame, baseline: pd.DataFrame, factor: str,
@@ -311,6 +398,33 @@ def _setting_tests(settings: pd.DataFrame, labels: Sequence[str], name: str,
     return tests.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
 
 
+SETTINGS_CAPTION = "PruneTrain: Verkleinerung je Einstellung (Mittel über die Seeds)"  # table 5.1
+
+
+def default_point_sentence(plan: PruneTrainPlan, default: pd.Series, dense_params: int) -> str:
+    """How far the default point (its `setting_means` row) shrinks the dense net of `dense_params`."""
+    return (f"The default point (lasso ratio {plan.lasso_ratio:g}, threshold {plan.threshold:g}, "
+            f"interval {plan.interval}, lr {plan.lr:g}) ends with {default.final_params_after:,.0f} of "
+            f"{dense_params:,} parameters ({default['params removed']:.1%} removed) and saves "
+            f"{default.training_flops_removed:.1%} of the training FLOPs.")
+
+
+def smallest_net_sentence(means: pd.DataFrame) -> str:
+    """The setting of `setting_means` that ends with the fewest parameters, and its accuracy."""
+    smallest = means.loc[means["final_params_after"].idxmin()]
+    return (f"The smallest final net ({smallest.final_params_after:,.0f} parameters, "
+            f"{smallest['params removed']:.1%} removed) comes from lasso ratio {smallest.lasso_ratio:g}, "
+            f"threshold {smallest.threshold:g}, interval {smallest.interval:g}, lr {smallest.lr:g}, "
+            f"at accuracy {smallest.final_acc:.3f}.")
+
+
+def sweep_tests(settings: Mapping[str, pd.DataFrame], sweeps: Mapping[str, SweepResult], plan: PruneTrainPlan,
+                factor: str) -> tuple[pd.DataFrame, list[str]]:
+    """Tables 5.3 to 5.6: `compare_to_baseline` of `factor`'s sweep on the `COMPARED_QUANTITIES`, the
+    default point left out (`default_point_tests` tests it once); `settings` from `factor_settings`."""
+    return compare_to_baseline(settings[factor], sweeps[factor].summary, factor, COMPARED_QUANTITIES,
+                               skip=(plan.default()[factor],))
+
 
 def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int,
                      run_columns: Sequence[str]) -> pd.DataFrame:
@@ -335,67 +449,56 @@ def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dens
                                                                        ignore_index=True)
 
 
-@dataclass(frozen=True)
-class PruneTrainParams:
-    """PruneTrain's lasso ratio r, threshold on |w| and reconfiguration interval (epochs); defaults: the
-    profile's default point (`PruneTrainPlan`; the thesis's 0.2 / 1e-4 / 10 on `full`), because the thesis
-    values prune nothing in the few steps of the small profiles."""
-
-    lasso_ratio: float = plan_default(lambda profile, _: prunetrain_plan(profile).lasso_ratio, above=0, below=1)
-    threshold: float = plan_default(lambda profile, _: prunetrain_plan(profile).threshold, at_least=0)
-    interval: int = plan_default(lambda profile, _: prunetrain_plan(profile).interval, at_least=1)
-    seed: int = seed_param()
+def shrinking_curves(history: pd.DataFrame, baseline: SweepResult) -> pd.DataFrame:
+    """Figure 5.6's curves: the lasso-ratio sweep's `history` with an epoch 0 per run (`with_dense_start`),
+    the unpruned net's widths and parameters taken from the first run of the `baseline` sweep."""
+    return with_dense_start(history, channel_sizes(baseline.runs[0].model()), dense_parameter_count(baseline.summary),
+                            run_columns=["lasso_ratio", "seed"])
 
 
-SHRINKS = "the unpruned wide net: an upper bound, PruneTrain shrinks it while it trains"
+def _default_run(curves: pd.DataFrame, plan: PruneTrainPlan) -> pd.DataFrame:
+    """The rows of one run: the default lasso ratio, the plan's first seed."""
+    return curves[(curves.lasso_ratio == plan.lasso_ratio) & (curves.seed == plan.seeds[0])]
 
 
-def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    """One phase of the wide net (an upper bound: it shrinks) with the params' TrainConfig fields."""
-    train = {key: value for key, value in params.items() if key not in PRUNE_PARAMS}
-    return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS,
-                        changes_shapes=PruneTrain.changes_shapes)
+def default_run_widths(curves: pd.DataFrame, plan: PruneTrainPlan) -> pd.DataFrame:
+    """`stage_widths` of figure 5.6 (a), (b)'s run (default lasso ratio, first seed) from `shrinking_curves`."""
+    one_run = _default_run(curves, plan)
+    return stage_widths(one_run[["epoch", "channels"]])
 
 
-# version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding)
-@experiment("prunetrain", version=3, params=PruneTrainParams, train_config=True,
-            plan=_prunetrain_plan)
-def prunetrain_experiment(context: RunContext) -> RunOutput:
-    """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
-
-    params: `PruneTrainParams` (the profile's default point where missing), and optionally any TrainConfig
-    field (e.g. lr). The summary adds to `summarize_training` the training / inference FLOPs
-    against the dense net (`training_flops_summary`), the reconfigurations, the parameters of the final
-    (pruned) model and its channel widths (JSON of group -> width).
-    """
-    params = dict(context.params)
-    seed = params.pop("seed")
-    pruning = PruneTrain(**{key: params.pop(key) for key in PRUNE_PARAMS})
-    config = context.train_config(seed=seed, **params)
-    model = seeded_model(context.resnet_config("wide"), seed)
-    trainer = context.trainer(model, config, hooks=[pruning])
-    history = trainer.fit()
-    dense_flops = int(history["flops"].iloc[0])  # the first epoch always trains the unpruned net
-    summary = {
-        **summarize_training(history),
-        **training_flops_summary(history, n_train=len(context.dataset().train_y), dense_flops=dense_flops),
-        "reconfigurations": int(history["reconfigured"].sum()),
-        "dense_params": int(history["params"].iloc[0]),
-        "final_params_after": int(history["params_after"].iloc[-1]),
-        "final_channels": str(history["channels"].iloc[-1]),
-    }
-    return RunOutput(history=history, summary=summary, model=trainer.model)
+def final_widths_report(curves: pd.DataFrame, plan: PruneTrainPlan) -> str:
+    """The widths per stage and kind after the last epoch of figure 5.6's run, as a headed table."""
+    widths = default_run_widths(curves, plan)
+    final = widths[widths.epoch == widths.epoch.max()].pivot(index="stage", columns="kind", values="channels")
+    return (f"Default point, seed {plan.seeds[0]}: channels per stage after epoch {int(widths.epoch.max())}:\n"
+            f"{final.to_string()}")
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 05 trains on `profile`: the baseline at the PruneTrain runs' batch, then each
-    factor's sweep (the default point is in every sweep: one run, listed once per sweep)."""
-    profile = get_profile(profile)
-    plan = prunetrain_plan(profile)
-    runs = planned_sweep("baseline", plan.baseline_grid(profile.seeds), profile)
-    for factor in FACTORS:
-        runs += planned_sweep("prunetrain", plan.grid(factor), profile)
-    return runs
+def default_point_history(history: pd.DataFrame, plan: PruneTrainPlan) -> pd.DataFrame:
+    """The runs of the lasso-ratio sweep's `history` at the default ratio (every seed), for figure 5.7."""
+    return history[history.lasso_ratio == plan.lasso_ratio]
+
+
+def last_epoch_accuracy_sentences(default_history: pd.DataFrame, baseline_history: pd.DataFrame) -> list[str]:
+    """Training and test accuracy in the default point's last epoch, for the baseline and the default point
+    (mean over the runs): figure 5.7's gap in numbers."""
+    final_epoch = default_history.epoch.max()
+    sentences = []
+    for name, history in (("baseline", baseline_history), ("default point", default_history)):
+        last = history[history.epoch == final_epoch]
+        sentences.append(f"{name}: training accuracy {last.train_acc.mean():.3f}, test accuracy "
+                         f"{last.test_acc.mean():.3f} in the last epoch (mean of {len(last)} runs)")
+    return sentences
+
+
+def reconfiguration_epochs(history: pd.DataFrame) -> list[int]:
+    """The epochs after which any run of a PruneTrain history (column "reconfigured") reconfigured its net;
+    a curve marks them between that epoch and the next."""
+    if "reconfigured" not in history:
+        return []
+    reconfigured = history["reconfigured"].fillna(False).astype(bool)
+    return sorted(int(epoch) for epoch in history.loc[reconfigured, "epoch"].unique())
 
 
 PAPER_SAVINGS = {"training_flops_removed": 0.53, "inference_flops_removed": 0.66}  # PruneTrain, ResNet-32 CIFAR-10
@@ -411,9 +514,130 @@ def paper_comparison(default: pd.Series) -> str:
             "test the paper's numbers.")
 
 
+FACTOR_FONTSIZE = 9  # the factor under a sweep's boxplots
+LEGEND_FONTSIZE = 6.5
+NOTE_FONTSIZE = 7  # figure 5.6's note under its panels
+MARKER_SIZE = 2.5
+WIDTH_HEADROOM = 1.12  # figure 5.6 (a), (b): the y axis ends this much above the widest stage
+
+FIGURE_TEXT = {"epoch_time": {"de": "Epochenzeit", "en": "epoch time"},
+               "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
+               "without_baseline": {"de": "ohne Baseline", "en": "without the baseline"},
+               "total_time": {"de": "Summe über alle Epochen", "en": "sum over all epochs"},
+               "baseline": {"de": "Baseline", "en": "baseline"},
+               "stream": {"de": "Residualstrom", "en": "residual stream"},
+               "internal": {"de": "blockintern, summiert", "en": "within the blocks, summed"},
+               "per_ratio": {"de": "je Lasso-Verhältnis", "en": "per lasso ratio"},
+               "reconfiguration": {"de": "Rekonfiguration", "en": "reconfiguration"},
+               "one_run": {"de": "1 Lauf", "en": "1 run"}}
+
+
+def _text(key: str) -> str:
+    return FIGURE_TEXT[key][plots.language()]
+
+
+def _title(letter: str, key: str) -> str:
+    return f"({letter}) {_text(key)}"
+
+
+FACTOR_LABELS = {"lasso_ratio": {"de": "Lasso-Verhältnis", "en": "lasso ratio"},
+                 "interval": {"de": "Rekonfigurationsintervall (Epochen)", "en": "reconfiguration interval (epochs)"},
+                 "threshold": {"de": "Schwellwert auf |w|", "en": "threshold on |w|"},
+                 "lr": {"de": "Lernrate", "en": "learning rate"}}
+
+
+def factor_label(factor: str) -> str:
+    """The axis label of a swept factor in the figures' current language (`plots.language`)."""
+    _check_factor(factor)
+    return FACTOR_LABELS[factor][plots.language()]
+
+
+def _sweep_boxplots(settings: pd.DataFrame, factor: str, panels: Sequence[tuple[str, str, bool]],
+                    plan: PruneTrainPlan, stamp: tuple[str, str], size: str = "full") -> Figure:
+    """One boxplot per panel (column, title, with the baseline box or not) of one factor's `settings`
+    (`with_baseline`), settings in plan order, the factor under the panels."""
+    fig, axes = plots.figure(size, ncols=len(panels))
+    axes = [axes] if len(panels) == 1 else axes
+    order = list(settings["setting"].cat.categories)
+    for ax, (column, title, show_baseline) in zip(axes, panels):
+        shown = order if show_baseline else order[1:]
+        plots.boxplot(ax, settings[settings.setting.isin(shown)], x="setting", y=column, order=shown)
+        ax.set(title=title, xlabel="", ylabel=plots.label(column))
+        ax.set_xticks(ax.get_xticks(), [t.get_text().replace("baseline", _text("baseline"))
+                                        for t in ax.get_xticklabels()])
+    fig.supxlabel(factor_label(factor), fontsize=FACTOR_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], len(plan.seeds))
+    return fig
+
+
+def lasso_ratio_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
+    """Figure 5.1: (a) mean epoch time, (b) final accuracy per lasso ratio and of the baseline; `settings`
+    of the lasso-ratio sweep (`factor_settings`), `stamp` = (profile, dataset)."""
+    return _sweep_boxplots(settings, "lasso_ratio", [("mean_epoch_time", _title("a", "epoch_time"), True),
+                                                     ("final_acc", _title("b", "accuracy"), True)], plan, stamp)
+
+
+def interval_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
+    """Figure 5.2: per reconfiguration interval (a) mean epoch time, (b) the same without the baseline,
+    (c) final accuracy."""
+    return _sweep_boxplots(settings, "interval", [("mean_epoch_time", _title("a", "epoch_time"), True),
+                                                  ("mean_epoch_time", _title("b", "without_baseline"), False),
+                                                  ("final_acc", _title("c", "accuracy"), True)], plan, stamp)
+
+
+def threshold_time_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
+    """Figure 5.3: per threshold (a) mean epoch time, (b) training time summed over the epochs (the
+    pruning hook's time included)."""
+    return _sweep_boxplots(settings, "threshold", [("mean_epoch_time", _title("a", "epoch_time"), True),
+                                                   ("total_time", _title("b", "total_time"), True)], plan, stamp)
+
+
+def threshold_accuracy_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
+    """Figure 5.4: final accuracy per threshold (half width)."""
+    return _sweep_boxplots(settings, "threshold", [("final_acc", "", True)], plan, stamp, size="half")
+
+
+def learning_rate_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
+    """Figure 5.5 (the draft's learning-rate section has no figure of its own): (a) mean epoch time,
+    (b) final accuracy per learning rate."""
+    return _sweep_boxplots(settings, "lr", [("mean_epoch_time", _title("a", "epoch_time"), True),
+                                            ("final_acc", _title("b", "accuracy"), True)], plan, stamp)
+
+
+def shrinking_figure(curves: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
+    """Figure 5.6: (a), (b) widths per stage after every epoch of one run (default point, first seed;
+    epoch 0 the unpruned net): the residual stream and the blocks' internal widths summed, reconfigurations
+    marked; (c) parameters after each epoch's reconfiguration per lasso ratio (mean, min-max band over the
+    seeds). `curves` from `shrinking_curves`."""
+    n = len(plan.seeds)
+    widths = default_run_widths(curves, plan)
+    fig, axes = plots.figure("full", ncols=3)
+    for ax, kind, title in zip(axes[:2], ["stream", "internal"], [_title("a", "stream"), _title("b", "internal")]):
+        for stage, rows in widths[widths.kind == kind].groupby("stage"):
+            name = stage if stage == "stem" else f"{plots.label('stage')} {stage.split()[-1]}"
+            ax.plot(rows["epoch"], rows["channels"], marker="o", markersize=MARKER_SIZE, label=name)
+        ax.set(title=title, xlabel=plots.label("epoch"), ylabel=plots.label("channels"))
+        ax.set_ylim(0, WIDTH_HEADROOM * widths["channels"].max())
+    axes[1].legend(loc="upper right", fontsize=LEGEND_FONTSIZE)
+    trained = _default_run(curves[curves.epoch >= 1], plan)  # the run's own epochs, without the dense epoch 0
+    for ax in axes[:2]:  # widths are recorded after each epoch's reconfiguration: the change lands on that epoch
+        plots.mark_epochs(ax, [epoch - 1 for epoch in reconfiguration_epochs(trained)], color="0.7")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    plots.line_with_band(axes[2], curves, x="epoch", y="params_after", hue="lasso_ratio")
+    axes[2].set(title=_title("c", "per_ratio"), xlabel=plots.label("epoch"), ylabel=plots.label("params"))
+    axes[2].set_ylim(bottom=0)
+    axes[2].legend(title=factor_label("lasso_ratio"), fontsize=LEGEND_FONTSIZE, title_fontsize=LEGEND_FONTSIZE,
+                   loc="lower left")
+    fig.supxlabel(f"(a), (b): ··· {_text('reconfiguration')}; (c): {plots.label('mean_band', n=n)}",
+                  fontsize=NOTE_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], f"{_text('one_run')} (a, b), {n} (c)")
+    return fig
+
+
 def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
-    """Training and test accuracy per epoch of the default point's runs and of the baseline (mean over the
-    seeds, min-max band): the draft's claim that training accuracy reaches 100 % (overfitting) is read off
+    """Figure 5.7: training and test accuracy per epoch of the default point's runs (`default_point_history`)
+    and of the baseline (mean over the seeds, min-max band): the draft's claim that training accuracy reaches 100 % (overfitting) is read off
     the gap between the two curves of each group."""
     language = plots.language()
     names = {"de": ("Baseline", "PruneTrain (Standardpunkt)", "Training", "Test"),
@@ -437,12 +661,3 @@ def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
-
-
-def reconfiguration_epochs(history: pd.DataFrame) -> list[int]:
-    """The epochs after which any run of a PruneTrain history (column "reconfigured") reconfigured its net;
-    a curve marks them between that epoch and the next."""
-    if "reconfigured" not in history:
-        return []
-    reconfigured = history["reconfigured"].fillna(False).astype(bool)
-    return sorted(int(epoch) for epoch in history.loc[reconfigured, "epoch"].unique())

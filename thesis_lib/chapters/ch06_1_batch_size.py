@@ -1,14 +1,16 @@
 """Chapter 6.1 (notebook 06_1_batch_size): batch size against memory, and PruneTrain with batch adaptation.
 
-The chapter's sizes per profile (`ChapterSettings`, `chapter_settings`), the grids of its runs (all of
-them: `planned_runs`), the experiment "prunetrain_batch" (PruneTrain at chapter 5's default point with `BatchAdaptation`) and the
-grouping and rule comparison the notebook calls. Memory measurement, the batch search and the adaptation
-hook are `thesis_lib.methods.batchsize`.
+The chapter's sizes per profile (`ChapterSettings`, `chapter_settings`), its sweeps (`sweeps`: the epoch
+timings of fig. 6.8, the baseline, PruneTrain without and with batch adaptation), the experiment
+"prunetrain_batch" (PruneTrain at chapter 5's default point with `BatchAdaptation`), the memory
+measurements, tables (6.1, 6.2, 6.9), fits and sentences the notebook prints, and its figures 6.1 to 6.8
+and 6.19. Memory measurement, the batch search and the adaptation hook are `thesis_lib.methods.batchsize`.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -18,21 +20,38 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .. import plots
-from ..experiments import (PlannedRun, Profile, RunContext, RunOutput, RunPlan, RunResult, SweepResult, experiment,
-                           get_profile, plan_default, planned_sweep, single_phase, summarize_training)
-from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, _resolve_method, batch_from_fit,
-                                 max_batch_size, params_batch_fit)
+from .. import plots, stats
+from ..experiments import (Profile, RunContext, RunOutput, RunPlan, RunResult, SweepResult, experiment, get_profile,
+                           plan_default, single_phase, summarize_training)
+from ..methods import batchsize
+from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, MemoryModel, batch_from_fit, max_batch_size,
+                                 params_batch_fit, resolve_memory_method)
 from ..methods.prunetrain import PruneTrain
+from ..models import ResNetConfig
 from ..stats import LinearFit
 from ..training import TrainingHook, seeded_model
-from .ch05_prunetrain import PRUNE_PARAMS, SHRINKS, PruneTrainParams, prunetrain_plan
+from .ch05_prunetrain import PRUNE_PARAMS, SHRINKS, PruneTrainParams, prunetrain_plan, reconfiguration_epochs
+from .contract import Sweeps, plan_for, quantities
+
+__all__ = ["ANNOTATION_FONTSIZE", "BASELINE_GROUP", "BatchAdaptationParams", "CHAPTER_SETTINGS", "ChapterSettings",
+           "DRAFT_RELATION", "DRAFT_RELATION_FIGURE_SIZE", "DRAFT_TABLE_6_1", "FIGURE_TEXT", "FIT_COLUMNS",
+           "GroupedRuns", "LEGEND_FONTSIZE", "METHOD_LABELS", "MIB", "PRUNETRAIN_GROUP", "SMALL_LEGEND_FONTSIZE",
+           "SUMMARY_QUANTITIES", "TABLE_6_1_CAPTION", "accuracy_zoom_figure", "adaptation_figure", "adaptation_grid",
+           "adaptation_group", "adaptation_table", "adaptation_tests", "anchor_search", "anchor_sentence",
+           "baseline_grid", "batch_fit_figure", "chapter_settings", "draft_relation_figure", "epoch_time_figure",
+           "epoch_time_grid", "epoch_time_per_batch", "epoch_time_sentence", "fit_interpretation", "fit_sentences",
+           "fit_table", "group_label", "group_runs", "line_fits", "max_batch_figure", "measurement_device",
+           "measures_peaks", "memory_figure", "memory_model_sentence", "memory_table", "parameter_batch_table",
+           "parameters_figure", "prunetrain_batch_experiment", "prunetrain_grid", "rule_comparison", "rule_figure",
+           "rule_sentences", "rule_table", "run_group", "size_summary", "sweeps", "table_budget", "table_by_blocks",
+           "thesis_fit", "timed_epochs", "wide_memory", "with_draft_table"]
+
 
 @dataclass(frozen=True)
 class ChapterSettings:
     """Per-profile sizes of chapter 6.1's experiments.
 
-    PruneTrain itself runs at chapter 5's default point (`prunetrain.prunetrain_plan(profile).default()`),
+    PruneTrain itself runs at chapter 5's default point (`ch05_prunetrain.prunetrain_plan(profile).default()`),
     so the runs without adaptation are chapter 5's cached runs. On `smoke` that point removes no channel
     (8 steps in all), so there the adapted runs never grow the batch: smoke only checks the pipeline.
     """
@@ -55,10 +74,8 @@ CHAPTER_SETTINGS: dict[str, ChapterSettings] = {
 
 
 def chapter_settings(profile: str | Profile) -> ChapterSettings:
-    profile = get_profile(profile)
-    if profile.name not in CHAPTER_SETTINGS:
-        raise ValueError(f"no chapter 6.1 settings for profile {profile.name!r}; known: {sorted(CHAPTER_SETTINGS)}")
-    return CHAPTER_SETTINGS[profile.name]
+    """Chapter 6.1's sizes for `profile` (see `ChapterSettings`)."""
+    return plan_for(CHAPTER_SETTINGS, profile, "6.1")
 
 
 def prunetrain_grid(profile: str | Profile) -> list[dict[str, Any]]:
@@ -93,14 +110,80 @@ def epoch_time_grid(profile: str | Profile, seed: int = 0) -> list[dict[str, Any
              "seed": seed} for batch in settings.time_batches]
 
 
-def planned_runs(profile: str | Profile) -> list[PlannedRun]:
-    """Every run notebook 06_1 trains on `profile`, in its order: the epoch timings of fig. 6.8, then the
-    baseline, PruneTrain without and with batch adaptation (the first two are chapter 5's runs)."""
-    profile = get_profile(profile)
-    return [*planned_sweep("baseline", epoch_time_grid(profile), profile),
-            *planned_sweep("baseline", baseline_grid(profile), profile),
-            *planned_sweep("prunetrain", prunetrain_grid(profile), profile),
-            *planned_sweep("prunetrain_batch", adaptation_grid(profile), profile)]
+def sweeps(profile: str | Profile) -> Sweeps:
+    """Notebook 06_1's sweeps in its order: the epoch timings of fig. 6.8, then the baseline, PruneTrain
+    without and with batch adaptation (the first two are chapter 5's runs)."""
+    return {"epoch_time": ("baseline", epoch_time_grid(profile)),
+            "baseline": ("baseline", baseline_grid(profile)),
+            "prunetrain": ("prunetrain", prunetrain_grid(profile)),
+            "adaptation": ("prunetrain_batch", adaptation_grid(profile))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchAdaptationParams(PruneTrainParams):
+    """adapt (required): grow the batch at every reconfiguration or not; scaling ("linear" | "sqrt") and
+    rule ("probe" | "fit") apply with adapt=true only (defaults "linear" and "probe"); PruneTrain's knobs
+    default to chapter 5's default point, as for "prunetrain"."""
+
+    adapt: bool
+    scaling: Literal["linear", "sqrt"] | None = plan_default(lambda _, params: "linear" if params["adapt"] else None)
+    rule: Literal["probe", "fit"] | None = plan_default(lambda _, params: "probe" if params["adapt"] else None)
+
+
+def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
+    """One phase of the wide net at the starting batch: an upper bound, the net shrinks and (with
+    adaptation) the batch grows, which on a GPU makes an epoch cheaper."""
+    train = {key: value for key, value in params.items() if key not in {"adapt", "scaling", "rule", *PRUNE_PARAMS}}
+    bound = f"{SHRINKS}, at its starting batch (which grows)" if params["adapt"] else SHRINKS
+    return single_phase(profile, "wide", profile.train_config(**train), bound=bound,
+                        changes_shapes=BatchAdaptation.changes_shapes)
+
+
+# version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso
+@experiment("prunetrain_batch", version=3, params=BatchAdaptationParams, train_config=True,
+            plan=_prunetrain_batch_plan)
+def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
+    """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
+
+    params: `BatchAdaptationParams` and optionally any TrainConfig field. The batch is capped at the
+    training set size. Rule "fit" uses `params_batch_fit` (N = 1..10 at the net's stage count and widths); a run whose pruned net falls below the range where
+    that line is positive stops with a ValueError, because the line then says nothing about memory.
+    adapt=False trains exactly what chapter 5's "prunetrain" experiment trains with the same params (the
+    notebook uses that experiment's cached runs instead).
+    """
+    params = dict(context.params)
+    adapt = params.pop("adapt")
+    adaptation_only = sorted(key for key in ("scaling", "rule") if key in params)
+    if not adapt and adaptation_only:
+        raise ValueError(f"{adaptation_only} only apply with adapt=true; leave them out of a run without adaptation")
+    seed = params.pop("seed")
+    scaling = params.pop("scaling", None)
+    rule = params.pop("rule", None)
+    prune = {key: params.pop(key) for key in PRUNE_PARAMS}
+    config = context.train_config(seed=seed, **params)
+    resnet = context.resnet_config("wide")
+    model = seeded_model(resnet, seed)
+    data = context.dataset()
+    input_shape = tuple(data.train_x.shape[1:])
+    adaptation = None
+    if adapt:
+        params_fit = None
+        if rule == "fit":
+            params_fit = params_batch_fit(resnet, input_shape, config.batch_size, context.device)
+        adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y),
+                                     params_fit=params_fit)
+    pruning = PruneTrain(**prune)
+    hooks: list[TrainingHook] = [pruning] + ([adaptation] if adaptation is not None else [])
+    trainer = context.trainer(model, config, hooks=hooks)
+    history = trainer.fit()
+    summary = {
+        **summarize_training(history),
+        "final_batch_size": int(history["batch_size"].iloc[-1]),
+        "reconfigurations": int(history["reconfigured"].sum()),
+        "final_params_after": int(history["params_after"].iloc[-1]),
+        "final_flops_after": int(history["flops_after"].iloc[-1]),
+    }
+    return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
 BASELINE_GROUP = "baseline"
@@ -182,7 +265,7 @@ def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shap
     `max_batch_size` found its batch on this device: `METHOD_LABELS`), probe_batch, fit_batch.
     """
     device = torch.device(device)
-    method = _resolve_method("auto", device)
+    method = resolve_memory_method("auto", device)
     rows = []
     for result in runs:
         if "memory_budget" not in result.history:
@@ -203,110 +286,109 @@ def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shap
     return pd.DataFrame(rows)
 
 
-@dataclass(frozen=True, kw_only=True)
-class BatchAdaptationParams(PruneTrainParams):
-    """adapt (required): grow the batch at every reconfiguration or not; scaling ("linear" | "sqrt") and
-    rule ("probe" | "fit") apply with adapt=true only (defaults "linear" and "probe"); PruneTrain's knobs
-    default to chapter 5's default point, as for "prunetrain"."""
-
-    adapt: bool
-    scaling: Literal["linear", "sqrt"] | None = plan_default(lambda _, params: "linear" if params["adapt"] else None)
-    rule: Literal["probe", "fit"] | None = plan_default(lambda _, params: "probe" if params["adapt"] else None)
+MIB = 2**20  # bytes per MiB
 
 
-def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    """One phase of the wide net at the starting batch: an upper bound, the net shrinks and (with
-    adaptation) the batch grows, which on a GPU makes an epoch cheaper."""
-    train = {key: value for key, value in params.items() if key not in {"adapt", "scaling", "rule", *PRUNE_PARAMS}}
-    bound = f"{SHRINKS}, at its starting batch (which grows)" if params["adapt"] else SHRINKS
-    return single_phase(profile, "wide", profile.train_config(**train), bound=bound,
-                        changes_shapes=BatchAdaptation.changes_shapes)
+def measurement_device(profile: Profile) -> torch.device:
+    """The device the chapter measures memory on (`Profile.resolved_device`), with the profile's CPU
+    threads applied."""
+    device = profile.resolved_device()
+    profile.apply_cpu_threads()
+    return device
 
 
-# version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso
-@experiment("prunetrain_batch", version=3, params=BatchAdaptationParams, train_config=True,
-            plan=_prunetrain_batch_plan)
-def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
-    """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
+def measures_peaks(device: torch.device) -> bool:
+    """Whether maximal batches on `device` come from measured CUDA peaks (else from the memory model)."""
+    return device.type == "cuda"
 
-    params: `BatchAdaptationParams` and optionally any TrainConfig field. The batch is capped at the
-    training set size. Rule "fit" uses `params_batch_fit` (N = 1..10 at the net's stage count and widths); a run whose pruned net falls below the range where
-    that line is positive stops with a ValueError, because the line then says nothing about memory.
-    adapt=False trains exactly what chapter 5's "prunetrain" experiment trains with the same params (the
-    notebook uses that experiment's cached runs instead).
-    """
-    params = dict(context.params)
-    adapt = params.pop("adapt")
-    adaptation_only = sorted(key for key in ("scaling", "rule") if key in params)
-    if not adapt and adaptation_only:
-        raise ValueError(f"{adaptation_only} only apply with adapt=true; leave them out of a run without adaptation")
-    seed = params.pop("seed")
-    scaling = params.pop("scaling", None)
-    rule = params.pop("rule", None)
-    prune = {key: params.pop(key) for key in PRUNE_PARAMS}
-    config = context.train_config(seed=seed, **params)
-    resnet = context.resnet_config("wide")
-    model = seeded_model(resnet, seed)
-    data = context.dataset()
-    input_shape = tuple(data.train_x.shape[1:])
-    adaptation = None
-    if adapt:
-        params_fit = None
-        if rule == "fit":
-            params_fit = params_batch_fit(resnet, input_shape, config.batch_size, context.device)
-        adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y),
-                                     params_fit=params_fit)
-    pruning = PruneTrain(**prune)
-    hooks: list[TrainingHook] = [pruning] + ([adaptation] if adaptation is not None else [])
-    trainer = context.trainer(model, config, hooks=hooks)
-    history = trainer.fit()
-    summary = {
-        **summarize_training(history),
-        "final_batch_size": int(history["batch_size"].iloc[-1]),
-        "reconfigurations": int(history["reconfigured"].sum()),
-        "final_params_after": int(history["params_after"].iloc[-1]),
-        "final_flops_after": int(history["flops_after"].iloc[-1]),
-    }
-    return RunOutput(history=history, summary=summary, model=trainer.model)
+
+def _wide_config(profile: Profile) -> ResNetConfig:
+    return profile.resnet("wide", profile.input_size[0], profile.num_classes)
+
+
+def wide_memory(profile: Profile, device: torch.device) -> tuple[pd.DataFrame, MemoryModel]:
+    """Figure 6.1's measurements: `memory_profile` of the wide net at the profile's depth (seed 0, the net
+    the experiments train) at the settings' batch sizes, and its memory model."""
+    wide = seeded_model(_wide_config(profile), 0).to(device)
+    memory = batchsize.memory_profile(wide, profile.input_size, chapter_settings(profile).profile_batches,
+                                      device=device)
+    memory_model = batchsize.fit_memory_model(wide, profile.input_size, device=device, method="model")
+    return memory, memory_model
+
+
+def memory_model_sentence(memory_model: MemoryModel) -> str:
+    """The memory model's terms: model state, bytes per sample and the fixed rest."""
+    return (f"memory model: {memory_model.static_bytes / MIB:.3f} MiB model state + "
+            f"{memory_model.per_sample_bytes / 1024:.1f} KiB per sample (+ {memory_model.fixed_bytes:.0f} bytes)")
+
+
+def memory_table(memory: pd.DataFrame) -> pd.DataFrame:
+    """A `memory_profile` in MiB (its byte columns renamed "... (MiB)")."""
+    return (memory.assign(**{c: memory[c] / MIB for c in ["saved_bytes", "state_bytes", "model_bytes", "peak_bytes"]})
+            .rename(columns=lambda c: c.replace("_bytes", " (MiB)")))
+
+
+def table_budget(profile: Profile, device: torch.device) -> float:
+    """Table 6.1's memory budget: what the thesis's baseline net needs at batch 256 on the profile's input
+    (`batchsize.reference_budget`)."""
+    return batchsize.reference_budget(profile.input_size, profile.num_classes, device=device)
+
+
+def anchor_search(profile: Profile, budget: float, device: torch.device) -> tuple[int, float]:
+    """One timed `max_batch_size` search, for the thesis's baseline net (s = 3, N = 5) under `budget`: the
+    batch found and the seconds it took (building the net included)."""
+    start = time.perf_counter()
+    anchor = max_batch_size(seeded_model(_wide_config(profile).with_(blocks=(5, 5, 5)), 0).to(device),
+                            profile.input_size, budget, device=device)
+    return anchor, time.perf_counter() - start
+
+
+def anchor_sentence(budget: float, anchor: int, seconds: float, device: torch.device) -> str:
+    """The budget and what the timed search of `anchor_search` found, and how long it took."""
+    searched = "CUDA peak" if measures_peaks(device) else "memory model"
+    return (f"budget {budget / MIB:.2f} MiB; one max_batch_size search ({searched}) took {seconds:.3f} s and "
+            f"found {anchor} for s=3, N=5")
+
+
+def parameter_batch_table(profile: Profile, budget: float, device: torch.device) -> pd.DataFrame:
+    """Table 6.1: parameters and maximal batch under `budget` for s = 1..3 and the settings' N
+    (`batchsize.batch_table`)."""
+    return batchsize.batch_table(profile.input_size, profile.num_classes, budget,
+                                 blocks=chapter_settings(profile).table_blocks, device=device)
+
+
+TABLE_6_1_CAPTION = "Parameter und maximale Batchgröße je s und N"
+
+
+def table_by_blocks(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 6.1 laid out as the draft's: one row per N, parameters and maximal batch per s."""
+    return table.pivot(index="blocks", columns="stages", values=["parameters", "max_batch"])
+
+
+def line_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """Section 6.1.1's line fits of table 6.1 with the t-test of their slope (`batchsize.batch_fits`)."""
+    return batchsize.batch_fits(table)
+
+
+FIT_COLUMNS = ["stages", "relation", "x", "slope", "intercept", "r2", "p", "slope_ci_low", "slope_ci_high"]
+
+
+def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """Table 6.2: the `FIT_COLUMNS` of `line_fits`."""
+    return fits[FIT_COLUMNS]
+
+
+def fit_sentences(fits: pd.DataFrame) -> list[str]:
+    """Every fit of `line_fits` in a sentence: slope, its p-value and verdict at 5 %, intercept, r^2."""
+    sentences = []
+    for row in fits.itertuples():
+        verdict = "significant" if row.p < 0.05 else "not significant"
+        sentences.append(f"s={row.stages} {row.relation} against {row.x}: slope {row.slope:.3g} (p = {row.p:.3g}, "
+                         f"{verdict} at 5%), intercept {row.intercept:.3g}, r^2 = {row.r2:.3f}")
+    return sentences
 
 
 DRAFT_RELATION = "batch_over_params_per_batch"  # the draft's relation (fig. 6.7): batch / (params / batch) vs N
-
-
-def table_figures(table: pd.DataFrame, fits: pd.DataFrame, measured: bool,
-                  stamp: tuple[str, str]) -> dict[str, Figure]:
-    """The draft's figures 6.4, 6.5 and 6.7 from a `batch_table` and its `batch_fits`: parameters against
-    the blocks per stage N, the maximal batch against N, and the draft's relation batch / (params / batch)
-    against N with its least-squares line (slope p-value and r^2 in the title), one panel per stage count.
-    `measured` says whether the maximal batches come from CUDA peaks (else from the memory model), which
-    the y label of 6.5 and 6.7 names."""
-    source = "gemessen" if measured else "Speichermodell"
-    figures = {}
-    for name, column, ylabel in (("fig_6_4_parameters_blocks", "parameters", plots.label("params")),
-                                 ("fig_6_5_max_batch_blocks", "max_batch", f"maximale Batchgröße ({source})")):
-        fig, ax = plots.figure("half")
-        for s, part in table.groupby("stages"):
-            ax.plot(part["blocks"], part[column], "o-", markersize=2.5, label=f"s = {s}")
-        ax.set(xlabel="Blöcke pro Phase N", ylabel=ylabel, yscale="log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=6.5)
-        plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")
-        figures[name] = fig
-    stage_counts = sorted(table["stages"].unique())
-    fig, axes = plots.figure("full", ncols=len(stage_counts), squeeze=False)
-    fig.set_size_inches(6.0, 2.5)
-    for index, (ax, s) in enumerate(zip(axes.flat, stage_counts)):  # linear axes: the line is a line
-        part = table[table["stages"] == s]
-        y = part["max_batch"] / (part["parameters"] / part["max_batch"])
-        line = fits[(fits["stages"] == s) & (fits["relation"] == DRAFT_RELATION)].iloc[0]
-        ax.plot(part["blocks"], y, "o", markersize=3, color=f"C{index}")
-        ax.plot(part["blocks"], line["intercept"] + line["slope"] * part["blocks"], "-", color="0.4", linewidth=0.8)
-        ax.set(title=f"s = {s}: p = {line['p']:.2g}, r² = {line['r2']:.2f}", xlabel="Blöcke pro Phase N")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.flat[0].set_ylabel(f"Batch / (Parameter / Batch)\n({source})")
-    plots.stamp(fig, stamp[0], stamp[1], "1 Netz je s, N")
-    figures["fig_6_7_draft_relation_fit"] = fig
-    return figures
 
 
 def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) -> list[str]:
@@ -327,25 +409,6 @@ def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) 
                          "model is linear in the batch and in the parameters, so this fit is tautological on the "
                          "CPU; only measured CUDA peaks can test it.")
     return sentences
-
-
-def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
-    """The batch the draft's rule reads off the fit against the largest batch the memory check allows,
-    per pruned net of the adapted runs (`rule_comparison`), with the line where both agree."""
-    fig, ax = plots.figure("half")
-    shown = rules.dropna(subset=["fit_batch"])
-    ax.plot(shown["probe_batch"], shown["fit_batch"], "o", markersize=3)
-    top = max(float(rules["probe_batch"].max()), float(shown["fit_batch"].max()) if len(shown) else 0.0) * 1.1
-    ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label="gleich")
-    ax.set(xlabel="max. Batchgröße (Speicherprüfung)", ylabel="Batchgröße (Regel des Entwurfs)",
-           xlim=(0, top), ylim=(0, top))
-    if shown.empty:  # the line is <= 0 at every pruned net: say so instead of an empty plot
-        ax.text(0.5, 0.55, f"Die Regel ergibt für alle {len(rules)} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
-                "\nsie sind kleiner als jedes Netz,\nan das die Gerade angepasst wurde.",
-                transform=ax.transAxes, ha="center", va="center", fontsize=7)
-    ax.legend(fontsize=6.5, loc="lower right")
-    plots.stamp(fig, stamp[0], stamp[1], f"{len(shown)} von {len(rules)} Netzen")
-    return fig
 
 
 # The draft's table 6.1 (RTX 2080 Ti, CIFAR-10, GPU memory filled): parameters and the largest batch per s and
@@ -374,6 +437,270 @@ def with_draft_table(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"parameters_draft": params[index] if inside else None,
                      "max_batch_draft": batches[index] if inside else None})
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows, dtype=float)], axis=1)
+
+
+def timed_epochs(history: pd.DataFrame) -> pd.DataFrame:
+    """Figure 6.8's epochs: the timing runs' `history` without the first (warm-up) epoch."""
+    return history[history.epoch > 1]
+
+
+def epoch_time_per_batch(timed: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and count of the epoch time per batch size (`timed_epochs`)."""
+    return timed.groupby("batch_size_param")["epoch_time"].agg(["mean", "std", "count"])
+
+
+def epoch_time_sentence(per_batch: pd.DataFrame) -> str:
+    """How much longer an epoch at the largest batch takes than at the smallest (`epoch_time_per_batch`)."""
+    small, large = per_batch.index.min(), per_batch.index.max()
+    small_mean, large_mean = per_batch.loc[small, "mean"], per_batch.loc[large, "mean"]
+    return (f"An epoch at batch {large} takes {large_mean / small_mean:.2f} times as long as at batch {small} "
+            f"({large_mean:.3f} s vs {small_mean:.3f} s).")
+
+
+def adaptation_table(grouped: GroupedRuns) -> pd.DataFrame:
+    """Batch size, learning rate and parameters per epoch of the adapted groups (mean over their runs), one
+    column block per quantity and group."""
+    adapted_history = grouped.history[grouped.history.group.isin(grouped.groups[2:])]
+    return adapted_history.groupby(["group", "epoch"])[["batch_size", "lr", "params"]].mean().round(4).unstack(0)
+
+
+SUMMARY_QUANTITIES = ["final_acc", "total_time", "final_params_after", "final_flops_after"]
+
+
+def size_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy, total training time and final size per group (`stats.summary_table`), indexed by
+    quantity and group."""
+    return pd.concat([stats.summary_table(summary, by="group", value=column).assign(quantity=column)
+                      for column in SUMMARY_QUANTITIES]).set_index(["quantity", "group"])
+
+
+def adaptation_tests(grouped: GroupedRuns) -> pd.DataFrame:
+    """Table 6.9: Welch t-tests, one Holm family, of every adapted group against PruneTrain and of every
+    PruneTrain group against the baseline, on final accuracy, total training time and final parameters."""
+    groups = grouped.groups
+    pairs = [(g, groups[1]) for g in groups[2:]] + [(g, groups[0]) for g in groups[1:]]
+    return stats.with_holm(stats.compare_groups(grouped.summary, "group", pairs, [
+        *quantities("final_acc", "total_time"), ("final_params_after", "final parameters", "")]))
+
+
+def thesis_fit(profile: Profile, device: torch.device) -> LinearFit:
+    """The draft's line of 1 / maximal batch against parameters over the settings' N, at the wide net's
+    stages and widths and the profile's batch (`batchsize.params_batch_fit`)."""
+    return params_batch_fit(_wide_config(profile), profile.input_size, profile.batch_size, device=device,
+                            blocks=chapter_settings(profile).table_blocks)
+
+
+def rule_sentences(rules: pd.DataFrame, line: LinearFit, blocks: Sequence[int]) -> list[str]:
+    """The fitted line and how the draft's rule compares with the memory check (`rule_comparison`): the
+    mean ratio of their batches where the line applies, and how many nets lie outside its range."""
+    method = rules.probe_method.iloc[0]
+    sentences = [f"fit over N = {list(blocks)}: 1/batch = {line.intercept:.3g} + {line.slope:.3g} * parameters"]
+    inside = rules.fit_batch.notna()
+    if inside.any():
+        ratio = (rules.fit_batch[inside] / rules.probe_batch[inside]).mean()
+        sentences.append(f"Where the line applies ({inside.sum()} of {len(rules)} nets), its batch is on average "
+                         f"{ratio:.2f} times the batch the {method} finds.")
+    if (~inside).any():
+        sentences.append(f"For {(~inside).sum()} of {len(rules)} pruned nets the line predicts 1 / batch <= 0: "
+                         f"they are smaller than any net it was fitted on.")
+    return sentences
+
+
+def rule_table(rules: pd.DataFrame) -> pd.DataFrame:
+    """`rule_comparison` with its batch columns named by how each was found."""
+    method = rules.probe_method.iloc[0]
+    return rules.drop(columns="probe_method").rename(columns={"probe_batch": f"batch ({method})",
+                                                              "fit_batch": "batch (thesis fit)"})
+
+
+LEGEND_FONTSIZE = 6.5
+SMALL_LEGEND_FONTSIZE = 6  # figure 6.3's legend (half width)
+ANNOTATION_FONTSIZE = 7  # figure 6.19's note where the rule gives no batch
+DRAFT_RELATION_FIGURE_SIZE = (6.0, 2.5)  # figure 6.7, one panel per stage count
+
+FIGURE_TEXT = {
+    "model_memory": {"de": "Modell: gespeicherte Tensoren + Modellzustand", "en": "model: saved tensors + model state"},
+    "measured_memory": {"de": "gemessen: CUDA-Maximum eines Trainingsschritts",
+                        "en": "measured: CUDA peak of a training step"},
+    "one_net": {"de": "1 Netz", "en": "1 net"},
+    "one_net_each": {"de": "1 Netz je s, N", "en": "1 net per s, N"},
+    "blocks": {"de": "Blöcke pro Phase N", "en": "blocks per stage N"},
+    "stages": {"de": "Phasen", "en": "stages"},
+    "params_per_batch": {"de": "Parameter / maximale Batchgröße", "en": "parameters / maximal batch size"},
+    "inverse_batch": {"de": "1 / maximale Batchgröße", "en": "1 / maximal batch size"},
+    "as_draft": {"de": "(a) wie im Entwurf", "en": "(a) as in the draft"},
+    "inverse_line": {"de": "(b) 1 / Batchgröße und Gerade", "en": "(b) 1 / batch size and line"},
+    "measured": {"de": "gemessen", "en": "measured"},
+    "modelled": {"de": "Speichermodell", "en": "memory model"},
+    "max_batch": {"de": "maximale Batchgröße ({source})", "en": "maximal batch size ({source})"},
+    "draft_relation": {"de": "Batch / (Parameter / Batch)\n({source})",
+                       "en": "batch / (parameters / batch)\n({source})"},
+    "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
+    "reconfiguration": {"de": "Rekonfiguration (eines Laufs)", "en": "reconfiguration (of one run)"},
+    "second_half": {"de": "zweite Hälfte", "en": "second half"},
+    "equal": {"de": "gleich", "en": "equal"},
+    "probe_batch": {"de": "max. Batchgröße (Speicherprüfung)", "en": "max. batch size (memory check)"},
+    "fit_batch": {"de": "Batchgröße (Regel des Entwurfs)", "en": "batch size (the draft's rule)"},
+    "no_fit_batch": {"de": "Die Regel ergibt für alle {n} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
+                           "\nsie sind kleiner als jedes Netz,\nan das die Gerade angepasst wurde.",
+                     "en": "For all {n} pruned nets the rule gives\n1 / batch size ≤ 0:"
+                           "\nthey are smaller than every net\nthe line was fitted on."},
+    "nets_shown": {"de": "{shown} von {n} Netzen", "en": "{shown} of {n} nets"},
+}
+
+
+def _text(key: str, **values: Any) -> str:
+    return FIGURE_TEXT[key][plots.language()].format(**values)
+
+
+def memory_figure(memory: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.1: memory of a training step against the batch size (`wide_memory`): the memory model and,
+    on CUDA, the measured peak; `stamp` = (profile, dataset)."""
+    fig, ax = plots.figure("half")
+    ax.plot(memory.batch_size, memory.model_bytes / MIB, "o-", label=_text("model_memory"))
+    if memory.peak_bytes.notna().any():
+        ax.plot(memory.batch_size, memory.peak_bytes / MIB, "s-", label=_text("measured_memory"))
+    ax.set(xlabel=plots.label("batch_size"), ylabel=plots.label("memory"), ylim=(0, None))
+    ax.legend(fontsize=LEGEND_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], _text("one_net"))
+    return fig
+
+
+def batch_fit_figure(table: pd.DataFrame, fits: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.6: (a) parameters / maximal batch against N, as the draft; (b) 1 / maximal batch against
+    the parameters with the line of `line_fits` ("inverse_batch"), per stage count."""
+    fig, axes = plots.figure("full", ncols=2)
+    for s, part in table.groupby("stages"):
+        axes[0].plot(part.blocks, part.parameters / part.max_batch, "o-", label=f"s = {s}")
+        axes[1].plot(part.parameters, 1 / part.max_batch, "o", label=f"s = {s}")
+        line = fits[(fits.stages == s) & (fits.relation == "inverse_batch")].iloc[0]
+        axes[1].plot(part.parameters, line.intercept + line.slope * part.parameters, "-", color="0.4", linewidth=0.7)
+    axes[0].set(xlabel=_text("blocks"), ylabel=_text("params_per_batch"), yscale="log", title=_text("as_draft"))
+    axes[1].set(xlabel=plots.label("params"), ylabel=_text("inverse_batch"), xscale="log", yscale="log",
+                title=_text("inverse_line"))
+    axes[0].legend(title=_text("stages"))
+    plots.stamp(fig, stamp[0], stamp[1], _text("one_net_each"))
+    return fig
+
+
+def _source(measured: bool) -> str:
+    return _text("measured") if measured else _text("modelled")
+
+
+def _blocks_figure(table: pd.DataFrame, column: str, ylabel: str, stamp: tuple[str, str]) -> Figure:
+    """One column of table 6.1 against N, one line per stage count, on a log scale."""
+    fig, ax = plots.figure("half")
+    for s, part in table.groupby("stages"):
+        ax.plot(part["blocks"], part[column], "o-", markersize=2.5, label=f"s = {s}")
+    ax.set(xlabel=_text("blocks"), ylabel=ylabel, yscale="log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=LEGEND_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], _text("one_net_each"))
+    return fig
+
+
+def parameters_figure(table: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """The draft's figure 6.4: parameters against the blocks per stage N (`parameter_batch_table`)."""
+    return _blocks_figure(table, "parameters", plots.label("params"), stamp)
+
+
+def max_batch_figure(table: pd.DataFrame, measured: bool, stamp: tuple[str, str]) -> Figure:
+    """The draft's figure 6.5: the maximal batch against N; `measured` says whether the batches come from
+    CUDA peaks (else from the memory model), which the y label names."""
+    return _blocks_figure(table, "max_batch", _text("max_batch", source=_source(measured)), stamp)
+
+
+def draft_relation_figure(table: pd.DataFrame, fits: pd.DataFrame, measured: bool, stamp: tuple[str, str]) -> Figure:
+    """The draft's figure 6.7: its relation batch / (params / batch) against N with the least-squares line
+    of `line_fits` (slope p-value and r^2 in the title), one panel per stage count."""
+    stage_counts = sorted(table["stages"].unique())
+    fig, axes = plots.figure("full", ncols=len(stage_counts), squeeze=False)
+    fig.set_size_inches(*DRAFT_RELATION_FIGURE_SIZE)
+    for index, (ax, s) in enumerate(zip(axes.flat, stage_counts)):  # linear axes: the line is a line
+        part = table[table["stages"] == s]
+        y = part["max_batch"] / (part["parameters"] / part["max_batch"])
+        line = fits[(fits["stages"] == s) & (fits["relation"] == DRAFT_RELATION)].iloc[0]
+        ax.plot(part["blocks"], y, "o", markersize=3, color=f"C{index}")
+        ax.plot(part["blocks"], line["intercept"] + line["slope"] * part["blocks"], "-", color="0.4", linewidth=0.8)
+        ax.set(title=f"s = {s}: p = {line['p']:.2g}, r² = {line['r2']:.2f}", xlabel=_text("blocks"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.flat[0].set_ylabel(_text("draft_relation", source=_source(measured)))
+    plots.stamp(fig, stamp[0], stamp[1], _text("one_net_each"))
+    return fig
+
+
+def epoch_time_figure(timed: pd.DataFrame, batches: Sequence[int], stamp: tuple[str, str]) -> Figure:
+    """Figure 6.8: epoch time of the wide net against the batch size (`timed_epochs`; mean, min-max band),
+    the x axis ticked at `batches` on a log2 scale."""
+    fig, ax = plots.figure("half")
+    plots.line_with_band(ax, timed, x="batch_size_param", y="epoch_time", hue="model")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
+    ax.set(xlabel=plots.label("batch_size"), ylabel=plots.label("epoch_time"), ylim=(0, None))
+    ax.get_legend().remove()
+    plots.stamp(fig, stamp[0], stamp[1], timed.groupby(["model", "batch_size_param"])["seed"].nunique().min())
+    return fig
+
+
+def _labelled(grouped: GroupedRuns) -> pd.DataFrame:
+    return grouped.history.assign(group=grouped.history["group"].map(group_label))
+
+
+def _runs_per_group(grouped: GroupedRuns) -> int:
+    return int(grouped.summary.groupby("group").size().min())
+
+
+def adaptation_figure(grouped: GroupedRuns, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.2: (a) test accuracy, (b) batch size per epoch of every group of `group_runs` (mean, min-max
+    band), the reconfigurations of any run marked."""
+    labelled, reconfigured = _labelled(grouped), reconfiguration_epochs(grouped.history)
+    fig, axes = plots.figure("full", ncols=2)
+    plots.line_with_band(axes[0], labelled, x="epoch", y="test_acc", hue="group")
+    axes[0].set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"), title=f"(a) {_text('accuracy')}")
+    plots.line_with_band(axes[1], labelled, x="epoch", y="batch_size", hue="group")
+    for ax in axes:
+        plots.mark_epochs(ax, reconfigured, color="0.7")
+    axes[1].set(xlabel=plots.label("epoch"), ylabel=plots.label("batch_size"), title=f"(b) {plots.label('batch_size')}",
+                ylim=(0, None))
+    n_runs = _runs_per_group(grouped)
+    for ax in axes:
+        ax.get_legend().remove()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=LEGEND_FONTSIZE,
+               title=f"{plots.label('mean_band', n=n_runs)}; ··· {_text('reconfiguration')}",
+               title_fontsize=LEGEND_FONTSIZE)
+    plots.stamp(fig, stamp[0], stamp[1], n_runs)
+    return fig
+
+
+def accuracy_zoom_figure(grouped: GroupedRuns, epochs: int, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.3: figure 6.2 (a) over the second half of the `epochs` only."""
+    labelled, n_runs = _labelled(grouped), _runs_per_group(grouped)
+    second_half = labelled[labelled.epoch > epochs // 2]
+    fig, ax = plots.figure("half")
+    plots.line_with_band(ax, second_half, x="epoch", y="test_acc", hue="group")
+    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"), title=_text("second_half"))
+    ax.legend(fontsize=SMALL_LEGEND_FONTSIZE, title=plots.label("band_minmax", n=n_runs),
+              title_fontsize=SMALL_LEGEND_FONTSIZE, loc="lower right")
+    plots.stamp(fig, stamp[0], stamp[1], n_runs)
+    return fig
+
+
+def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.19: the batch the draft's rule reads off the fit against the largest batch the memory check
+    allows, per pruned net of the adapted runs (`rule_comparison`), with the line where both agree."""
+    fig, ax = plots.figure("half")
+    shown = rules.dropna(subset=["fit_batch"])
+    ax.plot(shown["probe_batch"], shown["fit_batch"], "o", markersize=3)
+    top = max(float(rules["probe_batch"].max()), float(shown["fit_batch"].max()) if len(shown) else 0.0) * 1.1
+    ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label=_text("equal"))
+    ax.set(xlabel=_text("probe_batch"), ylabel=_text("fit_batch"), xlim=(0, top), ylim=(0, top))
+    if shown.empty:  # the line is <= 0 at every pruned net: say so instead of an empty plot
+        ax.text(0.5, 0.55, _text("no_fit_batch", n=len(rules)), transform=ax.transAxes, ha="center", va="center",
+                fontsize=ANNOTATION_FONTSIZE)
+    ax.legend(fontsize=LEGEND_FONTSIZE, loc="lower right")
+    plots.stamp(fig, stamp[0], stamp[1], _text("nets_shown", shown=len(shown), n=len(rules)))
+    return fig
 
 
 def group_label(group: str) -> str:

@@ -55,6 +55,10 @@ SCALINGS = ("linear", "sqrt")
 RULES = ("probe", "fit")
 MEMORY_METHODS = ("auto", "peak", "model")
 THESIS_REFERENCE_BATCH = 256  # the thesis table's batch for its baseline net (s = 3, N = 5)
+# Added to a float quotient before the floor that turns it into a batch size, so that a quotient meant to
+# be whole but computed just below it (255.99999999999997) floors to that batch, not to one sample fewer;
+# far smaller than any real fraction of a sample.
+FLOOR_ROUNDING_GUARD = 1e-6
 
 MemoryModelFunction = Callable[[nn.Module], "MemoryModel"]
 
@@ -224,11 +228,14 @@ class MemoryModel:
                 raise ValueError("memory does not grow with the batch, so no budget bounds it; pass a limit")
             return limit
         free = budget - self.static_bytes - self.fixed_bytes
-        batch = math.floor(free / self.per_sample_bytes + 1e-6)  # no sample lost to rounding
+        batch = math.floor(free / self.per_sample_bytes + FLOOR_ROUNDING_GUARD)
         return min(batch, limit) if limit is not None else batch
 
 
-def _resolve_method(method: str, device: torch.device) -> str:
+def resolve_memory_method(method: str, device: torch.device) -> str:
+    """The memory measurement `method` ("auto", "peak" or "model") stands for on `device`: "auto" is the
+    measured CUDA peak ("peak") on CUDA and the memory model ("model") elsewhere; "peak" off CUDA and any
+    other name are a ValueError."""
     if method not in MEMORY_METHODS:
         raise ValueError(f"unknown memory method {method!r}; use one of {MEMORY_METHODS}")
     if method == "auto":
@@ -250,7 +257,7 @@ def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str |
     32); "auto" picks by device.
     """
     device = _device_of(model, device)
-    method = _resolve_method(method, device)
+    method = resolve_memory_method(method, device)
     if probe_batches is None:
         probe_batches = (8, 16, 32) if method == "peak" else (2, 4)
     batches = sorted({_check_batch(b, "probe batch size") for b in probe_batches})
@@ -324,7 +331,7 @@ def max_batch_size(model: nn.Module, input_shape: Sequence[int], budget_bytes: f
     (e.g. the dataset size).
     """
     device = _device_of(model, device)
-    method = _resolve_method(method, device)
+    method = resolve_memory_method(method, device)
     if budget_bytes is not None:
         _check_budget(budget_bytes)
     if limit is not None:
@@ -375,7 +382,7 @@ def reference_budget(input_shape: Sequence[int], num_classes: int, device: str |
     16/32/64) needs at `batch_size` (256, its entry in the thesis's table) on this input, so the table's
     anchor row reproduces the thesis's and every other entry is measured against the same memory."""
     device = torch.device(device)
-    method = _resolve_method(method, device)
+    method = resolve_memory_method(method, device)
     shape = _check_input_shape(input_shape)
     config = WIDE_BASELINE.with_(in_channels=shape[0], num_classes=num_classes)
     model = build_resnet(config).to(device)
@@ -450,7 +457,7 @@ def batch_from_fit(fit: LinearFit, base_parameters: int, parameters: int, base_b
         raise ValueError(f"the fit 1/batch = {fit.intercept:.3g} + {fit.slope:.3g} * parameters is <= 0 at "
                          f"{min(base_parameters, parameters)} parameters: it is extrapolated beyond its range; "
                          "fit over smaller nets or use rule 'probe'")
-    batch = max(1, math.floor(base_batch_size * base_inverse / inverse + 1e-6))
+    batch = max(1, math.floor(base_batch_size * base_inverse / inverse + FLOOR_ROUNDING_GUARD))
     return min(batch, limit) if limit is not None else batch
 
 
@@ -566,7 +573,7 @@ def params_batch_fit(config: ResNetConfig, input_shape: Sequence[int], batch_siz
     the line rule "fit" of `BatchAdaptation` uses."""
     device = torch.device(device)
     input_shape = _check_input_shape(input_shape)
-    method = _resolve_method("auto", device)
+    method = resolve_memory_method("auto", device)
     deepest = build_resnet(config.with_(blocks=(max(blocks),) * config.stages)).to(device)
     budget = _memory_at(deepest, input_shape, batch_size, device, method)
     table = batch_table(input_shape, config.num_classes, budget, stages=(config.stages,), blocks=blocks,
