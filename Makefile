@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 JOBS ?= $(if $(filter full,$(PROFILE)),1,2)
 
-.PHONY: setup data notebooks plan test benchmark clean-results
+.PHONY: setup data notebooks plan test format benchmark clean-results
 
 setup: $(VENV)/.installed
 
@@ -36,10 +36,17 @@ notebooks: data
 plan: setup
 	$(PY) -m thesis_lib plan --profile $(PROFILE)
 
-# Tests: unit tests of every module and a smoke-profile run of every notebook. The smoke nets are tiny:
-# one intra-op thread per process is faster than several.
+# Tests: the linter and the formatter's check (ruff, configured in pyproject.toml; `make format` applies
+# both), then unit tests of every module and a smoke-profile run of every notebook. The smoke nets are
+# tiny: one intra-op thread per process is faster than several.
 test: data
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 benchmark: setup
 	$(PY) benchmarks/epoch_time.py

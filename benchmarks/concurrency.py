@@ -24,7 +24,7 @@ import torch
 
 from thesis_lib.data import random_dataset
 from thesis_lib.models import WIDE_BASELINE
-from thesis_lib.training import Trainer, TrainConfig, seeded_model
+from thesis_lib.training import TrainConfig, Trainer, seeded_model
 
 NETS = {  # net name: (image channels, image size, blocks per stage, batch size) of the profile it stands for
     "digits": (1, 8, 1, 64),
@@ -36,8 +36,15 @@ def worker(net: str, device: str, n_train: int, epochs: int, seed: int, precisio
     """One run: train `epochs` + 1 epochs, return the images per second of all but the first."""
     channels, size, blocks, batch_size = NETS[net]
     data = random_dataset(n_train, 256, (channels, size, size), seed=seed, name=f"random_{net}")
-    config = TrainConfig(epochs=epochs + 1, batch_size=batch_size, schedule="constant", precision=precision,
-                         channels_last=device == "cuda", padding=1 if size == 8 else 4, seed=seed)
+    config = TrainConfig(
+        epochs=epochs + 1,
+        batch_size=batch_size,
+        schedule="constant",
+        precision=precision,
+        channels_last=device == "cuda",
+        padding=1 if size == 8 else 4,
+        seed=seed,
+    )
     model = seeded_model(WIDE_BASELINE.with_(blocks=(blocks,) * 3, in_channels=channels), seed)
     history = Trainer(model, data, config, device=device, progress=False, cpu_threads=1).fit()
     timed = history["epoch_time"].iloc[1:].sum()
@@ -46,19 +53,37 @@ def worker(net: str, device: str, n_train: int, epochs: int, seed: int, precisio
 
 def concurrent(k: int, args: argparse.Namespace) -> dict[str, float]:
     """Start k workers at once and sum their throughputs."""
-    command = [sys.executable, __file__, "--worker", "--net", args.net, "--device", args.device, "--n-train",
-               str(args.n_train), "--epochs", str(args.epochs), "--precision", args.precision]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--net",
+        args.net,
+        "--device",
+        args.device,
+        "--n-train",
+        str(args.n_train),
+        "--epochs",
+        str(args.epochs),
+        "--precision",
+        args.precision,
+    ]
     start = time.perf_counter()
-    processes = [subprocess.Popen(command + ["--seed", str(seed)], stdout=subprocess.PIPE, text=True)
-                 for seed in range(k)]
+    processes = [
+        subprocess.Popen(command + ["--seed", str(seed)], stdout=subprocess.PIPE, text=True) for seed in range(k)
+    ]
     outputs = [process.communicate()[0] for process in processes]
     wall = time.perf_counter() - start
     failed = [seed for seed, process in enumerate(processes) if process.returncode != 0]
     if failed:
         raise SystemExit(f"worker(s) {failed} failed with k={k}; run one with --worker to see its error")
     results = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
-    return {"processes": k, "images_per_s": sum(r["images_per_s"] for r in results),
-            "median_epoch_s": sorted(r["epoch_s"] for r in results)[k // 2], "wall_s": wall}
+    return {
+        "processes": k,
+        "images_per_s": sum(r["images_per_s"] for r in results),
+        "median_epoch_s": sorted(r["epoch_s"] for r in results)[k // 2],
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -81,15 +106,20 @@ def main() -> None:
     if min(args.processes) < 1 or args.n_train < 1 or args.epochs < 1:
         parser.error("--processes, --n-train and --epochs must be positive")
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"{args.net} net, {args.n_train} images x {args.epochs} timed epochs per run, {args.precision}, "
-          f"on {device_name}")
+    print(
+        f"{args.net} net, {args.n_train} images x {args.epochs} timed epochs per run, {args.precision}, "
+        f"on {device_name}"
+    )
     rows = []
     for k in args.processes:
         row = concurrent(k, args)
         row["speedup"] = row["images_per_s"] / rows[0]["images_per_s"] if rows else 1.0
         rows.append(row)
-        print(f"k={k}: {row['images_per_s']:.0f} images/s in all ({row['speedup']:.2f}x k={args.processes[0]}), "
-              f"median epoch {row['median_epoch_s']:.3f} s, wall {row['wall_s']:.1f} s", flush=True)
+        print(
+            f"k={k}: {row['images_per_s']:.0f} images/s in all ({row['speedup']:.2f}x k={args.processes[0]}), "
+            f"median epoch {row['median_epoch_s']:.3f} s, wall {row['wall_s']:.1f} s",
+            flush=True,
+        )
     best = max(rows, key=lambda row: row["images_per_s"])
     print(f"best: {best['processes']} runs at once -> num_gpus = {1 / best['processes']:g} per run")
     if args.out:

@@ -42,7 +42,7 @@ from torchvision import transforms
 from thesis_lib.data import Dataset, DeviceLoader
 from thesis_lib.models import WIDE_BASELINE, build_resnet
 from thesis_lib.surgery import narrowed
-from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model, synchronize
+from thesis_lib.training import TrainConfig, Trainer, TrainingHook, seeded_model, synchronize
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
@@ -69,8 +69,9 @@ def to_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torc
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def timed_epochs(epoch_runners: dict[str, Callable[[int], None]], epochs: int,
-                 device: torch.device) -> dict[str, float]:
+def timed_epochs(
+    epoch_runners: dict[str, Callable[[int], None]], epochs: int, device: torch.device
+) -> dict[str, float]:
     """Median seconds per epoch of each runner, after one untimed warm-up epoch each.
 
     The runners take turns epoch by epoch, so that a machine whose speed drifts (other load, clock
@@ -89,8 +90,9 @@ def timed_epochs(epoch_runners: dict[str, Callable[[int], None]], epochs: int,
     return {name: float(np.median(values)) for name, values in seconds.items()}
 
 
-def make_training_epoch(make_batches: Callable[[int], Iterable], device: torch.device, bf16: bool,
-                        seed: int) -> Callable[[int], None]:
+def make_training_epoch(
+    make_batches: Callable[[int], Iterable], device: torch.device, bf16: bool, seed: int
+) -> Callable[[int], None]:
     """One SGD epoch of a fresh wide ResNet-32 (thesis settings: lr 0.1, momentum 0.9, wd 5e-4)."""
     torch.manual_seed(seed)
     model = build_resnet(WIDE_BASELINE).to(device).train()
@@ -98,7 +100,7 @@ def make_training_epoch(make_batches: Callable[[int], Iterable], device: torch.d
 
     def run_epoch(epoch: int) -> None:
         for x, y in make_batches(epoch):
-            autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext())
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             with autocast:
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -132,65 +134,122 @@ class PruneOnce(TrainingHook):
             trainer.replace_model(smaller, trainer.make_optimizer(smaller))
 
 
-def trainer_variant(data: Dataset, device: torch.device, epochs: int, batch_size: int, precision: str,
-                    channels_last: bool, compile_mode: str, recompile: bool) -> dict[str, object]:
+def trainer_variant(
+    data: Dataset,
+    device: torch.device,
+    epochs: int,
+    batch_size: int,
+    precision: str,
+    channels_last: bool,
+    compile_mode: str,
+    recompile: bool,
+) -> dict[str, object]:
     """Epoch times of the Trainer on the wide ResNet-32 with one combination of the fast-path settings."""
     before = epochs + 1
-    config = TrainConfig(epochs=before + (2 if recompile else 0), batch_size=batch_size, schedule="constant",
-                         precision=precision, channels_last=channels_last, compile=compile_mode)
-    trainer = Trainer(seeded_model(WIDE_BASELINE, 0), data, config, device=device, progress=False,
-                      hooks=[PruneOnce(before)] if recompile else [])
+    config = TrainConfig(
+        epochs=before + (2 if recompile else 0),
+        batch_size=batch_size,
+        schedule="constant",
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile_mode,
+    )
+    trainer = Trainer(
+        seeded_model(WIDE_BASELINE, 0),
+        data,
+        config,
+        device=device,
+        progress=False,
+        hooks=[PruneOnce(before)] if recompile else [],
+    )
     times = trainer.fit()["epoch_time"].tolist()
     result: dict[str, object] = {
-        "batch_size": batch_size, "precision": precision, "channels_last": channels_last,
-        "compile": compile_mode, "first_epoch_s": times[0], "epoch_s": statistics.median(times[1:before]),
-        "epoch_times_s": times}
+        "batch_size": batch_size,
+        "precision": precision,
+        "channels_last": channels_last,
+        "compile": compile_mode,
+        "first_epoch_s": times[0],
+        "epoch_s": statistics.median(times[1:before]),
+        "epoch_times_s": times,
+    }
     if recompile:
         result.update(recompile_s=times[before] - times[before + 1], pruned_epoch_s=times[before + 1])
     return result
 
 
-def fast_path_variants(args: argparse.Namespace, device: torch.device, x: torch.Tensor,
-                       labels: torch.Tensor) -> list[dict[str, object]]:
+def fast_path_variants(
+    args: argparse.Namespace, device: torch.device, x: torch.Tensor, labels: torch.Tensor
+) -> list[dict[str, object]]:
     """Part 1: every combination of the settings asked for, timed with the Trainer, and the loader share."""
-    data = Dataset("random_cifar", x, labels, x[:1000], labels[:1000], num_classes=10, in_channels=3,
-                   image_size=IMAGE_SIZE, channel_mean=(0.0,) * 3, channel_std=(1.0,) * 3)
+    data = Dataset(
+        "random_cifar",
+        x,
+        labels,
+        x[:1000],
+        labels[:1000],
+        num_classes=10,
+        in_channels=3,
+        image_size=IMAGE_SIZE,
+        channel_mean=(0.0,) * 3,
+        channel_std=(1.0,) * 3,
+    )
     layouts = [value == "on" for value in args.channels_last] if device.type == "cuda" else [False]
     results = []
     for batch_size, precision, channels_last, compile_mode in itertools.product(
-            args.batch_size, args.precision, layouts, args.compile):
-        result = trainer_variant(data, device, args.epochs, batch_size, precision, channels_last, compile_mode,
-                                 args.recompile)
-        loader = DeviceLoader(data.train_x.to(device), data.train_y.to(device), batch_size=batch_size,
-                              padding=CROP_PADDING)
-        loader_s = timed_epochs({"loader": make_data_epoch(lambda epoch: loader)}, args.epochs, device)["loader"]
+        args.batch_size, args.precision, layouts, args.compile
+    ):
+        result = trainer_variant(
+            data, device, args.epochs, batch_size, precision, channels_last, compile_mode, args.recompile
+        )
+        loader = DeviceLoader(
+            data.train_x.to(device), data.train_y.to(device), batch_size=batch_size, padding=CROP_PADDING
+        )
+        loader_s = timed_epochs({"loader": make_data_epoch(lambda epoch, loader=loader: loader)}, args.epochs, device)[
+            "loader"
+        ]
         result.update(loader_s=loader_s, loader_share=loader_s / result["epoch_s"])
         results.append(result)
-        recompile = (f", one recompile {result['recompile_s']:.2f} s" if "recompile_s" in result else "")
-        print(f"batch {batch_size:4d} {precision} channels_last={channels_last!s:5} compile={compile_mode:6}: "
-              f"epoch {result['epoch_s']:.3f} s (first {result['first_epoch_s']:.2f} s), loader "
-              f"{100 * result['loader_share']:.1f}% of it{recompile}", flush=True)
+        recompile = f", one recompile {result['recompile_s']:.2f} s" if "recompile_s" in result else ""
+        print(
+            f"batch {batch_size:4d} {precision} channels_last={channels_last!s:5} compile={compile_mode:6}: "
+            f"epoch {result['epoch_s']:.3f} s (first {result['first_epoch_s']:.2f} s), loader "
+            f"{100 * result['loader_share']:.1f}% of it{recompile}",
+            flush=True,
+        )
     return results
 
 
-def loader_comparison(args: argparse.Namespace, device: torch.device, images: np.ndarray, labels: np.ndarray,
-                      x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> dict[str, object]:
+def loader_comparison(
+    args: argparse.Namespace,
+    device: torch.device,
+    images: np.ndarray,
+    labels: np.ndarray,
+    x: torch.Tensor,
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> dict[str, object]:
     """Part 2: the DeviceLoader against a torchvision DataLoader, data pipeline alone and training epochs."""
-    transform = transforms.Compose([
-        transforms.RandomCrop(IMAGE_SIZE, padding=CROP_PADDING),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(mean.tolist(), std.tolist()),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(IMAGE_SIZE, padding=CROP_PADDING),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean.tolist(), std.tolist()),
+        ]
+    )
     batch_size = args.batch_size[0]
     data_loader = DataLoader(
-        UInt8ImageDataset(images, labels, transform), batch_size=batch_size, shuffle=True,
-        num_workers=args.num_workers, pin_memory=device.type == "cuda",
+        UInt8ImageDataset(images, labels, transform),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
+        pin_memory=device.type == "cuda",
         persistent_workers=args.persistent_workers and args.num_workers > 0,
     )
 
-    device_loader = DeviceLoader(x.to(device), torch.from_numpy(labels).to(device), batch_size=batch_size,
-                                 padding=CROP_PADDING)
+    device_loader = DeviceLoader(
+        x.to(device), torch.from_numpy(labels).to(device), batch_size=batch_size, padding=CROP_PADDING
+    )
 
     def device_batches(epoch: int):
         device_loader.set_epoch(epoch)
@@ -201,19 +260,29 @@ def loader_comparison(args: argparse.Namespace, device: torch.device, images: np
 
     pipelines = {"DeviceLoader": device_batches, f"DataLoader({args.num_workers} workers)": data_loader_batches}
     print(f"loaders at batch {batch_size}, {args.precision[0]}:")
-    data_times = timed_epochs({name: make_data_epoch(batches) for name, batches in pipelines.items()},
-                              args.epochs, device)
-    train_times = {} if args.skip_training else timed_epochs(
-        {name: make_training_epoch(batches, device, args.precision[0] == "bf16", seed=0)
-         for name, batches in pipelines.items()},
-        args.epochs, device,
+    data_times = timed_epochs(
+        {name: make_data_epoch(batches) for name, batches in pipelines.items()}, args.epochs, device
+    )
+    train_times = (
+        {}
+        if args.skip_training
+        else timed_epochs(
+            {
+                name: make_training_epoch(batches, device, args.precision[0] == "bf16", seed=0)
+                for name, batches in pipelines.items()
+            },
+            args.epochs,
+            device,
+        )
     )
     device_loader_name, loader_name = pipelines
     for label, times in [("data pipeline only", data_times), ("training epoch", train_times)]:
         if times:
-            print(f"{label:>20}: {device_loader_name} {times[device_loader_name]:.3f} s, {loader_name} "
-                  f"{times[loader_name]:.3f} s, DataLoader / DeviceLoader = "
-                  f"{times[loader_name] / times[device_loader_name]:.2f}x")
+            print(
+                f"{label:>20}: {device_loader_name} {times[device_loader_name]:.3f} s, {loader_name} "
+                f"{times[loader_name]:.3f} s, DataLoader / DeviceLoader = "
+                f"{times[loader_name] / times[device_loader_name]:.2f}x"
+            )
     return {"batch_size": batch_size, "data_pipeline_s": data_times, "training_epoch_s": train_times}
 
 
@@ -222,22 +291,40 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[128])
     parser.add_argument("--n-train", type=int, default=2048, help="number of random 3x32x32 training images")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32"],
-                        help="bf16 runs the model under torch.autocast")
-    parser.add_argument("--compile", choices=["off", "always"], nargs="+", default=["off"],
-                        help="TrainConfig.compile of the Trainer variants")
-    parser.add_argument("--channels-last", choices=["on", "off"], nargs="+", default=["on"],
-                        help="memory format of the Trainer variants (CUDA only; ignored on the CPU)")
-    parser.add_argument("--recompile", action="store_true",
-                        help="also time one recompilation after pruning each compiled variant")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        nargs="+",
+        default=["fp32"],
+        help="bf16 runs the model under torch.autocast",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=["off", "always"],
+        nargs="+",
+        default=["off"],
+        help="TrainConfig.compile of the Trainer variants",
+    )
+    parser.add_argument(
+        "--channels-last",
+        choices=["on", "off"],
+        nargs="+",
+        default=["on"],
+        help="memory format of the Trainer variants (CUDA only; ignored on the CPU)",
+    )
+    parser.add_argument(
+        "--recompile", action="store_true", help="also time one recompilation after pruning each compiled variant"
+    )
     parser.add_argument("--skip-variants", action="store_true", help="only part 2, the loader comparison")
     parser.add_argument("--skip-loaders", action="store_true", help="only part 1, the Trainer variants")
     parser.add_argument("--out", type=Path, help="write every number as JSON to this file")
-    parser.add_argument("--epochs", type=int, default=1,
-                        help="timed epochs per pipeline (median reported), after one warm-up epoch")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="timed epochs per pipeline (median reported), after one warm-up epoch"
+    )
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--persistent-workers", action="store_true",
-                        help="keep DataLoader workers alive between epochs")
+    parser.add_argument(
+        "--persistent-workers", action="store_true", help="keep DataLoader workers alive between epochs"
+    )
     parser.add_argument("--skip-training", action="store_true", help="time only the data pipelines")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -254,11 +341,14 @@ def main() -> None:
 
     channel_shape = (1, 3, 1, 1)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    x = (x - torch.tensor(mean, dtype=torch.float32).view(channel_shape)) / torch.tensor(
-        std, dtype=torch.float32).view(channel_shape)
+    x = (x - torch.tensor(mean, dtype=torch.float32).view(channel_shape)) / torch.tensor(std, dtype=torch.float32).view(
+        channel_shape
+    )
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device={device} ({device_name}), torch threads={torch.get_num_threads()}, n_train={args.n_train}, "
-          f"median of {args.epochs} timed epochs after 1 warm-up")
+    print(
+        f"device={device} ({device_name}), torch threads={torch.get_num_threads()}, n_train={args.n_train}, "
+        f"median of {args.epochs} timed epochs after 1 warm-up"
+    )
     report: dict[str, object] = {"device": device_name, "torch": torch.__version__, "n_train": args.n_train}
     if not args.skip_variants:
         report["variants"] = fast_path_variants(args, device, x, torch.from_numpy(labels))

@@ -29,12 +29,15 @@ from thesis_lib.training import Trainer, seeded_model, synchronize
 
 
 def device_facts(device: torch.device) -> dict[str, object]:
-    facts: dict[str, object] = {"torch": torch.__version__, "python": platform.python_version(),
-                                "device": str(device)}
+    facts: dict[str, object] = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        facts.update(name=properties.name, memory_bytes=properties.total_memory,
-                     capability=f"{properties.major}.{properties.minor}", cudnn=torch.backends.cudnn.version())
+        facts.update(
+            name=properties.name,
+            memory_bytes=properties.total_memory,
+            capability=f"{properties.major}.{properties.minor}",
+            cudnn=torch.backends.cudnn.version(),
+        )
     return facts
 
 
@@ -46,11 +49,18 @@ def largest_batches(device: torch.device, limit: int) -> dict[str, object]:
     model = seeded_model(WIDE_BASELINE, 0).to(device)
     start = time.perf_counter()
     batch = max_batch_size(model, (3, 32, 32), device=device, limit=limit)
-    return {"params": count_parameters(model), "max_batch_fp32": batch, "limit": limit,
-            "search_seconds": time.perf_counter() - start,
-            **{f"peak_bytes_at_256_{precision}": training_step_peak_bytes(model, (3, 32, 32), 256, device,
-                                                                         precision=precision)
-               for precision in ("fp32", "bf16")}}
+    return {
+        "params": count_parameters(model),
+        "max_batch_fp32": batch,
+        "limit": limit,
+        "search_seconds": time.perf_counter() - start,
+        **{
+            f"peak_bytes_at_256_{precision}": training_step_peak_bytes(
+                model, (3, 32, 32), 256, device, precision=precision
+            )
+            for precision in ("fp32", "bf16")
+        },
+    }
 
 
 def per_slice_group_lasso(model: torch.nn.Module) -> torch.Tensor:
@@ -81,18 +91,30 @@ def group_lasso_timing(device: torch.device, repeats: int = 50) -> dict[str, flo
     return result
 
 
-def chapter3_epochs(device: torch.device, n_train: int, epochs: int, batch_size: int,
-                    precision: str) -> dict[str, object]:
+def chapter3_epochs(
+    device: torch.device, n_train: int, epochs: int, batch_size: int, precision: str
+) -> dict[str, object]:
     """Epochs of the `full` profile's chapter-3 training (wide ResNet-32, SGD, step schedule settings)."""
     profile = get_profile("full")
     overrides = {} if precision == "profile" else {"precision": precision, "compile": "off"}
     config = profile.train_config(epochs=epochs, batch_size=batch_size, schedule="constant", **overrides)
-    trainer = Trainer(seeded_model(WIDE_BASELINE, 0), random_dataset(n_train, 1000, (3, 32, 32), name="random_cifar"), config, device=device,
-                      progress=False)
+    trainer = Trainer(
+        seeded_model(WIDE_BASELINE, 0),
+        random_dataset(n_train, 1000, (3, 32, 32), name="random_cifar"),
+        config,
+        device=device,
+        progress=False,
+    )
     history = trainer.fit()
-    return {"batch_size": batch_size, "precision": config.precision, "compile": config.compile,
-            "channels_last": config.channels_last, "n_train": n_train,
-            "epoch_times": history["epoch_time"].tolist(), "train_loss": history["train_loss"].tolist()}
+    return {
+        "batch_size": batch_size,
+        "precision": config.precision,
+        "compile": config.compile,
+        "channels_last": config.channels_last,
+        "n_train": n_train,
+        "epoch_times": history["epoch_time"].tolist(),
+        "train_loss": history["train_loss"].tolist(),
+    }
 
 
 def main() -> None:
@@ -107,8 +129,11 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"device": device_facts(device), "largest_batch": largest_batches(device, args.batch_limit),
-              "group_lasso": group_lasso_timing(device)}
+    report = {
+        "device": device_facts(device),
+        "largest_batch": largest_batches(device, args.batch_limit),
+        "group_lasso": group_lasso_timing(device),
+    }
     print(json.dumps(report, indent=2), flush=True)
     runs = []
     for batch_size, precision in ((128, "fp32"), (128, "bf16"), (128, "profile"), (512, "profile")):

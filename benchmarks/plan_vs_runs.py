@@ -36,8 +36,9 @@ def main() -> None:
 
         runs = planning.list_runs(args.profile, args.only)
         keys = [planning.step_key(phase, entry.profile) for entry in runs for phase in entry.plan.phases]
-        calibration = planning.calibrate(keys, runs[0].profile, args.steps,
-                                         report=lambda line: print(line, file=sys.stderr, flush=True))
+        calibration = planning.calibrate(
+            keys, runs[0].profile, args.steps, report=lambda line: print(line, file=sys.stderr, flush=True)
+        )
         table = planning.run_table(runs, calibration).assign(folder=[entry.folder for entry in runs])
         chosen = set(table.groupby("experiment").head(args.per_experiment)["folder"])
         by_folder = {entry.folder: entry for entry in runs}
@@ -56,15 +57,22 @@ def main() -> None:
                 start = time.perf_counter()
                 run(entry.experiment, entry.params, profile=entry.profile, progress=False)
                 measured[entry.folder] = time.perf_counter() - start
-                print(f"{entry.experiment:<24} estimated {table.loc[table.folder == entry.folder, 'seconds'].iloc[0]:7.2f} s,"
-                      f" took {measured[entry.folder]:7.2f} s", file=sys.stderr, flush=True)
+                print(
+                    f"{entry.experiment:<24} estimated {table.loc[table.folder == entry.folder, 'seconds'].iloc[0]:7.2f} s,"
+                    f" took {measured[entry.folder]:7.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         done = table[table["folder"].isin(measured)].assign(measured=lambda t: t["folder"].map(measured))
-        summary = done.groupby("experiment", sort=False).agg(runs=("folder", "size"), estimated_s=("seconds", "sum"),
-                                                             measured_s=("measured", "sum"))
+        summary = done.groupby("experiment", sort=False).agg(
+            runs=("folder", "size"), estimated_s=("seconds", "sum"), measured_s=("measured", "sum")
+        )
         summary.loc["total"] = summary.sum()
         summary["measured / estimated"] = summary["measured_s"] / summary["estimated_s"]
-        print(f"profile {args.profile}, {calibration.device}; load average {load_before:.1f} before training, "
-              f"{os.getloadavg()[0]:.1f} after, up to {calibration.load:.1f} while calibrating")
+        print(
+            f"profile {args.profile}, {calibration.device}; load average {load_before:.1f} before training, "
+            f"{os.getloadavg()[0]:.1f} after, up to {calibration.load:.1f} while calibrating"
+        )
         with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
             print(summary.to_string())
 

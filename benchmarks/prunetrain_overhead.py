@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 
 from thesis_lib.data import load_dataset, random_dataset
-from thesis_lib.models import ResNetConfig, count_flops
 from thesis_lib.methods.batchsize import BatchAdaptation
 from thesis_lib.methods.prunetrain import PruneTrain, group_lasso, training_flops_summary
-from thesis_lib.training import Trainer, TrainConfig, seeded_model, synchronize
+from thesis_lib.models import ResNetConfig, count_flops
+from thesis_lib.training import TrainConfig, Trainer, seeded_model, synchronize
 
 
 def timed(device: torch.device, work) -> float:
@@ -43,8 +43,9 @@ def timed(device: torch.device, work) -> float:
     return time.perf_counter() - start
 
 
-def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lambda_: float,
-                 device: torch.device, repeats: int) -> dict[str, float]:
+def step_seconds(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lambda_: float, device: torch.device, repeats: int
+) -> dict[str, float]:
     """Median seconds of one SGD step without and with the lasso term, and of the lasso term alone.
 
     The three are interleaved, so that a load change on a shared machine hits all of them alike; lr = 0
@@ -66,8 +67,11 @@ def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lambd
 
     times: dict[str, list[float]] = {"plain": [], "with_lasso": [], "lasso_alone": []}
     for repeat in range(repeats + 1):
-        samples = {"plain": timed(device, lambda: step(False)), "with_lasso": timed(device, lambda: step(True)),
-                   "lasso_alone": timed(device, lasso_alone)}
+        samples = {
+            "plain": timed(device, lambda: step(False)),
+            "with_lasso": timed(device, lambda: step(True)),
+            "lasso_alone": timed(device, lasso_alone),
+        }
         if repeat > 0:  # the first round warms up
             for key, value in samples.items():
                 times[key].append(value)
@@ -78,8 +82,12 @@ def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lambd
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--data", choices=("random", "digits"), default="random",
-                        help="CIFAR-shaped random images, or scikit-learn's 8x8 digits")
+    parser.add_argument(
+        "--data",
+        choices=("random", "digits"),
+        default="random",
+        help="CIFAR-shaped random images, or scikit-learn's 8x8 digits",
+    )
     parser.add_argument("--train-size", type=int, default=2048, help="images per epoch (random data only)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--interval", type=int, default=2, help="reconfigure every this many epochs")
@@ -90,8 +98,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=20, help="timed steps of the interleaved step benchmark")
-    parser.add_argument("--batch-adaptation", action="store_true",
-                        help="also train PruneTrain with batch adaptation (rule probe, linear lr scaling)")
+    parser.add_argument(
+        "--batch-adaptation",
+        action="store_true",
+        help="also train PruneTrain with batch adaptation (rule probe, linear lr scaling)",
+    )
     return parser.parse_args()
 
 
@@ -100,89 +111,134 @@ def main() -> None:
     if args.epochs <= args.interval:
         raise SystemExit(f"--epochs ({args.epochs}) must exceed --interval ({args.interval}) to see a reconfiguration")
     device = torch.device(args.device)
-    data = random_dataset(args.train_size, 256, (3, 32, 32), seed=args.seed, name="random_cifar") if args.data == "random" else load_dataset("digits")
-    model_config = ResNetConfig(stages=len(args.widths), blocks=(args.blocks,) * len(args.widths),
-                                widths=tuple(args.widths), in_channels=data.in_channels,
-                                num_classes=data.num_classes)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, schedule="constant",
-                         augment=args.data == "digits", seed=args.seed)
+    data = (
+        random_dataset(args.train_size, 256, (3, 32, 32), seed=args.seed, name="random_cifar")
+        if args.data == "random"
+        else load_dataset("digits")
+    )
+    model_config = ResNetConfig(
+        stages=len(args.widths),
+        blocks=(args.blocks,) * len(args.widths),
+        widths=tuple(args.widths),
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        schedule="constant",
+        augment=args.data == "digits",
+        seed=args.seed,
+    )
     n_train = len(data.train_y)
     steps = -(-n_train // args.batch_size)
-    print(f"device {device}, data {data.name} ({n_train} images, {steps} steps per epoch), ResNet "
-          f"widths {args.widths}, {args.blocks} blocks per stage; lasso ratio {args.lasso_ratio}, threshold "
-          f"{args.threshold}, interval {args.interval}")
+    print(
+        f"device {device}, data {data.name} ({n_train} images, {steps} steps per epoch), ResNet "
+        f"widths {args.widths}, {args.blocks} blocks per stage; lasso ratio {args.lasso_ratio}, threshold "
+        f"{args.threshold}, interval {args.interval}"
+    )
 
-    plain = Trainer(seeded_model(model_config, args.seed), data, config, device=device, progress=False,
-                    description="plain").fit()
+    plain = Trainer(
+        seeded_model(model_config, args.seed), data, config, device=device, progress=False, description="plain"
+    ).fit()
     hook = PruneTrain(args.lasso_ratio, args.threshold, args.interval)
-    pruned_trainer = Trainer(seeded_model(model_config, args.seed), data, config, hooks=[hook], device=device,
-                             progress=False, description="prunetrain")
+    pruned_trainer = Trainer(
+        seeded_model(model_config, args.seed),
+        data,
+        config,
+        hooks=[hook],
+        device=device,
+        progress=False,
+        description="prunetrain",
+    )
     pruned = pruned_trainer.fit()
 
     before = slice(0, args.interval)
     plain_time = statistics.median(plain["epoch_time"].iloc[before])
     lasso_time = statistics.median(pruned["epoch_time"].iloc[before])
-    print(f"\n1. group-lasso overhead before the first reconfiguration (median of epochs 1..{args.interval}): "
-          f"plain {plain_time:.3f} s, PruneTrain {lasso_time:.3f} s, overhead "
-          f"{100 * (lasso_time / plain_time - 1):+.1f}%")
+    print(
+        f"\n1. group-lasso overhead before the first reconfiguration (median of epochs 1..{args.interval}): "
+        f"plain {plain_time:.3f} s, PruneTrain {lasso_time:.3f} s, overhead "
+        f"{100 * (lasso_time / plain_time - 1):+.1f}%"
+    )
 
-    table = pd.DataFrame({
-        "epoch": pruned["epoch"],
-        "params": pruned["params"],
-        "MFLOPs": pruned["flops"] / 1e6,
-        "epoch_time": pruned["epoch_time"],
-        "plain_time": plain["epoch_time"],
-        "s_per_train_GFLOP": pruned["epoch_time"] / (3 * n_train * pruned["flops"] / 1e9),
-        "reconfigured": pruned["reconfigured"],
-        "hook_time": pruned["hook_time"],
-    })
+    table = pd.DataFrame(
+        {
+            "epoch": pruned["epoch"],
+            "params": pruned["params"],
+            "MFLOPs": pruned["flops"] / 1e6,
+            "epoch_time": pruned["epoch_time"],
+            "plain_time": plain["epoch_time"],
+            "s_per_train_GFLOP": pruned["epoch_time"] / (3 * n_train * pruned["flops"] / 1e9),
+            "reconfigured": pruned["reconfigured"],
+            "hook_time": pruned["hook_time"],
+        }
+    )
     print("\n2. PruneTrain per epoch (params / FLOPs of the model trained in that epoch):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
     dense_model = seeded_model(model_config, args.seed).to(device)
     dense_flops = count_flops(dense_model, tuple(data.train_x.shape[1:]))
-    x, y = data.train_x[:args.batch_size].to(device), data.train_y[:args.batch_size].to(device)
+    x, y = data.train_x[: args.batch_size].to(device), data.train_y[: args.batch_size].to(device)
     steps_timed = step_seconds(dense_model, x, y, hook.lambda_, device, repeats=args.repeats)
     reconfiguring = pruned["reconfigured"]
     reconfigure_time = pruned.loc[reconfiguring, "hook_time"]
     per_epoch_hook = pruned.loc[~reconfiguring, "hook_time"]
     print(f"\n3. where the time goes (dense network, per epoch of {steps} steps):")
     plain_step, lasso_step = steps_timed["plain"], steps_timed["lasso_alone"]
-    print(f"   forward + backward + SGD, one step (interleaved median of {args.repeats}): {1e3 * plain_step:.2f} ms "
-          f"-> {steps * plain_step:.3f} s per epoch (plain epochs measured: median {plain_time:.3f} s)")
-    print(f"   the same step with the lasso term: {1e3 * steps_timed['with_lasso']:.2f} ms, overhead "
-          f"{100 * (steps_timed['with_lasso'] / plain_step - 1):+.1f}%")
-    print(f"   group-lasso term alone, forward + backward: {1e3 * lasso_step:.2f} ms per step "
-          f"({100 * lasso_step / plain_step:.1f}% of a plain step)")
+    print(
+        f"   forward + backward + SGD, one step (interleaved median of {args.repeats}): {1e3 * plain_step:.2f} ms "
+        f"-> {steps * plain_step:.3f} s per epoch (plain epochs measured: median {plain_time:.3f} s)"
+    )
+    print(
+        f"   the same step with the lasso term: {1e3 * steps_timed['with_lasso']:.2f} ms, overhead "
+        f"{100 * (steps_timed['with_lasso'] / plain_step - 1):+.1f}%"
+    )
+    print(
+        f"   group-lasso term alone, forward + backward: {1e3 * lasso_step:.2f} ms per step "
+        f"({100 * lasso_step / plain_step:.1f}% of a plain step)"
+    )
     print(f"   end-of-epoch bookkeeping without reconfiguring: {per_epoch_hook.median():.4f} s (median)")
     if len(reconfigure_time):
-        print(f"   reconfigurations: {len(reconfigure_time)} x, {reconfigure_time.mean():.3f} s each on average "
-              f"({100 * reconfigure_time.sum() / pruned['epoch_time'].sum():.1f}% of PruneTrain's training time)")
+        print(
+            f"   reconfigurations: {len(reconfigure_time)} x, {reconfigure_time.mean():.3f} s each on average "
+            f"({100 * reconfigure_time.sum() / pruned['epoch_time'].sum():.1f}% of PruneTrain's training time)"
+        )
     else:
         print("   reconfigurations: none removed a channel (raise --lasso-ratio / --threshold or train longer)")
 
     summary = training_flops_summary(pruned, n_train, dense_flops)
-    print(f"\ntraining FLOPs removed {100 * summary['training_flops_removed']:.1f}%, inference FLOPs removed "
-          f"{100 * summary['inference_flops_removed']:.1f}% (final {summary['final_inference_flops'] / 1e6:.2f} "
-          f"MFLOPs vs dense {dense_flops / 1e6:.2f}); total time plain {plain['epoch_time'].sum():.2f} s, "
-          f"PruneTrain {pruned['epoch_time'].sum() + pruned['hook_time'].sum():.2f} s (incl. hooks); "
-          f"final test accuracy plain {plain['test_acc'].iloc[-1]:.3f}, PruneTrain {pruned['test_acc'].iloc[-1]:.3f}")
+    print(
+        f"\ntraining FLOPs removed {100 * summary['training_flops_removed']:.1f}%, inference FLOPs removed "
+        f"{100 * summary['inference_flops_removed']:.1f}% (final {summary['final_inference_flops'] / 1e6:.2f} "
+        f"MFLOPs vs dense {dense_flops / 1e6:.2f}); total time plain {plain['epoch_time'].sum():.2f} s, "
+        f"PruneTrain {pruned['epoch_time'].sum() + pruned['hook_time'].sum():.2f} s (incl. hooks); "
+        f"final test accuracy plain {plain['test_acc'].iloc[-1]:.3f}, PruneTrain {pruned['test_acc'].iloc[-1]:.3f}"
+    )
 
     totals = {"plain": plain, "PruneTrain": pruned}
     if args.batch_adaptation:
         adaptation = BatchAdaptation(scaling="linear", rule="probe", max_batch=n_train)
         adapted_hook = PruneTrain(args.lasso_ratio, args.threshold, args.interval)
         totals["PruneTrain + batch adaptation"] = Trainer(
-            seeded_model(model_config, args.seed), data, config, hooks=[adapted_hook, adaptation], device=device,
-            progress=False, description="prunetrain+batch").fit()
+            seeded_model(model_config, args.seed),
+            data,
+            config,
+            hooks=[adapted_hook, adaptation],
+            device=device,
+            progress=False,
+            description="prunetrain+batch",
+        ).fit()
     print(f"\n4. totals (training + hooks) on {device}:")
     plain_total, plain_acc = plain["epoch_time"].sum() + plain["hook_time"].sum(), plain["test_acc"].iloc[-1]
     for name, history in totals.items():
         total = history["epoch_time"].sum() + history["hook_time"].sum()
         loss = 100 * (plain_acc - history["test_acc"].iloc[-1])
-        print(f"   {name:>30}: {total:8.2f} s ({total / plain_total:.2f}x plain), final accuracy "
-              f"{history['test_acc'].iloc[-1]:.3f} (loss {loss:+.1f} points: {'within' if loss <= 1 else 'beyond'} "
-              f"the 1-point bar), last batch {int(history['batch_size'].iloc[-1])}")
+        print(
+            f"   {name:>30}: {total:8.2f} s ({total / plain_total:.2f}x plain), final accuracy "
+            f"{history['test_acc'].iloc[-1]:.3f} (loss {loss:+.1f} points: {'within' if loss <= 1 else 'beyond'} "
+            f"the 1-point bar), last batch {int(history['batch_size'].iloc[-1])}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from thesis_lib.experiments import executors
-from thesis_lib.experiments import sweep
+from thesis_lib.experiments import executors, sweep
 
 TIME_COLUMNS = ["mean_epoch_time", "std_epoch_time", "total_time"]
 
@@ -54,17 +54,26 @@ def ray_part(args: argparse.Namespace) -> dict[str, Any]:
             summaries[key] = result.summary
     timeless = {key: frame.drop(columns=[c for c in TIME_COLUMNS if c in frame]) for key, frame in summaries.items()}
     return {
-        "part": "ray", "experiment": args.experiment, "profile": args.profile, "runs": args.runs,
-        "ray_cpus": ray.cluster_resources().get("CPU"), "ray_gpus": ray.cluster_resources().get("GPU", 0),
+        "part": "ray",
+        "experiment": args.experiment,
+        "profile": args.profile,
+        "runs": args.runs,
+        "ray_cpus": ray.cluster_resources().get("CPU"),
+        "ray_gpus": ray.cluster_resources().get("GPU", 0),
         "ray_address": os.environ.get("RAY_ADDRESS") or "local instance",
-        "ray_start_s": round(ray_start, 2), **{f"{key}_s": round(wall, 2) for key, wall in walls.items()},
+        "ray_start_s": round(ray_start, 2),
+        **{f"{key}_s": round(wall, 2) for key, wall in walls.items()},
         "speedup_serial_over_ray": round(walls["serial"] / walls["ray"], 3),
         "speedup_serial_over_ray_warm": round(walls["serial"] / walls["ray_warm"], 3),
         "same_summaries_but_times": all(timeless["serial"].equals(timeless[key]) for key in ("ray", "ray_warm")),
-        **{f"mean_epoch_time_{key}_s": round(float(frame["mean_epoch_time"].mean()), 3)
-           for key, frame in summaries.items()},
-        "cpu_count": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
+        **{
+            f"mean_epoch_time_{key}_s": round(float(frame["mean_epoch_time"].mean()), 3)
+            for key, frame in summaries.items()
+        },
+        "cpu_count": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch.__version__,
         "ray": ray.__version__,
     }
 

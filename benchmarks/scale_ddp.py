@@ -52,7 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -115,8 +115,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--input", choices=sorted(INPUTS), default="digits", help="digits 1x8x8 or CIFAR 3x32x32")
     parser.add_argument("--blocks", type=int, default=1, help="blocks per stage (1: quick profile, 5: ResNet-32)")
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch, shared out over the ranks")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25],
-                        help="fractions of every group's channels kept")
+    parser.add_argument(
+        "--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25], help="fractions of every group's channels kept"
+    )
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per rank on the CPU")
     parser.add_argument("--csv", help="also write the table to this file")
@@ -126,10 +127,22 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> int:
     args = parse_arguments()
     if not distributed.under_torchrun():
-        forwarded = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
-                     if name not in ("nproc", "fractions") and value is not None]
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-                   os.path.abspath(__file__), *forwarded, "--fractions", *map(str, args.fractions)]
+        forwarded = [
+            f"--{name.replace('_', '-')}={value}"
+            for name, value in vars(args).items()
+            if name not in ("nproc", "fractions") and value is not None
+        ]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={args.nproc}",
+            os.path.abspath(__file__),
+            *forwarded,
+            "--fractions",
+            *map(str, args.fractions),
+        ]
         return subprocess.run(command).returncode
     device = distributed.setup(args.device)
     try:
@@ -138,21 +151,26 @@ def main() -> int:
         if args.batch_size % world:
             raise SystemExit(f"--batch-size {args.batch_size} must divide by the {world} processes")
         channels, size, classes = INPUTS[args.input]
-        config = WIDE_BASELINE.with_(blocks=(args.blocks,) * WIDE_BASELINE.stages, in_channels=channels,
-                                     num_classes=classes)
+        config = WIDE_BASELINE.with_(
+            blocks=(args.blocks,) * WIDE_BASELINE.stages, in_channels=channels, num_classes=classes
+        )
         generator = torch.Generator().manual_seed(distributed.rank())  # each rank its own shard
         x = torch.randn(args.batch_size // world, channels, size, size, generator=generator).to(device)
         y = torch.randint(0, classes, (args.batch_size // world,), generator=generator).to(device)
         dense = seeded_model(config, 0)
         rows = []
         for fraction in args.fractions:
-            rows.append({"channels": fraction, **measure(narrowed(dense, fraction).to(device), x, y, device, args.repeats)})
+            rows.append(
+                {"channels": fraction, **measure(narrowed(dense, fraction).to(device), x, y, device, args.repeats)}
+            )
         if distributed.rank() == 0:
             backend = dist.get_backend()
-            print(f"torch {torch.__version__}, {backend} on {world} x {device.type}, {args.threads} thread(s) per "
-                  f"rank, wide ResNet with {args.blocks} block(s) per stage on {channels}x{size}x{size} inputs, "
-                  f"global batch {args.batch_size} ({args.batch_size // world} per rank), {args.repeats} repeats, "
-                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            print(
+                f"torch {torch.__version__}, {backend} on {world} x {device.type}, {args.threads} thread(s) per "
+                f"rank, wide ResNet with {args.blocks} block(s) per stage on {channels}x{size}x{size} inputs, "
+                f"global batch {args.batch_size} ({args.batch_size // world} per rank), {args.repeats} repeats, "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
             table = pd.DataFrame(rows)
             table["bytes_per_param"] = table["allreduce_bytes"] / table["params"]
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -6,6 +6,7 @@ import torch
 
 from thesis_lib.data import load_dataset
 
+
 @pytest.fixture(scope="session")
 def digits_small():
     """128 training and 64 test images of scikit-learn's 8x8 digits."""

@@ -16,7 +16,8 @@ from thesis_lib.data import load_dataset
 from thesis_lib.methods.net2net import DeepenStep, Net2NetHook, WidenStep
 from thesis_lib.methods.prunetrain import PruneTrain
 from thesis_lib.models import ResNetConfig
-from thesis_lib.training import Trainer, TrainConfig, TrainingHook, make_optimizer, seeded_model
+from thesis_lib.training import TrainConfig, Trainer, TrainingHook, make_optimizer, seeded_model
+
 from helpers import KillAfter, Killed, toy_data
 
 WORLD = 2
@@ -53,39 +54,65 @@ class StateDigest(TrainingHook):
 def prunetrain_scenario(rank: int, folder: Path) -> dict:
     data = small_digits()
     hooks = [strong_prunetrain(), StateDigest(), KillAfter(99)]
-    trainer = Trainer(seeded_model(TINY, 0), data, CONFIG, hooks=hooks, checkpoint_path=folder / "whole.pt",
-                      progress=False)
+    trainer = Trainer(
+        seeded_model(TINY, 0), data, CONFIG, hooks=hooks, checkpoint_path=folder / "whole.pt", progress=False
+    )
     history = trainer.fit()
-    killed = Trainer(seeded_model(TINY, 0), data, CONFIG, hooks=[strong_prunetrain(), StateDigest(), KillAfter(5)],
-                     checkpoint_path=folder / "killed.pt", progress=False)
+    killed = Trainer(
+        seeded_model(TINY, 0),
+        data,
+        CONFIG,
+        hooks=[strong_prunetrain(), StateDigest(), KillAfter(5)],
+        checkpoint_path=folder / "killed.pt",
+        progress=False,
+    )
     try:
         killed.fit()
     except Killed:
         pass
-    resumed = Trainer(seeded_model(TINY, 1), data, CONFIG, hooks=[strong_prunetrain(), StateDigest(), KillAfter(99)],
-                      checkpoint_path=folder / "killed.pt", progress=False)
+    resumed = Trainer(
+        seeded_model(TINY, 1),
+        data,
+        CONFIG,
+        hooks=[strong_prunetrain(), StateDigest(), KillAfter(99)],
+        checkpoint_path=folder / "killed.pt",
+        progress=False,
+    )
     resumed_epoch = resumed.epoch
-    return {"history": history, "lambda": hooks[0].lambda_, "ddp": isinstance(trainer.train_module,
-                                                                              DistributedDataParallel),
-            "resumed_epoch": resumed_epoch, "resumed": resumed.fit(), "final": state_sha256(trainer.model)}
+    return {
+        "history": history,
+        "lambda": hooks[0].lambda_,
+        "ddp": isinstance(trainer.train_module, DistributedDataParallel),
+        "resumed_epoch": resumed_epoch,
+        "resumed": resumed.fit(),
+        "final": state_sha256(trainer.model),
+    }
 
 
 def net2net_scenario(rank: int, folder: Path) -> dict:
     toy = ResNetConfig(stages=2, blocks=(1, 1), widths=(2, 3), in_channels=1, num_classes=3)
     config = TrainConfig(epochs=3, batch_size=16, lr=0.05, schedule="constant", augment=False)
-    schedule = {1: [WidenStep(factor=2, noise=0.01)],
-                2: [WidenStep(stages=1, factor=1.5, noise=0.01), DeepenStep(stage=0),
-                    DeepenStep(stage=1, kind="layer", block=0, position=1)]}
-    trainer = Trainer(seeded_model(toy, 0), toy_data(), config, hooks=[Net2NetHook(schedule, seed=1), StateDigest()],
-                      progress=False)
+    schedule = {
+        1: [WidenStep(factor=2, noise=0.01)],
+        2: [
+            WidenStep(stages=1, factor=1.5, noise=0.01),
+            DeepenStep(stage=0),
+            DeepenStep(stage=1, kind="layer", block=0, position=1),
+        ],
+    }
+    trainer = Trainer(
+        seeded_model(toy, 0), toy_data(), config, hooks=[Net2NetHook(schedule, seed=1), StateDigest()], progress=False
+    )
     history = trainer.fit()
     return {"history": history, "widths": [stage.width for stage in trainer.model.spec.stages]}
 
 
 def errors_scenario(rank: int, folder: Path) -> dict:
     messages = {}
-    for kind, model in (("weights", seeded_model(TINY, rank)),
-                        ("architecture", seeded_model(TINY.with_(widths=(8, 12 + rank)), 0))):
+    for kind, model in (
+        ("weights", seeded_model(TINY, rank)),
+        ("architecture", seeded_model(TINY.with_(widths=(8, 12 + rank)), 0)),
+    ):
         try:
             distributed.check_identical(model, "a test model")
         except RuntimeError as error:
@@ -115,8 +142,9 @@ def free_port() -> int:
 
 def rank_main(rank: int, port: int, folder: str) -> None:
     """One rank: the environment torchrun would set, the process group, every scenario, its results saved."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     distributed.setup("cpu", timeout=timedelta(seconds=120))  # a hang fails the test instead of stalling it
     try:

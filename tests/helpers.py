@@ -36,7 +36,9 @@ class KillAfter(TrainingHook):
 def irregular_spec() -> ResNetSpec:
     """A stem segment of its own, an l=3 block, a bare shortcut block, a stage without blocks, l=1 blocks."""
     return ResNetSpec(
-        in_channels=2, stem_width=3, num_classes=4,
+        in_channels=2,
+        stem_width=3,
+        num_classes=4,
         stages=(
             StageSpec(5, (BlockSpec((4, 2), (1, 3, 1), 1, 1), BlockSpec((3,), (3, 3)))),
             StageSpec(6, (BlockSpec((), (), 2, 3), BlockSpec((), (3,)))),
@@ -58,8 +60,11 @@ def weight_entries(model: nn.Module) -> int:
 
 def next_breakpoint(spec: ResNetSpec, omega: float) -> Fraction:
     """The smallest omega' > omega at which some width floor(omega' w) grows."""
-    widths = {spec.stem_width} | {s.width for s in spec.stages} | {
-        w for s in spec.stages for b in s.blocks for w in b.widths}
+    widths = (
+        {spec.stem_width}
+        | {s.width for s in spec.stages}
+        | {w for s in spec.stages for b in s.blocks for w in b.widths}
+    )
     omega = Fraction(omega).limit_denominator(10**6)
     return min(Fraction(math.floor(omega * w) + 1, w) for w in widths)
 

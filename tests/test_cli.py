@@ -18,15 +18,18 @@ def test_list_names_every_experiment_with_its_chapter(capsys):
     from thesis_lib.chapters import CHAPTERS
 
     assert set(names) == {name for chapter in CHAPTERS for name in chapter.experiments}
-    following = lines[lines.index(next(line for line in lines if line.startswith("baseline "))) + 1:]
+    following = lines[lines.index(next(line for line in lines if line.startswith("baseline "))) + 1 :]
     description = [line for line in following if line.startswith("    ") and not line.startswith("      ")]
     assert " ".join(line.strip() for line in description[:4]).startswith("Chapter 3.1.4: train the wide or narrow")
     assert all(len(line) <= 120 for line in lines)
     baseline = [line for line in following if line.startswith("      ")][:5]
     assert [line.strip() for line in baseline] == [
-        "model: 'wide' | 'narrow' | ResNetConfig = 'wide'", "schedule: 'step' | 'constant' | 'poly' = 'step'",
-        "seed: int = 0, in [0, 2^63)", "ghost_batch: int | None = None, >= 1",
-        "and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)"]
+        "model: 'wide' | 'narrow' | ResNetConfig = 'wide'",
+        "schedule: 'step' | 'constant' | 'poly' = 'step'",
+        "seed: int = 0, in [0, 2^63)",
+        "ghost_batch: int | None = None, >= 1",
+        "and any TrainConfig field (e.g. lr, batch_size, epochs, milestones, precision)",
+    ]
 
 
 def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys):
@@ -47,19 +50,25 @@ def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys
     assert good.path.name in out and (good.path / SEAL).exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
-    (["run", "baseline", "--profile", "smoke", "--param", "model=\"medium\""], "param 'model' .* got 'medium'"),
-    (["run", "baseline", "--profile", "smoke", "--param", "seed=abc"], "param 'seed' .* must be int, got 'abc'"),
-    (["run", "baseline", "--profile", "smoke", "--param", "epochs=2.5"], "param 'epochs' .* got 2.5"),
-    (["run", "baseline", "--profile", "smoke", "--param", "batch_size=0"], "^error: batch_size must be >= 1, got 0$"),
-    (["run", "baseline", "--profile", "smoke", "--param", "seed"], "--param needs KEY=VALUE, got 'seed'"),
-    (["runs", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
-    (["clean", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
-    (["runs", "--profile", "smoke", "--param", "seed"], "--param needs KEY=VALUE, got 'seed'"),
-    (["--module", "no_such_module_here", "list"], "--module no_such_module_here: No module named"),
-    (["--module", "missing_file.py", "list"], "--module missing_file.py: no such file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
+        (["run", "baseline", "--profile", "smoke", "--param", 'model="medium"'], "param 'model' .* got 'medium'"),
+        (["run", "baseline", "--profile", "smoke", "--param", "seed=abc"], "param 'seed' .* must be int, got 'abc'"),
+        (["run", "baseline", "--profile", "smoke", "--param", "epochs=2.5"], "param 'epochs' .* got 2.5"),
+        (
+            ["run", "baseline", "--profile", "smoke", "--param", "batch_size=0"],
+            "^error: batch_size must be >= 1, got 0$",
+        ),
+        (["run", "baseline", "--profile", "smoke", "--param", "seed"], "--param needs KEY=VALUE, got 'seed'"),
+        (["runs", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
+        (["clean", "nothing", "--profile", "smoke"], "unknown experiment 'nothing'"),
+        (["runs", "--profile", "smoke", "--param", "seed"], "--param needs KEY=VALUE, got 'seed'"),
+        (["--module", "no_such_module_here", "list"], "--module no_such_module_here: No module named"),
+        (["--module", "missing_file.py", "list"], "--module missing_file.py: no such file"),
+    ],
+)
 def test_a_users_mistake_is_one_message_and_exit_2(argv, message, capsys, isolated_results):
     assert main(argv) == 2
     captured = capsys.readouterr()
@@ -75,7 +84,7 @@ def test_an_unknown_notebook_among_several_is_named(capsys):
 
 
 def test_run_prints_the_summary_and_says_when_it_came_from_the_cache(isolated_results, capsys):
-    argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--param", "seed=2"]
+    argv = ["run", "baseline", "--profile", "smoke", "--param", 'model="narrow"', "--param", "seed=2"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert main(argv) == 0
@@ -86,7 +95,10 @@ def test_run_prints_the_summary_and_says_when_it_came_from_the_cache(isolated_re
 def test_profiles_prints_one_json_line_per_profile(capsys):
     assert main(["profiles"]) == 0
     assert [line.split('"name": ')[1].split('"')[1] for line in capsys.readouterr().out.splitlines()] == [
-        "smoke", "quick", "full"]
+        "smoke",
+        "quick",
+        "full",
+    ]
 
 
 def _fake_runs(results):
@@ -137,12 +149,16 @@ def test_clean_skips_a_locked_run_and_never_leaves_the_results_root(isolated_res
 
 # --- argparse's own errors, the remaining subcommands and the entry point ---------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "the following arguments are required: command"),
-    (["train"], "invalid choice: 'train'"),
-    (["run", "baseline", "--profile", "huge"], "invalid choice: 'huge'"),
-    (["notebooks", "--profile", "medium"], "invalid choice: 'medium'"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: command"),
+        (["train"], "invalid choice: 'train'"),
+        (["run", "baseline", "--profile", "huge"], "invalid choice: 'huge'"),
+        (["notebooks", "--profile", "medium"], "invalid choice: 'medium'"),
+    ],
+)
 def test_a_malformed_command_line_is_a_usage_error_with_exit_2(argv, message, capsys, isolated_results):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -155,7 +171,10 @@ def test_a_malformed_command_line_is_a_usage_error_with_exit_2(argv, message, ca
 def test_an_unknown_training_parameter_is_one_message_exit_2_and_writes_nothing(isolated_results, capsys):
     assert main(["run", "baseline", "--profile", "smoke", "--param", "colour=1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown param(s) ['colour'] of experiment 'baseline'") and len(err.strip().splitlines()) == 1
+    assert (
+        err.startswith("error: unknown param(s) ['colour'] of experiment 'baseline'")
+        and len(err.strip().splitlines()) == 1
+    )
     assert not list((isolated_results / "results").rglob("config.json"))
 
 
@@ -193,8 +212,11 @@ def test_notebooks_runs_the_selected_ones_on_the_profile_and_exits_0(isolated_re
     for variable in ("THESIS_PROFILE", "THESIS_NOTEBOOK"):
         monkeypatch.delenv(variable, raising=False)
     folder = isolated_results / "notebooks"
-    _write_notebook(folder, "01_first", ["import os; print(profile, os.environ.get('THESIS_PROFILE'), "
-                                         "os.environ.get('THESIS_NOTEBOOK'))"])
+    _write_notebook(
+        folder,
+        "01_first",
+        ["import os; print(profile, os.environ.get('THESIS_PROFILE'), os.environ.get('THESIS_NOTEBOOK'))"],
+    )
     _write_notebook(folder, "02_second", ["raise ValueError('must not run')"])
     assert main(["notebooks", "--profile", "smoke", "--only", "01", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -208,8 +230,12 @@ def test_notebooks_runs_the_selected_ones_on_the_profile_and_exits_0(isolated_re
 def test_print_summary_lists_each_notebook_the_total_and_the_failures(capsys):
     from thesis_lib.headless import NotebookOutcome, print_summary
 
-    print_summary([NotebookOutcome("03_baseline", "ok", 1.5),
-                   NotebookOutcome("05_prunetrain", "failed", 0.25, "cell 4 of 9 ('x'): KeyError: 'a'")])
+    print_summary(
+        [
+            NotebookOutcome("03_baseline", "ok", 1.5),
+            NotebookOutcome("05_prunetrain", "failed", 0.25, "cell 4 of 9 ('x'): KeyError: 'a'"),
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["notebook", "status", "minutes"]
     assert lines[1].split() == ["03_baseline", "ok", "1.50"] and lines[2].split() == ["05_prunetrain", "failed", "0.25"]
@@ -233,27 +259,43 @@ def test_python_dash_m_thesis_lib_returns_mains_exit_code(isolated_results):
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "thesis_lib", "run", "nothing", "--profile", "smoke"],
-                          capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "thesis_lib", "run", "nothing", "--profile", "smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: unknown experiment 'nothing'")
 
 
 def test_progress_lines_say_runs_done_the_epoch_and_a_rough_eta():
     from thesis_lib.headless import progress_line
 
-    record = {"notebook": "05_prunetrain", "sweep": "prunetrain", "runs_total": 45, "runs_done": 9,
-              "epoch": 5, "epochs": 10, "sweep_started": 1000.0}
+    record = {
+        "notebook": "05_prunetrain",
+        "sweep": "prunetrain",
+        "runs_total": 45,
+        "runs_done": 9,
+        "epoch": 5,
+        "epochs": 10,
+        "sweep_started": 1000.0,
+    }
     # 9.5 runs in 190 s: 20 s a run, 35.5 runs left
-    assert progress_line(record, now=1190.0) == ("05_prunetrain: prunetrain runs 9/45 epoch 5/10 about 11.8 min "
-                                                 "left in this sweep")
+    assert progress_line(record, now=1190.0) == (
+        "05_prunetrain: prunetrain runs 9/45 epoch 5/10 about 11.8 min left in this sweep"
+    )
     done = {**record, "runs_done": 45}
     assert progress_line(done, now=1190.0) == "05_prunetrain: prunetrain runs 45/45"
-    assert progress_line({"notebook": "x", "run": "baseline", "epoch": 2, "epochs": 10}, 0.0) == "x: baseline epoch 2/10"
+    assert (
+        progress_line({"notebook": "x", "run": "baseline", "epoch": 2, "epochs": 10}, 0.0) == "x: baseline epoch 2/10"
+    )
 
 
 def test_a_sweep_reports_its_progress_and_the_printer_shows_only_what_changed(isolated_results, capsys, monkeypatch):
-    from thesis_lib.headless import ProgressPrinter
     from thesis_lib.experiments import progress_dir, seed_grid, sweep
+    from thesis_lib.headless import ProgressPrinter
 
     monkeypatch.setenv("THESIS_NOTEBOOK", "03_baseline")
     printer = ProgressPrinter(progress_dir(), interval=3600)
@@ -285,8 +327,9 @@ def test_tensorboard_logs_every_epoch_into_the_run_folder(isolated_results, monk
     for content in events.PluginTagToContent("hparams").values():
         data = plugin_data_pb2.HParamsPluginData.FromString(content)
         if data.HasField("session_start_info"):
-            hparams = {key: value.string_value or value.number_value
-                       for key, value in data.session_start_info.hparams.items()}
+            hparams = {
+                key: value.string_value or value.number_value for key, value in data.session_start_info.hparams.items()
+            }
     assert hparams == {"experiment": "baseline", "phase": "train", "model": "narrow", "schedule": "step", "seed": 0}
 
 
@@ -297,7 +340,7 @@ def test_tensorboard_on_cached_runs_says_nothing_new_was_trained(isolated_result
 
     monkeypatch.setenv(TENSORBOARD_ENV, "0")  # restored after the test; `--tensorboard` sets it to 1
     start = time.time()
-    argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--tensorboard"]
+    argv = ["run", "baseline", "--profile", "smoke", "--param", 'model="narrow"', "--tensorboard"]
     assert main(argv) == 0
     assert "nothing new was trained" not in capsys.readouterr().err
     assert tensorboard_note("smoke", since=start).startswith("TensorBoard: 1 run phases logged their epochs")
@@ -317,8 +360,9 @@ def test_a_plain_trainer_logs_for_tensorboard_when_asked(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(TENSORBOARD_ENV, "1")
     model = build_resnet(ResNetConfig(blocks=(1, 1, 1), widths=(4, 8, 16), in_channels=1))
-    history = Trainer(model, digits, TrainConfig(epochs=2, batch_size=64, milestones=()), progress=False,
-                      description="my net").fit()
+    history = Trainer(
+        model, digits, TrainConfig(epochs=2, batch_size=64, milestones=()), progress=False, description="my net"
+    ).fit()
     events = EventAccumulator(str(tmp_path / "runs" / "my_net"))
     events.Reload()
     assert [event.value for event in events.Scalars("train_loss")] == pytest.approx(history["train_loss"].tolist())

@@ -14,17 +14,22 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from thesis_lib.experiments import progress, registry
 from thesis_lib.cli import main
-from thesis_lib.experiments import run
+from thesis_lib.experiments import progress, registry, run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_experiments.py"
 
 
 def _cli(*argv: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "thesis_lib", *argv], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "thesis_lib", *argv],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _env(results: Path) -> dict[str, str]:
@@ -33,8 +38,18 @@ def _env(results: Path) -> dict[str, str]:
 
 def test_ctrl_c_in_run_says_where_it_stopped_and_resumes(tmp_path):
     env = _env(tmp_path / "results")
-    argv = ("run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--param", "epochs=400",
-            "--param", "milestones=[300]")
+    argv = (
+        "run",
+        "baseline",
+        "--profile",
+        "smoke",
+        "--param",
+        'model="narrow"',
+        "--param",
+        "epochs=400",
+        "--param",
+        "milestones=[300]",
+    )
     process = _cli(*argv, env=env)
     deadline = time.time() + 120
     while not list((tmp_path / "results").glob("smoke/baseline/*/checkpoint_train.pt")):
@@ -50,8 +65,14 @@ def test_ctrl_c_in_run_says_where_it_stopped_and_resumes(tmp_path):
     saved = int(lines[0].split("epoch ")[1].split()[0])
     assert saved >= 1
     assert list((tmp_path / "results" / ".progress").glob("*.json")) == []  # the process's record went with it
-    listing = subprocess.run([sys.executable, "-m", "thesis_lib", "runs", "--profile", "smoke"], cwd=ROOT, env=env,
-                             text=True, capture_output=True, check=True).stdout.splitlines()
+    listing = subprocess.run(
+        [sys.executable, "-m", "thesis_lib", "runs", "--profile", "smoke"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.splitlines()
     partial = next(line for line in listing if line.startswith("baseline") and " partial " in line)
     assert partial.split()[3] == str(saved) or int(partial.split()[3]) >= saved  # epochs reached, not NaN
 
@@ -61,14 +82,13 @@ def test_ctrl_c_in_run_with_debug_keeps_the_traceback(isolated_results, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(progress, "report_progress", interrupt)
-    assert main(["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\""]) == 130
+    assert main(["run", "baseline", "--profile", "smoke", "--param", 'model="narrow"']) == 130
     err = capsys.readouterr().err
     last = err.replace("\r", "\n").splitlines()[-1]
     assert last == "interrupted: saved phase train: epoch 1 of 2; run the same command again to resume"
     assert "Traceback" not in err
     with pytest.raises(KeyboardInterrupt):
-        main(["--debug", "run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--param",
-              "seed=1"])
+        main(["--debug", "run", "baseline", "--profile", "smoke", "--param", 'model="narrow"', "--param", "seed=1"])
 
 
 def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder_and_no_lock(isolated_results, monkeypatch):
@@ -119,8 +139,9 @@ def test_runs_and_clean_select_one_run_by_its_params(two_seeds, capsys):
     assert main(["runs", "baseline", "--profile", "smoke", "--param", "seed=1"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert len(rows) == 1 and two_seeds[1].path.name in rows[0]
-    assert main(["clean", "baseline", "--profile", "smoke", "--param", "seed=1", "--param", "model=narrow",
-                 "--yes"]) == 0
+    assert (
+        main(["clean", "baseline", "--profile", "smoke", "--param", "seed=1", "--param", "model=narrow", "--yes"]) == 0
+    )
     assert "deleted 1 run folders" in capsys.readouterr().out
     assert not two_seeds[1].path.exists() and two_seeds[0].path.exists()
     assert main(["clean", "baseline", "--profile", "smoke", "--param", "sede=0", "--yes"]) == 2
@@ -185,15 +206,17 @@ def test_parallel_headless_notebooks_share_no_sockets_and_print_no_kernel_noise(
 
     paths = []
     for name in ("01_first", "02_second"):
-        notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                      "display_name": "Python 3"}})
-        notebook.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
-                          nbformat.v4.new_code_cell("import time; time.sleep(1); print(profile)")]
+        notebook = nbformat.v4.new_notebook(
+            metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+        )
+        notebook.cells = [
+            nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("import time; time.sleep(1); print(profile)"),
+        ]
         paths.append(tmp_path / f"{name}.ipynb")
         nbformat.write(notebook, paths[-1])
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outcomes = list(pool.map(lambda path: run_notebook(path, "smoke", tmp_path / "figures", progress=False),
-                                 paths))
+        outcomes = list(pool.map(lambda path: run_notebook(path, "smoke", tmp_path / "figures", progress=False), paths))
     assert [outcome.status for outcome in outcomes] == ["ok", "ok"], outcomes
     captured = capfd.readouterr()
     assert "TCP" not in captured.err and "KeyboardInterrupt" not in captured.err, captured.err

@@ -10,15 +10,16 @@ import torch
 from thesis_lib import training
 from thesis_lib.methods.prunetrain import PruneTrain
 from thesis_lib.models import ResNetConfig
-from thesis_lib.training import Trainer, TrainConfig, seeded_model
+from thesis_lib.training import TrainConfig, Trainer, seeded_model
 
 TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
 OptimizedModule = torch._dynamo.eval_frame.OptimizedModule
 
 
 def config(**changes):
-    return TrainConfig(**{**dict(epochs=2, batch_size=32, lr=0.05, schedule="constant", padding=1, flip=False),
-                          **changes})
+    return TrainConfig(
+        **{**dict(epochs=2, batch_size=32, lr=0.05, schedule="constant", padding=1, flip=False), **changes}
+    )
 
 
 def first_batch(trainer):
@@ -44,15 +45,21 @@ def test_the_compiled_step_computes_the_eager_loss_gradients_and_update(digits_s
 
 def test_static_compiles_only_runs_whose_hooks_keep_the_shapes(digits_small):
     plain = Trainer(seeded_model(TINY, 0), digits_small, config(compile="static"), progress=False)
-    pruning = Trainer(seeded_model(TINY, 0), digits_small, config(compile="static"), progress=False,
-                      hooks=[PruneTrain(interval=1)])
+    pruning = Trainer(
+        seeded_model(TINY, 0), digits_small, config(compile="static"), progress=False, hooks=[PruneTrain(interval=1)]
+    )
     assert isinstance(plain.train_module, OptimizedModule) and plain.train_module._orig_mod is plain.model
     assert pruning.train_module is pruning.model and not pruning.compiled
 
 
 def test_always_recompiles_the_pruned_net_after_a_reconfiguration(digits_small):
-    trainer = Trainer(seeded_model(TINY, 0), digits_small, config(compile="always", lr=0.2), progress=False,
-                      hooks=[PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1)])
+    trainer = Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(compile="always", lr=0.2),
+        progress=False,
+        hooks=[PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1)],
+    )
     passed = trainer.model
     history = trainer.fit()
     assert bool(history["reconfigured"].iloc[0]) and trainer.model is not passed
@@ -78,8 +85,9 @@ def test_the_compiled_bf16_channels_last_step_on_cuda_matches_eager(digits_small
     """The `full` profile's fast path on the GPU: bf16 autocast rounds, so the tolerance is bf16's (1e-2)."""
     settings = dict(precision="bf16", channels_last=True)
     eager = Trainer(seeded_model(TINY, 0), digits_small, config(**settings), device="cuda", progress=False)
-    compiled = Trainer(seeded_model(TINY, 0), digits_small, config(compile="always", **settings), device="cuda",
-                       progress=False)
+    compiled = Trainer(
+        seeded_model(TINY, 0), digits_small, config(compile="always", **settings), device="cuda", progress=False
+    )
     x, y = first_batch(eager)
     _, eager_loss, _ = eager.train_step(x, y)
     _, compiled_loss, _ = compiled.train_step(x, y)

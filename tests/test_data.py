@@ -13,8 +13,15 @@ import torchvision
 from sklearn.datasets import load_digits
 
 from thesis_lib import data
-from thesis_lib.data import (DATASET_SHAPES, DATASET_SIZES, DATASETS, DeviceLoader, crop_and_flip, evaluation_loader,
-                             load_dataset)
+from thesis_lib.data import (
+    DATASET_SHAPES,
+    DATASET_SIZES,
+    DATASETS,
+    DeviceLoader,
+    crop_and_flip,
+    evaluation_loader,
+    load_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +43,19 @@ def test_digits_shapes_and_split(digits_dataset):
     assert digits_dataset.train_x.dtype == torch.float32 and digits_dataset.train_y.dtype == torch.int64
     assert (digits_dataset.num_classes, digits_dataset.in_channels, digits_dataset.image_size) == (10, 1, 8)
     # Train and test together are exactly scikit-learn's 1797 images with their labels.
-    pixels = torch.cat([raw_images(digits_dataset, digits_dataset.train_x),
-                        raw_images(digits_dataset, digits_dataset.test_x)]) * 16
+    pixels = (
+        torch.cat(
+            [raw_images(digits_dataset, digits_dataset.train_x), raw_images(digits_dataset, digits_dataset.test_x)]
+        )
+        * 16
+    )
     assert torch.allclose(pixels, pixels.round(), atol=1e-4)
-    rows = np.column_stack([pixels.round().reshape(len(pixels), -1).numpy(),
-                            torch.cat([digits_dataset.train_y, digits_dataset.test_y]).numpy()])
+    rows = np.column_stack(
+        [
+            pixels.round().reshape(len(pixels), -1).numpy(),
+            torch.cat([digits_dataset.train_y, digits_dataset.test_y]).numpy(),
+        ]
+    )
     expected_rows = np.column_stack([sklearn_digits.data, sklearn_digits.target])
     assert np.array_equal(np.unique(rows, axis=0), np.unique(expected_rows, axis=0))
     assert len(np.unique(rows, axis=0)) == len(np.unique(expected_rows, axis=0))
@@ -57,8 +72,9 @@ def test_digits_normalised_with_train_statistics(digits_dataset):
     # The test split uses the train statistics, so its own mean is not exactly zero.
     test_mean = digits_dataset.test_x.mean().item()
     test_raw_mean = raw_images(digits_dataset, digits_dataset.test_x).mean().item()
-    assert test_mean == pytest.approx((test_raw_mean - digits_dataset.channel_mean[0])
-                                      / digits_dataset.channel_std[0], abs=1e-5)
+    assert test_mean == pytest.approx(
+        (test_raw_mean - digits_dataset.channel_mean[0]) / digits_dataset.channel_std[0], abs=1e-5
+    )
 
 
 def test_subset_is_deterministic_and_taken_from_the_dataset(digits_dataset):
@@ -143,9 +159,12 @@ def all_crops(image: torch.Tensor, padding: int) -> torch.Tensor:
     """Every window of the zero-padded image, unflipped and flipped, built with explicit slicing."""
     channels, height, width = image.shape
     padded = torch.zeros(channels, height + 2 * padding, width + 2 * padding)
-    padded[:, padding:padding + height, padding:padding + width] = image
-    crops = [padded[:, row:row + height, column:column + width]
-             for row in range(2 * padding + 1) for column in range(2 * padding + 1)]
+    padded[:, padding : padding + height, padding : padding + width] = image
+    crops = [
+        padded[:, row : row + height, column : column + width]
+        for row in range(2 * padding + 1)
+        for column in range(2 * padding + 1)
+    ]
     crops += [crop.flip(2) for crop in crops]
     return torch.stack(crops)
 
@@ -200,8 +219,15 @@ def write_pickle(path: Path, content: dict) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def write_fake_cifar(root: Path, dataset_class, monkeypatch, label_key: str, meta_key: str,
-                     num_classes: int, files_per_split: dict[bool, list[str]]) -> dict[bool, tuple]:
+def write_fake_cifar(
+    root: Path,
+    dataset_class,
+    monkeypatch,
+    label_key: str,
+    meta_key: str,
+    num_classes: int,
+    files_per_split: dict[bool, list[str]],
+) -> dict[bool, tuple]:
     """Writes a handful of random images per file in CIFAR's python-pickle format.
 
     torchvision verifies every file's MD5 against the real release's, so the test points the class's
@@ -221,8 +247,9 @@ def write_fake_cifar(root: Path, dataset_class, monkeypatch, label_key: str, met
             images.append(batch)
             labels += batch_labels
         written[train] = (np.vstack(images).reshape(-1, 3, 32, 32), np.array(labels))
-    meta_md5 = write_pickle(folder / dataset_class.meta["filename"],
-                            {meta_key: [f"class {index}" for index in range(num_classes)]})
+    meta_md5 = write_pickle(
+        folder / dataset_class.meta["filename"], {meta_key: [f"class {index}" for index in range(num_classes)]}
+    )
     monkeypatch.setattr(dataset_class, "train_list", listing[True])
     monkeypatch.setattr(dataset_class, "test_list", listing[False])
     monkeypatch.setattr(dataset_class, "meta", {**dataset_class.meta, "md5": meta_md5})
@@ -230,8 +257,10 @@ def write_fake_cifar(root: Path, dataset_class, monkeypatch, label_key: str, met
 
 
 def check_loaded_cifar(dataset: data.Dataset, written: dict[bool, tuple], num_classes: int) -> None:
-    for (x, y), (images, labels) in [((dataset.train_x, dataset.train_y), written[True]),
-                                     ((dataset.test_x, dataset.test_y), written[False])]:
+    for (x, y), (images, labels) in [
+        ((dataset.train_x, dataset.train_y), written[True]),
+        ((dataset.test_x, dataset.test_y), written[False]),
+    ]:
         assert x.shape == (len(labels), 3, 32, 32) and x.dtype == torch.float32
         assert torch.equal(y, torch.from_numpy(labels))
         assert torch.allclose(raw_images(dataset, x) * 255, torch.from_numpy(images).double(), atol=1e-3)
@@ -243,16 +272,22 @@ def check_loaded_cifar(dataset: data.Dataset, written: dict[bool, tuple], num_cl
 
 def test_cifar10_reads_the_python_pickle_format(tmp_path, monkeypatch):
     files = {True: [f"data_batch_{index}" for index in range(1, 6)], False: ["test_batch"]}
-    written = write_fake_cifar(tmp_path, torchvision.datasets.CIFAR10, monkeypatch, "labels", "label_names",
-                               10, files)
+    written = write_fake_cifar(tmp_path, torchvision.datasets.CIFAR10, monkeypatch, "labels", "label_names", 10, files)
     dataset = load_dataset("cifar10", root=tmp_path)
     check_loaded_cifar(dataset, written, 10)
     assert dataset.name == "cifar10" and len(dataset.train_y) == 20
 
 
 def test_cifar100_reads_the_python_pickle_format(tmp_path, monkeypatch):
-    written = write_fake_cifar(tmp_path, torchvision.datasets.CIFAR100, monkeypatch, "fine_labels",
-                               "fine_label_names", 100, {True: ["train"], False: ["test"]})
+    written = write_fake_cifar(
+        tmp_path,
+        torchvision.datasets.CIFAR100,
+        monkeypatch,
+        "fine_labels",
+        "fine_label_names",
+        100,
+        {True: ["train"], False: ["test"]},
+    )
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
     check_loaded_cifar(load_dataset("cifar100"), written, 100)
 
@@ -293,7 +328,7 @@ def test_the_command_lines_download_flag_reaches_torchvision(tmp_path, monkeypat
         data.cifar10()
     assert asked == []  # without the flag nothing is fetched
     monkeypatch.setenv("THESIS_RESULTS", str(tmp_path / "results"))
-    argv = ["run", "baseline", "--profile", "smoke", "--param", "model=\"narrow\"", "--download"]
+    argv = ["run", "baseline", "--profile", "smoke", "--param", 'model="narrow"', "--download"]
     monkeypatch.setattr(data, "DATASETS", {**data.DATASETS, "digits": lambda root, download: data.cifar10(root)})
     from thesis_lib.experiments import registry
 
@@ -311,10 +346,12 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 def test_fashion_mnist_reads_idx_files_plain_or_gzipped(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
-    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, size=(6, 28, 28)),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, size=6),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(3, 28, 28)),
-              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, size=3)}
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, size=(6, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, size=6),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(3, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, size=3),
+    }
     folder = tmp_path / "FashionMNIST" / "raw"
     folder.mkdir(parents=True)
     for name, array in arrays.items():
@@ -365,12 +402,23 @@ def test_random_crops_reach_every_one_of_the_offsets():
     padding, size = 2, 6
     image = torch.arange(1.0, size * size + 1).reshape(1, 1, size, size)
     x = image.repeat(600, 1, 1, 1)
-    loader = DeviceLoader(x, torch.zeros(600, dtype=torch.long), batch_size=600, shuffle=False, augment=True,
-                          padding=padding, flip=False, seed=0)
+    loader = DeviceLoader(
+        x,
+        torch.zeros(600, dtype=torch.long),
+        batch_size=600,
+        shuffle=False,
+        augment=True,
+        padding=padding,
+        flip=False,
+        seed=0,
+    )
     crops, _ = next(iter(loader))
     padded = torch.nn.functional.pad(image[0, 0], (padding,) * 4)
-    candidates = {(dy, dx): padded[dy:dy + size, dx:dx + size] for dy in range(2 * padding + 1)
-                  for dx in range(2 * padding + 1)}
+    candidates = {
+        (dy, dx): padded[dy : dy + size, dx : dx + size]
+        for dy in range(2 * padding + 1)
+        for dx in range(2 * padding + 1)
+    }
     seen = {offset for crop in crops[:, 0] for offset, candidate in candidates.items() if torch.equal(crop, candidate)}
     assert seen == set(candidates)
 
@@ -380,8 +428,16 @@ def test_about_half_of_the_images_are_flipped():
     either itself or its mirror; the flipped share lies within 4 binomial standard deviations of 1/2."""
     n = 2000
     image = torch.arange(1.0, 17.0).reshape(1, 1, 4, 4)  # no column is its own mirror
-    loader = DeviceLoader(image.repeat(n, 1, 1, 1), torch.zeros(n, dtype=torch.long), batch_size=n,
-                          shuffle=False, augment=True, padding=0, flip=True, seed=0)
+    loader = DeviceLoader(
+        image.repeat(n, 1, 1, 1),
+        torch.zeros(n, dtype=torch.long),
+        batch_size=n,
+        shuffle=False,
+        augment=True,
+        padding=0,
+        flip=True,
+        seed=0,
+    )
     batch, _ = next(iter(loader))
     same = (batch == image).flatten(1).all(1)
     mirrored = (batch == image.flip(-1)).flatten(1).all(1)

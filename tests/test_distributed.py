@@ -19,6 +19,17 @@ import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ddp_ranks import (
+    CONFIG,
+    SCENARIOS,
+    TINY,
+    WORLD,
+    free_port,
+    rank_main,
+    small_digits,
+    state_sha256,
+    strong_prunetrain,
+)
 from torch.nn.parallel import DistributedDataParallel
 
 from thesis_lib import cli, distributed
@@ -26,8 +37,7 @@ from thesis_lib.data import DeviceLoader
 from thesis_lib.methods.batchsize import BatchAdaptation, MemoryModel
 from thesis_lib.methods.prunetrain import group_lasso, lasso_lambda
 from thesis_lib.stats import linear_fit
-from thesis_lib.training import Trainer, TrainConfig, seeded_model
-from ddp_ranks import CONFIG, SCENARIOS, TINY, WORLD, free_port, rank_main, small_digits, state_sha256, strong_prunetrain
+from thesis_lib.training import TrainConfig, Trainer, seeded_model
 
 RUN_DEPENDENT = ["epoch_time", "hook_time", "allreduce_seconds_per_step"]  # clocks, not results
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +48,10 @@ def ranks(tmp_path_factory):
     """Per scenario, the list of what each rank returned."""
     folder = tmp_path_factory.mktemp("ddp")
     mp.spawn(rank_main, args=(free_port(), str(folder)), nprocs=WORLD, join=True)
-    return {name: [torch.load(folder / f"{name}.{rank}.pt", weights_only=False) for rank in range(WORLD)]
-            for name in SCENARIOS} | {"folder": folder}
+    return {
+        name: [torch.load(folder / f"{name}.{rank}.pt", weights_only=False) for rank in range(WORLD)]
+        for name in SCENARIOS
+    } | {"folder": folder}
 
 
 def test_a_prunetrain_run_that_shrinks_keeps_the_ranks_bit_identical(ranks):
@@ -50,8 +62,7 @@ def test_a_prunetrain_run_that_shrinks_keeps_the_ranks_bit_identical(ranks):
     assert history["state_sha256"].tolist() == second["history"]["state_sha256"].tolist()  # every epoch
     assert first["final"] == second["final"]
     assert first["lambda"] == second["lambda"]
-    pd.testing.assert_frame_equal(history.drop(columns=RUN_DEPENDENT),
-                                  second["history"].drop(columns=RUN_DEPENDENT))
+    pd.testing.assert_frame_equal(history.drop(columns=RUN_DEPENDENT), second["history"].drop(columns=RUN_DEPENDENT))
 
 
 def test_the_allreduce_volume_is_four_bytes_per_parameter_and_falls_at_every_reconfiguration(ranks):
@@ -70,13 +81,16 @@ def test_lambda_comes_from_the_mean_loss_of_the_ranks_shares_of_the_first_batch(
     """The first global batch (64 of the seeded permutation) halved as the ranks see it: lambda of eq. 2.3
     from the mean of the halves' losses; either half alone would give a lambda farther off than rounding."""
     data, model = small_digits(), seeded_model(TINY, 0)
-    loader = DeviceLoader(data.train_x, data.train_y, CONFIG.batch_size, padding=CONFIG.padding, flip=False,
-                          seed=CONFIG.seed)
+    loader = DeviceLoader(
+        data.train_x, data.train_y, CONFIG.batch_size, padding=CONFIG.padding, flip=False, seed=CONFIG.seed
+    )
     x, y = next(iter(loader))
     model.train()
     with torch.no_grad():
-        losses = [float(torch.nn.functional.cross_entropy(model(x[i * 32:(i + 1) * 32]), y[i * 32:(i + 1) * 32]))
-                  for i in range(2)]
+        losses = [
+            float(torch.nn.functional.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
+            for i in range(2)
+        ]
         lasso = group_lasso(model)
     expected = lasso_lambda(sum(losses) / 2, lasso, 0.95)
     assert ranks["prunetrain"][0]["lambda"] == pytest.approx(expected, rel=1e-6)
@@ -87,8 +101,9 @@ def test_a_killed_ddp_run_resumes_from_rank_zeros_checkpoint_to_the_same_history
     assert sorted(p.name for p in (ranks["folder"] / "prunetrain").iterdir()) == ["killed.pt", "whole.pt"]
     for result in ranks["prunetrain"]:
         assert result["resumed_epoch"] == 5
-        pd.testing.assert_frame_equal(result["resumed"].drop(columns=RUN_DEPENDENT),
-                                      result["history"].drop(columns=RUN_DEPENDENT))
+        pd.testing.assert_frame_equal(
+            result["resumed"].drop(columns=RUN_DEPENDENT), result["history"].drop(columns=RUN_DEPENDENT)
+        )
 
 
 def test_net2net_growth_under_ddp_keeps_the_ranks_identical_and_the_volume_follows_the_size(ranks):
@@ -135,8 +150,9 @@ def test_ddp_with_one_process_reproduces_the_plain_trainer_exactly(monkeypatch):
     assert isinstance(ddp_trainer.train_module, DistributedDataParallel)
     assert plain["reconfigured"].sum() >= 1
     assert (ddp["allreduce_bytes_per_step"] == 4 * ddp["params"]).all()
-    pd.testing.assert_frame_equal(ddp.drop(columns=RUN_DEPENDENT + ["allreduce_bytes_per_step"]),
-                                  plain.drop(columns=["epoch_time", "hook_time"]))
+    pd.testing.assert_frame_equal(
+        ddp.drop(columns=RUN_DEPENDENT + ["allreduce_bytes_per_step"]), plain.drop(columns=["epoch_time", "hook_time"])
+    )
     assert state_sha256(ddp_trainer.model) == state_sha256(plain_trainer.model)
 
 
@@ -146,8 +162,9 @@ def test_ddp_on_cuda_with_nccl_shrinks_checks_the_ranks_and_counts_the_bytes(mon
     on the GPU, the identity check through NCCL) trains a PruneTrain run that shrinks."""
     one_process_group(monkeypatch, "cuda")
     try:
-        trainer = Trainer(seeded_model(TINY, 0), small_digits(), CONFIG, hooks=[strong_prunetrain()], device="cuda",
-                          progress=False)
+        trainer = Trainer(
+            seeded_model(TINY, 0), small_digits(), CONFIG, hooks=[strong_prunetrain()], device="cuda", progress=False
+        )
         history = trainer.fit()
     finally:
         distributed.teardown()
@@ -186,8 +203,9 @@ def test_batch_adaptation_budgets_one_device_and_grows_the_global_batch_by_whole
     trainer = SimpleNamespace(model=torch.nn.Linear(2, 2), batch_size=16, lr_scale=1.0, step_count=0, world_size=2)
     dense, pruned = MemoryModel(0, 0, 1.0, "saved"), MemoryModel(0, 0, 0.4, "saved")
     for cap, expected in ((None, 40), (30, 30)):
-        adaptation = BatchAdaptation(memory_model=lambda model: dense if model is trainer.model else pruned,
-                                     max_batch=cap)
+        adaptation = BatchAdaptation(
+            memory_model=lambda model: dense if model is trainer.model else pruned, max_batch=cap
+        )
         adaptation.on_train_start(trainer)
         assert adaptation.budget_bytes == 8
         assert adaptation.new_batch_size(trainer, torch.nn.Linear(2, 3)) == expected
@@ -233,8 +251,13 @@ def test_the_cli_trains_one_run_on_two_processes_into_one_sealed_folder(isolated
     folders = [p for p in (results_root() / "smoke" / "prunetrain").iterdir() if p.is_dir()]
     assert [str(p) for p in folders] == [summary["path"]] and not summary["cached"]
     folder = folders[0]
-    assert sorted(p.name for p in folder.iterdir()) == ["DONE", "config.json", "history.csv", "model.pt",
-                                                        "summary.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "DONE",
+        "config.json",
+        "history.csv",
+        "model.pt",
+        "summary.json",
+    ]
     assert run_status(folder)["status"] == "finished"
     assert json.loads((folder / "config.json").read_text())["world_size"] == 2
     assert run_dir_for("prunetrain", {"threshold": 10}, "smoke") != folder  # a one-process run is another run

@@ -6,11 +6,20 @@ from dataclasses import dataclass
 import pytest
 
 from thesis_lib import experiments
-from thesis_lib.experiments import (
-    PROFILES, CorruptRunError, RunOutput, experiment, get_profile, run, run_dir_for, seed_grid, sweep,
-)
 from thesis_lib.data import load_dataset
+from thesis_lib.experiments import (
+    PROFILES,
+    CorruptRunError,
+    RunOutput,
+    experiment,
+    get_profile,
+    run,
+    run_dir_for,
+    seed_grid,
+    sweep,
+)
 from thesis_lib.training import seeded_model
+
 from helpers import KillAfter, Killed
 
 CALLS = []
@@ -114,17 +123,20 @@ def test_bad_sweep_axes_and_training_params_are_clear_errors(isolated_results):
         get_profile("smoke").resnet("medium", 1, 10)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"seed": "abc"}, "param 'seed' of experiment 'baseline' must be int, got 'abc'"),
-    ({"seed": 1.5}, "param 'seed' of experiment 'baseline' must be int, got 1.5"),
-    ({"epochs": 2.5}, "param 'epochs' of experiment 'baseline' must be int, got 2.5"),
-    ({"model": 3}, "param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow' \\| ResNetConfig, got 3"),
-    ({"milestones": 5}, "param 'milestones' of experiment 'baseline' must be list of int, got 5"),
-    ({"seeds": 0}, r"unknown param\(s\) \['seeds'\] of experiment 'baseline'"),
-    ({"epochs": 1}, r"milestones \(1,\) must lie below epochs \(1\)"),
-    ({"lr": -1.0}, "lr must be a finite number > 0"),
-    ([("seed", 0)], "params of 'baseline' must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"seed": "abc"}, "param 'seed' of experiment 'baseline' must be int, got 'abc'"),
+        ({"seed": 1.5}, "param 'seed' of experiment 'baseline' must be int, got 1.5"),
+        ({"epochs": 2.5}, "param 'epochs' of experiment 'baseline' must be int, got 2.5"),
+        ({"model": 3}, "param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow' \\| ResNetConfig, got 3"),
+        ({"milestones": 5}, "param 'milestones' of experiment 'baseline' must be list of int, got 5"),
+        ({"seeds": 0}, r"unknown param\(s\) \['seeds'\] of experiment 'baseline'"),
+        ({"epochs": 1}, r"milestones \(1,\) must lie below epochs \(1\)"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ([("seed", 0)], "params of 'baseline' must be a mapping"),
+    ],
+)
 def test_bad_params_are_rejected_before_anything_is_written(isolated_results, params, message):
     with pytest.raises(ValueError, match=message):
         run("baseline", params, profile="smoke", progress=False)
@@ -145,7 +157,8 @@ def test_defaults_are_filled_in_before_hashing(isolated_results):
     assert not first.loaded_from_cache and again.loaded_from_cache and again.path == first.path == folders.pop()
     assert first.params == {"model": "wide", "schedule": "step", "seed": 0}
     assert [p.name for p in (isolated_results / "results" / "smoke" / "baseline").iterdir() if p.is_dir()] == [
-        first.path.name]
+        first.path.name
+    ]
 
 
 def test_plan_defaults_follow_the_profile(isolated_results):
@@ -153,8 +166,7 @@ def test_plan_defaults_follow_the_profile(isolated_results):
 
     quick = experiments.resolve_params("prunetrain", {}, "quick")
     plan = prunetrain_plan("quick")
-    assert quick == {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval,
-                     "seed": 0}
+    assert quick == {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval, "seed": 0}
     assert experiments.resolve_params("prunetrain", {}, "full")["threshold"] == 1e-4
     grow = experiments.resolve_params("net2net_grow", {"operation": "deepen"}, "quick")
     assert grow["noise"] == 0.0 and grow["grow_epoch"] == 3
@@ -190,12 +202,16 @@ def test_run_key_ignores_the_seed_list_and_float_spelling_of_whole_numbers(isola
 
     smoke = get_profile("smoke")
     more_seeds = replace(smoke, seeds=(0, 1, 2, 3))
-    assert run_dir_for("counting_test", {"seed": 0}, smoke).name == run_dir_for(
-        "counting_test", {"seed": 0}, more_seeds).name
+    assert (
+        run_dir_for("counting_test", {"seed": 0}, smoke).name
+        == run_dir_for("counting_test", {"seed": 0}, more_seeds).name
+    )
     assert run_dir_for("counting_test", {"seed": 0, "x": 3.0}, smoke) == run_dir_for(
-        "counting_test", {"seed": 0, "x": 3}, smoke)
+        "counting_test", {"seed": 0, "x": 3}, smoke
+    )
     assert run_dir_for("counting_test", {"seed": 0, "x": 3.5}, smoke) != run_dir_for(
-        "counting_test", {"seed": 0, "x": 3}, smoke)
+        "counting_test", {"seed": 0, "x": 3}, smoke
+    )
 
 
 def test_empty_environment_variables_mean_unset(monkeypatch):

@@ -11,8 +11,18 @@ import thesis_lib
 
 PACKAGE = Path(thesis_lib.__file__).parent
 CORE = {"models", "surgery", "data", "training", "stats", "distributed", "files"}
-LAYER_OF = {**{name: 0 for name in CORE}, "methods": 1, "experiments": 2, "chapters": 3,
-            "plots": 3, "tables": 3, "planning": 4, "headless": 4, "cli": 4, "__main__": 4}
+LAYER_OF = {
+    **{name: 0 for name in CORE},
+    "methods": 1,
+    "experiments": 2,
+    "chapters": 3,
+    "plots": 3,
+    "tables": 3,
+    "planning": 4,
+    "headless": 4,
+    "cli": 4,
+    "__main__": 4,
+}
 
 
 def layer(module: str) -> int:
@@ -33,7 +43,7 @@ def package_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+                base = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
             elif node.module and node.module.startswith("thesis_lib"):
                 base = node.module.split(".")[1:]
             else:
@@ -72,7 +82,8 @@ def test_the_run_cache_modules_import_only_the_ones_before_them():
         for imported in package_imports(folder / f"{stem}.py"):
             if imported.startswith("experiments."):
                 assert imported.removeprefix("experiments.") in EXPERIMENTS_ORDER[:position], (
-                    f"experiments/{stem}.py imports {imported}, which comes after it")
+                    f"experiments/{stem}.py imports {imported}, which comes after it"
+                )
 
 
 def test_a_later_chapter_may_import_an_earlier_one_never_the_reverse():
@@ -93,9 +104,11 @@ def test_the_layering_check_sees_an_upward_import(tmp_path):
 
 
 def test_importing_the_methods_loads_neither_the_run_cache_nor_a_chapter():
-    code = ("import sys, thesis_lib.methods.prunetrain, thesis_lib.methods.net2net, thesis_lib.methods.morphnet, "
-            "thesis_lib.methods.batchsize; print(sorted(m for m in sys.modules if m.startswith(("
-            "'thesis_lib.experiments', 'thesis_lib.chapters', 'thesis_lib.plots'))))")
+    code = (
+        "import sys, thesis_lib.methods.prunetrain, thesis_lib.methods.net2net, thesis_lib.methods.morphnet, "
+        "thesis_lib.methods.batchsize; print(sorted(m for m in sys.modules if m.startswith(("
+        "'thesis_lib.experiments', 'thesis_lib.chapters', 'thesis_lib.plots'))))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 
@@ -103,8 +116,10 @@ def test_importing_the_methods_loads_neither_the_run_cache_nor_a_chapter():
 def test_training_a_run_does_not_import_torchvision_until_a_cifar_or_download_needs_it():
     """torchvision adds about 3 s to every process (each DDP rank, Ray worker, notebook kernel): the run store
     and the training loop must not import it; loading CIFAR does."""
-    code = ("import sys, thesis_lib.experiments, thesis_lib.distributed; print('torchvision' in sys.modules); "
-            "from thesis_lib.data import cifar10\ntry:\n    cifar10(root='/nonexistent')\nexcept FileNotFoundError:\n"
-            "    pass\nprint('torchvision' in sys.modules)")
+    code = (
+        "import sys, thesis_lib.experiments, thesis_lib.distributed; print('torchvision' in sys.modules); "
+        "from thesis_lib.data import cifar10\ntry:\n    cifar10(root='/nonexistent')\nexcept FileNotFoundError:\n"
+        "    pass\nprint('torchvision' in sys.modules)"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.split() == ["False", "True"]

@@ -8,12 +8,19 @@ from torch import nn
 
 from thesis_lib import models
 from thesis_lib.models import (
-    NARROW_BASELINE, WIDE_BASELINE, GhostBatchNorm2d, ResNetConfig, ResNetSpec, build_resnet, count_flops,
-    count_parameters, ghost_batch_sizes, parameter_table,
+    NARROW_BASELINE,
+    WIDE_BASELINE,
+    GhostBatchNorm2d,
+    ResNetConfig,
+    ResNetSpec,
+    build_resnet,
+    count_flops,
+    count_parameters,
+    ghost_batch_sizes,
+    parameter_table,
 )
+
 from helpers import thesis_parameter_count
-
-
 
 
 def test_parameter_table_matches_thesis_for_every_s_and_n():
@@ -38,8 +45,10 @@ def test_baselines_of_table_3_1():
 TABLE_3_1 = (
     [("", "Conv 3x3 + BN", 3, 16, 3, 8)]
     + [(1, "basic block", 16, 16, 8, 8)] * 5
-    + [(2, "transition block", 16, 32, 8, 16)] + [(2, "basic block", 32, 32, 16, 16)] * 4
-    + [(3, "transition block", 32, 64, 16, 32)] + [(3, "basic block", 64, 64, 32, 32)] * 4
+    + [(2, "transition block", 16, 32, 8, 16)]
+    + [(2, "basic block", 32, 32, 16, 16)] * 4
+    + [(3, "transition block", 32, 64, 16, 32)]
+    + [(3, "basic block", 64, 64, 32, 32)] * 4
     + [("", "Linear", 64, 10, 32, 10)]
 )
 
@@ -49,8 +58,9 @@ def test_structure_table_is_table_3_1_of_the_thesis():
     assert [(r["phase"], r["layer"], r["in"], r["out"]) for r in wide] == [row[:4] for row in TABLE_3_1]
     assert [(r["phase"], r["layer"], r["in"], r["out"]) for r in narrow] == [row[:2] + row[4:] for row in TABLE_3_1]
     # another spec: a 2-stage net with one block per stage and 4 classes has 1 + 2 + 1 rows
-    small = models.structure_table(build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1,
-                                                             num_classes=4)))
+    small = models.structure_table(
+        build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=4))
+    )
     assert [(r["in"], r["out"]) for r in small] == [(1, 4), (4, 4), (4, 8), (8, 4)]
     assert [r["layer"] for r in small] == ["Conv 3x3 + BN", "basic block", "transition block", "Linear"]
 
@@ -209,13 +219,20 @@ def test_methods_on_a_torchvision_resnet_fail_at_once_naming_the_class_and_the_e
     from thesis_lib.surgery import channel_groups
 
     foreign = torchvision.models.resnet18()
-    attempts = [lambda: widen(foreign, factor=2.0), lambda: deepen(foreign, stage=0), lambda: channel_groups(foreign),
-                lambda: MorphNetRegularizer(foreign), lambda: PruneTrain().on_train_start(
-                    SimpleNamespace(model=foreign, step_count=0))]
+    attempts = [
+        lambda: widen(foreign, factor=2.0),
+        lambda: deepen(foreign, stage=0),
+        lambda: channel_groups(foreign),
+        lambda: MorphNetRegularizer(foreign),
+        lambda: PruneTrain().on_train_start(SimpleNamespace(model=foreign, step_count=0)),
+    ]
     for attempt in attempts:
-        with pytest.raises(TypeError, match=r"got torchvision\.models\.resnet\.ResNet; build the nearest thesis net "
-                                            r"with build_resnet\(ResNetConfig\(stages=4, blocks=\(2, 2, 2, 2\), "
-                                            r"widths=\(64, 128, 256, 512\), bottleneck=False"):
+        with pytest.raises(
+            TypeError,
+            match=r"got torchvision\.models\.resnet\.ResNet; build the nearest thesis net "
+            r"with build_resnet\(ResNetConfig\(stages=4, blocks=\(2, 2, 2, 2\), "
+            r"widths=\(64, 128, 256, 512\), bottleneck=False",
+        ):
             attempt()
 
 

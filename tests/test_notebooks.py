@@ -25,8 +25,10 @@ IDS = [p.stem for p in NOTEBOOKS]
 NAMED = re.compile(r"`((?:fig|table)_[A-Za-z0-9_]+)`")
 TEST_COLUMNS = ["n_a", "n_b", "t", "df", "p", "p_holm"]
 # What numpy, scipy, pandas and torch print when a statistic or a loss became NaN or was taken of nothing.
-NAN_WARNING = re.compile(r"invalid value encountered|Mean of empty slice|Degrees of freedom <= 0|divide by zero"
-                         r"|All-NaN|Precision loss occurred|[Nn]a[Nn] (?:loss|value)|catastrophic cancellation")
+NAN_WARNING = re.compile(
+    r"invalid value encountered|Mean of empty slice|Degrees of freedom <= 0|divide by zero"
+    r"|All-NaN|Precision loss occurred|[Nn]a[Nn] (?:loss|value)|catastrophic cancellation"
+)
 
 
 NOTEBOOK_CASES = [pytest.param(p, id=p.stem, marks=pytest.mark.notebook) for p in NOTEBOOKS]
@@ -54,6 +56,7 @@ def executed(notebook_root, monkeypatch):
         assert outcome.status == "ok", f"{path.name} failed at {outcome.detail}"
         folder = notebook_root / "figures" / "smoke" / path.stem
         return outcome, folder, nbformat.read(folder / path.name, as_version=4)
+
     return get
 
 
@@ -88,9 +91,14 @@ def test_the_title_cell_names_every_figure_and_table_the_notebook_saves(path, ex
     _, folder, _ = executed(path)
     named = title_names(path)
     saved = {p.stem for p in folder.glob("fig_*.pdf")} | {p.stem for p in folder.glob("table_*.csv")}
-    missing = sorted(name for name in named if not all(
-        (folder / f"{name}{suffix}").exists()
-        for suffix in ((".pdf", ".png") if name.startswith("fig_") else (".csv", ".tex"))))
+    missing = sorted(
+        name
+        for name in named
+        if not all(
+            (folder / f"{name}{suffix}").exists()
+            for suffix in ((".pdf", ".png") if name.startswith("fig_") else (".csv", ".tex"))
+        )
+    )
     unnamed = sorted(name for name in saved if name not in named and name.removesuffix("_tests") not in named)
     assert named, f"the title cell of {path.name} names no figure or table in backticks"
     assert not missing, f"named in the title cell but not written: {missing}"
@@ -105,8 +113,11 @@ def output_problems(notebook) -> list[str]:
             if output.output_type == "error":
                 problems.append(f"cell {number}: {output.ename}: {output.evalue}")
                 continue
-            text = output.get("text", "") if output.output_type == "stream" else \
-                output.get("data", {}).get("text/plain", "")
+            text = (
+                output.get("text", "")
+                if output.output_type == "stream"
+                else output.get("data", {}).get("text/plain", "")
+            )
             text = "".join(text) if isinstance(text, list) else text
             if "Traceback (most recent call last)" in text or NAN_WARNING.search(text):
                 problems.append(f"cell {number}: {text.strip()[:200]}")
@@ -137,27 +148,41 @@ def problems_of_tests_tables(folder: Path) -> list[str]:
 
 def test_the_output_check_finds_errors_tracebacks_and_nan_warnings():
     out = nbformat.v4
-    notebook = out.new_notebook(cells=[
-        out.new_code_cell(outputs=[out.new_output("stream", name="stdout", text="accuracy 0.93\n")]),
-        out.new_code_cell(outputs=[out.new_output("error", ename="ValueError", evalue="bad", traceback=[])]),
-        out.new_code_cell(outputs=[out.new_output("stream", name="stderr", text=(
-            "/x/numpy/core/_methods.py:206: RuntimeWarning: invalid value encountered in divide\n"))]),
-        out.new_code_cell(outputs=[out.new_output("stream", name="stderr", text="RuntimeWarning: Mean of empty slice")]),
-        out.new_code_cell(outputs=[out.new_output("execute_result", data={"text/plain": "p_holm 0.04"})]),
-    ])
+    notebook = out.new_notebook(
+        cells=[
+            out.new_code_cell(outputs=[out.new_output("stream", name="stdout", text="accuracy 0.93\n")]),
+            out.new_code_cell(outputs=[out.new_output("error", ename="ValueError", evalue="bad", traceback=[])]),
+            out.new_code_cell(
+                outputs=[
+                    out.new_output(
+                        "stream",
+                        name="stderr",
+                        text=("/x/numpy/core/_methods.py:206: RuntimeWarning: invalid value encountered in divide\n"),
+                    )
+                ]
+            ),
+            out.new_code_cell(
+                outputs=[out.new_output("stream", name="stderr", text="RuntimeWarning: Mean of empty slice")]
+            ),
+            out.new_code_cell(outputs=[out.new_output("execute_result", data={"text/plain": "p_holm 0.04"})]),
+        ]
+    )
     assert [problem.split(":")[0] for problem in output_problems(notebook)] == ["cell 2", "cell 3", "cell 4"]
 
 
 def test_the_tests_table_check_wants_every_column_and_a_holm_adjusted_p(tmp_path):
     assert problems_of_tests_tables(tmp_path) == ["no table_*_tests.csv saved"]
-    good = pd.DataFrame({"n_a": [5, 5], "n_b": [5, 5], "t": [2.5, 0.3], "df": [7.9, 8.0], "p": [0.02, 0.7],
-                         "p_holm": [0.04, 0.7]})
+    good = pd.DataFrame(
+        {"n_a": [5, 5], "n_b": [5, 5], "t": [2.5, 0.3], "df": [7.9, 8.0], "p": [0.02, 0.7], "p_holm": [0.04, 0.7]}
+    )
     good.to_csv(tmp_path / "table_9_1_tests.csv", index=False)
     assert problems_of_tests_tables(tmp_path) == []
     good.drop(columns=["p_holm"]).to_csv(tmp_path / "table_9_2_tests.csv", index=False)
     good.assign(p_holm=[0.01, 0.7]).to_csv(tmp_path / "table_9_3_tests.csv", index=False)
-    assert problems_of_tests_tables(tmp_path) == ["table_9_2_tests.csv lacks ['p_holm']",
-                                              "table_9_3_tests.csv: p_holm is not a Holm adjustment of p"]
+    assert problems_of_tests_tables(tmp_path) == [
+        "table_9_2_tests.csv lacks ['p_holm']",
+        "table_9_3_tests.csv: p_holm is not a Holm adjustment of p",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_CASES)
@@ -195,8 +220,9 @@ def test_the_notebooks_train_exactly_the_runs_their_chapters_plan(executed, note
     assert {entry.experiment for entry in exact} == {"baseline", "morphnet_regularize", "net2net_grow"}
     for entry in exact:
         history = pd.read_csv(entry.folder / "history.csv")
-        expected = [count_parameters(build_resnet(phase.model)) for phase in entry.plan.phases
-                    for _ in range(phase.epochs)]
+        expected = [
+            count_parameters(build_resnet(phase.model)) for phase in entry.plan.phases for _ in range(phase.epochs)
+        ]
         assert history["params"].tolist() == expected, f"{entry.experiment} {entry.params}"
 
 
@@ -206,8 +232,11 @@ def test_failing_notebook_is_named_with_its_cell_and_exits_non_zero(isolated_res
     notebook = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell('profile = "quick"')
     parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [parameters, nbformat.v4.new_code_cell("x = 1"),
-                      nbformat.v4.new_code_cell("raise ValueError('broken cell')")]
+    notebook.cells = [
+        parameters,
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('broken cell')"),
+    ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     folder = isolated_results / "notebooks"
     folder.mkdir()
@@ -254,8 +283,18 @@ def _assert_figures_in_smoke_folder(root: Path) -> None:
 
 @pytest.mark.notebook
 def test_plain_papermill_writes_into_the_notebooks_profile_folder(shared_results, tmp_path):
-    command = [sys.executable, "-m", "papermill", str(SMALL), str(tmp_path / "out.ipynb"), "-p", "profile", "smoke",
-               "--cwd", str(SMALL.parent)]
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(SMALL),
+        str(tmp_path / "out.ipynb"),
+        "-p",
+        "profile",
+        "smoke",
+        "--cwd",
+        str(SMALL.parent),
+    ]
     subprocess.run(command, check=True, env=_environment(shared_results, tmp_path), capture_output=True)
     _assert_figures_in_smoke_folder(tmp_path)
 
@@ -263,8 +302,17 @@ def test_plain_papermill_writes_into_the_notebooks_profile_folder(shared_results
 @pytest.mark.notebook
 def test_nbconvert_execute_writes_into_the_notebooks_profile_folder(shared_results, tmp_path):
     copy = _smoke_copy(SMALL, tmp_path)
-    command = [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--output", "executed.ipynb",
-               str(copy)]
+    command = [
+        sys.executable,
+        "-m",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--output",
+        "executed.ipynb",
+        str(copy),
+    ]
     subprocess.run(command, check=True, env=_environment(shared_results, tmp_path), capture_output=True)
     _assert_figures_in_smoke_folder(tmp_path)
 
@@ -274,8 +322,9 @@ def test_a_jupyter_kernel_running_every_cell_writes_into_the_notebooks_profile_f
     from jupyter_client.manager import start_new_kernel
 
     notebook = nbformat.read(_smoke_copy(SMALL, tmp_path), as_version=4)
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(SMALL.parent),
-                                       env=_environment(shared_results, tmp_path))
+    manager, client = start_new_kernel(
+        kernel_name="python3", cwd=str(SMALL.parent), env=_environment(shared_results, tmp_path)
+    )
     try:
         for index, cell in enumerate(notebook.cells):
             if cell.cell_type != "code":

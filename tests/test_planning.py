@@ -10,11 +10,30 @@ import pytest
 from thesis_lib import planning
 from thesis_lib.chapters import ch03_baseline
 from thesis_lib.cli import main
-from thesis_lib.experiments import (PROFILES, Phase, RunOutput, experiment, get_profile, registered_experiments, run,
-                                    summarize_training, sweep)
+from thesis_lib.experiments import (
+    PROFILES,
+    Phase,
+    RunOutput,
+    experiment,
+    get_profile,
+    registered_experiments,
+    run,
+    summarize_training,
+    sweep,
+)
 from thesis_lib.models import build_resnet, count_parameters
-from thesis_lib.planning import (Calibration, calibrate, calibration_id, list_runs, notebook_table, phase_seconds, run_table, split_sizes,
-                                 step_key, time_step)
+from thesis_lib.planning import (
+    Calibration,
+    calibrate,
+    calibration_id,
+    list_runs,
+    notebook_table,
+    phase_seconds,
+    run_table,
+    split_sizes,
+    step_key,
+    time_step,
+)
 from thesis_lib.training import seeded_model
 
 SMOKE, FULL = get_profile("smoke"), get_profile("full")
@@ -36,13 +55,23 @@ def test_a_chapters_listing_is_what_its_sweep_trains_and_turns_cached_after_it(i
 
 def test_a_run_two_notebooks_ask_for_counts_for_the_first_selected_one_and_names_the_others():
     everything = list_runs("smoke")
-    wide = [entry for entry in everything if entry.experiment == "baseline"
-            and entry.params == {"model": "wide", "schedule": "step", "seed": 0}]
+    wide = [
+        entry
+        for entry in everything
+        if entry.experiment == "baseline" and entry.params == {"model": "wide", "schedule": "step", "seed": 0}
+    ]
     assert [entry.profile.dataset for entry in wide] == ["digits", "fashion_mnist"]  # chapter 8: another dataset
     fp32 = wide[:1]
     assert fp32[0].notebook == "03_baseline" and wide[1].notebook == "08_evaluation"
-    assert fp32[0].shared_with == ("04_morphnet", "05_prunetrain", "06_1_batch_size", "06_2_net2net",
-                                   "06_3_prunetrain_net2net", "06_4_additive", "07_comparison")
+    assert fp32[0].shared_with == (
+        "04_morphnet",
+        "05_prunetrain",
+        "06_1_batch_size",
+        "06_2_net2net",
+        "06_3_prunetrain_net2net",
+        "06_4_additive",
+        "07_comparison",
+    )
     alone = list_runs("smoke", only=["06_4"])
     assert len(alone) == 20 and {entry.notebook for entry in alone} == {"06_4_additive"}
     assert sum(entry.notebook == "06_4_additive" for entry in everything) == 16  # 4 are 03's and 05's
@@ -53,7 +82,11 @@ def test_only_keeps_the_notebooks_of_every_prefix_in_thesis_order():
     notebooks = {entry.notebook for entry in list_runs("smoke", only=["06_2", "04"])}
     assert notebooks == {"04_morphnet", "06_2_net2net"}
     assert [c.notebook for c in planning.select_chapters(["06"])] == [
-        "06_1_batch_size", "06_2_net2net", "06_3_prunetrain_net2net", "06_4_additive"]
+        "06_1_batch_size",
+        "06_2_net2net",
+        "06_3_prunetrain_net2net",
+        "06_4_additive",
+    ]
 
 
 def test_an_unknown_prefix_or_profile_is_a_clear_error():
@@ -66,7 +99,11 @@ def test_an_unknown_prefix_or_profile_is_a_clear_error():
 def test_morphnet_search_plans_iterations_times_epochs_plus_the_retraining():
     plan = plan_of("morphnet_search", {"seed": 0}, FULL)  # full: 3 iterations of 180 epochs, then 180
     assert [(phase.description, phase.epochs) for phase in plan.phases] == [
-        ("regularize 1", 180), ("regularize 2", 180), ("regularize 3", 180), ("retrain", 180)]
+        ("regularize 1", 180),
+        ("regularize 2", 180),
+        ("regularize 3", 180),
+        ("retrain", 180),
+    ]
     assert plan.epochs == 720
     assert planning.net_summary(plan.phases[0].model) == "8/16/32 x 5/5/5"  # the narrow seed net, exactly
     assert not plan.phases[0].bound and all(phase.bound for phase in plan.phases[1:])
@@ -84,8 +121,7 @@ def test_a_shrink_trains_nothing_and_its_retraining_loads_it_which_loads_the_reg
     retrain = plan_of("morphnet_shrink_retrain", params, "smoke")
     assert [name for name, _ in retrain.requires] == ["morphnet_shrink"] and retrain.epochs == 2
     chain = planning._with_prerequisites(planning.PlannedRun("morphnet_shrink_retrain", params, SMOKE))
-    assert [run.experiment for run, _ in chain] == ["morphnet_regularize", "morphnet_shrink",
-                                                    "morphnet_shrink_retrain"]
+    assert [run.experiment for run, _ in chain] == ["morphnet_regularize", "morphnet_shrink", "morphnet_shrink_retrain"]
 
 
 def test_prunetrain_is_planned_with_its_unpruned_net_at_its_batch_and_says_it_is_an_upper_bound():
@@ -100,7 +136,9 @@ def test_prunetrain_is_planned_with_its_unpruned_net_at_its_batch_and_says_it_is
 def test_net2net_grow_plans_the_narrow_net_then_the_grown_one_as_the_run_trains_them(isolated_results):
     plan = plan_of("net2net_grow", {"operation": "widen_all", "seed": 0}, FULL)
     assert [(p.description, p.epochs, planning.net_summary(p.model)) for p in plan.phases] == [
-        ("narrow net", 60, "8/16/32 x 5/5/5"), ("grown net", 120, "16/32/64 x 5/5/5")]
+        ("narrow net", 60, "8/16/32 x 5/5/5"),
+        ("grown net", 120, "16/32/64 x 5/5/5"),
+    ]
     deepened = plan_of("net2net_grow", {"operation": "deepen", "init": "scratch", "seed": 0}, FULL)
     assert [(p.epochs, planning.net_summary(p.model)) for p in deepened.phases] == [(180, "8/16/32 x 5/5/6")]
     smoke = plan_of("net2net_grow", {"operation": "widen_all", "seed": 0}, SMOKE)  # grows after epoch 1 of 2
@@ -152,11 +190,18 @@ def test_compile_static_on_cuda_compiles_the_phases_whose_net_keeps_its_shape():
     default = replace(FULL, device="cuda")  # the full profile as it resolves on a GPU (no GPU needed to plan)
     assert not any(step_key(phase, default).compiled for phase in plan_of("baseline", {"seed": 0}, default).phases)
     cuda = replace(default, cuda_compile="static")
-    runs = [("baseline", {"seed": 0}), ("morphnet_regularize", {"seed": 0}), ("prunetrain", {"seed": 0}),
-            ("net2net_grow", {"operation": "deepen"}), ("net2net_grow", {"operation": "deepen", "init": "scratch"}),
-            ("prune_grow", {"seed": 0}), ("prune_grow_retrain", {"seed": 0})]
-    compiled = [[step_key(phase, cuda).compiled for phase in plan_of(name, params, cuda).phases]
-                for name, params in runs]
+    runs = [
+        ("baseline", {"seed": 0}),
+        ("morphnet_regularize", {"seed": 0}),
+        ("prunetrain", {"seed": 0}),
+        ("net2net_grow", {"operation": "deepen"}),
+        ("net2net_grow", {"operation": "deepen", "init": "scratch"}),
+        ("prune_grow", {"seed": 0}),
+        ("prune_grow_retrain", {"seed": 0}),
+    ]
+    compiled = [
+        [step_key(phase, cuda).compiled for phase in plan_of(name, params, cuda).phases] for name, params in runs
+    ]
     assert compiled == [[True], [True], [False], [False, False], [True], [False], [True]]
     key = step_key(plan_of("net2net_grow", {"operation": "deepen"}, cuda).phases[0], cuda)
     assert (key.compiled, key.precision, key.channels_last, key.threads) == (False, "bf16", True, "-")
@@ -180,12 +225,15 @@ def test_calibration_times_each_configuration_once_and_then_reads_the_file(isola
     assert len(set(keys)) == 2  # the wide and the narrow net at batch 64
     first = calibrate(keys, SMOKE, steps=1, timer=counting_timer)
     assert len(calls) == 2 and (first.measured, first.cached) == (2, 0)
-    assert all(times["step"] > 0 and times["evaluation"] > 0 and times["epoch_rest"] >= 0
-               and times["first_epoch_extra"] >= 0 for times in first.times.values())
+    assert all(
+        times["step"] > 0 and times["evaluation"] > 0 and times["epoch_rest"] >= 0 and times["first_epoch_extra"] >= 0
+        for times in first.times.values()
+    )
     second = calibrate(keys, SMOKE, steps=1, timer=counting_timer)
     assert len(calls) == 2 and (second.measured, second.cached) == (0, 2)
     assert {key: times["step"] for key, times in second.times.items()} == {
-        key: times["step"] for key, times in first.times.items()}
+        key: times["step"] for key, times in first.times.items()
+    }
     stored = json.loads(first.path.read_text())
     assert first.path == isolated_results / "results" / "smoke" / ".calibration.json"
     assert list(stored) == [first.device] and set(stored[first.device]) == {calibration_id(key, 1) for key in keys}
@@ -224,8 +272,10 @@ def test_plan_prints_every_notebook_and_the_total_without_calibrating(isolated_r
     assert main(["plan", "--profile", "smoke", "--no-calibrate"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0] == f"plan for profile 'smoke' (digits, fashion_mnist): 77 runs, 0 cached in " \
-                       f"{isolated_results / 'results' / 'smoke'}"
+    assert (
+        lines[0] == f"plan for profile 'smoke' (digits, fashion_mnist): 77 runs, 0 cached in "
+        f"{isolated_results / 'results' / 'smoke'}"
+    )
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:12]}
     assert rows["03_baseline"] == ["8", "0", "0", "16"] and rows["07_comparison"] == ["0", "8", "0", "0"]
     assert rows["total"] == ["77", "28", "0", "162"]
@@ -236,12 +286,25 @@ def test_plan_prints_every_notebook_and_the_total_without_calibrating(isolated_r
 def test_plan_calibrates_once_and_lists_every_run(isolated_results, capsys):
     assert main(["plan", "--profile", "smoke", "--only", "03", "--steps", "1", "--runs"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.count("calibrating ") == 2 and "16/32/64 x 1/1/1 on 1x8x8 to 10 classes, batch 64, fp32, sgd" in captured.err
+    assert (
+        captured.err.count("calibrating ") == 2
+        and "16/32/64 x 1/1/1 on 1x8x8 to 10 classes, batch 64, fp32, sgd" in captured.err
+    )
     assert "2 step configurations, 2 timed now, 0 from" in captured.out
     assert "estimated training time on this device, one run at a time:" in captured.out
     header = next(line for line in captured.out.splitlines() if line.split()[:2] == ["notebook", "experiment"])
-    assert header.split() == ["notebook", "experiment", "epochs", "net", "batch", "cached", "seconds", "bound",
-                              "shared_with", "params"]
+    assert header.split() == [
+        "notebook",
+        "experiment",
+        "epochs",
+        "net",
+        "batch",
+        "cached",
+        "seconds",
+        "bound",
+        "shared_with",
+        "params",
+    ]
     listed = [line for line in captured.out.splitlines() if line.startswith("03_baseline ") and "baseline" in line[12:]]
     assert len(listed) == 8
     assert main(["plan", "--profile", "smoke", "--only", "03", "--steps", "1"]) == 0
@@ -249,10 +312,13 @@ def test_plan_calibrates_once_and_lists_every_run(isolated_results, capsys):
     assert "calibrating" not in captured.err and "2 step configurations, 0 timed now, 2 from" in captured.out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["plan", "--profile", "smoke", "--only", "99"], "error: no notebook starts with ['99']"),
-    (["plan", "--profile", "smoke", "--steps", "0"], "error: calibration needs at least 1 timed step, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["plan", "--profile", "smoke", "--only", "99"], "error: no notebook starts with ['99']"),
+        (["plan", "--profile", "smoke", "--steps", "0"], "error: calibration needs at least 1 timed step, got 0"),
+    ],
+)
 def test_a_bad_prefix_or_step_count_is_one_message_and_exit_2(argv, message, isolated_results, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(message)

@@ -32,8 +32,12 @@ def isolated_matplotlib(monkeypatch):
 
 def accuracy_figure():
     fig, ax = plots.figure("full")
-    runs = pd.DataFrame({"schedule": ["step"] * 5 + ["constant"] * 5,
-                         "accuracy": [0.919, 0.921, 0.917, 0.915, 0.922, 0.812, 0.830, 0.790, 0.823, 0.801]})
+    runs = pd.DataFrame(
+        {
+            "schedule": ["step"] * 5 + ["constant"] * 5,
+            "accuracy": [0.919, 0.921, 0.917, 0.915, 0.922, 0.812, 0.830, 0.790, 0.823, 0.801],
+        }
+    )
     plots.boxplot(ax, runs, "schedule", "accuracy")
     ax.set_title("Genauigkeit über 5 Seeds, $\\alpha = 0.1$")
     return fig
@@ -67,8 +71,7 @@ def test_figure_rejects_unknown_size():
 
 
 def test_save_writes_pdf_and_png_under_profile_and_notebook(tmp_path):
-    paths = plots.save(accuracy_figure(), "fig3_4_boxplot", notebook="03_baseline", profile="smoke",
-                       root=tmp_path)
+    paths = plots.save(accuracy_figure(), "fig3_4_boxplot", notebook="03_baseline", profile="smoke", root=tmp_path)
     folder = tmp_path / "figures" / "smoke" / "03_baseline"
     assert paths == [folder / "fig3_4_boxplot.pdf", folder / "fig3_4_boxplot.png"]
     assert sorted(path.name for path in folder.iterdir()) == ["fig3_4_boxplot.pdf", "fig3_4_boxplot.png"]
@@ -90,8 +93,7 @@ def test_saving_the_same_figure_gives_identical_bytes(tmp_path):
     fig = accuracy_figure()
     first = [path.read_bytes() for path in plots.save(fig, "stable", notebook="nb", root=tmp_path)]
     second = [path.read_bytes() for path in plots.save(fig, "stable", notebook="nb", root=tmp_path)]
-    rebuilt = [path.read_bytes() for path in plots.save(accuracy_figure(), "stable", notebook="nb",
-                                                        root=tmp_path)]
+    rebuilt = [path.read_bytes() for path in plots.save(accuracy_figure(), "stable", notebook="nb", root=tmp_path)]
     assert first[0] == second[0] == rebuilt[0]
     assert first[1] == second[1] == rebuilt[1]
 
@@ -143,14 +145,17 @@ def test_use_notebook_names_the_folder_of_every_later_save(tmp_path, monkeypatch
         plots.use_notebook("../03_baseline", "smoke")
 
 
-@pytest.mark.parametrize("name, message", [
-    ("", "must be a non-empty string"),
-    ("   ", "must be a non-empty string"),
-    ("sub/fig", "without path separators"),
-    ("sub\\fig", "without path separators"),
-    ("..", "without path separators"),
-    ("fig.pdf", "has an extension"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "must be a non-empty string"),
+        ("   ", "must be a non-empty string"),
+        ("sub/fig", "without path separators"),
+        ("sub\\fig", "without path separators"),
+        ("..", "without path separators"),
+        ("fig.pdf", "has an extension"),
+    ],
+)
 def test_save_rejects_bad_names(tmp_path, name, message):
     fig, _ = plots.figure("half")
     with pytest.raises(ValueError, match=message):
@@ -168,8 +173,9 @@ def test_save_rejects_bad_notebook_and_profile(tmp_path):
 
 def test_boxplot_draws_every_run_in_the_given_order():
     fig, ax = plots.figure("half")
-    runs = pd.DataFrame({"method": ["a", "a", "a", "b", "b", "b", "b"],
-                         "time": [19.5, 19.7, 19.6, 21.0, 21.2, 20.9, 21.1]})
+    runs = pd.DataFrame(
+        {"method": ["a", "a", "a", "b", "b", "b", "b"], "time": [19.5, 19.7, 19.6, 21.0, 21.2, 20.9, 21.1]}
+    )
     plots.boxplot(ax, runs, "method", "time", order=["b", "a"])
     assert [label.get_text() for label in ax.get_xticklabels()] == ["b", "a"]
     points = np.concatenate([collection.get_offsets() for collection in ax.collections])
@@ -180,8 +186,14 @@ def test_boxplot_draws_every_run_in_the_given_order():
 
 @pytest.mark.parametrize("band", ["minmax", "std"])
 def test_line_with_band_shows_mean_and_spread_over_seeds(band):
-    seeds = pd.DataFrame({"epoch": [0, 1, 2] * 3, "seed": np.repeat([0, 1, 2], 3), "lr": 0.1,
-                          "accuracy": [0.1, 0.5, 0.7, 0.3, 0.6, 0.8, 0.2, 0.4, 0.9]})
+    seeds = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2] * 3,
+            "seed": np.repeat([0, 1, 2], 3),
+            "lr": 0.1,
+            "accuracy": [0.1, 0.5, 0.7, 0.3, 0.6, 0.8, 0.2, 0.4, 0.9],
+        }
+    )
     fig, ax = plots.figure("half")
     plots.line_with_band(ax, seeds, "epoch", "accuracy", hue="lr", band=band)
     per_epoch = seeds.groupby("epoch")["accuracy"]

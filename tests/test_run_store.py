@@ -14,10 +14,10 @@ import torch
 
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import SEAL, CorruptRunError, run, run_dir_for
+from thesis_lib.files import atomic_torch_save, atomic_write
 from thesis_lib.methods.net2net import Net2NetHook
 from thesis_lib.methods.prunetrain import PruneTrain
 from thesis_lib.models import ResNetConfig
-from thesis_lib.files import atomic_torch_save, atomic_write
 from thesis_lib.training import TrainConfig, Trainer, seeded_model
 
 PARAMS = {"model": "narrow", "schedule": "constant", "seed": 3}
@@ -70,8 +70,7 @@ DAMAGES = [truncate, cut_last_row, garble, empty, delete, replace_by_folder, rep
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("file", ["history.csv", "summary.json", "model.pt", SEAL])
-def test_every_damage_to_a_sealed_run_is_a_corrupt_run_error_naming_folder_and_file(isolated_results, file,
-                                                                                      damage):
+def test_every_damage_to_a_sealed_run_is_a_corrupt_run_error_naming_folder_and_file(isolated_results, file, damage):
     if damage in (cut_last_row, replace_value_by_text) and file not in ("history.csv",):
         pytest.skip("a text edit of a CSV")
     result = finished(isolated_results)
@@ -148,11 +147,18 @@ def test_a_diverging_run_fails_clearly_and_is_not_sealed(isolated_results):
 def test_a_checkpoint_of_another_experiment_is_reported(tmp_path):
     data = load_dataset("digits").subset(64, 32, seed=0)
     config = TrainConfig(epochs=1, batch_size=32, augment=False, schedule="constant")
-    Trainer(seeded_model(NET, 0), data, config, hooks=[PruneTrain()], checkpoint_path=tmp_path / "c.pt",
-            progress=False).fit()
+    Trainer(
+        seeded_model(NET, 0), data, config, hooks=[PruneTrain()], checkpoint_path=tmp_path / "c.pt", progress=False
+    ).fit()
     with pytest.raises(RuntimeError, match=r"hooks \['PruneTrain'\].*\['Net2NetHook'\].*another run"):
-        Trainer(seeded_model(NET, 0), data, config, hooks=[Net2NetHook({})], checkpoint_path=tmp_path / "c.pt",
-                progress=False)
+        Trainer(
+            seeded_model(NET, 0),
+            data,
+            config,
+            hooks=[Net2NetHook({})],
+            checkpoint_path=tmp_path / "c.pt",
+            progress=False,
+        )
 
 
 def _run_in_process(results: str, queue) -> None:

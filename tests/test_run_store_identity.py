@@ -10,11 +10,22 @@ from dataclasses import replace
 
 import pytest
 
-from thesis_lib.experiments import progress, store
 from thesis_lib.cli import main
 from thesis_lib.experiments import (
-    PROFILES, SEAL, CorruptRunError, Profile, cached_runs, get_profile, remove_run, run, run_dir_for, run_status,
-    seed_grid, sweep,
+    PROFILES,
+    SEAL,
+    CorruptRunError,
+    Profile,
+    cached_runs,
+    get_profile,
+    progress,
+    remove_run,
+    run,
+    run_dir_for,
+    run_status,
+    seed_grid,
+    store,
+    sweep,
 )
 from thesis_lib.training import TrainConfig
 
@@ -29,6 +40,7 @@ class Killed(Exception):
 def kill_after_first_epoch():
     """Every run started inside the test dies after its first checkpoint (the reporter runs after it),
     until the test calls `.undo()` (its own MonkeyPatch: undoing it keeps the isolated results root)."""
+
     def die(self, trainer, record):
         raise Killed(record["epoch"])
 
@@ -38,6 +50,7 @@ def kill_after_first_epoch():
 
 
 # F1: a sealed run proves whose it is.
+
 
 def _two_baselines():
     first = run("baseline", {**NARROW, "seed": 0}, profile="smoke", progress=False)
@@ -92,14 +105,19 @@ def test_the_seal_covers_the_config_and_names_the_run(isolated_results):
 
 # F2: a checkpoint proves whose it is.
 
-@pytest.mark.parametrize("experiment, mine, foreign", [
-    ("net2net_grow", {"operation": "deepen", "seed": 1}, {"operation": "widen_all", "seed": 1}),
-    ("prunetrain", {"seed": 0}, {"seed": 0, "lasso_ratio": 0.9}),
-    ("prune_grow", {"seed": 0}, {"seed": 0, "threshold": 0.05}),
-    ("baseline", {**NARROW, "seed": 0}, {**NARROW, "seed": 1}),
-])
-def test_a_checkpoint_of_another_run_is_refused_with_a_clear_error(isolated_results, kill_after_first_epoch,
-                                                                   experiment, mine, foreign):
+
+@pytest.mark.parametrize(
+    "experiment, mine, foreign",
+    [
+        ("net2net_grow", {"operation": "deepen", "seed": 1}, {"operation": "widen_all", "seed": 1}),
+        ("prunetrain", {"seed": 0}, {"seed": 0, "lasso_ratio": 0.9}),
+        ("prune_grow", {"seed": 0}, {"seed": 0, "threshold": 0.05}),
+        ("baseline", {**NARROW, "seed": 0}, {**NARROW, "seed": 1}),
+    ],
+)
+def test_a_checkpoint_of_another_run_is_refused_with_a_clear_error(
+    isolated_results, kill_after_first_epoch, experiment, mine, foreign
+):
     for params in (mine, foreign):
         with pytest.raises(Killed):
             run(experiment, params, profile="smoke", progress=False)
@@ -114,8 +132,7 @@ def test_a_checkpoint_of_another_run_is_refused_with_a_clear_error(isolated_resu
     assert foreign_dir.name in str(error.value) and not (mine_dir / SEAL).exists()
 
 
-def test_a_run_killed_after_its_first_epoch_still_resumes_its_own_checkpoint(isolated_results,
-                                                                             kill_after_first_epoch):
+def test_a_run_killed_after_its_first_epoch_still_resumes_its_own_checkpoint(isolated_results, kill_after_first_epoch):
     params = {"operation": "widen_all", "seed": 2}
     with pytest.raises(Killed):
         run("net2net_grow", params, profile="smoke", progress=False)
@@ -127,6 +144,7 @@ def test_a_run_killed_after_its_first_epoch_still_resumes_its_own_checkpoint(iso
 
 
 # F3 / F4: never block, and one unreadable file spoils only its own run.
+
 
 def test_a_seal_that_is_a_fifo_is_damage_not_a_hang(isolated_results):
     first, _ = _two_baselines()
@@ -145,8 +163,7 @@ def test_a_result_file_that_is_a_fifo_is_damage_not_a_hang(isolated_results):
         run("baseline", {**NARROW, "seed": 0}, profile="smoke", progress=False)
 
 
-def test_an_unreadable_file_is_reported_for_its_run_and_runs_prints_the_others(isolated_results, monkeypatch,
-                                                                              capsys):
+def test_an_unreadable_file_is_reported_for_its_run_and_runs_prints_the_others(isolated_results, monkeypatch, capsys):
     first, second = _two_baselines()
     unreadable = first.path / "history.csv"
     real_open = os.open
@@ -165,6 +182,7 @@ def test_an_unreadable_file_is_reported_for_its_run_and_runs_prints_the_others(i
 
 
 # F5: loading races with `clean`.
+
 
 def _load_in_a_loop(results: str, seconds: float, queue) -> None:
     import time
@@ -230,13 +248,16 @@ def test_a_removed_run_leaves_no_folder_behind(isolated_results):
     remove_run(first.path)
     assert not first.path.exists()
     assert [p.name for p in first.path.parent.iterdir() if not p.name.endswith(".lock")] == [
-        run_dir_for("baseline", {**NARROW, "seed": 1}, "smoke").name]
+        run_dir_for("baseline", {**NARROW, "seed": 1}, "smoke").name
+    ]
 
 
 # F6: orphan temporary files.
 
-def test_orphan_temporary_files_are_reported_and_removed_when_the_run_opens_its_folder(isolated_results,
-                                                                                    kill_after_first_epoch):
+
+def test_orphan_temporary_files_are_reported_and_removed_when_the_run_opens_its_folder(
+    isolated_results, kill_after_first_epoch
+):
     params = {**NARROW, "seed": 5}
     with pytest.raises(Killed):
         run("baseline", params, profile="smoke", progress=False)
@@ -256,21 +277,25 @@ def test_orphan_temporary_files_are_reported_and_removed_when_the_run_opens_its_
 
 # F7 / F9: values are checked and name their param.
 
-@pytest.mark.parametrize("params, message", [
-    ({"momentum": float("nan")}, "momentum must be in [0, 1)"),
-    ({"momentum": 1.0}, "momentum must be in [0, 1)"),
-    ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
-    ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
-    ({"lr_decay": float("nan")}, "lr_decay must be in (0, 1]"),
-    ({"lr_decay": -1}, "lr_decay must be in (0, 1]"),
-    ({"lr_decay": 1e300, "milestones": [1]}, "lr_decay must be in (0, 1]"),
-    ({"milestones": [-1]}, "milestones must lie inside (0, epochs)"),
-    ({"milestones": [0]}, "milestones must lie inside (0, epochs)"),
-    ({"lars_trust": float("nan"), "optimizer": "lars"}, "lars_trust must be a finite number > 0"),
-    ({"seed": -1}, "seed"),
-    ({"seed": 1e30}, "seed"),
-    ({"lr": float("nan")}, "lr must be a finite number > 0"),
-])
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"momentum": float("nan")}, "momentum must be in [0, 1)"),
+        ({"momentum": 1.0}, "momentum must be in [0, 1)"),
+        ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
+        ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
+        ({"lr_decay": float("nan")}, "lr_decay must be in (0, 1]"),
+        ({"lr_decay": -1}, "lr_decay must be in (0, 1]"),
+        ({"lr_decay": 1e300, "milestones": [1]}, "lr_decay must be in (0, 1]"),
+        ({"milestones": [-1]}, "milestones must lie inside (0, epochs)"),
+        ({"milestones": [0]}, "milestones must lie inside (0, epochs)"),
+        ({"lars_trust": float("nan"), "optimizer": "lars"}, "lars_trust must be a finite number > 0"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1e30}, "seed"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    ],
+)
 def test_bad_training_values_name_their_param_and_range(isolated_results, params, message):
     with pytest.raises(ValueError) as error:
         run("baseline", {**NARROW, **params}, profile="smoke", progress=False)
@@ -278,14 +303,17 @@ def test_bad_training_values_name_their_param_and_range(isolated_results, params
     assert not (isolated_results / "results" / "smoke" / "baseline").exists()
 
 
-@pytest.mark.parametrize("experiment, params, message", [
-    ("net2net_grow", {"operation": "widen_all", "noise": float("nan")}, "'noise'"),
-    ("net2net_grow", {"operation": "widen_all", "noise": -0.1}, ">= 0"),
-    ("net2net_grow", {"operation": "widen_all", "seed": -1}, "'seed'"),
-    ("prunetrain", {"seed": 2**63}, "[0, 2^63)"),
-    ("prunetrain", {"lasso_ratio": float("inf")}, "'lasso_ratio'"),
-    ("prune_grow", {"noise": -1.0}, "'noise'"),
-])
+@pytest.mark.parametrize(
+    "experiment, params, message",
+    [
+        ("net2net_grow", {"operation": "widen_all", "noise": float("nan")}, "'noise'"),
+        ("net2net_grow", {"operation": "widen_all", "noise": -0.1}, ">= 0"),
+        ("net2net_grow", {"operation": "widen_all", "seed": -1}, "'seed'"),
+        ("prunetrain", {"seed": 2**63}, "[0, 2^63)"),
+        ("prunetrain", {"lasso_ratio": float("inf")}, "'lasso_ratio'"),
+        ("prune_grow", {"noise": -1.0}, "'noise'"),
+    ],
+)
 def test_bad_experiment_params_name_the_param(isolated_results, experiment, params, message):
     with pytest.raises(ValueError) as error:
         run(experiment, params, profile="smoke", progress=False)
@@ -293,8 +321,12 @@ def test_bad_experiment_params_name_the_param(isolated_results, experiment, para
 
 
 def test_training_config_rejects_non_finite_numbers_with_the_field_name():
-    for field, value in [("momentum", math.nan), ("lr_decay", math.inf), ("lars_trust", 0.0),
-                         ("weight_decay", -math.inf)]:
+    for field, value in [
+        ("momentum", math.nan),
+        ("lr_decay", math.inf),
+        ("lars_trust", 0.0),
+        ("weight_decay", -math.inf),
+    ]:
         with pytest.raises(ValueError, match=field):
             TrainConfig(**{field: value})
     with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\^63\)"):
@@ -334,6 +366,7 @@ def test_runs_of_an_unknown_experiment_is_exit_2_like_clean(isolated_results, ca
 
 
 # F8: the API and the environment.
+
 
 @pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".", "", "x y"])
 def test_a_profile_name_cannot_leave_the_results_root(name):

@@ -7,8 +7,17 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from thesis_lib.stats import (WelchResult, adjust_pvalues, compare_groups, linear_fit, summary_table, ttest_table,
-                              welch_table, welch_ttest, with_holm)
+from thesis_lib.stats import (
+    WelchResult,
+    adjust_pvalues,
+    compare_groups,
+    linear_fit,
+    summary_table,
+    ttest_table,
+    welch_table,
+    welch_ttest,
+    with_holm,
+)
 
 # Baseline accuracies with (a) and without (b) the step schedule: made-up numbers of the thesis's size.
 ACCURACY_STEP = [0.9189, 0.9201, 0.9165, 0.9213, 0.9178]
@@ -22,7 +31,7 @@ def welch_by_formula(a, b, confidence=0.95):
     standard_error = math.sqrt(var_a + var_b)
     diff = a.mean() - b.mean()
     t = diff / standard_error
-    df = (var_a + var_b) ** 2 / (var_a ** 2 / (a.size - 1) + var_b ** 2 / (b.size - 1))
+    df = (var_a + var_b) ** 2 / (var_a**2 / (a.size - 1) + var_b**2 / (b.size - 1))
     p = 2.0 * scipy_stats.t.sf(abs(t), df)
     half_width = scipy_stats.t.ppf(0.5 + confidence / 2.0, df) * standard_error
     return t, df, p, diff - half_width, diff + half_width
@@ -35,8 +44,9 @@ def test_welch_matches_formula_and_scipy(confidence):
     assert result.t == pytest.approx(t, rel=1e-12)
     assert result.df == pytest.approx(df, rel=1e-12)
     assert result.p == pytest.approx(p, rel=1e-9)
-    assert result.p == pytest.approx(scipy_stats.ttest_ind(ACCURACY_STEP, ACCURACY_CONSTANT,
-                                                           equal_var=False).pvalue, rel=1e-12)
+    assert result.p == pytest.approx(
+        scipy_stats.ttest_ind(ACCURACY_STEP, ACCURACY_CONSTANT, equal_var=False).pvalue, rel=1e-12
+    )
     assert (result.ci_low, result.ci_high) == pytest.approx((ci_low, ci_high), rel=1e-12)
     assert result.mean_a == pytest.approx(np.mean(ACCURACY_STEP))
     assert result.mean_b == pytest.approx(np.mean(ACCURACY_CONSTANT))
@@ -64,11 +74,13 @@ def test_welch_interval_agrees_with_p():
 
 
 def test_welch_sentence_format():
-    result = WelchResult(t=1.84, p=0.104, df=7.6, mean_a=0.912, mean_b=0.905, diff=0.007,
-                         ci_low=-0.002, ci_high=0.016, n_a=5, n_b=5)
+    result = WelchResult(
+        t=1.84, p=0.104, df=7.6, mean_a=0.912, mean_b=0.905, diff=0.007, ci_low=-0.002, ci_high=0.016, n_a=5, n_b=5
+    )
     assert result.sentence("Accuracy") == (
         "Accuracy: 0.912 vs 0.905 (difference 0.007, 95% CI [-0.002, 0.016]), "
-        "Welch t = 1.84, df = 7.6, p = 0.104: not significant at the 5% level.")
+        "Welch t = 1.84, df = 7.6, p = 0.104: not significant at the 5% level."
+    )
     significant = welch_ttest([19.5, 19.7, 19.6], [21.0, 21.2, 20.9], confidence=0.99)
     sentence = significant.sentence("Epoch time", unit="s")
     assert sentence.startswith("Epoch time: 19.6 s vs 21 s (difference -1.43 s, 99% CI [")
@@ -89,17 +101,32 @@ def test_welch_no_variance_is_undefined_not_an_error():
     assert math.isnan(result.ci_low) and math.isnan(result.ci_high)
     assert result.diff == -1.0
     assert "undefined (no variance" in result.sentence("Accuracy")
-    assert set(result.as_dict()) == {"t", "p", "df", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
-                                     "n_a", "n_b", "confidence", "constant"}
+    assert set(result.as_dict()) == {
+        "t",
+        "p",
+        "df",
+        "mean_a",
+        "mean_b",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "n_a",
+        "n_b",
+        "confidence",
+        "constant",
+    }
 
 
-@pytest.mark.parametrize("a, b, message", [
-    ([1.0], [1.0, 2.0], "sample a needs at least 2"),
-    ([1.0, 2.0], [3.0], "sample b needs at least 2"),
-    ([1.0, float("nan"), 2.0], [1.0, 2.0], "sample a contains 1 NaN"),
-    ([1.0, 2.0], [1.0, float("inf")], "sample b contains 1 NaN or infinite"),
-    ([[1.0, 2.0], [3.0, 4.0]], [1.0, 2.0], "sample a must be one-dimensional"),
-])
+@pytest.mark.parametrize(
+    "a, b, message",
+    [
+        ([1.0], [1.0, 2.0], "sample a needs at least 2"),
+        ([1.0, 2.0], [3.0], "sample b needs at least 2"),
+        ([1.0, float("nan"), 2.0], [1.0, 2.0], "sample a contains 1 NaN"),
+        ([1.0, 2.0], [1.0, float("inf")], "sample b contains 1 NaN or infinite"),
+        ([[1.0, 2.0], [3.0, 4.0]], [1.0, 2.0], "sample a must be one-dimensional"),
+    ],
+)
 def test_welch_rejects_bad_samples(a, b, message):
     with pytest.raises(ValueError, match=message):
         welch_ttest(a, b)
@@ -123,7 +150,7 @@ def test_linear_fit_matches_manual_t_test_of_slope():
     slope = np.sum((x - x.mean()) * (y - y.mean())) / sxx
     intercept = y.mean() - slope * x.mean()
     residuals = y - (intercept + slope * x)
-    residual_variance = np.sum(residuals ** 2) / (n - 2)
+    residual_variance = np.sum(residuals**2) / (n - 2)
     slope_se = math.sqrt(residual_variance / sxx)
     intercept_se = math.sqrt(residual_variance * (1.0 / n + x.mean() ** 2 / sxx))
     t_slope = slope / slope_se
@@ -136,10 +163,11 @@ def test_linear_fit_matches_manual_t_test_of_slope():
     assert fit.intercept_se == pytest.approx(intercept_se, rel=1e-9)
     assert fit.p == pytest.approx(p, rel=1e-6)
     assert fit.p < 1e-6
-    assert fit.r2 == pytest.approx(1.0 - np.sum(residuals ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-12)
+    assert fit.r2 == pytest.approx(1.0 - np.sum(residuals**2) / np.sum((y - y.mean()) ** 2), rel=1e-12)
     assert fit.slope_ci == pytest.approx((slope - t_critical * slope_se, slope + t_critical * slope_se))
-    assert fit.intercept_ci == pytest.approx((intercept - t_critical * intercept_se,
-                                              intercept + t_critical * intercept_se))
+    assert fit.intercept_ci == pytest.approx(
+        (intercept - t_critical * intercept_se, intercept + t_critical * intercept_se)
+    )
     assert fit.n == 8
     np.testing.assert_allclose(fit.predict([0.0, 10.0]), [intercept, intercept + 10.0 * slope])
 
@@ -159,12 +187,15 @@ def test_linear_fit_as_dict_is_flat():
     assert not any(isinstance(value, tuple) for value in row.values())
 
 
-@pytest.mark.parametrize("x, y, message", [
-    ([1.0, 2.0], [1.0, 2.0], "x needs at least 3"),
-    ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0], "x is constant"),
-    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0], "same length"),
-    ([1.0, 2.0, 3.0], [1.0, float("nan"), 3.0], "y contains 1 NaN"),
-])
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        ([1.0, 2.0], [1.0, 2.0], "x needs at least 3"),
+        ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0], "x is constant"),
+        ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0], "same length"),
+        ([1.0, 2.0, 3.0], [1.0, float("nan"), 3.0], "y contains 1 NaN"),
+    ],
+)
 def test_linear_fit_rejects_bad_input(x, y, message):
     with pytest.raises(ValueError, match=message):
         linear_fit(x, y)
@@ -172,12 +203,13 @@ def test_linear_fit_rejects_bad_input(x, y, message):
 
 @pytest.fixture
 def runs() -> pd.DataFrame:
-    return pd.DataFrame({
-        "method": ["baseline"] * 5 + ["prunetrain"] * 4 + ["net2net"] * 3,
-        "lr": ["step", "step", "step", "const", "const", "step", "step", "const", "const",
-               "step", "step", "step"],
-        "accuracy": [0.919, 0.921, 0.917, 0.812, 0.830, 0.905, 0.899, 0.801, 0.799, 0.910, 0.915, 0.908],
-    })
+    return pd.DataFrame(
+        {
+            "method": ["baseline"] * 5 + ["prunetrain"] * 4 + ["net2net"] * 3,
+            "lr": ["step", "step", "step", "const", "const", "step", "step", "const", "const", "step", "step", "step"],
+            "accuracy": [0.919, 0.921, 0.917, 0.812, 0.830, 0.905, 0.899, 0.801, 0.799, 0.910, 0.915, 0.908],
+        }
+    )
 
 
 def test_summary_table_per_group(runs):
@@ -196,7 +228,7 @@ def test_summary_table_by_two_columns(runs):
     assert len(table) == 5
     row = table.set_index(["method", "lr"]).loc[("prunetrain", "const")]
     assert row["mean"] == pytest.approx(0.800)
-    assert row["std"] == pytest.approx(math.sqrt(2 * 0.001 ** 2))
+    assert row["std"] == pytest.approx(math.sqrt(2 * 0.001**2))
     assert row["n"] == 2
     with pytest.raises(ValueError, match=r"column\(s\) \['seed'\] not in the DataFrame"):
         summary_table(runs, ["method", "seed"], "accuracy")
@@ -204,8 +236,18 @@ def test_summary_table_by_two_columns(runs):
 
 def test_ttest_table_against_reference(runs):
     table = ttest_table(runs, "method", "accuracy", reference="baseline")
-    assert list(table.columns) == ["group", "mean", "reference_mean", "diff", "ci_low", "ci_high",
-                                   "t", "df", "p", "sentence"]
+    assert list(table.columns) == [
+        "group",
+        "mean",
+        "reference_mean",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "t",
+        "df",
+        "p",
+        "sentence",
+    ]
     assert list(table["group"]) == ["net2net", "prunetrain"]
     baseline = runs.loc[runs.method == "baseline", "accuracy"]
     for _, row in table.iterrows():
@@ -237,9 +279,13 @@ def test_welch_table_rows_equal_single_tests():
 
 
 def test_compare_groups_tests_each_pair_and_quantity_like_welch_ttest():
-    df = pd.DataFrame({"net": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
-                       "acc": [0.90, 0.92, 0.91, 0.85, 0.86, 0.88, 0.93, 0.95, 0.94],
-                       "time": [1.0, 1.1, 1.2, 2.0, 2.2, 2.1, 1.5, 1.4, 1.6]})
+    df = pd.DataFrame(
+        {
+            "net": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "acc": [0.90, 0.92, 0.91, 0.85, 0.86, 0.88, 0.93, 0.95, 0.94],
+            "time": [1.0, 1.1, 1.2, 2.0, 2.2, 2.1, 1.5, 1.4, 1.6],
+        }
+    )
     table = compare_groups(df, "net", [("a", "b"), ("c", "b")], [("acc", "accuracy", ""), ("time", "time", "s")])
     assert list(table.comparison) == ["accuracy, a vs b", "accuracy, c vs b", "time, a vs b", "time, c vs b"]
     expected = scipy_stats.ttest_ind([1.5, 1.4, 1.6], [2.0, 2.2, 2.1], equal_var=False)
@@ -305,9 +351,15 @@ def test_a_p_holm_exactly_at_alpha_is_not_significant():
 def test_holm_tables_give_each_test_one_verdict_the_adjusted_one():
     from thesis_lib.stats import welch_table, with_holm
 
-    table = with_holm(welch_table([("a vs b", [1.0, 1.1, 0.9, 1.05, 0.95], [1.3, 1.4, 1.2, 1.35, 1.25]),
-                                   ("c vs d", [1.0, 1.2, 0.8, 1.1, 0.9], [1.05, 1.25, 0.85, 1.15, 0.95]),
-                                   ("e vs f", [2.0, 2.0], [2.0, 2.0])]))
+    table = with_holm(
+        welch_table(
+            [
+                ("a vs b", [1.0, 1.1, 0.9, 1.05, 0.95], [1.3, 1.4, 1.2, 1.35, 1.25]),
+                ("c vs d", [1.0, 1.2, 0.8, 1.1, 0.9], [1.05, 1.25, 0.85, 1.15, 0.95]),
+                ("e vs f", [2.0, 2.0], [2.0, 2.0]),
+            ]
+        )
+    )
     first, second, undefined = table["sentence"]
     assert first.endswith(f"p = {table['p'][0]:.3g}; Holm-adjusted p = {table['p_holm'][0]:.3g}: significant.")
     assert second.endswith(f"; Holm-adjusted p = {table['p_holm'][1]:.3g}: not significant.")

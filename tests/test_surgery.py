@@ -7,21 +7,39 @@ import pytest
 import torch
 
 from thesis_lib.models import (
-    NARROW_BASELINE, WIDE_BASELINE, BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
+    NARROW_BASELINE,
+    WIDE_BASELINE,
+    BlockSpec,
+    ResNetConfig,
+    ResNetSpec,
+    StageSpec,
+    build_resnet,
+    count_parameters,
 )
 from thesis_lib.surgery import (
-    carry_optimizer_state, channel_groups, conv_edges, insert_block, insert_layer, map_channels, remove_block,
-    narrowed, same_width_segments, select_channels, stream_segments,
+    carry_optimizer_state,
+    channel_groups,
+    conv_edges,
+    insert_block,
+    insert_layer,
+    map_channels,
+    narrowed,
+    remove_block,
+    same_width_segments,
+    select_channels,
+    stream_segments,
 )
 from thesis_lib.training import seeded_model
+
 from helpers import irregular_spec as odd_spec
 
 TOLERANCE = 1e-5
 SMALL_CONFIGS = {
     "basic": ResNetConfig(stages=2, blocks=(2, 2), widths=(5, 7), num_classes=4),
     "l3": ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(5, 6), num_classes=4),
-    "bottleneck": ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
-                               num_classes=4),
+    "bottleneck": ResNetConfig(
+        stages=2, blocks=(2, 2), layers_per_block=3, widths=(2, 3), bottleneck=True, num_classes=4
+    ),
     # ghost BN over virtual batches of 2: `images` draws 4, so every train-mode check sees two ghost batches
     "ghost": ResNetConfig(stages=2, blocks=(2, 2), widths=(5, 7), num_classes=4, ghost_batch=2),
 }
@@ -57,52 +75,75 @@ def test_channel_groups_of_wide_resnet32_cover_every_channel_dim_once():
     streams = [g for g in groups if g.kind == "stream"]
     internal = [g for g in groups if g.kind == "internal"]
     assert [(g.name, g.size, g.stage) for g in streams] == [
-        ("stage0.stream", 16, 0), ("stage1.stream", 32, 1), ("stage2.stream", 64, 2)]
+        ("stage0.stream", 16, 0),
+        ("stage1.stream", 32, 1),
+        ("stage2.stream", 64, 2),
+    ]
     assert len(internal) == 15 and all(g.size == w for g, w in zip(internal, [16] * 5 + [32] * 5 + [64] * 5))
     assert [g.name for g in groups] == [g.name for g in streams + internal]
     assert_groups_cover_model(model)
 
     stage1 = streams[1]
     assert stage1.producers == ("stages.1.blocks.0.conv2", "stages.1.blocks.0.shortcut_conv") + tuple(
-        f"stages.1.blocks.{b}.conv2" for b in range(1, 5))
+        f"stages.1.blocks.{b}.conv2" for b in range(1, 5)
+    )
     assert stage1.readers == tuple(f"stages.1.blocks.{b}.conv1" for b in range(1, 5)) + (
-        "stages.2.blocks.0.conv1", "stages.2.blocks.0.shortcut_conv")
+        "stages.2.blocks.0.conv1",
+        "stages.2.blocks.0.shortcut_conv",
+    )
     assert stage1.bns == tuple(p.replace("conv", "bn") for p in stage1.producers)
     assert streams[2].readers[-1] == "classifier"
     first = internal[0]
     assert (first.name, first.stage, first.block) == ("stage0.block0.layer1", 0, 0)
-    assert first.members == (("stages.0.blocks.0.conv1.weight", 0), ("stages.0.blocks.0.bn1.weight", 0),
-                             ("stages.0.blocks.0.bn1.bias", 0), ("stages.0.blocks.0.bn1.running_mean", 0),
-                             ("stages.0.blocks.0.bn1.running_var", 0), ("stages.0.blocks.0.conv2.weight", 1))
-
-
+    assert first.members == (
+        ("stages.0.blocks.0.conv1.weight", 0),
+        ("stages.0.blocks.0.bn1.weight", 0),
+        ("stages.0.blocks.0.bn1.bias", 0),
+        ("stages.0.blocks.0.bn1.running_mean", 0),
+        ("stages.0.blocks.0.bn1.running_var", 0),
+        ("stages.0.blocks.0.conv2.weight", 1),
+    )
 
 
 def test_stream_segments_and_names_of_an_irregular_spec():
     model = build_resnet(odd_spec())
     groups = {g.name: g for g in channel_groups(model)}
-    assert list(groups) == ["stem", "stage0.stream", "stage1.stream", "stage3.stream",
-                            "stage3.block1.stream", "stage0.block0.layer1", "stage0.block0.layer2",
-                            "stage0.block1.layer1", "stage3.block0.layer1"]
+    assert list(groups) == [
+        "stem",
+        "stage0.stream",
+        "stage1.stream",
+        "stage3.stream",
+        "stage3.block1.stream",
+        "stage0.block0.layer1",
+        "stage0.block0.layer2",
+        "stage0.block1.layer1",
+        "stage3.block0.layer1",
+    ]
     assert [groups[n].size for n in groups] == [3, 5, 6, 7, 7, 4, 2, 3, 4]
     assert groups["stem"].stage is None and groups["stage1.stream"].stage == 1
     # stage 2 has no blocks: the stage-1 stream flows through it into stage 3's transition block
-    assert groups["stage1.stream"].readers == ("stages.1.blocks.1.conv1", "stages.3.blocks.0.conv1",
-                                               "stages.3.blocks.0.shortcut_conv")
+    assert groups["stage1.stream"].readers == (
+        "stages.1.blocks.1.conv1",
+        "stages.3.blocks.0.conv1",
+        "stages.3.blocks.0.shortcut_conv",
+    )
     assert groups["stage1.stream"].producers == ("stages.1.blocks.0.shortcut_conv", "stages.1.blocks.1.conv1")
     assert groups["stage3.block1.stream"].readers == ("classifier",)
     assert_groups_cover_model(model)
 
 
-@pytest.mark.parametrize("spec", [odd_spec(), ResNetConfig(stages=2, blocks=(2, 1), layers_per_block=3,
-                                                             widths=(2, 3), bottleneck=True).to_spec()])
+@pytest.mark.parametrize(
+    "spec",
+    [odd_spec(), ResNetConfig(stages=2, blocks=(2, 1), layers_per_block=3, widths=(2, 3), bottleneck=True).to_spec()],
+)
 def test_conv_edges_match_the_modules(spec):
     model = build_resnet(spec)
     sizes = {g.name: g.size for g in channel_groups(model)}
     modules = dict(model.named_modules())
     edges = conv_edges(model)
-    assert [e.name for e in edges] == [name for name, m in modules.items()
-                                       if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert [e.name for e in edges] == [
+        name for name, m in modules.items() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     for edge in edges:
         layer = modules[edge.name]
         out_width, in_width = layer.weight.shape[:2]
@@ -137,8 +178,11 @@ def pruned_random_model(kind: str, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_resnet(SMALL_CONFIGS[kind])
     randomize_batchnorm(model, generator)
-    keep = {g.name: random_subset(g.size, int(torch.randint(2, g.size + 1, (1,), generator=generator)), generator)
-            for g in channel_groups(model) if g.size > 2}
+    keep = {
+        g.name: random_subset(g.size, int(torch.randint(2, g.size + 1, (1,), generator=generator)), generator)
+        for g in channel_groups(model)
+        if g.size > 2
+    }
     return select_channels(model, keep)
 
 
@@ -188,8 +232,9 @@ def test_removing_zeroed_channels_leaves_logits_unchanged(kind, which):
     for group in channel_groups(model):
         if group.size < 2:
             continue
-        kept = sorted(random_subset(group.size, int(torch.randint(1, group.size, (1,), generator=generator)),
-                                    generator))
+        kept = sorted(
+            random_subset(group.size, int(torch.randint(1, group.size, (1,), generator=generator)), generator)
+        )
         zero_channels(model, group, [c for c in range(group.size) if c not in kept], which)
         keep[group.name] = kept
     before = copy.deepcopy(model.state_dict())
@@ -212,8 +257,9 @@ def test_removing_zeroed_channels_leaves_logits_unchanged(kind, which):
 
 def test_pruned_widths_reach_the_spec():
     model = build_resnet(SMALL_CONFIGS["bottleneck"])
-    smaller = select_channels(model, {"stem": [1], "stage0.stream": range(5), "stage1.stream": [3, 1],
-                                      "stage1.block1.layer2": [2]})
+    smaller = select_channels(
+        model, {"stem": [1], "stage0.stream": range(5), "stage1.stream": [3, 1], "stage1.block1.layer2": [2]}
+    )
     spec = smaller.spec
     assert spec.stem_width == 1 and [s.width for s in spec.stages] == [5, 2]
     assert spec.stages[1].blocks[1].widths == (3, 1)
@@ -222,8 +268,11 @@ def test_pruned_widths_reach_the_spec():
 
 def block_parameters(model: torch.nn.Module, stage: int, block: int, main_path_only: bool) -> int:
     prefix = f"stages.{stage}.blocks.{block}."
-    return sum(p.numel() for name, p in model.named_parameters()
-               if name.startswith(prefix) and not (main_path_only and "shortcut" in name))
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if name.startswith(prefix) and not (main_path_only and "shortcut" in name)
+    )
 
 
 def test_block_with_emptied_internal_group_is_removed_exactly():
@@ -244,8 +293,7 @@ def test_block_with_emptied_internal_group_is_removed_exactly():
     transition = smaller.spec.stages[1].blocks[0]
     assert transition.kernels == () and transition.widths == () and transition.shortcut_kernel == 3
     assert transition.stride == 2 and not hasattr(smaller.stages[1].blocks[0], "conv1")
-    assert torch.equal(smaller.stages[1].blocks[0].shortcut_conv.weight,
-                       model.stages[1].blocks[0].shortcut_conv.weight)
+    assert torch.equal(smaller.stages[1].blocks[0].shortcut_conv.weight, model.stages[1].blocks[0].shortcut_conv.weight)
     assert torch.equal(smaller.stages[0].blocks[0].conv2.weight, model.stages[0].blocks[0].conv2.weight)
     assert_spec_describes_model(smaller)
     assert count_parameters(smaller) == expected_parameters
@@ -469,7 +517,7 @@ def test_inserted_block_with_zero_last_bn_keeps_the_function(kind, stage, positi
     index = len(old_blocks) if position is None else position
     assert name == f"stages.{stage}.blocks.{index}"
     new_blocks = deeper.spec.stages[stage].blocks
-    assert new_blocks[:index] + new_blocks[index + 1:] == old_blocks
+    assert new_blocks[:index] + new_blocks[index + 1 :] == old_blocks
     template = [b for b in old_blocks if not b.has_shortcut_conv][-1]
     assert (new_blocks[index].widths, new_blocks[index].kernels) == (template.widths, template.kernels)
     assert new_blocks[index].stride == 1 and new_blocks[index].shortcut_kernel is None
@@ -513,8 +561,9 @@ def test_remove_block_drops_a_zeroed_block_exactly():
     assert count_parameters(model) - count_parameters(shallower) == block_parameters(model, 1, 1, False)
 
     first_removed = remove_block(model, 0, 0)  # later blocks move down
-    assert_carried(model, first_removed, lambda key: None if key.startswith("stages.0.blocks.0.")
-                   else shift_block(key, 0, 1, -1))
+    assert_carried(
+        model, first_removed, lambda key: None if key.startswith("stages.0.blocks.0.") else shift_block(key, 0, 1, -1)
+    )
     assert_spec_describes_model(first_removed)
     with pytest.raises(ValueError, match="transition block"):
         remove_block(model, 1, 0)
@@ -538,8 +587,15 @@ def test_insert_layer_carries_and_shifts_layers():
     assert name == "stages.1.blocks.1.conv2"
     new_block, old_block = deeper.spec.stages[1].blocks[1], model.spec.stages[1].blocks[1]
     assert new_block.kernels == (3, 5, 3) and new_block.widths == old_block.widths * 2
-    fresh = assert_carried(model, deeper, lambda key: key.replace("blocks.1.conv2", "blocks.1.conv3").replace(
-        "blocks.1.bn2", "blocks.1.bn3") if key.startswith("stages.1.") else key)
+    fresh = assert_carried(
+        model,
+        deeper,
+        lambda key: (
+            key.replace("blocks.1.conv2", "blocks.1.conv3").replace("blocks.1.bn2", "blocks.1.bn3")
+            if key.startswith("stages.1.")
+            else key
+        ),
+    )
     assert {k.rsplit(".", 1)[0] for k in fresh} == {name, "stages.1.blocks.1.bn2"}
     identity_layer(deeper.get_submodule(name), deeper.stages[1].blocks[1].bn2)
     x = images(model)
@@ -595,8 +651,12 @@ def test_surgery_on_cuda_keeps_device_and_function():
 
 def two_segment_net():
     """The multi-segment case of the protocol audit: stage 0's two blocks both have shortcut convs."""
-    spec = ResNetSpec(in_channels=3, stem_width=4, num_classes=2, stages=(
-        StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),))
+    spec = ResNetSpec(
+        in_channels=3,
+        stem_width=4,
+        num_classes=2,
+        stages=(StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),),
+    )
     torch.manual_seed(0)
     return build_resnet(spec)
 

@@ -14,13 +14,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from thesis_lib.experiments import executors
 from thesis_lib.cli import main
-from thesis_lib.experiments.executors import (
-    EXECUTOR_ENV, GPUS_PER_RUN_ENV, python_path, resolve_executor, task_resources, thesis_env,
-)
 from thesis_lib.experiments import (
-    SEAL, RunOutput, SweepError, experiment, results_root, run, run_dir_for, seed_grid, summarize_training, sweep,
+    SEAL,
+    RunOutput,
+    SweepError,
+    executors,
+    experiment,
+    results_root,
+    run,
+    run_dir_for,
+    seed_grid,
+    summarize_training,
+    sweep,
+)
+from thesis_lib.experiments.executors import (
+    EXECUTOR_ENV,
+    GPUS_PER_RUN_ENV,
+    python_path,
+    resolve_executor,
+    task_resources,
+    thesis_env,
 )
 from thesis_lib.training import TrainingHook, seeded_model
 
@@ -98,8 +112,11 @@ def test_the_executor_comes_from_the_argument_then_THESIS_EXECUTOR_then_serial(m
     monkeypatch.setenv(EXECUTOR_ENV, "ray")
     assert resolve_executor(None) == "ray" and resolve_executor("serial") == "serial"
     monkeypatch.setenv(EXECUTOR_ENV, "dask")
-    with pytest.raises(ValueError, match=r"unknown sweep executor \(THESIS_EXECUTOR='dask'\); use one of "
-                                         r"\['serial', 'ray'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown sweep executor \(THESIS_EXECUTOR='dask'\); use one of "
+        r"\['serial', 'ray'\]",
+    ):
         sweep("ray_pid_test", [{}], profile="smoke", progress=False)
     with pytest.raises(ValueError, match=r"unknown sweep executor \(executor='threads'\)"):
         sweep("ray_pid_test", [{}], profile="smoke", progress=False, executor="threads")
@@ -108,8 +125,9 @@ def test_the_executor_comes_from_the_argument_then_THESIS_EXECUTOR_then_serial(m
 def test_notebooks_executor_option_sets_THESIS_EXECUTOR_for_the_kernels(monkeypatch, capsys):
     seen = []
     monkeypatch.setenv(EXECUTOR_ENV, "")  # unset, and restored after the test although `main` sets it
-    monkeypatch.setattr("thesis_lib.cli.run_notebooks",
-                        lambda *args, **kwargs: seen.append(os.environ[EXECUTOR_ENV]) or [])
+    monkeypatch.setattr(
+        "thesis_lib.cli.run_notebooks", lambda *args, **kwargs: seen.append(os.environ[EXECUTOR_ENV]) or []
+    )
     assert main(["notebooks", "--profile", "smoke", "--executor", "ray"]) == 0
     assert seen == ["ray"]
     monkeypatch.setenv(EXECUTOR_ENV, "dask")
@@ -124,8 +142,11 @@ def test_ray_without_ray_installed_is_a_clear_error_and_a_cached_sweep_needs_no_
     assert [r.loaded_from_cache for r in cached.runs] == [True, True]
     assert [r.path for r in cached.runs] == [finished.runs[1].path, finished.runs[0].path]
     assert list(cached.summary["value"]) == [10, 0]
-    with pytest.raises(RuntimeError, match=r"needs Ray, which is not installed: pip install ray \(or pip install "
-                                           r"'thesis_lib\[ray\]'\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"needs Ray, which is not installed: pip install ray \(or pip install "
+        r"'thesis_lib\[ray\]'\)",
+    ):
         sweep("ray_pid_test", [{"seed": 0}, {"seed": 2}], profile="smoke", progress=False, executor="ray")
     assert not run_dir_for("ray_pid_test", {"seed": 2}, "smoke").exists()
     assert calls(isolated_results / "results") == [(os.getpid(), 0, "-"), (os.getpid(), 1, "-")]
@@ -138,8 +159,11 @@ def test_an_experiment_defined_in_main_is_refused_before_ray_starts(isolated_res
     notebook_cell_experiment.__module__ = "__main__"
     experiment("ray_main_test")(notebook_cell_experiment)
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ValueError, match=r"defined in __main__ \(a script or a notebook\), which Ray workers "
-                                         "cannot import"):
+    with pytest.raises(
+        ValueError,
+        match=r"defined in __main__ \(a script or a notebook\), which Ray workers "
+        "cannot import",
+    ):
         sweep("ray_main_test", [{}], profile="smoke", progress=False, executor="ray")
 
 
@@ -203,7 +227,10 @@ def test_workers_get_the_thesis_variables_and_a_path_to_every_experiment_module(
     assert all(key.startswith("THESIS_") for key in env)
     repository = Path(__file__).resolve().parent.parent
     assert python_path(["thesis_lib.experiments", __name__, "thesis_lib"]).split(os.pathsep) == [
-        str(repository), str(repository / "tests"), "/elsewhere"]
+        str(repository),
+        str(repository / "tests"),
+        "/elsewhere",
+    ]
 
 
 def test_a_ray_sweep_gives_the_serial_sweeps_folders_and_numbers(local_ray, isolated_results, monkeypatch):
@@ -214,19 +241,21 @@ def test_a_ray_sweep_gives_the_serial_sweeps_folders_and_numbers(local_ray, isol
         sweeps[executor] = sweep("baseline", grid, profile="smoke", progress=False, executor=executor)
     serial, parallel = sweeps["serial"], sweeps["ray"]
     assert [r.path.relative_to(isolated_results / "ray") for r in parallel.runs] == [
-        r.path.relative_to(isolated_results / "serial") for r in serial.runs]
+        r.path.relative_to(isolated_results / "serial") for r in serial.runs
+    ]
     assert [r.loaded_from_cache for r in parallel.runs] == [False, False]
     assert all((r.path / SEAL).exists() for r in parallel.runs)
-    pd.testing.assert_frame_equal(parallel.summary.drop(columns=SUMMARY_TIMES),
-                                  serial.summary.drop(columns=SUMMARY_TIMES), check_exact=True)
-    pd.testing.assert_frame_equal(parallel.history.drop(columns=HISTORY_TIMES),
-                                  serial.history.drop(columns=HISTORY_TIMES), check_exact=True)
+    pd.testing.assert_frame_equal(
+        parallel.summary.drop(columns=SUMMARY_TIMES), serial.summary.drop(columns=SUMMARY_TIMES), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        parallel.history.drop(columns=HISTORY_TIMES), serial.history.drop(columns=HISTORY_TIMES), check_exact=True
+    )
     assert list(parallel.summary["seed"]) == [0, 1] and parallel.summary["final_acc"].between(0, 1).all()
     assert len(parallel.history) == 4
 
 
-def test_finished_runs_are_loaded_and_the_others_run_once_in_ray_workers(local_ray, isolated_results,
-                                                                         monkeypatch):
+def test_finished_runs_are_loaded_and_the_others_run_once_in_ray_workers(local_ray, isolated_results, monkeypatch):
     monkeypatch.setenv(EXECUTOR_ENV, "ray")  # as `notebooks --executor ray` sets it for a notebook's sweeps
     run("ray_pid_test", {"seed": 0}, profile="smoke", progress=False)
     grid = [{"seed": 0}, {"seed": 1}, {"seed": 2}, {"seed": 1}]
@@ -250,7 +279,11 @@ def test_every_failing_run_is_reported_after_the_others_finished(local_ray, isol
     assert sorted(params["seed"] for params, _ in raised.value.failures) == [1, 3]
     assert all(isinstance(error, ValueError) for _, error in raised.value.failures)
     assert [(run_dir_for("ray_pid_test", params, "smoke") / SEAL).exists() for params in grid] == [
-        True, False, True, False]
+        True,
+        False,
+        True,
+        False,
+    ]
     again = sweep("ray_pid_test", [grid[0], grid[2]], profile="smoke", progress=False, executor="ray")
     assert [r.loaded_from_cache for r in again.runs] == [True, True]
 

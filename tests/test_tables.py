@@ -7,8 +7,14 @@ from thesis_lib import tables
 
 
 def frame():
-    return pd.DataFrame({"procedure": ["MorphNet", "PruneTrain + Net2Net"], "n": [5, 5],
-                         "final_acc_mean": [0.9816, 0.891922], "p_holm": [0.0083, float("nan")]})
+    return pd.DataFrame(
+        {
+            "procedure": ["MorphNet", "PruneTrain + Net2Net"],
+            "n": [5, 5],
+            "final_acc_mean": [0.9816, 0.891922],
+            "p_holm": [0.0083, float("nan")],
+        }
+    )
 
 
 def test_save_writes_csv_that_reads_back_and_a_latex_tabular(isolated_results):

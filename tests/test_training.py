@@ -6,10 +6,9 @@ import torch
 
 from thesis_lib.data import load_dataset
 from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
-from thesis_lib.training import (DEFAULT_LR, LARS, Trainer, TrainConfig, TrainingHook, make_optimizer,
-                                 seeded_model)
-from helpers import KillAfter, Killed
+from thesis_lib.training import DEFAULT_LR, LARS, TrainConfig, Trainer, TrainingHook, make_optimizer, seeded_model
 
+from helpers import KillAfter, Killed
 
 TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
@@ -17,8 +16,9 @@ EPOCHS_TO_LEARN = 4
 
 
 def config(**changes):
-    return TrainConfig(**{**dict(epochs=4, batch_size=32, lr=0.05, milestones=(2, 3), padding=1, flip=False,
-                                 seed=3), **changes})
+    return TrainConfig(
+        **{**dict(epochs=4, batch_size=32, lr=0.05, milestones=(2, 3), padding=1, flip=False, seed=3), **changes}
+    )
 
 
 def test_step_schedule_follows_thesis_milestones():
@@ -41,31 +41,54 @@ def test_killed_run_resumes_to_the_identical_history_and_global_rng(digits_small
     """Killed after epoch 2's checkpoint, resumed in a "new process" (another init, another global RNG state):
     the same history, including a hook's draws from the global RNG, as a run never killed."""
     torch.manual_seed(7)
-    uninterrupted = Trainer(seeded_model(TINY, 0), digits_small, config(), hooks=[DrawsFromTheGlobalRng()],
-                            progress=False).fit()
+    uninterrupted = Trainer(
+        seeded_model(TINY, 0), digits_small, config(), hooks=[DrawsFromTheGlobalRng()], progress=False
+    ).fit()
 
     checkpoint = tmp_path / "checkpoint.pt"
     torch.manual_seed(7)
-    killed = Trainer(seeded_model(TINY, 0), digits_small, config(), hooks=[DrawsFromTheGlobalRng(), KillAfter(2)],
-                     checkpoint_path=checkpoint, progress=False)
+    killed = Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(),
+        hooks=[DrawsFromTheGlobalRng(), KillAfter(2)],
+        checkpoint_path=checkpoint,
+        progress=False,
+    )
     with pytest.raises(Killed):
         killed.fit()
     fresh_model = seeded_model(TINY, 99)
     torch.manual_seed(12345)  # a new process starts with another global RNG state
-    resumed = Trainer(fresh_model, digits_small, config(), hooks=[DrawsFromTheGlobalRng(), KillAfter(99)],
-                      checkpoint_path=checkpoint, progress=False)
+    resumed = Trainer(
+        fresh_model,
+        digits_small,
+        config(),
+        hooks=[DrawsFromTheGlobalRng(), KillAfter(99)],
+        checkpoint_path=checkpoint,
+        progress=False,
+    )
     assert resumed.epoch == 2
     history = resumed.fit()
     assert len(set(history["draw"])) == 4  # the draws differ from epoch to epoch: the check can fail
-    pd.testing.assert_frame_equal(history.drop(columns=TIMING_COLUMNS),
-                                  uninterrupted.drop(columns=TIMING_COLUMNS))
+    pd.testing.assert_frame_equal(history.drop(columns=TIMING_COLUMNS), uninterrupted.drop(columns=TIMING_COLUMNS))
 
 
 def test_checkpoint_of_another_config_is_refused(digits_small, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
-    Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), checkpoint_path=checkpoint, progress=False).fit()
+    Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(epochs=1, schedule="constant"),
+        checkpoint_path=checkpoint,
+        progress=False,
+    ).fit()
     with pytest.raises(RuntimeError, match="different TrainConfig"):
-        Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, lr=0.2, schedule="constant"), checkpoint_path=checkpoint)
+        Trainer(
+            seeded_model(TINY, 0),
+            digits_small,
+            config(epochs=1, lr=0.2, schedule="constant"),
+            checkpoint_path=checkpoint,
+        )
 
 
 def test_torn_checkpoint_is_reported(digits_small, tmp_path):
@@ -82,8 +105,13 @@ def test_loss_term_hook_changes_training(digits_small):
 
     plain = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), progress=False)
     plain.fit()
-    regularised = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, schedule="constant"), hooks=[L2OnClassifier()],
-                          progress=False)
+    regularised = Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(epochs=1, schedule="constant"),
+        hooks=[L2OnClassifier()],
+        progress=False,
+    )
     regularised.fit()
     assert regularised.model.classifier.weight.norm() < 0.5 * plain.model.classifier.weight.norm()
 
@@ -97,19 +125,22 @@ def test_lars_scales_each_layer_step_by_trust_ratio():
     torch.testing.assert_close(weight.detach(), torch.full((2, 2), 2.0 - 0.002))
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(schedule="cosine"), "unknown schedule"),
-    (dict(precision="fp8"), "unknown precision"),
-    (dict(optimizer="adam"), "unknown optimizer"),
-    (dict(epochs=0), "epochs"),
-    (dict(milestones=(150, 93)), "increasing"),
-    (dict(warmup_epochs=-1), "warmup_epochs"),
-    (dict(epochs=5, milestones=(3,), warmup_epochs=5), "warmup_epochs"),
-    (dict(epochs=3), r"milestones \(93, 150\) must lie below epochs \(3\).*milestones=.*schedule='constant'"),
-    (dict(epochs=4, milestones=(2, 4)), r"milestones \(2, 4\) must lie below epochs \(4\)"),
-    (dict(lr_scaling="cubic"), "unknown lr scaling"),
-    (dict(lr_reference_batch=0), "lr_reference_batch"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(schedule="cosine"), "unknown schedule"),
+        (dict(precision="fp8"), "unknown precision"),
+        (dict(optimizer="adam"), "unknown optimizer"),
+        (dict(epochs=0), "epochs"),
+        (dict(milestones=(150, 93)), "increasing"),
+        (dict(warmup_epochs=-1), "warmup_epochs"),
+        (dict(epochs=5, milestones=(3,), warmup_epochs=5), "warmup_epochs"),
+        (dict(epochs=3), r"milestones \(93, 150\) must lie below epochs \(3\).*milestones=.*schedule='constant'"),
+        (dict(epochs=4, milestones=(2, 4)), r"milestones \(2, 4\) must lie below epochs \(4\)"),
+        (dict(lr_scaling="cubic"), "unknown lr scaling"),
+        (dict(lr_reference_batch=0), "lr_reference_batch"),
+    ],
+)
 def test_bad_train_configs(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
@@ -130,8 +161,7 @@ def test_warm_up_and_batch_scaling_give_the_documented_rate_per_epoch():
 
 
 def test_the_trainer_sets_the_scheduled_rate_of_every_epoch(digits_small):
-    cfg = config(epochs=3, batch_size=64, lr_reference_batch=32, lr_scaling="linear", warmup_epochs=1,
-                 milestones=(2,))
+    cfg = config(epochs=3, batch_size=64, lr_reference_batch=32, lr_scaling="linear", warmup_epochs=1, milestones=(2,))
     history = Trainer(seeded_model(TINY, 0), digits_small, cfg, progress=False).fit()
     assert history["lr"].tolist() == pytest.approx([0.05, 0.1, 0.01])
 
@@ -153,15 +183,22 @@ def test_fp16_on_cpu_is_refused(digits_small):
 
 
 def test_bf16_autocast_trains_on_cpu(digits_small):
-    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=1, precision="bf16", schedule="constant"), progress=False).fit()
+    history = Trainer(
+        seeded_model(TINY, 0), digits_small, config(epochs=1, precision="bf16", schedule="constant"), progress=False
+    ).fit()
     assert history["train_loss"].notna().all()
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_training_with_mixed_precision_and_channels_last(digits_small, precision):
-    history = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", precision=precision, channels_last=True),
-                      device="cuda", progress=False).fit()
+    history = Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(epochs=2, schedule="constant", precision=precision, channels_last=True),
+        device="cuda",
+        progress=False,
+    ).fit()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
 
 
@@ -173,9 +210,14 @@ def test_cuda_training_steps_never_wait_for_the_device(digits_small, optimizer):
     one read of the run); so is the start of the epoch's iteration, which draws the order on the host."""
     from thesis_lib.methods.prunetrain import PruneTrain
 
-    trainer = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", precision="bf16",
-                                                                  optimizer=optimizer, lr=None),
-                      device="cuda", hooks=[PruneTrain(interval=1)], progress=False)
+    trainer = Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(epochs=2, schedule="constant", precision="bf16", optimizer=optimizer, lr=None),
+        device="cuda",
+        hooks=[PruneTrain(interval=1)],
+        progress=False,
+    )
     batches = iter(trainer.train_loader)
     trainer.train_step(*next(batches))
     torch.cuda.set_sync_debug_mode("error")
@@ -191,8 +233,7 @@ def test_bn_parameters_get_a_group_without_weight_decay_that_survives_surgery_an
     from thesis_lib.surgery import carry_optimizer_state, select_channels
     from thesis_lib.training import make_optimizer
 
-    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule="constant", augment=False,
-                         bn_weight_decay=False)
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule="constant", augment=False, bn_weight_decay=False)
     model = build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10))
     optimizer = make_optimizer(model, config)
     bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
@@ -213,9 +254,13 @@ def test_bn_parameters_get_a_group_without_weight_decay_that_survives_surgery_an
     groups = new_optimizer.param_groups
     assert [g["weight_decay"] for g in groups] == [5e-4, 0.0] and {id(p) for p in groups[1]["params"]} == new_bn
     assert all(p in new_optimizer.state for p in groups[1]["params"])  # momentum carried for the BN group too
-    resumed = Trainer(build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1,
-                                                num_classes=10)), data, config,
-                      checkpoint_path=tmp_path / "run.pt", progress=False)
+    resumed = Trainer(
+        build_resnet(ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)),
+        data,
+        config,
+        checkpoint_path=tmp_path / "run.pt",
+        progress=False,
+    )
     assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [5e-4, 0.0]
     assert len(resumed.optimizer.param_groups[1]["params"]) == len(free["params"])
 
@@ -329,8 +374,13 @@ def test_fit_replaces_the_model_when_a_hook_prunes_it(digits_small):
     from thesis_lib.methods.prunetrain import PruneTrain
 
     passed = seeded_model(TINY, 0)
-    trainer = Trainer(passed, digits_small, config(epochs=2, schedule="constant", lr=0.2), progress=False,
-                      hooks=[PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1)])
+    trainer = Trainer(
+        passed,
+        digits_small,
+        config(epochs=2, schedule="constant", lr=0.2),
+        progress=False,
+        hooks=[PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1)],
+    )
     history = trainer.fit()
     assert history["params_after"].iloc[-1] < history["params"].iloc[0]
     assert trainer.model is not passed and count_parameters(passed) == history["params"].iloc[0]
@@ -347,12 +397,16 @@ def test_every_hook_hears_of_a_replaced_model_with_the_old_and_the_new_net(digit
             self.heard = []
 
         def on_model_replaced(self, trainer, old_model, new_model):
-            self.heard.append((count_parameters(old_model), count_parameters(new_model),
-                               new_model is trainer.model))
+            self.heard.append((count_parameters(old_model), count_parameters(new_model), new_model is trainer.model))
 
     before, after = Listener(), Listener()
-    trainer = Trainer(seeded_model(TINY, 0), digits_small, config(epochs=2, schedule="constant", lr=0.2),
-                      progress=False, hooks=[before, PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1), after])
+    trainer = Trainer(
+        seeded_model(TINY, 0),
+        digits_small,
+        config(epochs=2, schedule="constant", lr=0.2),
+        progress=False,
+        hooks=[before, PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=1), after],
+    )
     history = trainer.fit()
     assert history["reconfigured"].tolist() == [True, False]
     expected = [(int(history["params"].iloc[0]), int(history["params_after"].iloc[0]), True)]
@@ -433,14 +487,27 @@ def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(digits
     field at its default, and is refused when it does not."""
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(Killed):
-        Trainer(seeded_model(TINY, 0), digits_small, config(), hooks=[KillAfter(1)], checkpoint_path=checkpoint,
-                progress=False).fit()
+        Trainer(
+            seeded_model(TINY, 0),
+            digits_small,
+            config(),
+            hooks=[KillAfter(1)],
+            checkpoint_path=checkpoint,
+            progress=False,
+        ).fit()
     state = torch.load(checkpoint, weights_only=False)
     del state["config"]["compile"]
     torch.save(state, checkpoint)
-    resumed = Trainer(seeded_model(TINY, 0), digits_small, config(), hooks=[KillAfter(99)],
-                      checkpoint_path=checkpoint, progress=False)
+    resumed = Trainer(
+        seeded_model(TINY, 0), digits_small, config(), hooks=[KillAfter(99)], checkpoint_path=checkpoint, progress=False
+    )
     assert resumed.epoch == 1
     with pytest.raises(RuntimeError, match="different TrainConfig"):
-        Trainer(seeded_model(TINY, 0), digits_small, config(compile="always"), hooks=[KillAfter(99)],
-                checkpoint_path=checkpoint, progress=False)
+        Trainer(
+            seeded_model(TINY, 0),
+            digits_small,
+            config(compile="always"),
+            hooks=[KillAfter(99)],
+            checkpoint_path=checkpoint,
+            progress=False,
+        )

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .data import DATA_DIR_ENV, DOWNLOAD_ENV
-from .experiments.executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
 from .experiments import PROFILES, get_profile
+from .experiments.executors import EXECUTOR_ENV, EXECUTORS, resolve_executor
 from .headless import print_summary, run_notebooks
 from .training import TENSORBOARD_ENV
 
@@ -48,20 +49,27 @@ def list_experiments(profile: str | None = None, modules: Sequence[str] = ()) ->
     users = {_module_name(module) for module in modules}
     lines = []
     for name, registered in registered_experiments().items():
-        home = owner.get(name) or (registered.function.__module__ if registered.function.__module__ in users
-                                   else None)
+        home = owner.get(name) or (registered.function.__module__ if registered.function.__module__ in users else None)
         if home is None:
             continue
         lines.append(f"{name}  v{registered.version}  {home}")
-        lines.extend(textwrap.wrap(" ".join(registered.description.split()), width=LINE_WIDTH,
-                                   initial_indent="    ", subsequent_indent="    "))
+        lines.extend(
+            textwrap.wrap(
+                " ".join(registered.description.split()),
+                width=LINE_WIDTH,
+                initial_indent="    ",
+                subsequent_indent="    ",
+            )
+        )
         lines.extend(f"      {line}" for line in registered.describe_params(profile))
     return lines
 
 
 LINE_WIDTH = 120
-DOWNLOAD_HELP = (f"let torchvision download a missing dataset into the data directory (sets {DOWNLOAD_ENV}=1; "
-                 f"{DATA_DIR_ENV} chooses the directory); needs internet access")
+DOWNLOAD_HELP = (
+    f"let torchvision download a missing dataset into the data directory (sets {DOWNLOAD_ENV}=1; "
+    f"{DATA_DIR_ENV} chooses the directory); needs internet access"
+)
 MODULES_ENV = "THESIS_MODULES"
 
 
@@ -91,15 +99,17 @@ def import_user_modules(modules: Sequence[str]) -> list[str]:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
-            raise ValueError(f"--module {module}: {error}; give a module on sys.path (run from its folder or "
-                             "set PYTHONPATH) or the path of a .py file") from error
+            raise ValueError(
+                f"--module {module}: {error}; give a module on sys.path (run from its folder or "
+                "set PYTHONPATH) or the path of a .py file"
+            ) from error
     return list(modules)
 
 
 RUN_STATUSES = ("finished", "partial", "damaged", "empty")
 
 
-def select_runs(table: "pd.DataFrame", params: Mapping[str, Any]) -> "pd.DataFrame":
+def select_runs(table: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     """The rows of a `cached_runs` table whose params hold every `params` item (defaults included, as the
     run was resolved); a key that no listed run has is an error (a typo selects nothing silently)."""
     if not params or table.empty:
@@ -109,8 +119,10 @@ def select_runs(table: "pd.DataFrame", params: Mapping[str, Any]) -> "pd.DataFra
     if unknown:
         known = sorted({key for p in runs_params for key in p})
         raise ValueError(f"no listed run has the param(s) {unknown}; their params are {known}")
-    keep = [all(key in p and _canonical_json(p[key]) == _canonical_json(value) for key, value in params.items())
-            for p in runs_params]
+    keep = [
+        all(key in p and _canonical_json(p[key]) == _canonical_json(value) for key, value in params.items())
+        for p in runs_params
+    ]
     return table[keep]
 
 
@@ -124,36 +136,46 @@ def _selection(items: Sequence[str]) -> str:
     return f" with {', '.join(items)}" if items else ""
 
 
-def runs_lines(table: "pd.DataFrame", long: bool = False) -> list[str]:
+def runs_lines(table: pd.DataFrame, long: bool = False) -> list[str]:
     """`runs`' lines: one per run (experiment, status, final accuracy, epochs done, seconds, the run's
     folder name, its params), then one per run with a detail (damage, checkpoints, orphans). Lines are cut
     at 120 columns unless `long` (which also shows whole folder paths)."""
+
     def number(value: Any, form: str) -> str:
         return "-" if value is None or value != value else format(value, form)
 
     width = max(len("experiment"), *(len(str(name)) for name in table["experiment"]))
-    lines = [f"{'experiment':<{width}}  {'status':<8}  {'acc':>6}  {'epochs':>6}  {'seconds':>8}  "
-             f"{'folder' if long else 'run':<16}  params"]
+    lines = [
+        f"{'experiment':<{width}}  {'status':<8}  {'acc':>6}  {'epochs':>6}  {'seconds':>8}  "
+        f"{'folder' if long else 'run':<16}  params"
+    ]
     for row in table.itertuples():
         folder = row.folder if long else Path(row.folder).name
-        lines.append(f"{row.experiment:<{width}}  {row.status:<8}  {number(row.final_acc, '.4f'):>6}  "
-                     f"{number(row.epochs, '.0f'):>6}  {number(row.total_time, '.1f'):>8}  {folder:<16}  "
-                     f"{row.params}")
+        lines.append(
+            f"{row.experiment:<{width}}  {row.status:<8}  {number(row.final_acc, '.4f'):>6}  "
+            f"{number(row.epochs, '.0f'):>6}  {number(row.total_time, '.1f'):>8}  {folder:<16}  "
+            f"{row.params}"
+        )
     details = [(row.status, row.folder, row.detail) for row in table[table["detail"].fillna("") != ""].itertuples()]
     if long:
         return lines + [f"{status}: {folder}: {detail}" for status, folder, detail in details]
-    cut = [line if len(line) <= LINE_WIDTH else line[:LINE_WIDTH - 3] + "..." for line in lines]
+    cut = [line if len(line) <= LINE_WIDTH else line[: LINE_WIDTH - 3] + "..." for line in lines]
     if cut != lines:
         cut.append("(lines cut at 120 columns: --long shows them whole)")
     for status, folder, detail in details:  # wrapped, never cut: a damage report must be read whole
         name = Path(folder).name
-        cut += textwrap.wrap(f"{status}: {name}: {detail.replace(folder, name)}", width=LINE_WIDTH,
-                             subsequent_indent="    ", break_on_hyphens=False)
+        cut += textwrap.wrap(
+            f"{status}: {name}: {detail.replace(folder, name)}",
+            width=LINE_WIDTH,
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+        )
     return cut
 
 
-def clean_runs(profile: str, experiment: str | None, statuses: Sequence[str], yes: bool,
-               params: Mapping[str, Any] | None = None) -> int:
+def clean_runs(
+    profile: str, experiment: str | None, statuses: Sequence[str], yes: bool, params: Mapping[str, Any] | None = None
+) -> int:
     """Delete the run folders of `profile` (and `experiment`, and with every `params` item) whose status is
     in `statuses`, after listing them and asking (unless `yes`); a locked run (training now) is skipped and
     named. Exit 1 if any was."""
@@ -205,53 +227,98 @@ def main(argv: Sequence[str] | None = None) -> int:
     notebooks.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     notebooks.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 03 05")
     notebooks.add_argument("--no-progress", action="store_true")
-    notebooks.add_argument("--tensorboard", action="store_true",
-                           help="log every run's epochs for TensorBoard into its run folder (tensorboard/)")
-    notebooks.add_argument("--jobs", type=int, default=1, metavar="N",
-                           help="notebooks at a time (default 1; the number of cores on the small profiles)")
+    notebooks.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log every run's epochs for TensorBoard into its run folder (tensorboard/)",
+    )
+    notebooks.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="notebooks at a time (default 1; the number of cores on the small profiles)",
+    )
     notebooks.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
-    notebooks.add_argument("--executor", choices=EXECUTORS,
-                           help=f"how the notebooks' sweeps train their runs: serial, or as Ray tasks (sets "
-                                f"{EXECUTOR_ENV} for the kernels; default: {EXECUTOR_ENV} or serial)")
-    one = commands.add_parser("run", help="run (or load) one cached experiment and print its summary",
-                              epilog=_experiments_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    notebooks.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help=f"how the notebooks' sweeps train their runs: serial, or as Ray tasks (sets "
+        f"{EXECUTOR_ENV} for the kernels; default: {EXECUTOR_ENV} or serial)",
+    )
+    one = commands.add_parser(
+        "run",
+        help="run (or load) one cached experiment and print its summary",
+        epilog=_experiments_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     one.add_argument("experiment")
     one.add_argument("--profile", default="quick", choices=sorted(PROFILES))
-    one.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="experiment parameter; VALUE is parsed as JSON when it can be")
+    one.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="experiment parameter; VALUE is parsed as JSON when it can be",
+    )
     one.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
-    one.add_argument("--tensorboard", action="store_true",
-                     help="log the run's epochs for TensorBoard into its run folder (tensorboard/)")
-    one.add_argument("--nproc", type=int, metavar="N",
-                     help="train data-parallel (DDP) on N processes through torchrun: one per GPU on CUDA, gloo "
-                          "on the CPU; batch_size is then the global batch")
+    one.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log the run's epochs for TensorBoard into its run folder (tensorboard/)",
+    )
+    one.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train data-parallel (DDP) on N processes through torchrun: one per GPU on CUDA, gloo "
+        "on the CPU; batch_size is then the global batch",
+    )
     commands.add_parser("profiles", help="list the profiles")
     listing = commands.add_parser("list", help="list the registered experiments with their chapter and params")
-    listing.add_argument("--profile", choices=sorted(PROFILES),
-                         help="show the param defaults that this profile's plans set")
+    listing.add_argument(
+        "--profile", choices=sorted(PROFILES), help="show the param defaults that this profile's plans set"
+    )
     runs = commands.add_parser("runs", help="list the cached runs of a profile: finished, partial or damaged")
     runs.add_argument("experiment", nargs="?")
     runs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
-    runs.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                      help="only runs with this param value (repeatable)")
+    runs.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="only runs with this param value (repeatable)"
+    )
     runs.add_argument("--long", action="store_true", help="full folders and details, lines of any length")
     clean = commands.add_parser("clean", help="delete selected cached runs of a profile (asks first)")
     clean.add_argument("experiment", nargs="?")
     clean.add_argument("--profile", required=True, choices=sorted(PROFILES))
-    clean.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="only runs with this param value (repeatable), e.g. --param seed=1")
-    clean.add_argument("--status", nargs="+", choices=RUN_STATUSES, default=list(RUN_STATUSES),
-                       help="only runs with these statuses (default: all)")
+    clean.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only runs with this param value (repeatable), e.g. --param seed=1",
+    )
+    clean.add_argument(
+        "--status",
+        nargs="+",
+        choices=RUN_STATUSES,
+        default=list(RUN_STATUSES),
+        help="only runs with these statuses (default: all)",
+    )
     clean.add_argument("--yes", action="store_true", help="delete without asking")
-    plan = commands.add_parser("plan", help="list the runs the notebooks would train, cached or not, and "
-                                            "estimate their training time on this device")
+    plan = commands.add_parser(
+        "plan",
+        help="list the runs the notebooks would train, cached or not, and estimate their training time on this device",
+    )
     plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     plan.add_argument("--only", nargs="+", metavar="PREFIX", help="e.g. --only 03 05")
     plan.add_argument("--no-calibrate", action="store_true", help="list the runs only, time nothing")
     plan.add_argument("--runs", action="store_true", help="list every run too")
-    plan.add_argument("--steps", type=int, default=3, metavar="N",
-                      help="training steps per calibration epoch (a warm-up and 3 timed epochs per step "
-                           "configuration; default 3)")
+    plan.add_argument(
+        "--steps",
+        type=int,
+        default=3,
+        metavar="N",
+        help="training steps per calibration epoch (a warm-up and 3 timed epochs per step configuration; default 3)",
+    )
     args = parser.parse_args(argv)
     args.modules = modules
     try:
@@ -268,9 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if isinstance(error, FloatingPointError) else 2
 
 
-NOTHING_TRAINED = ("nothing new was trained (the runs came from the cache), so no curves were logged; every run's "
-                   "epochs are in its history.csv (`runs --long` names the folders; `run(...).history` in Python), "
-                   "or delete the runs with `clean` and run again with --tensorboard to log them")
+NOTHING_TRAINED = (
+    "nothing new was trained (the runs came from the cache), so no curves were logged; every run's "
+    "epochs are in its history.csv (`runs --long` names the folders; `run(...).history` in Python), "
+    "or delete the runs with `clean` and run again with --tensorboard to log them"
+)
 
 
 def tensorboard_note(profile: str, since: float) -> str:
@@ -279,8 +348,9 @@ def tensorboard_note(profile: str, since: float) -> str:
     from .experiments import results_root
 
     root = results_root() / profile
-    logged = {path.parent for path in root.glob("*/*/tensorboard/*/*/events.out.tfevents.*")
-              if path.stat().st_mtime >= since}
+    logged = {
+        path.parent for path in root.glob("*/*/tensorboard/*/*/events.out.tfevents.*") if path.stat().st_mtime >= since
+    }
     if not logged:
         return f"TensorBoard: {NOTHING_TRAINED}"
     return f"TensorBoard: {len(logged)} run phases logged their epochs; watch them with `tensorboard --logdir {root}`"
@@ -288,12 +358,18 @@ def tensorboard_note(profile: str, since: float) -> str:
 
 def _global_parser(add_help: bool) -> argparse.ArgumentParser:
     """The options before the command (`--debug`, `--module`); parsed once alone to import the modules."""
-    parser = argparse.ArgumentParser(prog="python -m thesis_lib", description=__doc__.splitlines()[0],
-                                     add_help=add_help)
+    parser = argparse.ArgumentParser(
+        prog="python -m thesis_lib", description=__doc__.splitlines()[0], add_help=add_help
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    parser.add_argument("--module", action="append", default=[], metavar="MODULE",
-                        help=f"import a module (dotted name or .py file) that registers your own experiments, "
-                             f"for run, list, runs, clean and plan; repeatable (also: {MODULES_ENV}=a:b)")
+    parser.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help=f"import a module (dotted name or .py file) that registers your own experiments, "
+        f"for run, list, runs, clean and plan; repeatable (also: {MODULES_ENV}=a:b)",
+    )
     return parser
 
 
@@ -331,7 +407,8 @@ def _experiments_epilog() -> str:
 
     names = " ".join(registered_experiments())
     return "experiments (python -m thesis_lib list shows their params):\n" + textwrap.fill(
-        names, width=LINE_WIDTH - 4, initial_indent="  ", subsequent_indent="  ")
+        names, width=LINE_WIDTH - 4, initial_indent="  ", subsequent_indent="  "
+    )
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -347,8 +424,10 @@ def _command(args: argparse.Namespace) -> int:
 
         table = select_runs(cached_runs(args.profile, args.experiment), _parse_params(args.param))
         if table.empty:
-            print(f"no cached runs of {args.experiment or 'any experiment'}{_selection(args.param)} on profile "
-                  f"{args.profile!r}")
+            print(
+                f"no cached runs of {args.experiment or 'any experiment'}{_selection(args.param)} on profile "
+                f"{args.profile!r}"
+            )
             return 0
         print("\n".join(runs_lines(table, long=args.long)))
         return 1 if (table["status"] == "damaged").any() else 0
@@ -357,8 +436,15 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "plan":
         from .planning import plan_report
 
-        print(plan_report(args.profile, args.only, calibrate_times=not args.no_calibrate, list_every_run=args.runs,
-                          steps=args.steps))
+        print(
+            plan_report(
+                args.profile,
+                args.only,
+                calibrate_times=not args.no_calibrate,
+                list_every_run=args.runs,
+                steps=args.steps,
+            )
+        )
         return 0
     if getattr(args, "tensorboard", False):
         os.environ[TENSORBOARD_ENV] = "1"  # the kernels and torchrun's ranks inherit it
@@ -386,12 +472,18 @@ def _run_command(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     if args.nproc is not None:
         if distributed.under_torchrun():
-            raise ValueError(f"this process runs under torchrun already (WORLD_SIZE={os.environ['WORLD_SIZE']}); "
-                             "drop --nproc")
-        forwarded = [*(["--debug"] if args.debug else []),
-                     *(arg for module in args.module for arg in ("--module", module)),
-                     "run", args.experiment, "--profile", args.profile,
-                     *(arg for item in args.param for arg in ("--param", item))]
+            raise ValueError(
+                f"this process runs under torchrun already (WORLD_SIZE={os.environ['WORLD_SIZE']}); drop --nproc"
+            )
+        forwarded = [
+            *(["--debug"] if args.debug else []),
+            *(arg for module in args.module for arg in ("--module", module)),
+            "run",
+            args.experiment,
+            "--profile",
+            args.profile,
+            *(arg for item in args.param for arg in ("--param", item)),
+        ]
         command = distributed.torchrun_command(args.nproc, forwarded)
         resolve_params(args.experiment, params, args.profile)  # a mistake is said once, not by every rank
         return subprocess.run(command).returncode
@@ -406,8 +498,7 @@ def _run_command(args: argparse.Namespace) -> int:
         finally:
             distributed.teardown()
     if lead:
-        print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary},
-                         indent=2))
+        print(json.dumps({"path": str(result.path), "cached": result.loaded_from_cache, **result.summary}, indent=2))
         if args.tensorboard and result.loaded_from_cache:
             print(f"TensorBoard: {NOTHING_TRAINED}", file=sys.stderr)
     return 0

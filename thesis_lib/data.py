@@ -20,8 +20,8 @@ import gzip
 import math
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -105,14 +105,22 @@ def download_wanted(download: bool | None = None) -> bool:
 
 def _how_to_get(what: str) -> str:
     """The end of a missing-dataset message: what the library and the command line can do about it."""
-    return (f"{what}; or let torchvision download it on a machine with internet access: download=True in "
-            f"Python, --download on the command line (`python -m thesis_lib run|notebooks ... --download`) or "
-            f"{DOWNLOAD_ENV}=1. The data directory is {DATA_DIR_ENV} (now {data_dir()}); on the command line: "
-            f"`{DATA_DIR_ENV}=/path/to/data python -m thesis_lib ...`.")
+    return (
+        f"{what}; or let torchvision download it on a machine with internet access: download=True in "
+        f"Python, --download on the command line (`python -m thesis_lib run|notebooks ... --download`) or "
+        f"{DOWNLOAD_ENV}=1. The data directory is {DATA_DIR_ENV} (now {data_dir()}); on the command line: "
+        f"`{DATA_DIR_ENV}=/path/to/data python -m thesis_lib ...`."
+    )
 
 
-def _normalised_dataset(name: str, train_images: torch.Tensor, train_y: torch.Tensor, test_images: torch.Tensor,
-                        test_y: torch.Tensor, num_classes: int) -> Dataset:
+def _normalised_dataset(
+    name: str,
+    train_images: torch.Tensor,
+    train_y: torch.Tensor,
+    test_images: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+) -> Dataset:
     """Builds a :class:`Dataset` from float images in [0, 1], normalising with the training split's statistics."""
     channel_mean = train_images.mean(dim=(0, 2, 3), dtype=torch.float64)
     channel_std = train_images.to(torch.float64).std(dim=(0, 2, 3), correction=0)
@@ -134,18 +142,30 @@ def _normalised_dataset(name: str, train_images: torch.Tensor, train_y: torch.Te
     )
 
 
-def random_dataset(n_train: int, n_test: int, input_size: tuple[int, int, int], num_classes: int = 10,
-                   seed: int = 0, name: str = "random") -> Dataset:
+def random_dataset(
+    n_train: int,
+    n_test: int,
+    input_size: tuple[int, int, int],
+    num_classes: int = 10,
+    seed: int = 0,
+    name: str = "random",
+) -> Dataset:
     """Standard-normal images of `input_size` (channels, height, width) with uniform random labels: for timing
     and calibration, where only the shapes matter (the full profile's CIFAR may not be on disk)."""
     channels, size, _ = input_size
     generator = torch.Generator().manual_seed(seed)
-    return Dataset(name, torch.randn(n_train, *input_size, generator=generator),
-                   torch.randint(0, num_classes, (n_train,), generator=generator),
-                   torch.randn(n_test, *input_size, generator=generator),
-                   torch.randint(0, num_classes, (n_test,), generator=generator),
-                   num_classes=num_classes, in_channels=channels, image_size=size,
-                   channel_mean=(0.0,) * channels, channel_std=(1.0,) * channels)
+    return Dataset(
+        name,
+        torch.randn(n_train, *input_size, generator=generator),
+        torch.randint(0, num_classes, (n_train,), generator=generator),
+        torch.randn(n_test, *input_size, generator=generator),
+        torch.randint(0, num_classes, (n_test,), generator=generator),
+        num_classes=num_classes,
+        in_channels=channels,
+        image_size=size,
+        channel_mean=(0.0,) * channels,
+        channel_std=(1.0,) * channels,
+    )
 
 
 def digits() -> Dataset:
@@ -161,8 +181,9 @@ def digits() -> Dataset:
     permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
     n_test = round(DIGITS_TEST_FRACTION * len(labels))
     test_index, train_index = permutation[:n_test], permutation[n_test:]
-    return _normalised_dataset("digits", images[train_index], labels[train_index], images[test_index],
-                               labels[test_index], num_classes=10)
+    return _normalised_dataset(
+        "digits", images[train_index], labels[train_index], images[test_index], labels[test_index], num_classes=10
+    )
 
 
 IDX_UNSIGNED_BYTE = 0x08
@@ -221,6 +242,7 @@ def fashion_mnist(root: str | os.PathLike | None = None, download: bool | None =
     if files is None and download:
         directory.mkdir(parents=True, exist_ok=True)
         from torchvision.datasets import FashionMNIST  # imported only here: it adds 3 s to every process start
+
         FashionMNIST(str(directory), train=True, download=True)
         files = _find_idx_files(torchvision_raw)
     if files is None:
@@ -228,8 +250,11 @@ def fashion_mnist(root: str | os.PathLike | None = None, download: bool | None =
             "Fashion-MNIST not found. Looked for train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
             "t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) in: "
             + ", ".join(str(place) for place in places)
-            + ". " + _how_to_get("Get it with `sudo apt install dataset-fashion-mnist`, or put the files into one "
-                                 "of the first two folders")
+            + ". "
+            + _how_to_get(
+                "Get it with `sudo apt install dataset-fashion-mnist`, or put the files into one "
+                "of the first two folders"
+            )
         )
     arrays = {key: read_idx(path) for key, path in files.items()}
 
@@ -237,13 +262,22 @@ def fashion_mnist(root: str | os.PathLike | None = None, download: bool | None =
         return torch.from_numpy(arrays[key].copy()).float().div(255.0).unsqueeze(1)
 
     return _normalised_dataset(
-        "fashion_mnist", images("train_images"), torch.from_numpy(arrays["train_labels"].astype(np.int64)),
-        images("test_images"), torch.from_numpy(arrays["test_labels"].astype(np.int64)), num_classes=10,
+        "fashion_mnist",
+        images("train_images"),
+        torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        images("test_images"),
+        torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        num_classes=10,
     )
 
 
-def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR10], num_classes: int,
-                       root: str | os.PathLike | None, download: bool | None) -> Dataset:
+def _torchvision_cifar(
+    name: str,
+    dataset_class: type[torchvision.datasets.CIFAR10],
+    num_classes: int,
+    root: str | os.PathLike | None,
+    download: bool | None,
+) -> Dataset:
     """Loads CIFAR-10 or CIFAR-100 through torchvision (its python-pickle format) and converts it once."""
     download = download_wanted(download)
     directory = data_dir(root)
@@ -251,8 +285,10 @@ def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR
     if not download and not folder.is_dir():
         raise FileNotFoundError(
             f"{name} not found: looked for the folder {folder} (torchvision's {dataset_class.__name__} layout). "
-            + _how_to_get(f"Extract {dataset_class.filename} from {dataset_class.url} into {directory}, or point "
-                          f"{DATA_DIR_ENV} (root= in Python) at a directory that holds it")
+            + _how_to_get(
+                f"Extract {dataset_class.filename} from {dataset_class.url} into {directory}, or point "
+                f"{DATA_DIR_ENV} (root= in Python) at a directory that holds it"
+            )
         )
     if download:
         directory.mkdir(parents=True, exist_ok=True)
@@ -268,8 +304,14 @@ def _torchvision_cifar(name: str, dataset_class: type[torchvision.datasets.CIFAR
         return torch.from_numpy(split.data).permute(0, 3, 1, 2).float().div(255.0)
 
     train, test = splits
-    return _normalised_dataset(name, images(train), torch.tensor(train.targets), images(test),
-                               torch.tensor(test.targets), num_classes=num_classes)
+    return _normalised_dataset(
+        name,
+        images(train),
+        torch.tensor(train.targets),
+        images(test),
+        torch.tensor(test.targets),
+        num_classes=num_classes,
+    )
 
 
 def cifar10(root: str | os.PathLike | None = None, download: bool | None = None) -> Dataset:
@@ -340,9 +382,20 @@ class DeviceLoader:
     For evaluation use :func:`evaluation_loader` (no shuffling, no augmentation).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True,
-                 augment: bool = True, padding: int = 4, flip: bool = True, seed: int = 0,
-                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        augment: bool = True,
+        padding: int = 4,
+        flip: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if x.ndim != 4:
             raise ValueError(f"x must be a batch of images (N, C, H, W); got shape {tuple(x.shape)}")
         if y.shape != (len(x),):
@@ -376,8 +429,10 @@ class DeviceLoader:
         if value < 1:
             raise ValueError(f"batch_size must be >= 1; got {value}")
         if value % self.world_size:
-            raise ValueError(f"the global batch size {value} does not divide by the world size {self.world_size}: "
-                             f"every rank takes an equal share; use a multiple of {self.world_size}")
+            raise ValueError(
+                f"the global batch size {value} does not divide by the world size {self.world_size}: "
+                f"every rank takes an equal share; use a multiple of {self.world_size}"
+            )
         self._batch_size = int(value)
 
     def set_epoch(self, epoch: int) -> None:
@@ -414,8 +469,9 @@ class DeviceLoader:
             yield images, self.y[index]
 
 
-def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, padding: int,
-                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+def crop_and_flip(
+    images: torch.Tensor, offsets: torch.Tensor, padding: int, flip_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Crops each image at its own offset from the zero-padded batch and mirrors the masked ones.
 
     ``offsets[i] = (row, column)`` in ``0..2 * padding`` is the top-left corner of sample i's window in the

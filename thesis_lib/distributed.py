@@ -26,9 +26,10 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,22 +69,27 @@ def setup(device: str | torch.device = "auto", timeout: timedelta | None = None)
     """
     missing = [name for name in TORCHRUN_ENV if name not in os.environ]
     if missing:
-        raise RuntimeError(f"the environment lacks {missing}, which torchrun sets: start the processes with "
-                           "`python -m torch.distributed.run --nproc_per_node N ...` (or `thesis_lib run --nproc N`)")
+        raise RuntimeError(
+            f"the environment lacks {missing}, which torchrun sets: start the processes with "
+            "`python -m torch.distributed.run --nproc_per_node N ...` (or `thesis_lib run --nproc N`)"
+        )
     if is_distributed():
         raise RuntimeError("the process group is initialised already; call setup() once per process")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if str(device) == "auto" else device)
     if device.type == "cuda":
         local_rank, visible = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
         if local_rank >= visible:
-            raise RuntimeError(f"local rank {local_rank} has no GPU: {visible} are visible; start at most "
-                               f"{visible} processes per machine (--nproc)")
+            raise RuntimeError(
+                f"local rank {local_rank} has no GPU: {visible} are visible; start at most "
+                f"{visible} processes per machine (--nproc)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise ValueError(f"DDP runs on CUDA (NCCL) or the CPU (gloo), not on {device.type!r}")
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                            **({"timeout": timeout} if timeout is not None else {}))
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", **({"timeout": timeout} if timeout is not None else {})
+    )
     return device
 
 
@@ -98,8 +104,16 @@ def torchrun_command(nproc: int, module_args: Sequence[str]) -> list[str]:
     (single machine: a free rendezvous port is chosen by `--standalone`)."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"--nproc must be a whole number >= 1 (processes, one per GPU on CUDA), got {nproc!r}")
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "thesis_lib", *module_args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "thesis_lib",
+        *module_args,
+    ]
 
 
 def _reduction_device() -> torch.device:
@@ -176,7 +190,8 @@ def check_identical(module: nn.Module, what: str) -> None:
     raise RuntimeError(
         f"the ranks disagree on {what}: ranks {differing} hold other {kind} than rank 0, and DDP would "
         "silently replace them by rank 0's. A hook decided from rank-local data or an unseeded random draw; "
-        "make its decision depend only on the (identical) weights, the run's config and seeded generators")
+        "make its decision depend only on the (identical) weights, the run's config and seeded generators"
+    )
 
 
 @dataclass

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import torch
 
@@ -47,8 +48,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         Path(temporary).unlink(missing_ok=True)
         cause = getattr(error, "strerror", None) or str(error)
         hint = " (is the disk full or the folder read-only?)" if not isinstance(error, OSError) else ""
-        raise OSError(getattr(error, "errno", None), f"cannot write {path}: {cause}{hint}; the previous "
-                      "version of the file, if any, is kept") from error
+        raise OSError(
+            getattr(error, "errno", None),
+            f"cannot write {path}: {cause}{hint}; the previous version of the file, if any, is kept",
+        ) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

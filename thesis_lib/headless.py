@@ -13,10 +13,10 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from . import project_root
 from .experiments import get_profile, progress_dir
@@ -37,14 +37,14 @@ def find_notebooks(only: Sequence[str] | None = None, folder: Path | None = None
     if only:
         unknown = [prefix for prefix in only if not any(p.stem.startswith(prefix) for p in notebooks)]
         if unknown:
-            raise ValueError(f"no notebook in {folder} starts with {unknown}; the notebooks are "
-                             f"{[p.stem for p in notebooks]}")
+            raise ValueError(
+                f"no notebook in {folder} starts with {unknown}; the notebooks are {[p.stem for p in notebooks]}"
+            )
         notebooks = [p for p in notebooks if any(p.stem.startswith(prefix) for prefix in only)]
     return notebooks
 
 
-def run_notebook(path: Path, profile: str, output_root: Path | None = None,
-                 progress: bool = True) -> NotebookOutcome:
+def run_notebook(path: Path, profile: str, output_root: Path | None = None, progress: bool = True) -> NotebookOutcome:
     """Execute one notebook with papermill on `profile`; the executed copy goes next to its figures."""
     import papermill
 
@@ -56,8 +56,12 @@ def run_notebook(path: Path, profile: str, output_root: Path | None = None,
     try:
         with tempfile.TemporaryDirectory(prefix="thesis_kernel_") as sockets:
             papermill.execute_notebook(
-                str(path), str(out_dir / path.name), parameters={"profile": profile},
-                cwd=str(path.parent), progress_bar=progress, kernel_name="python3",
+                str(path),
+                str(out_dir / path.name),
+                parameters={"profile": profile},
+                cwd=str(path.parent),
+                progress_bar=progress,
+                kernel_name="python3",
                 kernel_manager_class=_kernel_manager_class(Path(sockets)),
             )
     except papermill.PapermillExecutionError as error:
@@ -110,8 +114,9 @@ def _source_cell(path: Path, executed_index: int) -> str:
     return f"cell {index + 1} of {len(cells)} ({lines[0][:60]!r})" if lines else f"cell {index + 1}"
 
 
-def run_notebooks(profile: str, only: Sequence[str] | None = None, progress: bool = True,
-                  jobs: int = 1) -> list[NotebookOutcome]:
+def run_notebooks(
+    profile: str, only: Sequence[str] | None = None, progress: bool = True, jobs: int = 1
+) -> list[NotebookOutcome]:
     """Execute the notebooks on `profile`, `jobs` at a time (each in its own kernel process); outcomes in
     notebook order. Notebooks that need the same run meet in the run store: one trains it under its lock,
     the others wait and load it, so parallel re-runs train every run once. The small profiles pin one
@@ -168,7 +173,7 @@ class ProgressPrinter:
         self._printed: dict[str, str] = {}
         self._started = time.time()
 
-    def __enter__(self) -> "ProgressPrinter":
+    def __enter__(self) -> ProgressPrinter:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -226,5 +231,3 @@ def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
     for o in outcomes:
         if o.status != "ok":
             print(f"FAILED {o.notebook}: {o.detail}")
-
-

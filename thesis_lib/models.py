@@ -22,10 +22,10 @@ It has the parameters and buffers of an ordinary BN, so surgery, counting and ch
 from __future__ import annotations
 
 import functools
-
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,8 +35,9 @@ BOTTLENECK_EXPANSION = 4
 
 
 def _check_ghost_batch(ghost_batch: int | None) -> None:
-    if ghost_batch is not None and (isinstance(ghost_batch, bool) or not isinstance(ghost_batch, int)
-                                    or ghost_batch < 1):
+    if ghost_batch is not None and (
+        isinstance(ghost_batch, bool) or not isinstance(ghost_batch, int) or ghost_batch < 1
+    ):
         raise ValueError(f"ghost_batch must be None (ordinary BN) or a whole number >= 1, got {ghost_batch!r}")
 
 
@@ -89,7 +90,8 @@ class ResNetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         ghost = {} if self.ghost_batch is None else {"ghost_batch": self.ghost_batch}
-        return {**ghost,
+        return {
+            **ghost,
             "in_channels": self.in_channels,
             "stem_width": self.stem_width,
             "stem_kernel": self.stem_kernel,
@@ -112,7 +114,7 @@ class ResNetSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ResNetSpec":
+    def from_dict(cls, data: dict[str, Any]) -> ResNetSpec:
         stages = tuple(
             StageSpec(
                 width=int(stage["width"]),
@@ -141,7 +143,7 @@ class ResNetSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ResNetSpec":
+    def from_json(cls, text: str) -> ResNetSpec:
         return cls.from_dict(json.loads(text))
 
     def stream_widths(self) -> list[int]:
@@ -188,9 +190,7 @@ def validate_spec(spec: ResNetSpec) -> None:
                 raise ValueError(f"{where}: a block without layers is the identity; drop it from the stage")
             width_in = stage.width
         if width_in != stage.width:
-            raise ValueError(
-                f"stage {s} has no block that maps width {width_in} to its stream width {stage.width}"
-            )
+            raise ValueError(f"stage {s} has no block that maps width {width_in} to its stream width {stage.width}")
 
 
 @dataclass(frozen=True)
@@ -244,12 +244,12 @@ class ResNetConfig:
 
     def to_spec(self) -> ResNetSpec:
         """Expand the hyperparameters into the explicit width spec."""
-        l = self.layers_per_block
+        layers = self.layers_per_block
         if self.bottleneck:
-            kernels = (1,) + (3,) * (l - 2) + (1,)
+            kernels = (1,) + (3,) * (layers - 2) + (1,)
             shortcut_kernel = 1
         else:
-            kernels = (3,) * l
+            kernels = (3,) * layers
             shortcut_kernel = 3
         stem_width = self.widths[0]
         stages, width_in = [], stem_width
@@ -261,7 +261,7 @@ class ResNetConfig:
                 projection = stride != 1 or (b == 0 and width_in != stream)
                 blocks.append(
                     BlockSpec(
-                        widths=(k,) * (l - 1),
+                        widths=(k,) * (layers - 1),
                         kernels=kernels,
                         stride=stride,
                         shortcut_kernel=shortcut_kernel if projection else None,
@@ -277,7 +277,7 @@ class ResNetConfig:
             ghost_batch=self.ghost_batch,
         )
 
-    def with_(self, **changes: Any) -> "ResNetConfig":
+    def with_(self, **changes: Any) -> ResNetConfig:
         """A copy with some fields changed (keeps the validation)."""
         return replace(self, **changes)
 
@@ -392,8 +392,9 @@ class Stage(nn.Module):
     def __init__(self, in_width: int, spec: StageSpec, ghost_batch: int | None = None) -> None:
         super().__init__()
         widths_in = [in_width] + [spec.width] * (len(spec.blocks) - 1)
-        self.blocks = nn.ModuleList(ResidualBlock(w, spec.width, b, ghost_batch)
-                                    for w, b in zip(widths_in, spec.blocks))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(w, spec.width, b, ghost_batch) for w, b in zip(widths_in, spec.blocks)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -430,27 +431,34 @@ def require_thesis_resnet(model: object, user: str, check_shapes: bool = True) -
     if isinstance(model, ResNet):
         mismatch = spec_mismatch(model) if check_shapes else None
         if mismatch:
-            raise ValueError(f"{user}: the net's spec no longer matches its modules ({mismatch}); a tool outside "
-                             "thesis_lib (e.g. Torch-Pruning) changed its shapes without updating model.spec. "
-                             "Change shapes with thesis_lib.surgery (prune_channels, widen, deepen), or rebuild "
-                             "the net with build_resnet from a ResNetSpec of its new widths and load its weights")
+            raise ValueError(
+                f"{user}: the net's spec no longer matches its modules ({mismatch}); a tool outside "
+                "thesis_lib (e.g. Torch-Pruning) changed its shapes without updating model.spec. "
+                "Change shapes with thesis_lib.surgery (prune_channels, widen, deepen), or rebuild "
+                "the net with build_resnet from a ResNetSpec of its new widths and load its weights"
+            )
         return model
     kind = type(model)
-    stages = [getattr(model, f"layer{i}") for i in range(1, 5) if isinstance(getattr(model, f"layer{i}", None),
-                                                                             nn.Sequential)]
+    stages = [
+        getattr(model, f"layer{i}") for i in range(1, 5) if isinstance(getattr(model, f"layer{i}", None), nn.Sequential)
+    ]
     if stages and all(len(stage) and hasattr(stage[0], "conv1") for stage in stages):
         bottleneck = hasattr(stages[0][0], "conv3")
         widths = tuple(int(stage[0].conv1.out_channels) for stage in stages)
         classes = getattr(getattr(model, "fc", None), "out_features", 10)
-        hint = (f"ResNetConfig(stages={len(stages)}, blocks={tuple(len(stage) for stage in stages)}, "
-                f"widths={widths}, bottleneck={bottleneck}, layers_per_block={3 if bottleneck else 2}, "
-                f"in_channels=3, num_classes={classes})")
+        hint = (
+            f"ResNetConfig(stages={len(stages)}, blocks={tuple(len(stage) for stage in stages)}, "
+            f"widths={widths}, bottleneck={bottleneck}, layers_per_block={3 if bottleneck else 2}, "
+            f"in_channels=3, num_classes={classes})"
+        )
     else:
         hint = "ResNetConfig(stages=3, blocks=(5, 5, 5), widths=(16, 32, 64), in_channels=3, num_classes=10)"
-    raise TypeError(f"{user} works on thesis_lib.models.ResNet only (built by build_resnet from a ResNetConfig or "
-                    f"ResNetSpec, whose spec names every channel group), got {kind.__module__}.{kind.__qualname__}; "
-                    f"build the nearest thesis net with build_resnet({hint}) (its stem is a 3x3 conv, "
-                    "without max pooling) and train that")
+    raise TypeError(
+        f"{user} works on thesis_lib.models.ResNet only (built by build_resnet from a ResNetConfig or "
+        f"ResNetSpec, whose spec names every channel group), got {kind.__module__}.{kind.__qualname__}; "
+        f"build the nearest thesis net with build_resnet({hint}) (its stem is a 3x3 conv, "
+        "without max pooling) and train that"
+    )
 
 
 def spec_mismatch(model: ResNet) -> str | None:
@@ -506,8 +514,9 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
     return int(counter.get_total_flops())
 
 
-def parameter_table(stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = range(1, 11),
-                    widths: Sequence[int] = (16, 32, 64)) -> list[dict[str, int]]:
+def parameter_table(
+    stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = range(1, 11), widths: Sequence[int] = (16, 32, 64)
+) -> list[dict[str, int]]:
     """Parameter counts of the thesis's s x N grid (section 6.1): one row per (s, N)."""
     rows = []
     for s in stages:
@@ -522,12 +531,17 @@ def structure_table(model: ResNet) -> list[dict[str, Any]]:
 
     The `phase` column numbers the stages from 1, as the thesis's table does (stage index + 1)."""
     spec = model.spec
-    rows = [{"phase": "", "layer": f"Conv {spec.stem_kernel}x{spec.stem_kernel} + BN", "in": spec.in_channels,
-             "out": spec.stem_width}]
+    rows = [
+        {
+            "phase": "",
+            "layer": f"Conv {spec.stem_kernel}x{spec.stem_kernel} + BN",
+            "in": spec.in_channels,
+            "out": spec.stem_width,
+        }
+    ]
     for s, (width_in, stage) in enumerate(zip(spec.stream_widths(), spec.stages)):
         for b, block in enumerate(stage.blocks):
             kind = "transition block" if block.has_shortcut_conv else "basic block"
-            rows.append({"phase": s + 1, "layer": kind, "in": width_in if b == 0 else stage.width,
-                         "out": stage.width})
+            rows.append({"phase": s + 1, "layer": kind, "in": width_in if b == 0 else stage.width, "out": stage.width})
     rows.append({"phase": "", "layer": "Linear", "in": spec.stages[-1].width, "out": spec.num_classes})
     return rows

@@ -34,19 +34,30 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 
 from .chapters import CHAPTERS, Chapter
 from .data import DATASET_SIZES, random_dataset
-from .experiments import (SEAL, Phase, PlannedRun, Profile, RunPlan, config_hash, get_profile, registered_experiments,
-                          results_root, run_dir_for)
+from .experiments import (
+    SEAL,
+    Phase,
+    PlannedRun,
+    Profile,
+    RunPlan,
+    config_hash,
+    get_profile,
+    registered_experiments,
+    results_root,
+    run_dir_for,
+)
+from .files import write_text_atomic
 from .models import ResNetConfig, ResNetSpec
-from .files import atomic_write
 from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, evaluate, seeded_model, synchronize
 
 CALIBRATION_FILE = ".calibration.json"
@@ -83,8 +94,11 @@ def select_chapters(only: Sequence[str] | None = None) -> list[Chapter]:
 def _with_prerequisites(run: PlannedRun) -> list[tuple[PlannedRun, RunPlan]]:
     """`run` and its plan, after the runs it loads first (recursively, each before the run needing it)."""
     plan = registered_experiments()[run.experiment].run_plan(run.profile, run.params)
-    before = [entry for name, params in plan.requires
-              for entry in _with_prerequisites(PlannedRun(name, dict(params), run.profile))]
+    before = [
+        entry
+        for name, params in plan.requires
+        for entry in _with_prerequisites(PlannedRun(name, dict(params), run.profile))
+    ]
     return [*before, (run, plan)]
 
 
@@ -106,9 +120,18 @@ def list_runs(profile: str | Profile, only: Sequence[str] | None = None) -> list
     listed = []
     for folder, (run, plan) in entries.items():  # in the owners' order: a run enters with its first asker
         owner = next(notebook for notebook in askers[folder] if notebook in selected)
-        listed.append(ListedRun(owner, run.experiment, dict(run.params), run.profile, folder, plan,
-                                tuple(notebook for notebook in askers[folder] if notebook != owner),
-                                (folder / SEAL).is_file()))
+        listed.append(
+            ListedRun(
+                owner,
+                run.experiment,
+                dict(run.params),
+                run.profile,
+                folder,
+                plan,
+                tuple(notebook for notebook in askers[folder] if notebook != owner),
+                (folder / SEAL).is_file(),
+            )
+        )
     return listed
 
 
@@ -141,9 +164,11 @@ class StepKey:
         classes, batch 128, fp32, sgd"; a ghost batch norm's virtual batch, where the net has one."""
         spec = ResNetSpec.from_json(self.architecture)
         ghost = "" if spec.ghost_batch is None else f", ghost batch {spec.ghost_batch}"
-        return (f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))} to {spec.num_classes} classes, "
-                f"batch {self.batch_size}, {self.precision}, {self.optimizer}{ghost}"
-                + (", compiled" if self.compiled else ""))
+        return (
+            f"{net_summary(spec)} on {'x'.join(map(str, self.input_size))} to {spec.num_classes} classes, "
+            f"batch {self.batch_size}, {self.precision}, {self.optimizer}{ghost}"
+            + (", compiled" if self.compiled else "")
+        )
 
 
 def net_summary(model: ResNetConfig | ResNetSpec) -> str:
@@ -166,9 +191,21 @@ def step_key(phase: Phase, profile: Profile) -> StepKey:
     spec = phase.model if isinstance(phase.model, ResNetSpec) else phase.model.to_spec()
     threads = "auto" if profile.cpu_threads is None else profile.cpu_threads
     compiled = config.compiles(phase.changes_shapes)
-    return StepKey(spec.to_json(), min(config.batch_size, train), profile.input_size, config.precision,
-                   config.optimizer, config.channels_last, compiled, config.augment, config.padding, config.flip,
-                   device.type, threads if device.type == "cpu" else "-", min(config.eval_batch_size, test))
+    return StepKey(
+        spec.to_json(),
+        min(config.batch_size, train),
+        profile.input_size,
+        config.precision,
+        config.optimizer,
+        config.channels_last,
+        compiled,
+        config.augment,
+        config.padding,
+        config.flip,
+        device.type,
+        threads if device.type == "cpu" else "-",
+        min(config.eval_batch_size, test),
+    )
 
 
 def device_name(device: str) -> str:
@@ -178,8 +215,11 @@ def device_name(device: str) -> str:
         return torch.cuda.get_device_name()
     model = platform.processor() or platform.machine()
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return f"cpu: {model}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
@@ -196,19 +236,36 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
     device = torch.device(key.device)
     # one test image: the trainer's own per-epoch evaluation stays out of `epoch_rest`, timed apart below
     data = random_dataset(key.batch_size * steps, 1, key.input_size, spec.num_classes, name="calibration")
-    config = TrainConfig(epochs=1 + TIMED_EPOCHS, batch_size=key.batch_size, lr=1e-3, schedule="constant",
-                         milestones=(), optimizer=key.optimizer, precision=key.precision, channels_last=key.channels_last,
-                         compile="always" if key.compiled else "off", augment=key.augment, padding=key.padding,
-                         flip=key.flip, eval_batch_size=key.eval_batch)
+    config = TrainConfig(
+        epochs=1 + TIMED_EPOCHS,
+        batch_size=key.batch_size,
+        lr=1e-3,
+        schedule="constant",
+        milestones=(),
+        optimizer=key.optimizer,
+        precision=key.precision,
+        channels_last=key.channels_last,
+        compile="always" if key.compiled else "off",
+        augment=key.augment,
+        padding=key.padding,
+        flip=key.flip,
+        eval_batch_size=key.eval_batch,
+    )
     ends: list[float] = []
     threads = torch.get_num_threads()
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(dir=scratch, prefix=".calibration-") as folder:
-            trainer = Trainer(seeded_model(spec, 0), data, config, device=device, progress=False,
-                              checkpoint_path=Path(folder) / "checkpoint.pt",
-                              cpu_threads=None if key.threads == "-" else key.threads,
-                              epoch_callback=lambda trainer, record: ends.append(time.perf_counter()))
+            trainer = Trainer(
+                seeded_model(spec, 0),
+                data,
+                config,
+                device=device,
+                progress=False,
+                checkpoint_path=Path(folder) / "checkpoint.pt",
+                cpu_threads=None if key.threads == "-" else key.threads,
+                epoch_callback=lambda trainer, record: ends.append(time.perf_counter()),
+            )
             start = time.perf_counter()
             history = trainer.fit()
         walls = [end - begin for begin, end in zip([start, *ends], ends)]  # per epoch, the warm-up first
@@ -230,8 +287,14 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
-    return {"step": step, "evaluation": evaluation, "epoch_rest": max(0.0, rest),
-            "first_epoch_extra": max(0.0, first_epoch_extra), "steps": steps, "threads": used_threads}
+    return {
+        "step": step,
+        "evaluation": evaluation,
+        "epoch_rest": max(0.0, rest),
+        "first_epoch_extra": max(0.0, first_epoch_extra),
+        "steps": steps,
+        "threads": used_threads,
+    }
 
 
 def calibration_path(profile: Profile) -> Path:
@@ -261,9 +324,13 @@ def calibration_id(key: StepKey, steps: int) -> str:
     return config_hash({"key": key.digest(), "steps": steps, "torch": torch.__version__})
 
 
-def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_STEPS,
-              timer: Callable[[StepKey, int, Path], dict[str, float]] = time_step,
-              report: Callable[[str], None] = lambda line: None) -> Calibration:
+def calibrate(
+    keys: Sequence[StepKey],
+    profile: Profile,
+    steps: int = DEFAULT_STEPS,
+    timer: Callable[[StepKey, int, Path], dict[str, float]] = time_step,
+    report: Callable[[str], None] = lambda line: None,
+) -> Calibration:
     """The times of every key: those in the profile's calibration file under this device's name, the rest
     timed with `timer` and added to the file (written atomically after each one, so an interrupted
     calibration keeps what it measured). A file that cannot be read is replaced, with a report."""
@@ -290,14 +357,18 @@ def calibrate(keys: Sequence[StepKey], profile: Profile, steps: int = DEFAULT_ST
             cached += 1
             continue
         report(f"calibrating {measured + 1}/{len(missing)} on {name}: {key.describe()}")
-        entry = {**timer(key, steps, path.parent), "key": asdict(key), "torch": torch.__version__,
-                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()[0]}
+        entry = {
+            **timer(key, steps, path.parent),
+            "key": asdict(key),
+            "torch": torch.__version__,
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load": os.getloadavg()[0],
+        }
         device_times[calibration_id(key, steps)] = entry
         times[key] = entry
         measured += 1
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(stored, indent=1, sort_keys=True)
-        atomic_write(path, lambda stream: stream.write(text.encode()))
+        write_text_atomic(path, json.dumps(stored, indent=1, sort_keys=True))
     return Calibration(name, path, times, measured, cached)
 
 
@@ -305,8 +376,11 @@ def phase_seconds(phase: Phase, profile: Profile, times: dict[str, float]) -> fl
     """Estimated seconds of one phase from its step configuration's `times` (see the module docstring)."""
     key = step_key(phase, profile)
     train, test = split_sizes(profile)
-    per_epoch = (math.ceil(train / key.batch_size) * times["step"] + test / key.eval_batch * times["evaluation"]
-                 + times["epoch_rest"])
+    per_epoch = (
+        math.ceil(train / key.batch_size) * times["step"]
+        + test / key.eval_batch * times["evaluation"]
+        + times["epoch_rest"]
+    )
     return phase.epochs * per_epoch + times["first_epoch_extra"]
 
 
@@ -316,17 +390,35 @@ def run_table(runs: Sequence[ListedRun], calibration: Calibration | None = None)
     rows = []
     for entry in runs:
         first = entry.plan.phases[0] if entry.plan.phases else None
-        row = {"notebook": entry.notebook, "experiment": entry.experiment, "epochs": entry.plan.epochs,
-               "net": net_summary(first.model) if first else "-", "batch": first.train.batch_size if first else 0,
-               "cached": entry.cached, "bound": any(phase.bound for phase in entry.plan.phases),
-               "shared_with": ", ".join(notebook.split("_")[0] for notebook in entry.shared_with),
-               "params": json.dumps(entry.params, default=str)}
+        row = {
+            "notebook": entry.notebook,
+            "experiment": entry.experiment,
+            "epochs": entry.plan.epochs,
+            "net": net_summary(first.model) if first else "-",
+            "batch": first.train.batch_size if first else 0,
+            "cached": entry.cached,
+            "bound": any(phase.bound for phase in entry.plan.phases),
+            "shared_with": ", ".join(notebook.split("_")[0] for notebook in entry.shared_with),
+            "params": json.dumps(entry.params, default=str),
+        }
         if calibration is not None:
-            row["seconds"] = sum(phase_seconds(phase, entry.profile, calibration.times[step_key(phase, entry.profile)])
-                                 for phase in entry.plan.phases)
+            row["seconds"] = sum(
+                phase_seconds(phase, entry.profile, calibration.times[step_key(phase, entry.profile)])
+                for phase in entry.plan.phases
+            )
         rows.append(row)
-    columns = ["notebook", "experiment", "epochs", "net", "batch", "cached", *(["seconds"] if calibration else []),
-               "bound", "shared_with", "params"]
+    columns = [
+        "notebook",
+        "experiment",
+        "epochs",
+        "net",
+        "batch",
+        "cached",
+        *(["seconds"] if calibration else []),
+        "bound",
+        "shared_with",
+        "params",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -344,9 +436,13 @@ def notebook_table(table: pd.DataFrame, chapters: Sequence[Chapter], shared: dic
     rows = []
     for chapter in [*chapters, None]:
         own = table if chapter is None else table[table["notebook"] == chapter.notebook]
-        row = {"notebook": "total" if chapter is None else chapter.notebook, "runs": len(own),
-               "shared": sum(shared.values()) if chapter is None else shared.get(chapter.notebook, 0),
-               "cached": int(own["cached"].sum()), "epochs": int(own["epochs"].sum())}
+        row = {
+            "notebook": "total" if chapter is None else chapter.notebook,
+            "runs": len(own),
+            "shared": sum(shared.values()) if chapter is None else shared.get(chapter.notebook, 0),
+            "cached": int(own["cached"].sum()),
+            "epochs": int(own["epochs"].sum()),
+        }
         if unit:
             row[unit] = own["seconds"].sum() / scale
             row[f"{unit}_left"] = own.loc[~own["cached"], "seconds"].sum() / scale
@@ -354,9 +450,14 @@ def notebook_table(table: pd.DataFrame, chapters: Sequence[Chapter], shared: dic
     return pd.DataFrame(rows)
 
 
-def plan_report(profile: str | Profile, only: Sequence[str] | None = None, calibrate_times: bool = True,
-                list_every_run: bool = False, steps: int = DEFAULT_STEPS,
-                report: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> str:
+def plan_report(
+    profile: str | Profile,
+    only: Sequence[str] | None = None,
+    calibrate_times: bool = True,
+    list_every_run: bool = False,
+    steps: int = DEFAULT_STEPS,
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> str:
     """The text `python -m thesis_lib plan` prints: the profile, the calibration, one row per notebook and
     a total, then (with `list_every_run`) one row per run, and what the estimate leaves out."""
     profile = get_profile(profile)
@@ -370,30 +471,42 @@ def plan_report(profile: str | Profile, only: Sequence[str] | None = None, calib
     shared = {chapter.notebook: sum(chapter.notebook in entry.shared_with for entry in runs) for chapter in chapters}
     summary = notebook_table(table, chapters, shared)
     datasets = sorted({entry.profile.dataset for entry in runs})
-    lines = [f"plan for profile {profile.name!r} ({', '.join(datasets)}): {len(runs)} runs, "
-             f"{int(table['cached'].sum())} cached in {results_root() / profile.name}"]
+    lines = [
+        f"plan for profile {profile.name!r} ({', '.join(datasets)}): {len(runs)} runs, "
+        f"{int(table['cached'].sum())} cached in {results_root() / profile.name}"
+    ]
     if calibration is not None:
-        lines.append(f"calibrated on {calibration.device}: {len(calibration.times)} step configurations, "
-                     f"{calibration.measured} timed now, {calibration.cached} from {calibration.path}; load "
-                     f"average up to {calibration.load:.1f} on {os.cpu_count()} CPUs while timing")
+        lines.append(
+            f"calibrated on {calibration.device}: {len(calibration.times)} step configurations, "
+            f"{calibration.measured} timed now, {calibration.cached} from {calibration.path}; load "
+            f"average up to {calibration.load:.1f} on {os.cpu_count()} CPUs while timing"
+        )
     with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.float_format", "{:.3f}".format):
         lines.append(summary.to_string(index=False))
         if calibration is not None:
             seconds, left = table["seconds"].sum(), table.loc[~table["cached"], "seconds"].sum()
-            lines.append(f"estimated training time on this device, one run at a time: {seconds / 3600:.2f} h "
-                         f"({seconds / 60:.1f} min), {left / 3600:.2f} h ({left / 60:.1f} min) for the runs not "
-                         "cached")
-        lines.append("shared: runs another notebook asks for too are counted for the first of them in thesis "
-                     "order; 'shared' counts those a notebook finds trained by an earlier one")
+            lines.append(
+                f"estimated training time on this device, one run at a time: {seconds / 3600:.2f} h "
+                f"({seconds / 60:.1f} min), {left / 3600:.2f} h ({left / 60:.1f} min) for the runs not "
+                "cached"
+            )
+        lines.append(
+            "shared: runs another notebook asks for too are counted for the first of them in thesis "
+            "order; 'shared' counts those a notebook finds trained by an earlier one"
+        )
         bounds = sorted({phase.bound for entry in runs for phase in entry.plan.phases if phase.bound})
         if bounds:
-            lines.append(f"upper bounds or approximations: {int(table['bound'].sum())} runs are estimated with "
-                         "another net than the one they end with:")
+            lines.append(
+                f"upper bounds or approximations: {int(table['bound'].sum())} runs are estimated with "
+                "another net than the one they end with:"
+            )
             lines.extend(f"  - {bound}" for bound in bounds)
         if calibration is not None:
-            lines.append("not estimated: the hooks' per-step work (PruneTrain's group lasso, MorphNet's penalty), "
-                         "reconfigurations and growths, and the notebooks' own work (kernels, figures, 6.1's "
-                         "memory measurements)")
+            lines.append(
+                "not estimated: the hooks' per-step work (PruneTrain's group lasso, MorphNet's penalty), "
+                "reconfigurations and growths, and the notebooks' own work (kernels, figures, 6.1's "
+                "memory measurements)"
+            )
         if list_every_run:
             lines.append(table.to_string(index=False))
     return "\n".join(lines)

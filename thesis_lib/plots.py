@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -64,14 +65,13 @@ THESIS_STYLE: dict[str, Any] = {
 }
 
 FIGURE_SIZES: dict[str, tuple[float, float]] = {
-    "full": (6.0, 3.7),    # the A4 text width
-    "half": (2.9, 2.4),    # two side by side (sub-figures a, b)
+    "full": (6.0, 3.7),  # the A4 text width
+    "half": (2.9, 2.4),  # two side by side (sub-figures a, b)
     "square": (4.0, 4.0),  # grids, heat maps
 }
 
 PNG_DPI = 200
-_PDF_METADATA = {"Creator": "thesis_lib.plots", "Producer": "thesis_lib.plots",
-                 "CreationDate": None, "ModDate": None}
+_PDF_METADATA = {"Creator": "thesis_lib.plots", "Producer": "thesis_lib.plots", "CreationDate": None, "ModDate": None}
 _PNG_METADATA = {"Software": "thesis_lib.plots"}
 
 
@@ -95,8 +95,10 @@ LABELS: dict[str, dict[str, str]] = {
     "lr": {"de": "Lernrate", "en": "learning rate"},
     "seeds": {"de": "Seeds", "en": "seeds"},
     "band_minmax": {"de": "Band: Minimum bis Maximum über {n} Seeds", "en": "band: minimum to maximum over {n} seeds"},
-    "mean_band": {"de": "Mittelwert, Band: Minimum bis Maximum über {n} Seeds",
-                  "en": "mean, band: minimum to maximum over {n} seeds"},
+    "mean_band": {
+        "de": "Mittelwert, Band: Minimum bis Maximum über {n} Seeds",
+        "en": "mean, band: minimum to maximum over {n} seeds",
+    },
 }
 _language = "de"
 
@@ -125,8 +127,9 @@ def label(key: str, **values: Any) -> str:
     return LABELS[key][_language].format(**values)
 
 
-def figure(size: Literal["full", "half", "square"] = "full", nrows: int = 1, ncols: int = 1,
-           **subplots_kwargs: Any) -> tuple[Figure, Any]:
+def figure(
+    size: Literal["full", "half", "square"] = "full", nrows: int = 1, ncols: int = 1, **subplots_kwargs: Any
+) -> tuple[Figure, Any]:
     """Apply the thesis style and return `plt.subplots(nrows, ncols)` at a print size from FIGURE_SIZES,
     with constrained layout unless `layout` is given. Further keywords go to `plt.subplots`."""
     if size not in FIGURE_SIZES:
@@ -159,8 +162,9 @@ def use_notebook(notebook: str, profile: str) -> Path:
     return figure_dir()
 
 
-def figure_dir(notebook: str | None = None, profile: str | None = None,
-               root: str | os.PathLike[str] | None = None) -> Path:
+def figure_dir(
+    notebook: str | None = None, profile: str | None = None, root: str | os.PathLike[str] | None = None
+) -> Path:
     """The folder `<root>/figures/<profile>/<notebook>` that `save` writes into (not created here).
 
     root: argument, else env THESIS_ROOT, else the repository root (the folder holding thesis_lib).
@@ -169,8 +173,9 @@ def figure_dir(notebook: str | None = None, profile: str | None = None,
     """
     notebook = notebook or _CURRENT_NOTEBOOK.get("notebook") or os.environ.get("THESIS_NOTEBOOK")
     if not notebook:
-        raise ValueError("no notebook name: call plots.use_notebook('03_baseline', profile) first, or pass "
-                         "notebook=...")
+        raise ValueError(
+            "no notebook name: call plots.use_notebook('03_baseline', profile) first, or pass notebook=..."
+        )
     profile = profile or _CURRENT_NOTEBOOK.get("profile") or os.environ.get("THESIS_PROFILE") or "quick"
     _check_path_part(notebook, "notebook")
     _check_path_part(profile, "profile")
@@ -181,12 +186,21 @@ def figure_dir(notebook: str | None = None, profile: str | None = None,
 
 def _write_figure(fig: Figure, target: Path, file_format: str, metadata: dict[str, Any]) -> None:
     """Render `fig` into `target` through `files.atomic_write`: a reader never sees a half-written figure."""
-    atomic_write(target, lambda stream: fig.savefig(stream, format=file_format, dpi=PNG_DPI, metadata=metadata,
-                                                    bbox_inches="tight", pad_inches=0.02))
+    atomic_write(
+        target,
+        lambda stream: fig.savefig(
+            stream, format=file_format, dpi=PNG_DPI, metadata=metadata, bbox_inches="tight", pad_inches=0.02
+        ),
+    )
 
 
-def save(fig: Figure, name: str, notebook: str | None = None, profile: str | None = None,
-         root: str | os.PathLike[str] | None = None) -> list[Path]:
+def save(
+    fig: Figure,
+    name: str,
+    notebook: str | None = None,
+    profile: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """Write `fig` as `<name>.pdf` and `<name>.png` (200 dpi) into `figure_dir(notebook, profile, root)`
     and return both paths. `name` is a bare file name without extension, e.g. "fig3_4_boxplot"."""
     _check_path_part(name, "figure name")
@@ -206,14 +220,25 @@ def boxplot(ax: Axes, df: pd.DataFrame, x: str, y: str, order: list[Any] | None 
     with warnings.catch_warnings():
         # seaborn 0.13 still passes `vert` to Axes.bxp, deprecated since matplotlib 3.11.
         warnings.filterwarnings("ignore", message="vert: bool", category=matplotlib.MatplotlibDeprecationWarning)
-        sns.boxplot(data=df, x=x, y=y, order=order, ax=ax, color="0.9", linecolor="0.2", linewidth=0.7,
-                    width=0.6, showfliers=False)
+        sns.boxplot(
+            data=df,
+            x=x,
+            y=y,
+            order=order,
+            ax=ax,
+            color="0.9",
+            linecolor="0.2",
+            linewidth=0.7,
+            width=0.6,
+            showfliers=False,
+        )
     sns.swarmplot(data=df, x=x, y=y, order=order, ax=ax, color="C0", size=3.0)
     return ax
 
 
-def line_with_band(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str,
-                   band: Literal["minmax", "std"] = "minmax") -> Axes:
+def line_with_band(
+    ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, band: Literal["minmax", "std"] = "minmax"
+) -> Axes:
     """Mean of `y` over repeated runs (seeds) against `x`, one line per `hue` level, with a shaded band
     from the minimum to the maximum run ("minmax") or of +-1 standard deviation ("std")."""
     bands = {"minmax": ("pi", 100), "std": ("sd", 1)}
@@ -222,8 +247,16 @@ def line_with_band(ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str,
     # A list palette makes seaborn treat numeric hue (e.g. a learning rate) as categories: distinct
     # colorblind-safe colors instead of a light-to-dark ramp whose lightest line vanishes in print.
     palette = sns.color_palette("colorblind", n_colors=df[hue].nunique())
-    sns.lineplot(data=df, x=x, y=y, hue=hue, palette=palette, errorbar=bands[band], ax=ax,
-                 err_kws={"linewidth": 0.0, "alpha": 0.2})
+    sns.lineplot(
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        palette=palette,
+        errorbar=bands[band],
+        ax=ax,
+        err_kws={"linewidth": 0.0, "alpha": 0.2},
+    )
     return ax
 
 

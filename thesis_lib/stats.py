@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 from numpy.typing import ArrayLike
 from scipy import stats as scipy_stats
-import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
 
 
@@ -84,15 +84,26 @@ class WelchResult:
         level = f"{(1.0 - self.confidence) * 100:g}%"
         means = f"{what}: {_format_number(self.mean_a, unit)} vs {_format_number(self.mean_b, unit)}"
         if math.isnan(self.t):
-            return (f"{means} (difference {_format_number(self.diff, unit)}), "
-                    f"Welch t-test undefined (no variance in either sample).")
-        interval = (f"{self.confidence * 100:g}% CI "
-                    f"[{_format_number(self.ci_low, unit)}, {_format_number(self.ci_high, unit)}]")
+            return (
+                f"{means} (difference {_format_number(self.diff, unit)}), "
+                f"Welch t-test undefined (no variance in either sample)."
+            )
+        interval = (
+            f"{self.confidence * 100:g}% CI [{_format_number(self.ci_low, unit)}, {_format_number(self.ci_high, unit)}]"
+        )
         verdict = "significant" if self.p < 1.0 - self.confidence else "not significant"
-        constant = (f" (all {self.n_a if self.constant == 'a' else self.n_b} values of "
-                    f"{'the first' if self.constant == 'a' else 'the second'} group are equal)") if self.constant else ""
-        return (f"{means} (difference {_format_number(self.diff, unit)}, {interval}){constant}, "
-                f"Welch t = {self.t:.3g}, df = {self.df:.3g}, p = {self.p:.3g}: {verdict} at the {level} level.")
+        constant = (
+            (
+                f" (all {self.n_a if self.constant == 'a' else self.n_b} values of "
+                f"{'the first' if self.constant == 'a' else 'the second'} group are equal)"
+            )
+            if self.constant
+            else ""
+        )
+        return (
+            f"{means} (difference {_format_number(self.diff, unit)}, {interval}){constant}, "
+            f"Welch t = {self.t:.3g}, df = {self.df:.3g}, p = {self.p:.3g}: {verdict} at the {level} level."
+        )
 
 
 def welch_ttest(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> WelchResult:
@@ -105,8 +116,14 @@ def welch_ttest(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> WelchRe
     sample_a = _finite_sample(a, "sample a", 2)
     sample_b = _finite_sample(b, "sample b", 2)
     mean_a, mean_b = float(sample_a.mean()), float(sample_b.mean())
-    common = dict(mean_a=mean_a, mean_b=mean_b, diff=mean_a - mean_b,
-                  n_a=int(sample_a.size), n_b=int(sample_b.size), confidence=confidence)
+    common = dict(
+        mean_a=mean_a,
+        mean_b=mean_b,
+        diff=mean_a - mean_b,
+        n_a=int(sample_a.size),
+        n_b=int(sample_b.size),
+        confidence=confidence,
+    )
     constant_a, constant_b = np.ptp(sample_a) == 0.0, np.ptp(sample_b) == 0.0
     if constant_a and constant_b:
         nan = float("nan")
@@ -117,9 +134,15 @@ def welch_ttest(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> WelchRe
             warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
         test = scipy_stats.ttest_ind(sample_a, sample_b, equal_var=False)
     interval = test.confidence_interval(confidence_level=confidence)
-    return WelchResult(t=float(test.statistic), p=float(test.pvalue), df=float(test.df),
-                       ci_low=float(interval.low), ci_high=float(interval.high),
-                       constant="a" if constant_a else "b" if constant_b else "", **common)
+    return WelchResult(
+        t=float(test.statistic),
+        p=float(test.pvalue),
+        df=float(test.df),
+        ci_low=float(interval.low),
+        ci_high=float(interval.high),
+        constant="a" if constant_a else "b" if constant_b else "",
+        **common,
+    )
 
 
 @dataclass(frozen=True)
@@ -168,9 +191,9 @@ def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFi
     n = int(x_values.size)
     fit = sm.OLS(y_values, sm.add_constant(x_values, has_constant="add")).fit(method="qr")
     intercept, slope = (float(v) for v in fit.params)
-    residual_ss = float(np.sum(fit.resid ** 2))
+    residual_ss = float(np.sum(fit.resid**2))
     total_ss = float(np.sum((y_values - y_values.mean()) ** 2))
-    intercept_se, slope_se = ((float(v) for v in fit.bse) if residual_ss > 0 else (0.0, 0.0))
+    intercept_se, slope_se = (float(v) for v in fit.bse) if residual_ss > 0 else (0.0, 0.0)
     if slope_se > 0:
         p = float(2 * scipy_stats.t.sf(abs(slope / slope_se), n - 2))
     else:
@@ -178,11 +201,16 @@ def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFi
     r2 = 1.0 - residual_ss / total_ss if total_ss > 0 else 1.0
     t_critical = float(scipy_stats.t.ppf(0.5 + confidence / 2.0, n - 2))
     return LinearFit(
-        slope=slope, intercept=intercept, r2=r2, p=p,
-        slope_se=slope_se, intercept_se=intercept_se,
+        slope=slope,
+        intercept=intercept,
+        r2=r2,
+        p=p,
+        slope_se=slope_se,
+        intercept_se=intercept_se,
         slope_ci=(slope - t_critical * slope_se, slope + t_critical * slope_se),
         intercept_ci=(intercept - t_critical * intercept_se, intercept + t_critical * intercept_se),
-        n=n, confidence=confidence,
+        n=n,
+        confidence=confidence,
     )
 
 
@@ -198,16 +226,28 @@ def summary_table(df: pd.DataFrame, by: str | list[str], value: str) -> pd.DataF
     group_columns = [by] if isinstance(by, str) else list(by)
     _require_columns(df, [*group_columns, value])
     grouped = df.groupby(group_columns, sort=True, observed=True)[value]
-    return grouped.agg(mean="mean", std="std", n="count",
-                       min="min", max="max").reset_index()
+    return grouped.agg(mean="mean", std="std", n="count", min="min", max="max").reset_index()
 
 
-WELCH_COLUMNS = ["comparison", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "t", "df", "p", "n_a", "n_b",
-                 "sentence"]
+WELCH_COLUMNS = [
+    "comparison",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "t",
+    "df",
+    "p",
+    "n_a",
+    "n_b",
+    "sentence",
+]
 
 
-def welch_table(comparisons: Iterable[tuple[str, ArrayLike, ArrayLike]], unit: str = "",
-                confidence: float = 0.95) -> pd.DataFrame:
+def welch_table(
+    comparisons: Iterable[tuple[str, ArrayLike, ArrayLike]], unit: str = "", confidence: float = 0.95
+) -> pd.DataFrame:
     """Welch t-tests of many (label, a, b) pairs: one row each with the test's numbers and its sentence
     (`WelchResult.sentence(label, unit)`), so a notebook prints every result from one table."""
     rows = []
@@ -216,13 +256,23 @@ def welch_table(comparisons: Iterable[tuple[str, ArrayLike, ArrayLike]], unit: s
             result = welch_ttest(a, b, confidence=confidence)
         except ValueError as error:
             raise ValueError(f"{label}: {error}") from error
-        rows.append({"comparison": label, **{k: v for k, v in result.as_dict().items() if k != "confidence"},
-                     "sentence": result.sentence(label, unit)})
+        rows.append(
+            {
+                "comparison": label,
+                **{k: v for k, v in result.as_dict().items() if k != "confidence"},
+                "sentence": result.sentence(label, unit),
+            }
+        )
     return pd.DataFrame(rows, columns=WELCH_COLUMNS)
 
 
-def compare_groups(df: pd.DataFrame, group_col: str, pairs: Iterable[tuple[object, object]],
-                   quantities: Iterable[tuple[str, str, str]], confidence: float = 0.95) -> pd.DataFrame:
+def compare_groups(
+    df: pd.DataFrame,
+    group_col: str,
+    pairs: Iterable[tuple[object, object]],
+    quantities: Iterable[tuple[str, str, str]],
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Welch tests between named groups of one tidy frame: for every (column, description, unit) of
     `quantities` and every (a, b) of `pairs`, the values of `column` in group a against group b, labelled
     "<description>, a vs b" (one `welch_table` row each, with its sentence)."""
@@ -233,27 +283,40 @@ def compare_groups(df: pd.DataFrame, group_col: str, pairs: Iterable[tuple[objec
     missing = sorted({str(g) for pair in pairs for g in pair if g not in present})
     if missing:
         raise ValueError(f"group(s) {missing} not in column {group_col!r}; groups present: {sorted(map(str, present))}")
-    tables = [welch_table([(f"{what}, {a} vs {b}", df.loc[df[group_col] == a, column],
-                            df.loc[df[group_col] == b, column]) for a, b in pairs], unit=unit, confidence=confidence)
-              for column, what, unit in quantities]
+    tables = [
+        welch_table(
+            [
+                (f"{what}, {a} vs {b}", df.loc[df[group_col] == a, column], df.loc[df[group_col] == b, column])
+                for a, b in pairs
+            ],
+            unit=unit,
+            confidence=confidence,
+        )
+        for column, what, unit in quantities
+    ]
     return pd.concat(tables, ignore_index=True)
 
 
-def ttest_table(df: pd.DataFrame, group_col: str, value_col: str, reference: object,
-                confidence: float = 0.95, unit: str = "") -> pd.DataFrame:
+def ttest_table(
+    df: pd.DataFrame, group_col: str, value_col: str, reference: object, confidence: float = 0.95, unit: str = ""
+) -> pd.DataFrame:
     """Welch t-test of every group of `group_col` against the `reference` group, one row per other group
     (sorted), with columns group, mean, reference_mean, diff (= mean - reference_mean), ci_low, ci_high,
     t, df, p and the result's sentence. No correction for multiple comparisons is applied."""
     _require_columns(df, [group_col, value_col])
-    groups = {key: part[value_col].to_numpy(dtype=float)
-              for key, part in df.groupby(group_col, sort=True, observed=True)}
+    groups = {
+        key: part[value_col].to_numpy(dtype=float) for key, part in df.groupby(group_col, sort=True, observed=True)
+    }
     if reference not in groups:
-        raise ValueError(f"reference group {reference!r} not found in column {group_col!r}; "
-                         f"groups present: {list(groups)}")
+        raise ValueError(
+            f"reference group {reference!r} not found in column {group_col!r}; groups present: {list(groups)}"
+        )
     others = [key for key in groups if key != reference]
     table = welch_table(
         [(f"{value_col}, {group_col} = {key} vs {reference}", groups[key], groups[reference]) for key in others],
-        unit=unit, confidence=confidence)
+        unit=unit,
+        confidence=confidence,
+    )
     table.insert(0, "group", others)
     table = table.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
     return table[["group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p", "sentence"]]
@@ -288,11 +351,16 @@ def with_holm(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     _require_columns(table, ["p"])
     out = table.copy()
     out["p_holm"] = adjust_pvalues(out["p"].to_numpy(dtype=float))
-    out["verdict"] = np.where(out["p_holm"].isna(), "undefined (no variance)",
-                              np.where(out["p_holm"] < alpha, "significant", "not significant"))
+    out["verdict"] = np.where(
+        out["p_holm"].isna(),
+        "undefined (no variance)",
+        np.where(out["p_holm"] < alpha, "significant", "not significant"),
+    )
     if "sentence" in out:
-        out["sentence"] = [_holm_sentence(sentence, p_holm, verdict)
-                           for sentence, p_holm, verdict in zip(out["sentence"], out["p_holm"], out["verdict"])]
+        out["sentence"] = [
+            _holm_sentence(sentence, p_holm, verdict)
+            for sentence, p_holm, verdict in zip(out["sentence"], out["p_holm"], out["verdict"])
+        ]
     return out
 
 

@@ -35,8 +35,8 @@ import copy
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -153,11 +153,18 @@ def conv_edges(model: ResNet) -> list[ConvEdge]:
             groups = _layer_groups(s, b, block, read, written)
             for i, kernel in enumerate(block.kernels, start=1):
                 stride = block.stride if i == 1 else 1
-                edges.append(ConvEdge(f"{prefix}.conv{i}", groups[i - 1], groups[i], kernel, stride,
-                                      f"{prefix}.bn{i}"))
+                edges.append(ConvEdge(f"{prefix}.conv{i}", groups[i - 1], groups[i], kernel, stride, f"{prefix}.bn{i}"))
             if block.has_shortcut_conv:
-                edges.append(ConvEdge(f"{prefix}.shortcut_conv", read, written, block.shortcut_kernel,
-                                      block.stride, f"{prefix}.shortcut_bn"))
+                edges.append(
+                    ConvEdge(
+                        f"{prefix}.shortcut_conv",
+                        read,
+                        written,
+                        block.shortcut_kernel,
+                        block.stride,
+                        f"{prefix}.shortcut_bn",
+                    )
+                )
     edges.append(ConvEdge("classifier", layout.stage_groups[-1], None, 1, 1, None))
     return edges
 
@@ -180,11 +187,19 @@ def channel_groups(model: ResNet) -> list[ChannelGroup]:
         members = [(f"{conv}.weight", 0) for conv in producers.get(name, [])]
         members += [(f"{bn}.{tensor}", 0) for bn in bns.get(name, []) for tensor in _BN_TENSORS]
         members += [(f"{conv}.weight", 1) for conv in readers.get(name, [])]
-        return ChannelGroup(name, size, tuple(members), kind, stage, block, tuple(producers.get(name, [])),
-                            tuple(readers.get(name, [])), tuple(bns.get(name, [])))
+        return ChannelGroup(
+            name,
+            size,
+            tuple(members),
+            kind,
+            stage,
+            block,
+            tuple(producers.get(name, [])),
+            tuple(readers.get(name, [])),
+            tuple(bns.get(name, [])),
+        )
 
-    groups = [build(name, size, STREAM, layout.stream_stages[name], None)
-              for name, size in layout.stream_sizes.items()]
+    groups = [build(name, size, STREAM, layout.stream_stages[name], None) for name, size in layout.stream_sizes.items()]
     for s, stage in enumerate(spec.stages):
         for b, block in enumerate(stage.blocks):
             for i, width in enumerate(block.widths, start=1):
@@ -241,8 +256,9 @@ _BLOCK_KEY = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(.+)$")
 _LAYER_KEY = re.compile(r"^(conv|bn)(\d+)\.(.+)$")
 
 
-def _renamer(old_block_of: Callable[[int, int], int | None],
-             old_layer_of: Callable[[int, int, int], int | None] | None = None) -> Callable[[str], str | None]:
+def _renamer(
+    old_block_of: Callable[[int, int], int | None], old_layer_of: Callable[[int, int, int], int | None] | None = None
+) -> Callable[[str], str | None]:
     """Map a new state key to the old one, given where each new block (stage, block) and each new layer
     (stage, block, layer) came from; None where the new module is fresh. Stem and classifier keep their keys."""
 
@@ -279,8 +295,10 @@ def _apply_plan(model: ResNet, plan: _Plan) -> ResNet:
             continue
         carried = plan.transform(source, old_state[source])
         if carried.shape != fresh.shape:
-            raise RuntimeError(f"surgery bug: {source} -> {key} gives shape {tuple(carried.shape)}, "
-                               f"the new model needs {tuple(fresh.shape)}")
+            raise RuntimeError(
+                f"surgery bug: {source} -> {key} gives shape {tuple(carried.shape)}, "
+                f"the new model needs {tuple(fresh.shape)}"
+            )
         if plan.fresh_copies:
             mask = plan.copies_mask(source, carried)
             if mask is not None:
@@ -290,31 +308,39 @@ def _apply_plan(model: ResNet, plan: _Plan) -> ResNet:
     return new_model
 
 
-def _check_index_maps(groups: Mapping[str, ChannelGroup],
-                      index_maps: Mapping[str, IndexMap]) -> dict[str, torch.Tensor]:
+def _check_index_maps(
+    groups: Mapping[str, ChannelGroup], index_maps: Mapping[str, IndexMap]
+) -> dict[str, torch.Tensor]:
     """Validate group names and indices; return each map as a 1-D int64 CPU tensor."""
     checked = {}
     for name, indices in index_maps.items():
         if name not in groups:
             known = ", ".join(list(groups)[:6])
-            raise ValueError(f"unknown channel group {name!r}; the model's groups are {known}, ... "
-                             "(see channel_groups(model))")
+            raise ValueError(
+                f"unknown channel group {name!r}; the model's groups are {known}, ... (see channel_groups(model))"
+            )
         group = groups[name]
         index = torch.as_tensor(indices).detach().cpu()
         if index.numel() == 0:
             index = index.reshape(0).long()
         if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
-            raise ValueError(f"channel group {name!r}: give a 1-D sequence of integer channel indices, "
-                             f"got shape {tuple(index.shape)} of {index.dtype}")
+            raise ValueError(
+                f"channel group {name!r}: give a 1-D sequence of integer channel indices, "
+                f"got shape {tuple(index.shape)} of {index.dtype}"
+            )
         index = index.long()
         outside = index[(index < 0) | (index >= group.size)]
         if outside.numel():
-            raise ValueError(f"channel group {name!r} has {group.size} channels (indices 0..{group.size - 1}), "
-                             f"got index {outside[0].item()}")
+            raise ValueError(
+                f"channel group {name!r} has {group.size} channels (indices 0..{group.size - 1}), "
+                f"got index {outside[0].item()}"
+            )
         if group.kind == STREAM and index.numel() == 0:
             where = "the stem" if group.stage is None else f"stage {group.stage}"
-            raise ValueError(f"cannot remove every channel of the residual stream of {where} (group {name!r}); "
-                             "keep at least one channel")
+            raise ValueError(
+                f"cannot remove every channel of the residual stream of {where} (group {name!r}); "
+                "keep at least one channel"
+            )
         checked[name] = index
     return checked
 
@@ -326,8 +352,9 @@ def _repeats(index: torch.Tensor, size: int) -> torch.Tensor:
     return first[index] != positions
 
 
-def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_readers: bool,
-                  fresh_copies: bool = False) -> _Plan:
+def _channel_plan(
+    model: ResNet, index_maps: Mapping[str, IndexMap], divide_readers: bool, fresh_copies: bool = False
+) -> _Plan:
     """The plan of map_channels: new widths from the maps, emptied blocks dropped, gathers per member."""
     spec = model.spec
     groups = {group.name: group for group in channel_groups(model)}
@@ -361,8 +388,12 @@ def _channel_plan(model: ResNet, index_maps: Mapping[str, IndexMap], divide_read
             gathers.setdefault(key, []).append(_Gather(dim, index, repeat))
         for key, dim in group.reader_members:
             gathers.setdefault(key, []).append(_Gather(dim, index, repeat, counts))
-    return _Plan(new_spec, _renamer(lambda s, b: kept_blocks[s][b]),
-                 {key: tuple(steps) for key, steps in gathers.items()}, fresh_copies)
+    return _Plan(
+        new_spec,
+        _renamer(lambda s, b: kept_blocks[s][b]),
+        {key: tuple(steps) for key, steps in gathers.items()},
+        fresh_copies,
+    )
 
 
 def stream_segments(spec: ResNetSpec) -> dict[int, list[str]]:
@@ -400,11 +431,13 @@ def _check_segment_sizes(spec: ResNetSpec, size: Mapping[str, int]) -> None:
             raise ValueError(
                 f"stage {stage} has {len(names)} residual-stream segments {names} (separated by shortcut convs) "
                 f"and the spec holds one width per stage, but they would keep {widths} channels; give every "
-                "segment of a stage the same number of channels (surgery.same_width_segments does)")
+                "segment of a stage the same number of channels (surgery.same_width_segments does)"
+            )
 
 
-def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_readers: bool,
-                 new_channels: str = "copy") -> ResNet:
+def map_channels(
+    model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_readers: bool, new_channels: str = "copy"
+) -> ResNet:
     """A new model whose channel j of group G is the old channel index_maps[G][j] (groups not named stay whole).
 
     Indices may repeat (Net2WiderNet replication) or form a subset (pruning). Producers (conv output
@@ -424,8 +457,10 @@ def map_channels(model: ResNet, index_maps: Mapping[str, IndexMap], *, divide_re
         raise ValueError(f"unknown new_channels {new_channels!r}; use one of {NEW_CHANNELS}")
     fresh_copies = new_channels == "fresh"
     if fresh_copies and divide_readers:
-        raise ValueError("new_channels='fresh' initialises the copies afresh, so there is nothing to divide; "
-                         "pass divide_readers=False")
+        raise ValueError(
+            "new_channels='fresh' initialises the copies afresh, so there is nothing to divide; "
+            "pass divide_readers=False"
+        )
     return _apply_plan(model, _channel_plan(model, index_maps, divide_readers, fresh_copies))
 
 
@@ -440,8 +475,10 @@ def select_channels(model: ResNet, keep: Mapping[str, Sequence[int] | torch.Tens
         values = torch.as_tensor(indices).detach().cpu().reshape(-1).tolist()
         repeated = sorted(value for value, count in Counter(values).items() if count > 1)
         if repeated:
-            raise ValueError(f"select_channels: group {name!r} lists channel(s) {repeated} more than once; "
-                             "give each kept channel once (use map_channels to replicate channels)")
+            raise ValueError(
+                f"select_channels: group {name!r} lists channel(s) {repeated} more than once; "
+                "give each kept channel once (use map_channels to replicate channels)"
+            )
         sorted_keep[name] = sorted(values)
     return map_channels(model, sorted_keep, divide_readers=False)
 
@@ -456,8 +493,13 @@ def narrowed(model: ResNet, fraction: float) -> ResNet:
     return select_channels(model, same_width_segments(model.spec, keep))
 
 
-def carry_optimizer_state(old_model: ResNet, new_model: ResNet, old_optimizer: torch.optim.Optimizer,
-                          new_optimizer: torch.optim.Optimizer, index_maps: Mapping[str, IndexMap]) -> None:
+def carry_optimizer_state(
+    old_model: ResNet,
+    new_model: ResNet,
+    old_optimizer: torch.optim.Optimizer,
+    new_optimizer: torch.optim.Optimizer,
+    index_maps: Mapping[str, IndexMap],
+) -> None:
     """Carry per-parameter optimizer state across `map_channels(old_model, index_maps, ...)` / `select_channels`.
 
     State tensors shaped like their parameter (SGD's momentum_buffer, Adam's moments) are gathered through
@@ -469,11 +511,15 @@ def carry_optimizer_state(old_model: ResNet, new_model: ResNet, old_optimizer: t
     """
     plan = _channel_plan(old_model, index_maps, divide_readers=False)
     if plan.spec != new_model.spec:
-        raise ValueError("new_model is not map_channels(old_model, index_maps): its spec differs from the one "
-                         "these index maps give; pass the index maps the new model was made with")
+        raise ValueError(
+            "new_model is not map_channels(old_model, index_maps): its spec differs from the one "
+            "these index maps give; pass the index maps the new model was made with"
+        )
     if len(old_optimizer.param_groups) != len(new_optimizer.param_groups):
-        raise ValueError(f"the old optimizer has {len(old_optimizer.param_groups)} param groups, the new one "
-                         f"{len(new_optimizer.param_groups)}; build the new optimizer with matching groups")
+        raise ValueError(
+            f"the old optimizer has {len(old_optimizer.param_groups)} param groups, the new one "
+            f"{len(new_optimizer.param_groups)}; build the new optimizer with matching groups"
+        )
     for old_group, new_group in zip(old_optimizer.param_groups, new_optimizer.param_groups):
         new_group.update({key: value for key, value in old_group.items() if key != "params"})
 
@@ -502,8 +548,7 @@ def _check_stage(spec: ResNetSpec, stage: int) -> StageSpec:
 def _check_block(spec: ResNetSpec, stage: int, block: int) -> BlockSpec:
     blocks = _check_stage(spec, stage).blocks
     if not 0 <= block < len(blocks):
-        raise ValueError(f"stage {stage} has {len(blocks)} blocks (indices 0..{len(blocks) - 1}), "
-                         f"got block {block}")
+        raise ValueError(f"stage {stage} has {len(blocks)} blocks (indices 0..{len(blocks) - 1}), got block {block}")
     return blocks[block]
 
 
@@ -524,8 +569,9 @@ def default_new_block(stage: StageSpec) -> BlockSpec:
     return BlockSpec(widths=(stage.width,), kernels=(3, 3))
 
 
-def insert_block(model: ResNet, stage: int, position: int | None = None,
-                 block: BlockSpec | None = None) -> tuple[ResNet, str]:
+def insert_block(
+    model: ResNet, stage: int, position: int | None = None, block: BlockSpec | None = None
+) -> tuple[ResNet, str]:
     """A new model with a plain residual block (stride 1, identity shortcut) inserted into `stage` at
     `position` (None: at the end); later blocks shift by one. Every existing tensor is carried exactly; the
     new block keeps PyTorch's fresh initialisation (Net2DeeperNet then zeros its last BN's gamma and beta,
@@ -535,14 +581,16 @@ def insert_block(model: ResNet, stage: int, position: int | None = None,
     blocks = list(_check_stage(spec, stage).blocks)
     position = len(blocks) if position is None else position
     if not 0 <= position <= len(blocks):
-        raise ValueError(f"stage {stage} has {len(blocks)} blocks: insert at a position in 0..{len(blocks)}, "
-                         f"got {position}")
+        raise ValueError(
+            f"stage {stage} has {len(blocks)} blocks: insert at a position in 0..{len(blocks)}, got {position}"
+        )
     if position == 0 and blocks and blocks[0].has_shortcut_conv:
         raise ValueError(f"position 0 of stage {stage} lies before its transition block; insert at 1 or later")
     block = default_new_block(spec.stages[stage]) if block is None else block
     if block.stride != 1 or block.has_shortcut_conv or not block.has_main_path:
-        raise ValueError(f"insert_block inserts plain blocks (stride 1, identity shortcut, at least one layer), "
-                         f"got {block}")
+        raise ValueError(
+            f"insert_block inserts plain blocks (stride 1, identity shortcut, at least one layer), got {block}"
+        )
     blocks.insert(position, block)
 
     def old_block_of(s: int, b: int) -> int | None:
@@ -562,8 +610,10 @@ def remove_block(model: ResNet, stage: int, block: int) -> ResNet:
     spec = model.spec
     removed = _check_block(spec, stage, block)
     if removed.has_shortcut_conv:
-        raise ValueError(f"stage {stage} block {block} has a shortcut conv (a transition block) and cannot be "
-                         "removed; empty its internal group with select_channels to drop its main path")
+        raise ValueError(
+            f"stage {stage} block {block} has a shortcut conv (a transition block) and cannot be "
+            "removed; empty its internal group with select_channels to drop its main path"
+        )
     blocks = [b for index, b in enumerate(spec.stages[stage].blocks) if index != block]
 
     def old_block_of(s: int, b: int) -> int:
@@ -572,8 +622,7 @@ def remove_block(model: ResNet, stage: int, block: int) -> ResNet:
     return _apply_plan(model, _Plan(_with_blocks(spec, stage, blocks), _renamer(old_block_of), {}))
 
 
-def insert_layer(model: ResNet, stage: int, block: int, after_layer: int,
-                 kernel_size: int = 3) -> tuple[ResNet, str]:
+def insert_layer(model: ResNet, stage: int, block: int, after_layer: int, kernel_size: int = 3) -> tuple[ResNet, str]:
     """A new model with one conv + BN layer inserted into a block's main path right after layer
     `after_layer` (0: before the first layer, which then gives its stride to the new layer; l: after the
     last). The new layer is conv{after_layer + 1}, as wide as the output it follows, so every old tensor
@@ -587,14 +636,16 @@ def insert_layer(model: ResNet, stage: int, block: int, after_layer: int,
     if not target.has_main_path:
         raise ValueError(f"stage {stage} block {block} is a bare shortcut with no layers to insert between")
     if not 0 <= after_layer <= layers:
-        raise ValueError(f"stage {stage} block {block} has {layers} layers: after_layer must be in 0..{layers}, "
-                         f"got {after_layer}")
+        raise ValueError(
+            f"stage {stage} block {block} has {layers} layers: after_layer must be in 0..{layers}, got {after_layer}"
+        )
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and positive so that the layer keeps the spatial size, "
-                         f"got {kernel_size}")
+        raise ValueError(
+            f"kernel_size must be odd and positive so that the layer keeps the spatial size, got {kernel_size}"
+        )
     stream_in = spec.stream_widths()[stage] if block == 0 else spec.stages[stage].width
     widths = (stream_in,) + target.widths + (spec.stages[stage].width,)
-    new_widths = widths[:after_layer + 1] + (widths[after_layer],) + widths[after_layer + 1:]
+    new_widths = widths[: after_layer + 1] + (widths[after_layer],) + widths[after_layer + 1 :]
     new_kernels = target.kernels[:after_layer] + (kernel_size,) + target.kernels[after_layer:]
     blocks = list(spec.stages[stage].blocks)
     blocks[block] = replace(target, widths=new_widths[1:-1], kernels=new_kernels)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .plots import figure_dir
 from .files import atomic_write
+from .plots import figure_dir
 
 FLOAT_FORMAT = "{:.4g}".format
 
@@ -27,8 +27,9 @@ def to_latex(frame: pd.DataFrame, caption: str | None = None) -> str:
     return f"\\begin{{table}}[ht]\n\\centering\n{latex}\\caption{{{escaped}}}\n\\end{{table}}\n"
 
 
-def save(frame: pd.DataFrame, name: str, notebook: str | None = None, profile: str | None = None,
-         caption: str | None = None) -> list[Path]:
+def save(
+    frame: pd.DataFrame, name: str, notebook: str | None = None, profile: str | None = None, caption: str | None = None
+) -> list[Path]:
     """Write `frame` as `<name>.csv` and `<name>.tex` into `plots.figure_dir(notebook, profile)` and return
     both paths. `name` is a bare file name, e.g. "table_7_1_comparison"."""
     if not isinstance(frame, pd.DataFrame):

@@ -23,9 +23,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -33,8 +34,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .files import atomic_torch_save
 from .data import Dataset, DeviceLoader
+from .files import atomic_torch_save
 from .models import ResNet, ResNetSpec, build_resnet, count_flops, count_parameters, ghost_batch_sizes
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -141,12 +142,15 @@ class TrainConfig:
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
         if self.milestones and self.milestones[0] < 1:
-            raise ValueError(f"milestones must lie inside (0, epochs): epochs are counted from 1, got "
-                             f"{list(self.milestones)}")
+            raise ValueError(
+                f"milestones must lie inside (0, epochs): epochs are counted from 1, got {list(self.milestones)}"
+            )
         if self.schedule == "step" and self.milestones and self.milestones[-1] >= self.epochs:
-            raise ValueError(f"milestones {self.milestones} must lie below epochs ({self.epochs}): a milestone at or "
-                             f"beyond epochs never takes effect; pass milestones=... for {self.epochs} epochs "
-                             "(the thesis decays at 52 % and 83 % of them) or schedule='constant'")
+            raise ValueError(
+                f"milestones {self.milestones} must lie below epochs ({self.epochs}): a milestone at or "
+                f"beyond epochs never takes effect; pass milestones=... for {self.epochs} epochs "
+                "(the thesis decays at 52 % and 83 % of them) or schedule='constant'"
+            )
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based `epoch`: lr x the batch factor x the schedule (constant; `lr_decay` per
@@ -177,8 +181,11 @@ class TrainConfig:
         defaults = {item.name: item.default for item in fields(self)}
         current = self.to_dict()
         missing = set(current) - set(saved)
-        return (set(saved) <= set(current) and all(current[key] == defaults[key] for key in missing)
-                and {key: current[key] for key in saved} == dict(saved))
+        return (
+            set(saved) <= set(current)
+            and all(current[key] == defaults[key] for key in missing)
+            and {key: current[key] for key in saved} == dict(saved)
+        )
 
 
 def batch_lr_factor(batch_size: int, reference_batch: int, scaling: str) -> float:
@@ -211,8 +218,14 @@ class LARS(torch.optim.Optimizer):
     seed 0.82, 0.90 and 0.88); 5 is the lowest rate of that range that trained every seed.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.9,
-                 weight_decay: float = 0.0, trust: float = 0.001) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust: float = 0.001,
+    ) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust))
 
     @torch.no_grad()
@@ -227,7 +240,8 @@ class LARS(torch.optim.Optimizer):
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(p.grad)
                     denominator = g_norm + group["weight_decay"] * w_norm
                     trust = torch.where(
-                        (w_norm > 0) & (denominator > 0), group["trust"] * w_norm / denominator,
+                        (w_norm > 0) & (denominator > 0),
+                        group["trust"] * w_norm / denominator,
                         torch.ones_like(w_norm),
                     )
                     grad = grad * trust
@@ -245,8 +259,12 @@ def optimizer_param_groups(model: nn.Module, config: TrainConfig) -> list[dict[s
     `bn_weight_decay=False`, the non-BN parameters and then the BN gammas and betas with weight decay 0."""
     if config.bn_weight_decay:
         return [{"params": list(model.parameters())}]
-    bn_ids = {id(p) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-              for p in m.parameters(recurse=False)}
+    bn_ids = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for p in m.parameters(recurse=False)
+    }
     others = [p for p in model.parameters() if id(p) not in bn_ids]
     bn = [p for p in model.parameters() if id(p) in bn_ids]
     return [{"params": others}, {"params": bn, "weight_decay": 0.0}]
@@ -256,8 +274,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     """The optimizer of `config` over the model's parameters (groups from `optimizer_param_groups`)."""
     groups = optimizer_param_groups(model, config)
     if config.optimizer == "lars":
-        return LARS(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                    trust=config.lars_trust)
+        return LARS(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, trust=config.lars_trust
+        )
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
@@ -278,20 +297,21 @@ class TrainingHook:
 
     changes_shapes: bool = False
 
-    def on_train_start(self, trainer: "Trainer") -> None:
+    def on_train_start(self, trainer: Trainer) -> None:
         """Called once before the first epoch trained in this process (also after a resume)."""
 
-    def loss_term(self, trainer: "Trainer", outputs: torch.Tensor, targets: torch.Tensor,
-                  loss: torch.Tensor) -> torch.Tensor | None:
+    def loss_term(
+        self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
+    ) -> torch.Tensor | None:
         return None
 
-    def after_step(self, trainer: "Trainer") -> None:
+    def after_step(self, trainer: Trainer) -> None:
         """Called after every optimizer step."""
 
-    def on_epoch_end(self, trainer: "Trainer", record: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         """Called after the epoch's evaluation, before the checkpoint is written."""
 
-    def on_model_replaced(self, trainer: "Trainer", old_model: nn.Module, new_model: nn.Module) -> None:
+    def on_model_replaced(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
         """Called after `trainer.replace_model` installed `new_model` (already `trainer.model`)."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -324,7 +344,7 @@ class TensorBoardLogger:
         self.log_dir, self.hparams = Path(log_dir), dict(hparams or {})
         self._writer: Any = None
 
-    def __call__(self, trainer: "Trainer", record: Mapping[str, Any]) -> None:
+    def __call__(self, trainer: Trainer, record: Mapping[str, Any]) -> None:
         if self._writer is None:
             self._writer = self._open()
         for key, value in record.items():
@@ -337,12 +357,16 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams
         except ImportError as error:
-            raise RuntimeError(f"TensorBoard logging ({TENSORBOARD_ENV} or a TensorBoardLogger) needs TensorBoard: "
-                               f"pip install tensorboard (or unset {TENSORBOARD_ENV})") from error
+            raise RuntimeError(
+                f"TensorBoard logging ({TENSORBOARD_ENV} or a TensorBoardLogger) needs TensorBoard: "
+                f"pip install tensorboard (or unset {TENSORBOARD_ENV})"
+            ) from error
         writer = SummaryWriter(log_dir=str(self.log_dir))
         if self.hparams:
-            shown = {key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value, default=str)
-                     for key, value in self.hparams.items()}
+            shown = {
+                key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value, default=str)
+                for key, value in self.hparams.items()
+            }
             for summary in hparams(shown, dict.fromkeys(TENSORBOARD_METRICS, 0.0)):
                 writer.file_writer.add_summary(summary)
         return writer
@@ -396,28 +420,38 @@ class Trainer:
     progress: bool = True
     description: str = "train"
     history: list[dict[str, Any]] = field(default_factory=list)
-    epoch_callback: Callable[["Trainer", dict[str, Any]], None] | None = None
+    epoch_callback: Callable[[Trainer, dict[str, Any]], None] | None = None
     cpu_threads: int | Literal["auto"] | None = "auto"
     checkpoint_owner: str | None = None
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.comm_stats = (distributed.CommStats(timed=self.device.type == "cpu") if distributed.is_distributed()
-                           else None)
+        self.comm_stats = (
+            distributed.CommStats(timed=self.device.type == "cpu") if distributed.is_distributed() else None
+        )
         if self.config.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("fp16 training with a gradient scaler needs CUDA; use precision='bf16' (CPU and "
-                             "CUDA) or 'fp32' on the CPU")
+            raise ValueError(
+                "fp16 training with a gradient scaler needs CUDA; use precision='bf16' (CPU and "
+                "CUDA) or 'fp32' on the CPU"
+            )
         rank_batch = self.config.batch_size // self.world_size
         too_large = sorted(v for v in ghost_batch_sizes(self.model) if v > rank_batch)
         if too_large:
-            raise ValueError(f"ghost batch norm's virtual batch {too_large[0]} is larger than the batch size "
-                             f"{rank_batch} of a rank; use a virtual batch of at most the batch size")
+            raise ValueError(
+                f"ghost batch norm's virtual batch {too_large[0]} is larger than the batch size "
+                f"{rank_batch} of a rank; use a virtual batch of at most the batch size"
+            )
         self.compiled = self.config.compiles(any(hook.changes_shapes for hook in self.hooks))
-        if self.compiled and self.device.type == "cpu" and not any(
-                shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")):
-            raise ValueError("TrainConfig(compile=...) on the CPU needs a C++ compiler (g++ or clang++) for "
-                             "TorchInductor; install one or use compile='off'")
+        if (
+            self.compiled
+            and self.device.type == "cpu"
+            and not any(shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++"))
+        ):
+            raise ValueError(
+                "TrainConfig(compile=...) on the CPU needs a C++ compiler (g++ or clang++) for "
+                "TorchInductor; install one or use compile='off'"
+            )
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.epoch_callback is None and os.environ.get(TENSORBOARD_ENV) == "1":
@@ -432,9 +466,16 @@ class Trainer:
         self._set_model(self.model.to(self.device), make_optimizer(self.model, self.config))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.config.precision == "fp16")
         self.train_loader = DeviceLoader(
-            self.data.train_x, self.data.train_y, batch_size=self.batch_size, shuffle=True,
-            augment=self.config.augment, padding=self.config.padding, flip=self.config.flip,
-            seed=self.config.seed, rank=self.rank, world_size=self.world_size,
+            self.data.train_x,
+            self.data.train_y,
+            batch_size=self.batch_size,
+            shuffle=True,
+            augment=self.config.augment,
+            padding=self.config.padding,
+            flip=self.config.flip,
+            seed=self.config.seed,
+            rank=self.rank,
+            world_size=self.world_size,
         )
         self._flops_cache: dict[str, int] = {}
         if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
@@ -474,8 +515,14 @@ class Trainer:
         for hook in self.hooks:
             hook.on_train_start(self)
         epochs = range(self.epoch, self.config.epochs)
-        bar = tqdm(epochs, desc=self.description, disable=not self.progress or self.rank != 0, leave=False,
-                   initial=self.epoch, total=self.config.epochs)
+        bar = tqdm(
+            epochs,
+            desc=self.description,
+            disable=not self.progress or self.rank != 0,
+            leave=False,
+            initial=self.epoch,
+            total=self.config.epochs,
+        )
         for epoch in bar:
             record = self._train_epoch(epoch)
             bar.set_postfix(acc=f"{record['test_acc']:.3f}", loss=f"{record['train_loss']:.3f}")
@@ -502,8 +549,14 @@ class Trainer:
         start = time.perf_counter()
         # Batches get a bar of their own only when an epoch takes longer than BATCH_BAR_DELAY seconds (a
         # CIFAR epoch on the CPU), so short epochs show the epoch bar alone.
-        batches = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}", leave=False, delay=BATCH_BAR_DELAY,
-                       disable=not self.progress or self.rank != 0)
+        batches = tqdm(
+            loader,
+            total=len(loader),
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            delay=BATCH_BAR_DELAY,
+            disable=not self.progress or self.rank != 0,
+        )
         for x, y in batches:
             try:
                 outputs, loss, total = self.train_step(x, y)
@@ -513,7 +566,8 @@ class Trainer:
                 raise FloatingPointError(  # an update of lr x gradient beyond the float range
                     f"training diverged in epoch {epoch + 1} (step {self.step_count + 1}) at lr {lr:g}: a weight "
                     f"update overflows ({error}); lower the learning rate. Nothing of this epoch is saved: the "
-                    f"last checkpoint is that of epoch {epoch}") from error
+                    f"last checkpoint is that of epoch {epoch}"
+                ) from error
             loss_sum += loss.float() * len(y)
             total_sum += total.float() * len(y)
             correct += (outputs.argmax(1) == y).sum()
@@ -524,16 +578,21 @@ class Trainer:
             loss_sum, total_sum, correct, seen = distributed.sum_across_ranks([loss_sum, total_sum, correct, seen])
             distributed.broadcast_buffers(self.model)
         train_loss = float(loss_sum) / seen
-        test_loss, test_acc = evaluate(self.model, self.data.test_x, self.data.test_y,
-                                       self.config.eval_batch_size, autocast_dtype)
-        losses = {"training loss": train_loss, "training loss with the hooks' terms": float(total_sum) / seen,
-                  "test loss after the epoch's last step": test_loss}
+        test_loss, test_acc = evaluate(
+            self.model, self.data.test_x, self.data.test_y, self.config.eval_batch_size, autocast_dtype
+        )
+        losses = {
+            "training loss": train_loss,
+            "training loss with the hooks' terms": float(total_sum) / seen,
+            "test loss after the epoch's last step": test_loss,
+        }
         diverged = {name: value for name, value in losses.items() if not math.isfinite(value)}
         if diverged:
             raise FloatingPointError(
                 f"training diverged in epoch {epoch + 1} (steps {self.step_count - len(loader) + 1}.."
                 f"{self.step_count}) at lr {lr:g}: {diverged}; lower the learning rate. Nothing of this epoch "
-                f"is saved: the last checkpoint is that of epoch {epoch}")
+                f"is saved: the last checkpoint is that of epoch {epoch}"
+            )
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -572,8 +631,9 @@ class Trainer:
         if self.config.channels_last and self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         autocast_dtype = AUTOCAST_DTYPES.get(self.config.precision)
-        with torch.autocast(self.device.type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        ):
             outputs = self.train_module(x)
             loss = nn.functional.cross_entropy(outputs, y)
         total = loss
@@ -628,9 +688,11 @@ class Trainer:
         owner = state.get("owner") if isinstance(state, dict) else None
         if self.checkpoint_owner is not None and owner != self.checkpoint_owner:
             written_by = owner or "a run of a version that did not name it"
-            raise RuntimeError(f"checkpoint {path} belongs to another run ({written_by}), not to "
-                               f"{self.checkpoint_owner}: it was copied or moved here; delete it to start this "
-                               "run afresh")
+            raise RuntimeError(
+                f"checkpoint {path} belongs to another run ({written_by}), not to "
+                f"{self.checkpoint_owner}: it was copied or moved here; delete it to start this "
+                "run afresh"
+            )
         if not self.config.matches(state.get("config") or {}):
             raise RuntimeError(
                 f"checkpoint {path} was written by a run with a different TrainConfig; "
@@ -639,11 +701,14 @@ class Trainer:
         hook_types = [type(hook).__qualname__ for hook in self.hooks]
         written_types = state.get("hook_types", hook_types)
         if len(state["hooks"]) != len(self.hooks) or any(
-                saved and written != current  # a stateless hook (a kill switch, a logger) may differ
-                for saved, written, current in zip(state["hooks"], written_types, hook_types)):
+            saved and written != current  # a stateless hook (a kill switch, a logger) may differ
+            for saved, written, current in zip(state["hooks"], written_types, hook_types)
+        ):
             written = state.get("hook_types", f"{len(state['hooks'])} hooks")
-            raise RuntimeError(f"checkpoint {path} was written with the hooks {written}, this run has "
-                               f"{hook_types}: it belongs to another run; delete it to start afresh")
+            raise RuntimeError(
+                f"checkpoint {path} was written with the hooks {written}, this run has "
+                f"{hook_types}: it belongs to another run; delete it to start afresh"
+            )
         model = build_resnet(ResNetSpec.from_dict(state["spec"])) if state["spec"] is not None else self.model
         model.load_state_dict(state["model"])
         model = model.to(self.device)
@@ -664,16 +729,20 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
-             autocast_dtype: torch.dtype | None = None) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` in eval mode on (x, y)."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        with torch.autocast(xb.device.type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        with torch.autocast(xb.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             outputs = model(xb)
         loss_sum += float(nn.functional.cross_entropy(outputs.float(), yb, reduction="sum"))
         correct += int((outputs.argmax(1) == yb).sum())
@@ -692,4 +761,3 @@ def seeded_model(spec_or_config: Any, seed: int) -> ResNet:
 def training_flops(history: pd.DataFrame, n_train: int) -> float:
     """Training FLOPs of a run: forward FLOPs per image x 3 (forward + backward) x images x epochs."""
     return float(3 * n_train * history["flops"].sum())
-

@@ -21,15 +21,19 @@ def test_baseline_follows_the_schedule_and_reports_the_saved_net(isolated_result
     assert accuracy == pytest.approx(result.summary["final_acc"])
 
 
-
 def test_table_3_2_compares_the_wide_runs_with_each_other_as_the_draft():
     import pandas as pd
 
     from thesis_lib.chapters.ch03_baseline import epoch_time_spread, epoch_time_table
 
-    history = pd.DataFrame({
-        "model": ["wide"] * 6 + ["narrow"] * 2, "schedule": ["step"] * 4 + ["constant"] * 2 + ["step"] * 2,
-        "seed": [0, 0, 1, 1, 0, 0, 0, 0], "epoch_time": [19.0, 21.0, 19.5, 20.5, 19.4, 19.6, 5.0, 7.0]})
+    history = pd.DataFrame(
+        {
+            "model": ["wide"] * 6 + ["narrow"] * 2,
+            "schedule": ["step"] * 4 + ["constant"] * 2 + ["step"] * 2,
+            "seed": [0, 0, 1, 1, 0, 0, 0, 0],
+            "epoch_time": [19.0, 21.0, 19.5, 20.5, 19.4, 19.6, 5.0, 7.0],
+        }
+    )
     table = epoch_time_table(history)
     assert table[["schedule", "seed", "n"]].values.tolist() == [["constant", 0, 2], ["step", 0, 2], ["step", 1, 2]]
     assert table["mean"].tolist() == pytest.approx([19.5, 20.0, 20.0])

@@ -1,24 +1,31 @@
 """Chapter 4: MorphNet experiments on smoke, the search's structures and the analysis of notebook 04."""
 
 import json
+
 import pandas as pd
 import pytest
 import torch
-from thesis_lib.experiments import get_profile, run, sweep
-from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
+
 from thesis_lib.chapters.ch04_morphnet import (
-    AliveCostRecorder, alive_cost_curves, layer_widths, search_structures, uniform_scaling,
+    AliveCostRecorder,
+    alive_cost_curves,
+    layer_widths,
+    search_structures,
+    uniform_scaling,
 )
+from thesis_lib.experiments import get_profile, run, sweep
 from thesis_lib.methods.morphnet import (
-    morphnet_search, scale_spec, spec_cost,
+    morphnet_search,
+    scale_spec,
+    spec_cost,
 )
+from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flops
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer
+
 from helpers import next_breakpoint, toy_data, weight_entries
 
-
 INPUT = (1, 8, 8)
-
 
 
 def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
@@ -27,8 +34,10 @@ def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
     table = uniform_scaling(narrow, doubled, INPUT)
     assert table["resource"].tolist() == ["flops", "size"]
     assert table["omega"].tolist() == [2.0, 2.0] and table["equals_reference"].all()
-    costs = {config: [count_flops(build_resnet(config), INPUT), weight_entries(build_resnet(config))]
-             for config in (narrow, doubled)}
+    costs = {
+        config: [count_flops(build_resnet(config), INPUT), weight_entries(build_resnet(config))]
+        for config in (narrow, doubled)
+    }
     assert table["budget"].tolist() == table["scaled_cost"].tolist() == costs[doubled]
     assert table["seed_cost"].tolist() == costs[narrow]
     uneven = narrow.with_(widths=(7, 9))  # no omega turns 4/8 into 7/9
@@ -42,13 +51,21 @@ def test_uniform_scaling_reaches_the_reference_or_stays_below_its_cost():
     assert weight_entries(build_resnet(larger)) > row["budget"]
 
 
-
 def test_tiny_search_on_digits_stays_within_budget(digits):
     seed = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
     budget = spec_cost(ResNetConfig(stages=2, blocks=(1, 1), widths=(6, 12), in_channels=1), "flops", INPUT)
     config = TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="constant", augment=False)
-    result = morphnet_search(seed, digits, config, resource="flops", budget=budget, iterations=1,
-                             relative_strength=5.0, gamma_threshold=0.9, progress=False)
+    result = morphnet_search(
+        seed,
+        digits,
+        config,
+        resource="flops",
+        budget=budget,
+        iterations=1,
+        relative_strength=5.0,
+        gamma_threshold=0.9,
+        progress=False,
+    )
     kinds = [(s.iteration, s.kind) for s in result.structures]
     assert kinds == [(0, "seed"), (1, "shrunk"), (1, "expanded")]
     seed_structure, shrunk, expanded = result.structures
@@ -70,7 +87,6 @@ def test_tiny_search_on_digits_stays_within_budget(digits):
         morphnet_search(seed, digits, config, budget=10, iterations=1, progress=False)
 
 
-
 def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
     spec = ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=10).to_spec()
     widths = layer_widths(spec)
@@ -79,13 +95,13 @@ def test_layer_widths_follow_the_convs_and_mark_removed_blocks():
     model = build_resnet(spec)
 
     def emptied(stage, block):
-        internal = [g.name for g in channel_groups(model)
-                    if g.kind == "internal" and (g.stage, g.block) == (stage, block)]
+        internal = [
+            g.name for g in channel_groups(model) if g.kind == "internal" and (g.stage, g.block) == (stage, block)
+        ]
         return layer_widths(select_channels(model, {internal[0]: []}).spec)
 
     assert list(emptied(1, 0)["width"]) == [4, 4, 4, 4, 4, 0, 0]  # a bare transition shortcut is left
     assert list(emptied(0, 1)["name"]) == ["stem", "1.1.1", "1.1.2", "2.1.1", "2.1.2"]  # the block is gone
-
 
 
 def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
@@ -120,7 +136,6 @@ def test_regularize_and_shrink_experiments_on_smoke(isolated_results):
         run("morphnet_shrink", params, profile="smoke", progress=False)
 
 
-
 def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_results, monkeypatch):
     import thesis_lib.chapters.ch04_morphnet as ch04
 
@@ -131,8 +146,7 @@ def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_result
         return recorded[-1]
 
     monkeypatch.setattr(ch04, "morphnet_search", recording_search)
-    result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke",
-                 progress=False)
+    result = run("morphnet_search", {"resource": "flops", "iterations": 1, "seed": 1}, profile="smoke", progress=False)
     smoke = get_profile("smoke")
     wide = build_resnet(smoke.resnet("wide", 1, 10))
     assert result.summary["budget"] == count_flops(wide, INPUT)
@@ -145,10 +159,11 @@ def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_result
     # every phase's epoch and hook times, read from the histories the trainers returned
     phases = [*recorded[0].search_histories, recorded[0].retrain_history]
     assert len(phases) == 2 and recorded[0].retrain_history.equals(result.history)
-    assert result.summary["retrain_time"] == pytest.approx((result.history["epoch_time"] + result.history["hook_time"]).sum())
+    assert result.summary["retrain_time"] == pytest.approx(
+        (result.history["epoch_time"] + result.history["hook_time"]).sum()
+    )
     assert result.summary["total_time"] == pytest.approx(sum((h["epoch_time"] + h["hook_time"]).sum() for h in phases))
     assert result.summary["total_time"] > result.summary["retrain_time"] > 0
-
 
 
 def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against_it():
@@ -157,18 +172,39 @@ def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against
     plan = morphnet_plan("quick")
     grid = regularizer_grid(plan, seeds=(0, 1))
     assert [(p["resource"], p["relative_strength"], p["seed"]) for p in grid] == [
-        ("flops", 3.0, 0), ("flops", 3.0, 1), ("size", 3.0, 0), ("size", 3.0, 1), ("flops", 0.0, 0), ("flops", 0.0, 1)]
+        ("flops", 3.0, 0),
+        ("flops", 3.0, 1),
+        ("size", 3.0, 0),
+        ("size", 3.0, 1),
+        ("flops", 0.0, 0),
+        ("flops", 0.0, 1),
+    ]
     rows = []
-    for resource, strength, flops, size, acc in [("flops", 3.0, [0.4, 0.5, 0.45], [0.6, 0.7, 0.65], [0.6, 0.7, 0.65]),
-                                                 ("size", 3.0, [0.7, 0.8, 0.75], [0.3, 0.35, 0.4], [0.8, 0.85, 0.9]),
-                                                 ("flops", 0.0, [0.98, 0.99, 1.0], [0.97, 0.99, 1.0], [0.97, 0.98, 0.99])]:
-        rows += [{"resource": resource, "relative_strength": strength, "flops_ratio": f, "size_ratio": s,
-                  "final_acc": a, "total_time": 10.0 + i} for i, (f, s, a) in enumerate(zip(flops, size, acc))]
+    for resource, strength, flops, size, acc in [
+        ("flops", 3.0, [0.4, 0.5, 0.45], [0.6, 0.7, 0.65], [0.6, 0.7, 0.65]),
+        ("size", 3.0, [0.7, 0.8, 0.75], [0.3, 0.35, 0.4], [0.8, 0.85, 0.9]),
+        ("flops", 0.0, [0.98, 0.99, 1.0], [0.97, 0.99, 1.0], [0.97, 0.98, 0.99]),
+    ]:
+        rows += [
+            {
+                "resource": resource,
+                "relative_strength": strength,
+                "flops_ratio": f,
+                "size_ratio": s,
+                "final_acc": a,
+                "total_time": 10.0 + i,
+            }
+            for i, (f, s, a) in enumerate(zip(flops, size, acc))
+        ]
     tests = regularizer_tests(pd.DataFrame(rows))
     assert tests["comparison"].tolist() == [
-        "alive flops / full, flops regularizer vs control", "final accuracy, flops regularizer vs control",
-        "training time, flops regularizer vs control", "alive size / full, size regularizer vs control",
-        "final accuracy, size regularizer vs control", "training time, size regularizer vs control"]
+        "alive flops / full, flops regularizer vs control",
+        "final accuracy, flops regularizer vs control",
+        "training time, flops regularizer vs control",
+        "alive size / full, size regularizer vs control",
+        "final accuracy, size regularizer vs control",
+        "training time, size regularizer vs control",
+    ]
     assert tests["mean_b"].iloc[0] == pytest.approx(0.99) and tests["mean_a"].iloc[3] == pytest.approx(0.35)
     assert tests.loc[2, "p"] == pytest.approx(1.0)  # equal times in both groups
     assert {"n_a", "n_b", "t", "df", "p", "p_holm"} <= set(tests.columns)
@@ -193,8 +229,9 @@ def test_alive_cost_recorder_records_both_resources_and_follows_a_new_model():
     # weights 36 + 144 + 144 + 12 = 336.
     config = ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1, num_classes=3)
     model = build_resnet(config)
-    trainer = Trainer(model, toy_data(), TrainConfig(epochs=1, batch_size=16, schedule="constant", augment=False),
-                      progress=False)
+    trainer = Trainer(
+        model, toy_data(), TrainConfig(epochs=1, batch_size=16, schedule="constant", augment=False), progress=False
+    )
     recorder, record = AliveCostRecorder(gamma_threshold=1e-2), {}
     recorder.on_epoch_end(trainer, record)
     assert record == {"alive_flops": 41_496, "alive_size": 336}
@@ -212,15 +249,24 @@ def test_alive_cost_recorder_records_both_resources_and_follows_a_new_model():
 @pytest.mark.parametrize("profile", ["smoke", "quick"])
 def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
     from thesis_lib.chapters import chapter
-    from thesis_lib.chapters.ch04_morphnet import (morphnet_plan, regularizer_grid, search_grid,
-                                                   strength_threshold_grid, sweeps, wide_baseline_grid)
+    from thesis_lib.chapters.ch04_morphnet import (
+        morphnet_plan,
+        regularizer_grid,
+        search_grid,
+        strength_threshold_grid,
+        sweeps,
+        wide_baseline_grid,
+    )
 
     seeds = get_profile(profile).seeds
     shrink = strength_threshold_grid(profile)  # figure 4.2's grid on FLOPs, the notebook's default
-    former = [*(("morphnet_regularize", p) for p in regularizer_grid(morphnet_plan(profile), seeds)),
-              *(("morphnet_shrink", p) for p in shrink), *(("morphnet_shrink_retrain", p) for p in shrink),
-              *(("morphnet_search", p) for p in search_grid(profile)),
-              *(("baseline", p) for p in wide_baseline_grid(profile))]
+    former = [
+        *(("morphnet_regularize", p) for p in regularizer_grid(morphnet_plan(profile), seeds)),
+        *(("morphnet_shrink", p) for p in shrink),
+        *(("morphnet_shrink_retrain", p) for p in shrink),
+        *(("morphnet_search", p) for p in search_grid(profile)),
+        *(("baseline", p) for p in wide_baseline_grid(profile)),
+    ]
     known = sweeps(profile)
     assert list(known) == ["regularize", "shrink", "shrink_retrain", "search", "baseline"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
@@ -247,9 +293,21 @@ def test_strength_threshold_table_joins_the_shrunk_and_retrained_grid_and_names_
     from thesis_lib.chapters.ch04_morphnet import GRID_COLUMNS, smallest_net_sentence, strength_threshold_table
 
     points = [{"relative_strength": s, "shrink_threshold": t} for s in (1.0, 3.0) for t in (1e-2, 1e-1)]
-    shrunk = pd.DataFrame([{**p, "flops_ratio": r, "size_ratio": 0.5, "alive_params": 10, "alive_stage_widths": "[1]",
-                            "alive_layer_widths": "[1]", "shrunk_acc": a, "final_acc": 0.9}
-                           for p, r, a in zip(points, [0.8, 0.6, 0.4, 0.2], [0.7, 0.6, 0.5, 0.25])])
+    shrunk = pd.DataFrame(
+        [
+            {
+                **p,
+                "flops_ratio": r,
+                "size_ratio": 0.5,
+                "alive_params": 10,
+                "alive_stage_widths": "[1]",
+                "alive_layer_widths": "[1]",
+                "shrunk_acc": a,
+                "final_acc": 0.9,
+            }
+            for p, r, a in zip(points, [0.8, 0.6, 0.4, 0.2], [0.7, 0.6, 0.5, 0.25])
+        ]
+    )
     retrained = pd.DataFrame([{**p, "final_acc": a} for p, a in zip(points, [0.95, 0.94, 0.93, 0.875])])
     grid = strength_threshold_table(shrunk, retrained, "flops")
     assert list(grid.columns) == GRID_COLUMNS
@@ -257,14 +315,20 @@ def test_strength_threshold_table_joins_the_shrunk_and_retrained_grid_and_names_
     assert grid["retrained_acc"].tolist() == [0.95, 0.94, 0.93, 0.875]
     assert smallest_net_sentence(grid, "flops") == (
         "Smallest shrunk net: relative strength 3, threshold 0.1: 20.0% of the full net's FLOPs, test accuracy "
-        "0.250 before retraining, 0.875 retrained from scratch (the regularized net itself: 0.900).")
+        "0.250 before retraining, 0.875 retrained from scratch (the regularized net itself: 0.900)."
+    )
     with pytest.raises(ValueError, match="different grid points"):
         strength_threshold_table(shrunk, retrained.iloc[::-1], "flops")
 
 
 def test_search_groups_and_tests_name_the_wide_baseline_as_uniform_scaling_when_it_is():
-    from thesis_lib.chapters.ch04_morphnet import (SEARCH_ORDER, narrow_to_wide_scaling, search_groups, search_tests,
-                                                   uniform_scaling_report)
+    from thesis_lib.chapters.ch04_morphnet import (
+        SEARCH_ORDER,
+        narrow_to_wide_scaling,
+        search_groups,
+        search_tests,
+        uniform_scaling_report,
+    )
 
     uniform = narrow_to_wide_scaling("smoke")
     assert uniform["equals_reference"].all()  # the narrow net scaled by 2 is the wide net
@@ -272,8 +336,9 @@ def test_search_groups_and_tests_name_the_wide_baseline_as_uniform_scaling_when_
     assert report.splitlines()[0].split()[:2] == ["resource", "budget"]
     assert report.endswith("also the uniform-scaling comparison at equal cost.")
     assert "equal cost" not in uniform_scaling_report(uniform.assign(equals_reference=False))
-    runs = [{"final_acc": 0.8 + 0.01 * i, "total_time": 10.0 + i, "final_flops": 2e6, "final_params": 3e3}
-            for i in range(3)]
+    runs = [
+        {"final_acc": 0.8 + 0.01 * i, "total_time": 10.0 + i, "final_flops": 2e6, "final_params": 3e3} for i in range(3)
+    ]
     baseline = pd.DataFrame(runs)
     search = pd.DataFrame([{**run, "resource": resource} for resource in ("flops", "size") for run in runs])
     groups = search_groups(baseline, search)

@@ -2,18 +2,28 @@
 
 import json
 import math
+
 import pandas as pd
 import pytest
-from thesis_lib.models import count_flops, count_parameters
+
+from thesis_lib.chapters.ch05_prunetrain import (
+    FACTORS,
+    compare_to_baseline,
+    default_point_tests,
+    factor_trends,
+    prunetrain_plan,
+    setting_means,
+    setting_row,
+    stage_widths,
+    with_baseline,
+    with_dense_start,
+)
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run
-from thesis_lib.chapters.ch05_prunetrain import (
-    FACTORS, compare_to_baseline, default_point_tests, factor_trends, prunetrain_plan, setting_means, setting_row, stage_widths,
-    with_baseline, with_dense_start,
-)
 from thesis_lib.methods.prunetrain import (
     channel_sizes,
 )
+from thesis_lib.models import count_flops, count_parameters
 from thesis_lib.training import evaluate, seeded_model
 
 
@@ -46,11 +56,9 @@ def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
     assert evaluate(result.model(), data.test_x, data.test_y)[1] == pytest.approx(summary["final_acc"])
 
 
-
 def test_prunetrain_experiment_rejects_a_mistyped_training_param(isolated_results):
     with pytest.raises(ValueError, match=r"unknown param\(s\) \['lr_rate'\] of experiment 'prunetrain'"):
         run("prunetrain", {"lasso_ratio": 0.5, "lr_rate": 0.1, "seed": 0}, profile="smoke", progress=False)
-
 
 
 def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
@@ -59,8 +67,9 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
     assert (full.lasso_ratio, full.threshold, full.interval, full.lr) == (0.2, 1e-4, 10, 0.1)
     # The draft's chapter 5: a fixed batch of 256 on full, for the PruneTrain runs and their baseline alike.
     assert full.training() == {"batch_size": 256} and prunetrain_plan("quick").training() == {}
-    assert full.baseline_grid((0, 1)) == [{"model": "wide", "schedule": "step", "batch_size": 256, "seed": s}
-                                          for s in (0, 1)]
+    assert full.baseline_grid((0, 1)) == [
+        {"model": "wide", "schedule": "step", "batch_size": 256, "seed": s} for s in (0, 1)
+    ]
     for name in ("smoke", "quick", "full"):
         plan = prunetrain_plan(name)
         assert max(plan.intervals) <= get_profile(name).epochs
@@ -70,8 +79,9 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
             assert {point["seed"] for point in grid} == set(plan.seeds)
             for point in grid:
                 others = {key: value for key, value in point.items() if key not in (factor, "seed")}
-                assert others == {key: value for key, value in {**plan.default(), **plan.training()}.items()
-                                  if key != factor}
+                assert others == {
+                    key: value for key, value in {**plan.default(), **plan.training()}.items() if key != factor
+                }
             assert {**plan.default(), **plan.training(), "seed": plan.seeds[0]} in grid  # the shared default point
     with pytest.raises(ValueError, match="unknown factor"):
         full.grid("batch_size")
@@ -79,27 +89,44 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
         prunetrain_plan("huge")
 
 
-
 def test_stage_widths_sums_internal_widths_per_stage():
-    history = pd.DataFrame({"epoch": [1, 2], "seed": [3, 3], "channels": [
-        json.dumps({"stage0.stream": 16, "stage1.stream": 32, "stage0.block0.layer1": 10,
-                    "stage0.block1.layer1": 5, "stage1.block0.layer1": 7, "stage1.block0.layer2": 2}),
-        json.dumps({"stem": 4, "stage0.stream": 12, "stage1.block1.stream": 30, "stage0.block1.layer1": 3}),
-    ]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "seed": [3, 3],
+            "channels": [
+                json.dumps(
+                    {
+                        "stage0.stream": 16,
+                        "stage1.stream": 32,
+                        "stage0.block0.layer1": 10,
+                        "stage0.block1.layer1": 5,
+                        "stage1.block0.layer1": 7,
+                        "stage1.block0.layer2": 2,
+                    }
+                ),
+                json.dumps({"stem": 4, "stage0.stream": 12, "stage1.block1.stream": 30, "stage0.block1.layer1": 3}),
+            ],
+        }
+    )
     table = stage_widths(history)
     counts = {(row.epoch, row.stage, row.kind): row.channels for row in table.itertuples()}
     assert counts == {
-        (1, "phase 1", "internal"): 15, (1, "phase 1", "stream"): 16,
-        (1, "phase 2", "internal"): 9, (1, "phase 2", "stream"): 32,
-        (2, "stem", "stream"): 4, (2, "phase 1", "internal"): 3, (2, "phase 1", "stream"): 12,
-        (2, "phase 2", "internal"): 0, (2, "phase 2", "stream"): 30,
+        (1, "phase 1", "internal"): 15,
+        (1, "phase 1", "stream"): 16,
+        (1, "phase 2", "internal"): 9,
+        (1, "phase 2", "stream"): 32,
+        (2, "stem", "stream"): 4,
+        (2, "phase 1", "internal"): 3,
+        (2, "phase 1", "stream"): 12,
+        (2, "phase 2", "internal"): 0,
+        (2, "phase 2", "stream"): 30,
     }
     assert (table["seed"] == 3).all()
     with pytest.raises(ValueError, match="naming scheme"):
         stage_widths(pd.DataFrame({"epoch": [1], "channels": [json.dumps({"layer3": 4})]}))
     with pytest.raises(ValueError, match="no 'channels' column"):
         stage_widths(pd.DataFrame({"epoch": [1]}))
-
 
 
 def test_with_baseline_orders_settings_as_planned_not_as_strings():
@@ -114,21 +141,22 @@ def test_with_baseline_orders_settings_as_planned_not_as_strings():
         with_baseline(runs, baseline, "lr", (0.1,))
 
 
-
 def test_factor_trends_fit_log_learning_rate_and_linear_interval():
     lrs = [0.01, 0.01, 0.1, 0.1, 1.0, 1.0]
     exact = pd.DataFrame({"lr": lrs, "mean_epoch_time": [5.0 - 0.5 * math.log10(lr) for lr in lrs]})
     trend = factor_trends(exact, "lr", [("mean_epoch_time", "mean epoch time", "s")]).iloc[0]
     assert trend["slope"] == pytest.approx(-0.5) and trend["r2"] == pytest.approx(1.0) and trend["n"] == 6
     assert trend["x"] == "log10 of the learning rate" and trend["p"] < 1e-6
-    assert trend["sentence"].startswith("Trend: the mean epoch time falls with log10 of the learning rate "
-                                        "(least-squares slope -0.5 s per unit")
+    assert trend["sentence"].startswith(
+        "Trend: the mean epoch time falls with log10 of the learning rate (least-squares slope -0.5 s per unit"
+    )
     assert trend["sentence"].endswith(": significant at the 5% level).")
 
     intervals, accuracy = [1, 1, 2, 2, 5, 5], [0.9, 0.5, 0.4, 0.95, 0.6, 0.7]
     mean_x, mean_y = sum(intervals) / 6, sum(accuracy) / 6
-    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(intervals, accuracy))
-             / sum((x - mean_x) ** 2 for x in intervals))
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(intervals, accuracy)) / sum(
+        (x - mean_x) ** 2 for x in intervals
+    )
     noisy = pd.DataFrame({"interval": intervals, "final_acc": accuracy})
     trend = factor_trends(noisy, "interval", [("final_acc", "final accuracy", "")]).iloc[0]
     assert trend["slope"] == pytest.approx(slope) == pytest.approx(-0.2 / (52 / 3))
@@ -142,16 +170,23 @@ def test_factor_trends_fit_log_learning_rate_and_linear_interval():
         factor_trends(noisy, "batch_size", [])
 
 
-
 def fake_prunetrain_summary() -> pd.DataFrame:
     """Two settings (lasso ratio 0.8 and 0.9, the rest equal) with two seeds each."""
-    return pd.DataFrame({
-        "lasso_ratio": [0.8, 0.8, 0.9, 0.9], "threshold": [0.03] * 4, "interval": [2] * 4, "lr": [0.05] * 4,
-        "seed": [0, 1, 0, 1], "final_params_after": [600, 400, 200, 100],
-        "training_flops_removed": [0.1, 0.3, 0.5, 0.6], "inference_flops_removed": [0.2, 0.4, 0.7, 0.9],
-        "final_acc": [0.9, 0.8, 0.5, 0.6], "mean_epoch_time": [2.0, 4.0, 1.0, 2.0], "reconfigurations": [1, 2, 3, 3],
-    })
-
+    return pd.DataFrame(
+        {
+            "lasso_ratio": [0.8, 0.8, 0.9, 0.9],
+            "threshold": [0.03] * 4,
+            "interval": [2] * 4,
+            "lr": [0.05] * 4,
+            "seed": [0, 1, 0, 1],
+            "final_params_after": [600, 400, 200, 100],
+            "training_flops_removed": [0.1, 0.3, 0.5, 0.6],
+            "inference_flops_removed": [0.2, 0.4, 0.7, 0.9],
+            "final_acc": [0.9, 0.8, 0.5, 0.6],
+            "mean_epoch_time": [2.0, 4.0, 1.0, 2.0],
+            "reconfigurations": [1, 2, 3, 3],
+        }
+    )
 
 
 def test_setting_means_and_default_row_against_hand_numbers():
@@ -176,7 +211,6 @@ def test_setting_means_and_default_row_against_hand_numbers():
         setting_means(fake_prunetrain_summary(), dense_params=0)
 
 
-
 def test_compare_to_baseline_tests_every_setting_in_plan_order_and_adds_the_trend():
     runs = pd.DataFrame({"interval": [2, 2, 10, 10, 5, 5], "final_acc": [0.5, 0.7, 0.6, 0.65, 0.7, 0.72]})
     baseline = pd.DataFrame({"final_acc": [0.8, 0.9, 0.85]})
@@ -191,7 +225,7 @@ def test_compare_to_baseline_tests_every_setting_in_plan_order_and_adds_the_tren
     assert tests["n_a"].tolist() == [2, 2] and tests["n_b"].tolist() == [3, 3]
     # Welch by hand for "2": variances 0.02 and 0.0025, n 2 and 3
     standard_error = math.sqrt(0.02 / 2 + 0.0025 / 3)
-    welch_df = standard_error ** 4 / ((0.02 / 2) ** 2 / 1 + (0.0025 / 3) ** 2 / 2)
+    welch_df = standard_error**4 / ((0.02 / 2) ** 2 / 1 + (0.0025 / 3) ** 2 / 2)
     assert tests["t"].iloc[0] == pytest.approx(-0.25 / standard_error)
     assert tests["df"].iloc[0] == pytest.approx(welch_df)
     # Holm over the two tests: the smaller p doubled, the larger one at least that and kept otherwise
@@ -219,26 +253,40 @@ def test_the_default_point_is_tested_once_under_its_own_name():
     assert swept["group"].tolist() == ["5"]
 
 
-
 def test_with_dense_start_prepends_the_unpruned_net_to_every_run():
-    history = pd.DataFrame({
-        "lasso_ratio": [0.9, 0.9, 0.8, 0.8], "seed": [0, 0, 0, 0], "epoch": [2, 1, 1, 2],
-        "params_after": [300, 500, 700, 600], "test_acc": [0.4, 0.3, 0.5, 0.6],
-        "channels": [json.dumps({"stage1.stream": 4, "stage1.block0.layer1": 2}),
-                     json.dumps({"stage1.stream": 6, "stage1.block0.layer1": 3})] * 2,
-    })
+    history = pd.DataFrame(
+        {
+            "lasso_ratio": [0.9, 0.9, 0.8, 0.8],
+            "seed": [0, 0, 0, 0],
+            "epoch": [2, 1, 1, 2],
+            "params_after": [300, 500, 700, 600],
+            "test_acc": [0.4, 0.3, 0.5, 0.6],
+            "channels": [
+                json.dumps({"stage1.stream": 4, "stage1.block0.layer1": 2}),
+                json.dumps({"stage1.stream": 6, "stage1.block0.layer1": 3}),
+            ]
+            * 2,
+        }
+    )
     dense = {"stage1.stream": 8, "stage1.block0.layer1": 8}
     curves = with_dense_start(history, dense, dense_params=1000, run_columns=["lasso_ratio", "seed"])
-    assert curves[["lasso_ratio", "epoch"]].values.tolist() == [[0.8, 0], [0.8, 1], [0.8, 2],
-                                                                [0.9, 0], [0.9, 1], [0.9, 2]]
+    assert curves[["lasso_ratio", "epoch"]].values.tolist() == [
+        [0.8, 0],
+        [0.8, 1],
+        [0.8, 2],
+        [0.9, 0],
+        [0.9, 1],
+        [0.9, 2],
+    ]
     assert curves["params_after"].tolist() == [1000, 700, 600, 1000, 500, 300]
     assert curves["test_acc"].tolist() == [0.5, 0.5, 0.6, 0.3, 0.3, 0.4]  # epoch 0 copies the first epoch
     one_run = stage_widths(curves.loc[curves.lasso_ratio == 0.9, ["epoch", "channels"]])
     stream = one_run[one_run.kind == "stream"]
     assert stream["epoch"].tolist() == [0, 1, 2] and stream["channels"].tolist() == [8, 6, 4]
 
-    single = with_dense_start(history[history.lasso_ratio == 0.8].drop(columns=["lasso_ratio", "seed"]), dense, 1000,
-                              run_columns=[])
+    single = with_dense_start(
+        history[history.lasso_ratio == 0.8].drop(columns=["lasso_ratio", "seed"]), dense, 1000, run_columns=[]
+    )
     assert single["epoch"].tolist() == [0, 1, 2] and single["params_after"].tolist() == [1000, 700, 600]
     with pytest.raises(ValueError, match="epochs below 1"):
         with_dense_start(curves, dense, 1000, run_columns=["lasso_ratio", "seed"])
@@ -248,13 +296,13 @@ def test_with_dense_start_prepends_the_unpruned_net_to_every_run():
         with_dense_start(history.drop(columns="params_after"), dense, 1000, run_columns=["seed"])
 
 
-
 def test_the_default_point_is_compared_with_the_papers_savings():
     from thesis_lib.chapters.ch05_prunetrain import paper_comparison
 
     text = paper_comparison(pd.Series({"training_flops_removed": 0.117, "inference_flops_removed": 0.209}))
-    assert text.startswith("The default point removes 11.7% of the training FLOPs and 20.9% of the inference FLOPs "
-                           "(the paper: 53% and 66%")
+    assert text.startswith(
+        "The default point removes 11.7% of the training FLOPs and 20.9% of the inference FLOPs (the paper: 53% and 66%"
+    )
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick"])
@@ -265,8 +313,12 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
     plan, seeds = prunetrain_plan(profile), get_profile(profile).seeds
     default = {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval, "lr": plan.lr}
     former = [("baseline", {"model": "wide", "schedule": "step", "seed": seed}) for seed in seeds]
-    for factor, values in (("lasso_ratio", plan.lasso_ratios), ("interval", plan.intervals),
-                           ("threshold", plan.thresholds), ("lr", plan.lrs)):
+    for factor, values in (
+        ("lasso_ratio", plan.lasso_ratios),
+        ("interval", plan.intervals),
+        ("threshold", plan.thresholds),
+        ("lr", plan.lrs),
+    ):
         former += [("prunetrain", {**default, factor: value, "seed": seed}) for value in values for seed in plan.seeds]
     known = sweeps(profile)
     assert list(known) == ["baseline", "lasso_ratio", "interval", "threshold", "lr"]
@@ -287,48 +339,80 @@ def test_prunetrain_plan_names_the_profiles_that_have_one(monkeypatch):
 
 
 def test_the_notebooks_sentences_from_hand_numbers():
-    from thesis_lib.chapters.ch05_prunetrain import (default_point_sentence, last_epoch_accuracy_sentences,
-                                                     smallest_net_sentence)
+    from thesis_lib.chapters.ch05_prunetrain import (
+        default_point_sentence,
+        last_epoch_accuracy_sentences,
+        smallest_net_sentence,
+    )
 
     means = setting_means(fake_prunetrain_summary(), dense_params=1000)
     plan = prunetrain_plan("smoke")
     assert default_point_sentence(plan, means.iloc[0], 1000) == (
         "The default point (lasso ratio 0.8, threshold 0.03, interval 1, lr 0.05) ends with 500 of 1,000 parameters "
-        "(50.0% removed) and saves 20.0% of the training FLOPs.")
+        "(50.0% removed) and saves 20.0% of the training FLOPs."
+    )
     assert smallest_net_sentence(means) == (
         "The smallest final net (150 parameters, 85.0% removed) comes from lasso ratio 0.9, threshold 0.03, "
-        "interval 2, lr 0.05, at accuracy 0.550.")
+        "interval 2, lr 0.05, at accuracy 0.550."
+    )
     default = pd.DataFrame({"epoch": [1, 2, 1, 2], "train_acc": [0.5, 0.9, 0.6, 1.0], "test_acc": [0.4, 0.8, 0.5, 0.6]})
     baseline = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.5, 0.7, 0.9], "test_acc": [0.4, 0.5, 0.6]})
     assert last_epoch_accuracy_sentences(default, baseline) == [  # the default point's last epoch, 2
         "baseline: training accuracy 0.700, test accuracy 0.500 in the last epoch (mean of 1 runs)",
-        "default point: training accuracy 0.950, test accuracy 0.700 in the last epoch (mean of 2 runs)"]
+        "default point: training accuracy 0.950, test accuracy 0.700 in the last epoch (mean of 2 runs)",
+    ]
 
 
 def fake_ratio_history(plan):
     """Two epochs of two seeds at the default lasso ratio; seed 0 reconfigures after epoch 1."""
-    channels = [json.dumps({"stage0.stream": 6, "stage0.block0.layer1": 3}),
-                json.dumps({"stage0.stream": 5, "stage0.block0.layer1": 2})]
-    return pd.DataFrame({"lasso_ratio": [plan.lasso_ratio] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2],
-                         "params_after": [700, 600, 800, 800], "channels": channels * 2,
-                         "reconfigured": [True, False, False, False]})
+    channels = [
+        json.dumps({"stage0.stream": 6, "stage0.block0.layer1": 3}),
+        json.dumps({"stage0.stream": 5, "stage0.block0.layer1": 2}),
+    ]
+    return pd.DataFrame(
+        {
+            "lasso_ratio": [plan.lasso_ratio] * 4,
+            "seed": [0, 0, 1, 1],
+            "epoch": [1, 2, 1, 2],
+            "params_after": [700, 600, 800, 800],
+            "channels": channels * 2,
+            "reconfigured": [True, False, False, False],
+        }
+    )
 
 
 def test_the_shrinking_figure_and_its_final_widths(monkeypatch):
     from thesis_lib import plots
     from thesis_lib.chapters import ch05_prunetrain as ch05
 
-    plan = ch05.PruneTrainPlan(lasso_ratio=0.8, threshold=0.03, interval=1, lr=0.05, lasso_ratios=(0.8,),
-                               intervals=(1,), thresholds=(0.03,), lrs=(0.05,), seeds=(0, 1))
-    curves = with_dense_start(fake_ratio_history(plan), {"stage0.stream": 8, "stage0.block0.layer1": 8}, 1000,
-                              run_columns=["lasso_ratio", "seed"])
+    plan = ch05.PruneTrainPlan(
+        lasso_ratio=0.8,
+        threshold=0.03,
+        interval=1,
+        lr=0.05,
+        lasso_ratios=(0.8,),
+        intervals=(1,),
+        thresholds=(0.03,),
+        lrs=(0.05,),
+        seeds=(0, 1),
+    )
+    curves = with_dense_start(
+        fake_ratio_history(plan),
+        {"stage0.stream": 8, "stage0.block0.layer1": 8},
+        1000,
+        run_columns=["lasso_ratio", "seed"],
+    )
     assert ch05.final_widths_report(curves, plan).splitlines()[0] == (
-        "Default point, seed 0: channels per stage after epoch 2:")
+        "Default point, seed 0: channels per stage after epoch 2:"
+    )
     assert ch05.default_run_widths(curves, plan)["channels"].tolist() == [8, 8, 3, 6, 2, 5]
     fig = ch05.shrinking_figure(curves, plan, ("smoke", "digits"))
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == ["(a) Residualstrom", "(b) blockintern, summiert",
-                                               "(c) je Lasso-Verhältnis"]
+    assert [ax.get_title() for ax in axes] == [
+        "(a) Residualstrom",
+        "(b) blockintern, summiert",
+        "(c) je Lasso-Verhältnis",
+    ]
     # the reconfiguration after epoch 1 lands between epochs 0 and 1 (widths are recorded after it)
     assert [line.get_xdata()[0] for line in axes[0].get_lines() if line.get_linestyle() == ":"] == [0.5]
     assert fig.texts[-1].get_text() == "smoke · digits · n = 1 Lauf (a, b), 2 (c)"
@@ -346,8 +430,14 @@ def test_the_sweep_figures_draw_their_panels_in_plan_order():
     from thesis_lib.chapters import ch05_prunetrain as ch05
 
     plan = prunetrain_plan("smoke")
-    runs = pd.DataFrame({"interval": [1, 1, 2, 2], "mean_epoch_time": [1.0, 1.2, 1.1, 1.3],
-                         "total_time": [2.0, 2.4, 2.2, 2.6], "final_acc": [0.5, 0.6, 0.55, 0.65]})
+    runs = pd.DataFrame(
+        {
+            "interval": [1, 1, 2, 2],
+            "mean_epoch_time": [1.0, 1.2, 1.1, 1.3],
+            "total_time": [2.0, 2.4, 2.2, 2.6],
+            "final_acc": [0.5, 0.6, 0.55, 0.65],
+        }
+    )
     baseline = pd.DataFrame({"mean_epoch_time": [1.5, 1.6], "total_time": [3.0, 3.2], "final_acc": [0.7, 0.8]})
     settings = with_baseline(runs, baseline, "interval", plan.intervals)
     fig = ch05.interval_figure(settings, plan, ("smoke", "digits"))
@@ -355,8 +445,14 @@ def test_the_sweep_figures_draw_their_panels_in_plan_order():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Baseline", "1", "2"]
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["1", "2"]
     assert fig.get_supxlabel() == "Rekonfigurationsintervall (Epochen)"
-    assert len(ch05.threshold_accuracy_figure(settings.rename(columns={"interval": "threshold"}), plan,
-                                              ("smoke", "digits")).axes) == 1
+    assert (
+        len(
+            ch05.threshold_accuracy_figure(
+                settings.rename(columns={"interval": "threshold"}), plan, ("smoke", "digits")
+            ).axes
+        )
+        == 1
+    )
     try:
         plots.use_thesis_style(language="en")
         fig = ch05.lasso_ratio_figure(settings, plan, ("smoke", "digits"))

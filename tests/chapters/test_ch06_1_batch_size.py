@@ -2,30 +2,33 @@
 
 import math
 from pathlib import Path
+
 import pandas as pd
 import pytest
+
+from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters.ch06_1_batch_size import (
-    adaptation_grid, baseline_grid, group_runs, prunetrain_grid, rule_comparison,
-)
-from thesis_lib.methods.batchsize import (
-    model_state_bytes, saved_tensor_bytes,
+    adaptation_grid,
+    baseline_grid,
+    group_runs,
+    prunetrain_grid,
+    rule_comparison,
 )
 from thesis_lib.experiments import RunResult, SweepResult, run
-from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
+from thesis_lib.methods.batchsize import (
+    model_state_bytes,
+    saved_tensor_bytes,
+)
 from thesis_lib.stats import linear_fit
 
-
 DIGITS_SHAPE = (1, 8, 8)
-
 
 
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
 
 
-
 # He-normal init (larger weights, smaller lambda): on smoke only a threshold this high prunes in one epoch.
 SMOKE_PRUNING = {"lasso_ratio": 0.95, "threshold": 0.2, "interval": 1}
-
 
 
 def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
@@ -35,7 +38,7 @@ def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
     assert history["reconfigured"].iloc[0]
     grown = int(history["batch_size"].iloc[1])
     assert history["batch_size"].iloc[0] == 64 and 64 < grown <= 256
-    assert history["lr"].iloc[1] == pytest.approx(0.005 * grown / 64)   # step decay at 1, linear scaling
+    assert history["lr"].iloc[1] == pytest.approx(0.005 * grown / 64)  # step decay at 1, linear scaling
     assert result.summary["final_batch_size"] == grown
 
     # The thesis's rule on a line through the origin, 1 / batch = P / 1e7: batch = 64 * P0 / P, floored.
@@ -45,7 +48,12 @@ def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
     rules = rule_comparison([result], through_origin, DIGITS_SHAPE, device="cpu")
     assert rules.loc[0, "fit_batch"] == math.floor(64 * dense / final)
     assert rules.loc[0, ["seed", "scaling", "base_parameters", "parameters", "probe_method"]].tolist() == [
-        0, "linear", dense, final, "memory model"]
+        0,
+        "linear",
+        dense,
+        final,
+        "memory model",
+    ]
     budget, pruned = float(history["memory_budget"].iloc[0]), result.model()
     batch, state = int(rules.loc[0, "probe_batch"]), model_state_bytes(pruned)
     assert state + saved_tensor_bytes(pruned, DIGITS_SHAPE, batch) <= budget
@@ -53,45 +61,46 @@ def test_prunetrain_batch_experiment_adapts_on_smoke(isolated_results):
     assert math.isnan(rule_comparison([result], negative, DIGITS_SHAPE).loc[0, "fit_batch"])
 
 
-
 def test_prunetrain_batch_without_adaptation_is_chapter_5s_prunetrain_run(isolated_results):
     params = {**SMOKE_PRUNING, "epochs": 2, "seed": 1}  # reconfigures after epoch 1 (never after the last)
     plain = run("prunetrain", params, profile="smoke", progress=False)
     batch = run("prunetrain_batch", {"adapt": False, **params}, profile="smoke", progress=False)
     assert plain.history["reconfigured"].tolist() == [True, False]
-    pd.testing.assert_frame_equal(plain.history.drop(columns=TIMING_COLUMNS),
-                                  batch.history.drop(columns=TIMING_COLUMNS))
+    pd.testing.assert_frame_equal(
+        plain.history.drop(columns=TIMING_COLUMNS), batch.history.drop(columns=TIMING_COLUMNS)
+    )
     assert plain.summary["final_params_after"] == batch.summary["final_params_after"] < plain.summary["dense_params"]
 
 
-
-@pytest.mark.parametrize("params, message", [
-    ({"seed": 0}, r"needs the param\(s\) \['adapt'\]"),
-    ({"adapt": "yes"}, "'adapt'.*got 'yes'"),
-    ({"adapt": False, "scaling": "sqrt"}, r"\['scaling'\] only apply with adapt=true"),
-    ({"adapt": False, "rule": "fit", "scaling": "linear"}, r"\['rule', 'scaling'\] only apply"),
-    ({"adapt": True, "lr_rate": 0.1}, r"unknown param\(s\) \['lr_rate'\]"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"seed": 0}, r"needs the param\(s\) \['adapt'\]"),
+        ({"adapt": "yes"}, "'adapt'.*got 'yes'"),
+        ({"adapt": False, "scaling": "sqrt"}, r"\['scaling'\] only apply with adapt=true"),
+        ({"adapt": False, "rule": "fit", "scaling": "linear"}, r"\['rule', 'scaling'\] only apply"),
+        ({"adapt": True, "lr_rate": 0.1}, r"unknown param\(s\) \['lr_rate'\]"),
+    ],
+)
 def test_prunetrain_batch_rejects_unclear_params(isolated_results, params, message):
     with pytest.raises(ValueError, match=message):
         run("prunetrain_batch", params, profile="smoke", progress=False)
 
 
-
 def test_grids_follow_chapter_5s_default_point():
     plan = prunetrain_plan("quick")
     chapter_5_default = [p for p in plan.grid("lasso_ratio") if p["lasso_ratio"] == plan.lasso_ratio]
-    assert all(p in prunetrain_grid("quick") for p in chapter_5_default)   # the same cached runs
+    assert all(p in prunetrain_grid("quick") for p in chapter_5_default)  # the same cached runs
     assert [p["seed"] for p in prunetrain_grid("quick")] == [0, 1, 2, 3, 4]
     for params in adaptation_grid("full"):
         assert {k: params[k] for k in plan.default()} == prunetrain_plan("full").default()
     assert [(p["scaling"], p["seed"]) for p in adaptation_grid("full")] == [
-        (s, seed) for s in ("linear", "sqrt") for seed in range(5)]
+        (s, seed) for s in ("linear", "sqrt") for seed in range(5)
+    ]
     # full: the draft's batch of 256 for PruneTrain with and without adaptation and for its baseline
     for grid in (adaptation_grid("full"), prunetrain_grid("full"), baseline_grid("full")):
         assert {p["batch_size"] for p in grid} == {256}
     assert all("batch_size" not in p for p in prunetrain_grid("quick") + baseline_grid("quick"))
-
 
 
 def fake_run(name, params, params_per_epoch, extra=None):
@@ -101,27 +110,40 @@ def fake_run(name, params, params_per_epoch, extra=None):
     return RunResult(name, params, summary, history, Path("."), loaded_from_cache=True)
 
 
-
 def fake_sweep(runs):
     summary = pd.DataFrame([{**r.params, **r.summary} for r in runs])
     history = pd.concat([r.history.assign(**r.params) for r in runs], ignore_index=True)
     return SweepResult(summary, history, runs)
 
 
-
 def test_group_runs_labels_runs_and_takes_the_size_after_the_last_reconfiguration():
     baseline = fake_sweep([fake_run("baseline", {"seed": s}, [900, 900]) for s in (0, 1)])
-    pruned = fake_sweep([fake_run("prunetrain", {"seed": 0}, [900, 700],
-                                  {"params_after": [700, 500], "flops_after": [7000, 5000]})])
-    adapted = fake_sweep([
-        fake_run("prunetrain_batch", {"adapt": True, "scaling": "sqrt", "seed": 0}, [900, 800, 600],
-                 {"params_after": [800, 600, 400], "flops_after": [8000, 6000, 4000]}),
-        fake_run("prunetrain_batch", {"adapt": True, "scaling": "linear", "rule": "fit", "seed": 0}, [900],
-                 {"params_after": [300], "flops_after": [3000]}),
-    ])
+    pruned = fake_sweep(
+        [fake_run("prunetrain", {"seed": 0}, [900, 700], {"params_after": [700, 500], "flops_after": [7000, 5000]})]
+    )
+    adapted = fake_sweep(
+        [
+            fake_run(
+                "prunetrain_batch",
+                {"adapt": True, "scaling": "sqrt", "seed": 0},
+                [900, 800, 600],
+                {"params_after": [800, 600, 400], "flops_after": [8000, 6000, 4000]},
+            ),
+            fake_run(
+                "prunetrain_batch",
+                {"adapt": True, "scaling": "linear", "rule": "fit", "seed": 0},
+                [900],
+                {"params_after": [300], "flops_after": [3000]},
+            ),
+        ]
+    )
     grouped = group_runs(adapted, pruned, baseline)
-    assert grouped.groups == ["baseline", "PruneTrain", "PruneTrain + batch (sqrt)",
-                              "PruneTrain + batch (linear, thesis fit)"]
+    assert grouped.groups == [
+        "baseline",
+        "PruneTrain",
+        "PruneTrain + batch (sqrt)",
+        "PruneTrain + batch (linear, thesis fit)",
+    ]
     assert grouped.summary["group"].tolist() == grouped.groups[2:] + ["PruneTrain"] + ["baseline"] * 2
     assert grouped.summary["final_params_after"].tolist() == [400, 300, 500, 900, 900]
     assert grouped.summary["final_flops_after"].tolist() == [4000, 3000, 5000, 9000, 9000]
@@ -131,30 +153,40 @@ def test_group_runs_labels_runs_and_takes_the_size_after_the_last_reconfiguratio
         group_runs(fake_sweep([fake_run("morphnet_shrink", {"seed": 0}, [900])]))
 
 
-
 def test_prunetrain_batch_experiment_with_the_thesis_fit(isolated_results):
     # Two epochs, one reconfiguration (none after the last epoch): seed 1 prunes to 84,034 parameters,
     # inside the range where the line of 1 / batch over N = 1..10 is positive (threshold 0.2 prunes to
     # 34,109, below it, which the rule refuses).
-    params = {"adapt": True, "scaling": "sqrt", "rule": "fit", "lasso_ratio": 0.95, "threshold": 0.17,
-              "interval": 1, "epochs": 2, "seed": 1}
+    params = {
+        "adapt": True,
+        "scaling": "sqrt",
+        "rule": "fit",
+        "lasso_ratio": 0.95,
+        "threshold": 0.17,
+        "interval": 1,
+        "epochs": 2,
+        "seed": 1,
+    }
     history = run("prunetrain_batch", params, profile="smoke", progress=False).history
     assert history["params_after"].iloc[0] < history["params"].iloc[0]
     grown = int(history["next_batch_size"].iloc[0])
     assert grown > 64 and history["next_lr_scale"].iloc[0] == pytest.approx(math.sqrt(grown / 64))
 
 
-
 def test_fit_interpretation_reports_the_drafts_relation_and_what_a_slope_test_cannot_show():
     from thesis_lib.chapters.ch06_1_batch_size import fit_interpretation
 
-    fits = pd.DataFrame([
-        {"stages": 1, "relation": "batch_over_params_per_batch", "slope": 0.11, "p": 0.051, "r2": 0.41},
-        {"stages": 1, "relation": "inverse_batch", "slope": 1e-8, "p": 1e-20, "r2": 0.9999},
-    ])
+    fits = pd.DataFrame(
+        [
+            {"stages": 1, "relation": "batch_over_params_per_batch", "slope": 0.11, "p": 0.051, "r2": 0.41},
+            {"stages": 1, "relation": "inverse_batch", "slope": 1e-8, "p": 1e-20, "r2": 0.9999},
+        ]
+    )
     modelled = fit_interpretation(fits, measured=False)
-    assert modelled[0] == ("s = 1: the draft's relation batch / (params / batch) against N has slope 0.11 "
-                           "(p = 0.051, not significant at 0.05) and r^2 = 0.41.")
+    assert modelled[0] == (
+        "s = 1: the draft's relation batch / (params / batch) against N has slope 0.11 "
+        "(p = 0.051, not significant at 0.05) and r^2 = 0.41."
+    )
     assert "does not show that the relation is a straight line" in modelled[1]
     assert "tautological" in modelled[2] and "1.000" in modelled[2]
     assert len(fit_interpretation(fits, measured=True)) == 2  # measured peaks: the fit of 1 / batch is a test
@@ -199,12 +231,20 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
 
     plan, settings, seeds = prunetrain_plan(profile), chapter_settings(profile), get_profile(profile).seeds
     default = {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval, "lr": plan.lr}
-    former = [("baseline", {"model": "wide", "schedule": "constant", "batch_size": batch,
-                            "epochs": settings.time_epochs, "seed": 0}) for batch in settings.time_batches]
+    former = [
+        (
+            "baseline",
+            {"model": "wide", "schedule": "constant", "batch_size": batch, "epochs": settings.time_epochs, "seed": 0},
+        )
+        for batch in settings.time_batches
+    ]
     former += [("baseline", {"model": "wide", "schedule": "step", "seed": seed}) for seed in seeds]
     former += [("prunetrain", {**default, "seed": seed}) for seed in seeds]
-    former += [("prunetrain_batch", {"adapt": True, "scaling": scaling, **default, "seed": seed})
-               for scaling in settings.scalings for seed in seeds]
+    former += [
+        ("prunetrain_batch", {"adapt": True, "scaling": scaling, **default, "seed": seed})
+        for scaling in settings.scalings
+        for seed in seeds
+    ]
     known = sweeps(profile)
     assert list(known) == ["epoch_time", "baseline", "prunetrain", "adaptation"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
@@ -222,28 +262,58 @@ def test_figure_texts_have_both_languages():
 
 
 def test_the_notebooks_sentences_and_tables_from_hand_numbers():
-    from thesis_lib.chapters.ch06_1_batch_size import (epoch_time_per_batch, epoch_time_sentence, fit_sentences,
-                                                       rule_sentences, rule_table, timed_epochs)
+    from thesis_lib.chapters.ch06_1_batch_size import (
+        epoch_time_per_batch,
+        epoch_time_sentence,
+        fit_sentences,
+        rule_sentences,
+        rule_table,
+        timed_epochs,
+    )
 
-    fits = pd.DataFrame([{"stages": 2, "relation": "inverse_batch", "x": "parameters", "slope": 2e-8, "p": 0.01,
-                          "intercept": 1e-3, "r2": 0.9876}])
-    assert fit_sentences(fits) == ["s=2 inverse_batch against parameters: slope 2e-08 (p = 0.01, significant at 5%), "
-                                   "intercept 0.001, r^2 = 0.988"]
-    history = pd.DataFrame({"epoch": [1, 2, 3, 1, 2, 3], "batch_size_param": [32, 32, 32, 128, 128, 128],
-                            "epoch_time": [9.0, 1.0, 3.0, 9.0, 4.0, 6.0]})
+    fits = pd.DataFrame(
+        [
+            {
+                "stages": 2,
+                "relation": "inverse_batch",
+                "x": "parameters",
+                "slope": 2e-8,
+                "p": 0.01,
+                "intercept": 1e-3,
+                "r2": 0.9876,
+            }
+        ]
+    )
+    assert fit_sentences(fits) == [
+        "s=2 inverse_batch against parameters: slope 2e-08 (p = 0.01, significant at 5%), intercept 0.001, r^2 = 0.988"
+    ]
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 1, 2, 3],
+            "batch_size_param": [32, 32, 32, 128, 128, 128],
+            "epoch_time": [9.0, 1.0, 3.0, 9.0, 4.0, 6.0],
+        }
+    )
     per_batch = epoch_time_per_batch(timed_epochs(history))  # the warm-up epoch left out
     assert per_batch["mean"].tolist() == [2.0, 5.0] and per_batch["count"].tolist() == [2, 2]
-    assert epoch_time_sentence(per_batch) == ("An epoch at batch 128 takes 2.50 times as long as at batch 32 "
-                                              "(5.000 s vs 2.000 s).")
-    rules = pd.DataFrame({"seed": [0, 1], "probe_method": ["memory model"] * 2, "probe_batch": [100, 200],
-                          "fit_batch": [150.0, math.nan]})
+    assert epoch_time_sentence(per_batch) == (
+        "An epoch at batch 128 takes 2.50 times as long as at batch 32 (5.000 s vs 2.000 s)."
+    )
+    rules = pd.DataFrame(
+        {
+            "seed": [0, 1],
+            "probe_method": ["memory model"] * 2,
+            "probe_batch": [100, 200],
+            "fit_batch": [150.0, math.nan],
+        }
+    )
     line = linear_fit([1e4, 5e4, 1e5], [1e-3, 5e-3, 1e-2])
     sentences = rule_sentences(rules, line, (1, 2))
     assert sentences[0].startswith("fit over N = [1, 2]: 1/batch = ")
-    assert sentences[1:] == ["Where the line applies (1 of 2 nets), its batch is on average 1.50 times the batch the "
-                             "memory model finds.",
-                             "For 1 of 2 pruned nets the line predicts 1 / batch <= 0: they are smaller than any net "
-                             "it was fitted on."]
+    assert sentences[1:] == [
+        "Where the line applies (1 of 2 nets), its batch is on average 1.50 times the batch the memory model finds.",
+        "For 1 of 2 pruned nets the line predicts 1 / batch <= 0: they are smaller than any net it was fitted on.",
+    ]
     assert list(rule_table(rules).columns) == ["seed", "batch (memory model)", "batch (thesis fit)"]
 
 
@@ -252,9 +322,14 @@ def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
     from thesis_lib.chapters import ch06_1_batch_size as ch06_1
     from thesis_lib.methods.batchsize import batch_fits
 
-    table = pd.DataFrame({"stages": [1] * 3 + [2] * 3, "blocks": [1, 2, 3] * 2,
-                          "parameters": [5306, 9978, 14650, 24090, 47322, 70554],
-                          "max_batch": [506, 435, 382, 500, 420, 350]})
+    table = pd.DataFrame(
+        {
+            "stages": [1] * 3 + [2] * 3,
+            "blocks": [1, 2, 3] * 2,
+            "parameters": [5306, 9978, 14650, 24090, 47322, 70554],
+            "max_batch": [506, 435, 382, 500, 420, 350],
+        }
+    )
     fits = batch_fits(table)
     stamp = ("smoke", "digits")
     assert ch06_1.max_batch_figure(table, False, stamp).axes[0].get_ylabel() == "maximale Batchgröße (Speichermodell)"
@@ -262,7 +337,9 @@ def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
     assert len(relation.axes) == 2 and relation.axes[0].get_ylabel() == "Batch / (Parameter / Batch)\n(gemessen)"
     assert tuple(relation.get_size_inches()) == ch06_1.DRAFT_RELATION_FIGURE_SIZE
     assert [ax.get_title() for ax in ch06_1.batch_fit_figure(table, fits, stamp).axes] == [
-        "(a) wie im Entwurf", "(b) 1 / Batchgröße und Gerade"]
+        "(a) wie im Entwurf",
+        "(b) 1 / Batchgröße und Gerade",
+    ]
     rules = pd.DataFrame({"probe_batch": [100, 200], "fit_batch": [math.nan, math.nan]})
     assert "für alle 2 verkleinerten Netze" in ch06_1.rule_figure(rules, stamp).axes[0].texts[0].get_text()
     try:

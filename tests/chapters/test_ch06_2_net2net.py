@@ -7,9 +7,21 @@ import pytest
 import torch
 
 from thesis_lib.chapters.ch06_2_net2net import (
-    DEFAULT_NOISE, OPERATIONS, Net2NetPlan, architecture_table, cumulative_time, default_grow_epoch,
+    DEFAULT_NOISE,
+    OPERATIONS,
+    Net2NetPlan,
+    architecture_table,
+    cumulative_time,
+    default_grow_epoch,
     final_accuracy_comparisons,
-    grow_grid, growth_steps, label_runs, net2net_plan, panel_frame, reach_sentences, reach_table, reach_targets,
+    grow_grid,
+    growth_steps,
+    label_runs,
+    net2net_plan,
+    panel_frame,
+    reach_sentences,
+    reach_table,
+    reach_targets,
     time_to_accuracy,
 )
 from thesis_lib.experiments import PROFILES, run
@@ -19,13 +31,16 @@ from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_para
 def test_net2net_grow_experiment_grows_the_narrow_baseline_into_the_wide_net(isolated_results):
     smoke = PROFILES["smoke"]
     narrow, wide = smoke.resnet("narrow", 1, 10), smoke.resnet("wide", 1, 10)
-    grown = run("net2net_grow", {"operation": "widen_all", "init": "net2net", "seed": 0}, profile="smoke",
-                progress=False)
+    grown = run(
+        "net2net_grow", {"operation": "widen_all", "init": "net2net", "seed": 0}, profile="smoke", progress=False
+    )
     baseline = run("baseline", {"model": "narrow", "schedule": "step", "seed": 0}, profile="smoke", progress=False)
     assert grown.summary["grow_epoch"] == 1 and grown.summary["noise"] == DEFAULT_NOISE
     assert ResNetSpec.from_json(grown.summary["grown_spec"]) == wide.to_spec()
-    assert grown.history["params"].tolist() == [count_parameters(build_resnet(narrow)),
-                                                count_parameters(build_resnet(wide))]
+    assert grown.history["params"].tolist() == [
+        count_parameters(build_resnet(narrow)),
+        count_parameters(build_resnet(wide)),
+    ]
     assert grown.summary["params_before"] == count_parameters(build_resnet(narrow))
     assert len(grown.history) == smoke.epochs
     columns = ["train_loss", "test_loss", "test_acc", "lr"]
@@ -33,7 +48,6 @@ def test_net2net_grow_experiment_grows_the_narrow_baseline_into_the_wide_net(iso
     assert grown.history["lr"].tolist() == baseline.history["lr"].tolist()
     with pytest.raises(ValueError, match="grow_epoch"):
         run("net2net_grow", {"operation": "deepen", "init": "random", "grow_epoch": 2}, profile="smoke")
-
 
 
 def chapter_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,32 +64,54 @@ def chapter_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
         ({"operation": "widen_all", "init": "scratch", "seed": 0}, [0.5, 0.7, 0.8], [2, 2, 2], [0, 0, 0]),
         ({"operation": "widen_all", "init": "scratch", "seed": 1}, [0.5, 0.7, 0.84], [2, 2, 2], [0, 0, 0]),
     ]
-    histories = [pd.DataFrame({"epoch": [1, 2, 3], "test_acc": acc, "epoch_time": times, "hook_time": hooks,
-                               **params}) for params, acc, times, hooks in runs]
-    summaries = [{**params, "final_acc": acc[-1], "final_params": 100 * (1 + i // 4), "final_flops": 7,
-                  "params_before": 100, "flops_before": 5} for i, (params, acc, _, _) in enumerate(runs)]
+    histories = [
+        pd.DataFrame({"epoch": [1, 2, 3], "test_acc": acc, "epoch_time": times, "hook_time": hooks, **params})
+        for params, acc, times, hooks in runs
+    ]
+    summaries = [
+        {
+            **params,
+            "final_acc": acc[-1],
+            "final_params": 100 * (1 + i // 4),
+            "final_flops": 7,
+            "params_before": 100,
+            "flops_before": 5,
+        }
+        for i, (params, acc, _, _) in enumerate(runs)
+    ]
     history, summary = pd.concat(histories, ignore_index=True), pd.DataFrame(summaries)
     is_baseline = history["model"].notna()
-    history = label_runs(history[is_baseline].drop(columns=["operation", "init"]),
-                         history[~is_baseline].drop(columns=["model"]))
+    history = label_runs(
+        history[is_baseline].drop(columns=["operation", "init"]), history[~is_baseline].drop(columns=["model"])
+    )
     summary = label_runs(summary[summary["model"].notna()], summary[summary["model"].isna()])
     history["cumulative_time"] = cumulative_time(history, by=["group", "seed"])
     return history, summary
 
 
-
 def test_labelled_runs_give_panels_with_fixed_arm_order_and_mean_cumulative_time():
     history, summary = chapter_runs()
-    assert summary["group"].tolist() == ["wide from scratch"] * 2 + ["narrow from scratch"] * 2 + [
-        "widen_all, net2net"] * 2 + ["widen_all, random"] * 2 + ["widen_all, scratch"] * 2
+    assert (
+        summary["group"].tolist()
+        == ["wide from scratch"] * 2
+        + ["narrow from scratch"] * 2
+        + ["widen_all, net2net"] * 2
+        + ["widen_all, random"] * 2
+        + ["widen_all, scratch"] * 2
+    )
     assert summary["arm"].iloc[4] == "Net2Net init" and summary["operation"].iloc[0] == "-"
     net2net_seed_0 = history[(history["group"] == "widen_all, net2net") & (history["seed"] == 0)]
     assert net2net_seed_0["cumulative_time"].tolist() == [1.5, 2.5, 4.5]
 
     deepen = history[history["group"] == "widen_all, net2net"].assign(operation="deepen", group="deepen, net2net")
     panel = panel_frame(pd.concat([deepen, history], ignore_index=True), "widen_all")
-    assert panel["arm"].drop_duplicates().tolist() == ["wide from scratch", "narrow from scratch", "Net2Net init",
-                                                       "random init", "grown net from scratch"]
+    assert panel["arm"].drop_duplicates().tolist() == [
+        "wide from scratch",
+        "narrow from scratch",
+        "Net2Net init",
+        "random init",
+        "grown net from scratch",
+    ]
     assert len(panel) == len(history)
     random_arm = panel[panel["arm"] == "random init"]
     assert random_arm["mean_cumulative_time"].tolist() == [1.5, 2.5, 3.5] * 2
@@ -88,17 +124,20 @@ def test_labelled_runs_give_panels_with_fixed_arm_order_and_mean_cumulative_time
         label_runs(pd.DataFrame({"model": ["wide"]}), pd.DataFrame({"operation": ["deepen"]}))
 
 
-
 def test_reach_table_and_sentences_count_the_runs_reaching_each_baseline():
     history, summary = chapter_runs()
     targets = reach_targets(summary, tolerance=0.05)
     assert targets == pytest.approx({"wide": 0.85, "narrow": 0.65})
     groups = net2net_plan("smoke").groups()[:2] + ["widen_all, net2net", "widen_all, random"]
     table = reach_table(history, targets, groups)
-    assert table.loc["widen_all, net2net", ["epoch to wide", "seconds to wide", "runs reaching wide"]].tolist() \
-        == [2.5, 3.5, 2]
-    assert table.loc["widen_all, random", ["runs reaching wide", "runs reaching narrow", "seconds to narrow"]] \
-        .tolist() == [0, 1, 3.5]
+    assert table.loc["widen_all, net2net", ["epoch to wide", "seconds to wide", "runs reaching wide"]].tolist() == [
+        2.5,
+        3.5,
+        2,
+    ]
+    assert table.loc[
+        "widen_all, random", ["runs reaching wide", "runs reaching narrow", "seconds to narrow"]
+    ].tolist() == [0, 1, 3.5]
     assert table["runs"].tolist() == [2, 2, 2, 2]
     assert reach_sentences(table) == [
         "wide from scratch: 2 of 2 runs reached the wide net's accuracy after 3.0 epochs and 3.00 s.",
@@ -112,7 +151,6 @@ def test_reach_table_and_sentences_count_the_runs_reaching_each_baseline():
     ]
 
 
-
 def test_final_accuracy_comparisons_pair_every_grown_group_with_both_baselines_and_the_other_init():
     _, summary = chapter_runs()
     comparisons = final_accuracy_comparisons(summary, ["widen_all"])
@@ -124,7 +162,8 @@ def test_final_accuracy_comparisons_pair_every_grown_group_with_both_baselines_a
         "final accuracy, widen_all, scratch vs wide from scratch",
         "final accuracy, widen_all, scratch vs narrow from scratch",
         "final accuracy, widen_all, net2net vs widen_all, random",
-        "final accuracy, widen_all, net2net vs widen_all, scratch"]
+        "final accuracy, widen_all, net2net vs widen_all, scratch",
+    ]
     _, a, b = comparisons[-2]
     assert a.tolist() == [0.9, 0.86] and b.tolist() == [0.6, 0.66]
     assert comparisons[-1][2].tolist() == [0.8, 0.84]
@@ -132,14 +171,20 @@ def test_final_accuracy_comparisons_pair_every_grown_group_with_both_baselines_a
         final_accuracy_comparisons(summary, ["deepen"])
 
 
-
 def test_net2net_plan_per_profile():
     smoke = net2net_plan("smoke")
     assert smoke.operations == ("widen_all", "deepen_layer") and net2net_plan("quick").operations == OPERATIONS
     assert len(smoke.grid("smoke")) == 2 * 3 * 2  # operations x arms x seeds
-    assert smoke.groups() == ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, random",
-                              "widen_all, scratch", "deepen_layer, net2net", "deepen_layer, random",
-                              "deepen_layer, scratch"]
+    assert smoke.groups() == [
+        "wide from scratch",
+        "narrow from scratch",
+        "widen_all, net2net",
+        "widen_all, random",
+        "widen_all, scratch",
+        "deepen_layer, net2net",
+        "deepen_layer, random",
+        "deepen_layer, scratch",
+    ]
     with pytest.raises(ValueError, match="subset of"):
         Net2NetPlan(operations=("shrink",))
 
@@ -164,12 +209,16 @@ def test_growth_steps_build_the_planned_architectures():
     both = grown("widen_deepen")
     assert [(len(s.blocks), s.width) for s in both.stages] == [(1, 4), (1, 6), (2, 8)]
     assert both == ResNetConfig(stages=3, blocks=(1, 1, 2), widths=(4, 6, 8), in_channels=1, num_classes=3).to_spec()
-    for bad in [dict(operation="shrink"), dict(operation="deepen", noise=0.1), dict(operation="deepen_layer", noise=0.1),
-                dict(operation="widen_all", init="random", noise=0.1), dict(operation="widen_all", stage=0),
-                dict(operation="widen_one", stage=3)]:
+    for bad in [
+        dict(operation="shrink"),
+        dict(operation="deepen", noise=0.1),
+        dict(operation="deepen_layer", noise=0.1),
+        dict(operation="widen_all", init="random", noise=0.1),
+        dict(operation="widen_all", stage=0),
+        dict(operation="widen_one", stage=3),
+    ]:
         with pytest.raises(ValueError):
             growth_steps(bad.pop("operation"), bad.pop("init", "net2net"), (4, 6, 8), **bad)
-
 
 
 def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_default():
@@ -181,10 +230,15 @@ def test_grow_grid_passes_noise_only_where_it_applies_and_differs_from_the_defau
     assert all("noise" not in p and "grow_epoch" not in p for p in grow_grid("smoke", noise=DEFAULT_NOISE))
 
 
-
 def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
-    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.5, 0.8, 0.7, 0.9],
-                            "epoch_time": [1.0, 2.0, 3.0, 4.0], "hook_time": [0.0, 0.5, 0.0, 0.0]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "test_acc": [0.5, 0.8, 0.7, 0.9],
+            "epoch_time": [1.0, 2.0, 3.0, 4.0],
+            "hook_time": [0.0, 0.5, 0.0, 0.0],
+        }
+    )
     assert time_to_accuracy(history, 0.75) == {"epoch": 2.0, "seconds": 3.5}
     assert time_to_accuracy(history, 0.9) == {"epoch": 4.0, "seconds": 10.5}
     never = time_to_accuracy(history, 0.95)
@@ -192,10 +246,12 @@ def test_time_to_accuracy_finds_the_first_epoch_and_its_cumulative_seconds():
 
 
 def test_the_scratch_arm_trains_the_grown_architecture_from_a_fresh_init(isolated_results):
-    grown = run("net2net_grow", {"operation": "deepen_layer", "init": "net2net", "seed": 0}, profile="smoke",
-                progress=False)
-    scratch = run("net2net_grow", {"operation": "deepen_layer", "init": "scratch", "seed": 0}, profile="smoke",
-                  progress=False)
+    grown = run(
+        "net2net_grow", {"operation": "deepen_layer", "init": "net2net", "seed": 0}, profile="smoke", progress=False
+    )
+    scratch = run(
+        "net2net_grow", {"operation": "deepen_layer", "init": "scratch", "seed": 0}, profile="smoke", progress=False
+    )
     assert ResNetSpec.from_json(scratch.summary["grown_spec"]) == ResNetSpec.from_json(grown.summary["grown_spec"])
     assert scratch.history["params"].nunique() == 1  # the grown size from the first epoch on
     assert scratch.history["params"].iloc[0] == grown.summary["final_params"] > grown.history["params"].iloc[0]
@@ -208,14 +264,27 @@ def test_init_verdicts_sort_the_operations_by_the_holm_adjusted_net2net_vs_rando
     from thesis_lib import stats
     from thesis_lib.chapters.ch06_2_net2net import init_verdicts
 
-    tests = stats.with_holm(stats.welch_table([
-        ("final accuracy, widen_one, net2net vs widen_one, random", [0.95, 0.96, 0.955, 0.958, 0.952],
-         [0.90, 0.91, 0.905, 0.908, 0.902]),
-        ("final accuracy, deepen, net2net vs deepen, random", [0.90, 0.91, 0.905, 0.908, 0.902],
-         [0.95, 0.96, 0.955, 0.958, 0.952]),
-        ("final accuracy, widen_all, net2net vs widen_all, random", [0.9, 0.95, 0.92, 0.97, 0.91],
-         [0.93, 0.9, 0.96, 0.92, 0.94]),
-    ]))
+    tests = stats.with_holm(
+        stats.welch_table(
+            [
+                (
+                    "final accuracy, widen_one, net2net vs widen_one, random",
+                    [0.95, 0.96, 0.955, 0.958, 0.952],
+                    [0.90, 0.91, 0.905, 0.908, 0.902],
+                ),
+                (
+                    "final accuracy, deepen, net2net vs deepen, random",
+                    [0.90, 0.91, 0.905, 0.908, 0.902],
+                    [0.95, 0.96, 0.955, 0.958, 0.952],
+                ),
+                (
+                    "final accuracy, widen_all, net2net vs widen_all, random",
+                    [0.9, 0.95, 0.92, 0.97, 0.91],
+                    [0.93, 0.9, 0.96, 0.92, 0.94],
+                ),
+            ]
+        )
+    )
     text = init_verdicts(tests, ["widen_one", "deepen", "widen_all"])
     assert text.startswith("Net2Net's init against random init of the new units, final accuracy, 3 operations:")
     assert "significantly better: widen_one (0.955 vs 0.905" in text
@@ -245,10 +314,19 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
     operations = ("widen_all", "deepen_layer") if profile == "smoke" else OPERATIONS
     # the former planned_runs: both step-schedule baselines, then every operation x arm x seed (noise and
     # grow_epoch at their defaults, so not passed)
-    former = [*(("baseline", {"model": model, "schedule": "step", "seed": seed})
-                for model in ("wide", "narrow") for seed in seeds),
-              *(("net2net_grow", {"operation": operation, "init": init, "seed": seed})
-                for operation in operations for init in ("net2net", "random", "scratch") for seed in seeds)]
+    former = [
+        *(
+            ("baseline", {"model": model, "schedule": "step", "seed": seed})
+            for model in ("wide", "narrow")
+            for seed in seeds
+        ),
+        *(
+            ("net2net_grow", {"operation": operation, "init": init, "seed": seed})
+            for operation in operations
+            for init in ("net2net", "random", "scratch")
+            for seed in seeds
+        ),
+    ]
     known = sweeps(profile)
     assert list(known) == ["baseline", "grow"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
@@ -271,16 +349,28 @@ def test_net2net_plan_names_the_profiles_that_have_one():
 def test_figures_draw_one_panel_per_operation_and_one_row_per_group():
     from matplotlib.figure import Figure
 
-    from thesis_lib.chapters.ch06_2_net2net import (accuracy_epochs_figure, accuracy_time_figure,
-                                                     final_accuracy_figure, final_accuracy_table,
-                                                     final_accuracy_tests, growth_sentence)
+    from thesis_lib.chapters.ch06_2_net2net import (
+        accuracy_epochs_figure,
+        accuracy_time_figure,
+        final_accuracy_figure,
+        final_accuracy_table,
+        final_accuracy_tests,
+        growth_sentence,
+    )
 
     history, summary = chapter_runs()
     summary = summary.assign(total_time=1.0)
-    groups = ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, random",
-              "widen_all, scratch"]
-    for fig in (accuracy_epochs_figure(history, summary, ["widen_all"], 1, ("smoke", "digits")),
-                accuracy_time_figure(history, summary, ["widen_all"], ("smoke", "digits"))):
+    groups = [
+        "wide from scratch",
+        "narrow from scratch",
+        "widen_all, net2net",
+        "widen_all, random",
+        "widen_all, scratch",
+    ]
+    for fig in (
+        accuracy_epochs_figure(history, summary, ["widen_all"], 1, ("smoke", "digits")),
+        accuracy_time_figure(history, summary, ["widen_all"], ("smoke", "digits")),
+    ):
         assert isinstance(fig, Figure) and len(fig.axes) == 1
         assert fig.axes[0].get_title() == "alle Phasen breiter"
     fig = final_accuracy_figure(summary, groups, ("smoke", "digits"))
@@ -289,5 +379,6 @@ def test_figures_draw_one_panel_per_operation_and_one_row_per_group():
     assert table.index.tolist() == groups and table["mean total time (s)"].tolist() == [1.0] * 5
     tests = final_accuracy_tests(summary, ["widen_all"])
     assert len(tests) == 8 and "p_holm" in tests
-    assert growth_sentence("quick") == ("growth after epoch 3 of 10; Net2Net widening noise 0.05 x std of each "
-                                        "weight tensor")
+    assert growth_sentence("quick") == (
+        "growth after epoch 3 of 10; Net2Net widening noise 0.05 x std of each weight tensor"
+    )

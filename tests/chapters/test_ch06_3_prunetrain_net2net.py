@@ -5,10 +5,15 @@ import json
 import pandas as pd
 import pytest
 
-from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
-    GROUP_ORDER, architecture_rounds, final_accuracy_groups, found_architectures, phase_times, search_plan,
-)
 from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
+from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
+    GROUP_ORDER,
+    architecture_rounds,
+    final_accuracy_groups,
+    found_architectures,
+    phase_times,
+    search_plan,
+)
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.models import NARROW_BASELINE, ResNetSpec, build_resnet, count_flops, count_parameters
 
@@ -19,8 +24,11 @@ def test_plans_take_chapter_5s_pruning_and_grow_until_the_first_lr_decay():
     for profile in ("smoke", "quick", "full"):
         plan, pruning = search_plan(profile), prunetrain_plan(profile)
         config = get_profile(profile).train_config()
-        assert (plan.lasso_ratio, plan.threshold, plan.interval) == (pruning.lasso_ratio, pruning.threshold,
-                                                                    pruning.interval), profile
+        assert (plan.lasso_ratio, plan.threshold, plan.interval) == (
+            pruning.lasso_ratio,
+            pruning.threshold,
+            pruning.interval,
+        ), profile
         assert plan.last_growth_epoch == config.milestones[0] < config.epochs, profile
         # growth stops before the lr does: the first epoch at the decayed lr is the one after the last growth
         assert config.lr_at(plan.last_growth_epoch - 1) == config.lr > config.lr_at(plan.last_growth_epoch)
@@ -53,14 +61,20 @@ def test_prune_grow_on_smoke_reports_the_net_it_ends_with_and_retrains_it(isolat
     both = pd.concat([history, retrained.history])
     assert retrained.summary["total_time"] == pytest.approx((both["epoch_time"] + both["hook_time"]).sum())
     assert retrained.summary["retrain_time"] == pytest.approx(
-        (retrained.history["epoch_time"] + retrained.history["hook_time"]).sum())
+        (retrained.history["epoch_time"] + retrained.history["hook_time"]).sum()
+    )
     assert retrained.summary["search_acc"] == summary["final_acc"]
 
 
 def test_architecture_rounds_start_from_the_narrow_net_and_follow_the_history():
-    history = pd.DataFrame({"seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2],
-                            "stage_widths": ["[8, 16, 32]", "[12, 16, 30]", "[8, 16, 32]", "[8, 24, 32]"],
-                            "stage_blocks": ["[1, 1, 1]", "[2, 1, 1]", "[1, 1, 1]", "[1, 1, 0]"]})
+    history = pd.DataFrame(
+        {
+            "seed": [0, 0, 1, 1],
+            "epoch": [1, 2, 1, 2],
+            "stage_widths": ["[8, 16, 32]", "[12, 16, 30]", "[8, 16, 32]", "[8, 24, 32]"],
+            "stage_blocks": ["[1, 1, 1]", "[2, 1, 1]", "[1, 1, 1]", "[1, 1, 0]"],
+        }
+    )
     rounds = architecture_rounds(history, NARROW_BASELINE.with_(blocks=(1, 1, 1), in_channels=1))
     assert len(rounds) == 2 * 3 * 3
     start = rounds[rounds.epoch == 0]
@@ -73,18 +87,32 @@ def test_architecture_rounds_start_from_the_narrow_net_and_follow_the_history():
 
 
 def summary_frame(**extra):
-    base = {"seed": [0, 1], "final_acc": [0.9, 0.8], "total_time": [10.0, 12.0], "final_params": [100, 120],
-            "final_flops": [1000, 1100]}
+    base = {
+        "seed": [0, 1],
+        "final_acc": [0.9, 0.8],
+        "total_time": [10.0, 12.0],
+        "final_params": [100, 120],
+        "final_flops": [1000, 1100],
+    }
     return pd.DataFrame({**base, **extra})
 
 
 def test_final_accuracy_groups_and_tables_from_summaries():
     groups = final_accuracy_groups(summary_frame(), summary_frame(), summary_frame(), summary_frame())
     assert groups["group"].tolist() == [g for g in GROUP_ORDER for _ in range(2)]
-    search = summary_frame(found_stage_widths=["[8]", "[9]"], found_stage_blocks=["[1]", "[2]"],
-                           found_flops=[500, 750], found_params=[1, 2], budget=[1000, 1000], growths=[1, 2],
-                           reconfigurations=[2, 2], train_time=[8.0, 9.0], prune_time=[1.0, 0.5],
-                           grow_time=[1.0, 2.5], search_time=[10.0, 12.0])
+    search = summary_frame(
+        found_stage_widths=["[8]", "[9]"],
+        found_stage_blocks=["[1]", "[2]"],
+        found_flops=[500, 750],
+        found_params=[1, 2],
+        budget=[1000, 1000],
+        growths=[1, 2],
+        reconfigurations=[2, 2],
+        train_time=[8.0, 9.0],
+        prune_time=[1.0, 0.5],
+        grow_time=[1.0, 2.5],
+        search_time=[10.0, 12.0],
+    )
     assert found_architectures(search)["flops / budget"].tolist() == [0.5, 0.75]
     phases = phase_times(search)
     assert phases["train_share"].tolist() == [0.8, 0.75] and phases["grow_share"].tolist() == [0.1, 2.5 / 12]
@@ -99,9 +127,15 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
     seeds = (0, 1) if profile == "smoke" else (0, 1, 2, 3, 4)  # the former SEEDS: the run folders stay
     assert search_plan(profile).seeds == seeds
     grid = search_plan(profile).grid()
-    former = [*(("baseline", params) for model in ("narrow", "wide")
-                for params in baseline_grid(profile, models=(model,), schedules=("step",), seeds=seeds)),
-              *(("prune_grow", params) for params in grid), *(("prune_grow_retrain", params) for params in grid)]
+    former = [
+        *(
+            ("baseline", params)
+            for model in ("narrow", "wide")
+            for params in baseline_grid(profile, models=(model,), schedules=("step",), seeds=seeds)
+        ),
+        *(("prune_grow", params) for params in grid),
+        *(("prune_grow_retrain", params) for params in grid),
+    ]
     known = sweeps(profile)
     assert list(known) == ["narrow", "wide", "search", "retrain"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
@@ -114,16 +148,30 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
 def test_figures_and_sentences_from_summaries_and_histories():
     from matplotlib.figure import Figure
 
-    from thesis_lib.chapters.ch06_3_prunetrain_net2net import (accuracy_cost_curves, accuracy_cost_figure,
-                                                               accuracy_sentence, architecture_figure,
-                                                               final_accuracy_figure, growth_sentence)
+    from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
+        accuracy_cost_curves,
+        accuracy_cost_figure,
+        accuracy_sentence,
+        architecture_figure,
+        final_accuracy_figure,
+        growth_sentence,
+    )
 
-    history = pd.DataFrame({"seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2], "test_acc": [0.5, 0.6, 0.4, 0.7],
-                            "train_acc": [0.5] * 4, "flops": [10, 12, 10, 11], "params": [5] * 4,
-                            "epoch_time": [1.0] * 4, "hook_time": [0.5, 0.0, 0.5, 0.0],
-                            "grown": [True, False, False, False],
-                            "stage_widths": ["[8, 16, 32]", "[12, 16, 32]", "[8, 16, 32]", "[8, 16, 32]"],
-                            "stage_blocks": ["[1, 1, 1]", "[1, 1, 2]", "[1, 1, 1]", "[1, 1, 1]"]})
+    history = pd.DataFrame(
+        {
+            "seed": [0, 0, 1, 1],
+            "epoch": [1, 2, 1, 2],
+            "test_acc": [0.5, 0.6, 0.4, 0.7],
+            "train_acc": [0.5] * 4,
+            "flops": [10, 12, 10, 11],
+            "params": [5] * 4,
+            "epoch_time": [1.0] * 4,
+            "hook_time": [0.5, 0.0, 0.5, 0.0],
+            "grown": [True, False, False, False],
+            "stage_widths": ["[8, 16, 32]", "[12, 16, 32]", "[8, 16, 32]", "[8, 16, 32]"],
+            "stage_blocks": ["[1, 1, 1]", "[1, 1, 2]", "[1, 1, 1]", "[1, 1, 1]"],
+        }
+    )
     curves = accuracy_cost_curves(history, history, history)
     assert curves["group"].drop_duplicates().tolist() == list(GROUP_ORDER[:3])
     assert curves["mean_time"].tolist()[:2] == [1.5, 2.5]
@@ -135,5 +183,6 @@ def test_figures_and_sentences_from_summaries_and_histories():
     assert ticks[0] == "schmales\nBaseline-Netz"
     found = pd.DataFrame({"flops / budget": [0.5, 0.75]})
     assert growth_sentence(history, found) == "1 growths in 2 runs, at epochs [1]; found FLOPs / budget: 0.50 ... 0.75."
-    assert accuracy_sentence(groups) == ("mean final accuracy: search 0.850, found net from scratch 0.850, "
-                                         "wide 0.850, narrow 0.850.")
+    assert accuracy_sentence(groups) == (
+        "mean final accuracy: search 0.850, found net from scratch 0.850, wide 0.850, narrow 0.850."
+    )

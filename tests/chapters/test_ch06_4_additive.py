@@ -11,11 +11,18 @@ import torch
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
-from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters import chapter
+from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters.ch06_4_additive import (
-    additive_plan, arm_table, arm_tests, bf16_note, lars_prunetrain_answer, large_batch_runs, prunetrain_pairs,
-    prunetrain_runs, sweeps,
+    additive_plan,
+    arm_table,
+    arm_tests,
+    bf16_note,
+    large_batch_runs,
+    lars_prunetrain_answer,
+    prunetrain_pairs,
+    prunetrain_runs,
+    sweeps,
 )
 from thesis_lib.experiments import SweepResult, get_profile, run, run_dir_for
 
@@ -34,23 +41,36 @@ def test_quick_plan_arms_are_the_documented_settings():
     if not torch.cuda.is_available():
         assert plan.precisions == ("fp32", "bf16")
     large = plan.large_batch_grids()
-    assert list(large) == ["Batch 64, SGD", "Batch 512, SGD", "Batch 512, SGD linear + warm-up",
-                           "Batch 512, SGD sqrt + warm-up", "Batch 512, LARS + warm-up",
-                           "Batch 512, ghost BN 64 + sqrt + warm-up"]
+    assert list(large) == [
+        "Batch 64, SGD",
+        "Batch 512, SGD",
+        "Batch 512, SGD linear + warm-up",
+        "Batch 512, SGD sqrt + warm-up",
+        "Batch 512, LARS + warm-up",
+        "Batch 512, ghost BN 64 + sqrt + warm-up",
+    ]
     assert all(len(grid) == 5 for grid in large.values())
     assert large["Batch 64, SGD"][0] == {"model": "wide", "schedule": "step", "seed": 0}
     assert large["Batch 512, ghost BN 64 + sqrt + warm-up"][2] == {
-        "model": "wide", "schedule": "step", "batch_size": 512, "ghost_batch": 64, "lr_scaling": "sqrt",
-        "warmup_epochs": 1, "seed": 2}
+        "model": "wide",
+        "schedule": "step",
+        "batch_size": 512,
+        "ghost_batch": 64,
+        "lr_scaling": "sqrt",
+        "warmup_epochs": 1,
+        "seed": 2,
+    }
     assert "lr" not in large["Batch 512, LARS + warm-up"][0]
     # the fp32 arm and the reference are chapter 3's baseline runs: the same folders
     fp32 = plan.precision_grids()["fp32"]
     assert [run_dir_for("baseline", p, "quick") for p in fp32] == [
-        run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": s}, "quick") for s in range(5)]
+        run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": s}, "quick") for s in range(5)
+    ]
     # where the profile trains in bf16 by default (full on CUDA), the fp32 arm asks for fp32 and bf16 is chapter 3's
     on_cuda = dataclasses.replace(get_profile("full"), device="cuda")
-    plan = dataclasses.replace(additive_plan("full"), precisions=("fp32", "bf16"),
-                               default_precision=on_cuda.train_config().precision)
+    plan = dataclasses.replace(
+        additive_plan("full"), precisions=("fp32", "bf16"), default_precision=on_cuda.train_config().precision
+    )
     assert plan.precision_grids()["fp32"][0] == {"model": "wide", "schedule": "step", "precision": "fp32", "seed": 0}
     assert plan.precision_grids()["bf16"][0] == {"model": "wide", "schedule": "step", "seed": 0}
 
@@ -61,24 +81,33 @@ def test_prunetrain_arms_start_from_chapter_5s_point_and_its_batch():
     default = prunetrain_plan("quick").default()
     assert arms["Batch 64, SGD"][0] == {**default, "seed": 0}  # chapter 5's own default-point run
     assert arms["Batch 512, SGD linear + warm-up"][0] == {
-        **default, "batch_size": 512, "warmup_epochs": 1, "lr_scaling": "linear", "lr_reference_batch": 64,
-        "seed": 0}
+        **default,
+        "batch_size": 512,
+        "warmup_epochs": 1,
+        "lr_scaling": "linear",
+        "lr_reference_batch": 64,
+        "seed": 0,
+    }
     lars = arms["Batch 512, LARS + warm-up"][0]
     assert lars["optimizer"] == "lars" and "lr" not in lars
     full = additive_plan("full")
     assert (full.prune_batch, full.prune_large_batch, full.large_batch, full.warmup_epochs) == (256, 2048, 1024, 10)
     assert full.prunetrain_grids()["Batch 2048, SGD linear + warm-up"][0]["lr_reference_batch"] == 256
-    assert prunetrain_pairs(quick) == [("Batch 512, LARS + warm-up", "Batch 512, SGD linear + warm-up"),
-                                       ("Batch 512, SGD linear + warm-up", "Batch 64, SGD"),
-                                       ("Batch 512, LARS + warm-up", "Batch 64, SGD")]
+    assert prunetrain_pairs(quick) == [
+        ("Batch 512, LARS + warm-up", "Batch 512, SGD linear + warm-up"),
+        ("Batch 512, SGD linear + warm-up", "Batch 64, SGD"),
+        ("Batch 512, LARS + warm-up", "Batch 64, SGD"),
+    ]
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick"])
 def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
     plan = additive_plan(profile)
-    former = [*(("baseline", p) for grid in plan.precision_grids().values() for p in grid),
-              *(("baseline", p) for grid in plan.large_batch_grids().values() for p in grid),
-              *(("prunetrain", p) for grid in plan.prunetrain_grids().values() for p in grid)]
+    former = [
+        *(("baseline", p) for grid in plan.precision_grids().values() for p in grid),
+        *(("baseline", p) for grid in plan.large_batch_grids().values() for p in grid),
+        *(("prunetrain", p) for grid in plan.prunetrain_grids().values() for p in grid),
+    ]
     known = sweeps(profile)
     assert list(known) == ["precision", "large_batch", "prunetrain"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
@@ -104,30 +133,38 @@ def test_the_runs_of_a_sweep_are_labelled_with_their_arms_in_grid_order():
     arms = plan.large_batch_grids()
     assert summary["arm"].tolist() == [arm for arm, grid in arms.items() for _ in grid]
     assert summary.loc[summary["arm"] == "Batch 256, LARS + warm-up", "optimizer"].eq("lars").all()
-    assert history["arm"].tolist() == [arm for arm, grid in arms.items() for index, _ in enumerate(grid)
-                                       for _ in range(1 + index % 2)]
+    assert history["arm"].tolist() == [
+        arm for arm, grid in arms.items() for index, _ in enumerate(grid) for _ in range(1 + index % 2)
+    ]
     summary, _ = prunetrain_runs(nb)
     assert summary["arm"].tolist() == [arm for arm, grid in plan.prunetrain_grids().items() for _ in grid]
     assert (summary["kept_params"] == 0.5).all()
 
 
 def fake_summary(kept: dict[str, list[float]], acc: dict[str, list[float]]) -> pd.DataFrame:
-    rows = [{"arm": arm, "seed": seed, "kept_params": value, "final_acc": acc[arm][seed]}
-            for arm, values in kept.items() for seed, value in enumerate(values)]
+    rows = [
+        {"arm": arm, "seed": seed, "kept_params": value, "final_acc": acc[arm][seed]}
+        for arm, values in kept.items()
+        for seed, value in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
 def test_arm_tests_are_welch_tests_holm_adjusted_over_the_whole_table():
-    summary = fake_summary({"a": [0.5, 0.52, 0.55, 0.49, 0.51], "b": [0.6, 0.7, 0.65, 0.62, 0.66],
-                            "ref": [0.61, 0.59, 0.6, 0.64, 0.58]},
-                           {"a": [0.9, 0.91, 0.92, 0.9, 0.89], "b": [0.8, 0.85, 0.83, 0.81, 0.86],
-                            "ref": [0.9, 0.9, 0.91, 0.92, 0.9]})
+    summary = fake_summary(
+        {"a": [0.5, 0.52, 0.55, 0.49, 0.51], "b": [0.6, 0.7, 0.65, 0.62, 0.66], "ref": [0.61, 0.59, 0.6, 0.64, 0.58]},
+        {"a": [0.9, 0.91, 0.92, 0.9, 0.89], "b": [0.8, 0.85, 0.83, 0.81, 0.86], "ref": [0.9, 0.9, 0.91, 0.92, 0.9]},
+    )
     tests = arm_tests(summary, (("kept_params", "kept", ""), ("final_acc", "accuracy", "")), reference="ref")
     assert tests["quantity"].tolist() == ["kept_params", "kept_params", "final_acc", "final_acc"]
     assert {"n_a", "n_b", "t", "df", "p", "p_holm"} <= set(tests.columns)
-    expected_p = [scipy_stats.ttest_ind(summary.loc[summary.arm == arm, column], summary.loc[summary.arm == "ref", column],
-                                        equal_var=False).pvalue
-                  for column in ("kept_params", "final_acc") for arm in ("a", "b")]
+    expected_p = [
+        scipy_stats.ttest_ind(
+            summary.loc[summary.arm == arm, column], summary.loc[summary.arm == "ref", column], equal_var=False
+        ).pvalue
+        for column in ("kept_params", "final_acc")
+        for arm in ("a", "b")
+    ]
     np.testing.assert_allclose(tests["p"], expected_p)
     np.testing.assert_allclose(tests["p_holm"], multipletests(expected_p, method="holm")[1])
     with pytest.raises(ValueError, match="either reference"):
@@ -139,20 +176,26 @@ def test_arm_tests_are_welch_tests_holm_adjusted_over_the_whole_table():
     assert table.loc[1, "final_acc_std"] == pytest.approx(np.std([0.8, 0.85, 0.83, 0.81, 0.86], ddof=1))
 
 
-@pytest.mark.parametrize("lars_kept, expected", [
-    ([0.5, 0.52, 0.48, 0.51, 0.49], "supports the draft's claim"),
-    ([0.95, 0.97, 0.96, 0.94, 0.98], "contradicts the draft's claim"),
-    ([0.7, 0.9, 0.6, 1.0, 0.8], "do not decide"),
-    ([1.0] * 5, "cannot be tested"),
-])
+@pytest.mark.parametrize(
+    "lars_kept, expected",
+    [
+        ([0.5, 0.52, 0.48, 0.51, 0.49], "supports the draft's claim"),
+        ([0.95, 0.97, 0.96, 0.94, 0.98], "contradicts the draft's claim"),
+        ([0.7, 0.9, 0.6, 1.0, 0.8], "do not decide"),
+        ([1.0] * 5, "cannot be tested"),
+    ],
+)
 def test_the_lars_claim_is_read_from_the_kept_parameters(lars_kept, expected):
     plan = additive_plan("quick")
     base, sgd, lars = plan.prunetrain_grids()
     sgd_kept = [1.0] * 5 if expected == "cannot be tested" else [0.8, 0.82, 0.79, 0.81, 0.8]
-    summary = fake_summary({base: [0.5, 0.55, 0.52, 0.56, 0.51], sgd: sgd_kept, lars: lars_kept},
-                           {base: [0.97] * 4 + [0.96], sgd: [0.3, 0.5, 0.2, 0.4, 0.25], lars: [0.7, 0.8, 0.75, 0.6, 0.9]})
-    tests = arm_tests(summary, (("kept_params", "kept", ""), ("final_acc", "accuracy", "")),
-                      pairs=prunetrain_pairs(plan))
+    summary = fake_summary(
+        {base: [0.5, 0.55, 0.52, 0.56, 0.51], sgd: sgd_kept, lars: lars_kept},
+        {base: [0.97] * 4 + [0.96], sgd: [0.3, 0.5, 0.2, 0.4, 0.25], lars: [0.7, 0.8, 0.75, 0.6, 0.9]},
+    )
+    tests = arm_tests(
+        summary, (("kept_params", "kept", ""), ("final_acc", "accuracy", "")), pairs=prunetrain_pairs(plan)
+    )
     text = lars_prunetrain_answer(tests, plan)
     assert expected in text
     assert "accuracy 0.750 vs 0.330" in text

@@ -8,15 +8,23 @@ from thesis_lib.chapters import Notebook, chapter
 from thesis_lib.chapters.ch04_morphnet import morphnet_plan
 from thesis_lib.chapters.ch06_3_prunetrain_net2net import search_plan
 from thesis_lib.chapters.ch07_comparison import (
-    PROCEDURE_SWEEPS, PROCEDURES, answer, comparison_runs, comparison_table, pairwise_tests, sweeps,
-    uniform_scaling_check, verdict,
+    PROCEDURE_SWEEPS,
+    PROCEDURES,
+    answer,
+    comparison_runs,
+    comparison_table,
+    pairwise_tests,
+    sweeps,
+    uniform_scaling_check,
+    verdict,
 )
 from thesis_lib.experiments import get_profile, run_dir_for
 from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 
 
-def fake_runs(acc_shift: float = 0.0, time_shift: float = 0.0, n: int = 5, acc_noise: float = 0.005,
-              time_noise: float = 1.0) -> pd.DataFrame:
+def fake_runs(
+    acc_shift: float = 0.0, time_shift: float = 0.0, n: int = 5, acc_noise: float = 0.005, time_noise: float = 1.0
+) -> pd.DataFrame:
     """Five runs per procedure with accuracy noise `acc_noise`; "PruneTrain + Net2Net" gets the given shifts
     against MorphNet."""
     rng = np.random.default_rng(0)
@@ -25,9 +33,16 @@ def fake_runs(acc_shift: float = 0.0, time_shift: float = 0.0, n: int = 5, acc_n
         shift_acc = acc_shift if procedure == "PruneTrain + Net2Net" else 0.0
         shift_time = time_shift if procedure == "PruneTrain + Net2Net" else 0.0
         for seed in range(n):
-            rows.append({"procedure": procedure, "seed": seed, "final_acc": 0.9 + shift_acc + rng.normal(0, acc_noise),
-                         "total_time": 100.0 + shift_time + rng.normal(0, time_noise), "params": 1000 + index,
-                         "flops": 5000 + seed})
+            rows.append(
+                {
+                    "procedure": procedure,
+                    "seed": seed,
+                    "final_acc": 0.9 + shift_acc + rng.normal(0, acc_noise),
+                    "total_time": 100.0 + shift_time + rng.normal(0, time_noise),
+                    "params": 1000 + index,
+                    "flops": 5000 + seed,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -35,8 +50,18 @@ def test_table_7_1_has_one_row_per_procedure_with_mean_std_and_n():
     runs = fake_runs()
     table = comparison_table(runs)
     assert table["procedure"].tolist() == list(PROCEDURES) and (table["n"] == 5).all()
-    assert list(table.columns) == ["procedure", "n", "final_acc_mean", "final_acc_std", "total_time_mean",
-                                   "total_time_std", "params_mean", "params_std", "flops_mean", "flops_std"]
+    assert list(table.columns) == [
+        "procedure",
+        "n",
+        "final_acc_mean",
+        "final_acc_std",
+        "total_time_mean",
+        "total_time_std",
+        "params_mean",
+        "params_std",
+        "flops_mean",
+        "flops_std",
+    ]
     morph = runs[runs.procedure == "MorphNet"]
     row = table.set_index("procedure").loc["MorphNet"]
     assert row["final_acc_mean"] == pytest.approx(morph["final_acc"].mean())
@@ -57,17 +82,21 @@ def test_pairwise_tests_cover_every_pair_with_holm_within_each_quantity():
     assert {"n_a", "n_b", "t", "df", "p", "p_holm", "verdict"} <= set(tests.columns)
 
 
-@pytest.mark.parametrize("acc_shift, time_shift, acc_noise, time_noise, expected", [
-    (0.05, 0.0, 0.005, 1.0, "PruneTrain + Net2Net"),   # more accurate, and the time interval shows not slower
-    (-0.05, 0.0, 0.005, 1.0, "MorphNet"),
-    (0.0, -20.0, 0.002, 1.0, "PruneTrain + Net2Net"),  # faster, and at most 1 point less accurate
-    (-0.06, -20.0, 0.06, 1.0, "undecided"),            # faster, 6 points less accurate, too noisy to say
-    (0.05, 20.0, 0.005, 1.0, "undecided"),             # more accurate but slower
-    (0.05, 30.0, 0.005, 30.0, "undecided"),            # more accurate, 30 % slower but too noisy to call slower
-    (0.0, 0.0, 0.005, 1.0, "undecided"),
-])
+@pytest.mark.parametrize(
+    "acc_shift, time_shift, acc_noise, time_noise, expected",
+    [
+        (0.05, 0.0, 0.005, 1.0, "PruneTrain + Net2Net"),  # more accurate, and the time interval shows not slower
+        (-0.05, 0.0, 0.005, 1.0, "MorphNet"),
+        (0.0, -20.0, 0.002, 1.0, "PruneTrain + Net2Net"),  # faster, and at most 1 point less accurate
+        (-0.06, -20.0, 0.06, 1.0, "undecided"),  # faster, 6 points less accurate, too noisy to say
+        (0.05, 20.0, 0.005, 1.0, "undecided"),  # more accurate but slower
+        (0.05, 30.0, 0.005, 30.0, "undecided"),  # more accurate, 30 % slower but too noisy to call slower
+        (0.0, 0.0, 0.005, 1.0, "undecided"),
+    ],
+)
 def test_the_verdict_follows_the_holm_adjusted_tests_and_never_reads_no_difference_as_equal(
-        acc_shift, time_shift, acc_noise, time_noise, expected):
+    acc_shift, time_shift, acc_noise, time_noise, expected
+):
     tests = pairwise_tests(fake_runs(acc_shift, time_shift, acc_noise=acc_noise, time_noise=time_noise))
     assert verdict(tests, "PruneTrain + Net2Net", "MorphNet") == expected
     text = answer(tests, "quick", "digits")
@@ -86,19 +115,27 @@ def test_sweeps_reuse_the_runs_of_chapters_3_4_and_6_3(monkeypatch):
     assert list(known) == list(PROCEDURE_SWEEPS.values()) and list(PROCEDURE_SWEEPS) == list(PROCEDURES)
     assert [len(grid) for _, grid in known.values()] == [5, 5, 5, 5]
     name, grid = known["baseline"]
-    assert run_dir_for(name, grid[0], "quick") == run_dir_for("baseline", {"seed": 0, "model": "wide",
-                                                                            "schedule": "step"}, "quick")
+    assert run_dir_for(name, grid[0], "quick") == run_dir_for(
+        "baseline", {"seed": 0, "model": "wide", "schedule": "step"}, "quick"
+    )
     assert known["morphnet"][1][0]["resource"] == "flops"
 
 
 def former_runs(profile) -> list:
     """The runs the former `planned_runs` listed (`comparison_grids`), written out from the plans."""
     seeds, morph, search = search_plan(profile).seeds, morphnet_plan(profile), search_plan(profile).grid()
-    morph_params = {"resource": "flops", "iterations": morph.search_iterations,
-                    "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
-    return [*(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
-            *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
-            *(("prune_grow", p) for p in search), *(("prune_grow_retrain", p) for p in search)]
+    morph_params = {
+        "resource": "flops",
+        "iterations": morph.search_iterations,
+        "relative_strength": morph.relative_strength,
+        "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
+    }
+    return [
+        *(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
+        *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
+        *(("prune_grow", p) for p in search),
+        *(("prune_grow_retrain", p) for p in search),
+    ]
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick"])

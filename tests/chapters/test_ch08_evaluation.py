@@ -32,11 +32,18 @@ def test_sweeps_are_chapter_7s_on_the_unseen_dataset(profile):
     """The runs of the former `planned_runs`: chapter 7's procedures on `runs_profile`."""
     evaluation = runs_profile(profile)
     seeds, morph, search = search_plan(evaluation).seeds, morphnet_plan(evaluation), search_plan(evaluation).grid()
-    morph_params = {"resource": "flops", "iterations": morph.search_iterations,
-                    "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
-    former = [*(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
-              *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
-              *(("prune_grow", p) for p in search), *(("prune_grow_retrain", p) for p in search)]
+    morph_params = {
+        "resource": "flops",
+        "iterations": morph.search_iterations,
+        "relative_strength": morph.relative_strength,
+        "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
+    }
+    former = [
+        *(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
+        *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
+        *(("prune_grow", p) for p in search),
+        *(("prune_grow_retrain", p) for p in search),
+    ]
     assert [(experiment, params) for experiment, grid in sweeps(profile).values() for params in grid] == former
     record = chapter("08_evaluation")
     planned = record.planned_runs(profile)

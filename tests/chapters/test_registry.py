@@ -26,15 +26,17 @@ def test_each_chapter_has_its_notebook_module_and_test_file(chapter):
 def test_each_notebook_names_itself_and_its_profile_in_its_first_code_cell(chapter):
     cells = nbformat.read(ROOT / "notebooks" / f"{chapter.notebook}.ipynb", as_version=4).cells
     parameters = next(i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", []))
-    first = next(cell for cell in cells[parameters + 1:] if cell.cell_type == "code")
+    first = next(cell for cell in cells[parameters + 1 :] if cell.cell_type == "code")
     assert f'nb = chapters.open("{chapter.notebook}", profile)' in first.source.splitlines()
 
 
 # What a cell must not do: draw (matplotlib, axes, the plots module's figure helpers), or repeat what the
 # notebook context supplies (notebook and profile arguments, stamps, `use_notebook`).
-DRAWING_OR_REPEATING = re.compile(r"matplotlib|\bplt\.|\bax(es)?\b|\.set_\w+\(|\bplots\.(figure|stamp|use_notebook|"
-                                  r"use_thesis_style|save|boxplot|line_with_band|mark_epochs)\b|notebook=|profile=profile|"
-                                  r"\btables\.save\b")
+DRAWING_OR_REPEATING = re.compile(
+    r"matplotlib|\bplt\.|\bax(es)?\b|\.set_\w+\(|\bplots\.(figure|stamp|use_notebook|"
+    r"use_thesis_style|save|boxplot|line_with_band|mark_epochs)\b|notebook=|profile=profile|"
+    r"\btables\.save\b"
+)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.notebook)
@@ -47,8 +49,13 @@ def test_notebook_cells_neither_draw_nor_repeat_the_notebook_context(chapter):
 
 
 def test_the_drawing_check_sees_a_drawing_cell():
-    for line in ['fig, axes = plots.figure("full", ncols=2)', "ax.plot(x, y)", "import matplotlib.pyplot as plt",
-                 'tables.save(t, "x", notebook="05", profile=profile)', 'plots.stamp(fig, profile, "digits", 5)']:
+    for line in [
+        'fig, axes = plots.figure("full", ncols=2)',
+        "ax.plot(x, y)",
+        "import matplotlib.pyplot as plt",
+        'tables.save(t, "x", notebook="05", profile=profile)',
+        'plots.stamp(fig, profile, "digits", 5)',
+    ]:
         assert DRAWING_OR_REPEATING.search(line), line
     assert not DRAWING_OR_REPEATING.search('nb.save(fig, "fig_5_1_lasso_ratio")')
 

@@ -2,42 +2,57 @@
 
 import json
 import random
+
 import pytest
 import torch
 from torch import nn
-from thesis_lib.models import (
-    BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_flops, count_parameters,
-)
+
 from thesis_lib.methods.morphnet import (
-    MorphNetHook, MorphNetRegularizer, _conv_costs, _conv_penalties, alive_channels, alive_spec, conv_output_sizes,
-    morphnet_search, resource_coefficient, scale_spec, shrink_to_alive, spec_cost, uniform_config, unit_width_spec,
+    MorphNetHook,
+    MorphNetRegularizer,
+    _conv_costs,
+    _conv_penalties,
+    alive_channels,
+    alive_spec,
+    conv_output_sizes,
+    morphnet_search,
+    resource_coefficient,
+    scale_spec,
+    shrink_to_alive,
+    spec_cost,
+    uniform_config,
+    unit_width_spec,
     width_multiplier,
+)
+from thesis_lib.models import (
+    BlockSpec,
+    ResNetConfig,
+    ResNetSpec,
+    StageSpec,
+    build_resnet,
+    count_flops,
+    count_parameters,
 )
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer
+
 from helpers import KillAfter, Killed, irregular_spec, next_breakpoint, thesis_parameter_count, weight_entries
 
-
 INPUT = (1, 8, 8)
-
 
 
 SMALL = ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=10)
 
 
-
 THREE_STAGES = ResNetConfig(stages=3, blocks=(2, 2, 1), widths=(4, 6, 8), in_channels=1, num_classes=10)
 
 
-
-THREE_LAYERS = ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(3, 5), in_channels=1,
-                            num_classes=10)
+THREE_LAYERS = ResNetConfig(stages=2, blocks=(2, 2), layers_per_block=3, widths=(3, 5), in_channels=1, num_classes=10)
 
 
-
-BOTTLENECK = ResNetConfig(stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
-                          in_channels=1, num_classes=10)
-
+BOTTLENECK = ResNetConfig(
+    stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True, in_channels=1, num_classes=10
+)
 
 
 def randomize_gammas(model: nn.Module, seed: int, low: float = 0.5, high: float = 1.5) -> None:
@@ -49,7 +64,6 @@ def randomize_gammas(model: nn.Module, seed: int, low: float = 0.5, high: float 
                 magnitude = torch.empty(module.num_features).uniform_(low, high, generator=generator)
                 sign = torch.randint(0, 2, (module.num_features,), generator=generator) * 2 - 1
                 module.weight.copy_(magnitude * sign)
-
 
 
 def random_pruned_model(config: ResNetConfig, seed: int):
@@ -64,10 +78,8 @@ def random_pruned_model(config: ResNetConfig, seed: int):
     return select_channels(model, keep)
 
 
-
 def pruned_specs():
     return [random_pruned_model(config, seed) for seed, config in enumerate([THREE_STAGES, THREE_LAYERS] * 2)]
-
 
 
 @pytest.mark.parametrize("config", [SMALL, THREE_STAGES, THREE_LAYERS, BOTTLENECK])
@@ -81,7 +93,6 @@ def test_all_alive_cost_equals_flop_counter_and_weight_count(config, input_size)
     assert size.cost() == size.full_cost() == weight_entries(model)
 
 
-
 def test_all_alive_cost_of_pruned_non_uniform_specs():
     models = pruned_specs()
     assert any(not block.has_main_path for m in models for s in m.spec.stages for block in s.blocks)
@@ -92,13 +103,11 @@ def test_all_alive_cost_of_pruned_non_uniform_specs():
         assert spec_cost(model.spec, "flops", INPUT) == count_flops(model, INPUT)
 
 
-
 def test_resnet32_on_cifar_size_input():
     model = build_resnet(ResNetConfig())
     assert MorphNetRegularizer(model, "flops", 1e-2, (3, 32, 32)).cost() == count_flops(model, (3, 32, 32))
     # the thesis's parameters less 2 x 1,232 BN parameters (16 + 10 x 16 + 11 x 32 + 11 x 64 channels) and 10 biases
     assert spec_cost(ResNetConfig(), "size") == weight_entries(model) == thesis_parameter_count(3, 5) - 2 * 1_232 - 10
-
 
 
 @pytest.mark.parametrize("config", [THREE_STAGES, THREE_LAYERS])
@@ -125,7 +134,6 @@ def test_zeroed_gammas_lower_cost_to_that_of_the_pruned_net(config, seed):
     assert counts == {name: len(kept) for name, kept in keep.items()}
 
 
-
 def test_residual_group_stays_alive_while_any_member_bn_is_alive():
     model = build_resnet(SMALL)
     stream = next(g for g in channel_groups(model) if g.name == "stage0.stream")
@@ -145,7 +153,6 @@ def test_residual_group_stays_alive_while_any_member_bn_is_alive():
     assert regularizer.cost() == count_flops(select_channels(model, {"stage0.stream": [0, 1, 3]}), INPUT)
 
 
-
 def test_dead_stream_keeps_its_strongest_channel():
     model = build_resnet(SMALL)
     stream = next(g for g in channel_groups(model) if g.name == "stage1.stream")
@@ -155,7 +162,6 @@ def test_dead_stream_keeps_its_strongest_channel():
         model.get_submodule(stream.bns[0]).weight[4] = -5e-3
     assert alive_channels(model)["stage1.stream"] == [4]
     assert alive_spec(model).stages[1].width == 1
-
 
 
 def test_penalty_with_unit_gammas_is_twice_the_flops_less_the_fixed_sides():
@@ -172,7 +178,6 @@ def test_penalty_with_unit_gammas_is_twice_the_flops_less_the_fixed_sides():
             if isinstance(module, nn.BatchNorm2d):
                 module.weight.fill_(-0.5)  # |gamma| counts; every channel still alive
     assert regularizer.penalty().item() == pytest.approx(expected / 2, rel=1e-6)
-
 
 
 def test_penalty_gradient_reaches_only_bn_gammas_with_the_right_value():
@@ -196,7 +201,6 @@ def test_penalty_gradient_reaches_only_bn_gammas_with_the_right_value():
     assert torch.allclose(bn1.weight.grad, torch.sign(bn1.weight.detach()) * expected)
 
 
-
 def test_port_of_the_reference_gamma_flop_test():
     """google-research/morph-net, network_regularizers/flop_regularizer_test.py, GammaFlopLossTest.
 
@@ -211,15 +215,19 @@ def test_port_of_the_reference_gamma_flop_test():
     gamma4 = torch.tensor([-0.5] * 17 + [-0.4] * 14)
     concat = torch.cat([gamma1, gamma2]).abs()
     threshold = 0.45
-    coefficients = torch.tensor([
-        resource_coefficient("flops", (7, 5), (17, 19)),
-        resource_coefficient("flops", (1, 1), (17, 19)),
-        resource_coefficient("flops", (3, 3), (9, 10)),  # 'SAME' with stride 2: ceil(17/2) x ceil(19/2)
-        resource_coefficient("flops", (1, 1), (17, 19)),
-    ], dtype=torch.float64)
+    coefficients = torch.tensor(
+        [
+            resource_coefficient("flops", (7, 5), (17, 19)),
+            resource_coefficient("flops", (1, 1), (17, 19)),
+            resource_coefficient("flops", (3, 3), (9, 10)),  # 'SAME' with stride 2: ceil(17/2) x ceil(19/2)
+            resource_coefficient("flops", (1, 1), (17, 19)),
+        ],
+        dtype=torch.float64,
+    )
     image_channels = 3.0
-    alive_in = torch.tensor([image_channels, image_channels, (concat > threshold).sum(), (concat > threshold).sum()],
-                            dtype=torch.float64)
+    alive_in = torch.tensor(
+        [image_channels, image_channels, (concat > threshold).sum(), (concat > threshold).sum()], dtype=torch.float64
+    )
     gamma_in = torch.tensor([0.0, 0.0, concat.sum(), concat.sum()], dtype=torch.float64)
     outputs = [gamma1, gamma2, gamma3, gamma4]
     alive_out = torch.tensor([(g.abs() > threshold).sum() for g in outputs], dtype=torch.float64)
@@ -227,9 +235,12 @@ def test_port_of_the_reference_gamma_flop_test():
     penalty = _conv_penalties(coefficients, alive_in, gamma_in, alive_out, gamma_out).sum()
     assert penalty.item() == pytest.approx(1_410_376.375, rel=1e-6)
     costs = _conv_costs(coefficients, alive_in, alive_out).tolist()
-    assert costs == [coefficients[0] * 7 * 3, coefficients[1] * 11 * 3, coefficients[2] * 10 * 18,
-                     coefficients[3] * 17 * 18]
-
+    assert costs == [
+        coefficients[0] * 7 * 3,
+        coefficients[1] * 11 * 3,
+        coefficients[2] * 10 * 18,
+        coefficients[3] * 17 * 18,
+    ]
 
 
 def test_scale_spec_floors_and_keeps_at_least_one():
@@ -239,9 +250,10 @@ def test_scale_spec_floors_and_keeps_at_least_one():
     assert [s.blocks[0].widths for s in scaled.stages] == [(4,), (9,), (19,)]
     tiny = scale_spec(spec, 0.01)
     assert tiny.stem_width == 1 and [s.width for s in tiny.stages] == [1, 1, 1]
-    assert scale_spec(spec, 1.0) == spec and scale_spec(spec, 2.0) == ResNetConfig(widths=(32, 64, 128),
-                                                                                   blocks=(1, 1, 1)).to_spec()
-
+    assert (
+        scale_spec(spec, 1.0) == spec
+        and scale_spec(spec, 2.0) == ResNetConfig(widths=(32, 64, 128), blocks=(1, 1, 1)).to_spec()
+    )
 
 
 @pytest.mark.parametrize("resource", ["flops", "size"])
@@ -256,13 +268,11 @@ def test_width_multiplier_is_the_largest_within_budget(resource):
             assert measure(build_resnet(scale_spec(model.spec, next_breakpoint(model.spec, omega)))) > budget
 
 
-
 def test_width_multiplier_grows_the_narrow_net_to_the_wide_budget():
     narrow = ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(8, 16, 32)).to_spec()
     wide = ResNetConfig(stages=3, blocks=(1, 1, 1), widths=(16, 32, 64)).to_spec()
     omega, spec = width_multiplier(narrow, spec_cost(wide), "flops")
     assert (omega, spec) == (2.0, wide)
-
 
 
 def test_bad_inputs_are_value_errors():
@@ -285,12 +295,10 @@ def test_bad_inputs_are_value_errors():
         MorphNetRegularizer(model, "flops", -1.0, INPUT)
 
 
-
 def test_uniform_config_recovers_configs_and_rejects_pruned_specs():
     for config in (SMALL, THREE_LAYERS, BOTTLENECK, ResNetConfig()):
         assert uniform_config(config.to_spec()) == config
     assert uniform_config(pruned_specs()[0].spec) is None
-
 
 
 def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_path):
@@ -299,8 +307,14 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
     def trainer(path=None, armed=False, relative_strength=2.0):
         hook = MorphNetHook(relative_strength=relative_strength, gamma_threshold=0.9)
         torch.manual_seed(0)
-        return Trainer(build_resnet(SMALL), digits, config, hooks=[hook, KillAfter(1 if armed else 99)],
-                       checkpoint_path=path, progress=False), hook
+        return Trainer(
+            build_resnet(SMALL),
+            digits,
+            config,
+            hooks=[hook, KillAfter(1 if armed else 99)],
+            checkpoint_path=path,
+            progress=False,
+        ), hook
 
     straight, hook = trainer()
     history = straight.fit()
@@ -331,7 +345,6 @@ def test_hook_adds_scaled_penalty_records_cost_and_resumes_exactly(digits, tmp_p
     assert resumed_history[columns].equals(history[columns])
 
 
-
 @pytest.mark.cuda
 def test_regularizer_follows_its_model_to_cuda():
     model = build_resnet(SMALL)
@@ -347,7 +360,6 @@ def test_regularizer_follows_its_model_to_cuda():
     assert alive_spec(model) == model.spec
 
 
-
 class RecordingFactory:
     """A trainer factory that checkpoints every phase into a folder and can simulate a kill at one phase."""
 
@@ -360,9 +372,9 @@ class RecordingFactory:
         self.configs.append(config)
         if phase == self.kill_at:
             raise KeyboardInterrupt
-        return Trainer(model, self.data, config, hooks=hooks, checkpoint_path=self.folder / f"{phase}.pt",
-                       progress=False)
-
+        return Trainer(
+            model, self.data, config, hooks=hooks, checkpoint_path=self.folder / f"{phase}.pt", progress=False
+        )
 
 
 def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_path):
@@ -377,17 +389,21 @@ def test_search_builds_every_phase_through_the_factory_and_resumes(digits, tmp_p
     killed = RecordingFactory(digits, tmp_path / "resumed", kill_at="retrain")
     with pytest.raises(KeyboardInterrupt):
         morphnet_search(seed, digits, config, trainer_factory=killed, **arguments)
-    resumed = morphnet_search(seed, digits, config, trainer_factory=RecordingFactory(digits, tmp_path / "resumed"),
-                              **arguments)
+    resumed = morphnet_search(
+        seed, digits, config, trainer_factory=RecordingFactory(digits, tmp_path / "resumed"), **arguments
+    )
     assert [s.spec for s in resumed.structures] == [s.spec for s in expected.structures]
     assert resumed.structures[1].cost < resumed.structures[0].cost  # the search really shrank
     assert resumed.retrain_history["train_loss"].tolist() == expected.retrain_history["train_loss"].tolist()
 
 
-
 def test_shrinking_a_stage_with_two_stream_segments_keeps_one_width():
-    spec = ResNetSpec(in_channels=1, stem_width=4, num_classes=10, stages=(
-        StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),))
+    spec = ResNetSpec(
+        in_channels=1,
+        stem_width=4,
+        num_classes=10,
+        stages=(StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),),
+    )
     torch.manual_seed(0)
     model = build_resnet(spec)
     with torch.no_grad():  # the second segment's BNs: channels 2..5 below the threshold
@@ -435,10 +451,18 @@ def test_conv_output_sizes_of_the_irregular_spec_by_hand():
     spec = irregular_spec()
     nine, five, three = (9, 9), (5, 5), (3, 3)
     expected = {
-        "stem_conv": nine, "stages.0.blocks.0.shortcut_conv": nine, "stages.0.blocks.0.conv1": nine,
-        "stages.0.blocks.0.conv2": nine, "stages.0.blocks.0.conv3": nine, "stages.0.blocks.1.conv1": nine,
-        "stages.0.blocks.1.conv2": nine, "stages.1.blocks.0.shortcut_conv": five, "stages.1.blocks.1.conv1": five,
-        "stages.3.blocks.0.shortcut_conv": three, "stages.3.blocks.0.conv1": three, "stages.3.blocks.0.conv2": three,
+        "stem_conv": nine,
+        "stages.0.blocks.0.shortcut_conv": nine,
+        "stages.0.blocks.0.conv1": nine,
+        "stages.0.blocks.0.conv2": nine,
+        "stages.0.blocks.0.conv3": nine,
+        "stages.0.blocks.1.conv1": nine,
+        "stages.0.blocks.1.conv2": nine,
+        "stages.1.blocks.0.shortcut_conv": five,
+        "stages.1.blocks.1.conv1": five,
+        "stages.3.blocks.0.shortcut_conv": three,
+        "stages.3.blocks.0.conv1": three,
+        "stages.3.blocks.0.conv2": three,
         "stages.3.blocks.1.shortcut_conv": three,
     }
     assert conv_output_sizes(spec, (2, 9, 9)) == expected
@@ -453,7 +477,9 @@ def test_conv_output_sizes_of_the_irregular_spec_by_hand():
 def test_unit_width_spec_keeps_the_structure_with_every_width_one():
     unit = unit_width_spec(irregular_spec())
     assert unit == ResNetSpec(
-        in_channels=2, stem_width=1, num_classes=4,
+        in_channels=2,
+        stem_width=1,
+        num_classes=4,
         stages=(
             StageSpec(1, (BlockSpec((1, 1), (1, 3, 1), 1, 1), BlockSpec((1,), (3, 3)))),
             StageSpec(1, (BlockSpec((), (), 2, 3), BlockSpec((), (3,)))),
@@ -463,5 +489,7 @@ def test_unit_width_spec_keeps_the_structure_with_every_width_one():
     )
     # one stage, one block, 1 -> 2 classes: three 3x3 convs of 1 x 1 x 9 weights, three BNs of 2 parameters,
     # a 1 -> 2 linear layer with bias (4): 27 + 6 + 4 = 37 parameters
-    smallest = unit_width_spec(ResNetConfig(stages=1, blocks=(1,), widths=(16,), in_channels=1, num_classes=2).to_spec())
+    smallest = unit_width_spec(
+        ResNetConfig(stages=1, blocks=(1,), widths=(16,), in_channels=1, num_classes=2).to_spec()
+    )
     assert count_parameters(build_resnet(smallest)) == 37

@@ -2,16 +2,23 @@
 
 import pytest
 import torch
-from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
+
 from thesis_lib.methods.net2net import (
-    DeepenStep, Net2NetHook, WidenStep, deepen, rebuild_optimizer, widen, widen_group, widen_groups,
+    DeepenStep,
+    Net2NetHook,
+    WidenStep,
+    deepen,
+    rebuild_optimizer,
+    widen,
+    widen_group,
+    widen_groups,
     wider_index_map,
 )
+from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer
-from helpers import KillAfter, Killed, irregular_spec
-from helpers import toy_data
 
+from helpers import KillAfter, Killed, irregular_spec, toy_data
 
 TOLERANCE = 1e-5
 
@@ -19,8 +26,9 @@ TOLERANCE = 1e-5
 BASIC = ResNetConfig(stages=2, blocks=(2, 2), widths=(3, 4), in_channels=2, num_classes=5)
 
 
-BOTTLENECK = ResNetConfig(stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True,
-                          in_channels=2, num_classes=5)
+BOTTLENECK = ResNetConfig(
+    stages=2, blocks=(1, 2), layers_per_block=3, widths=(2, 3), bottleneck=True, in_channels=2, num_classes=5
+)
 
 
 def randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -45,8 +53,15 @@ def teacher(config, seed: int = 0) -> torch.nn.Module:
 def pruned_teacher() -> torch.nn.Module:
     """A non-uniform net: PruneTrain-style channel selection on stream and internal groups."""
     model = teacher(BASIC.with_(widths=(4, 6)), seed=3)
-    return select_channels(model, {"stage0.stream": [0, 2, 3], "stage0.block1.layer1": [1],
-                                   "stage1.stream": [0, 1, 4, 5], "stage1.block0.layer1": [2, 3, 5]})
+    return select_channels(
+        model,
+        {
+            "stage0.stream": [0, 2, 3],
+            "stage0.block1.layer1": [1],
+            "stage1.stream": [0, 1, 4, 5],
+            "stage1.block0.layer1": [2, 3, 5],
+        },
+    )
 
 
 def images(model: torch.nn.Module, batch: int = 4, seed: int = 1) -> torch.Tensor:
@@ -63,8 +78,12 @@ def logit_gap(a: torch.nn.Module, b: torch.nn.Module, training: bool, batch: int
         return float((a(x) - b(x)).abs().max())
 
 
-TEACHERS = {"basic": lambda: teacher(BASIC), "bottleneck": lambda: teacher(BOTTLENECK),
-            "pruned": pruned_teacher, "irregular": lambda: teacher(irregular_spec())}
+TEACHERS = {
+    "basic": lambda: teacher(BASIC),
+    "bottleneck": lambda: teacher(BOTTLENECK),
+    "pruned": pruned_teacher,
+    "irregular": lambda: teacher(irregular_spec()),
+}
 
 
 @pytest.mark.parametrize("name", TEACHERS)
@@ -133,8 +152,9 @@ def test_noise_is_the_replayed_normal_draw_times_noise_and_the_population_std():
     change = (noisy.state_dict()[key] - clean.state_dict()[key]).double()
     assert torch.equal(change[:4], torch.zeros_like(change[:4]))
     assert torch.allclose(change[4:], noise * population_std * draw.double(), rtol=1e-4, atol=1e-7)
-    assert not torch.allclose(change[4:], noise * population_std * (144 / 143) ** 0.5 * draw.double(),
-                              rtol=1e-3, atol=0)
+    assert not torch.allclose(
+        change[4:], noise * population_std * (144 / 143) ** 0.5 * draw.double(), rtol=1e-3, atol=0
+    )
     for name, value in clean.state_dict().items():  # nothing but the new filters moves
         if name != key:
             assert torch.equal(noisy.state_dict()[name], value), name
@@ -230,9 +250,19 @@ def test_inserting_a_zero_gamma_block_at_the_end_or_in_the_middle_preserves_logi
         assert logit_gap(model, random_block, training=False) > 1e-3
 
 
-@pytest.mark.parametrize("name, stage, block, after_layer", [
-    ("basic", 0, 1, 1), ("basic", 1, 0, 1), ("bottleneck", 1, 1, 1), ("bottleneck", 0, 0, 2),
-    ("pruned", 1, 0, 1), ("irregular", 0, 0, 2), ("basic", 0, 1, 0), ("bottleneck", 1, 0, 0)])
+@pytest.mark.parametrize(
+    "name, stage, block, after_layer",
+    [
+        ("basic", 0, 1, 1),
+        ("basic", 1, 0, 1),
+        ("bottleneck", 1, 1, 1),
+        ("bottleneck", 0, 0, 2),
+        ("pruned", 1, 0, 1),
+        ("irregular", 0, 0, 2),
+        ("basic", 0, 1, 0),
+        ("bottleneck", 1, 0, 0),
+    ],
+)
 @pytest.mark.parametrize("kernel_size", [1, 3])
 def test_identity_layer_preserves_logits_in_eval_mode(name, stage, block, after_layer, kernel_size):
     model = TEACHERS[name]()
@@ -338,8 +368,12 @@ def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05) and not optimizer.state
 
     toy = ResNetConfig(stages=1, blocks=(1,), widths=(2,), in_channels=1, num_classes=3)
-    trainer = Trainer(build_resnet(toy), toy_data(), TrainConfig(epochs=1, batch_size=16, schedule="constant",
-                                                                 augment=False), progress=False)
+    trainer = Trainer(
+        build_resnet(toy),
+        toy_data(),
+        TrainConfig(epochs=1, batch_size=16, schedule="constant", augment=False),
+        progress=False,
+    )
     trainer.fit()
     assert trainer.optimizer.state  # momentum buffers exist after training
     grown = widen(trainer.model, factor=2)
@@ -351,9 +385,14 @@ def test_rebuild_optimizer_starts_from_zero_momentum_and_scales_the_rate():
 def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
     toy = ResNetConfig(stages=2, blocks=(1, 1), widths=(2, 3), in_channels=1, num_classes=3)
     config = TrainConfig(epochs=3, batch_size=16, lr=0.05, schedule="constant", augment=False)
-    schedule = {1: [WidenStep(factor=2, noise=0.01)],
-                2: [WidenStep(stages=1, factor=1.5, noise=0.01), DeepenStep(stage=0),
-                    DeepenStep(stage=1, kind="layer", block=0, position=1)]}
+    schedule = {
+        1: [WidenStep(factor=2, noise=0.01)],
+        2: [
+            WidenStep(stages=1, factor=1.5, noise=0.01),
+            DeepenStep(stage=0),
+            DeepenStep(stage=1, kind="layer", block=0, position=1),
+        ],
+    }
 
     def run(path, stop_after=None):
         torch.manual_seed(0)
@@ -375,8 +414,6 @@ def test_net2net_hook_grows_during_training_and_resumes_exactly(tmp_path):
     assert resumed[columns].equals(history[columns])
 
 
-
-
 def test_noise_on_a_new_filter_is_the_generators_draw_times_the_population_std_of_the_teachers_weight():
     """The documented rule reproduced draw by draw: after the random map (one randint), the new filters of
     the group's only conv get noise * std(teacher weight, population) * randn. The conv has 3 * 3 * 3 * 3 =
@@ -390,6 +427,7 @@ def test_noise_on_a_new_filter_is_the_generators_draw_times_the_population_std_o
     weight = model.state_dict()[key]
     draw = torch.randn((2, *weight.shape[1:]), generator=replay)
     population_std = float(((weight - weight.mean()) ** 2).mean().sqrt())
-    torch.testing.assert_close(noisy.state_dict()[key][3:], clean.state_dict()[key][3:] + noise * population_std * draw,
-                               rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        noisy.state_dict()[key][3:], clean.state_dict()[key][3:] + noise * population_std * draw, rtol=1e-6, atol=1e-7
+    )
     assert torch.equal(noisy.state_dict()[key][:3], weight)

@@ -3,23 +3,33 @@
 import dataclasses
 import json
 import math
+
 import pandas as pd
 import pytest
 import torch
 from torch import nn
+
 from thesis_lib.data import Dataset, load_dataset
-from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
 from thesis_lib.methods.prunetrain import (
-    PruneTrain, channel_sizes, channel_union, dead_channels, group_lasso, lasso_lambda, lasso_penalty_ratio,
-    member_alive_channels, prune_plan, training_flops_summary, zero_small_weights_,
+    PruneTrain,
+    channel_sizes,
+    channel_union,
+    dead_channels,
+    group_lasso,
+    lasso_lambda,
+    lasso_penalty_ratio,
+    member_alive_channels,
+    prune_plan,
+    training_flops_summary,
+    zero_small_weights_,
 )
+from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
 from thesis_lib.surgery import same_width_segments, select_channels
-from thesis_lib.training import Trainer, TrainConfig, TrainingHook, seeded_model
+from thesis_lib.training import TrainConfig, Trainer, TrainingHook, seeded_model
+
 from helpers import KillAfter, Killed
 
-
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
-
 
 
 def slice_norm_by_loops(values: list) -> float:
@@ -34,7 +44,6 @@ def slice_norm_by_loops(values: list) -> float:
     return math.sqrt(sum(v * v for v in flat))
 
 
-
 def group_lasso_by_loops(model: nn.Module) -> float:
     """Eq. 2.2 with explicit loops over every conv's filters and input slices (module walk, no surgery)."""
     total = 0.0
@@ -46,16 +55,16 @@ def group_lasso_by_loops(model: nn.Module) -> float:
         if isinstance(module, nn.Conv2d):
             total += sum(slice_norm_by_loops(weight[c]) for c in range(out_channels))
         if name != "stem_conv":
-            total += sum(slice_norm_by_loops([weight[c][k] for c in range(out_channels)])
-                         for k in range(in_channels))
+            total += sum(slice_norm_by_loops([weight[c][k] for c in range(out_channels)]) for k in range(in_channels))
     return total
-
 
 
 def stem_shortcut_spec() -> ResNetSpec:
     """Two stages; stage 0's first block has a shortcut conv (a separate "stem" group), 3-layer blocks."""
     return ResNetSpec(
-        in_channels=2, stem_width=3, num_classes=4,
+        in_channels=2,
+        stem_width=3,
+        num_classes=4,
         stages=(
             StageSpec(5, (BlockSpec((4, 2), (3, 1, 3), 1, 1), BlockSpec((3, 3), (3, 3, 3)))),
             StageSpec(6, (BlockSpec((4, 4), (3, 3, 3), 2, 3),)),
@@ -63,10 +72,11 @@ def stem_shortcut_spec() -> ResNetSpec:
     )
 
 
-
 def test_group_lasso_equals_loop_computation():
-    for spec in (stem_shortcut_spec(), ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1,
-                                                     num_classes=3).to_spec()):
+    for spec in (
+        stem_shortcut_spec(),
+        ResNetConfig(stages=2, blocks=(2, 1), widths=(4, 6), in_channels=1, num_classes=3).to_spec(),
+    ):
         model = seeded_model(spec, seed=3)
         with torch.no_grad():
             model.stages[0].blocks[0].conv1.weight[1] = 0.0  # an all-zero filter contributes 0
@@ -74,7 +84,6 @@ def test_group_lasso_equals_loop_computation():
         assert value.item() == pytest.approx(group_lasso_by_loops(model), rel=1e-5)
         value.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
 
 
 def test_fused_group_lasso_gradient_equals_per_slice_norms_and_follows_surgery():
@@ -89,8 +98,11 @@ def test_fused_group_lasso_gradient_equals_per_slice_norms_and_follows_surgery()
     model.zero_grad(set_to_none=True)
     reference = sum(
         torch.linalg.vector_norm(module.weight, dim=tuple(d for d in range(module.weight.ndim) if d != dim)).sum()
-        for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))
-        for dim in (0, 1) if not (dim == 0 and isinstance(module, nn.Linear)) and not (dim == 1 and name == "stem_conv"))
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+        for dim in (0, 1)
+        if not (dim == 0 and isinstance(module, nn.Linear)) and not (dim == 1 and name == "stem_conv")
+    )
     reference.backward()
     for name, p in model.named_parameters():
         if p.grad is not None:
@@ -124,20 +136,31 @@ def test_lasso_lambda_numbers_and_ratio_at_step_zero():
     assert hook.lambda_ == first_lambda  # fixed after the first mini-batch
 
 
-
-THESIS_INPUTS = {1: [0, 1, 2], 2: [0, 1, 3, 5, 6, 7], 3: [0, 1, 2, 4, 5, 6, 7], 4: [0, 1, 3, 4, 6, 7],
-                 "fc": [0, 1, 3, 4, 5, 6]}
-
-
-
-THESIS_OUTPUTS = {1: [0, 1, 4, 5, 6, 7], 2: [0, 1, 2, 4, 5, 6, 7], 3: [0, 1, 2, 3, 5, 6, 7],
-                  4: [0, 1, 3, 4, 5, 6, 7], "fc": list(range(11))}
-
+THESIS_INPUTS = {
+    1: [0, 1, 2],
+    2: [0, 1, 3, 5, 6, 7],
+    3: [0, 1, 2, 4, 5, 6, 7],
+    4: [0, 1, 3, 4, 6, 7],
+    "fc": [0, 1, 3, 4, 5, 6],
+}
 
 
-THESIS_MODULES = {1: "stem_conv", 2: "stages.0.blocks.0.conv1", 3: "stages.0.blocks.0.conv2",
-                  4: "stages.0.blocks.0.conv3", "fc": "classifier"}
+THESIS_OUTPUTS = {
+    1: [0, 1, 4, 5, 6, 7],
+    2: [0, 1, 2, 4, 5, 6, 7],
+    3: [0, 1, 2, 3, 5, 6, 7],
+    4: [0, 1, 3, 4, 5, 6, 7],
+    "fc": list(range(11)),
+}
 
+
+THESIS_MODULES = {
+    1: "stem_conv",
+    2: "stages.0.blocks.0.conv1",
+    3: "stages.0.blocks.0.conv2",
+    4: "stages.0.blocks.0.conv3",
+    "fc": "classifier",
+}
 
 
 def test_channel_union_reproduces_thesis_worked_example():
@@ -147,11 +170,11 @@ def test_channel_union_reproduces_thesis_worked_example():
     assert channel_union([a[1], a[4], e[2], e["fc"]]) == [0, 1, 3, 4, 5, 6, 7]  # stream: channel 2 goes
 
 
-
 def thesis_example_model() -> nn.Module:
     """The network of the worked example, its weights zeroed so that the alive lists are the thesis's."""
-    spec = ResNetSpec(in_channels=3, stem_width=8, num_classes=11,
-                      stages=(StageSpec(8, (BlockSpec((8, 8), (3, 3, 3)),)),))
+    spec = ResNetSpec(
+        in_channels=3, stem_width=8, num_classes=11, stages=(StageSpec(8, (BlockSpec((8, 8), (3, 3, 3)),)),)
+    )
     model = seeded_model(spec, seed=1)
     with torch.no_grad():
         for layer, name in THESIS_MODULES.items():
@@ -167,18 +190,25 @@ def thesis_example_model() -> nn.Module:
     return model
 
 
-
 def test_prune_plan_of_thesis_example_network_and_exact_removal():
     model = thesis_example_model()
     alive = member_alive_channels(model)
     assert alive["stage0.stream"] == {
-        "stem_conv.out": THESIS_OUTPUTS[1], "stages.0.blocks.0.conv3.out": THESIS_OUTPUTS[4],
-        "stages.0.blocks.0.conv1.in": THESIS_INPUTS[2], "classifier.in": THESIS_INPUTS["fc"]}
-    assert alive["stage0.block0.layer1"] == {"stages.0.blocks.0.conv1.out": THESIS_OUTPUTS[2],
-                                             "stages.0.blocks.0.conv2.in": THESIS_INPUTS[3]}
+        "stem_conv.out": THESIS_OUTPUTS[1],
+        "stages.0.blocks.0.conv3.out": THESIS_OUTPUTS[4],
+        "stages.0.blocks.0.conv1.in": THESIS_INPUTS[2],
+        "classifier.in": THESIS_INPUTS["fc"],
+    }
+    assert alive["stage0.block0.layer1"] == {
+        "stages.0.blocks.0.conv1.out": THESIS_OUTPUTS[2],
+        "stages.0.blocks.0.conv2.in": THESIS_INPUTS[3],
+    }
     plan = prune_plan(model)
-    assert plan == {"stage0.stream": [0, 1, 3, 4, 5, 6, 7], "stage0.block0.layer1": [0, 1, 2, 4, 5, 6, 7],
-                    "stage0.block0.layer2": list(range(8))}
+    assert plan == {
+        "stage0.stream": [0, 1, 3, 4, 5, 6, 7],
+        "stage0.block0.layer1": [0, 1, 2, 4, 5, 6, 7],
+        "stage0.block0.layer2": list(range(8)),
+    }
     assert dead_channels(model) == {"stage0.stream": [2], "stage0.block0.layer1": [3], "stage0.block0.layer2": []}
 
     # Removing the dead channels keeps the outputs although the dead producers' BNs emit nonzero constants.
@@ -188,7 +218,6 @@ def test_prune_plan_of_thesis_example_network_and_exact_removal():
     with torch.no_grad():
         torch.testing.assert_close(smaller(x), model(x), rtol=0, atol=1e-5)
     assert smaller.stem_conv.weight.shape[0] == 7 and smaller.stages[0].blocks[0].conv1.weight.shape[0] == 7
-
 
 
 def test_prune_plan_empties_internal_group_but_keeps_one_stream_channel():
@@ -207,7 +236,6 @@ def test_prune_plan_empties_internal_group_but_keeps_one_stream_channel():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 module.weight.zero_()
     assert prune_plan(model) == {"stage0.stream": [0], "stage0.block0.layer1": [], "stage0.block1.layer1": []}
-
 
 
 def test_thresholding_zeroes_exactly_small_magnitudes_in_place():
@@ -234,10 +262,8 @@ def test_thresholding_zeroes_exactly_small_magnitudes_in_place():
     assert torch.all(model.stages[0].blocks[0].bn1.weight == 1e-6)  # BN untouched
 
 
-
 def tiny_digits_model() -> nn.Module:
     return seeded_model(ResNetConfig(stages=2, blocks=(2, 1), widths=(8, 12), in_channels=1), seed=0)
-
 
 
 def small_digits() -> Dataset:
@@ -246,10 +272,8 @@ def small_digits() -> Dataset:
     return dataclasses.replace(data, train_x=data.train_x[:512], train_y=data.train_y[:512])
 
 
-
 def digits_config(epochs: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=64, lr=0.01, schedule="constant", augment=False)
-
 
 
 def strong_prunetrain(**kwargs) -> PruneTrain:
@@ -257,10 +281,8 @@ def strong_prunetrain(**kwargs) -> PruneTrain:
     return PruneTrain(lasso_ratio=0.95, threshold=5e-2, interval=2, **kwargs)
 
 
-
 def main_paths(spec: ResNetSpec) -> list[list[bool]]:
     return [[block.has_main_path for block in stage.blocks] for stage in spec.stages]
-
 
 
 def test_prunetrain_on_digits_shrinks_network_and_reconfiguration_is_exact():
@@ -273,8 +295,9 @@ def test_prunetrain_on_digits_shrinks_network_and_reconfiguration_is_exact():
             with torch.no_grad():
                 captured.append((old_model(data.test_x), new_model(data.test_x), old_model.spec, new_model.spec))
 
-    trainer = Trainer(tiny_digits_model(), data, digits_config(7), hooks=[strong_prunetrain(), CompareOutputs()],
-                      progress=False)
+    trainer = Trainer(
+        tiny_digits_model(), data, digits_config(7), hooks=[strong_prunetrain(), CompareOutputs()], progress=False
+    )
     history = trainer.fit()
 
     # Epoch 7 is the run's last: no reconfiguration after its evaluation, so accuracy and size agree.
@@ -296,7 +319,6 @@ def test_prunetrain_on_digits_shrinks_network_and_reconfiguration_is_exact():
     assert (history.loc[unchanged, "removed_channels"] == 0).all()
 
 
-
 def test_resume_after_kill_reproduces_history(tmp_path):
     data = small_digits()
     config = digits_config(7)
@@ -308,14 +330,12 @@ def test_resume_after_kill_reproduces_history(tmp_path):
     path = tmp_path / "run.pt"
     with pytest.raises(Killed):
         Trainer(tiny_digits_model(), data, config, hooks=hooks(5), checkpoint_path=path, progress=False).fit()
-    resumed_trainer = Trainer(tiny_digits_model(), data, config, hooks=hooks(99), checkpoint_path=path,
-                              progress=False)
+    resumed_trainer = Trainer(tiny_digits_model(), data, config, hooks=hooks(99), checkpoint_path=path, progress=False)
     assert resumed_trainer.epoch == 5 and resumed_trainer.hooks[0].lambda_ is not None
     assert count_parameters(resumed_trainer.model) < count_parameters(tiny_digits_model())  # pruned spec resumed
     resumed = resumed_trainer.fit()
     assert uninterrupted["reconfigured"].sum() >= 2
     pd.testing.assert_frame_equal(resumed.drop(columns=TIMING_COLUMNS), uninterrupted.drop(columns=TIMING_COLUMNS))
-
 
 
 def test_training_flops_summary_against_hand_numbers():
@@ -328,16 +348,20 @@ def test_training_flops_summary_against_hand_numbers():
     assert summary["inference_flops_removed"] == pytest.approx(0.6)
 
 
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lasso_ratio": 0.0}, "between 0 and 1"), ({"lasso_ratio": 1.0}, "between 0 and 1"),
-    ({"lasso_ratio": -0.1}, "between 0 and 1"), ({"threshold": -1e-4}, ">= 0"),
-    ({"interval": 0}, ">= 1"), ({"interval": 2.5}, "whole number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lasso_ratio": 0.0}, "between 0 and 1"),
+        ({"lasso_ratio": 1.0}, "between 0 and 1"),
+        ({"lasso_ratio": -0.1}, "between 0 and 1"),
+        ({"threshold": -1e-4}, ">= 0"),
+        ({"interval": 0}, ">= 1"),
+        ({"interval": 2.5}, "whole number"),
+    ],
+)
 def test_bad_prunetrain_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PruneTrain(**kwargs)
-
 
 
 def test_bad_function_arguments():
@@ -352,10 +376,13 @@ def test_bad_function_arguments():
         training_flops_summary(pd.DataFrame({"flops": []}), 10, 100)
 
 
-
 def test_prune_plan_gives_the_segments_of_one_stage_one_index_set():
-    spec = ResNetSpec(in_channels=3, stem_width=4, num_classes=2, stages=(
-        StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),))
+    spec = ResNetSpec(
+        in_channels=3,
+        stem_width=4,
+        num_classes=2,
+        stages=(StageSpec(6, (BlockSpec((4,), (3, 3), 1, 1), BlockSpec((4,), (3, 3), 1, 1))),),
+    )
     torch.manual_seed(0)
     model = build_resnet(spec)
     with torch.no_grad():  # channels 3..5 of the second segment dead in every member

@@ -9,11 +9,11 @@ import torch
 
 from thesis_lib.data import load_dataset
 from thesis_lib.methods.prunetrain import PruneTrain
-from thesis_lib.methods.search import (GrowthRule, PruneGrow, _grown, plan_growth, stage_channels,
-                                      stage_saturation)
+from thesis_lib.methods.search import GrowthRule, PruneGrow, _grown, plan_growth, stage_channels, stage_saturation
 from thesis_lib.models import ResNetConfig, build_resnet, count_flops
 from thesis_lib.surgery import channel_groups, select_channels
-from thesis_lib.training import Trainer, TrainConfig, seeded_model
+from thesis_lib.training import TrainConfig, Trainer, seeded_model
+
 from helpers import KillAfter, Killed
 
 INPUT = (1, 8, 8)
@@ -40,8 +40,9 @@ def test_stage_channels_and_saturation_count_stream_and_internal_widths():
 
 def test_unpruned_stages_grow_by_the_factor_rounded_up():
     model = build_resnet(NET)
-    plan = plan_growth(model, model.spec, budget=1e12, input_size=INPUT,
-                       rule=GrowthRule(widen_factor=1.3, deepen_saturation=2.0))
+    plan = plan_growth(
+        model, model.spec, budget=1e12, input_size=INPUT, rule=GrowthRule(widen_factor=1.3, deepen_saturation=2.0)
+    )
     assert plan.widths == {0: math.ceil(4 * 1.3), 1: math.ceil(8 * 1.3), 2: math.ceil(12 * 1.3)} == {0: 6, 1: 11, 2: 16}
     assert plan.deepen == () and plan.saturation == (1.0, 1.0, 1.0) and plan.factor == pytest.approx(1.3)
 
@@ -74,8 +75,12 @@ def test_the_budget_is_never_exceeded_and_width_goes_before_depth():
 
 
 def test_the_rule_checks_its_knobs():
-    for bad, message in [({"saturation": 0}, "saturation"), ({"widen_factor": 1.0}, "widen_factor"),
-                         ({"deepen_saturation": 0}, "deepen_saturation"), ({"factor_steps": 0}, "factor_steps")]:
+    for bad, message in [
+        ({"saturation": 0}, "saturation"),
+        ({"widen_factor": 1.0}, "widen_factor"),
+        ({"deepen_saturation": 0}, "deepen_saturation"),
+        ({"factor_steps": 0}, "factor_steps"),
+    ]:
         with pytest.raises(ValueError, match=message):
             GrowthRule(**bad)
 
@@ -91,8 +96,9 @@ WIDE = NARROW.with_(widths=(16, 32, 64))
 
 def search_hook(seed: int = 0) -> PruneGrow:
     budget = count_flops(build_resnet(WIDE), INPUT)
-    return PruneGrow(PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=2), budget=budget,
-                     last_growth_epoch=4, seed=seed)
+    return PruneGrow(
+        PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=2), budget=budget, last_growth_epoch=4, seed=seed
+    )
 
 
 CONFIG = TrainConfig(epochs=6, batch_size=64, lr=0.05, schedule="step", milestones=(4,), augment=False)
@@ -113,10 +119,22 @@ def test_a_search_shrinks_grows_stays_within_budget_and_resumes_exactly(tmp_path
 
     path = tmp_path / "search.pt"
     with pytest.raises(Killed):
-        Trainer(seeded_model(NARROW, 0), data, CONFIG, hooks=[search_hook(), KillAfter(2)], checkpoint_path=path,
-                progress=False).fit()
-    resumed = Trainer(seeded_model(NARROW, 0), data, CONFIG, hooks=[search_hook(), KillAfter(99)],
-                      checkpoint_path=path, progress=False)
+        Trainer(
+            seeded_model(NARROW, 0),
+            data,
+            CONFIG,
+            hooks=[search_hook(), KillAfter(2)],
+            checkpoint_path=path,
+            progress=False,
+        ).fit()
+    resumed = Trainer(
+        seeded_model(NARROW, 0),
+        data,
+        CONFIG,
+        hooks=[search_hook(), KillAfter(99)],
+        checkpoint_path=path,
+        progress=False,
+    )
     assert resumed.epoch == 2
     resumed_history = resumed.fit()
     pd.testing.assert_frame_equal(resumed_history.drop(columns=TIMING_COLUMNS), history.drop(columns=TIMING_COLUMNS))
@@ -148,8 +166,9 @@ def test_a_search_is_deterministic_under_its_seed_and_a_reused_hook_starts_afres
     again_history, again = weights(hook)  # the same hook object for a second, fresh run
     other_history, other = weights(search_hook(seed=1))
     assert first_history["grown"].any()
-    pd.testing.assert_frame_equal(first_history.drop(columns=TIMING_COLUMNS),
-                                  again_history.drop(columns=TIMING_COLUMNS))
+    pd.testing.assert_frame_equal(
+        first_history.drop(columns=TIMING_COLUMNS), again_history.drop(columns=TIMING_COLUMNS)
+    )
     assert torch.equal(first, again)
     assert first.shape != other.shape or not torch.equal(first, other)  # another seed, other Net2Net maps
 
@@ -159,9 +178,11 @@ def test_a_stage_whose_saturation_equals_the_threshold_counts_as_saturated():
     threshold just above it is not (the rule is s >= saturation)."""
     model = build_resnet(NET)
     pruned = keep_fraction(model, 1, 0.5)
-    at = plan_growth(pruned, model.spec, budget=1e12, input_size=INPUT,
-                     rule=GrowthRule(saturation=0.5, deepen_saturation=2.0))
-    above = plan_growth(pruned, model.spec, budget=1e12, input_size=INPUT,
-                        rule=GrowthRule(saturation=0.5001, deepen_saturation=2.0))
+    at = plan_growth(
+        pruned, model.spec, budget=1e12, input_size=INPUT, rule=GrowthRule(saturation=0.5, deepen_saturation=2.0)
+    )
+    above = plan_growth(
+        pruned, model.spec, budget=1e12, input_size=INPUT, rule=GrowthRule(saturation=0.5001, deepen_saturation=2.0)
+    )
     assert at.saturation[1] == 0.5
     assert sorted(at.widths) == [0, 1, 2] and sorted(above.widths) == [0, 2]

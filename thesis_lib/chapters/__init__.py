@@ -21,8 +21,17 @@ from __future__ import annotations
 
 from .. import plots
 from ..experiments import Profile, get_profile
-from . import (ch03_baseline, ch04_morphnet, ch05_prunetrain, ch06_1_batch_size, ch06_2_net2net,
-               ch06_3_prunetrain_net2net, ch06_4_additive, ch07_comparison, ch08_evaluation)
+from . import (
+    ch03_baseline,
+    ch04_morphnet,
+    ch05_prunetrain,
+    ch06_1_batch_size,
+    ch06_2_net2net,
+    ch06_3_prunetrain_net2net,
+    ch06_4_additive,
+    ch07_comparison,
+    ch08_evaluation,
+)
 from .contract import Chapter, Notebook
 
 __all__ = ["CHAPTERS", "Chapter", "Notebook", "chapter", "open"]

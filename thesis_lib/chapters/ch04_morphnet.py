@@ -12,8 +12,9 @@ budget, retrain from scratch), the analysis notebook 04 prints and tables (4.1, 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 import seaborn as sns
@@ -22,28 +23,96 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..data import Dataset
-from ..experiments import (Phase, Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment, get_profile,
-                           param, plan_default, run, seed_grid, seed_param, single_phase, summarize_training,
-                           sweep)
-from ..methods.morphnet import (DEFAULT_GAMMA_THRESHOLD, RESOURCES, MorphNetHook, MorphNetRegularizer,
-                                morphnet_search, shrink_to_alive, spec_cost, width_multiplier)
+from ..experiments import (
+    Phase,
+    Profile,
+    RunContext,
+    RunOutput,
+    RunPlan,
+    SweepResult,
+    experiment,
+    get_profile,
+    param,
+    plan_default,
+    run,
+    seed_grid,
+    seed_param,
+    single_phase,
+    summarize_training,
+    sweep,
+)
+from ..methods.morphnet import (
+    DEFAULT_GAMMA_THRESHOLD,
+    RESOURCES,
+    MorphNetHook,
+    MorphNetRegularizer,
+    morphnet_search,
+    shrink_to_alive,
+    spec_cost,
+    width_multiplier,
+)
 from ..models import ResNet, ResNetConfig, ResNetSpec, count_parameters
 from ..training import TrainConfig, Trainer, TrainingHook, evaluate, seeded_model
 from .ch03_baseline import baseline_grid
 from .contract import Notebook, Sweeps, plan_for, quantities
 
-__all__ = ["ANNOTATION_FONTSIZE", "AliveCostRecorder", "CONTROL", "FIGURE_TEXT", "GRID_COLUMNS", "GRID_FIGURE_SIZE",
-           "LEGEND_FONTSIZE", "MORPHNET_PLANS", "MorphNetPlan", "REGULARIZER_FIGURE_SIZE", "REGULARIZER_LABELS",
-           "REGULARIZER_TICKS", "RESOURCE_LABELS", "RESOURCE_NAMES", "RegularizeParams", "SEARCH_ORDER", "SEARCH_TICKS",
-           "SMALL_LEGEND_FONTSIZE", "STRUCTURE_LABELS", "SUPXLABEL_FONTSIZE", "SearchParams", "ShrinkParams",
-           "TICK_FONTSIZE", "WIDE_BASELINE", "alive_cost_curves", "budget_structures", "layer_names_sentence",
-           "layer_widths", "morphnet_plan", "morphnet_regularize_experiment", "morphnet_search_experiment",
-           "morphnet_shrink_experiment", "morphnet_shrink_retrain_experiment", "narrow_to_wide_scaling",
-           "regularizer_figure", "regularizer_grid", "regularizer_name", "regularizer_summary", "regularizer_tests",
-           "search_accuracy_figure", "search_grid", "search_groups", "search_structures", "search_summary",
-           "search_tests", "search_widths_figure", "smallest_net_sentence", "strength_threshold_figure",
-           "strength_threshold_grid", "strength_threshold_sweeps", "strength_threshold_table", "sweeps",
-           "uniform_scaling", "uniform_scaling_report", "wide_baseline_grid"]
+__all__ = [
+    "ANNOTATION_FONTSIZE",
+    "AliveCostRecorder",
+    "CONTROL",
+    "FIGURE_TEXT",
+    "GRID_COLUMNS",
+    "GRID_FIGURE_SIZE",
+    "LEGEND_FONTSIZE",
+    "MORPHNET_PLANS",
+    "MorphNetPlan",
+    "REGULARIZER_FIGURE_SIZE",
+    "REGULARIZER_LABELS",
+    "REGULARIZER_TICKS",
+    "RESOURCE_LABELS",
+    "RESOURCE_NAMES",
+    "RegularizeParams",
+    "SEARCH_ORDER",
+    "SEARCH_TICKS",
+    "SMALL_LEGEND_FONTSIZE",
+    "STRUCTURE_LABELS",
+    "SUPXLABEL_FONTSIZE",
+    "SearchParams",
+    "ShrinkParams",
+    "TICK_FONTSIZE",
+    "WIDE_BASELINE",
+    "alive_cost_curves",
+    "budget_structures",
+    "layer_names_sentence",
+    "layer_widths",
+    "morphnet_plan",
+    "morphnet_regularize_experiment",
+    "morphnet_search_experiment",
+    "morphnet_shrink_experiment",
+    "morphnet_shrink_retrain_experiment",
+    "narrow_to_wide_scaling",
+    "regularizer_figure",
+    "regularizer_grid",
+    "regularizer_name",
+    "regularizer_summary",
+    "regularizer_tests",
+    "search_accuracy_figure",
+    "search_grid",
+    "search_groups",
+    "search_structures",
+    "search_summary",
+    "search_tests",
+    "search_widths_figure",
+    "smallest_net_sentence",
+    "strength_threshold_figure",
+    "strength_threshold_grid",
+    "strength_threshold_sweeps",
+    "strength_threshold_table",
+    "sweeps",
+    "uniform_scaling",
+    "uniform_scaling_report",
+    "wide_baseline_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -67,10 +136,15 @@ class MorphNetPlan:
 
 MORPHNET_PLANS: dict[str, MorphNetPlan] = {
     "smoke": MorphNetPlan(relative_strength=3.0, strengths=(3.0, 10.0), thresholds=(1e-2,), search_iterations=1),
-    "quick": MorphNetPlan(relative_strength=3.0, strengths=(1.0, 3.0, 10.0), thresholds=(1e-3, 1e-2, 1e-1),
-                          search_iterations=1),
-    "full": MorphNetPlan(relative_strength=1.0, strengths=(0.25, 0.5, 1.0, 2.0, 4.0),
-                         thresholds=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1), search_iterations=3),
+    "quick": MorphNetPlan(
+        relative_strength=3.0, strengths=(1.0, 3.0, 10.0), thresholds=(1e-3, 1e-2, 1e-1), search_iterations=1
+    ),
+    "full": MorphNetPlan(
+        relative_strength=1.0,
+        strengths=(0.25, 0.5, 1.0, 2.0, 4.0),
+        thresholds=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+        search_iterations=3,
+    ),
 }
 
 
@@ -85,8 +159,11 @@ def regularizer_grid(plan: MorphNetPlan, seeds: Sequence[int]) -> list[dict[str,
     the penalty differs), once per seed."""
     points = [{"resource": resource, "relative_strength": plan.relative_strength} for resource in RESOURCES]
     points.append({"resource": "flops", "relative_strength": 0.0})
-    return [{"model": "wide", **point, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed}
-            for point in points for seed in seeds]
+    return [
+        {"model": "wide", **point, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed}
+        for point in points
+        for seed in seeds
+    ]
 
 
 def strength_threshold_grid(profile: str | Profile, resource: str = "flops") -> list[dict[str, Any]]:
@@ -94,17 +171,31 @@ def strength_threshold_grid(profile: str | Profile, resource: str = "flops") -> 
     gamma threshold of the plan for `resource`, the wide net, the profile's first seed. Each strength is
     one regularized run, shared by its thresholds."""
     plan, seed = morphnet_plan(profile), get_profile(profile).seeds[0]
-    return [{"model": "wide", "resource": resource, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD, "seed": seed,
-             "relative_strength": strength, "shrink_threshold": threshold}
-            for strength in plan.strengths for threshold in plan.thresholds]
+    return [
+        {
+            "model": "wide",
+            "resource": resource,
+            "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
+            "seed": seed,
+            "relative_strength": strength,
+            "shrink_threshold": threshold,
+        }
+        for strength in plan.strengths
+        for threshold in plan.thresholds
+    ]
 
 
 def search_grid(profile: str | Profile) -> list[dict[str, Any]]:
     """Params of the "morphnet_search" runs (figures 4.3, 4.4): both resources at the plan's iterations and
     strength, once per seed of the profile."""
     plan = morphnet_plan(profile)
-    return seed_grid(profile, resource=["flops", "size"], iterations=[plan.search_iterations],
-                     relative_strength=[plan.relative_strength], gamma_threshold=[DEFAULT_GAMMA_THRESHOLD])
+    return seed_grid(
+        profile,
+        resource=["flops", "size"],
+        iterations=[plan.search_iterations],
+        relative_strength=[plan.relative_strength],
+        gamma_threshold=[DEFAULT_GAMMA_THRESHOLD],
+    )
 
 
 def wide_baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
@@ -119,11 +210,13 @@ def sweeps(profile: str | Profile, grid_resource: str = "flops") -> Sweeps:
     lists), the searches and the wide step-schedule baseline of figures 4.3 and 4.4."""
     profile = get_profile(profile)
     shrink = strength_threshold_grid(profile, grid_resource)
-    return {"regularize": ("morphnet_regularize", regularizer_grid(morphnet_plan(profile), profile.seeds)),
-            "shrink": ("morphnet_shrink", shrink),
-            "shrink_retrain": ("morphnet_shrink_retrain", shrink),
-            "search": ("morphnet_search", search_grid(profile)),
-            "baseline": ("baseline", wide_baseline_grid(profile))}
+    return {
+        "regularize": ("morphnet_regularize", regularizer_grid(morphnet_plan(profile), profile.seeds)),
+        "shrink": ("morphnet_shrink", shrink),
+        "shrink_retrain": ("morphnet_shrink_retrain", shrink),
+        "search": ("morphnet_search", search_grid(profile)),
+        "baseline": ("baseline", wide_baseline_grid(profile)),
+    }
 
 
 def strength_threshold_sweeps(nb: Notebook, grid_resource: str = "flops") -> tuple[SweepResult, SweepResult]:
@@ -147,8 +240,10 @@ class AliveCostRecorder(TrainingHook):
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if not self._regularizers or self._regularizers["flops"].model is not trainer.model:
             input_size = tuple(trainer.data.train_x.shape[1:])
-            self._regularizers = {resource: MorphNetRegularizer(trainer.model, resource, self.gamma_threshold,
-                                                                input_size) for resource in RESOURCES}
+            self._regularizers = {
+                resource: MorphNetRegularizer(trainer.model, resource, self.gamma_threshold, input_size)
+                for resource in RESOURCES
+            }
         for resource, regularizer in self._regularizers.items():
             record[f"alive_{resource}"] = regularizer.cost()
 
@@ -160,8 +255,7 @@ class RegularizeParams:
 
     model: Literal["wide", "narrow"] = "wide"
     resource: Literal["flops", "size"] = "flops"
-    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength,
-                                            at_least=0)
+    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength, at_least=0)
     gamma_threshold: float = param(DEFAULT_GAMMA_THRESHOLD, at_least=0)
     seed: int = seed_param()
 
@@ -181,8 +275,7 @@ class SearchParams:
 
     resource: Literal["flops", "size"] = "flops"
     iterations: int = plan_default(lambda profile, _: morphnet_plan(profile).search_iterations, at_least=1)
-    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength,
-                                            at_least=0)
+    relative_strength: float = plan_default(lambda profile, _: morphnet_plan(profile).relative_strength, at_least=0)
     gamma_threshold: float = param(DEFAULT_GAMMA_THRESHOLD, at_least=0)
     seed: int = seed_param()
     seed_model: Literal["wide", "narrow"] = "narrow"
@@ -193,12 +286,18 @@ def _morphnet_params(context: RunContext) -> tuple[dict[str, Any], str, float, f
     """Pops resource, relative_strength, gamma_threshold and seed; the rest are TrainConfig fields (and
     the experiment's own params)."""
     params = dict(context.params)
-    return (params, params.pop("resource"), params.pop("relative_strength"), params.pop("gamma_threshold"),
-            params.pop("seed"))
+    return (
+        params,
+        params.pop("resource"),
+        params.pop("relative_strength"),
+        params.pop("gamma_threshold"),
+        params.pop("seed"),
+    )
 
 
-def _shrink_summary(model: ResNet, gamma_threshold: float, data: Dataset, eval_batch_size: int = 1000
-                    ) -> tuple[ResNet, dict[str, Any]]:
+def _shrink_summary(
+    model: ResNet, gamma_threshold: float, data: Dataset, eval_batch_size: int = 1000
+) -> tuple[ResNet, dict[str, Any]]:
     """Step 2 of algorithm 2.2 on a trained `model`: the net of its alive channels and what it costs.
 
     Summary keys: full_flops, full_size, alive_flops, alive_size (FLOPs and weight entries of the shrunk
@@ -240,8 +339,13 @@ def _regularize_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return single_phase(profile, params["model"], _regularize_config(profile, params), "regularize")
 
 
-@experiment("morphnet_regularize", version=2, params=RegularizeParams, train_config=True,  # 2: He-normal init, no weight decay on BN
-            plan=_regularize_plan)
+@experiment(
+    "morphnet_regularize",
+    version=2,
+    params=RegularizeParams,
+    train_config=True,  # 2: He-normal init, no weight decay on BN
+    plan=_regularize_plan,
+)
 def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, steps 1 and 2 of algorithm 2.2: train the wide (or narrow) net with loss + lambda * G at a
     constant lr for the profile's epochs, then shrink it to its alive channels.
@@ -256,13 +360,23 @@ def morphnet_regularize_experiment(context: RunContext) -> RunOutput:
     base = params.pop("model")
     config = _regularize_config(context.profile, context.params)
     hook = MorphNetHook(resource=resource, relative_strength=relative_strength, gamma_threshold=gamma_threshold)
-    trainer = context.trainer(seeded_model(context.resnet_config(base), seed), config,
-                              hooks=[hook, AliveCostRecorder(gamma_threshold)], phase="regularize")
+    trainer = context.trainer(
+        seeded_model(context.resnet_config(base), seed),
+        config,
+        hooks=[hook, AliveCostRecorder(gamma_threshold)],
+        phase="regularize",
+    )
     history = trainer.fit()
     _, step2 = _shrink_summary(trainer.model, gamma_threshold, trainer.data, config.eval_batch_size)
     full_cost, final_cost = int(hook.initial_cost), int(history["morphnet_cost"].iloc[-1])
-    summary = {**summarize_training(history), "lambda": hook.effective_strength, "full_cost": full_cost,
-               "final_cost": final_cost, "cost_ratio": final_cost / full_cost, **step2}
+    summary = {
+        **summarize_training(history),
+        "lambda": hook.effective_strength,
+        "full_cost": full_cost,
+        "final_cost": final_cost,
+        "cost_ratio": final_cost / full_cost,
+        **step2,
+    }
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
@@ -275,8 +389,13 @@ def _shrink_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return RunPlan(phases=(), requires=(("morphnet_regularize", _regularized_params(params)),))
 
 
-@experiment("morphnet_shrink", version=2, params=ShrinkParams, train_config=True,  # 2: He-normal init, no weight decay on BN
-            plan=_shrink_plan)
+@experiment(
+    "morphnet_shrink",
+    version=2,
+    params=ShrinkParams,
+    train_config=True,  # 2: He-normal init, no weight decay on BN
+    plan=_shrink_plan,
+)
 def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, step 2 of algorithm 2.2 at another gamma threshold: shrink a `morphnet_regularize` run's
     trained net to the channels with |gamma| > shrink_threshold. No training of its own: the regularized
@@ -290,8 +409,9 @@ def morphnet_shrink_experiment(context: RunContext) -> RunOutput:
     shrink_threshold = context.params["shrink_threshold"]
     if not shrink_threshold >= 0:
         raise ValueError(f"shrink_threshold must be >= 0, got {shrink_threshold}")
-    regularized = run("morphnet_regularize", _regularized_params(context.params), profile=context.profile,
-                      progress=context.progress)
+    regularized = run(
+        "morphnet_regularize", _regularized_params(context.params), profile=context.profile, progress=context.progress
+    )
     data = context.dataset().to(context.device)
     eval_batch_size = context.train_config().eval_batch_size
     shrunk, summary = _shrink_summary(regularized.model(context.device), shrink_threshold, data, eval_batch_size)
@@ -306,8 +426,12 @@ def _shrink_retrain_config(profile: Profile, params: dict[str, Any]) -> TrainCon
 
 def _shrink_retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     net = profile.resnet(params["model"], profile.input_size[0], profile.num_classes)
-    phase = Phase("retrain", net, _shrink_retrain_config(profile, params),
-                  bound="the unshrunk net: an upper bound of the shrunk net it retrains")
+    phase = Phase(
+        "retrain",
+        net,
+        _shrink_retrain_config(profile, params),
+        bound="the unshrunk net: an upper bound of the shrunk net it retrains",
+    )
     return RunPlan(phases=(phase,), requires=(("morphnet_shrink", params),))
 
 
@@ -326,8 +450,12 @@ def morphnet_shrink_retrain_experiment(context: RunContext) -> RunOutput:
     trainer = context.trainer(seeded_model(shrunk.model().spec, int(params["seed"])), config)
     history = trainer.fit()
     resource = params["resource"]
-    summary = {**summarize_training(history), "final_params": count_parameters(trainer.model),
-               "cost_ratio_shrunk": shrunk.summary[f"{resource}_ratio"], "shrunk_acc": shrunk.summary["shrunk_acc"]}
+    summary = {
+        **summarize_training(history),
+        "final_params": count_parameters(trainer.model),
+        "cost_ratio_shrunk": shrunk.summary[f"{resource}_ratio"],
+        "shrunk_acc": shrunk.summary["shrunk_acc"],
+    }
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
@@ -337,8 +465,10 @@ def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     budget's cost in the regularized resource)."""
     train, seed = _training_fields(params, SearchParams), params["seed"]
     regularize = replace(profile.train_config(seed=seed, **{"schedule": "constant", **train}), bn_weight_decay=False)
-    seed_net, budget_net = (profile.resnet(params[key], profile.input_size[0], profile.num_classes)
-                            for key in ("seed_model", "budget_model"))
+    seed_net, budget_net = (
+        profile.resnet(params[key], profile.input_size[0], profile.num_classes)
+        for key in ("seed_model", "budget_model")
+    )
     expanded = f"the {params['budget_model']} net: the expanded structure has about its {params['resource']}"
     phases = [Phase("regularize 1", seed_net, regularize)]
     phases += [Phase(f"regularize {i}", budget_net, regularize, expanded) for i in range(2, params["iterations"] + 1)]
@@ -346,8 +476,13 @@ def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return RunPlan(phases=tuple(phases))
 
 
-@experiment("morphnet_search", version=2, params=SearchParams, train_config=True,  # 2: He-normal init, no weight decay on BN
-            plan=_search_plan)
+@experiment(
+    "morphnet_search",
+    version=2,
+    params=SearchParams,
+    train_config=True,  # 2: He-normal init, no weight decay on BN
+    plan=_search_plan,
+)
 def morphnet_search_experiment(context: RunContext) -> RunOutput:
     """Chapter 4, algorithm 2.2: grow the seed net (default the narrow ResNet) to the budget of another
     (default the wide one's FLOPs or size) in `iterations` rounds, then retrain the found structure.
@@ -360,7 +495,11 @@ def morphnet_search_experiment(context: RunContext) -> RunOutput:
     total_time (both: the whole procedure's training time).
     """
     params, resource, relative_strength, gamma_threshold, seed = _morphnet_params(context)
-    iterations, seed_model, budget_model = params.pop("iterations"), params.pop("seed_model"), params.pop("budget_model")
+    iterations, seed_model, budget_model = (
+        params.pop("iterations"),
+        params.pop("seed_model"),
+        params.pop("budget_model"),
+    )
     data = context.dataset()
     input_size = tuple(int(v) for v in data.train_x.shape[1:])
     budget = spec_cost(context.resnet_config(budget_model), resource, input_size)
@@ -369,10 +508,17 @@ def morphnet_search_experiment(context: RunContext) -> RunOutput:
         return context.trainer(model, config, hooks=hooks, phase=phase)
 
     result = morphnet_search(
-        context.resnet_config(seed_model), data, context.train_config(seed=seed, **{"schedule": "constant", **params}),
-        resource=resource, budget=budget, iterations=iterations, relative_strength=relative_strength,
-        gamma_threshold=gamma_threshold, retrain_config=context.train_config(seed=seed, **params),
-        device=context.device, trainer_factory=checkpointing_trainer,
+        context.resnet_config(seed_model),
+        data,
+        context.train_config(seed=seed, **{"schedule": "constant", **params}),
+        resource=resource,
+        budget=budget,
+        iterations=iterations,
+        relative_strength=relative_strength,
+        gamma_threshold=gamma_threshold,
+        retrain_config=context.train_config(seed=seed, **params),
+        device=context.device,
+        trainer_factory=checkpointing_trainer,
     )
     history = result.retrain_history
     retrain = summarize_training(history)
@@ -406,8 +552,19 @@ def search_structures(summary: pd.DataFrame) -> pd.DataFrame:
         structures["spec"] = [json.dumps(spec, sort_keys=True) for spec in structures["spec"]]
         structures["stage_widths"] = [tuple(widths) for widths in structures["stage_widths"]]
         frames.append(structures.assign(resource=row["resource"], seed=row["seed"]))
-    columns = ["resource", "seed", "iteration", "kind", "cost", "flops", "size", "params", "omega",
-               "stage_widths", "spec"]
+    columns = [
+        "resource",
+        "seed",
+        "iteration",
+        "kind",
+        "cost",
+        "flops",
+        "size",
+        "params",
+        "omega",
+        "stage_widths",
+        "spec",
+    ]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
@@ -432,8 +589,12 @@ def alive_cost_curves(regularized: SweepResult) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def uniform_scaling(seed: ResNetSpec | ResNetConfig, reference: ResNetSpec | ResNetConfig,
-                    input_size: Sequence[int], resources: Sequence[str] = RESOURCES) -> pd.DataFrame:
+def uniform_scaling(
+    seed: ResNetSpec | ResNetConfig,
+    reference: ResNetSpec | ResNetConfig,
+    input_size: Sequence[int],
+    resources: Sequence[str] = RESOURCES,
+) -> pd.DataFrame:
     """Uniform width scaling of `seed` to the cost of `reference` (eq. 2.6: the largest omega with
     F(omega C) <= F(reference)), per resource: the baseline the search is compared with at equal cost.
 
@@ -446,9 +607,17 @@ def uniform_scaling(seed: ResNetSpec | ResNetConfig, reference: ResNetSpec | Res
     for resource in resources:
         budget = spec_cost(reference, resource, input_size)
         omega, scaled = width_multiplier(seed, budget, resource, input_size)
-        rows.append({"resource": resource, "budget": budget, "seed_cost": spec_cost(seed, resource, input_size),
-                     "omega": omega, "scaled_cost": spec_cost(scaled, resource, input_size),
-                     "equals_reference": scaled == reference, "scaled_spec": scaled.to_json()})
+        rows.append(
+            {
+                "resource": resource,
+                "budget": budget,
+                "seed_cost": spec_cost(seed, resource, input_size),
+                "omega": omega,
+                "scaled_cost": spec_cost(scaled, resource, input_size),
+                "equals_reference": scaled == reference,
+                "scaled_spec": scaled.to_json(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -467,8 +636,6 @@ def layer_widths(spec: ResNetSpec) -> pd.DataFrame:
     return pd.DataFrame([{"layer": i, "name": name, "width": width} for i, (name, width) in enumerate(rows)])
 
 
-
-
 CONTROL = "none"  # the unregularized control: a morphnet_regularize run with relative strength 0
 
 
@@ -480,19 +647,27 @@ def regularizer_name(resource: str, relative_strength: float) -> str:
 def regularizer_tests(summary: pd.DataFrame) -> pd.DataFrame:
     """Welch t-tests of each regularizer against the unregularized control: the alive share of its own
     resource, the final accuracy and the training time; one family, Holm-adjusted (`stats.with_holm`)."""
-    groups = summary.assign(group=[regularizer_name(r, s) for r, s in
-                                   zip(summary["resource"], summary["relative_strength"])])
+    groups = summary.assign(
+        group=[regularizer_name(r, s) for r, s in zip(summary["resource"], summary["relative_strength"])]
+    )
     present = set(groups["group"])
     if CONTROL not in present:
         raise ValueError("no control runs (relative_strength 0) in the summary; sweep `regularizer_grid`")
     comparisons = []
     for resource in (r for r in RESOURCES if r in present):
-        for column, what in ((f"{resource}_ratio", f"alive {resource} / full"), ("final_acc", "final accuracy"),
-                             ("total_time", "training time")):
-            comparisons.append((f"{what}, {resource} regularizer vs control",
-                                groups.loc[groups.group == resource, column], groups.loc[groups.group == CONTROL, column]))
+        for column, what in (
+            (f"{resource}_ratio", f"alive {resource} / full"),
+            ("final_acc", "final accuracy"),
+            ("total_time", "training time"),
+        ):
+            comparisons.append(
+                (
+                    f"{what}, {resource} regularizer vs control",
+                    groups.loc[groups.group == resource, column],
+                    groups.loc[groups.group == CONTROL, column],
+                )
+            )
     return stats.with_holm(stats.welch_table(comparisons))
-
 
 
 def regularizer_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -511,8 +686,17 @@ def _nets(profile: str | Profile) -> tuple[ResNetConfig, ResNetConfig]:
 
 # Figure 4.2's table (`strength_threshold_table`): the grid point, the shrunk net's cost and widths, its
 # accuracy before and after retraining, and the regularized net's.
-GRID_COLUMNS = ["relative_strength", "shrink_threshold", "cost / full", "alive_params", "alive_stage_widths",
-                "alive_layer_widths", "shrunk_acc", "retrained_acc", "final_acc"]
+GRID_COLUMNS = [
+    "relative_strength",
+    "shrink_threshold",
+    "cost / full",
+    "alive_params",
+    "alive_stage_widths",
+    "alive_layer_widths",
+    "shrunk_acc",
+    "retrained_acc",
+    "final_acc",
+]
 
 
 def strength_threshold_table(shrunk: pd.DataFrame, retrained: pd.DataFrame, resource: str) -> pd.DataFrame:
@@ -521,8 +705,10 @@ def strength_threshold_table(shrunk: pd.DataFrame, retrained: pd.DataFrame, reso
     as "cost / full" and the retrained structure's final accuracy as retrained_acc."""
     points = ["relative_strength", "shrink_threshold"]
     if not shrunk[points].reset_index(drop=True).equals(retrained[points].reset_index(drop=True)):
-        raise ValueError("the shrink and shrink_retrain summaries cover different grid points; sweep both "
-                         "over the same strength_threshold_grid")
+        raise ValueError(
+            "the shrink and shrink_retrain summaries cover different grid points; sweep both "
+            "over the same strength_threshold_grid"
+        )
     grid = shrunk.assign(retrained_acc=retrained["final_acc"].to_numpy())
     grid["cost / full"] = grid[f"{resource}_ratio"]
     return grid[GRID_COLUMNS]
@@ -531,8 +717,10 @@ def strength_threshold_table(shrunk: pd.DataFrame, retrained: pd.DataFrame, reso
 def layer_names_sentence(profile: str | Profile) -> str:
     """Names the convs of the alive_layer_widths column (the full wide net's convs in forward order)."""
     names = " ".join(layer_widths(_nets(profile)[1].to_spec())["name"])
-    return ("alive_layer_widths: output channels of every conv in forward order; the full net's convs are "
-            f"{names} (a block removed by step 2 drops out)")
+    return (
+        "alive_layer_widths: output channels of every conv in forward order; the full net's convs are "
+        f"{names} (a block removed by step 2 drops out)"
+    )
 
 
 # The resources' names in printed sentences and table groups (English, like the tables).
@@ -542,10 +730,12 @@ RESOURCE_NAMES = {"flops": "FLOPs", "size": "model size"}
 def smallest_net_sentence(grid: pd.DataFrame, resource: str) -> str:
     """Figure 4.2's smallest shrunk net (of `strength_threshold_table`): its grid point, cost and accuracies."""
     best = grid.loc[grid["cost / full"].idxmin()]
-    return (f"Smallest shrunk net: relative strength {best.relative_strength:g}, threshold {best.shrink_threshold:g}: "
-            f"{best['cost / full']:.1%} of the full net's {RESOURCE_NAMES[resource]}, test accuracy "
-            f"{best.shrunk_acc:.3f} before retraining, {best.retrained_acc:.3f} retrained from scratch (the "
-            f"regularized net itself: {best.final_acc:.3f}).")
+    return (
+        f"Smallest shrunk net: relative strength {best.relative_strength:g}, threshold {best.shrink_threshold:g}: "
+        f"{best['cost / full']:.1%} of the full net's {RESOURCE_NAMES[resource]}, test accuracy "
+        f"{best.shrunk_acc:.3f} before retraining, {best.retrained_acc:.3f} retrained from scratch (the "
+        f"regularized net itself: {best.final_acc:.3f})."
+    )
 
 
 def narrow_to_wide_scaling(profile: str | Profile) -> pd.DataFrame:
@@ -562,12 +752,23 @@ def _uniform_is_wide(uniform: pd.DataFrame) -> bool:
 def uniform_scaling_report(uniform: pd.DataFrame) -> str:
     """`narrow_to_wide_scaling`'s table as text and, when the scaled net is the wide net for both resources,
     the sentence saying that the wide baseline is then the uniform-scaling comparison."""
-    report = uniform.drop(columns="scaled_spec").rename(columns={
-        "budget": "budget (wide net)", "seed_cost": "narrow net", "scaled_cost": "uniformly scaled",
-        "equals_reference": "equals the wide net"}).to_string(index=False)
+    report = (
+        uniform.drop(columns="scaled_spec")
+        .rename(
+            columns={
+                "budget": "budget (wide net)",
+                "seed_cost": "narrow net",
+                "scaled_cost": "uniformly scaled",
+                "equals_reference": "equals the wide net",
+            }
+        )
+        .to_string(index=False)
+    )
     if _uniform_is_wide(uniform):
-        report += ("\nUniform scaling of the narrow net to the wide net's budget gives the wide net itself for both "
-                   "resources, so the wide baseline of chapter 3 is also the uniform-scaling comparison at equal cost.")
+        report += (
+            "\nUniform scaling of the narrow net to the wide net's budget gives the wide net itself for both "
+            "resources, so the wide baseline of chapter 3 is also the uniform-scaling comparison at equal cost."
+        )
     return report
 
 
@@ -588,10 +789,13 @@ SEARCH_ORDER = [WIDE_BASELINE, *(f"MorphNet ({RESOURCE_NAMES[resource]})" for re
 def search_groups(baseline: pd.DataFrame, search: pd.DataFrame) -> pd.DataFrame:
     """The summaries of the wide baseline and the searches, one row per run, grouped by "net" (`SEARCH_ORDER`),
     with the FLOPs in millions (MFLOPs) and the parameters in thousands for figure 4.4."""
-    groups = pd.concat([
-        baseline.assign(net=WIDE_BASELINE),
-        search.assign(net=search["resource"].map(lambda r: f"MorphNet ({RESOURCE_NAMES[r]})")),
-    ], ignore_index=True)
+    groups = pd.concat(
+        [
+            baseline.assign(net=WIDE_BASELINE),
+            search.assign(net=search["resource"].map(lambda r: f"MorphNet ({RESOURCE_NAMES[r]})")),
+        ],
+        ignore_index=True,
+    )
     groups["MFLOPs"], groups["parameters (thousands)"] = groups["final_flops"] / 1e6, groups["final_params"] / 1e3
     return groups
 
@@ -607,22 +811,30 @@ def search_tests(groups: pd.DataFrame, uniform: pd.DataFrame) -> pd.DataFrame:
     comparison when it is one) on the final accuracy and the training time including the search; one
     family, Holm-adjusted; `sentence` states each result."""
     reference = f"{WIDE_BASELINE} (= uniform scaling)" if _uniform_is_wide(uniform) else WIDE_BASELINE
-    return stats.with_holm(stats.compare_groups(groups.replace({"net": {WIDE_BASELINE: reference}}), "net",
-                                                [(net, reference) for net in SEARCH_ORDER[1:]],
-                                                [*quantities("final_acc"),
-                                                 ("total_time", "training time incl. search", "s")]))
+    return stats.with_holm(
+        stats.compare_groups(
+            groups.replace({"net": {WIDE_BASELINE: reference}}),
+            "net",
+            [(net, reference) for net in SEARCH_ORDER[1:]],
+            [*quantities("final_acc"), ("total_time", "training time incl. search", "s")],
+        )
+    )
 
 
-REGULARIZER_LABELS = {"flops": {"de": "FLOP-Regularisierer", "en": "FLOP regularizer"},
-                      "size": {"de": "Größen-Regularisierer", "en": "size regularizer"},
-                      CONTROL: {"de": "ohne (Kontrolle)", "en": "none (control)"}}
+REGULARIZER_LABELS = {
+    "flops": {"de": "FLOP-Regularisierer", "en": "FLOP regularizer"},
+    "size": {"de": "Größen-Regularisierer", "en": "size regularizer"},
+    CONTROL: {"de": "ohne (Kontrolle)", "en": "none (control)"},
+}
 REGULARIZER_TICKS = {"de": ("FLOPs", "Größe", "ohne"), "en": ("FLOPs", "size", "none")}
 # The resources' names in figures.
 RESOURCE_LABELS = {"flops": {"de": "FLOPs", "en": "FLOPs"}, "size": {"de": "Modellgröße", "en": "model size"}}
 # Figure 4.3: the structures a search meets (`SearchStructure.kind`).
-STRUCTURE_LABELS = {"seed": {"de": "Start (schmal)", "en": "start (narrow)"},
-                    "shrunk": {"de": "verkleinert", "en": "shrunk"},
-                    "expanded": {"de": "erweitert", "en": "expanded"}}
+STRUCTURE_LABELS = {
+    "seed": {"de": "Start (schmal)", "en": "start (narrow)"},
+    "shrunk": {"de": "verkleinert", "en": "shrunk"},
+    "expanded": {"de": "erweitert", "en": "expanded"},
+}
 SEARCH_TICKS = {"de": ("breit", "FLOPs", "Größe"), "en": ("wide", "FLOPs", "size")}
 # The other words of the figures, German (the thesis's) and English; `{...}` are filled in by `_text`.
 FIGURE_TEXT = {
@@ -637,16 +849,20 @@ FIGURE_TEXT = {
     "one_seed_per_cell": {"de": "1 Seed je Zelle", "en": "1 seed per cell"},
     "wide": {"de": "breit", "en": "wide"},
     "wide_uniform": {"de": "breit (= uniform skaliert)", "en": "wide (= uniformly scaled)"},
-    "budget_seed": {"de": "({letter}) Budget: {resource}, Seed {seed}",
-                    "en": "({letter}) budget: {resource}, seed {seed}"},
-    "conv_layers": {"de": "Conv-Schicht in Vorwärtsrichtung (0 = Stem; Namen der Schichten in der Ausgabe zu "
-                          "Abschnitt 4.2)",
-                    "en": "conv layer in forward order (0 = stem; the layers' names in the output of section 4.2)"},
+    "budget_seed": {
+        "de": "({letter}) Budget: {resource}, Seed {seed}",
+        "en": "({letter}) budget: {resource}, seed {seed}",
+    },
+    "conv_layers": {
+        "de": "Conv-Schicht in Vorwärtsrichtung (0 = Stem; Namen der Schichten in der Ausgabe zu Abschnitt 4.2)",
+        "en": "conv layer in forward order (0 = stem; the layers' names in the output of section 4.2)",
+    },
     "params_thousands": {"de": "(c) Parameter (Tausend)", "en": "(c) parameters (thousands)"},
     "budget_line": {"de": "Budget (FLOPs des breiten Netzes)", "en": "budget (the wide net's FLOPs)"},
-    "search_nets": {"de": "breites Baseline-Netz und MorphNet, auf die FLOPs bzw. die Größe des breiten Netzes "
-                          "gewachsen",
-                    "en": "wide baseline and MorphNet, grown to the wide net's FLOPs or size"},
+    "search_nets": {
+        "de": "breites Baseline-Netz und MorphNet, auf die FLOPs bzw. die Größe des breiten Netzes gewachsen",
+        "en": "wide baseline and MorphNet, grown to the wide net's FLOPs or size",
+    },
 }
 
 REGULARIZER_FIGURE_SIZE = (6.0, 2.8)  # figure 4.1, inches
@@ -669,8 +885,10 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     language = plots.language()
 
     def groups(frame: pd.DataFrame) -> list[str]:
-        return [REGULARIZER_LABELS[regularizer_name(resource, strength)][language]
-                for resource, strength in zip(frame["resource"], frame["relative_strength"])]
+        return [
+            REGULARIZER_LABELS[regularizer_name(resource, strength)][language]
+            for resource, strength in zip(frame["resource"], frame["relative_strength"])
+        ]
 
     curves, summary = curves.assign(group=groups(curves)), summary.assign(group=groups(summary))
     order = [REGULARIZER_LABELS[key][language] for key in (*RESOURCES, CONTROL)]
@@ -688,8 +906,15 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     axes[2].set_xticks(range(len(order)), REGULARIZER_TICKS[language], fontsize=TICK_FONTSIZE)
     n = int(summary.groupby("group").size().min())
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=LEGEND_FONTSIZE,
-               title=f"{plots.label('mean_band', n=n)}", title_fontsize=LEGEND_FONTSIZE)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=3,
+        fontsize=LEGEND_FONTSIZE,
+        title=f"{plots.label('mean_band', n=n)}",
+        title_fontsize=LEGEND_FONTSIZE,
+    )
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 
@@ -701,24 +926,40 @@ def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[st
     language = plots.language()
     fig, axes = plots.figure("full", ncols=3)
     fig.set_size_inches(*GRID_FIGURE_SIZE)
-    panels = [("cost / full", _text("cost_of_full", resource=RESOURCE_LABELS[resource][language]), "cividis"),
-              ("shrunk_acc", _text("shrunk_acc"), "viridis"),
-              ("retrained_acc", _text("retrained_acc"), "viridis")]
+    panels = [
+        ("cost / full", _text("cost_of_full", resource=RESOURCE_LABELS[resource][language]), "cividis"),
+        ("shrunk_acc", _text("shrunk_acc"), "viridis"),
+        ("retrained_acc", _text("retrained_acc"), "viridis"),
+    ]
     for ax, (column, title, cmap) in zip(axes, panels):
         fmt = ".2f"
         heat = grid.pivot(index="relative_strength", columns="shrink_threshold", values=column)
-        sns.heatmap(heat, ax=ax, annot=True, fmt=fmt, cmap=cmap, vmin=0, vmax=1, cbar=True,
-                    cbar_kws={"shrink": 0.8}, annot_kws={"fontsize": ANNOTATION_FONTSIZE})
-        ax.set(title=title, xlabel=_text("gamma_threshold"),
-               ylabel=_text("relative_strength") if column == "cost / full" else "")
+        sns.heatmap(
+            heat,
+            ax=ax,
+            annot=True,
+            fmt=fmt,
+            cmap=cmap,
+            vmin=0,
+            vmax=1,
+            cbar=True,
+            cbar_kws={"shrink": 0.8},
+            annot_kws={"fontsize": ANNOTATION_FONTSIZE},
+        )
+        ax.set(
+            title=title,
+            xlabel=_text("gamma_threshold"),
+            ylabel=_text("relative_strength") if column == "cost / full" else "",
+        )
         ax.set_xticklabels([f"{t:g}" for t in heat.columns])
         ax.set_yticklabels([f"{s:g}" for s in heat.index], rotation=0)
     plots.stamp(fig, stamp[0], stamp[1], _text("one_seed_per_cell"))
     return fig
 
 
-def search_widths_figure(structures: pd.DataFrame, uniform: pd.DataFrame, profile: str | Profile,
-                         stamp: tuple[str, str]) -> Figure:
+def search_widths_figure(
+    structures: pd.DataFrame, uniform: pd.DataFrame, profile: str | Profile, stamp: tuple[str, str]
+) -> Figure:
     """Figure 4.3: the output width of every conv of each structure the profile's first-seed searches met
     (of `budget_structures`), for the (a) FLOP and (b) size budget, beside the wide net's (which uniform
     scaling of the narrow net gives, when `uniform` says so)."""
@@ -733,14 +974,32 @@ def search_widths_figure(structures: pd.DataFrame, uniform: pd.DataFrame, profil
             kind = STRUCTURE_LABELS[row.kind][language] if row.kind in STRUCTURE_LABELS else row.kind
             label = kind if row.kind == "seed" else f"{kind} {row.iteration}"
             widths = layer_widths(ResNetSpec.from_json(row.spec))
-            ax.plot(widths["layer"] + 0.12 * (index - 1), widths["width"], marker="osD"[index % 3], markersize=3,
-                    linestyle="none", label=label, color=sns.color_palette("colorblind", len(rows))[index])
+            ax.plot(
+                widths["layer"] + 0.12 * (index - 1),
+                widths["width"],
+                marker="osD"[index % 3],
+                markersize=3,
+                linestyle="none",
+                label=label,
+                color=sns.color_palette("colorblind", len(rows))[index],
+            )
         reference = layer_widths(wide.to_spec())
-        ax.plot(reference["layer"], reference["width"], color="0.4", marker="_", markersize=9, linestyle="none",
-                label=wide_label)  # points: the layers are no continuum
-        ax.set(title=_text("budget_seed", letter="ab"[resource == "size"], resource=RESOURCE_LABELS[resource][language],
-                           seed=seed),
-               xlabel="", ylabel=plots.label("channels"))
+        ax.plot(
+            reference["layer"],
+            reference["width"],
+            color="0.4",
+            marker="_",
+            markersize=9,
+            linestyle="none",
+            label=wide_label,
+        )  # points: the layers are no continuum
+        ax.set(
+            title=_text(
+                "budget_seed", letter="ab"[resource == "size"], resource=RESOURCE_LABELS[resource][language], seed=seed
+            ),
+            xlabel="",
+            ylabel=plots.label("channels"),
+        )
         ax.legend(fontsize=SMALL_LEGEND_FONTSIZE)
     fig.supxlabel(_text("conv_layers"), fontsize=SUPXLABEL_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], 1)
@@ -751,14 +1010,22 @@ def search_accuracy_figure(groups: pd.DataFrame, uniform: pd.DataFrame, stamp: t
     """Figure 4.4: (a) final test accuracy, (b) MFLOPs per image (the FLOP budget marked) and (c) parameters
     of the wide baseline and the searches per run (of `search_groups`)."""
     fig, axes = plots.figure("full", ncols=3)
-    panels = [("final_acc", f"(a) {plots.label('final_acc')}"), ("MFLOPs", f"(b) {plots.label('flops')}"),
-              ("parameters (thousands)", _text("params_thousands"))]
+    panels = [
+        ("final_acc", f"(a) {plots.label('final_acc')}"),
+        ("MFLOPs", f"(b) {plots.label('flops')}"),
+        ("parameters (thousands)", _text("params_thousands")),
+    ]
     for ax, (column, title) in zip(axes, panels):
         plots.boxplot(ax, groups, x="net", y=column, order=SEARCH_ORDER)
         ax.set(title=title, xlabel="", ylabel="")
         ax.set_xticks(range(len(SEARCH_ORDER)), list(SEARCH_TICKS[plots.language()]))
-    axes[1].axhline(uniform.set_index("resource").loc["flops", "budget"] / 1e6, color="0.5", linestyle="--",
-                    linewidth=0.7, label=_text("budget_line"))
+    axes[1].axhline(
+        uniform.set_index("resource").loc["flops", "budget"] / 1e6,
+        color="0.5",
+        linestyle="--",
+        linewidth=0.7,
+        label=_text("budget_line"),
+    )
     axes[1].legend(fontsize=SMALL_LEGEND_FONTSIZE, loc="lower right")
     fig.supxlabel(_text("search_nets"), fontsize=SUPXLABEL_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], int(groups.groupby("net").size().min()))

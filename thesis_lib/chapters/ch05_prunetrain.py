@@ -22,23 +22,79 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import (Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment, get_profile,
-                           plan_default, seed_param, single_phase, summarize_training)
+from ..experiments import (
+    Profile,
+    RunContext,
+    RunOutput,
+    RunPlan,
+    SweepResult,
+    experiment,
+    get_profile,
+    plan_default,
+    seed_param,
+    single_phase,
+    summarize_training,
+)
 from ..methods.prunetrain import PruneTrain, channel_sizes, training_flops_summary
 from ..training import seeded_model
 from .contract import Sweeps, plan_for, quantities
 
-__all__ = ["COMPARED_QUANTITIES", "FACTORS", "FACTOR_FONTSIZE", "FACTOR_LABELS", "FACTOR_NAMES", "FIGURE_TEXT",
-           "LEGEND_FONTSIZE", "LOG_SCALE_FACTORS", "MARKER_SIZE", "MEANS_COLUMNS", "NOTE_FONTSIZE", "PAPER_SAVINGS",
-           "PRUNETRAIN_PLANS", "PRUNE_PARAMS", "PruneTrainParams", "PruneTrainPlan", "SETTINGS_CAPTION",
-           "SETTING_COLUMNS", "SHRINKS", "TEST_COLUMNS", "TREND_COLUMNS", "WIDTH_HEADROOM", "compare_to_baseline",
-           "default_point_history", "default_point_sentence", "default_point_tests", "default_run_widths",
-           "dense_parameter_count", "distinct_runs", "factor_label", "factor_settings", "factor_trends",
-           "final_widths_report", "interval_figure", "lasso_ratio_figure", "last_epoch_accuracy_sentences",
-           "learning_rate_figure", "paper_comparison", "prunetrain_experiment", "prunetrain_plan",
-           "reconfiguration_epochs", "setting_means", "setting_row", "shrinking_curves", "shrinking_figure",
-           "smallest_net_sentence", "stage_widths", "sweep_tests", "sweeps", "threshold_accuracy_figure",
-           "threshold_time_figure", "training_accuracy_figure", "with_baseline", "with_dense_start"]
+__all__ = [
+    "COMPARED_QUANTITIES",
+    "FACTORS",
+    "FACTOR_FONTSIZE",
+    "FACTOR_LABELS",
+    "FACTOR_NAMES",
+    "FIGURE_TEXT",
+    "LEGEND_FONTSIZE",
+    "LOG_SCALE_FACTORS",
+    "MARKER_SIZE",
+    "MEANS_COLUMNS",
+    "NOTE_FONTSIZE",
+    "PAPER_SAVINGS",
+    "PRUNETRAIN_PLANS",
+    "PRUNE_PARAMS",
+    "PruneTrainParams",
+    "PruneTrainPlan",
+    "SETTINGS_CAPTION",
+    "SETTING_COLUMNS",
+    "SHRINKS",
+    "TEST_COLUMNS",
+    "TREND_COLUMNS",
+    "WIDTH_HEADROOM",
+    "compare_to_baseline",
+    "default_point_history",
+    "default_point_sentence",
+    "default_point_tests",
+    "default_run_widths",
+    "dense_parameter_count",
+    "distinct_runs",
+    "factor_label",
+    "factor_settings",
+    "factor_trends",
+    "final_widths_report",
+    "interval_figure",
+    "lasso_ratio_figure",
+    "last_epoch_accuracy_sentences",
+    "learning_rate_figure",
+    "paper_comparison",
+    "prunetrain_experiment",
+    "prunetrain_plan",
+    "reconfiguration_epochs",
+    "setting_means",
+    "setting_row",
+    "shrinking_curves",
+    "shrinking_figure",
+    "smallest_net_sentence",
+    "stage_widths",
+    "sweep_tests",
+    "sweeps",
+    "threshold_accuracy_figure",
+    "threshold_time_figure",
+    "training_accuracy_figure",
+    "with_baseline",
+    "with_dense_start",
+]
 
 # The factors chapter 5 varies, one at a time, in the notebook's order; a setting is one value of each.
 FACTORS = ("lasso_ratio", "interval", "threshold", "lr")
@@ -95,34 +151,65 @@ class PruneTrainPlan:
 
     def default(self) -> dict[str, float | int]:
         """The default point's params (without seed), keyed by the `SETTING_COLUMNS`."""
-        return {"lasso_ratio": self.lasso_ratio, "threshold": self.threshold, "interval": self.interval,
-                "lr": self.lr}
+        return {"lasso_ratio": self.lasso_ratio, "threshold": self.threshold, "interval": self.interval, "lr": self.lr}
 
     def values(self, factor: str) -> tuple[float | int, ...]:
         """The values the sweep of `factor` takes."""
         _check_factor(factor)
-        return {"lasso_ratio": self.lasso_ratios, "interval": self.intervals, "threshold": self.thresholds,
-                "lr": self.lrs}[factor]
+        return {
+            "lasso_ratio": self.lasso_ratios,
+            "interval": self.intervals,
+            "threshold": self.thresholds,
+            "lr": self.lrs,
+        }[factor]
 
     def grid(self, factor: str) -> list[dict[str, float | int]]:
         """Params of the "prunetrain" runs that vary `factor` (the others at the default), once per seed.
 
         The default point has identical params in every factor's grid, so the run cache trains it once.
         """
-        return [{**self.default(), factor: value, **self.training(), "seed": seed}
-                for value in self.values(factor) for seed in self.seeds]
+        return [
+            {**self.default(), factor: value, **self.training(), "seed": seed}
+            for value in self.values(factor)
+            for seed in self.seeds
+        ]
 
 
 PRUNETRAIN_PLANS: dict[str, PruneTrainPlan] = {
-    "smoke": PruneTrainPlan(lasso_ratio=0.8, threshold=3e-2, interval=1, lr=0.05, lasso_ratios=(0.8, 0.9),
-                            intervals=(1, 2), thresholds=(3e-2, 5e-2), lrs=(0.05, 0.1), seeds=(0, 1)),
-    "quick": PruneTrainPlan(lasso_ratio=0.8, threshold=5e-2, interval=2, lr=0.05,
-                            lasso_ratios=(0.7, 0.8, 0.9), intervals=(1, 2, 5),
-                            thresholds=(3e-2, 5e-2, 1e-1), lrs=(0.025, 0.05, 0.1), seeds=(0, 1, 2, 3, 4)),
-    "full": PruneTrainPlan(lasso_ratio=0.2, threshold=1e-4, interval=10, lr=0.1,
-                           lasso_ratios=(0.05, 0.1, 0.15, 0.2, 0.25), intervals=(2, 5, 10),
-                           thresholds=(1e-5, 1e-4, 1e-3), lrs=(0.05, 0.1, 0.2), seeds=(0, 1, 2, 3, 4),
-                           batch_size=256),
+    "smoke": PruneTrainPlan(
+        lasso_ratio=0.8,
+        threshold=3e-2,
+        interval=1,
+        lr=0.05,
+        lasso_ratios=(0.8, 0.9),
+        intervals=(1, 2),
+        thresholds=(3e-2, 5e-2),
+        lrs=(0.05, 0.1),
+        seeds=(0, 1),
+    ),
+    "quick": PruneTrainPlan(
+        lasso_ratio=0.8,
+        threshold=5e-2,
+        interval=2,
+        lr=0.05,
+        lasso_ratios=(0.7, 0.8, 0.9),
+        intervals=(1, 2, 5),
+        thresholds=(3e-2, 5e-2, 1e-1),
+        lrs=(0.025, 0.05, 0.1),
+        seeds=(0, 1, 2, 3, 4),
+    ),
+    "full": PruneTrainPlan(
+        lasso_ratio=0.2,
+        threshold=1e-4,
+        interval=10,
+        lr=0.1,
+        lasso_ratios=(0.05, 0.1, 0.15, 0.2, 0.25),
+        intervals=(2, 5, 10),
+        thresholds=(1e-5, 1e-4, 1e-3),
+        lrs=(0.05, 0.1, 0.2),
+        seeds=(0, 1, 2, 3, 4),
+        batch_size=256,
+    ),
 }
 
 
@@ -136,8 +223,10 @@ def sweeps(profile: str | Profile) -> Sweeps:
     factor of `FACTORS`, named by it (the default point is in every sweep: one run, listed once per sweep)."""
     profile = get_profile(profile)
     plan = prunetrain_plan(profile)
-    return {"baseline": ("baseline", plan.baseline_grid(profile.seeds)),
-            **{factor: ("prunetrain", plan.grid(factor)) for factor in FACTORS}}
+    return {
+        "baseline": ("baseline", plan.baseline_grid(profile.seeds)),
+        **{factor: ("prunetrain", plan.grid(factor)) for factor in FACTORS},
+    }
 
 
 PRUNE_PARAMS = ("lasso_ratio", "threshold", "interval")
@@ -161,13 +250,13 @@ SHRINKS = "the unpruned wide net: an upper bound, PruneTrain shrinks it while it
 def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     """One phase of the wide net (an upper bound: it shrinks) with the params' TrainConfig fields."""
     train = {key: value for key, value in params.items() if key not in PRUNE_PARAMS}
-    return single_phase(profile, "wide", profile.train_config(**train), bound=SHRINKS,
-                        changes_shapes=PruneTrain.changes_shapes)
+    return single_phase(
+        profile, "wide", profile.train_config(**train), bound=SHRINKS, changes_shapes=PruneTrain.changes_shapes
+    )
 
 
 # version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding)
-@experiment("prunetrain", version=3, params=PruneTrainParams, train_config=True,
-            plan=_prunetrain_plan)
+@experiment("prunetrain", version=3, params=PruneTrainParams, train_config=True, plan=_prunetrain_plan)
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
 
@@ -228,19 +317,23 @@ def stage_widths(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-FACTOR_NAMES = {"lasso_ratio": "lasso ratio", "interval": "reconfiguration interval", "threshold": "threshold",
-                "lr": "learning rate"}
+FACTOR_NAMES = {
+    "lasso_ratio": "lasso ratio",
+    "interval": "reconfiguration interval",
+    "threshold": "threshold",
+    "lr": "learning rate",
+}
 LOG_SCALE_FACTORS = ("threshold", "lr")
 # The quantities every setting is compared on with the baseline (tables 5.2 to 5.6).
 COMPARED_QUANTITIES = quantities("mean_epoch_time", "final_acc")
 
 
-def factor_settings(sweeps: Mapping[str, SweepResult], baseline: pd.DataFrame,
-                    plan: PruneTrainPlan) -> dict[str, pd.DataFrame]:
+def factor_settings(
+    sweeps: Mapping[str, SweepResult], baseline: pd.DataFrame, plan: PruneTrainPlan
+) -> dict[str, pd.DataFrame]:
     """Per factor of `FACTORS`: its sweep's summary with the `baseline` summary (`with_baseline`), the
     frame of the factor's boxplots and t-tests."""
-    return {factor: with_baseline(sweeps[factor].summary, baseline, factor, plan.values(factor))
-            for factor in FACTORS}
+    return {factor: with_baseline(sweeps[factor].summary, baseline, factor, plan.values(factor)) for factor in FACTORS}
 
 
 def distinct_runs(sweeps: Mapping[str, SweepResult]) -> pd.DataFrame:
@@ -253,8 +346,9 @@ def dense_parameter_count(baseline: pd.DataFrame) -> int:
     return int(baseline["final_params"].iloc[0])
 
 
-def with_baseline(runs: pd.DataFrame, baseline: pd.DataFrame, factor: str,
-                  values: Sequence[float | int]) -> pd.DataFrame:
+def with_baseline(
+    runs: pd.DataFrame, baseline: pd.DataFrame, factor: str, values: Sequence[float | int]
+) -> pd.DataFrame:
     """One factor's sweep (`runs`, a sweep summary) and the baseline's runs in one frame, for boxplots and
     t-tests of every setting against the baseline.
 
@@ -268,8 +362,10 @@ def with_baseline(runs: pd.DataFrame, baseline: pd.DataFrame, factor: str,
     settings = runs[factor].map(lambda value: f"{value:g}")
     unplanned = sorted(set(settings) - set(labels))
     if unplanned:
-        raise ValueError(f"runs with {factor} = {unplanned} are not among the values {labels}; pass the "
-                         f"values the sweep was run with")
+        raise ValueError(
+            f"runs with {factor} = {unplanned} are not among the values {labels}; pass the "
+            f"values the sweep was run with"
+        )
     frame = pd.concat([baseline.assign(setting="baseline"), runs.assign(setting=settings)], ignore_index=True)
     frame["setting"] = pd.Categorical(frame["setting"], categories=["baseline", *labels], ordered=True)
     return frame
@@ -299,23 +395,41 @@ def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[st
             direction = "rises" if fit.slope > 0 else "falls" if fit.slope < 0 else "stays flat"
             level = 1.0 - fit.confidence
             verdict = "significant" if fit.p < level else "not significant"
-            sentence = (f"Trend: the {what} {direction} with {along} (least-squares slope {fit.slope:.3g}"
-                        f"{' ' + unit if unit else ''} per unit of {along}, p = {fit.p:.3g}: {verdict} at the "
-                        f"{100 * level:g}% level).")
-            rows.append({"quantity": what, "x": along.removeprefix("the "), "slope": fit.slope,
-                         "slope_ci_low": fit.slope_ci[0], "slope_ci_high": fit.slope_ci[1], "r2": fit.r2,
-                         "p": fit.p, "n": fit.n, "sentence": sentence})
+            sentence = (
+                f"Trend: the {what} {direction} with {along} (least-squares slope {fit.slope:.3g}"
+                f"{' ' + unit if unit else ''} per unit of {along}, p = {fit.p:.3g}: {verdict} at the "
+                f"{100 * level:g}% level)."
+            )
+            rows.append(
+                {
+                    "quantity": what,
+                    "x": along.removeprefix("the "),
+                    "slope": fit.slope,
+                    "slope_ci_low": fit.slope_ci[0],
+                    "slope_ci_high": fit.slope_ci[1],
+                    "r2": fit.r2,
+                    "p": fit.p,
+                    "n": fit.n,
+                    "sentence": sentence,
+                }
+            )
     return pd.DataFrame(rows, columns=TREND_COLUMNS)
 
 
-MEANS_COLUMNS = ("final_params_after", "training_flops_removed", "inference_flops_removed", "final_acc",
-                 "mean_epoch_time", "reconfigurations")
+MEANS_COLUMNS = (
+    "final_params_after",
+    "training_flops_removed",
+    "inference_flops_removed",
+    "final_acc",
+    "mean_epoch_time",
+    "reconfigurations",
+)
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [column for column in columns if column not in frame]
     if missing:
-        raise ValueError(f"{what} lacks the columns {missing}; pass the summary of \"prunetrain\" runs")
+        raise ValueError(f'{what} lacks the columns {missing}; pass the summary of "prunetrain" runs')
 
 
 def setting_means(runs: pd.DataFrame, dense_params: int) -> pd.DataFrame:
@@ -343,18 +457,38 @@ def setting_row(frame: pd.DataFrame, setting: dict[str, float | int]) -> pd.Seri
     for column, value in setting.items():
         matches &= np.isclose(frame[column].to_numpy(dtype=float), float(value), rtol=1e-9, atol=0.0)
     if matches.sum() != 1:
-        raise ValueError(f"{int(matches.sum())} rows match {setting}; expected exactly one (is the frame "
-                         f"one row per setting, from `setting_means`, and the setting among its runs?)")
+        raise ValueError(
+            f"{int(matches.sum())} rows match {setting}; expected exactly one (is the frame "
+            f"one row per setting, from `setting_means`, and the setting among its runs?)"
+        )
     return frame[matches].iloc[0]
 
 
-TEST_COLUMNS = ["quantity", "group", "mean", "reference_mean", "diff", "ci_low", "ci_high", "t", "df", "p", "n_a",
-                "n_b", "p_holm", "verdict"]
+TEST_COLUMNS = [
+    "quantity",
+    "group",
+    "mean",
+    "reference_mean",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "t",
+    "df",
+    "p",
+    "n_a",
+    "n_b",
+    "p_holm",
+    "verdict",
+]
 
 
-def compare_to_baseline(settings: pd.DataFrame, sweep_summary: pd.DataFrame, factor: str,
-                        quantities: Sequence[tuple[str, str, str]], skip: Sequence[float | int] = ()
-                        ) -> tuple[pd.DataFrame, list[str]]:
+def compare_to_baseline(
+    settings: pd.DataFrame,
+    sweep_summary: pd.DataFrame,
+    factor: str,
+    quantities: Sequence[tuple[str, str, str]],
+    skip: Sequence[float | int] = (),
+) -> tuple[pd.DataFrame, list[str]]:
     """Welch t-tests of every setting of one sweep against the baseline, Holm-adjusted over the sweep's
     tests (one family per figure section), and the trend along the factor.
 
@@ -373,8 +507,9 @@ def compare_to_baseline(settings: pd.DataFrame, sweep_summary: pd.DataFrame, fac
     return tests[TEST_COLUMNS], [*tests["sentence"], *trends["sentence"]]
 
 
-def default_point_tests(settings: pd.DataFrame, plan: PruneTrainPlan, factor: str,
-                        quantities: Sequence[tuple[str, str, str]]) -> tuple[pd.DataFrame, list[str]]:
+def default_point_tests(
+    settings: pd.DataFrame, plan: PruneTrainPlan, factor: str, quantities: Sequence[tuple[str, str, str]]
+) -> tuple[pd.DataFrame, list[str]]:
     """The default point against the baseline, once (from any sweep's `settings`: the default point's runs
     are the same in each); Holm-adjusted over its quantities. Same columns and sentences as
     `compare_to_baseline`."""
@@ -385,14 +520,24 @@ def default_point_tests(settings: pd.DataFrame, plan: PruneTrainPlan, factor: st
     return tests[TEST_COLUMNS], list(tests["sentence"])
 
 
-def _setting_tests(settings: pd.DataFrame, labels: Sequence[str], name: str,
-                   quantities: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
+def _setting_tests(
+    settings: pd.DataFrame, labels: Sequence[str], name: str, quantities: Sequence[tuple[str, str, str]]
+) -> pd.DataFrame:
     """Welch tests of the `labels` settings against "baseline" per quantity, one Holm family."""
     frame = settings.assign(setting=settings["setting"].astype(str))
     tables = []
     for column, what, unit in quantities:
-        table = stats.welch_table([(f"{what}, {name} {label} vs baseline", frame.loc[frame.setting == label, column],
-                                    frame.loc[frame.setting == "baseline", column]) for label in labels], unit=unit)
+        table = stats.welch_table(
+            [
+                (
+                    f"{what}, {name} {label} vs baseline",
+                    frame.loc[frame.setting == label, column],
+                    frame.loc[frame.setting == "baseline", column],
+                )
+                for label in labels
+            ],
+            unit=unit,
+        )
         tables.append(table.assign(quantity=what, group=list(labels)))
     tests = stats.with_holm(pd.concat(tables, ignore_index=True))
     return tests.rename(columns={"mean_a": "mean", "mean_b": "reference_mean"})
@@ -403,31 +548,38 @@ SETTINGS_CAPTION = "PruneTrain: Verkleinerung je Einstellung (Mittel über die S
 
 def default_point_sentence(plan: PruneTrainPlan, default: pd.Series, dense_params: int) -> str:
     """How far the default point (its `setting_means` row) shrinks the dense net of `dense_params`."""
-    return (f"The default point (lasso ratio {plan.lasso_ratio:g}, threshold {plan.threshold:g}, "
-            f"interval {plan.interval}, lr {plan.lr:g}) ends with {default.final_params_after:,.0f} of "
-            f"{dense_params:,} parameters ({default['params removed']:.1%} removed) and saves "
-            f"{default.training_flops_removed:.1%} of the training FLOPs.")
+    return (
+        f"The default point (lasso ratio {plan.lasso_ratio:g}, threshold {plan.threshold:g}, "
+        f"interval {plan.interval}, lr {plan.lr:g}) ends with {default.final_params_after:,.0f} of "
+        f"{dense_params:,} parameters ({default['params removed']:.1%} removed) and saves "
+        f"{default.training_flops_removed:.1%} of the training FLOPs."
+    )
 
 
 def smallest_net_sentence(means: pd.DataFrame) -> str:
     """The setting of `setting_means` that ends with the fewest parameters, and its accuracy."""
     smallest = means.loc[means["final_params_after"].idxmin()]
-    return (f"The smallest final net ({smallest.final_params_after:,.0f} parameters, "
-            f"{smallest['params removed']:.1%} removed) comes from lasso ratio {smallest.lasso_ratio:g}, "
-            f"threshold {smallest.threshold:g}, interval {smallest.interval:g}, lr {smallest.lr:g}, "
-            f"at accuracy {smallest.final_acc:.3f}.")
+    return (
+        f"The smallest final net ({smallest.final_params_after:,.0f} parameters, "
+        f"{smallest['params removed']:.1%} removed) comes from lasso ratio {smallest.lasso_ratio:g}, "
+        f"threshold {smallest.threshold:g}, interval {smallest.interval:g}, lr {smallest.lr:g}, "
+        f"at accuracy {smallest.final_acc:.3f}."
+    )
 
 
-def sweep_tests(settings: Mapping[str, pd.DataFrame], sweeps: Mapping[str, SweepResult], plan: PruneTrainPlan,
-                factor: str) -> tuple[pd.DataFrame, list[str]]:
+def sweep_tests(
+    settings: Mapping[str, pd.DataFrame], sweeps: Mapping[str, SweepResult], plan: PruneTrainPlan, factor: str
+) -> tuple[pd.DataFrame, list[str]]:
     """Tables 5.3 to 5.6: `compare_to_baseline` of `factor`'s sweep on the `COMPARED_QUANTITIES`, the
     default point left out (`default_point_tests` tests it once); `settings` from `factor_settings`."""
-    return compare_to_baseline(settings[factor], sweeps[factor].summary, factor, COMPARED_QUANTITIES,
-                               skip=(plan.default()[factor],))
+    return compare_to_baseline(
+        settings[factor], sweeps[factor].summary, factor, COMPARED_QUANTITIES, skip=(plan.default()[factor],)
+    )
 
 
-def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int,
-                     run_columns: Sequence[str]) -> pd.DataFrame:
+def with_dense_start(
+    history: pd.DataFrame, dense_channels: dict[str, int], dense_params: int, run_columns: Sequence[str]
+) -> pd.DataFrame:
     """PruneTrain histories with an epoch 0 per run: the unpruned net before training, whose `channels`
     (JSON, as the hook records it) are `dense_channels` and whose `params_after` is `dense_params`, so
     that curves of how the net shrinks (fig. 5.6) start at the dense net.
@@ -445,15 +597,20 @@ def with_dense_start(history: pd.DataFrame, dense_channels: dict[str, int], dens
     ordered = history.sort_values([*runs, "epoch"], kind="stable", ignore_index=True)
     firsts = ordered.drop_duplicates(runs) if runs else ordered.head(1)
     start = firsts.assign(epoch=0, channels=json.dumps(dense_channels), params_after=dense_params)
-    return pd.concat([start, ordered], ignore_index=True).sort_values([*runs, "epoch"], kind="stable",
-                                                                       ignore_index=True)
+    return pd.concat([start, ordered], ignore_index=True).sort_values(
+        [*runs, "epoch"], kind="stable", ignore_index=True
+    )
 
 
 def shrinking_curves(history: pd.DataFrame, baseline: SweepResult) -> pd.DataFrame:
     """Figure 5.6's curves: the lasso-ratio sweep's `history` with an epoch 0 per run (`with_dense_start`),
     the unpruned net's widths and parameters taken from the first run of the `baseline` sweep."""
-    return with_dense_start(history, channel_sizes(baseline.runs[0].model()), dense_parameter_count(baseline.summary),
-                            run_columns=["lasso_ratio", "seed"])
+    return with_dense_start(
+        history,
+        channel_sizes(baseline.runs[0].model()),
+        dense_parameter_count(baseline.summary),
+        run_columns=["lasso_ratio", "seed"],
+    )
 
 
 def _default_run(curves: pd.DataFrame, plan: PruneTrainPlan) -> pd.DataFrame:
@@ -471,8 +628,10 @@ def final_widths_report(curves: pd.DataFrame, plan: PruneTrainPlan) -> str:
     """The widths per stage and kind after the last epoch of figure 5.6's run, as a headed table."""
     widths = default_run_widths(curves, plan)
     final = widths[widths.epoch == widths.epoch.max()].pivot(index="stage", columns="kind", values="channels")
-    return (f"Default point, seed {plan.seeds[0]}: channels per stage after epoch {int(widths.epoch.max())}:\n"
-            f"{final.to_string()}")
+    return (
+        f"Default point, seed {plan.seeds[0]}: channels per stage after epoch {int(widths.epoch.max())}:\n"
+        f"{final.to_string()}"
+    )
 
 
 def default_point_history(history: pd.DataFrame, plan: PruneTrainPlan) -> pd.DataFrame:
@@ -487,8 +646,10 @@ def last_epoch_accuracy_sentences(default_history: pd.DataFrame, baseline_histor
     sentences = []
     for name, history in (("baseline", baseline_history), ("default point", default_history)):
         last = history[history.epoch == final_epoch]
-        sentences.append(f"{name}: training accuracy {last.train_acc.mean():.3f}, test accuracy "
-                         f"{last.test_acc.mean():.3f} in the last epoch (mean of {len(last)} runs)")
+        sentences.append(
+            f"{name}: training accuracy {last.train_acc.mean():.3f}, test accuracy "
+            f"{last.test_acc.mean():.3f} in the last epoch (mean of {len(last)} runs)"
+        )
     return sentences
 
 
@@ -507,11 +668,13 @@ PAPER_SAVINGS = {"training_flops_removed": 0.53, "inference_flops_removed": 0.66
 def paper_comparison(default: pd.Series) -> str:
     """The default point's savings (a `setting_means` row) against the PruneTrain paper's 53 % fewer
     training FLOPs and 66 % fewer inference FLOPs (ResNet-32 on CIFAR-10, 91.8 % accuracy)."""
-    return (f"The default point removes {default['training_flops_removed']:.1%} of the training FLOPs and "
-            f"{default['inference_flops_removed']:.1%} of the inference FLOPs (the paper: "
-            f"{PAPER_SAVINGS['training_flops_removed']:.0%} and {PAPER_SAVINGS['inference_flops_removed']:.0%} on "
-            "ResNet-32 / CIFAR-10 over 182 epochs); a small profile's few steps prune less, so only `full` can "
-            "test the paper's numbers.")
+    return (
+        f"The default point removes {default['training_flops_removed']:.1%} of the training FLOPs and "
+        f"{default['inference_flops_removed']:.1%} of the inference FLOPs (the paper: "
+        f"{PAPER_SAVINGS['training_flops_removed']:.0%} and {PAPER_SAVINGS['inference_flops_removed']:.0%} on "
+        "ResNet-32 / CIFAR-10 over 182 epochs); a small profile's few steps prune less, so only `full` can "
+        "test the paper's numbers."
+    )
 
 
 FACTOR_FONTSIZE = 9  # the factor under a sweep's boxplots
@@ -520,16 +683,18 @@ NOTE_FONTSIZE = 7  # figure 5.6's note under its panels
 MARKER_SIZE = 2.5
 WIDTH_HEADROOM = 1.12  # figure 5.6 (a), (b): the y axis ends this much above the widest stage
 
-FIGURE_TEXT = {"epoch_time": {"de": "Epochenzeit", "en": "epoch time"},
-               "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
-               "without_baseline": {"de": "ohne Baseline", "en": "without the baseline"},
-               "total_time": {"de": "Summe über alle Epochen", "en": "sum over all epochs"},
-               "baseline": {"de": "Baseline", "en": "baseline"},
-               "stream": {"de": "Residualstrom", "en": "residual stream"},
-               "internal": {"de": "blockintern, summiert", "en": "within the blocks, summed"},
-               "per_ratio": {"de": "je Lasso-Verhältnis", "en": "per lasso ratio"},
-               "reconfiguration": {"de": "Rekonfiguration", "en": "reconfiguration"},
-               "one_run": {"de": "1 Lauf", "en": "1 run"}}
+FIGURE_TEXT = {
+    "epoch_time": {"de": "Epochenzeit", "en": "epoch time"},
+    "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
+    "without_baseline": {"de": "ohne Baseline", "en": "without the baseline"},
+    "total_time": {"de": "Summe über alle Epochen", "en": "sum over all epochs"},
+    "baseline": {"de": "Baseline", "en": "baseline"},
+    "stream": {"de": "Residualstrom", "en": "residual stream"},
+    "internal": {"de": "blockintern, summiert", "en": "within the blocks, summed"},
+    "per_ratio": {"de": "je Lasso-Verhältnis", "en": "per lasso ratio"},
+    "reconfiguration": {"de": "Rekonfiguration", "en": "reconfiguration"},
+    "one_run": {"de": "1 Lauf", "en": "1 run"},
+}
 
 
 def _text(key: str) -> str:
@@ -540,10 +705,12 @@ def _title(letter: str, key: str) -> str:
     return f"({letter}) {_text(key)}"
 
 
-FACTOR_LABELS = {"lasso_ratio": {"de": "Lasso-Verhältnis", "en": "lasso ratio"},
-                 "interval": {"de": "Rekonfigurationsintervall (Epochen)", "en": "reconfiguration interval (epochs)"},
-                 "threshold": {"de": "Schwellwert auf |w|", "en": "threshold on |w|"},
-                 "lr": {"de": "Lernrate", "en": "learning rate"}}
+FACTOR_LABELS = {
+    "lasso_ratio": {"de": "Lasso-Verhältnis", "en": "lasso ratio"},
+    "interval": {"de": "Rekonfigurationsintervall (Epochen)", "en": "reconfiguration interval (epochs)"},
+    "threshold": {"de": "Schwellwert auf |w|", "en": "threshold on |w|"},
+    "lr": {"de": "Lernrate", "en": "learning rate"},
+}
 
 
 def factor_label(factor: str) -> str:
@@ -552,8 +719,14 @@ def factor_label(factor: str) -> str:
     return FACTOR_LABELS[factor][plots.language()]
 
 
-def _sweep_boxplots(settings: pd.DataFrame, factor: str, panels: Sequence[tuple[str, str, bool]],
-                    plan: PruneTrainPlan, stamp: tuple[str, str], size: str = "full") -> Figure:
+def _sweep_boxplots(
+    settings: pd.DataFrame,
+    factor: str,
+    panels: Sequence[tuple[str, str, bool]],
+    plan: PruneTrainPlan,
+    stamp: tuple[str, str],
+    size: str = "full",
+) -> Figure:
     """One boxplot per panel (column, title, with the baseline box or not) of one factor's `settings`
     (`with_baseline`), settings in plan order, the factor under the panels."""
     fig, axes = plots.figure(size, ncols=len(panels))
@@ -563,8 +736,9 @@ def _sweep_boxplots(settings: pd.DataFrame, factor: str, panels: Sequence[tuple[
         shown = order if show_baseline else order[1:]
         plots.boxplot(ax, settings[settings.setting.isin(shown)], x="setting", y=column, order=shown)
         ax.set(title=title, xlabel="", ylabel=plots.label(column))
-        ax.set_xticks(ax.get_xticks(), [t.get_text().replace("baseline", _text("baseline"))
-                                        for t in ax.get_xticklabels()])
+        ax.set_xticks(
+            ax.get_xticks(), [t.get_text().replace("baseline", _text("baseline")) for t in ax.get_xticklabels()]
+        )
     fig.supxlabel(factor_label(factor), fontsize=FACTOR_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], len(plan.seeds))
     return fig
@@ -573,23 +747,41 @@ def _sweep_boxplots(settings: pd.DataFrame, factor: str, panels: Sequence[tuple[
 def lasso_ratio_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
     """Figure 5.1: (a) mean epoch time, (b) final accuracy per lasso ratio and of the baseline; `settings`
     of the lasso-ratio sweep (`factor_settings`), `stamp` = (profile, dataset)."""
-    return _sweep_boxplots(settings, "lasso_ratio", [("mean_epoch_time", _title("a", "epoch_time"), True),
-                                                     ("final_acc", _title("b", "accuracy"), True)], plan, stamp)
+    return _sweep_boxplots(
+        settings,
+        "lasso_ratio",
+        [("mean_epoch_time", _title("a", "epoch_time"), True), ("final_acc", _title("b", "accuracy"), True)],
+        plan,
+        stamp,
+    )
 
 
 def interval_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
     """Figure 5.2: per reconfiguration interval (a) mean epoch time, (b) the same without the baseline,
     (c) final accuracy."""
-    return _sweep_boxplots(settings, "interval", [("mean_epoch_time", _title("a", "epoch_time"), True),
-                                                  ("mean_epoch_time", _title("b", "without_baseline"), False),
-                                                  ("final_acc", _title("c", "accuracy"), True)], plan, stamp)
+    return _sweep_boxplots(
+        settings,
+        "interval",
+        [
+            ("mean_epoch_time", _title("a", "epoch_time"), True),
+            ("mean_epoch_time", _title("b", "without_baseline"), False),
+            ("final_acc", _title("c", "accuracy"), True),
+        ],
+        plan,
+        stamp,
+    )
 
 
 def threshold_time_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
     """Figure 5.3: per threshold (a) mean epoch time, (b) training time summed over the epochs (the
     pruning hook's time included)."""
-    return _sweep_boxplots(settings, "threshold", [("mean_epoch_time", _title("a", "epoch_time"), True),
-                                                   ("total_time", _title("b", "total_time"), True)], plan, stamp)
+    return _sweep_boxplots(
+        settings,
+        "threshold",
+        [("mean_epoch_time", _title("a", "epoch_time"), True), ("total_time", _title("b", "total_time"), True)],
+        plan,
+        stamp,
+    )
 
 
 def threshold_accuracy_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
@@ -600,8 +792,13 @@ def threshold_accuracy_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stam
 def learning_rate_figure(settings: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
     """Figure 5.5 (the draft's learning-rate section has no figure of its own): (a) mean epoch time,
     (b) final accuracy per learning rate."""
-    return _sweep_boxplots(settings, "lr", [("mean_epoch_time", _title("a", "epoch_time"), True),
-                                            ("final_acc", _title("b", "accuracy"), True)], plan, stamp)
+    return _sweep_boxplots(
+        settings,
+        "lr",
+        [("mean_epoch_time", _title("a", "epoch_time"), True), ("final_acc", _title("b", "accuracy"), True)],
+        plan,
+        stamp,
+    )
 
 
 def shrinking_figure(curves: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[str, str]) -> Figure:
@@ -627,10 +824,12 @@ def shrinking_figure(curves: pd.DataFrame, plan: PruneTrainPlan, stamp: tuple[st
     plots.line_with_band(axes[2], curves, x="epoch", y="params_after", hue="lasso_ratio")
     axes[2].set(title=_title("c", "per_ratio"), xlabel=plots.label("epoch"), ylabel=plots.label("params"))
     axes[2].set_ylim(bottom=0)
-    axes[2].legend(title=factor_label("lasso_ratio"), fontsize=LEGEND_FONTSIZE, title_fontsize=LEGEND_FONTSIZE,
-                   loc="lower left")
-    fig.supxlabel(f"(a), (b): ··· {_text('reconfiguration')}; (c): {plots.label('mean_band', n=n)}",
-                  fontsize=NOTE_FONTSIZE)
+    axes[2].legend(
+        title=factor_label("lasso_ratio"), fontsize=LEGEND_FONTSIZE, title_fontsize=LEGEND_FONTSIZE, loc="lower left"
+    )
+    fig.supxlabel(
+        f"(a), (b): ··· {_text('reconfiguration')}; (c): {plots.label('mean_band', n=n)}", fontsize=NOTE_FONTSIZE
+    )
     plots.stamp(fig, stamp[0], stamp[1], f"{_text('one_run')} (a, b), {n} (c)")
     return fig
 
@@ -640,13 +839,16 @@ def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp
     and of the baseline (mean over the seeds, min-max band): the draft's claim that training accuracy reaches 100 % (overfitting) is read off
     the gap between the two curves of each group."""
     language = plots.language()
-    names = {"de": ("Baseline", "PruneTrain (Standardpunkt)", "Training", "Test"),
-             "en": ("baseline", "PruneTrain (default point)", "training", "test")}[language]
+    names = {
+        "de": ("Baseline", "PruneTrain (Standardpunkt)", "Training", "Test"),
+        "en": ("baseline", "PruneTrain (default point)", "training", "test"),
+    }[language]
     frames = []
     for group, history in ((names[0], baseline), (names[1], pruned)):
         for split, column in ((names[2], "train_acc"), (names[3], "test_acc")):
-            frames.append(pd.DataFrame({"epoch": history["epoch"], "accuracy": history[column],
-                                        "curve": f"{group}, {split}"}))
+            frames.append(
+                pd.DataFrame({"epoch": history["epoch"], "accuracy": history[column], "curve": f"{group}, {split}"})
+            )
     fig, ax = plots.figure("full")
     curves = [frame["curve"].iloc[0] for frame in frames]
     plots.line_with_band(ax, pd.concat(frames, ignore_index=True), "epoch", "accuracy", "curve")
@@ -657,7 +859,6 @@ def training_accuracy_figure(pruned: pd.DataFrame, baseline: pd.DataFrame, stamp
     ax.set(xlabel=plots.label("epoch"), ylabel={"de": "Genauigkeit", "en": "accuracy"}[language])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     n = int(min(baseline["seed"].nunique(), pruned["seed"].nunique()))
-    ax.legend(handles, curves, title=f"{plots.label('mean_band', n=n)}",
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(handles, curves, title=f"{plots.label('mean_band', n=n)}", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,30 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import (Profile, RunContext, RunOutput, RunPlan, RunResult, SweepResult, experiment, get_profile,
-                           plan_default, single_phase, summarize_training)
+from ..experiments import (
+    Profile,
+    RunContext,
+    RunOutput,
+    RunPlan,
+    RunResult,
+    SweepResult,
+    experiment,
+    get_profile,
+    plan_default,
+    single_phase,
+    summarize_training,
+)
 from ..methods import batchsize
-from ..methods.batchsize import (RULES, SCALINGS, BatchAdaptation, MemoryModel, batch_from_fit, max_batch_size,
-                                 params_batch_fit, resolve_memory_method)
+from ..methods.batchsize import (
+    RULES,
+    SCALINGS,
+    BatchAdaptation,
+    MemoryModel,
+    batch_from_fit,
+    max_batch_size,
+    params_batch_fit,
+    resolve_memory_method,
+)
 from ..methods.prunetrain import PruneTrain
 from ..models import ResNetConfig
 from ..stats import LinearFit
@@ -33,18 +53,71 @@ from ..training import TrainingHook, seeded_model
 from .ch05_prunetrain import PRUNE_PARAMS, SHRINKS, PruneTrainParams, prunetrain_plan, reconfiguration_epochs
 from .contract import Sweeps, plan_for, quantities
 
-__all__ = ["ANNOTATION_FONTSIZE", "BASELINE_GROUP", "BatchAdaptationParams", "CHAPTER_SETTINGS", "ChapterSettings",
-           "DRAFT_RELATION", "DRAFT_RELATION_FIGURE_SIZE", "DRAFT_TABLE_6_1", "FIGURE_TEXT", "FIT_COLUMNS",
-           "GroupedRuns", "LEGEND_FONTSIZE", "METHOD_LABELS", "MIB", "PRUNETRAIN_GROUP", "SMALL_LEGEND_FONTSIZE",
-           "SUMMARY_QUANTITIES", "TABLE_6_1_CAPTION", "accuracy_zoom_figure", "adaptation_figure", "adaptation_grid",
-           "adaptation_group", "adaptation_table", "adaptation_tests", "anchor_search", "anchor_sentence",
-           "baseline_grid", "batch_fit_figure", "chapter_settings", "draft_relation_figure", "epoch_time_figure",
-           "epoch_time_grid", "epoch_time_per_batch", "epoch_time_sentence", "fit_interpretation", "fit_sentences",
-           "fit_table", "group_label", "group_runs", "line_fits", "max_batch_figure", "measurement_device",
-           "measures_peaks", "memory_figure", "memory_model_sentence", "memory_table", "parameter_batch_table",
-           "parameters_figure", "prunetrain_batch_experiment", "prunetrain_grid", "rule_comparison", "rule_figure",
-           "rule_sentences", "rule_table", "run_group", "size_summary", "sweeps", "table_budget", "table_by_blocks",
-           "thesis_fit", "timed_epochs", "wide_memory", "with_draft_table"]
+__all__ = [
+    "ANNOTATION_FONTSIZE",
+    "BASELINE_GROUP",
+    "BatchAdaptationParams",
+    "CHAPTER_SETTINGS",
+    "ChapterSettings",
+    "DRAFT_RELATION",
+    "DRAFT_RELATION_FIGURE_SIZE",
+    "DRAFT_TABLE_6_1",
+    "FIGURE_TEXT",
+    "FIT_COLUMNS",
+    "GroupedRuns",
+    "LEGEND_FONTSIZE",
+    "METHOD_LABELS",
+    "MIB",
+    "PRUNETRAIN_GROUP",
+    "SMALL_LEGEND_FONTSIZE",
+    "SUMMARY_QUANTITIES",
+    "TABLE_6_1_CAPTION",
+    "accuracy_zoom_figure",
+    "adaptation_figure",
+    "adaptation_grid",
+    "adaptation_group",
+    "adaptation_table",
+    "adaptation_tests",
+    "anchor_search",
+    "anchor_sentence",
+    "baseline_grid",
+    "batch_fit_figure",
+    "chapter_settings",
+    "draft_relation_figure",
+    "epoch_time_figure",
+    "epoch_time_grid",
+    "epoch_time_per_batch",
+    "epoch_time_sentence",
+    "fit_interpretation",
+    "fit_sentences",
+    "fit_table",
+    "group_label",
+    "group_runs",
+    "line_fits",
+    "max_batch_figure",
+    "measurement_device",
+    "measures_peaks",
+    "memory_figure",
+    "memory_model_sentence",
+    "memory_table",
+    "parameter_batch_table",
+    "parameters_figure",
+    "prunetrain_batch_experiment",
+    "prunetrain_grid",
+    "rule_comparison",
+    "rule_figure",
+    "rule_sentences",
+    "rule_table",
+    "run_group",
+    "size_summary",
+    "sweeps",
+    "table_budget",
+    "table_by_blocks",
+    "thesis_fit",
+    "timed_epochs",
+    "wide_memory",
+    "with_draft_table",
+]
 
 
 @dataclass(frozen=True)
@@ -57,19 +130,32 @@ class ChapterSettings:
     """
 
     scalings: tuple[str, ...]
-    time_batches: tuple[int, ...]    # fig. 6.8: batch sizes whose epoch time is measured
-    time_epochs: int                 # epochs per timing run; the first (warm-up) epoch is not used
+    time_batches: tuple[int, ...]  # fig. 6.8: batch sizes whose epoch time is measured
+    time_epochs: int  # epochs per timing run; the first (warm-up) epoch is not used
     profile_batches: tuple[int, ...]  # fig. 6.1: batch sizes whose memory is measured
     table_blocks: tuple[int, ...] = tuple(range(1, 11))  # N of the batch table (the thesis: 1..10)
 
 
 CHAPTER_SETTINGS: dict[str, ChapterSettings] = {
-    "smoke": ChapterSettings(scalings=("linear",), time_batches=(32, 128), time_epochs=2,
-                             profile_batches=(1, 8, 32, 128, 512), table_blocks=(1, 2, 3)),
-    "quick": ChapterSettings(scalings=("linear",), time_batches=(16, 32, 64, 128, 256, 512), time_epochs=3,
-                             profile_batches=(1, 8, 16, 32, 64, 128, 256, 512)),
-    "full": ChapterSettings(scalings=("linear", "sqrt"), time_batches=(32, 64, 128, 256, 512, 1024),
-                            time_epochs=3, profile_batches=(1, 16, 32, 64, 128, 256, 512, 1024)),
+    "smoke": ChapterSettings(
+        scalings=("linear",),
+        time_batches=(32, 128),
+        time_epochs=2,
+        profile_batches=(1, 8, 32, 128, 512),
+        table_blocks=(1, 2, 3),
+    ),
+    "quick": ChapterSettings(
+        scalings=("linear",),
+        time_batches=(16, 32, 64, 128, 256, 512),
+        time_epochs=3,
+        profile_batches=(1, 8, 16, 32, 64, 128, 256, 512),
+    ),
+    "full": ChapterSettings(
+        scalings=("linear", "sqrt"),
+        time_batches=(32, 64, 128, 256, 512, 1024),
+        time_epochs=3,
+        profile_batches=(1, 16, 32, 64, 128, 256, 512, 1024),
+    ),
 }
 
 
@@ -94,8 +180,11 @@ def adaptation_grid(profile: str | Profile) -> list[dict[str, Any]]:
     the draft's table 6.1), for each lr scaling of the profile, once per seed."""
     profile = get_profile(profile)
     plan = prunetrain_plan(profile)
-    return [{"adapt": True, "scaling": scaling, **plan.default(), **plan.training(), "seed": seed}
-            for scaling in chapter_settings(profile).scalings for seed in profile.seeds]
+    return [
+        {"adapt": True, "scaling": scaling, **plan.default(), **plan.training(), "seed": seed}
+        for scaling in chapter_settings(profile).scalings
+        for seed in profile.seeds
+    ]
 
 
 def baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
@@ -106,17 +195,21 @@ def baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
 def epoch_time_grid(profile: str | Profile, seed: int = 0) -> list[dict[str, Any]]:
     """Params of the "baseline" runs that time an epoch of the wide net per batch size (fig. 6.8)."""
     settings = chapter_settings(profile)
-    return [{"model": "wide", "schedule": "constant", "batch_size": batch, "epochs": settings.time_epochs,
-             "seed": seed} for batch in settings.time_batches]
+    return [
+        {"model": "wide", "schedule": "constant", "batch_size": batch, "epochs": settings.time_epochs, "seed": seed}
+        for batch in settings.time_batches
+    ]
 
 
 def sweeps(profile: str | Profile) -> Sweeps:
     """Notebook 06_1's sweeps in its order: the epoch timings of fig. 6.8, then the baseline, PruneTrain
     without and with batch adaptation (the first two are chapter 5's runs)."""
-    return {"epoch_time": ("baseline", epoch_time_grid(profile)),
-            "baseline": ("baseline", baseline_grid(profile)),
-            "prunetrain": ("prunetrain", prunetrain_grid(profile)),
-            "adaptation": ("prunetrain_batch", adaptation_grid(profile))}
+    return {
+        "epoch_time": ("baseline", epoch_time_grid(profile)),
+        "baseline": ("baseline", baseline_grid(profile)),
+        "prunetrain": ("prunetrain", prunetrain_grid(profile)),
+        "adaptation": ("prunetrain_batch", adaptation_grid(profile)),
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,13 +228,13 @@ def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     adaptation) the batch grows, which on a GPU makes an epoch cheaper."""
     train = {key: value for key, value in params.items() if key not in {"adapt", "scaling", "rule", *PRUNE_PARAMS}}
     bound = f"{SHRINKS}, at its starting batch (which grows)" if params["adapt"] else SHRINKS
-    return single_phase(profile, "wide", profile.train_config(**train), bound=bound,
-                        changes_shapes=BatchAdaptation.changes_shapes)
+    return single_phase(
+        profile, "wide", profile.train_config(**train), bound=bound, changes_shapes=BatchAdaptation.changes_shapes
+    )
 
 
 # version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso
-@experiment("prunetrain_batch", version=3, params=BatchAdaptationParams, train_config=True,
-            plan=_prunetrain_batch_plan)
+@experiment("prunetrain_batch", version=3, params=BatchAdaptationParams, train_config=True, plan=_prunetrain_batch_plan)
 def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
     """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
 
@@ -170,8 +263,7 @@ def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
         params_fit = None
         if rule == "fit":
             params_fit = params_batch_fit(resnet, input_shape, config.batch_size, context.device)
-        adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y),
-                                     params_fit=params_fit)
+        adaptation = BatchAdaptation(scaling=scaling, rule=rule, max_batch=len(data.train_y), params_fit=params_fit)
     pruning = PruneTrain(**prune)
     hooks: list[TrainingHook] = [pruning] + ([adaptation] if adaptation is not None else [])
     trainer = context.trainer(model, config, hooks=hooks)
@@ -219,8 +311,10 @@ def run_group(result: RunResult) -> str:
         return PRUNETRAIN_GROUP
     if result.name == "prunetrain_batch":
         return adaptation_group(result.params["scaling"], result.params.get("rule", "probe"))
-    raise ValueError(f"a run of experiment {result.name!r} belongs to no group of chapter 6.1; "
-                     "pass sweeps of 'baseline', 'prunetrain' and 'prunetrain_batch'")
+    raise ValueError(
+        f"a run of experiment {result.name!r} belongs to no group of chapter 6.1; "
+        "pass sweeps of 'baseline', 'prunetrain' and 'prunetrain_batch'"
+    )
 
 
 def _final_after(result: RunResult, column: str, fallback: str) -> int:
@@ -239,10 +333,13 @@ def group_runs(*sweeps: SweepResult) -> GroupedRuns:
     summaries, histories = [], []
     for sweep_result in sweeps:
         labels = [run_group(result) for result in sweep_result.runs]
-        summaries.append(sweep_result.summary.assign(
-            group=labels,
-            final_params_after=[_final_after(r, "params_after", "final_params") for r in sweep_result.runs],
-            final_flops_after=[_final_after(r, "flops_after", "final_flops") for r in sweep_result.runs]))
+        summaries.append(
+            sweep_result.summary.assign(
+                group=labels,
+                final_params_after=[_final_after(r, "params_after", "final_params") for r in sweep_result.runs],
+                final_flops_after=[_final_after(r, "flops_after", "final_flops") for r in sweep_result.runs],
+            )
+        )
         epochs = [len(result.history) for result in sweep_result.runs]
         histories.append(sweep_result.history.assign(group=np.repeat(labels, epochs)))
     summary = pd.concat(summaries, ignore_index=True)
@@ -255,8 +352,9 @@ def group_runs(*sweeps: SweepResult) -> GroupedRuns:
 METHOD_LABELS = {"peak": "search by measured CUDA peaks", "model": "memory model"}
 
 
-def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shape: Sequence[int],
-                    device: str | torch.device = "cpu") -> pd.DataFrame:
+def rule_comparison(
+    runs: Sequence[RunResult], params_fit: LinearFit, input_shape: Sequence[int], device: str | torch.device = "cpu"
+) -> pd.DataFrame:
     """For the final net of every adapted run: the batch the thesis's rule reads off `params_fit`
     (`batch_from_fit` from the run's first net and batch; NaN where the line is <= 0, outside the range it
     was fitted on) against `max_batch_size` within the run's memory budget.
@@ -274,15 +372,22 @@ def rule_comparison(runs: Sequence[RunResult], params_fit: LinearFit, input_shap
         parameters = _final_after(result, "params_after", "final_params")
         budget = float(result.history["memory_budget"].iloc[0])
         try:
-            fit_batch = float(batch_from_fit(params_fit, base_parameters, parameters,
-                                             int(result.history["batch_size"].iloc[0])))
+            fit_batch = float(
+                batch_from_fit(params_fit, base_parameters, parameters, int(result.history["batch_size"].iloc[0]))
+            )
         except ValueError:  # the line predicts 1 / batch <= 0 here: extrapolated past its range
             fit_batch = math.nan
-        rows.append({"seed": result.params.get("seed"), "scaling": result.params.get("scaling"),
-                     "base_parameters": base_parameters, "parameters": parameters,
-                     "probe_method": METHOD_LABELS[method],
-                     "probe_batch": max_batch_size(result.model(device), input_shape, budget, device, method),
-                     "fit_batch": fit_batch})
+        rows.append(
+            {
+                "seed": result.params.get("seed"),
+                "scaling": result.params.get("scaling"),
+                "base_parameters": base_parameters,
+                "parameters": parameters,
+                "probe_method": METHOD_LABELS[method],
+                "probe_batch": max_batch_size(result.model(device), input_shape, budget, device, method),
+                "fit_batch": fit_batch,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -310,22 +415,26 @@ def wide_memory(profile: Profile, device: torch.device) -> tuple[pd.DataFrame, M
     """Figure 6.1's measurements: `memory_profile` of the wide net at the profile's depth (seed 0, the net
     the experiments train) at the settings' batch sizes, and its memory model."""
     wide = seeded_model(_wide_config(profile), 0).to(device)
-    memory = batchsize.memory_profile(wide, profile.input_size, chapter_settings(profile).profile_batches,
-                                      device=device)
+    memory = batchsize.memory_profile(
+        wide, profile.input_size, chapter_settings(profile).profile_batches, device=device
+    )
     memory_model = batchsize.fit_memory_model(wide, profile.input_size, device=device, method="model")
     return memory, memory_model
 
 
 def memory_model_sentence(memory_model: MemoryModel) -> str:
     """The memory model's terms: model state, bytes per sample and the fixed rest."""
-    return (f"memory model: {memory_model.static_bytes / MIB:.3f} MiB model state + "
-            f"{memory_model.per_sample_bytes / 1024:.1f} KiB per sample (+ {memory_model.fixed_bytes:.0f} bytes)")
+    return (
+        f"memory model: {memory_model.static_bytes / MIB:.3f} MiB model state + "
+        f"{memory_model.per_sample_bytes / 1024:.1f} KiB per sample (+ {memory_model.fixed_bytes:.0f} bytes)"
+    )
 
 
 def memory_table(memory: pd.DataFrame) -> pd.DataFrame:
     """A `memory_profile` in MiB (its byte columns renamed "... (MiB)")."""
-    return (memory.assign(**{c: memory[c] / MIB for c in ["saved_bytes", "state_bytes", "model_bytes", "peak_bytes"]})
-            .rename(columns=lambda c: c.replace("_bytes", " (MiB)")))
+    return memory.assign(
+        **{c: memory[c] / MIB for c in ["saved_bytes", "state_bytes", "model_bytes", "peak_bytes"]}
+    ).rename(columns=lambda c: c.replace("_bytes", " (MiB)"))
 
 
 def table_budget(profile: Profile, device: torch.device) -> float:
@@ -338,23 +447,30 @@ def anchor_search(profile: Profile, budget: float, device: torch.device) -> tupl
     """One timed `max_batch_size` search, for the thesis's baseline net (s = 3, N = 5) under `budget`: the
     batch found and the seconds it took (building the net included)."""
     start = time.perf_counter()
-    anchor = max_batch_size(seeded_model(_wide_config(profile).with_(blocks=(5, 5, 5)), 0).to(device),
-                            profile.input_size, budget, device=device)
+    anchor = max_batch_size(
+        seeded_model(_wide_config(profile).with_(blocks=(5, 5, 5)), 0).to(device),
+        profile.input_size,
+        budget,
+        device=device,
+    )
     return anchor, time.perf_counter() - start
 
 
 def anchor_sentence(budget: float, anchor: int, seconds: float, device: torch.device) -> str:
     """The budget and what the timed search of `anchor_search` found, and how long it took."""
     searched = "CUDA peak" if measures_peaks(device) else "memory model"
-    return (f"budget {budget / MIB:.2f} MiB; one max_batch_size search ({searched}) took {seconds:.3f} s and "
-            f"found {anchor} for s=3, N=5")
+    return (
+        f"budget {budget / MIB:.2f} MiB; one max_batch_size search ({searched}) took {seconds:.3f} s and "
+        f"found {anchor} for s=3, N=5"
+    )
 
 
 def parameter_batch_table(profile: Profile, budget: float, device: torch.device) -> pd.DataFrame:
     """Table 6.1: parameters and maximal batch under `budget` for s = 1..3 and the settings' N
     (`batchsize.batch_table`)."""
-    return batchsize.batch_table(profile.input_size, profile.num_classes, budget,
-                                 blocks=chapter_settings(profile).table_blocks, device=device)
+    return batchsize.batch_table(
+        profile.input_size, profile.num_classes, budget, blocks=chapter_settings(profile).table_blocks, device=device
+    )
 
 
 TABLE_6_1_CAPTION = "Parameter und maximale Batchgröße je s und N"
@@ -383,8 +499,10 @@ def fit_sentences(fits: pd.DataFrame) -> list[str]:
     sentences = []
     for row in fits.itertuples():
         verdict = "significant" if row.p < 0.05 else "not significant"
-        sentences.append(f"s={row.stages} {row.relation} against {row.x}: slope {row.slope:.3g} (p = {row.p:.3g}, "
-                         f"{verdict} at 5%), intercept {row.intercept:.3g}, r^2 = {row.r2:.3f}")
+        sentences.append(
+            f"s={row.stages} {row.relation} against {row.x}: slope {row.slope:.3g} (p = {row.p:.3g}, "
+            f"{verdict} at 5%), intercept {row.intercept:.3g}, r^2 = {row.r2:.3f}"
+        )
     return sentences
 
 
@@ -398,16 +516,22 @@ def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) 
     sentences = []
     for row in fits[fits["relation"] == DRAFT_RELATION].itertuples():
         verdict = "significant" if row.p < alpha else "not significant"
-        sentences.append(f"s = {row.stages}: the draft's relation batch / (params / batch) against N has slope "
-                         f"{row.slope:.3g} (p = {row.p:.3g}, {verdict} at {alpha:g}) and r^2 = {row.r2:.2f}.")
-    sentences.append("A significant slope only rejects 'no linear trend'; it does not show that the relation is a "
-                     "straight line (a curved relation has a significant slope too), and r^2 says how much of the "
-                     "variation the line leaves unexplained.")
+        sentences.append(
+            f"s = {row.stages}: the draft's relation batch / (params / batch) against N has slope "
+            f"{row.slope:.3g} (p = {row.p:.3g}, {verdict} at {alpha:g}) and r^2 = {row.r2:.2f}."
+        )
+    sentences.append(
+        "A significant slope only rejects 'no linear trend'; it does not show that the relation is a "
+        "straight line (a curved relation has a significant slope too), and r^2 says how much of the "
+        "variation the line leaves unexplained."
+    )
     inverse = fits[fits["relation"] == "inverse_batch"]
     if not measured and len(inverse):
-        sentences.append(f"1 / batch against parameters fits with r^2 >= {inverse['r2'].min():.3f}: the memory "
-                         "model is linear in the batch and in the parameters, so this fit is tautological on the "
-                         "CPU; only measured CUDA peaks can test it.")
+        sentences.append(
+            f"1 / batch against parameters fits with r^2 >= {inverse['r2'].min():.3f}: the memory "
+            "model is linear in the batch and in the parameters, so this fit is tautological on the "
+            "CPU; only measured CUDA peaks can test it."
+        )
     return sentences
 
 
@@ -415,12 +539,18 @@ def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) 
 # N. Cells the draft leaves empty or that are garbled in its text (s = 2, N = 3: "3382"; s = 3, N = 2: "434")
 # are None; s = 3, N = 1..3 have no entries.
 DRAFT_TABLE_6_1 = {
-    1: ([5306, 9978, 14650, 19322, 23994, 28666, 33338, 38010, 42682, 47354],
-        [506, 435, 382, 339, 304, 277, 256, 236, 218, 205]),
-    2: ([24090, 47322, 70554, 93786, 117018, 140250, 163482, 186714, 209946, 233178],
-        [506, 435, None, 339, 339, 256, 229, 204, 184, 171]),
-    3: ([None, None, None, 390170, 487386, 584602, 681818, 779034, 876250, 973466],
-        [None, None, None, 301, 256, 223, 198, 175, 161, 147]),
+    1: (
+        [5306, 9978, 14650, 19322, 23994, 28666, 33338, 38010, 42682, 47354],
+        [506, 435, 382, 339, 304, 277, 256, 236, 218, 205],
+    ),
+    2: (
+        [24090, 47322, 70554, 93786, 117018, 140250, 163482, 186714, 209946, 233178],
+        [506, 435, None, 339, 339, 256, 229, 204, 184, 171],
+    ),
+    3: (
+        [None, None, None, 390170, 487386, 584602, 681818, 779034, 876250, 973466],
+        [None, None, None, 301, 256, 223, 198, 175, 161, 147],
+    ),
 }
 
 
@@ -434,8 +564,12 @@ def with_draft_table(table: pd.DataFrame) -> pd.DataFrame:
         params, batches = DRAFT_TABLE_6_1.get(int(row.stages), ([], []))
         index = int(row.blocks) - 1
         inside = 0 <= index < len(params)
-        rows.append({"parameters_draft": params[index] if inside else None,
-                     "max_batch_draft": batches[index] if inside else None})
+        rows.append(
+            {
+                "parameters_draft": params[index] if inside else None,
+                "max_batch_draft": batches[index] if inside else None,
+            }
+        )
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows, dtype=float)], axis=1)
 
 
@@ -453,8 +587,10 @@ def epoch_time_sentence(per_batch: pd.DataFrame) -> str:
     """How much longer an epoch at the largest batch takes than at the smallest (`epoch_time_per_batch`)."""
     small, large = per_batch.index.min(), per_batch.index.max()
     small_mean, large_mean = per_batch.loc[small, "mean"], per_batch.loc[large, "mean"]
-    return (f"An epoch at batch {large} takes {large_mean / small_mean:.2f} times as long as at batch {small} "
-            f"({large_mean:.3f} s vs {small_mean:.3f} s).")
+    return (
+        f"An epoch at batch {large} takes {large_mean / small_mean:.2f} times as long as at batch {small} "
+        f"({large_mean:.3f} s vs {small_mean:.3f} s)."
+    )
 
 
 def adaptation_table(grouped: GroupedRuns) -> pd.DataFrame:
@@ -470,8 +606,12 @@ SUMMARY_QUANTITIES = ["final_acc", "total_time", "final_params_after", "final_fl
 def size_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, total training time and final size per group (`stats.summary_table`), indexed by
     quantity and group."""
-    return pd.concat([stats.summary_table(summary, by="group", value=column).assign(quantity=column)
-                      for column in SUMMARY_QUANTITIES]).set_index(["quantity", "group"])
+    return pd.concat(
+        [
+            stats.summary_table(summary, by="group", value=column).assign(quantity=column)
+            for column in SUMMARY_QUANTITIES
+        ]
+    ).set_index(["quantity", "group"])
 
 
 def adaptation_tests(grouped: GroupedRuns) -> pd.DataFrame:
@@ -479,15 +619,26 @@ def adaptation_tests(grouped: GroupedRuns) -> pd.DataFrame:
     PruneTrain group against the baseline, on final accuracy, total training time and final parameters."""
     groups = grouped.groups
     pairs = [(g, groups[1]) for g in groups[2:]] + [(g, groups[0]) for g in groups[1:]]
-    return stats.with_holm(stats.compare_groups(grouped.summary, "group", pairs, [
-        *quantities("final_acc", "total_time"), ("final_params_after", "final parameters", "")]))
+    return stats.with_holm(
+        stats.compare_groups(
+            grouped.summary,
+            "group",
+            pairs,
+            [*quantities("final_acc", "total_time"), ("final_params_after", "final parameters", "")],
+        )
+    )
 
 
 def thesis_fit(profile: Profile, device: torch.device) -> LinearFit:
     """The draft's line of 1 / maximal batch against parameters over the settings' N, at the wide net's
     stages and widths and the profile's batch (`batchsize.params_batch_fit`)."""
-    return params_batch_fit(_wide_config(profile), profile.input_size, profile.batch_size, device=device,
-                            blocks=chapter_settings(profile).table_blocks)
+    return params_batch_fit(
+        _wide_config(profile),
+        profile.input_size,
+        profile.batch_size,
+        device=device,
+        blocks=chapter_settings(profile).table_blocks,
+    )
 
 
 def rule_sentences(rules: pd.DataFrame, line: LinearFit, blocks: Sequence[int]) -> list[str]:
@@ -498,19 +649,24 @@ def rule_sentences(rules: pd.DataFrame, line: LinearFit, blocks: Sequence[int]) 
     inside = rules.fit_batch.notna()
     if inside.any():
         ratio = (rules.fit_batch[inside] / rules.probe_batch[inside]).mean()
-        sentences.append(f"Where the line applies ({inside.sum()} of {len(rules)} nets), its batch is on average "
-                         f"{ratio:.2f} times the batch the {method} finds.")
+        sentences.append(
+            f"Where the line applies ({inside.sum()} of {len(rules)} nets), its batch is on average "
+            f"{ratio:.2f} times the batch the {method} finds."
+        )
     if (~inside).any():
-        sentences.append(f"For {(~inside).sum()} of {len(rules)} pruned nets the line predicts 1 / batch <= 0: "
-                         f"they are smaller than any net it was fitted on.")
+        sentences.append(
+            f"For {(~inside).sum()} of {len(rules)} pruned nets the line predicts 1 / batch <= 0: "
+            f"they are smaller than any net it was fitted on."
+        )
     return sentences
 
 
 def rule_table(rules: pd.DataFrame) -> pd.DataFrame:
     """`rule_comparison` with its batch columns named by how each was found."""
     method = rules.probe_method.iloc[0]
-    return rules.drop(columns="probe_method").rename(columns={"probe_batch": f"batch ({method})",
-                                                              "fit_batch": "batch (thesis fit)"})
+    return rules.drop(columns="probe_method").rename(
+        columns={"probe_batch": f"batch ({method})", "fit_batch": "batch (thesis fit)"}
+    )
 
 
 LEGEND_FONTSIZE = 6.5
@@ -520,8 +676,10 @@ DRAFT_RELATION_FIGURE_SIZE = (6.0, 2.5)  # figure 6.7, one panel per stage count
 
 FIGURE_TEXT = {
     "model_memory": {"de": "Modell: gespeicherte Tensoren + Modellzustand", "en": "model: saved tensors + model state"},
-    "measured_memory": {"de": "gemessen: CUDA-Maximum eines Trainingsschritts",
-                        "en": "measured: CUDA peak of a training step"},
+    "measured_memory": {
+        "de": "gemessen: CUDA-Maximum eines Trainingsschritts",
+        "en": "measured: CUDA peak of a training step",
+    },
     "one_net": {"de": "1 Netz", "en": "1 net"},
     "one_net_each": {"de": "1 Netz je s, N", "en": "1 net per s, N"},
     "blocks": {"de": "Blöcke pro Phase N", "en": "blocks per stage N"},
@@ -533,18 +691,22 @@ FIGURE_TEXT = {
     "measured": {"de": "gemessen", "en": "measured"},
     "modelled": {"de": "Speichermodell", "en": "memory model"},
     "max_batch": {"de": "maximale Batchgröße ({source})", "en": "maximal batch size ({source})"},
-    "draft_relation": {"de": "Batch / (Parameter / Batch)\n({source})",
-                       "en": "batch / (parameters / batch)\n({source})"},
+    "draft_relation": {
+        "de": "Batch / (Parameter / Batch)\n({source})",
+        "en": "batch / (parameters / batch)\n({source})",
+    },
     "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
     "reconfiguration": {"de": "Rekonfiguration (eines Laufs)", "en": "reconfiguration (of one run)"},
     "second_half": {"de": "zweite Hälfte", "en": "second half"},
     "equal": {"de": "gleich", "en": "equal"},
     "probe_batch": {"de": "max. Batchgröße (Speicherprüfung)", "en": "max. batch size (memory check)"},
     "fit_batch": {"de": "Batchgröße (Regel des Entwurfs)", "en": "batch size (the draft's rule)"},
-    "no_fit_batch": {"de": "Die Regel ergibt für alle {n} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
-                           "\nsie sind kleiner als jedes Netz,\nan das die Gerade angepasst wurde.",
-                     "en": "For all {n} pruned nets the rule gives\n1 / batch size ≤ 0:"
-                           "\nthey are smaller than every net\nthe line was fitted on."},
+    "no_fit_batch": {
+        "de": "Die Regel ergibt für alle {n} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
+        "\nsie sind kleiner als jedes Netz,\nan das die Gerade angepasst wurde.",
+        "en": "For all {n} pruned nets the rule gives\n1 / batch size ≤ 0:"
+        "\nthey are smaller than every net\nthe line was fitted on.",
+    },
     "nets_shown": {"de": "{shown} von {n} Netzen", "en": "{shown} of {n} nets"},
 }
 
@@ -576,8 +738,13 @@ def batch_fit_figure(table: pd.DataFrame, fits: pd.DataFrame, stamp: tuple[str, 
         line = fits[(fits.stages == s) & (fits.relation == "inverse_batch")].iloc[0]
         axes[1].plot(part.parameters, line.intercept + line.slope * part.parameters, "-", color="0.4", linewidth=0.7)
     axes[0].set(xlabel=_text("blocks"), ylabel=_text("params_per_batch"), yscale="log", title=_text("as_draft"))
-    axes[1].set(xlabel=plots.label("params"), ylabel=_text("inverse_batch"), xscale="log", yscale="log",
-                title=_text("inverse_line"))
+    axes[1].set(
+        xlabel=plots.label("params"),
+        ylabel=_text("inverse_batch"),
+        xscale="log",
+        yscale="log",
+        title=_text("inverse_line"),
+    )
     axes[0].legend(title=_text("stages"))
     plots.stamp(fig, stamp[0], stamp[1], _text("one_net_each"))
     return fig
@@ -661,14 +828,23 @@ def adaptation_figure(grouped: GroupedRuns, stamp: tuple[str, str]) -> Figure:
     plots.line_with_band(axes[1], labelled, x="epoch", y="batch_size", hue="group")
     for ax in axes:
         plots.mark_epochs(ax, reconfigured, color="0.7")
-    axes[1].set(xlabel=plots.label("epoch"), ylabel=plots.label("batch_size"), title=f"(b) {plots.label('batch_size')}",
-                ylim=(0, None))
+    axes[1].set(
+        xlabel=plots.label("epoch"),
+        ylabel=plots.label("batch_size"),
+        title=f"(b) {plots.label('batch_size')}",
+        ylim=(0, None),
+    )
     n_runs = _runs_per_group(grouped)
     for ax in axes:
         ax.get_legend().remove()
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=LEGEND_FONTSIZE,
-               title=f"{plots.label('mean_band', n=n_runs)}; ··· {_text('reconfiguration')}",
-               title_fontsize=LEGEND_FONTSIZE)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=2,
+        fontsize=LEGEND_FONTSIZE,
+        title=f"{plots.label('mean_band', n=n_runs)}; ··· {_text('reconfiguration')}",
+        title_fontsize=LEGEND_FONTSIZE,
+    )
     plots.stamp(fig, stamp[0], stamp[1], n_runs)
     return fig
 
@@ -680,8 +856,12 @@ def accuracy_zoom_figure(grouped: GroupedRuns, epochs: int, stamp: tuple[str, st
     fig, ax = plots.figure("half")
     plots.line_with_band(ax, second_half, x="epoch", y="test_acc", hue="group")
     ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"), title=_text("second_half"))
-    ax.legend(fontsize=SMALL_LEGEND_FONTSIZE, title=plots.label("band_minmax", n=n_runs),
-              title_fontsize=SMALL_LEGEND_FONTSIZE, loc="lower right")
+    ax.legend(
+        fontsize=SMALL_LEGEND_FONTSIZE,
+        title=plots.label("band_minmax", n=n_runs),
+        title_fontsize=SMALL_LEGEND_FONTSIZE,
+        loc="lower right",
+    )
     plots.stamp(fig, stamp[0], stamp[1], n_runs)
     return fig
 
@@ -696,8 +876,15 @@ def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label=_text("equal"))
     ax.set(xlabel=_text("probe_batch"), ylabel=_text("fit_batch"), xlim=(0, top), ylim=(0, top))
     if shown.empty:  # the line is <= 0 at every pruned net: say so instead of an empty plot
-        ax.text(0.5, 0.55, _text("no_fit_batch", n=len(rules)), transform=ax.transAxes, ha="center", va="center",
-                fontsize=ANNOTATION_FONTSIZE)
+        ax.text(
+            0.5,
+            0.55,
+            _text("no_fit_batch", n=len(rules)),
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=ANNOTATION_FONTSIZE,
+        )
     ax.legend(fontsize=LEGEND_FONTSIZE, loc="lower right")
     plots.stamp(fig, stamp[0], stamp[1], _text("nets_shown", shown=len(shown), n=len(rules)))
     return fig
@@ -711,4 +898,3 @@ def group_label(group: str) -> str:
     if group == BASELINE_GROUP:
         return "Baseline"
     return group.replace(" + batch (", " + Batchanpassung (").replace("thesis fit", "Gerade des Entwurfs")
-

@@ -10,8 +10,9 @@ are `thesis_lib.methods.net2net`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,22 +23,72 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import (Phase, Profile, RunContext, RunOutput, RunPlan, SweepResult, experiment, get_profile,
-                           param, plan_default, seed_param, summarize_training)
+from ..experiments import (
+    Phase,
+    Profile,
+    RunContext,
+    RunOutput,
+    RunPlan,
+    SweepResult,
+    experiment,
+    get_profile,
+    param,
+    plan_default,
+    seed_param,
+    summarize_training,
+)
 from ..methods.net2net import INITS, DeepenStep, Net2NetHook, WidenStep, check_init
 from ..models import ResNet, ResNetSpec, count_flops, count_parameters
 from ..training import seeded_model
 from .ch03_baseline import baseline_grid
 from .contract import Sweeps, plan_for
 
-__all__ = ["ARMS", "ARM_LABELS", "ARM_LEGEND", "ARM_ORDER", "BASELINE_OPERATION", "DEFAULT_NOISE", "FIGURE_TEXT",
-           "FINAL_FIGURE_MARGIN", "FINAL_FIGURE_ROW_HEIGHT", "FINAL_FIGURE_WIDTH", "INIT_ARMS", "NET2NET_PLANS",
-           "OPERATIONS", "OPERATION_LABELS", "SCRATCH_ARMS", "TICK_FONTSIZE", "GrowParams", "Net2NetPlan",
-           "accuracy_epochs_figure", "accuracy_time_figure", "architecture_table", "arm_label", "cumulative_time",
-           "default_grow_epoch", "final_accuracy_comparisons", "final_accuracy_figure", "final_accuracy_table",
-           "final_accuracy_tests", "group_label", "grow_grid", "growth_sentence", "growth_steps", "init_verdicts",
-           "label_runs", "labelled_runs", "net2net_grow_experiment", "net2net_plan", "panel_frame", "reach_sentences",
-           "reach_table", "reach_targets", "scratch_baseline_grid", "sweeps", "time_to_accuracy"]
+__all__ = [
+    "ARMS",
+    "ARM_LABELS",
+    "ARM_LEGEND",
+    "ARM_ORDER",
+    "BASELINE_OPERATION",
+    "DEFAULT_NOISE",
+    "FIGURE_TEXT",
+    "FINAL_FIGURE_MARGIN",
+    "FINAL_FIGURE_ROW_HEIGHT",
+    "FINAL_FIGURE_WIDTH",
+    "INIT_ARMS",
+    "NET2NET_PLANS",
+    "OPERATIONS",
+    "OPERATION_LABELS",
+    "SCRATCH_ARMS",
+    "TICK_FONTSIZE",
+    "GrowParams",
+    "Net2NetPlan",
+    "accuracy_epochs_figure",
+    "accuracy_time_figure",
+    "architecture_table",
+    "arm_label",
+    "cumulative_time",
+    "default_grow_epoch",
+    "final_accuracy_comparisons",
+    "final_accuracy_figure",
+    "final_accuracy_table",
+    "final_accuracy_tests",
+    "group_label",
+    "grow_grid",
+    "growth_sentence",
+    "growth_steps",
+    "init_verdicts",
+    "label_runs",
+    "labelled_runs",
+    "net2net_grow_experiment",
+    "net2net_plan",
+    "panel_frame",
+    "reach_sentences",
+    "reach_table",
+    "reach_targets",
+    "scratch_baseline_grid",
+    "sweeps",
+    "time_to_accuracy",
+]
 
 
 OPERATIONS = ("widen_one", "widen_all", "deepen", "deepen_layer", "widen_deepen")
@@ -73,8 +124,7 @@ class Net2NetPlan:
 
     def groups(self) -> list[str]:
         """Every compared group in display order: both baselines, then (operation, init) as in `label_runs`."""
-        return list(SCRATCH_ARMS.values()) + [f"{operation}, {init}" for operation in self.operations
-                                              for init in ARMS]
+        return list(SCRATCH_ARMS.values()) + [f"{operation}, {init}" for operation in self.operations for init in ARMS]
 
 
 NET2NET_PLANS: dict[str, Net2NetPlan] = {
@@ -93,8 +143,13 @@ def _noise_applies(operation: str, init: str) -> bool:
     return init == "net2net" and operation.startswith("widen")
 
 
-def grow_grid(profile: Any, operations: Sequence[str] = OPERATIONS, inits: Sequence[str] = ARMS,
-              noise: float = DEFAULT_NOISE, grow_epoch: int | None = None) -> list[dict[str, Any]]:
+def grow_grid(
+    profile: Any,
+    operations: Sequence[str] = OPERATIONS,
+    inits: Sequence[str] = ARMS,
+    noise: float = DEFAULT_NOISE,
+    grow_epoch: int | None = None,
+) -> list[dict[str, Any]]:
     """Params of `net2net_grow` for every (operation, arm) and every seed of `profile`.
 
     Params that equal the experiment's defaults are left out, so that equal growths always share one
@@ -123,8 +178,10 @@ def scratch_baseline_grid(profile: str | Profile) -> list[dict[str, Any]]:
 def sweeps(profile: str | Profile) -> Sweeps:
     """Notebook 06_2's sweeps: both baselines from scratch (chapter 3's runs), then every growth of the plan
     in every arm."""
-    return {"baseline": ("baseline", scratch_baseline_grid(profile)),
-            "grow": ("net2net_grow", net2net_plan(profile).grid(profile))}
+    return {
+        "baseline": ("baseline", scratch_baseline_grid(profile)),
+        "grow": ("net2net_grow", net2net_plan(profile).grid(profile)),
+    }
 
 
 def default_grow_epoch(epochs: int) -> int:
@@ -139,8 +196,9 @@ def default_grow_epoch(epochs: int) -> int:
     return max(1, epochs // 3)
 
 
-def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: float = 0.0,
-                 stage: int | None = None) -> list[WidenStep | DeepenStep]:
+def growth_steps(
+    operation: str, init: str, wide_widths: Sequence[int], noise: float = 0.0, stage: int | None = None
+) -> list[WidenStep | DeepenStep]:
     """The steps of one chapter 6.2 growth (applied together after the grow epoch).
 
     operation: "widen_one" widens `stage` (default: the last, which holds most parameters) to its width
@@ -158,8 +216,10 @@ def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: f
     if stage is not None and operation != "widen_one":
         raise ValueError(f"stage picks the stage of operation 'widen_one'; {operation!r} takes no stage")
     if noise and not _noise_applies(operation, init):
-        raise ValueError("noise breaks the symmetry of widened channels; it applies to init='net2net' with a "
-                         f"widening operation only, not to {operation!r} with init={init!r}")
+        raise ValueError(
+            "noise breaks the symmetry of widened channels; it applies to init='net2net' with a "
+            f"widening operation only, not to {operation!r} with init={init!r}"
+        )
     stages = len(wide_widths)
     last = stages - 1
     steps: list[WidenStep | DeepenStep] = []
@@ -169,8 +229,9 @@ def growth_steps(operation: str, init: str, wide_widths: Sequence[int], noise: f
             raise ValueError(f"unknown stage {stage}; the model has stages 0..{stages - 1}")
         steps.append(WidenStep(stages=chosen, widths=(int(wide_widths[chosen]),), noise=noise, init=init))
     if operation in ("widen_all", "widen_deepen"):
-        steps.append(WidenStep(stages=tuple(range(stages)), widths=tuple(int(w) for w in wide_widths),
-                               noise=noise, init=init))
+        steps.append(
+            WidenStep(stages=tuple(range(stages)), widths=tuple(int(w) for w in wide_widths), noise=noise, init=init)
+        )
     if operation in ("deepen", "widen_deepen"):
         steps.append(DeepenStep(stage=last, init=init))
     if operation == "deepen_layer":
@@ -188,14 +249,15 @@ class GrowParams:
     init: Literal["net2net", "random", "scratch"] = "net2net"
     seed: int = seed_param()
     grow_epoch: int = plan_default(lambda profile, _: default_grow_epoch(profile.epochs), at_least=1)
-    noise: float = plan_default(lambda _, params: DEFAULT_NOISE if _noise_applies(params["operation"],
-                                                                                   params["init"]) else 0.0,
-                                at_least=0)
+    noise: float = plan_default(
+        lambda _, params: DEFAULT_NOISE if _noise_applies(params["operation"], params["init"]) else 0.0, at_least=0
+    )
     stage: int | None = param(None, at_least=1)
 
 
-def _grown(narrow: ResNet, operation: str, wide_widths: Sequence[int], stage: int | None, seed: int,
-           data: torch.Tensor) -> ResNet:
+def _grown(
+    narrow: ResNet, operation: str, wide_widths: Sequence[int], stage: int | None, seed: int, data: torch.Tensor
+) -> ResNet:
     """`narrow` grown by `operation` with Net2Net's init (the architecture every arm of it reaches)."""
     grown = narrow
     for step in growth_steps(operation, "net2net", wide_widths, stage=stage):
@@ -203,7 +265,7 @@ def _grown(narrow: ResNet, operation: str, wide_widths: Sequence[int], stage: in
     return grown
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grown_spec(profile: Profile, operation: str, stage: int | None) -> ResNetSpec:
     """The architecture `operation` grows the profile's narrow net to. Its shape does not depend on the
     weights, so an untrained net (seed 0) on random images shows it; cached, a plan asks for it per run."""
@@ -223,12 +285,17 @@ def _grow_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     narrow = profile.resnet("narrow", profile.input_size[0], profile.num_classes)
     grow_epoch = params["grow_epoch"]
     reshaped = Net2NetHook.changes_shapes
-    return RunPlan(phases=(Phase("narrow net", narrow, config, epochs=grow_epoch, changes_shapes=reshaped),
-                           Phase("grown net", grown, config, epochs=config.epochs - grow_epoch,
-                                 changes_shapes=reshaped)))
+    return RunPlan(
+        phases=(
+            Phase("narrow net", narrow, config, epochs=grow_epoch, changes_shapes=reshaped),
+            Phase("grown net", grown, config, epochs=config.epochs - grow_epoch, changes_shapes=reshaped),
+        )
+    )
 
 
-@experiment("net2net_grow", version=2, params=GrowParams, plan=_grow_plan)  # 2: He init, one-stage deepening, identity-layer and scratch arms
+@experiment(
+    "net2net_grow", version=2, params=GrowParams, plan=_grow_plan
+)  # 2: He init, one-stage deepening, identity-layer and scratch arms
 def net2net_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.2: train the narrow baseline, grow it after `grow_epoch`, train on to the profile's epochs.
 
@@ -247,8 +314,9 @@ def net2net_grow_experiment(context: RunContext) -> RunOutput:
     epochs = context.profile.epochs
     grow_epoch = params.pop("grow_epoch")
     if not 1 <= grow_epoch < epochs:
-        raise ValueError(f"grow_epoch must lie in 1..{epochs - 1} (the profile trains {epochs} epochs), "
-                         f"got {grow_epoch}")
+        raise ValueError(
+            f"grow_epoch must lie in 1..{epochs - 1} (the profile trains {epochs} epochs), got {grow_epoch}"
+        )
     wide_widths = context.resnet_config("wide").widths
     if init == "scratch":
         return _grown_from_scratch(context, operation, seed, grow_epoch, wide_widths, stage)
@@ -270,8 +338,9 @@ def net2net_grow_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-def _grown_from_scratch(context: RunContext, operation: str, seed: int, grow_epoch: int,
-                        wide_widths: Sequence[int], stage: int | None) -> RunOutput:
+def _grown_from_scratch(
+    context: RunContext, operation: str, seed: int, grow_epoch: int, wide_widths: Sequence[int], stage: int | None
+) -> RunOutput:
     """The "scratch" arm: the architecture `operation` grows to, freshly initialised and trained for the
     profile's epochs (its shape from applying the growth to the narrow net; no weight is carried)."""
     narrow = seeded_model(context.resnet_config("narrow"), seed)
@@ -279,17 +348,25 @@ def _grown_from_scratch(context: RunContext, operation: str, seed: int, grow_epo
     grown = _grown(narrow, operation, wide_widths, stage, seed, data)
     trainer = context.trainer(seeded_model(grown.spec, seed), context.train_config(seed=seed))
     history = trainer.fit()
-    summary = {**summarize_training(history), "grow_epoch": grow_epoch, "noise": 0.0,
-               "acc_at_growth": float("nan"), "params_before": count_parameters(narrow),
-               "flops_before": count_flops(narrow, tuple(data.shape[1:])), "grown_spec": trainer.model.spec.to_json()}
+    summary = {
+        **summarize_training(history),
+        "grow_epoch": grow_epoch,
+        "noise": 0.0,
+        "acc_at_growth": float("nan"),
+        "params_before": count_parameters(narrow),
+        "flops_before": count_flops(narrow, tuple(data.shape[1:])),
+        "grown_spec": trainer.model.spec.to_json(),
+    }
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
 def growth_sentence(profile: str | Profile) -> str:
     """When the runs of `profile` grow and how much noise Net2Net's widening adds (notebook 06_2's header)."""
     epochs = get_profile(profile).epochs
-    return (f"growth after epoch {default_grow_epoch(epochs)} of {epochs}; "
-            f"Net2Net widening noise {DEFAULT_NOISE} x std of each weight tensor")
+    return (
+        f"growth after epoch {default_grow_epoch(epochs)} of {epochs}; "
+        f"Net2Net widening noise {DEFAULT_NOISE} x std of each weight tensor"
+    )
 
 
 def label_runs(baselines: pd.DataFrame, grown: pd.DataFrame) -> pd.DataFrame:
@@ -301,8 +378,10 @@ def label_runs(baselines: pd.DataFrame, grown: pd.DataFrame) -> pd.DataFrame:
     """
     for frame, column, known in [(baselines, "model", SCRATCH_ARMS), (grown, "init", INIT_ARMS)]:
         if column not in frame:
-            raise ValueError(f"label_runs needs a {column!r} column; pass the frames of the baseline and "
-                             "net2net_grow sweeps in that order")
+            raise ValueError(
+                f"label_runs needs a {column!r} column; pass the frames of the baseline and "
+                "net2net_grow sweeps in that order"
+            )
         unknown = set(frame[column]) - set(known)
         if unknown:
             raise ValueError(f"unknown {column} value(s) {sorted(unknown)}; expected {sorted(known)}")
@@ -347,8 +426,11 @@ def architecture_table(summary: pd.DataFrame, groups: Sequence[str]) -> pd.DataF
     """Parameters and forward FLOPs per image before and after the growth, one row per group in `groups`
     (equal for every seed, so the first run's); NaN "before" for the baselines, which never grow."""
     table = summary.groupby("group", sort=False).agg(
-        params_before=("params_before", "first"), params_after=("final_params", "first"),
-        flops_before=("flops_before", "first"), flops_after=("final_flops", "first"))
+        params_before=("params_before", "first"),
+        params_after=("final_params", "first"),
+        flops_before=("flops_before", "first"),
+        flops_after=("final_flops", "first"),
+    )
     scratch = [group for group in SCRATCH_ARMS.values() if group in table.index]
     table.loc[scratch, ["params_before", "flops_before"]] = float("nan")
     return table.reindex(groups)
@@ -393,7 +475,8 @@ def reach_table(history: pd.DataFrame, targets: Mapping[str, float], groups: Seq
     table = runs.groupby("group", sort=False).agg(
         **{f"{what} to {name}": (f"{what} to {name}", "mean") for name in targets for what in ("epoch", "seconds")},
         **{f"runs reaching {name}": (f"epoch to {name}", "count") for name in targets},
-        runs=("seed", "count"))
+        runs=("seed", "count"),
+    )
     return table.reindex(groups)
 
 
@@ -401,8 +484,10 @@ def _reach_phrase(row: pd.Series, name: str) -> str:
     reached, runs = int(row[f"runs reaching {name}"]), int(row["runs"])
     if reached == 0:
         return f"none of {runs} runs reached the {name} net's accuracy"
-    return (f"{reached} of {runs} runs reached the {name} net's accuracy after {row[f'epoch to {name}']:.1f} "
-            f"epochs and {row[f'seconds to {name}']:.2f} s")
+    return (
+        f"{reached} of {runs} runs reached the {name} net's accuracy after {row[f'epoch to {name}']:.1f} "
+        f"epochs and {row[f'seconds to {name}']:.2f} s"
+    )
 
 
 def reach_sentences(table: pd.DataFrame) -> list[str]:
@@ -411,8 +496,11 @@ def reach_sentences(table: pd.DataFrame) -> list[str]:
     net trained from scratch, only when every run of both groups reached the target (a mean over the runs
     that got there would count a group with one survivor as fast)."""
     names = [name for name in SCRATCH_ARMS if f"runs reaching {name}" in table]
-    sentences = [f"{SCRATCH_ARMS[name]}: {_reach_phrase(table.loc[SCRATCH_ARMS[name]], name)}."
-                 for name in names if SCRATCH_ARMS[name] in table.index]
+    sentences = [
+        f"{SCRATCH_ARMS[name]}: {_reach_phrase(table.loc[SCRATCH_ARMS[name]], name)}."
+        for name in names
+        if SCRATCH_ARMS[name] in table.index
+    ]
     for group, row in table.iterrows():
         if group in SCRATCH_ARMS.values():
             continue
@@ -420,8 +508,9 @@ def reach_sentences(table: pd.DataFrame) -> list[str]:
         for name in names:
             phrase = _reach_phrase(row, name)
             reference = table.loc[SCRATCH_ARMS[name]]
-            everyone = (row[f"runs reaching {name}"] == row["runs"]
-                        and reference[f"runs reaching {name}"] == reference["runs"])
+            everyone = (
+                row[f"runs reaching {name}"] == row["runs"] and reference[f"runs reaching {name}"] == reference["runs"]
+            )
             if everyone:
                 sooner = row[f"seconds to {name}"] < reference[f"seconds to {name}"]
                 phrase += f" ({'sooner' if sooner else 'later'} in seconds than the {name} net from scratch)"
@@ -440,8 +529,9 @@ def final_accuracy_table(summary: pd.DataFrame, groups: Sequence[str]) -> pd.Dat
     return table
 
 
-def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str], value: str = "final_acc",
-                               what: str = "final accuracy") -> list[tuple[str, Any, Any]]:
+def final_accuracy_comparisons(
+    summary: pd.DataFrame, operations: Sequence[str], value: str = "final_acc", what: str = "final accuracy"
+) -> list[tuple[str, Any, Any]]:
     """The (label, a, b) pairs of chapter 6.2's Welch t-tests (for `stats.welch_table`): every grown group
     against the wide and the narrow net from scratch, then Net2Net against random init and against the grown
     architecture from scratch, per operation. A pair whose runs give identical values (the grown architecture
@@ -455,8 +545,10 @@ def final_accuracy_comparisons(summary: pd.DataFrame, operations: Sequence[str],
         for group, reference in pairs:
             missing = [name for name in (group, reference) if name not in samples]
             if missing:
-                raise ValueError(f"no runs of group(s) {missing} in the summary; run the plan's grid and both "
-                                 "baselines, and label them with label_runs")
+                raise ValueError(
+                    f"no runs of group(s) {missing} in the summary; run the plan's grid and both "
+                    "baselines, and label them with label_runs"
+                )
             if np.array_equal(samples[group], samples[reference]):  # the same net and seeds: the same runs
                 continue
             comparisons.append((f"{what}, {group} vs {reference}", samples[group], samples[reference]))
@@ -479,25 +571,38 @@ def init_verdicts(tests: pd.DataFrame, operations: Sequence[str]) -> str:
             raise ValueError(f"no test of {operation}, net2net vs random init; pass the tests of all operations")
         row = rows.iloc[0]
         entry = f"{operation} ({row['mean_a']:.3f} vs {row['mean_b']:.3f}, Holm p = {row['p_holm']:.3g})"
-        (better if row["verdict"] == "significant" and row["diff"] > 0 else
-         worse if row["verdict"] == "significant" else undecided).append(entry)
+        (
+            better
+            if row["verdict"] == "significant" and row["diff"] > 0
+            else worse
+            if row["verdict"] == "significant"
+            else undecided
+        ).append(entry)
     parts = [f"Net2Net's init against random init of the new units, final accuracy, {len(operations)} operations:"]
-    for name, entries in (("significantly better", better), ("significantly worse", worse),
-                          ("not distinguishable on these runs", undecided)):
+    for name, entries in (
+        ("significantly better", better),
+        ("significantly worse", worse),
+        ("not distinguishable on these runs", undecided),
+    ):
         if entries:
             parts.append(f"{name}: {'; '.join(entries)}.")
     return " ".join(parts)
 
 
-OPERATION_LABELS = {"widen_one": {"de": "letzte Phase breiter", "en": "last stage wider"},
-                    "widen_all": {"de": "alle Phasen breiter", "en": "all stages wider"},
-                    "deepen": {"de": "+1 Block in Phase 3", "en": "+1 block in stage 3"},
-                    "deepen_layer": {"de": "Identitätsschicht", "en": "identity layer"},
-                    "widen_deepen": {"de": "breiter + 1 Block", "en": "wider + 1 block"}}
-ARM_LABELS = {"wide from scratch": {"de": "breit, neu", "en": "wide, scratch"},
-              "narrow from scratch": {"de": "schmal, neu", "en": "narrow, scratch"},
-              "net2net": {"de": "Net2Net", "en": "Net2Net"}, "random": {"de": "zufällig", "en": "random"},
-              "scratch": {"de": "neu trainiert", "en": "from scratch"}}
+OPERATION_LABELS = {
+    "widen_one": {"de": "letzte Phase breiter", "en": "last stage wider"},
+    "widen_all": {"de": "alle Phasen breiter", "en": "all stages wider"},
+    "deepen": {"de": "+1 Block in Phase 3", "en": "+1 block in stage 3"},
+    "deepen_layer": {"de": "Identitätsschicht", "en": "identity layer"},
+    "widen_deepen": {"de": "breiter + 1 Block", "en": "wider + 1 block"},
+}
+ARM_LABELS = {
+    "wide from scratch": {"de": "breit, neu", "en": "wide, scratch"},
+    "narrow from scratch": {"de": "schmal, neu", "en": "narrow, scratch"},
+    "net2net": {"de": "Net2Net", "en": "Net2Net"},
+    "random": {"de": "zufällig", "en": "random"},
+    "scratch": {"de": "neu trainiert", "en": "from scratch"},
+}
 
 
 def group_label(group: str) -> str:
@@ -510,11 +615,13 @@ def group_label(group: str) -> str:
     return f"{OPERATION_LABELS[operation][language]}\n{ARM_LABELS[init][language]}"
 
 
-ARM_LEGEND = {"wide from scratch": {"de": "breites Netz, neu trainiert", "en": "wide net from scratch"},
-              "narrow from scratch": {"de": "schmales Netz, neu trainiert", "en": "narrow net from scratch"},
-              "Net2Net init": {"de": "Net2Net-Initialisierung", "en": "Net2Net init"},
-              "random init": {"de": "zufällige Initialisierung", "en": "random init"},
-              "grown net from scratch": {"de": "gewachsenes Netz, neu trainiert", "en": "grown net from scratch"}}
+ARM_LEGEND = {
+    "wide from scratch": {"de": "breites Netz, neu trainiert", "en": "wide net from scratch"},
+    "narrow from scratch": {"de": "schmales Netz, neu trainiert", "en": "narrow net from scratch"},
+    "Net2Net init": {"de": "Net2Net-Initialisierung", "en": "Net2Net init"},
+    "random init": {"de": "zufällige Initialisierung", "en": "random init"},
+    "grown net from scratch": {"de": "gewachsenes Netz, neu trainiert", "en": "grown net from scratch"},
+}
 
 
 def arm_label(arm: str) -> str:
@@ -522,8 +629,10 @@ def arm_label(arm: str) -> str:
     return ARM_LEGEND[arm][plots.language()]
 
 
-FIGURE_TEXT = {"growth": {"de": "Wachsen", "en": "growth"},
-               "cumulative_time": {"de": "kumulierte Trainingszeit (s)", "en": "cumulative training time (s)"}}
+FIGURE_TEXT = {
+    "growth": {"de": "Wachsen", "en": "growth"},
+    "cumulative_time": {"de": "kumulierte Trainingszeit (s)", "en": "cumulative training time (s)"},
+}
 TICK_FONTSIZE = 6.5
 FINAL_FIGURE_WIDTH = 6.0  # fig. 6.11: the text width, one row per group
 FINAL_FIGURE_ROW_HEIGHT = 0.25
@@ -550,8 +659,9 @@ def _panel_axes(count: int) -> tuple[Figure, np.ndarray]:
     return fig, np.atleast_1d(axes).ravel()
 
 
-def accuracy_epochs_figure(history: pd.DataFrame, summary: pd.DataFrame, operations: Sequence[str],
-                           grow_epoch: int, stamp: tuple[str, str]) -> Figure:
+def accuracy_epochs_figure(
+    history: pd.DataFrame, summary: pd.DataFrame, operations: Sequence[str], grow_epoch: int, stamp: tuple[str, str]
+) -> Figure:
     """Figure 6.9: test accuracy against epochs, one panel per operation (both baselines dashed, the arms of
     the growth; mean over seeds with the min-max band), the growth after `grow_epoch` dotted; from the
     labelled `history` and `summary` (`labelled_runs`); `stamp` = (profile, dataset)."""
@@ -564,19 +674,24 @@ def accuracy_epochs_figure(history: pd.DataFrame, summary: pd.DataFrame, operati
         _dash_baselines(ax)
         ax.axvline(grow_epoch, color="0.4", linestyle=":", linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(title=OPERATION_LABELS[operation][language], xlabel=plots.label("epoch"),
-               ylabel=plots.label("test_acc"))
+        ax.set(title=OPERATION_LABELS[operation][language], xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
         ax.legend().remove()
-    for ax in axes[len(operations):]:
+    for ax in axes[len(operations) :]:
         ax.remove()
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False,
-               title=f"{plots.label('mean_band', n=n)}; ··· {FIGURE_TEXT['growth'][language]}")
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=3,
+        frameon=False,
+        title=f"{plots.label('mean_band', n=n)}; ··· {FIGURE_TEXT['growth'][language]}",
+    )
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 
 
-def accuracy_time_figure(history: pd.DataFrame, summary: pd.DataFrame, operations: Sequence[str],
-                         stamp: tuple[str, str]) -> Figure:
+def accuracy_time_figure(
+    history: pd.DataFrame, summary: pd.DataFrame, operations: Sequence[str], stamp: tuple[str, str]
+) -> Figure:
     """Figure 6.10: test accuracy against cumulative training time (epochs plus the growth, without
     evaluation), one panel per operation; an epoch's x is its group's mean cumulative time over the seeds,
     the band spans the seeds' accuracies; `stamp` = (profile, dataset)."""
@@ -585,16 +700,25 @@ def accuracy_time_figure(history: pd.DataFrame, summary: pd.DataFrame, operation
     fig, axes = _panel_axes(len(operations))
     for ax, operation in zip(axes, operations):
         frame = panel_frame(history, operation)
-        plots.line_with_band(ax, frame.assign(arm=frame["arm"].map(arm_label)), x="mean_cumulative_time",
-                             y="test_acc", hue="arm")
+        plots.line_with_band(
+            ax, frame.assign(arm=frame["arm"].map(arm_label)), x="mean_cumulative_time", y="test_acc", hue="arm"
+        )
         _dash_baselines(ax)
-        ax.set(title=OPERATION_LABELS[operation][language], xlabel=FIGURE_TEXT["cumulative_time"][language],
-               ylabel=plots.label("test_acc"))
+        ax.set(
+            title=OPERATION_LABELS[operation][language],
+            xlabel=FIGURE_TEXT["cumulative_time"][language],
+            ylabel=plots.label("test_acc"),
+        )
         ax.legend().remove()
-    for ax in axes[len(operations):]:
+    for ax in axes[len(operations) :]:
         ax.remove()
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False,
-               title=f"{plots.label('mean_band', n=n)}")
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=3,
+        frameon=False,
+        title=f"{plots.label('mean_band', n=n)}",
+    )
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 

@@ -29,8 +29,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
-from ..experiments import (Phase, Profile, RunContext, RunOutput, RunPlan, experiment, get_profile, plan_default,
-                           run, seed_param, summarize_training)
+from ..experiments import (
+    Phase,
+    Profile,
+    RunContext,
+    RunOutput,
+    RunPlan,
+    experiment,
+    get_profile,
+    plan_default,
+    run,
+    seed_param,
+    summarize_training,
+)
 from ..methods.prunetrain import PruneTrain
 from ..methods.search import GrowthRule, PruneGrow, stage_depth
 from ..models import ResNetConfig, ResNetSpec, build_resnet, count_flops
@@ -40,16 +51,49 @@ from .ch05_prunetrain import prunetrain_plan
 from .ch06_2_net2net import cumulative_time
 from .contract import Sweeps
 
-__all__ = ["FIGURE_TEXT", "GROUP_LABELS", "GROUP_ORDER", "SEARCH_KNOBS", "SEARCH_PAIRS", "WITHIN_BUDGET",
-           "PruneGrowParams", "SearchPlan", "accuracy_cost_curves", "accuracy_cost_figure", "accuracy_sentence",
-           "architecture_figure", "architecture_rounds", "budget_flops", "curves", "final_accuracy_figure",
-           "final_accuracy_groups", "final_accuracy_table", "found_architectures", "group_label", "growth_epochs",
-           "growth_sentence", "phase_times", "prune_grow_experiment", "prune_grow_retrain_experiment", "search_plan",
-           "search_tests", "step_baseline_grid", "sweeps"]
+__all__ = [
+    "FIGURE_TEXT",
+    "GROUP_LABELS",
+    "GROUP_ORDER",
+    "SEARCH_KNOBS",
+    "SEARCH_PAIRS",
+    "WITHIN_BUDGET",
+    "PruneGrowParams",
+    "SearchPlan",
+    "accuracy_cost_curves",
+    "accuracy_cost_figure",
+    "accuracy_sentence",
+    "architecture_figure",
+    "architecture_rounds",
+    "budget_flops",
+    "curves",
+    "final_accuracy_figure",
+    "final_accuracy_groups",
+    "final_accuracy_table",
+    "found_architectures",
+    "group_label",
+    "growth_epochs",
+    "growth_sentence",
+    "phase_times",
+    "prune_grow_experiment",
+    "prune_grow_retrain_experiment",
+    "search_plan",
+    "search_tests",
+    "step_baseline_grid",
+    "sweeps",
+]
 
 
-SEARCH_KNOBS = ("lasso_ratio", "threshold", "interval", "saturation", "widen_factor", "deepen_saturation",
-                "noise", "last_growth_epoch")
+SEARCH_KNOBS = (
+    "lasso_ratio",
+    "threshold",
+    "interval",
+    "saturation",
+    "widen_factor",
+    "deepen_saturation",
+    "noise",
+    "last_growth_epoch",
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +125,13 @@ def search_plan(profile: str | Profile) -> SearchPlan:
     profile = get_profile(profile)
     pruning = prunetrain_plan(profile)
     last_growth = profile.milestones[0] if profile.milestones else profile.epochs - 1
-    return SearchPlan(lasso_ratio=pruning.lasso_ratio, threshold=pruning.threshold, interval=pruning.interval,
-                      last_growth_epoch=int(last_growth), seeds=profile.seeds)
+    return SearchPlan(
+        lasso_ratio=pruning.lasso_ratio,
+        threshold=pruning.threshold,
+        interval=pruning.interval,
+        last_growth_epoch=int(last_growth),
+        seeds=profile.seeds,
+    )
 
 
 def step_baseline_grid(profile: str | Profile, model: str) -> list[dict[str, Any]]:
@@ -95,10 +144,12 @@ def sweeps(profile: str | Profile) -> Sweeps:
     """Notebook 06_3's sweeps: the narrow and the wide step-schedule baseline (chapter 3's runs), the
     searches and their retrainings from scratch, once per seed of the plan."""
     plan = search_plan(profile)
-    return {"narrow": ("baseline", step_baseline_grid(profile, "narrow")),
-            "wide": ("baseline", step_baseline_grid(profile, "wide")),
-            "search": ("prune_grow", plan.grid()),
-            "retrain": ("prune_grow_retrain", plan.grid())}
+    return {
+        "narrow": ("baseline", step_baseline_grid(profile, "narrow")),
+        "wide": ("baseline", step_baseline_grid(profile, "wide")),
+        "search": ("prune_grow", plan.grid()),
+        "retrain": ("prune_grow_retrain", plan.grid()),
+    }
 
 
 def budget_flops(context: RunContext, budget_model: str = "wide") -> int:
@@ -141,8 +192,9 @@ def _budget_phase(profile: Profile, params: dict[str, Any], description: str, ch
     """A phase of the wide net (the budget: an upper bound of the searched net) with the run's TrainConfig."""
     overrides = {key: value for key, value in params.items() if key not in SEARCH_KNOBS}
     wide = profile.resnet("wide", profile.input_size[0], profile.num_classes)
-    return Phase(description, wide, profile.train_config(**overrides), bound=WITHIN_BUDGET,
-                 changes_shapes=changes_shapes)
+    return Phase(
+        description, wide, profile.train_config(**overrides), bound=WITHIN_BUDGET, changes_shapes=changes_shapes
+    )
 
 
 def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
@@ -154,7 +206,9 @@ def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return RunPlan(phases=(phase,), requires=(("prune_grow", params),))
 
 
-@experiment("prune_grow", version=2, params=PruneGrowParams, train_config=True, plan=_search_plan)  # 2: fused group lasso
+@experiment(
+    "prune_grow", version=2, params=PruneGrowParams, train_config=True, plan=_search_plan
+)  # 2: fused group lasso
 def prune_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: from the narrow net, PruneTrain rounds with Net2Net growth under the wide net's FLOPs.
 
@@ -166,12 +220,19 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
     """
     knobs, overrides, seed = _search_knobs(context)
     budget = budget_flops(context)
-    rule = GrowthRule(saturation=float(knobs["saturation"]), widen_factor=float(knobs["widen_factor"]),
-                      deepen_saturation=float(knobs["deepen_saturation"]))
-    hook = PruneGrow(PruneTrain(lasso_ratio=knobs["lasso_ratio"], threshold=knobs["threshold"],
-                                interval=int(knobs["interval"])),
-                     budget=budget, rule=rule, last_growth_epoch=int(knobs["last_growth_epoch"]),
-                     noise=float(knobs["noise"]), seed=seed)
+    rule = GrowthRule(
+        saturation=float(knobs["saturation"]),
+        widen_factor=float(knobs["widen_factor"]),
+        deepen_saturation=float(knobs["deepen_saturation"]),
+    )
+    hook = PruneGrow(
+        PruneTrain(lasso_ratio=knobs["lasso_ratio"], threshold=knobs["threshold"], interval=int(knobs["interval"])),
+        budget=budget,
+        rule=rule,
+        last_growth_epoch=int(knobs["last_growth_epoch"]),
+        noise=float(knobs["noise"]),
+        seed=seed,
+    )
     config = context.train_config(seed=seed, **overrides)
     trainer = context.trainer(seeded_model(context.resnet_config("narrow"), seed), config, hooks=[hook])
     history = trainer.fit()
@@ -194,8 +255,13 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
-@experiment("prune_grow_retrain", version=2, params=PruneGrowParams, train_config=True,  # 2: its search's fused group lasso
-             plan=_retrain_plan)
+@experiment(
+    "prune_grow_retrain",
+    version=2,
+    params=PruneGrowParams,
+    train_config=True,  # 2: its search's fused group lasso
+    plan=_retrain_plan,
+)
 def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: the architecture a "prune_grow" run found, trained from scratch like a baseline.
 
@@ -210,10 +276,16 @@ def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
     trainer = context.trainer(seeded_model(spec, seed), context.train_config(seed=seed, **overrides))
     history = trainer.fit()
     retrain = summarize_training(history)
-    summary = {**retrain, "search_time": search.summary["search_time"], "retrain_time": retrain["total_time"],
-               "total_time": search.summary["search_time"] + retrain["total_time"],
-               "search_acc": search.summary["final_acc"], "found_flops": search.summary["found_flops"],
-               "found_params": search.summary["found_params"], "found_spec": search.summary["found_spec"]}
+    summary = {
+        **retrain,
+        "search_time": search.summary["search_time"],
+        "retrain_time": retrain["total_time"],
+        "total_time": search.summary["search_time"] + retrain["total_time"],
+        "search_acc": search.summary["final_acc"],
+        "found_flops": search.summary["found_flops"],
+        "found_params": search.summary["found_params"],
+        "found_spec": search.summary["found_spec"],
+    }
     return RunOutput(history=history, summary=summary, model=trainer.model)
 
 
@@ -229,21 +301,38 @@ def architecture_rounds(history: pd.DataFrame, start: ResNetSpec | ResNetConfig)
     start_blocks = [stage_depth(stage) for stage in start.stages]
     rows = []
     for seed, run_history in history.groupby("seed", sort=True):
-        epochs = [(0, start_widths, start_blocks),
-                  *zip(run_history["epoch"], run_history["stage_widths"].map(json.loads),
-                       run_history["stage_blocks"].map(json.loads))]
+        epochs = [
+            (0, start_widths, start_blocks),
+            *zip(
+                run_history["epoch"],
+                run_history["stage_widths"].map(json.loads),
+                run_history["stage_blocks"].map(json.loads),
+            ),
+        ]
         for epoch, widths, blocks in epochs:
             for stage, (width, depth) in enumerate(zip(widths, blocks)):
-                rows.append({"seed": seed, "epoch": int(epoch), "phase": stage + 1, "width": int(width),
-                             "blocks": int(depth)})
+                rows.append(
+                    {"seed": seed, "epoch": int(epoch), "phase": stage + 1, "width": int(width), "blocks": int(depth)}
+                )
     return pd.DataFrame(rows)
 
 
 def found_architectures(summary: pd.DataFrame) -> pd.DataFrame:
     """Per search run: the stream widths and blocks per phase it ended with, FLOPs and parameters, its
     FLOPs as a fraction of the budget, growths and reconfigurations."""
-    frame = summary[["seed", "found_stage_widths", "found_stage_blocks", "found_flops", "found_params",
-                     "budget", "growths", "reconfigurations", "final_acc"]].copy()
+    frame = summary[
+        [
+            "seed",
+            "found_stage_widths",
+            "found_stage_blocks",
+            "found_flops",
+            "found_params",
+            "budget",
+            "growths",
+            "reconfigurations",
+            "final_acc",
+        ]
+    ].copy()
     frame["flops / budget"] = frame["found_flops"] / frame["budget"]
     return frame.sort_values("seed", ignore_index=True)
 
@@ -251,8 +340,9 @@ def found_architectures(summary: pd.DataFrame) -> pd.DataFrame:
 GROUP_ORDER = ("narrow baseline", "wide baseline", "PruneTrain + Net2Net", "found net, from scratch")
 
 
-def final_accuracy_groups(narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame,
-                          retrained: pd.DataFrame) -> pd.DataFrame:
+def final_accuracy_groups(
+    narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame, retrained: pd.DataFrame
+) -> pd.DataFrame:
     """One tidy frame (group, seed, final_acc, total_time, final_params, final_flops) of the four groups of
     fig. 6.14, from the sweep summaries of the narrow and wide baselines, the search and its retraining."""
     frames = []
@@ -268,8 +358,12 @@ def final_accuracy_table(groups: pd.DataFrame) -> pd.DataFrame:
     return stats.summary_table(groups, by="group", value="final_acc")
 
 
-SEARCH_PAIRS = (("PruneTrain + Net2Net", "found net, from scratch"), ("PruneTrain + Net2Net", "wide baseline"),
-                ("PruneTrain + Net2Net", "narrow baseline"), ("found net, from scratch", "wide baseline"))
+SEARCH_PAIRS = (
+    ("PruneTrain + Net2Net", "found net, from scratch"),
+    ("PruneTrain + Net2Net", "wide baseline"),
+    ("PruneTrain + Net2Net", "narrow baseline"),
+    ("found net, from scratch", "wide baseline"),
+)
 
 
 def search_tests(groups: pd.DataFrame) -> pd.DataFrame:
@@ -324,22 +418,28 @@ def growth_sentence(history: pd.DataFrame, found: pd.DataFrame) -> str:
     """How often and when the searches (a "prune_grow" sweep history) grew, and the range of their found
     FLOPs against the budget (`found_architectures`, one row per run)."""
     growth = history[history["grown"].astype(bool)]
-    return (f"{len(growth)} growths in {len(found)} runs, at epochs {growth_epochs(history)}; "
-            f"found FLOPs / budget: {found['flops / budget'].min():.2f} ... {found['flops / budget'].max():.2f}.")
+    return (
+        f"{len(growth)} growths in {len(found)} runs, at epochs {growth_epochs(history)}; "
+        f"found FLOPs / budget: {found['flops / budget'].min():.2f} ... {found['flops / budget'].max():.2f}."
+    )
 
 
 def accuracy_sentence(groups: pd.DataFrame) -> str:
     """The mean final accuracy of each group of fig. 6.14 (`final_accuracy_groups`) in one sentence."""
     means = groups.groupby("group")["final_acc"].mean()
-    return (f"mean final accuracy: search {means['PruneTrain + Net2Net']:.3f}, found net from scratch "
-            f"{means['found net, from scratch']:.3f}, wide {means['wide baseline']:.3f}, "
-            f"narrow {means['narrow baseline']:.3f}.")
+    return (
+        f"mean final accuracy: search {means['PruneTrain + Net2Net']:.3f}, found net from scratch "
+        f"{means['found net, from scratch']:.3f}, wide {means['wide baseline']:.3f}, "
+        f"narrow {means['narrow baseline']:.3f}."
+    )
 
 
-GROUP_LABELS = {"narrow baseline": {"de": "schmales\nBaseline-Netz", "en": "narrow\nbaseline"},
-                "wide baseline": {"de": "breites\nBaseline-Netz", "en": "wide\nbaseline"},
-                "PruneTrain + Net2Net": {"de": "PruneTrain +\nNet2Net", "en": "PruneTrain +\nNet2Net"},
-                "found net, from scratch": {"de": "gefundenes Netz,\nneu trainiert", "en": "found net,\nfrom scratch"}}
+GROUP_LABELS = {
+    "narrow baseline": {"de": "schmales\nBaseline-Netz", "en": "narrow\nbaseline"},
+    "wide baseline": {"de": "breites\nBaseline-Netz", "en": "wide\nbaseline"},
+    "PruneTrain + Net2Net": {"de": "PruneTrain +\nNet2Net", "en": "PruneTrain +\nNet2Net"},
+    "found net, from scratch": {"de": "gefundenes Netz,\nneu trainiert", "en": "found net,\nfrom scratch"},
+}
 
 
 def group_label(group: str, one_line: bool = False) -> str:
@@ -349,12 +449,14 @@ def group_label(group: str, one_line: bool = False) -> str:
     return label.replace("\n", " ") if one_line else label
 
 
-FIGURE_TEXT = {"width": {"de": "Breite des Residualpfads", "en": "residual stream width"},
-               "blocks": {"de": "Blöcke", "en": "blocks"},
-               "mean_band": {"de": "Mittel, Band: min-max über {n} Läufe", "en": "mean, band: min-max over {n} runs"},
-               "band": {"de": "Band: min-max über {n} Läufe", "en": "band: min-max over {n} runs"},
-               "time": {"de": "Trainingszeit (s)", "en": "training time (s)"},
-               "flops": {"de": "FLOPs pro Bild (trainiertes Netz)", "en": "FLOPs per image (trained net)"}}
+FIGURE_TEXT = {
+    "width": {"de": "Breite des Residualpfads", "en": "residual stream width"},
+    "blocks": {"de": "Blöcke", "en": "blocks"},
+    "mean_band": {"de": "Mittel, Band: min-max über {n} Läufe", "en": "mean, band: min-max over {n} runs"},
+    "band": {"de": "Band: min-max über {n} Läufe", "en": "band: min-max over {n} runs"},
+    "time": {"de": "Trainingszeit (s)", "en": "training time (s)"},
+    "flops": {"de": "FLOPs pro Bild (trainiertes Netz)", "en": "FLOPs per image (trained net)"},
+}
 
 
 def _text(key: str, **values: Any) -> str:

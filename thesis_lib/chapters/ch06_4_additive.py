@@ -37,11 +37,33 @@ from ..experiments import Profile, get_profile
 from .ch05_prunetrain import prunetrain_plan
 from .contract import Notebook, Sweeps, plan_for
 
-__all__ = ["LARGE_BATCH_FACTOR", "LARGE_BATCH_TESTED", "PRECISION_TESTED", "PRUNETRAIN_TESTED", "SEED_PLANS",
-           "SWEEP_EXPERIMENTS", "WARMUP_SHARE", "AdditivePlan", "additive_plan", "arm_table", "arm_tests",
-           "bf16_note", "box_figure", "curve_figure", "large_batch_runs", "large_batch_tests",
-           "lars_prunetrain_answer", "precision_runs", "precision_tests", "prunetrain_pairs", "prunetrain_runs",
-           "prunetrain_tests", "shrink_figure", "summary_sentences", "sweeps"]
+__all__ = [
+    "LARGE_BATCH_FACTOR",
+    "LARGE_BATCH_TESTED",
+    "PRECISION_TESTED",
+    "PRUNETRAIN_TESTED",
+    "SEED_PLANS",
+    "SWEEP_EXPERIMENTS",
+    "WARMUP_SHARE",
+    "AdditivePlan",
+    "additive_plan",
+    "arm_table",
+    "arm_tests",
+    "bf16_note",
+    "box_figure",
+    "curve_figure",
+    "large_batch_runs",
+    "large_batch_tests",
+    "lars_prunetrain_answer",
+    "precision_runs",
+    "precision_tests",
+    "prunetrain_pairs",
+    "prunetrain_runs",
+    "prunetrain_tests",
+    "shrink_figure",
+    "summary_sentences",
+    "sweeps",
+]
 
 LARGE_BATCH_FACTOR = 8
 # Warm-up: the thesis's 10 of its 180 epochs (Goyal et al.'s 5 of 90), rounded, at least one epoch.
@@ -88,9 +110,12 @@ class AdditivePlan:
         """Arm -> "baseline" params per seed: fp32 (the reference runs), bf16, and fp16 where CUDA is. The arm
         of the profile's own precision is chapter 3's runs; every other arm names its precision (so on CUDA,
         where `full` trains in bf16 by default, the fp32 arm asks for fp32)."""
-        return {precision: self._per_seed(BASELINE if precision == self.default_precision
-                                          else {**BASELINE, "precision": precision})
-                for precision in self.precisions}
+        return {
+            precision: self._per_seed(
+                BASELINE if precision == self.default_precision else {**BASELINE, "precision": precision}
+            )
+            for precision in self.precisions
+        }
 
     def large_batch_grids(self) -> dict[str, list[dict[str, Any]]]:
         """Arm -> "baseline" params per seed: the reference batch and five ways to train the large one."""
@@ -103,7 +128,8 @@ class AdditivePlan:
             f"{name}, SGD sqrt + warm-up": self._per_seed({**large, "lr_scaling": "sqrt", **warmup}),
             f"{name}, LARS + warm-up": self._per_seed({**large, "optimizer": "lars", **warmup}),
             f"{name}, ghost BN {self.base_batch} + sqrt + warm-up": self._per_seed(
-                {**large, "ghost_batch": self.base_batch, "lr_scaling": "sqrt", **warmup}),
+                {**large, "ghost_batch": self.base_batch, "lr_scaling": "sqrt", **warmup}
+            ),
         }
 
     def prunetrain_grids(self) -> dict[str, list[dict[str, Any]]]:
@@ -115,15 +141,18 @@ class AdditivePlan:
         return {
             f"Batch {self.prune_batch}, SGD": self._per_seed(self.prunetrain),
             f"{name}, SGD linear + warm-up": self._per_seed(
-                {**self.prunetrain, **large, "lr_scaling": "linear", "lr_reference_batch": self.prune_batch}),
-            f"{name}, LARS + warm-up": self._per_seed(
-                {**without_lr, **large, "optimizer": "lars"}),
+                {**self.prunetrain, **large, "lr_scaling": "linear", "lr_reference_batch": self.prune_batch}
+            ),
+            f"{name}, LARS + warm-up": self._per_seed({**without_lr, **large, "optimizer": "lars"}),
         }
 
     def arms(self, sweep: str) -> dict[str, list[dict[str, Any]]]:
         """Arm -> params per seed of the notebook's sweep `sweep` (one of `SWEEP_EXPERIMENTS`)."""
-        grids = {"precision": self.precision_grids, "large_batch": self.large_batch_grids,
-                 "prunetrain": self.prunetrain_grids}
+        grids = {
+            "precision": self.precision_grids,
+            "large_batch": self.large_batch_grids,
+            "prunetrain": self.prunetrain_grids,
+        }
         if sweep not in grids:
             raise ValueError(f"chapter 6.4 has no sweep {sweep!r}; its sweeps are {list(grids)}")
         return grids[sweep]()
@@ -140,20 +169,25 @@ def additive_plan(profile: str | Profile) -> AdditivePlan:
     seeds = plan_for(SEED_PLANS, profile, "6.4")
     cuda = profile.resolved_device().type == "cuda" and torch.cuda.is_available()
     pruning = prunetrain_plan(profile)
-    return AdditivePlan(seeds=seeds, base_batch=profile.batch_size,
-                        warmup_epochs=max(1, round(profile.epochs * WARMUP_SHARE)),
-                        precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
-                        prunetrain={**pruning.default(), **pruning.training()},
-                        prune_batch=pruning.batch_size or profile.batch_size,
-                        default_precision=profile.train_config().precision)
+    return AdditivePlan(
+        seeds=seeds,
+        base_batch=profile.batch_size,
+        warmup_epochs=max(1, round(profile.epochs * WARMUP_SHARE)),
+        precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
+        prunetrain={**pruning.default(), **pruning.training()},
+        prune_batch=pruning.batch_size or profile.batch_size,
+        default_precision=profile.train_config().precision,
+    )
 
 
 def sweeps(profile: str | Profile) -> Sweeps:
     """Notebook 06_4's sweeps: the precision, large-batch and PruneTrain arms, each arm's runs in turn (the
     reference arms are chapter 3's and 5's runs)."""
     plan = additive_plan(profile)
-    return {name: (experiment, [params for grid in plan.arms(name).values() for params in grid])
-            for name, experiment in SWEEP_EXPERIMENTS.items()}
+    return {
+        name: (experiment, [params for grid in plan.arms(name).values() for params in grid])
+        for name, experiment in SWEEP_EXPERIMENTS.items()
+    }
 
 
 def _arm_runs(nb: Notebook, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -162,8 +196,10 @@ def _arm_runs(nb: Notebook, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     result = nb.sweep(name)
     arms = [arm for arm, grid in additive_plan(nb.profile).arms(name).items() for _ in grid]
     epochs = [len(run.history) for run in result.runs]
-    return (result.summary.assign(arm=arms),
-            result.history.assign(arm=[arm for arm, n in zip(arms, epochs) for _ in range(n)]))
+    return (
+        result.summary.assign(arm=arms),
+        result.history.assign(arm=[arm for arm, n in zip(arms, epochs) for _ in range(n)]),
+    )
 
 
 def precision_runs(nb: Notebook) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -184,8 +220,12 @@ def prunetrain_runs(nb: Notebook) -> tuple[pd.DataFrame, pd.DataFrame]:
     return summary, history
 
 
-def arm_tests(summary: pd.DataFrame, quantities: tuple[tuple[str, str, str], ...], reference: str | None = None,
-              pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+def arm_tests(
+    summary: pd.DataFrame,
+    quantities: tuple[tuple[str, str, str], ...],
+    reference: str | None = None,
+    pairs: list[tuple[str, str]] | None = None,
+) -> pd.DataFrame:
     """Welch t-tests of every arm against `reference`, or of the given (a, b) `pairs`, for each (column,
     description, unit) of `quantities`; the whole table is one family, Holm-adjusted (`stats.with_holm`),
     with a "quantity" column."""
@@ -250,11 +290,12 @@ def bf16_note(device: torch.device | str) -> str:
     if device.type == "cuda":
         return f"bf16 runs on the tensor cores of {torch.cuda.get_device_name(device)}."
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return ("This CPU has native bf16 kernels (oneDNN on AVX512-BF16 / AMX), so bf16 is not emulated here; "
-                "the small nets of the CPU profiles are bound by per-operation overhead, so their times do not "
-                "show what bf16 saves on a GPU.")
-    return ("This CPU has no bf16 kernels: bf16 is emulated and slower than fp32; only GPU runs show what "
-            "bf16 saves.")
+        return (
+            "This CPU has native bf16 kernels (oneDNN on AVX512-BF16 / AMX), so bf16 is not emulated here; "
+            "the small nets of the CPU profiles are bound by per-operation overhead, so their times do not "
+            "show what bf16 saves on a GPU."
+        )
+    return "This CPU has no bf16 kernels: bf16 is emulated and slower than fp32; only GPU runs show what bf16 saves."
 
 
 def prunetrain_pairs(plan: AdditivePlan) -> list[tuple[str, str]]:
@@ -273,11 +314,12 @@ def lars_prunetrain_answer(tests: pd.DataFrame, plan: AdditivePlan) -> str:
     if not {"kept_params", "final_acc"} <= set(rows.index):
         raise ValueError(f"no tests of kept_params and final_acc between {lars!r} and {sgd!r}")
     kept, acc = rows.loc["kept_params"], rows.loc["final_acc"]
-    accuracy = (f"accuracy {acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (Holm p = {acc['p_holm']:.3g}, "
-                f"{acc['verdict']})")
+    accuracy = f"accuracy {acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (Holm p = {acc['p_holm']:.3g}, {acc['verdict']})"
     if kept["verdict"].startswith("undefined"):
-        return (f"At batch {plan.prune_large_batch} both optimizers kept exactly {kept['mean_a']:.0%} of the "
-                f"parameters in every run, so the claim cannot be tested on these runs; {accuracy}.")
+        return (
+            f"At batch {plan.prune_large_batch} both optimizers kept exactly {kept['mean_a']:.0%} of the "
+            f"parameters in every run, so the claim cannot be tested on these runs; {accuracy}."
+        )
     shares = f"LARS kept {kept['mean_a']:.0%} of the parameters, SGD {kept['mean_b']:.0%}"
     if kept["verdict"] != "significant":
         return f"{shares} (Holm p = {kept['p_holm']:.3g}): the numbers do not decide the claim; {accuracy}."
@@ -313,8 +355,9 @@ def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str
     return fig
 
 
-def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epochs: int,
-                 stamp: tuple[str, str]) -> Figure:
+def curve_figure(
+    history: pd.DataFrame, milestones: tuple[int, ...], warmup_epochs: int, stamp: tuple[str, str]
+) -> Figure:
     """Test accuracy per epoch of every arm: the mean over seeds with a min-max band, the end of warm-up
     and the lr drops marked."""
     fig, ax = plots.figure("full")
@@ -327,8 +370,9 @@ def curve_figure(history: pd.DataFrame, milestones: tuple[int, ...], warmup_epoc
     n = int(history.groupby("arm")["seed"].nunique().min())
     handles, labels = ax.get_legend_handles_labels()
     marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
-    ax.legend(handles, labels, title=f"{plots.label('mean_band', n=n)}\n{marks}",
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(
+        handles, labels, title=f"{plots.label('mean_band', n=n)}\n{marks}", loc="upper left", bbox_to_anchor=(1.01, 1.0)
+    )
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 
@@ -343,7 +387,6 @@ def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("params"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     n = int(history.groupby("arm")["seed"].nunique().min())
-    ax.legend(title=f"{plots.label('mean_band', n=n)}", loc="upper left",
-              bbox_to_anchor=(1.01, 1.0))
+    ax.legend(title=f"{plots.label('mean_band', n=n)}", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig

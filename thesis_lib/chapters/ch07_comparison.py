@@ -37,14 +37,31 @@ from .ch04_morphnet import morphnet_plan, uniform_scaling
 from .ch06_3_prunetrain_net2net import search_plan
 from .contract import Notebook, Sweeps, quantities
 
-__all__ = ["COMPARED", "DEPENDENT_TIME_PAIR", "EQUIVALENCE_MARGIN", "PROCEDURES", "PROCEDURE_SWEEPS", "TIME_MARGIN",
-           "answer", "comparison_figure", "comparison_runs", "comparison_table", "pairwise_tests", "sweeps",
-           "uniform_scaling_check", "verdict"]
+__all__ = [
+    "COMPARED",
+    "DEPENDENT_TIME_PAIR",
+    "EQUIVALENCE_MARGIN",
+    "PROCEDURES",
+    "PROCEDURE_SWEEPS",
+    "TIME_MARGIN",
+    "answer",
+    "comparison_figure",
+    "comparison_runs",
+    "comparison_table",
+    "pairwise_tests",
+    "sweeps",
+    "uniform_scaling_check",
+    "verdict",
+]
 
 PROCEDURES = ("wide baseline", "MorphNet", "PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
 # The sweep (of `sweeps`) that gives each procedure's runs, in `PROCEDURES` order.
-PROCEDURE_SWEEPS = {"wide baseline": "baseline", "MorphNet": "morphnet", "PruneTrain + Net2Net": "prune_grow",
-                    "PruneTrain + Net2Net, retrained": "retrained"}
+PROCEDURE_SWEEPS = {
+    "wide baseline": "baseline",
+    "MorphNet": "morphnet",
+    "PruneTrain + Net2Net": "prune_grow",
+    "PruneTrain + Net2Net, retrained": "retrained",
+}
 # (column, description, unit) of every compared quantity, in table order; the accuracy is "accuracy" here (not
 # `contract.QUANTITIES`' "final accuracy"), as the printed sentences say.
 COMPARED = (("final_acc", "accuracy", ""), *quantities("total_time", "params", "flops"))
@@ -63,8 +80,12 @@ def sweeps(profile: str | Profile) -> Sweeps:
     cache."""
     seeds = search_plan(profile).seeds
     morph = morphnet_plan(profile)
-    morph_params = {"resource": "flops", "iterations": morph.search_iterations,
-                    "relative_strength": morph.relative_strength, "gamma_threshold": DEFAULT_GAMMA_THRESHOLD}
+    morph_params = {
+        "resource": "flops",
+        "iterations": morph.search_iterations,
+        "relative_strength": morph.relative_strength,
+        "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
+    }
     search = search_plan(profile).grid()
     return {
         "baseline": ("baseline", baseline_grid(profile, models=("wide",), schedules=("step",), seeds=seeds)),
@@ -80,9 +101,18 @@ def comparison_runs(nb: Notebook) -> pd.DataFrame:
     frames = []
     for procedure, name in PROCEDURE_SWEEPS.items():
         summary = nb.sweep(name).summary
-        frames.append(pd.DataFrame({"procedure": procedure, "seed": summary["seed"],
-                                    "final_acc": summary["final_acc"], "total_time": summary["total_time"],
-                                    "params": summary["final_params"], "flops": summary["final_flops"]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "procedure": procedure,
+                    "seed": summary["seed"],
+                    "final_acc": summary["final_acc"],
+                    "total_time": summary["total_time"],
+                    "params": summary["final_params"],
+                    "flops": summary["final_flops"],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -100,16 +130,16 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pairwise_tests(runs: pd.DataFrame, compared: tuple[tuple[str, str, str], ...] = COMPARED[:2]
-                   ) -> pd.DataFrame:
+def pairwise_tests(runs: pd.DataFrame, compared: tuple[tuple[str, str, str], ...] = COMPARED[:2]) -> pd.DataFrame:
     """Welch t-tests between every pair of procedures for each quantity (default: accuracy and total time),
     Holm-adjusted within each quantity's family of pairs; columns of `stats.with_holm` plus "quantity". The
     total time of the search and of its own retraining is not tested (`DEPENDENT_TIME_PAIR`)."""
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
     tables = []
     for column, what, unit in compared:
-        pairs = [pair for pair in combinations(present, 2)
-                 if not (column == "total_time" and pair == DEPENDENT_TIME_PAIR)]
+        pairs = [
+            pair for pair in combinations(present, 2) if not (column == "total_time" and pair == DEPENDENT_TIME_PAIR)
+        ]
         table = stats.compare_groups(runs, "procedure", pairs, [(column, what, unit)])
         table.insert(0, "quantity", column)
         tables.append(stats.with_holm(table))
@@ -130,8 +160,9 @@ def _test(tests: pd.DataFrame, quantity: str, a: str, b: str) -> pd.Series:
     return row
 
 
-def verdict(tests: pd.DataFrame, a: str, b: str, margin: float = EQUIVALENCE_MARGIN,
-            time_margin: float = TIME_MARGIN) -> str:
+def verdict(
+    tests: pd.DataFrame, a: str, b: str, margin: float = EQUIVALENCE_MARGIN, time_margin: float = TIME_MARGIN
+) -> str:
     """Which of procedures `a` and `b` found the better network, on the Holm-adjusted Welch tests.
 
     Better: significantly more accurate and shown not to be slower, or significantly faster and shown not
@@ -162,24 +193,27 @@ def answer(tests: pd.DataFrame, profile_name: str, dataset: str, margin: float =
         acc = _test(tests, "final_acc", candidate, "MorphNet")
         time = _test(tests, "total_time", candidate, "MorphNet")
         found = verdict(tests, candidate, "MorphNet", margin)
-        trade_off = (acc["verdict"] == time["verdict"] == "significant"
-                     and (acc["diff"] > 0) == (time["diff"] > 0))  # more accurate and slower, or the reverse
+        trade_off = acc["verdict"] == time["verdict"] == "significant" and (acc["diff"] > 0) == (
+            time["diff"] > 0
+        )  # more accurate and slower, or the reverse
         if found != "undecided":
             decision = f"{found} finds the better network"
         elif trade_off:
             accurate, fast = (candidate, "MorphNet") if acc["diff"] > 0 else ("MorphNet", candidate)
-            decision = (f"a trade-off, not a winner: {accurate} is more accurate, {fast} is faster, both "
-                        "significantly")
+            decision = f"a trade-off, not a winner: {accurate} is more accurate, {fast} is faster, both significantly"
         else:
             decision = "the numbers do not decide which finds the better network"
         sentences.append(
             f"{candidate} against MorphNet (n = {int(acc['n_a'])} and {int(acc['n_b'])}): accuracy "
             f"{acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (difference {acc['diff']:+.3f}, 95 % CI "
             f"[{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}], Holm p = {acc['p_holm']:.3g}), total training time "
-            f"{time['mean_a']:.1f} s vs {time['mean_b']:.1f} s (Holm p = {time['p_holm']:.3g}): {decision}.")
-    sentences.append(f"A procedure counts as not worse only when the interval shows it: at most {margin:g} less "
-                     f"accurate, at most {TIME_MARGIN:.0%} slower. A small profile checks the procedures; it "
-                     "does not carry over to the thesis's CIFAR scale.")
+            f"{time['mean_a']:.1f} s vs {time['mean_b']:.1f} s (Holm p = {time['p_holm']:.3g}): {decision}."
+        )
+    sentences.append(
+        f"A procedure counts as not worse only when the interval shows it: at most {margin:g} less "
+        f"accurate, at most {TIME_MARGIN:.0%} slower. A small profile checks the procedures; it "
+        "does not carry over to the thesis's CIFAR scale."
+    )
     return " ".join(sentences)
 
 
@@ -189,17 +223,27 @@ def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
     is the wide baseline)."""
     profile = get_profile(profile)
     channels = profile.input_size[0]
-    row = uniform_scaling(profile.resnet("narrow", channels, profile.num_classes),
-                          profile.resnet("wide", channels, profile.num_classes), profile.input_size,
-                          resources=("flops",)).iloc[0]
-    return {"omega": float(row["omega"]), "equals_wide": bool(row["equals_reference"]),
-            "budget": row["budget"], "scaled_flops": row["scaled_cost"]}
+    row = uniform_scaling(
+        profile.resnet("narrow", channels, profile.num_classes),
+        profile.resnet("wide", channels, profile.num_classes),
+        profile.input_size,
+        resources=("flops",),
+    ).iloc[0]
+    return {
+        "omega": float(row["omega"]),
+        "equals_wide": bool(row["equals_reference"]),
+        "budget": row["budget"],
+        "scaled_flops": row["scaled_cost"],
+    }
 
 
 AXIS_SCALES = {"flops": 1e-6}
-PROCEDURE_LABELS = {"wide baseline": "breites Baseline-Netz", "MorphNet": "MorphNet",
-                    "PruneTrain + Net2Net": "PruneTrain + Net2Net",
-                    "PruneTrain + Net2Net, retrained": "PruneTrain + Net2Net, neu trainiert"}
+PROCEDURE_LABELS = {
+    "wide baseline": "breites Baseline-Netz",
+    "MorphNet": "MorphNet",
+    "PruneTrain + Net2Net": "PruneTrain + Net2Net",
+    "PruneTrain + Net2Net, retrained": "PruneTrain + Net2Net, neu trainiert",
+}
 
 
 def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
@@ -212,10 +256,17 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
     for index, procedure in enumerate(present):
         group = runs[runs["procedure"] == procedure]
         color = f"C{index}"
-        ax.scatter(group[x] * scale, group["final_acc"], s=14, color=color, marker=markers[procedure], alpha=0.7,
-                   label=f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})", linewidths=0)
-        ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x",
-                   linewidths=1.2)
+        ax.scatter(
+            group[x] * scale,
+            group["final_acc"],
+            s=14,
+            color=color,
+            marker=markers[procedure],
+            alpha=0.7,
+            label=f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})",
+            linewidths=0,
+        )
+        ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x", linewidths=1.2)
     ax.set(xlabel=plots.label(x), ylabel=plots.label("final_acc"))
     ax.legend(title="Läufe; x: Mittelwert", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     sizes = runs.groupby("procedure").size()

@@ -16,10 +16,11 @@ supplies everything a cell would otherwise repeat: `nb.sweep(name)`, `nb.save(fi
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -81,8 +82,9 @@ class Chapter:
     @property
     def experiments(self) -> tuple[str, ...]:
         """The experiments the chapter's module registers, by name."""
-        return tuple(name for name, known in registered_experiments().items()
-                     if known.function.__module__ == self.module)
+        return tuple(
+            name for name, known in registered_experiments().items() if known.function.__module__ == self.module
+        )
 
     def runs_profile(self, profile: str | Profile) -> Profile:
         """The profile the chapter's runs use: `profile`, unless the module defines `runs_profile`."""
@@ -96,8 +98,11 @@ class Chapter:
     def planned_runs(self, profile: str | Profile) -> list[PlannedRun]:
         """Every run the notebook sweeps on `profile`, without training (`python -m thesis_lib plan`)."""
         runs_profile = self.runs_profile(profile)
-        return [PlannedRun(experiment, dict(params), runs_profile)
-                for experiment, grid in self.sweeps(profile).values() for params in grid]
+        return [
+            PlannedRun(experiment, dict(params), runs_profile)
+            for experiment, grid in self.sweeps(profile).values()
+            for params in grid
+        ]
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 EXECUTOR_ENV = "THESIS_EXECUTOR"
 EXECUTORS = ("serial", "ray")
@@ -61,8 +62,10 @@ def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError as error:
-        raise RuntimeError("the 'ray' sweep executor needs Ray, which is not installed: pip install ray (or "
-                           "pip install 'thesis_lib[ray]'), or use executor='serial'") from error
+        raise RuntimeError(
+            "the 'ray' sweep executor needs Ray, which is not installed: pip install ray (or "
+            "pip install 'thesis_lib[ray]'), or use executor='serial'"
+        ) from error
     return ray
 
 
@@ -94,14 +97,21 @@ def connect_ray() -> ModuleType:
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                         _system_config={"worker_niceness": WORKER_NICENESS})
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    _system_config={"worker_niceness": WORKER_NICENESS},
+                )
                 break
             except Exception as error:  # Ray's own start timeouts are bare Exceptions
                 ray.shutdown()
                 if attempt == START_ATTEMPTS:
-                    raise RuntimeError(f"a local Ray instance did not start ({error}); on a busy machine start "
-                                       "one with `ray start --head` and set RAY_ADDRESS=auto") from error
+                    raise RuntimeError(
+                        f"a local Ray instance did not start ({error}); on a busy machine start "
+                        "one with `ray start --head` and set RAY_ADDRESS=auto"
+                    ) from error
     finally:
         auth_log.setLevel(level)
     return ray
@@ -118,8 +128,10 @@ def gpus_per_run(profile: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 < value <= 1:
-        raise ValueError(f"{GPUS_PER_RUN_ENV}={text!r} must be the share of one GPU that a run takes, a number "
-                         "in (0, 1] (0.25: four runs per GPU)")
+        raise ValueError(
+            f"{GPUS_PER_RUN_ENV}={text!r} must be the share of one GPU that a run takes, a number "
+            "in (0, 1] (0.25: four runs per GPU)"
+        )
     return value
 
 
@@ -129,8 +141,10 @@ def task_resources(profile: str, device: str, cluster_gpus: float) -> dict[str, 
     if device == "cpu" or (device == "auto" and not cluster_gpus):
         return {"num_cpus": 1, "num_gpus": 0}
     if not cluster_gpus:
-        raise RuntimeError(f"profile {profile!r} trains on {device!r}, but the Ray cluster has no GPU; start "
-                           "Ray on a GPU machine or point RAY_ADDRESS at a cluster with GPUs")
+        raise RuntimeError(
+            f"profile {profile!r} trains on {device!r}, but the Ray cluster has no GPU; start "
+            "Ray on a GPU machine or point RAY_ADDRESS at a cluster with GPUs"
+        )
     return {"num_cpus": 1, "num_gpus": gpus_per_run(profile)}
 
 
@@ -163,8 +177,15 @@ def _call_in_env(env: dict[str, str], function: Callable[..., Any], *args: Any) 
     return function(*args)
 
 
-def ray_tasks(function: Callable[..., Any], calls: Sequence[tuple], *, profile: str, device: str,
-              modules: Iterable[str], env: dict[str, str]) -> Iterator[tuple[int, Any]]:
+def ray_tasks(
+    function: Callable[..., Any],
+    calls: Sequence[tuple],
+    *,
+    profile: str,
+    device: str,
+    modules: Iterable[str],
+    env: dict[str, str],
+) -> Iterator[tuple[int, Any]]:
     """Run `function(*call)` for every call as a Ray task with `task_resources`, the THESIS_* variables `env`
     and a `python_path` to `modules`; yield (index of the call, its return value or its exception) in the
     order the tasks finish.
@@ -174,7 +195,8 @@ def ray_tasks(function: Callable[..., Any], calls: Sequence[tuple], *, profile: 
     ray = connect_ray()
     resources = task_resources(profile, device, ray.cluster_resources().get("GPU", 0))
     remote = ray.remote(_call_in_env).options(
-        max_retries=MAX_RETRIES, runtime_env={"env_vars": {"PYTHONPATH": python_path(modules)}}, **resources)
+        max_retries=MAX_RETRIES, runtime_env={"env_vars": {"PYTHONPATH": python_path(modules)}}, **resources
+    )
     pending = {remote.remote(env, function, *call): index for index, call in enumerate(calls)}
     try:
         while pending:

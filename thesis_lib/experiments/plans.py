@@ -4,8 +4,9 @@ command) reads them to list and time every run of the notebooks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ..models import ResNetConfig, ResNetSpec
 from ..training import TrainConfig
@@ -32,8 +33,10 @@ class Phase:
         if self.epochs is None:
             object.__setattr__(self, "epochs", self.train.epochs)
         if not 0 < self.epochs <= self.train.epochs:
-            raise ValueError(f"phase {self.description!r}: epochs must lie in 1..{self.train.epochs} (its "
-                             f"TrainConfig's), got {self.epochs}")
+            raise ValueError(
+                f"phase {self.description!r}: epochs must lie in 1..{self.train.epochs} (its "
+                f"TrainConfig's), got {self.epochs}"
+            )
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,14 @@ def planned_sweep(name: str, grid: Iterable[Mapping[str, Any]], profile: str | P
     return [PlannedRun(name, dict(params), profile) for params in grid]
 
 
-def single_phase(profile: Profile, model: ResNetConfig | ResNetSpec | str, train: TrainConfig,
-                 description: str = "train", bound: str = "", changes_shapes: bool = False) -> RunPlan:
+def single_phase(
+    profile: Profile,
+    model: ResNetConfig | ResNetSpec | str,
+    train: TrainConfig,
+    description: str = "train",
+    bound: str = "",
+    changes_shapes: bool = False,
+) -> RunPlan:
     """A run of one phase: `model` ("wide" / "narrow" at the profile's depth, or a config or spec)."""
     if isinstance(model, str):
         model = profile.resnet(model, profile.input_size[0], profile.num_classes)

@@ -15,7 +15,6 @@ from ..data import DATASET_SHAPES
 from ..models import NARROW_BASELINE, WIDE_BASELINE, ResNetConfig
 from ..training import TrainConfig
 
-
 BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
 
 
@@ -60,13 +59,14 @@ class Profile:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not PROFILE_NAME.fullmatch(self.name):
-            raise ValueError(f"profile name {self.name!r} must be letters, digits, '_', '-' or '.', not starting "
-                             "with '.': it names a folder under the results root and must stay inside it")
+            raise ValueError(
+                f"profile name {self.name!r} must be letters, digits, '_', '-' or '.', not starting "
+                "with '.': it names a folder under the results root and must stay inside it"
+            )
         for key in ("n_train", "n_test"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"profile {self.name!r}: {key} must be >= 1 or None (the whole split), got "
-                                 f"{value!r}")
+                raise ValueError(f"profile {self.name!r}: {key} must be >= 1 or None (the whole split), got {value!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.blocks_per_stage < 1:
             raise ValueError(f"profile {self.name!r}: epochs, batch_size and blocks_per_stage must be >= 1")
         if not self.seeds:
@@ -97,8 +97,9 @@ class Profile:
         if isinstance(base, str) and base not in BASE_MODELS:
             raise ValueError(f"unknown model {base!r}; use one of {sorted(BASE_MODELS)} or a ResNetConfig")
         config = BASE_MODELS[base] if isinstance(base, str) else base
-        return config.with_(blocks=(self.blocks_per_stage,) * config.stages, in_channels=in_channels,
-                            num_classes=num_classes)
+        return config.with_(
+            blocks=(self.blocks_per_stage,) * config.stages, in_channels=in_channels, num_classes=num_classes
+        )
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """The profile's TrainConfig, with any field overridden.
@@ -110,11 +111,18 @@ class Profile:
         if unknown:
             raise ValueError(f"unknown training parameter(s) {unknown}; TrainConfig fields are {sorted(known)}")
         lr = None if overrides.get("optimizer", "sgd") != "sgd" else self.lr
-        base = dict(epochs=self.epochs, batch_size=self.batch_size, lr=lr, lr_reference_batch=self.batch_size,
-                    schedule="step", milestones=self.milestones, padding=self.padding, flip=self.flip)
+        base = dict(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=lr,
+            lr_reference_batch=self.batch_size,
+            schedule="step",
+            milestones=self.milestones,
+            padding=self.padding,
+            flip=self.flip,
+        )
         if self.resolved_device().type == "cuda":
-            base.update(precision=self.cuda_precision, channels_last=self.cuda_channels_last,
-                        compile=self.cuda_compile)
+            base.update(precision=self.cuda_precision, channels_last=self.cuda_channels_last, compile=self.cuda_compile)
         return TrainConfig(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,14 +137,49 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(name="smoke", dataset="digits", epochs=2, milestones=(1,), seeds=(0, 1),
-                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False,
-                     n_train=256, n_test=128, device="cpu", cpu_threads=1),
-    "quick": Profile(name="quick", dataset="digits", epochs=10, milestones=(5, 8), seeds=(0, 1, 2, 3, 4),
-                     batch_size=64, lr=0.05, blocks_per_stage=1, padding=1, flip=False, cpu_threads=1),
-    "full": Profile(name="full", dataset="cifar10", epochs=180, milestones=(93, 150), seeds=(0, 1, 2, 3, 4),
-                    batch_size=128, lr=0.1, blocks_per_stage=5, padding=4, flip=True,
-                    cuda_precision="bf16", cuda_channels_last=True),
+    "smoke": Profile(
+        name="smoke",
+        dataset="digits",
+        epochs=2,
+        milestones=(1,),
+        seeds=(0, 1),
+        batch_size=64,
+        lr=0.05,
+        blocks_per_stage=1,
+        padding=1,
+        flip=False,
+        n_train=256,
+        n_test=128,
+        device="cpu",
+        cpu_threads=1,
+    ),
+    "quick": Profile(
+        name="quick",
+        dataset="digits",
+        epochs=10,
+        milestones=(5, 8),
+        seeds=(0, 1, 2, 3, 4),
+        batch_size=64,
+        lr=0.05,
+        blocks_per_stage=1,
+        padding=1,
+        flip=False,
+        cpu_threads=1,
+    ),
+    "full": Profile(
+        name="full",
+        dataset="cifar10",
+        epochs=180,
+        milestones=(93, 150),
+        seeds=(0, 1, 2, 3, 4),
+        batch_size=128,
+        lr=0.1,
+        blocks_per_stage=5,
+        padding=4,
+        flip=True,
+        cuda_precision="bf16",
+        cuda_channels_last=True,
+    ),
 }
 
 
@@ -158,6 +201,5 @@ def profile_root(profile: Profile) -> Path:
     root = results_root()
     for folder in (root, root / profile.name):
         if folder.exists() and not folder.is_dir():
-            raise ValueError(f"the results folder {folder} is a file; move it away or set THESIS_RESULTS to a "
-                             "folder")
+            raise ValueError(f"the results folder {folder} is a file; move it away or set THESIS_RESULTS to a folder")
     return root / profile.name

@@ -7,15 +7,15 @@ import atexit
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .. import distributed
 from ..files import write_text_atomic
 from ..training import TENSORBOARD_ENV, TensorBoardLogger, Trainer
 from .profiles import results_root
-
 
 PROGRESS_DIR = ".progress"
 
@@ -39,8 +39,7 @@ def report_progress(**fields: Any) -> None:
     rank 0 reports for all ranks."""
     if distributed.rank() != 0:
         return
-    _progress.update(fields, notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"),
-                     updated=time.time())
+    _progress.update(fields, notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"), updated=time.time())
     folder = progress_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,17 +71,18 @@ class EpochReporter:
             return
         if self._tensorboard is None:
             folder = self.run_dir / "tensorboard" / readable_params(self.params) / self.phase
-            self._tensorboard = TensorBoardLogger(folder, {"experiment": self.run, "phase": self.phase,
-                                                           **self.params})
+            self._tensorboard = TensorBoardLogger(folder, {"experiment": self.run, "phase": self.phase, **self.params})
         self._tensorboard(trainer, record)
 
 
 def readable_params(params: Mapping[str, Any], limit: int = 100) -> str:
     """`params` as one folder name, `key=value` joined by commas (cut at `limit` characters): TensorBoard
     names a run by its folder."""
+
     def shown(value: Any) -> str:
-        return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"),
-                                                               default=str)
+        return (
+            value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        )
 
     text = ",".join(f"{key}={shown(value)}" for key, value in sorted(params.items())) or "defaults"
     return "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in text)[:limit]

@@ -8,20 +8,20 @@ import importlib
 import inspect
 import math
 import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pandas as pd
 import torch
 
 from ..data import Dataset, load_dataset
 from ..models import ResNet, ResNetConfig
-from ..training import SEED_LIMIT, Trainer, TrainConfig, TrainingHook
+from ..training import SEED_LIMIT, TrainConfig, Trainer, TrainingHook
 from .plans import RunPlan, RunPlanner, single_phase
 from .profiles import Profile, get_profile
 from .progress import EpochReporter
-
 
 # The package whose import registers every experiment (one module per chapter); imported on the first
 # lookup of an unknown name, so `run("prunetrain", ...)` works without importing a chapter first.
@@ -63,8 +63,9 @@ class RunContext:
         if key not in _DATASETS:
             data = load_dataset(name)
             if self.profile.n_train is not None or self.profile.n_test is not None:
-                data = data.subset(self.profile.n_train or len(data.train_y),
-                                   self.profile.n_test or len(data.test_y), seed=0)
+                data = data.subset(
+                    self.profile.n_train or len(data.train_y), self.profile.n_test or len(data.test_y), seed=0
+                )
             _DATASETS[key] = data
         return _DATASETS[key]
 
@@ -77,15 +78,29 @@ class RunContext:
         """The profile's TrainConfig with `overrides` (see `Profile.train_config`)."""
         return self.profile.train_config(**overrides)
 
-    def trainer(self, model: torch.nn.Module, config: TrainConfig, hooks: Sequence[TrainingHook] = (),
-                data: Dataset | None = None, phase: str = "train") -> Trainer:
+    def trainer(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        hooks: Sequence[TrainingHook] = (),
+        data: Dataset | None = None,
+        phase: str = "train",
+    ) -> Trainer:
         """A Trainer that checkpoints into this run's folder (one checkpoint per `phase`)."""
         threads = "auto" if self.profile.cpu_threads is None else self.profile.cpu_threads
-        return Trainer(model=model, data=data or self.dataset(), config=config, hooks=list(hooks),
-                       device=self.device, checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
-                       progress=self.progress, description=f"{self.name} {phase}", cpu_threads=threads,
-                       epoch_callback=EpochReporter(self.name, self.run_dir, phase, self.params),
-                       checkpoint_owner=f"{self.run_dir.name}/{phase}")
+        return Trainer(
+            model=model,
+            data=data or self.dataset(),
+            config=config,
+            hooks=list(hooks),
+            device=self.device,
+            checkpoint_path=self.run_dir / f"checkpoint_{phase}.pt",
+            progress=self.progress,
+            description=f"{self.name} {phase}",
+            cpu_threads=threads,
+            epoch_callback=EpochReporter(self.name, self.run_dir, phase, self.params),
+            checkpoint_owner=f"{self.run_dir.name}/{phase}",
+        )
 
 
 ExperimentFunction = Callable[[RunContext], RunOutput]
@@ -102,17 +117,31 @@ class Bounds:
     at_most: float | None = None
 
     def admits(self, value: float) -> bool:
-        return ((self.at_least is None or value >= self.at_least) and (self.above is None or value > self.above)
-                and (self.below is None or value < self.below) and (self.at_most is None or value <= self.at_most))
+        return (
+            (self.at_least is None or value >= self.at_least)
+            and (self.above is None or value > self.above)
+            and (self.below is None or value < self.below)
+            and (self.at_most is None or value <= self.at_most)
+        )
 
     def __str__(self) -> str:
         def number(bound: float) -> str:
             return "2^63" if bound == SEED_LIMIT else f"{bound:g}"
 
-        low = (f"[{number(self.at_least)}" if self.at_least is not None
-               else f"({number(self.above)}" if self.above is not None else None)
-        high = (f"{number(self.below)})" if self.below is not None
-                else f"{number(self.at_most)}]" if self.at_most is not None else None)
+        low = (
+            f"[{number(self.at_least)}"
+            if self.at_least is not None
+            else f"({number(self.above)}"
+            if self.above is not None
+            else None
+        )
+        high = (
+            f"{number(self.below)})"
+            if self.below is not None
+            else f"{number(self.at_most)}]"
+            if self.at_most is not None
+            else None
+        )
         if low and high:
             return f"in {low}, {high}"
         if low:
@@ -136,8 +165,9 @@ def seed_param(default: int = 0) -> Any:
     return param(default, at_least=0, below=SEED_LIMIT)
 
 
-def _plan_default_shown(getter: Callable[[Profile, Mapping[str, Any]], Any], profile: Profile | None,
-                        fixed: Mapping[str, Any]) -> str:
+def _plan_default_shown(
+    getter: Callable[[Profile, Mapping[str, Any]], Any], profile: Profile | None, fixed: Mapping[str, Any]
+) -> str:
     if profile is None:
         return "default: the profile's plan or other params (list --profile NAME shows it)"
     try:
@@ -181,8 +211,10 @@ class Experiment:
             return self.plan(profile, resolved)
         model = resolved.get("model", "wide")
         if not isinstance(model, (str, ResNetConfig)):
-            raise ValueError(f"experiment {self.name!r} has no plan and its param 'model' is {model!r}, not a "
-                             "model name or ResNetConfig; register it with @experiment(..., plan=...)")
+            raise ValueError(
+                f"experiment {self.name!r} has no plan and its param 'model' is {model!r}, not a "
+                "model name or ResNetConfig; register it with @experiment(..., plan=...)"
+            )
         known = {f.name for f in fields(TrainConfig)}
         train = {key: value for key, value in resolved.items() if key in known}
         return single_phase(profile, model, profile.train_config(**train))
@@ -216,8 +248,11 @@ class Experiment:
         """name -> range of every declared param that has one (`param`, `plan_default`)."""
         if self.params is None:
             return {}
-        return {spec.name: spec.metadata[PARAM_BOUNDS] for spec in fields(self.params)
-                if PARAM_BOUNDS in spec.metadata and spec.metadata[PARAM_BOUNDS] != Bounds()}
+        return {
+            spec.name: spec.metadata[PARAM_BOUNDS]
+            for spec in fields(self.params)
+            if PARAM_BOUNDS in spec.metadata and spec.metadata[PARAM_BOUNDS] != Bounds()
+        }
 
     @property
     def description(self) -> str:
@@ -230,8 +265,11 @@ class Experiment:
         that has no default)."""
         lines, bounds, declared = [], self.bounds(), self.declared()
         profile = get_profile(profile) if profile is not None else None
-        fixed = {name: default for name, (_, default) in declared.items()
-                 if default is not REQUIRED and not callable(default)}
+        fixed = {
+            name: default
+            for name, (_, default) in declared.items()
+            if default is not REQUIRED and not callable(default)
+        }
         for name, (annotation, default) in declared.items():
             if default is REQUIRED:
                 shown = "required"
@@ -257,8 +295,14 @@ REQUIRED: Any = _Required()
 _REGISTRY: dict[str, Experiment] = {}
 
 
-def experiment(name: str, version: int = 1, *, params: type | None = None, train_config: bool = False,
-               plan: RunPlanner | None = None) -> Callable[[ExperimentFunction], ExperimentFunction]:
+def experiment(
+    name: str,
+    version: int = 1,
+    *,
+    params: type | None = None,
+    train_config: bool = False,
+    plan: RunPlanner | None = None,
+) -> Callable[[ExperimentFunction], ExperimentFunction]:
     """Register an experiment function under `name`. Bump `version` when its results change meaning.
 
     `params`: a dataclass declaring the experiment's params with types and defaults (see `Experiment`);
@@ -272,8 +316,10 @@ def experiment(name: str, version: int = 1, *, params: type | None = None, train
         if name in _REGISTRY:
             known = _REGISTRY[name].function
             if (known.__module__, known.__qualname__) != (function.__module__, function.__qualname__):
-                raise ValueError(f"experiment {name!r} is registered twice: by {known.__module__}."
-                                 f"{known.__qualname__} and by {function.__module__}.{function.__qualname__}")
+                raise ValueError(
+                    f"experiment {name!r} is registered twice: by {known.__module__}."
+                    f"{known.__qualname__} and by {function.__module__}.{function.__qualname__}"
+                )
         _REGISTRY[name] = Experiment(name, function, version, params, train_config, plan)
         return function
 
@@ -363,13 +409,16 @@ def _coerce(value: Any, annotation: Any) -> Any:
 
 def _checked(experiment_name: str, key: str, value: Any, annotation: Any, bounds: Bounds | None = None) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"param {key!r} of experiment {experiment_name!r} must be a finite number"
-                         f"{'' if bounds is None else f' {bounds}'}, got {value!r}")
+        raise ValueError(
+            f"param {key!r} of experiment {experiment_name!r} must be a finite number"
+            f"{'' if bounds is None else f' {bounds}'}, got {value!r}"
+        )
     try:
         return _coerce(value, annotation)
     except ValueError:
-        raise ValueError(f"param {key!r} of experiment {experiment_name!r} must be {describe_type(annotation)}, "
-                         f"got {value!r}") from None
+        raise ValueError(
+            f"param {key!r} of experiment {experiment_name!r} must be {describe_type(annotation)}, got {value!r}"
+        ) from None
 
 
 def resolve_params(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> dict[str, Any]:

@@ -29,9 +29,10 @@ import os
 import shutil
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import torch
@@ -64,8 +65,9 @@ class RunResult:
         try:
             state = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
         except Exception as error:  # the seal was verified at load time: this is damage since then
-            raise CorruptRunError(f"run {self.path}: model.pt cannot be read ({error}); delete that folder "
-                                  "to run it again") from error
+            raise CorruptRunError(
+                f"run {self.path}: model.pt cannot be read ({error}); delete that folder to run it again"
+            ) from error
         if state["spec"] is None:
             raise ValueError(f"experiment {self.name!r} saved no model in {self.path}")
         model = build_resnet(ResNetSpec.from_dict(state["spec"]))
@@ -90,10 +92,18 @@ def run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[s
     count only for runs on CUDA, where they take effect."""
     version = lookup(name).version
     on_cuda = profile.resolved_device().type == "cuda"
-    settings = {key: value for key, value in profile.to_dict().items()
-                if key != "seeds" and (on_cuda or not key.startswith("cuda_"))}
-    config = {"experiment": name, "version": version, "params": canonical(resolve_params(name, params, profile)),
-              "profile": settings, "device": profile.resolved_device().type}
+    settings = {
+        key: value
+        for key, value in profile.to_dict().items()
+        if key != "seeds" and (on_cuda or not key.startswith("cuda_"))
+    }
+    config = {
+        "experiment": name,
+        "version": version,
+        "params": canonical(resolve_params(name, params, profile)),
+        "profile": settings,
+        "device": profile.resolved_device().type,
+    }
     if distributed.world_size() > 1:
         config["world_size"] = distributed.world_size()
     return config
@@ -125,8 +135,9 @@ class _RunChanged(RuntimeError):
 
 
 def _corrupt(path: Path, problem: str) -> CorruptRunError:
-    return CorruptRunError(f"run {path}: {problem}, so its results cannot be trusted; delete that folder to "
-                           "run it again")
+    return CorruptRunError(
+        f"run {path}: {problem}, so its results cannot be trusted; delete that folder to run it again"
+    )
 
 
 def _read_regular(path: Path, name: str) -> bytes:
@@ -168,8 +179,11 @@ def _verified(path: Path, seal_bytes: bytes, expected: Mapping[str, Any] | None)
     seal = _json_mapping(path, f"its seal {SEAL}", seal_bytes)
     listed = seal.get("files")
     if not isinstance(listed, dict) or set(listed) != set(SEALED_FILES):
-        raise _corrupt(path, f"its seal {SEAL} lists no checksums of {list(SEALED_FILES)} (sealed before seals "
-                             "covered config.json, or a foreign format)")
+        raise _corrupt(
+            path,
+            f"its seal {SEAL} lists no checksums of {list(SEALED_FILES)} (sealed before seals "
+            "covered config.json, or a foreign format)",
+        )
     contents = {}
     for name in SEALED_FILES:
         entry = listed[name]
@@ -184,16 +198,22 @@ def _verified(path: Path, seal_bytes: bytes, expected: Mapping[str, Any] | None)
     config = _json_mapping(path, "config.json", contents["config.json"])
     owner = config_hash(config)
     if owner != path.name:
-        raise _corrupt(path, f"its config.json is that of run {owner}, not of run {path.name} (a run folder "
-                             "copied, linked or edited into another run's place)")
+        raise _corrupt(
+            path,
+            f"its config.json is that of run {owner}, not of run {path.name} (a run folder "
+            "copied, linked or edited into another run's place)",
+        )
     if seal.get("run") != path.name:
         raise _corrupt(path, f"its seal {SEAL} was written for run {seal.get('run')}, not for {path.name}")
     if expected is not None:
         asked = canonical(expected)
         found = {key: config.get(key) for key in asked}
         if found != asked:
-            raise _corrupt(path, f"its config.json describes {json.dumps(found, sort_keys=True)}, not the run "
-                                 f"asked for, {json.dumps(asked, sort_keys=True)}")
+            raise _corrupt(
+                path,
+                f"its config.json describes {json.dumps(found, sort_keys=True)}, not the run "
+                f"asked for, {json.dumps(asked, sort_keys=True)}",
+            )
     return contents
 
 
@@ -253,8 +273,11 @@ def _check_unsealed(path: Path) -> None:
     """An unsealed folder may resume from a checkpoint; result files without a checkpoint are reported."""
     results = [name for name in RESULT_FILES if (path / name).exists()]
     if results and not any(path.glob("checkpoint_*.pt")):
-        raise _corrupt(path, f"it holds {results} but no seal {SEAL} and no checkpoint to resume from (a "
-                             "deleted seal, or results copied in by hand)")
+        raise _corrupt(
+            path,
+            f"it holds {results} but no seal {SEAL} and no checkpoint to resume from (a "
+            "deleted seal, or results copied in by hand)",
+        )
 
 
 def _seal(path: Path, output: RunOutput, seconds: float) -> None:
@@ -263,14 +286,20 @@ def _seal(path: Path, output: RunOutput, seconds: float) -> None:
     write_text_atomic(path / "history.csv", output.history.to_csv(index=False))
     write_text_atomic(path / "summary.json", json.dumps(_jsonable(output.summary), indent=2, sort_keys=True))
     model = output.model
-    atomic_torch_save({"spec": model.spec.to_dict() if model is not None else None,
-                       "state_dict": model.state_dict() if model is not None else None}, path / "model.pt")
+    atomic_torch_save(
+        {
+            "spec": model.spec.to_dict() if model is not None else None,
+            "state_dict": model.state_dict() if model is not None else None,
+        },
+        path / "model.pt",
+    )
     files = {}
     for name in SEALED_FILES:
         data = _read_regular(path, name)
         files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    write_text_atomic(path / SEAL, json.dumps({"run": path.name, "seconds": seconds, "files": files}, indent=2,
-                                               sort_keys=True))
+    write_text_atomic(
+        path / SEAL, json.dumps({"run": path.name, "seconds": seconds, "files": files}, indent=2, sort_keys=True)
+    )
 
 
 def _claim(path: Path, lock: FileLock, lock_timeout: float | None) -> bool:
@@ -283,8 +312,10 @@ def _claim(path: Path, lock: FileLock, lock_timeout: float | None) -> bool:
     try:
         lock.acquire(timeout=-1 if lock_timeout is None else lock_timeout)
     except Timeout as error:
-        raise RuntimeError(f"run {path} is locked by another process (lock file {lock.lock_file}) for more "
-                           f"than {lock_timeout} s; wait for it to finish") from error
+        raise RuntimeError(
+            f"run {path} is locked by another process (lock file {lock.lock_file}) for more "
+            f"than {lock_timeout} s; wait for it to finish"
+        ) from error
     try:
         if (path / SEAL).exists():  # finished by the process we waited for
             lock.release()
@@ -324,8 +355,14 @@ def _check_folder(path: Path) -> None:
         raise ValueError(f"the run folder {path} is a file; move it away or set THESIS_RESULTS elsewhere")
 
 
-def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Profile = "quick",
-        progress: bool = True, lock_timeout: float | None = None) -> RunResult:
+def run(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    profile: str | Profile = "quick",
+    progress: bool = True,
+    lock_timeout: float | None = None,
+) -> RunResult:
     """Run experiment `name` with `params` on `profile`, or load it when it has finished before.
 
     `params` are checked and completed by `resolve_params` before anything is written; the experiment
@@ -367,8 +404,7 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
             write_text_atomic(path / "config.json", json.dumps(config, indent=2, sort_keys=True))
         start = time.perf_counter()
         try:
-            output = function(RunContext(name=name, params=typed, profile=profile, run_dir=path,
-                                         progress=progress))
+            output = function(RunContext(name=name, params=typed, profile=profile, run_dir=path, progress=progress))
         except BaseException:
             if created and not any(path.glob("checkpoint_*.pt")):  # nothing to resume: leave no litter
                 shutil.rmtree(path, ignore_errors=True)
@@ -380,8 +416,9 @@ def run(name: str, params: Mapping[str, Any] | None = None, *, profile: str | Pr
                 checkpoint.unlink(missing_ok=True)  # a reader of the sealed run may remove it too
         distributed.barrier()  # the other ranks read the run once rank 0 has sealed it
         history = output.history if lead else pd.read_csv(path / "history.csv")
-        return RunResult(name, params, json.loads((path / "summary.json").read_text()), history, path,
-                         loaded_from_cache=False)
+        return RunResult(
+            name, params, json.loads((path / "summary.json").read_text()), history, path, loaded_from_cache=False
+        )
     finally:
         if lead:
             lock.release()
@@ -399,8 +436,10 @@ def _orphan_note(path: Path) -> str:
     if not orphans:
         return ""
     size = sum(p.stat().st_size for p in orphans if p.exists())
-    return (f"{len(orphans)} orphan temporary file{'s' if len(orphans) > 1 else ''} ({size / 1024:.0f} KB, left "
-            "by a kill; removed when the run is next opened)")
+    return (
+        f"{len(orphans)} orphan temporary file{'s' if len(orphans) > 1 else ''} ({size / 1024:.0f} KB, left "
+        "by a kill; removed when the run is next opened)"
+    )
 
 
 def run_status(path: Path) -> dict[str, Any]:
@@ -413,8 +452,14 @@ def run_status(path: Path) -> dict[str, Any]:
             return _status(path)
         except _RunChanged as error:
             if attempt == LOAD_ATTEMPTS - 1:
-                return {"folder": str(path), "experiment": path.parent.name, "params": "", "dataset": None,
-                        "status": "damaged", "detail": str(error)}
+                return {
+                    "folder": str(path),
+                    "experiment": path.parent.name,
+                    "params": "",
+                    "dataset": None,
+                    "status": "damaged",
+                    "detail": str(error),
+                }
     raise AssertionError("unreachable")
 
 
@@ -433,14 +478,22 @@ def _status(path: Path) -> dict[str, Any]:
                 summary, _ = _read_sealed(path)
             except CorruptRunError as error:
                 return {**row, "status": "damaged", "detail": "; ".join([str(error), *filter(None, notes)])}
-            return {**row, "status": "finished", "detail": "; ".join(filter(None, notes)),
-                    **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")}}
+            return {
+                **row,
+                "status": "finished",
+                "detail": "; ".join(filter(None, notes)),
+                **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")},
+            }
         checkpoints = sorted(path.glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
         if checkpoints:
             reached = [_checkpoint_progress(checkpoint) for checkpoint in checkpoints]
             detail = "saved " + ", ".join(reached)
-            return {**row, "status": "partial", "epochs": _checkpoint_epoch(checkpoints[-1]),
-                    "detail": "; ".join(filter(None, [detail, *notes]))}
+            return {
+                **row,
+                "status": "partial",
+                "epochs": _checkpoint_epoch(checkpoints[-1]),
+                "detail": "; ".join(filter(None, [detail, *notes])),
+            }
         try:
             _check_unsealed(path)
         except CorruptRunError as error:

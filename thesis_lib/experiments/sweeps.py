@@ -7,10 +7,11 @@ import importlib
 import itertools
 import json
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -40,8 +41,14 @@ def _flat(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def sweep(name: str, grid: Iterable[Mapping[str, Any]], *, profile: str | Profile = "quick",
-          progress: bool = True, executor: str | None = None) -> SweepResult:
+def sweep(
+    name: str,
+    grid: Iterable[Mapping[str, Any]],
+    *,
+    profile: str | Profile = "quick",
+    progress: bool = True,
+    executor: str | None = None,
+) -> SweepResult:
     """Run (or load) `name` for every params mapping of `grid`; params become columns of both frames.
 
     `executor`: "serial" trains the runs one after the other in this process; "ray" trains the unfinished
@@ -100,8 +107,10 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
     others; once all have ended, one SweepError names every failure."""
     module = lookup(name).function.__module__
     if module == "__main__":
-        raise ValueError(f"experiment {name!r} is defined in __main__ (a script or a notebook), which Ray "
-                         "workers cannot import; move it into a module, or use executor='serial'")
+        raise ValueError(
+            f"experiment {name!r} is defined in __main__ (a script or a notebook), which Ray "
+            "workers cannot import; move it into a module, or use executor='serial'"
+        )
     params = [canonical(resolve_params(name, point, profile)) for point in grid]
     version = lookup(name).version
     asked = [{"experiment": name, "version": version, "params": point} for point in params]
@@ -114,8 +123,9 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
         else:
             todo.setdefault(path, []).append(index)
     groups = list(todo.values())
-    bar = tqdm(total=len(grid), initial=len(grid) - sum(map(len, groups)), desc=f"{name} sweep (ray)",
-               disable=not progress)
+    bar = tqdm(
+        total=len(grid), initial=len(grid) - sum(map(len, groups)), desc=f"{name} sweep (ray)", disable=not progress
+    )
     report_progress(runs_done=bar.n)
     failures = []
     if groups:
@@ -142,9 +152,11 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
     bar.close()
     if failures:
         lines = [f"  {json.dumps(point, sort_keys=True)}: {type(error).__name__}: {error}" for point, error in failures]
-        raise SweepError(f"{len(failures)} of {len(groups)} Ray tasks of sweep {name!r} failed (the other runs "
-                         "are sealed in the store; fix the cause and run the sweep again to train only these):\n"
-                         + "\n".join(lines), failures) from failures[0][1]
+        raise SweepError(
+            f"{len(failures)} of {len(groups)} Ray tasks of sweep {name!r} failed (the other runs "
+            "are sealed in the store; fix the cause and run the sweep again to train only these):\n" + "\n".join(lines),
+            failures,
+        ) from failures[0][1]
     return results
 
 
@@ -153,11 +165,15 @@ def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, A
     profile = get_profile(profile)
     for key, values in axes.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-            raise ValueError(f"seed_grid axis {key!r} needs a list of values, got {values!r}; "
-                             f"write {key}=[{values!r}] for a single value")
+            raise ValueError(
+                f"seed_grid axis {key!r} needs a list of values, got {values!r}; "
+                f"write {key}=[{values!r}] for a single value"
+            )
         if not values:
-            raise ValueError(f"seed_grid axis {key!r} is empty: it would make an empty grid; give it at least "
-                             "one value or leave it out")
+            raise ValueError(
+                f"seed_grid axis {key!r} is empty: it would make an empty grid; give it at least "
+                "one value or leave it out"
+            )
     keys = list(axes)
     combos = itertools.product(*(axes[k] for k in keys)) if keys else [()]
     return [{**dict(zip(keys, combo)), "seed": seed} for combo in combos for seed in profile.seeds]

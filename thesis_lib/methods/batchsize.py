@@ -102,8 +102,9 @@ def model_state_bytes(model: nn.Module, optimizer_slots: int = 1) -> int:
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _probe_batch(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
-                 device: torch.device, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _probe_batch(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A zero input and zero labels: memory does not depend on the values, and no RNG is consumed. With
     `channels_last` on CUDA the input (and the model, by the caller) use that memory format, as `Trainer`."""
     x = torch.zeros((batch_size, *input_shape), device=device)
@@ -128,9 +129,14 @@ def _autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def saved_tensor_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
-                       device: str | torch.device | None = None, precision: str = "fp32",
-                       channels_last: bool = False) -> int:
+def saved_tensor_bytes(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    batch_size: int,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> int:
     """Bytes the autograd graph saves for backward in one training-mode forward pass plus cross-entropy.
 
     Counts every distinct storage handed to `saved_tensors_hooks` once, at its full size, except the
@@ -164,9 +170,14 @@ def _release_cuda_memory(device: torch.device) -> None:
     torch.cuda.empty_cache()
 
 
-def training_step_peak_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int,
-                             device: str | torch.device | None = None, precision: str = "fp32",
-                             channels_last: bool = False) -> int:
+def training_step_peak_bytes(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    batch_size: int,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> int:
     """CUDA only: peak allocated bytes of one SGD-with-momentum training step of a copy of `model`, in the
     run's `precision` (autocast) and memory format (`channels_last`), as `Trainer` trains.
 
@@ -178,8 +189,10 @@ def training_step_peak_bytes(model: nn.Module, input_shape: Sequence[int], batch
     batch_size = _check_batch(batch_size)
     device = _device_of(model, device)
     if device.type != "cuda":
-        raise ValueError(f"the peak-memory probe needs a CUDA device, got {device}; "
-                         "use saved_tensor_bytes or fit_memory_model(source='saved') elsewhere")
+        raise ValueError(
+            f"the peak-memory probe needs a CUDA device, got {device}; "
+            "use saved_tensor_bytes or fit_memory_model(source='saved') elsewhere"
+        )
     _release_cuda_memory(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -221,8 +234,10 @@ class MemoryModel:
         if limit is not None:
             limit = _check_batch(limit, "batch limit")
         if self.bytes_at(1) > budget:
-            raise ValueError(f"a memory budget of {budget:.0f} bytes does not hold one sample "
-                             f"({self.bytes_at(1):.0f} bytes at batch size 1); raise the budget")
+            raise ValueError(
+                f"a memory budget of {budget:.0f} bytes does not hold one sample "
+                f"({self.bytes_at(1):.0f} bytes at batch size 1); raise the budget"
+            )
         if self.per_sample_bytes <= 0:
             if limit is None:
                 raise ValueError("memory does not grow with the batch, so no budget bounds it; pass a limit")
@@ -245,9 +260,15 @@ def resolve_memory_method(method: str, device: torch.device) -> str:
     return method
 
 
-def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None,
-                     method: str = "auto", probe_batches: Sequence[int] | None = None, precision: str = "fp32",
-                     channels_last: bool = False) -> MemoryModel:
+def fit_memory_model(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    device: str | torch.device | None = None,
+    method: str = "auto",
+    probe_batches: Sequence[int] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> MemoryModel:
     """Fit `MemoryModel` from probes at `probe_batches` (least squares), in the run's `precision` and
     memory format (see `saved_tensor_bytes`).
 
@@ -264,15 +285,13 @@ def fit_memory_model(model: nn.Module, input_shape: Sequence[int], device: str |
     if len(batches) < 2:
         raise ValueError(f"need at least two different probe batch sizes to fit a line, got {probe_batches}")
     if method == "peak":
-        measured = [training_step_peak_bytes(model, input_shape, b, device, precision, channels_last)
-                    for b in batches]
+        measured = [training_step_peak_bytes(model, input_shape, b, device, precision, channels_last) for b in batches]
         static, source = 0.0, "peak"
     else:
         measured = [saved_tensor_bytes(model, input_shape, b, device, precision, channels_last) for b in batches]
         static, source = float(model_state_bytes(model)), "saved"
     per_sample, fixed = np.polyfit(np.asarray(batches, float), np.asarray(measured, float), 1)
-    return MemoryModel(static_bytes=static, fixed_bytes=float(fixed), per_sample_bytes=float(per_sample),
-                       source=source)
+    return MemoryModel(static_bytes=static, fixed_bytes=float(fixed), per_sample_bytes=float(per_sample), source=source)
 
 
 @dataclass
@@ -299,8 +318,9 @@ def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> B
         return ok
 
     if not probe(1):
-        raise ValueError("not even a batch of one sample fits the memory budget; raise the budget or "
-                         "shrink the model or input")
+        raise ValueError(
+            "not even a batch of one sample fits the memory budget; raise the budget or shrink the model or input"
+        )
     good, bad = 1, None
     while bad is None:
         candidate = 2 * good if limit is None else min(2 * good, limit)
@@ -319,9 +339,14 @@ def search_max_batch(fits: Callable[[int], bool], limit: int | None = None) -> B
     return BatchSearch(good, probes)
 
 
-def max_batch_size(model: nn.Module, input_shape: Sequence[int], budget_bytes: float | None = None,
-                   device: str | torch.device | None = None, method: str = "auto",
-                   limit: int | None = None) -> int:
+def max_batch_size(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    budget_bytes: float | None = None,
+    device: str | torch.device | None = None,
+    method: str = "auto",
+    limit: int | None = None,
+) -> int:
     """The largest training batch of `model` on `input_shape` that fits.
 
     method "peak" (CUDA; the default there): search by real training steps; a probe fits when it raises
@@ -351,8 +376,9 @@ def max_batch_size(model: nn.Module, input_shape: Sequence[int], budget_bytes: f
     return search_max_batch(fits, limit).batch_size
 
 
-def memory_profile(model: nn.Module, input_shape: Sequence[int], batch_sizes: Sequence[int],
-                   device: str | torch.device | None = None) -> pd.DataFrame:
+def memory_profile(
+    model: nn.Module, input_shape: Sequence[int], batch_sizes: Sequence[int], device: str | torch.device | None = None
+) -> pd.DataFrame:
     """Fig. 6.1: memory of a training step per batch size, one row per batch size.
 
     Columns: batch_size, saved_bytes (autograd's saved tensors), state_bytes (parameters, gradients,
@@ -364,20 +390,33 @@ def memory_profile(model: nn.Module, input_shape: Sequence[int], batch_sizes: Se
     for batch in batch_sizes:
         saved = saved_tensor_bytes(model, input_shape, batch, device)
         peak = training_step_peak_bytes(model, input_shape, batch, device) if device.type == "cuda" else math.nan
-        rows.append({"batch_size": int(batch), "saved_bytes": saved, "state_bytes": state,
-                     "model_bytes": state + saved, "peak_bytes": peak})
+        rows.append(
+            {
+                "batch_size": int(batch),
+                "saved_bytes": saved,
+                "state_bytes": state,
+                "model_bytes": state + saved,
+                "peak_bytes": peak,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _memory_at(model: nn.Module, input_shape: Sequence[int], batch_size: int, device: torch.device,
-               method: str) -> float:
+def _memory_at(
+    model: nn.Module, input_shape: Sequence[int], batch_size: int, device: torch.device, method: str
+) -> float:
     if method == "peak":
         return float(training_step_peak_bytes(model, input_shape, batch_size, device))
     return float(model_state_bytes(model) + saved_tensor_bytes(model, input_shape, batch_size, device))
 
 
-def reference_budget(input_shape: Sequence[int], num_classes: int, device: str | torch.device = "cpu",
-                     method: str = "auto", batch_size: int = THESIS_REFERENCE_BATCH) -> float:
+def reference_budget(
+    input_shape: Sequence[int],
+    num_classes: int,
+    device: str | torch.device = "cpu",
+    method: str = "auto",
+    batch_size: int = THESIS_REFERENCE_BATCH,
+) -> float:
     """The memory budget of the batch table: what the thesis's baseline net (s = 3, N = 5, widths
     16/32/64) needs at `batch_size` (256, its entry in the thesis's table) on this input, so the table's
     anchor row reproduces the thesis's and every other entry is measured against the same memory."""
@@ -389,10 +428,16 @@ def reference_budget(input_shape: Sequence[int], num_classes: int, device: str |
     return _memory_at(model, shape, _check_batch(batch_size), device, method)
 
 
-def batch_table(input_shape: Sequence[int], num_classes: int, budget_bytes: float,
-                stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = range(1, 11),
-                widths: Sequence[int] = (16, 32, 64), device: str | torch.device = "cpu",
-                method: str = "auto") -> pd.DataFrame:
+def batch_table(
+    input_shape: Sequence[int],
+    num_classes: int,
+    budget_bytes: float,
+    stages: Sequence[int] = (1, 2, 3),
+    blocks: Sequence[int] = range(1, 11),
+    widths: Sequence[int] = (16, 32, 64),
+    device: str | torch.device = "cpu",
+    method: str = "auto",
+) -> pd.DataFrame:
     """The thesis's table in 6.1: parameters and the largest batch within `budget_bytes` for every s x N.
 
     Columns: stages, blocks, parameters (of the measured net: the input's channels and classes), max_batch.
@@ -403,8 +448,9 @@ def batch_table(input_shape: Sequence[int], num_classes: int, budget_bytes: floa
     rows = []
     for s in stages:
         for n in blocks:
-            config = ResNetConfig(stages=s, blocks=(n,) * s, widths=tuple(widths[:s]), in_channels=shape[0],
-                                  num_classes=num_classes)
+            config = ResNetConfig(
+                stages=s, blocks=(n,) * s, widths=tuple(widths[:s]), in_channels=shape[0], num_classes=num_classes
+            )
             model = build_resnet(config).to(device)
             batch = max_batch_size(model, shape, budget_bytes, device, method)
             rows.append({"stages": s, "blocks": n, "parameters": count_parameters(model), "max_batch": batch})
@@ -444,8 +490,9 @@ def inverse_batch_fit(table: pd.DataFrame, stages: int) -> LinearFit:
     return linear_fit(part["parameters"].to_numpy(float), 1.0 / part["max_batch"].to_numpy(float))
 
 
-def batch_from_fit(fit: LinearFit, base_parameters: int, parameters: int, base_batch_size: int,
-                   limit: int | None = None) -> int:
+def batch_from_fit(
+    fit: LinearFit, base_parameters: int, parameters: int, base_batch_size: int, limit: int | None = None
+) -> int:
     """The thesis's rule (6.1): the batch for a net of `parameters` from a fit of 1 / max batch against
     parameters, relative to the run's start: base batch x f(base parameters) / f(parameters), floored and
     capped at `limit`. ValueError where the line predicts 1 / batch <= 0 (extrapolated past its range)."""
@@ -454,9 +501,11 @@ def batch_from_fit(fit: LinearFit, base_parameters: int, parameters: int, base_b
         limit = _check_batch(limit, "batch limit")
     base_inverse, inverse = float(fit.predict(base_parameters)), float(fit.predict(parameters))
     if base_inverse <= 0 or inverse <= 0:
-        raise ValueError(f"the fit 1/batch = {fit.intercept:.3g} + {fit.slope:.3g} * parameters is <= 0 at "
-                         f"{min(base_parameters, parameters)} parameters: it is extrapolated beyond its range; "
-                         "fit over smaller nets or use rule 'probe'")
+        raise ValueError(
+            f"the fit 1/batch = {fit.intercept:.3g} + {fit.slope:.3g} * parameters is <= 0 at "
+            f"{min(base_parameters, parameters)} parameters: it is extrapolated beyond its range; "
+            "fit over smaller nets or use rule 'probe'"
+        )
     batch = max(1, math.floor(base_batch_size * base_inverse / inverse + FLOOR_ROUNDING_GUARD))
     return min(batch, limit) if limit is not None else batch
 
@@ -496,8 +545,14 @@ class BatchAdaptation(TrainingHook):
 
     changes_shapes = True
 
-    def __init__(self, scaling: str = "linear", rule: str = "probe", max_batch: int | None = None,
-                 params_fit: LinearFit | None = None, memory_model: MemoryModelFunction | None = None) -> None:
+    def __init__(
+        self,
+        scaling: str = "linear",
+        rule: str = "probe",
+        max_batch: int | None = None,
+        params_fit: LinearFit | None = None,
+        memory_model: MemoryModelFunction | None = None,
+    ) -> None:
         if scaling not in SCALINGS:
             raise ValueError(f"unknown lr scaling {scaling!r}; use one of {SCALINGS}")
         if rule not in RULES:
@@ -517,8 +572,13 @@ class BatchAdaptation(TrainingHook):
     def _memory_model_of(self, trainer: Trainer, model: nn.Module) -> MemoryModel:
         if self.memory_model is not None:
             return self.memory_model(model)
-        return fit_memory_model(model, tuple(trainer.data.train_x.shape[1:]), trainer.device,
-                                precision=trainer.config.precision, channels_last=trainer.config.channels_last)
+        return fit_memory_model(
+            model,
+            tuple(trainer.data.train_x.shape[1:]),
+            trainer.device,
+            precision=trainer.config.precision,
+            channels_last=trainer.config.channels_last,
+        )
 
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.step_count > 0 and self.budget_bytes is not None:
@@ -526,23 +586,29 @@ class BatchAdaptation(TrainingHook):
         self.base_batch_size = trainer.batch_size
         self.base_lr_scale = trainer.lr_scale
         self.base_parameters = count_parameters(trainer.model)
-        self.budget_bytes = distributed.share(self._memory_model_of(trainer, trainer.model).bytes_at(
-            trainer.batch_size // trainer.world_size))  # under DDP rank 0's measurement decides for all
+        self.budget_bytes = distributed.share(
+            self._memory_model_of(trainer, trainer.model).bytes_at(trainer.batch_size // trainer.world_size)
+        )  # under DDP rank 0's measurement decides for all
 
     def new_batch_size(self, trainer: Trainer, model: nn.Module) -> int:
         """The batch size for `model` under this run's memory budget (rule "probe") or fit (rule "fit")."""
         if self.budget_bytes is None or self.base_batch_size is None or self.base_parameters is None:
-            raise RuntimeError("BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks, "
-                               "where it fixes the budget before the first epoch")
+            raise RuntimeError(
+                "BatchAdaptation has no memory budget yet: pass it in the Trainer's hooks, "
+                "where it fixes the budget before the first epoch"
+            )
         ranks = trainer.world_size
         if self.max_batch is not None and self.max_batch < ranks:
-            raise ValueError(f"the batch limit {self.max_batch} is below the {ranks} processes of this run: every "
-                             f"rank needs at least one sample; raise max_batch to at least {ranks}")
+            raise ValueError(
+                f"the batch limit {self.max_batch} is below the {ranks} processes of this run: every "
+                f"rank needs at least one sample; raise max_batch to at least {ranks}"
+            )
         if self.rule == "probe":
             limit = self.max_batch // ranks if self.max_batch is not None else None
             return ranks * self._memory_model_of(trainer, model).max_batch(self.budget_bytes, limit)
-        batch = batch_from_fit(self.params_fit, self.base_parameters, count_parameters(model),
-                               self.base_batch_size, self.max_batch)
+        batch = batch_from_fit(
+            self.params_fit, self.base_parameters, count_parameters(model), self.base_batch_size, self.max_batch
+        )
         return max(ranks, batch - batch % ranks)
 
     def on_model_replaced(self, trainer: Trainer, old_model: nn.Module, new_model: nn.Module) -> None:
@@ -556,8 +622,12 @@ class BatchAdaptation(TrainingHook):
         record["memory_budget"] = self.budget_bytes
 
     def state_dict(self) -> dict[str, Any]:
-        return {"budget_bytes": self.budget_bytes, "base_batch_size": self.base_batch_size,
-                "base_lr_scale": self.base_lr_scale, "base_parameters": self.base_parameters}
+        return {
+            "budget_bytes": self.budget_bytes,
+            "base_batch_size": self.base_batch_size,
+            "base_lr_scale": self.base_lr_scale,
+            "base_parameters": self.base_parameters,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.budget_bytes = state["budget_bytes"]
@@ -566,8 +636,13 @@ class BatchAdaptation(TrainingHook):
         self.base_parameters = state["base_parameters"]
 
 
-def params_batch_fit(config: ResNetConfig, input_shape: Sequence[int], batch_size: int,
-                     device: str | torch.device = "cpu", blocks: Sequence[int] = range(1, 11)) -> LinearFit:
+def params_batch_fit(
+    config: ResNetConfig,
+    input_shape: Sequence[int],
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    blocks: Sequence[int] = range(1, 11),
+) -> LinearFit:
     """The fit of 1 / max batch against parameters for `config`'s stage count and widths over `blocks`,
     under the memory the deepest of those nets needs at `batch_size` (so every net of the table fits):
     the line rule "fit" of `BatchAdaptation` uses."""
@@ -576,6 +651,14 @@ def params_batch_fit(config: ResNetConfig, input_shape: Sequence[int], batch_siz
     method = resolve_memory_method("auto", device)
     deepest = build_resnet(config.with_(blocks=(max(blocks),) * config.stages)).to(device)
     budget = _memory_at(deepest, input_shape, batch_size, device, method)
-    table = batch_table(input_shape, config.num_classes, budget, stages=(config.stages,), blocks=blocks,
-                        widths=config.widths, device=device, method=method)
+    table = batch_table(
+        input_shape,
+        config.num_classes,
+        budget,
+        stages=(config.stages,),
+        blocks=blocks,
+        widths=config.widths,
+        device=device,
+        method=method,
+    )
     return inverse_batch_fit(table, config.stages)

@@ -28,18 +28,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
 from ..data import Dataset
-from ..models import (ResNet, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters,
-                      require_thesis_resnet)
+from ..models import ResNet, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters, require_thesis_resnet
 from ..surgery import INTERNAL, STREAM, channel_groups, conv_edges, same_width_segments, select_channels
 from ..training import TrainConfig, Trainer, TrainingHook, seeded_model
 
@@ -72,8 +72,13 @@ def _conv_costs(coefficients: torch.Tensor, alive_in: torch.Tensor, alive_out: t
     return coefficients * alive_in * alive_out
 
 
-def _conv_penalties(coefficients: torch.Tensor, alive_in: torch.Tensor, gamma_sum_in: torch.Tensor,
-                    alive_out: torch.Tensor, gamma_sum_out: torch.Tensor) -> torch.Tensor:
+def _conv_penalties(
+    coefficients: torch.Tensor,
+    alive_in: torch.Tensor,
+    gamma_sum_in: torch.Tensor,
+    alive_out: torch.Tensor,
+    gamma_sum_out: torch.Tensor,
+) -> torch.Tensor:
     """G(j) per conv (eq. 2.11), elementwise over convs."""
     return coefficients * (alive_in * gamma_sum_out + alive_out * gamma_sum_in)
 
@@ -92,7 +97,8 @@ def _output_sizes_cached(geometry_json: str, input_size: tuple[int, int, int]) -
         module.register_forward_hook(
             lambda _module, _inputs, output, name=name: sizes.__setitem__(name, tuple(output.shape[-2:]))
         )
-        for name, module in model.named_modules() if isinstance(module, nn.Conv2d)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d)
     ]
     try:
         with torch.no_grad():
@@ -167,8 +173,13 @@ class MorphNetRegularizer:
     `select_channels(model, alive_channels(model))` whenever every stream keeps an alive channel).
     """
 
-    def __init__(self, model: ResNet, resource: str = "flops", gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD,
-                 input_size: Sequence[int] = (3, 32, 32)) -> None:
+    def __init__(
+        self,
+        model: ResNet,
+        resource: str = "flops",
+        gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD,
+        input_size: Sequence[int] = (3, 32, 32),
+    ) -> None:
         _check_resource(resource)
         require_thesis_resnet(model, "MorphNetRegularizer")
         if not gamma_threshold >= 0:
@@ -264,12 +275,10 @@ class MorphNetRegularizer:
 
     def full_cost(self) -> int:
         """F with every channel alive: count_flops of the model (flops) or its weight entries (size)."""
-        return self._cost_from_counts(torch.tensor([group.size for group in self.groups],
-                                                   device=self._in_slots.device))
+        return self._cost_from_counts(torch.tensor([group.size for group in self.groups], device=self._in_slots.device))
 
 
-def spec_cost(spec: ResNetSpec | ResNetConfig, resource: str = "flops",
-              input_size: Sequence[int] = (3, 32, 32)) -> int:
+def spec_cost(spec: ResNetSpec | ResNetConfig, resource: str = "flops", input_size: Sequence[int] = (3, 32, 32)) -> int:
     """F of a whole architecture (every channel alive), without allocating its weights."""
     _check_resource(resource)
     spec = spec.to_spec() if isinstance(spec, ResNetConfig) else spec
@@ -331,8 +340,10 @@ def scale_spec(spec: ResNetSpec, omega: float | Fraction) -> ResNetSpec:
     stages = tuple(
         StageSpec(
             width=_scaled_width_down(stage.width, omega),
-            blocks=tuple(replace(block, widths=tuple(_scaled_width_down(w, omega) for w in block.widths))
-                         for block in stage.blocks),
+            blocks=tuple(
+                replace(block, widths=tuple(_scaled_width_down(w, omega) for w in block.widths))
+                for block in stage.blocks
+            ),
         )
         for stage in spec.stages
     )
@@ -366,8 +377,9 @@ def _check_budget(spec: ResNetSpec, budget: float, resource: str, input_size: Se
         )
 
 
-def width_multiplier(spec: ResNetSpec, budget: float, resource: str = "flops",
-                     input_size: Sequence[int] = (3, 32, 32)) -> tuple[float, ResNetSpec]:
+def width_multiplier(
+    spec: ResNetSpec, budget: float, resource: str = "flops", input_size: Sequence[int] = (3, 32, 32)
+) -> tuple[float, ResNetSpec]:
     """The largest omega with F(omega * C) <= budget (algorithm 2.2, step 3) and that scaled spec.
 
     The scaled spec only changes where omega * w crosses an integer for some width w, so the search runs
@@ -404,9 +416,15 @@ def uniform_config(spec: ResNetSpec) -> ResNetConfig | None:
         internal = [stage.blocks[0].widths[0] if stage.blocks[0].widths else stage.width for stage in spec.stages]
         widths = tuple(internal) if bottleneck else tuple(stage.width for stage in spec.stages)
         try:
-            config = ResNetConfig(stages=len(spec.stages), blocks=tuple(len(s.blocks) for s in spec.stages),
-                                  layers_per_block=next(iter(layers)), widths=widths, bottleneck=bottleneck,
-                                  in_channels=spec.in_channels, num_classes=spec.num_classes)
+            config = ResNetConfig(
+                stages=len(spec.stages),
+                blocks=tuple(len(s.blocks) for s in spec.stages),
+                layers_per_block=next(iter(layers)),
+                widths=widths,
+                bottleneck=bottleneck,
+                in_channels=spec.in_channels,
+                num_classes=spec.num_classes,
+            )
         except ValueError:
             continue
         if config.to_spec() == spec:
@@ -465,8 +483,9 @@ class MorphNetHook(TrainingHook):
         if self.initial_cost is None:
             self.initial_cost = self.regularizer(trainer).full_cost()
 
-    def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
-                  loss: torch.Tensor) -> torch.Tensor:
+    def loss_term(
+        self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
+    ) -> torch.Tensor:
         return self.effective_strength * self.regularizer(trainer).penalty()
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -513,9 +532,15 @@ class SearchStructure:
     def to_dict(self) -> dict[str, Any]:
         config = self.config
         return {
-            "iteration": self.iteration, "kind": self.kind, "cost": self.cost, "flops": self.flops,
-            "size": self.size, "params": self.params, "omega": self.omega,
-            "stage_widths": list(self.stage_widths), "blocks": [len(s.blocks) for s in self.spec.stages],
+            "iteration": self.iteration,
+            "kind": self.kind,
+            "cost": self.cost,
+            "flops": self.flops,
+            "size": self.size,
+            "params": self.params,
+            "omega": self.omega,
+            "stage_widths": list(self.stage_widths),
+            "blocks": [len(s.blocks) for s in self.spec.stages],
             "config_widths": list(config.widths) if config is not None else None,
             "spec": self.spec.to_dict(),
         }
@@ -538,26 +563,50 @@ class SearchResult:
 
     def to_json(self) -> str:
         """Resource, budget, every structure (with its spec) and the final test accuracy, as JSON."""
-        return json.dumps({
-            "resource": self.resource, "budget": self.budget,
-            "structures": [structure.to_dict() for structure in self.structures],
-            "final_test_acc": float(self.retrain_history["test_acc"].iloc[-1]),
-        }, sort_keys=True)
+        return json.dumps(
+            {
+                "resource": self.resource,
+                "budget": self.budget,
+                "structures": [structure.to_dict() for structure in self.structures],
+                "final_test_acc": float(self.retrain_history["test_acc"].iloc[-1]),
+            },
+            sort_keys=True,
+        )
 
 
-def _structure(iteration: int, kind: str, spec: ResNetSpec, resource: str, input_size: tuple[int, ...],
-               omega: float | None = None) -> SearchStructure:
+def _structure(
+    iteration: int, kind: str, spec: ResNetSpec, resource: str, input_size: tuple[int, ...], omega: float | None = None
+) -> SearchStructure:
     flops, size = spec_cost(spec, "flops", input_size), spec_cost(spec, "size", input_size)
-    return SearchStructure(iteration, kind, spec, flops if resource == "flops" else size, flops, size,
-                           count_parameters(_meta_model(spec)), omega)
+    return SearchStructure(
+        iteration,
+        kind,
+        spec,
+        flops if resource == "flops" else size,
+        flops,
+        size,
+        count_parameters(_meta_model(spec)),
+        omega,
+    )
 
 
-def morphnet_search(seed_spec: ResNetSpec | ResNetConfig, data: Dataset, train_config: TrainConfig, *,
-                    resource: str = "flops", budget: float | None = None, iterations: int = 3,
-                    relative_strength: float = DEFAULT_RELATIVE_STRENGTH, strength: float | None = None,
-                    gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD, regularize_epochs: int | None = None,
-                    retrain_config: TrainConfig | None = None, device: str | torch.device = "cpu",
-                    progress: bool = True, trainer_factory: TrainerFactory | None = None) -> SearchResult:
+def morphnet_search(
+    seed_spec: ResNetSpec | ResNetConfig,
+    data: Dataset,
+    train_config: TrainConfig,
+    *,
+    resource: str = "flops",
+    budget: float | None = None,
+    iterations: int = 3,
+    relative_strength: float = DEFAULT_RELATIVE_STRENGTH,
+    strength: float | None = None,
+    gamma_threshold: float = DEFAULT_GAMMA_THRESHOLD,
+    regularize_epochs: int | None = None,
+    retrain_config: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    trainer_factory: TrainerFactory | None = None,
+) -> SearchResult:
     """Algorithm 2.2: `iterations` times train with lambda * G (from a fresh seeded init of the current
     structure, `regularize_epochs` epochs, default `train_config.epochs`), shrink to the alive widths,
     expand by the largest width multiplier within `budget` (default: the seed's own cost); then train the
@@ -584,19 +633,30 @@ def morphnet_search(seed_spec: ResNetSpec | ResNetConfig, data: Dataset, train_c
     seed = _structure(0, "seed", spec, resource, input_size)
     budget = seed.cost if budget is None else budget
     _check_budget(spec, budget, resource, input_size)  # before any training, not after the first phase
-    regularize_config = replace(train_config, epochs=train_config.epochs if regularize_epochs is None
-                                else regularize_epochs, bn_weight_decay=False)
+    regularize_config = replace(
+        train_config,
+        epochs=train_config.epochs if regularize_epochs is None else regularize_epochs,
+        bn_weight_decay=False,
+    )
     if trainer_factory is None:
+
         def trainer_factory(model: ResNet, config: TrainConfig, hooks: list[TrainingHook], phase: str) -> Trainer:
-            return Trainer(model, data, config, hooks=hooks, device=device, progress=progress,
-                           description=f"MorphNet {phase}")
+            return Trainer(
+                model, data, config, hooks=hooks, device=device, progress=progress, description=f"MorphNet {phase}"
+            )
 
     structures, histories = [seed], []
     for iteration in range(1, iterations + 1):
-        hook = MorphNetHook(resource=resource, relative_strength=relative_strength,
-                            gamma_threshold=gamma_threshold, input_size=input_size, strength=strength)
-        trainer = trainer_factory(seeded_model(spec, train_config.seed), regularize_config, [hook],
-                                  f"regularize_{iteration}")
+        hook = MorphNetHook(
+            resource=resource,
+            relative_strength=relative_strength,
+            gamma_threshold=gamma_threshold,
+            input_size=input_size,
+            strength=strength,
+        )
+        trainer = trainer_factory(
+            seeded_model(spec, train_config.seed), regularize_config, [hook], f"regularize_{iteration}"
+        )
         histories.append(trainer.fit().assign(iteration=iteration))
         shrunk = alive_spec(trainer.model, gamma_threshold)
         omega, spec = width_multiplier(shrunk, budget, resource, input_size)

@@ -22,9 +22,10 @@ The random-init baselines of chapter 6.2 are here too, so that both arms of the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,8 +67,14 @@ def wider_index_map(old_size: int, new_size: int, generator: torch.Generator | N
     return torch.cat([torch.arange(old_size), extra])
 
 
-def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0, init: str = "net2net",
-                 generator: torch.Generator | None = None) -> ResNet:
+def widen_groups(
+    model: ResNet,
+    sizes: Mapping[str, int],
+    *,
+    noise: float = 0.0,
+    init: str = "net2net",
+    generator: torch.Generator | None = None,
+) -> ResNet:
     """Grow the named channel groups to the given sizes; the primitive behind `widen` and `widen_group`.
 
     init="net2net": Net2WiderNet through one random map per group (see the module docstring); with
@@ -103,8 +110,9 @@ def widen_groups(model: ResNet, sizes: Mapping[str, int], *, noise: float = 0.0,
     return student
 
 
-def _add_symmetry_breaking_noise(teacher: ResNet, student: ResNet, grown: Sequence[ChannelGroup], noise: float,
-                                 generator: torch.Generator | None) -> None:
+def _add_symmetry_breaking_noise(
+    teacher: ResNet, student: ResNet, grown: Sequence[ChannelGroup], noise: float, generator: torch.Generator | None
+) -> None:
     teacher_state, student_state = teacher.state_dict(), student.state_dict()
     with torch.no_grad():
         for group in grown:
@@ -112,14 +120,21 @@ def _add_symmetry_breaking_noise(teacher: ResNet, student: ResNet, grown: Sequen
                 weight = student_state[key]
                 if weight.dim() != 4:
                     continue
-                new_filters = weight[group.size:]
+                new_filters = weight[group.size :]
                 scale = noise * float(teacher_state[key].float().std(correction=0))
                 draw = torch.randn(new_filters.shape, generator=generator, dtype=weight.dtype)
                 new_filters.add_(draw.to(weight.device), alpha=scale)
 
 
-def widen_group(model: ResNet, group: str, new_size: int, *, noise: float = 0.0, init: str = "net2net",
-                generator: torch.Generator | None = None) -> ResNet:
+def widen_group(
+    model: ResNet,
+    group: str,
+    new_size: int,
+    *,
+    noise: float = 0.0,
+    init: str = "net2net",
+    generator: torch.Generator | None = None,
+) -> ResNet:
     """Grow one channel group (e.g. one block's internal width "stage0.block1.layer1") to `new_size`."""
     return widen_groups(model, {group: new_size}, noise=noise, init=init, generator=generator)
 
@@ -129,9 +144,16 @@ def _scaled_width(width: int, scale: Fraction) -> int:
     return -(-(width * scale.numerator) // scale.denominator)
 
 
-def widen(model: ResNet, stages: int | Sequence[int] | None = None, factor: float | None = None,
-          widths: Sequence[int] | None = None, noise: float = 0.0, init: str = "net2net",
-          generator: torch.Generator | None = None, blocks: str | Sequence[int] = "all") -> ResNet:
+def widen(
+    model: ResNet,
+    stages: int | Sequence[int] | None = None,
+    factor: float | None = None,
+    widths: Sequence[int] | None = None,
+    noise: float = 0.0,
+    init: str = "net2net",
+    generator: torch.Generator | None = None,
+    blocks: str | Sequence[int] = "all",
+) -> ResNet:
     """Widen the residual stream of the given stages (all when None) and their blocks' internal widths.
 
     Give exactly one of:
@@ -199,9 +221,17 @@ def widen(model: ResNet, stages: int | Sequence[int] | None = None, factor: floa
     return widen_groups(model, sizes, noise=noise, init=init, generator=generator)
 
 
-def deepen(model: ResNet, stage: int, position: int | None = None, init: str = "net2net", kind: str = "block",
-           block: int | None = None, data: torch.Tensor | None = None, kernel_size: int = 3,
-           generator: torch.Generator | None = None) -> ResNet:
+def deepen(
+    model: ResNet,
+    stage: int,
+    position: int | None = None,
+    init: str = "net2net",
+    kind: str = "block",
+    block: int | None = None,
+    data: torch.Tensor | None = None,
+    kernel_size: int = 3,
+    generator: torch.Generator | None = None,
+) -> ResNet:
     """Insert a residual block (kind="block") or one layer inside a block (kind="layer") into `stage`.
 
     kind="block": a stride-1 block with identity shortcut at `position` of the stage (None: at its end),
@@ -292,8 +322,13 @@ def _make_identity_layer(student: ResNet, conv_name: str, data: torch.Tensor) ->
         bn.running_var.copy_(var)
 
 
-def rebuild_optimizer(target: Union[Trainer, nn.Module], model: nn.Module | None = None, *,
-                      config: TrainConfig | None = None, lr_scale: float = 1.0) -> torch.optim.Optimizer:
+def rebuild_optimizer(
+    target: Trainer | nn.Module,
+    model: nn.Module | None = None,
+    *,
+    config: TrainConfig | None = None,
+    lr_scale: float = 1.0,
+) -> torch.optim.Optimizer:
     """A fresh optimizer for a grown model.
 
     Momentum: every parameter starts with zero momentum (an empty optimizer state), carried or new alike.
@@ -354,8 +389,9 @@ class DeepenStep:
     kernel_size: int = 3
 
     def apply(self, model: ResNet, generator: torch.Generator, data: torch.Tensor) -> ResNet:
-        return deepen(model, self.stage, self.position, self.init, self.kind, self.block, data,
-                      self.kernel_size, generator)
+        return deepen(
+            model, self.stage, self.position, self.init, self.kind, self.block, data, self.kernel_size, generator
+        )
 
 
 class Net2NetHook(TrainingHook):
@@ -371,8 +407,13 @@ class Net2NetHook(TrainingHook):
 
     changes_shapes = True
 
-    def __init__(self, schedule: Mapping[int, Sequence[WidenStep | DeepenStep]], lr_scale: float = 1.0,
-                 seed: int = 0, data_size: int = 256) -> None:
+    def __init__(
+        self,
+        schedule: Mapping[int, Sequence[WidenStep | DeepenStep]],
+        lr_scale: float = 1.0,
+        seed: int = 0,
+        data_size: int = 256,
+    ) -> None:
         for epoch, steps in schedule.items():
             if int(epoch) < 1:
                 raise ValueError(f"schedule epochs are 1-based epoch numbers, got {epoch}")
@@ -396,7 +437,7 @@ class Net2NetHook(TrainingHook):
         if not steps:
             return
         model = trainer.model
-        data = trainer.data.train_x[:self.data_size]
+        data = trainer.data.train_x[: self.data_size]
         for step in steps:
             model = step.apply(model, self.generator, data)
         rebuild_optimizer(trainer, model, lr_scale=self.lr_scale)

@@ -45,7 +45,6 @@ from ..surgery import carry_optimizer_state, channel_groups, conv_edges, same_wi
 from ..training import Trainer, TrainingHook, training_flops
 
 
-
 def _scalar(value: torch.Tensor | float) -> float:
     """A Python float of a scalar, detached from any autograd graph."""
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
@@ -82,7 +81,7 @@ class _LassoLayout:
     in_slices: int
 
 
-_LAYOUTS: "weakref.WeakKeyDictionary[ResNet, _LassoLayout]" = weakref.WeakKeyDictionary()
+_LAYOUTS: weakref.WeakKeyDictionary[ResNet, _LassoLayout] = weakref.WeakKeyDictionary()
 
 
 def _slice_index(shape: torch.Size, dim: int, first: int | None) -> torch.Tensor:
@@ -112,8 +111,13 @@ def _lasso_layout(model: ResNet, edge_weights: list[tuple[Any, torch.Tensor]]) -
             counts[dim] += 0 if group is None else weight.shape[dim]
     device = edge_weights[0][1].device
     out_index, in_index = (torch.cat(indices[dim]) for dim in (0, 1))
-    layout = _LassoLayout(shapes, torch.where(out_index < 0, counts[0], out_index).to(device),
-                          torch.where(in_index < 0, counts[1], in_index).to(device), counts[0], counts[1])
+    layout = _LassoLayout(
+        shapes,
+        torch.where(out_index < 0, counts[0], out_index).to(device),
+        torch.where(in_index < 0, counts[1], in_index).to(device),
+        counts[0],
+        counts[1],
+    )
     _LAYOUTS[model] = layout
     return layout
 
@@ -138,8 +142,7 @@ def group_lasso(model: ResNet) -> torch.Tensor:
         sums = squares.new_zeros(slices + 1).index_add(0, index, squares)[:slices]
         return torch.where(sums > 0, sums.clamp_min(torch.finfo(sums.dtype).tiny).sqrt(), 0.0)
 
-    return slice_norms(layout.out_index, layout.out_slices).sum() + slice_norms(layout.in_index,
-                                                                               layout.in_slices).sum()
+    return slice_norms(layout.out_index, layout.out_slices).sum() + slice_norms(layout.in_index, layout.in_slices).sum()
 
 
 def lasso_lambda(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | float, ratio: float) -> float:
@@ -156,8 +159,7 @@ def lasso_lambda(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | f
     return ratio * loss_value / ((1.0 - ratio) * lasso_value)
 
 
-def lasso_penalty_ratio(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | float,
-                        lambda_: float) -> float:
+def lasso_penalty_ratio(loss: torch.Tensor | float, group_lasso_value: torch.Tensor | float, lambda_: float) -> float:
     """LPR of eq. 2.3: lambda * GL / (L + lambda * GL)."""
     penalty = lambda_ * _scalar(group_lasso_value)
     return penalty / (_scalar(loss) + penalty)
@@ -283,8 +285,9 @@ class PruneTrain(TrainingHook):
         if trainer.step_count == 0:
             self.lambda_ = None
 
-    def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
-                  loss: torch.Tensor) -> torch.Tensor:
+    def loss_term(
+        self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
+    ) -> torch.Tensor:
         lasso = group_lasso(trainer.model)
         if self.lambda_ is None:  # under DDP: the first global batch's loss, rank 0's lambda on every rank
             first_loss = distributed.mean_across_ranks(loss.detach())

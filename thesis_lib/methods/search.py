@@ -63,8 +63,9 @@ def stage_depth(stage: StageSpec) -> int:
 def stage_saturation(before: ResNetSpec, after: ResNetSpec) -> tuple[float, ...]:
     """Per stage, the fraction of its channels (`stage_channels`) that survived from `before` to `after`."""
     if len(before.stages) != len(after.stages):
-        raise ValueError(f"the specs have {len(before.stages)} and {len(after.stages)} stages; "
-                         "pruning keeps every stage")
+        raise ValueError(
+            f"the specs have {len(before.stages)} and {len(after.stages)} stages; pruning keeps every stage"
+        )
     return tuple(stage_channels(a) / stage_channels(b) for b, a in zip(before.stages, after.stages))
 
 
@@ -106,17 +107,24 @@ class GrowthPlan:
         return bool(self.widths or self.deepen)
 
     def to_json(self) -> str:
-        return json.dumps({"widths": {str(k): v for k, v in sorted(self.widths.items())},
-                           "deepen": list(self.deepen), "factor": self.factor,
-                           "saturation": [round(s, 6) for s in self.saturation], "flops": self.flops})
+        return json.dumps(
+            {
+                "widths": {str(k): v for k, v in sorted(self.widths.items())},
+                "deepen": list(self.deepen),
+                "factor": self.factor,
+                "saturation": [round(s, 6) for s in self.saturation],
+                "flops": self.flops,
+            }
+        )
 
 
 def _widened_widths(spec: ResNetSpec, stages: list[int], factor: Fraction) -> dict[int, int]:
     return {i: max(spec.stages[i].width + 1, math.ceil(spec.stages[i].width * factor)) for i in stages}
 
 
-def _grown(model: ResNet, widths: dict[int, int], deepened: tuple[int, ...], generator: torch.Generator,
-           noise: float = 0.0) -> ResNet:
+def _grown(
+    model: ResNet, widths: dict[int, int], deepened: tuple[int, ...], generator: torch.Generator, noise: float = 0.0
+) -> ResNet:
     grown = model
     if widths:
         stages = sorted(widths)
@@ -126,8 +134,9 @@ def _grown(model: ResNet, widths: dict[int, int], deepened: tuple[int, ...], gen
     return grown
 
 
-def plan_growth(model: ResNet, round_start: ResNetSpec, budget: float, input_size: tuple[int, ...],
-                rule: GrowthRule = GrowthRule()) -> GrowthPlan:
+def plan_growth(
+    model: ResNet, round_start: ResNetSpec, budget: float, input_size: tuple[int, ...], rule: GrowthRule = GrowthRule()
+) -> GrowthPlan:
     """The growth rule of the module docstring for `model` (the net after this round's pruning), whose
     round began with the architecture `round_start`; FLOPs of one image of `input_size`."""
     spec = model.spec
@@ -200,8 +209,9 @@ class PruneGrow(TrainingHook):
         if budget_check > self.budget:
             raise ValueError(f"the starting net has {budget_check} FLOPs, above the budget {self.budget:.0f}")
 
-    def loss_term(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor,
-                  loss: torch.Tensor) -> torch.Tensor:
+    def loss_term(
+        self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
+    ) -> torch.Tensor:
         return self.pruning.loss_term(trainer, outputs, targets, loss)
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -214,8 +224,9 @@ class PruneGrow(TrainingHook):
         growing = round_end and (self.last_growth_epoch is None or epoch <= self.last_growth_epoch)
         plan = None
         if growing:
-            plan = plan_growth(trainer.model, self.round_start, self.budget, tuple(trainer.data.train_x.shape[1:]),
-                               self.rule)
+            plan = plan_growth(
+                trainer.model, self.round_start, self.budget, tuple(trainer.data.train_x.shape[1:]), self.rule
+            )
             if plan.grows:
                 rebuild_optimizer(trainer, _grown(trainer.model, plan.widths, plan.deepen, self.generator, self.noise))
         if round_end:
@@ -231,8 +242,11 @@ class PruneGrow(TrainingHook):
         record["grow_time"] = time.perf_counter() - start
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pruning": self.pruning.state_dict(), "generator": self.generator.get_state(),
-                "round_start": self.round_start.to_dict() if self.round_start is not None else None}
+        return {
+            "pruning": self.pruning.state_dict(),
+            "generator": self.generator.get_state(),
+            "round_start": self.round_start.to_dict() if self.round_start is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pruning.load_state_dict(state["pruning"])
