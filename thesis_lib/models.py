@@ -491,6 +491,12 @@ def build_resnet(config: ResNetConfig | ResNetSpec) -> ResNet:
     return ResNet(spec)
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (BN running statistics are buffers and do not count)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

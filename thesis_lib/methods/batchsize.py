@@ -47,9 +47,9 @@ import torch
 from torch import nn
 
 from .. import distributed
-from ..models import WIDE_BASELINE, ResNetConfig, build_resnet, count_parameters
+from ..models import WIDE_BASELINE, ResNetConfig, build_resnet, count_parameters, device_of
 from ..stats import LinearFit, linear_fit
-from ..training import Trainer, TrainingHook, batch_lr_factor
+from ..training import AUTOCAST_DTYPES, PRECISIONS, Trainer, TrainingHook, batch_lr_factor
 
 SCALINGS = ("linear", "sqrt")
 RULES = ("probe", "fit")
@@ -64,10 +64,8 @@ MemoryModelFunction = Callable[[nn.Module], "MemoryModel"]
 
 
 def _device_of(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    """`device` when given, else the model's own (`models.device_of`)."""
+    return torch.device(device) if device is not None else device_of(model)
 
 
 def _check_batch(batch_size: int, what: str = "batch size") -> int:
@@ -99,9 +97,6 @@ def model_state_bytes(model: nn.Module, optimizer_slots: int = 1) -> int:
     return parameter_bytes * (2 + optimizer_slots) + buffer_bytes
 
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def _probe_batch(
     model: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device, channels_last: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,9 +118,9 @@ def _probe_copy(model: nn.Module, device: torch.device, channels_last: bool) -> 
 
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context `Trainer` trains in for `precision` ("fp32": disabled)."""
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"unknown precision {precision!r}; use one of {tuple(AUTOCAST_DTYPES)}")
-    dtype = AUTOCAST_DTYPES[precision]
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+    dtype = AUTOCAST_DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 

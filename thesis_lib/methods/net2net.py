@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import ResNet, require_thesis_resnet
+from ..models import ResNet, device_of, require_thesis_resnet
 from ..surgery import ChannelGroup, channel_groups, insert_block, insert_layer, map_channels
 from ..training import TrainConfig, Trainer, TrainingHook, make_optimizer
 
@@ -43,10 +43,6 @@ def check_init(init: str) -> None:
     with a ValueError that lists them; the growth operators and chapter 6.2's steps check it first."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; use one of {INITS}")
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _seed_from(generator: torch.Generator | None) -> int:
@@ -308,7 +304,7 @@ def _make_identity_layer(student: ResNet, conv_name: str, data: torch.Tensor) ->
     student.eval()
     try:
         with torch.no_grad():
-            student(data.to(_device_of(student)))
+            student(data.to(device_of(student)))
     finally:
         handle.remove()
         student.train(was_training)
