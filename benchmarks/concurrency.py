@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from benchmark_args import benchmark_parser
 
 from thesis_lib.data import random_dataset
 from thesis_lib.models import WIDE_BASELINE
@@ -87,8 +88,7 @@ def concurrent(k: int, args: argparse.Namespace) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--net", choices=sorted(NETS), default="digits")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--n-train", type=int, default=2048, help="random images per epoch and run")

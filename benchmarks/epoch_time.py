@@ -28,13 +28,13 @@ import contextlib
 import itertools
 import json
 import statistics
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchmark_args import benchmark_parser
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
@@ -42,7 +42,7 @@ from torchvision import transforms
 from thesis_lib.data import Dataset, DeviceLoader
 from thesis_lib.models import WIDE_BASELINE, build_resnet
 from thesis_lib.surgery import narrowed
-from thesis_lib.training import TrainConfig, Trainer, TrainingHook, seeded_model, synchronize
+from thesis_lib.training import TrainConfig, Trainer, TrainingHook, seeded_model, timed
 
 IMAGE_SIZE = 32
 CROP_PADDING = 4
@@ -82,11 +82,7 @@ def timed_epochs(
     seconds: dict[str, list[float]] = {name: [] for name in epoch_runners}
     for epoch in range(1, epochs + 1):
         for name, run_epoch in epoch_runners.items():
-            synchronize(device)
-            start = time.perf_counter()
-            run_epoch(epoch)
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(timed(device, lambda run_epoch=run_epoch, epoch=epoch: run_epoch(epoch)))
     return {name: float(np.median(values)) for name, values in seconds.items()}
 
 
@@ -287,8 +283,7 @@ def loader_comparison(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--batch-size", type=int, nargs="+", default=[128])
     parser.add_argument("--n-train", type=int, default=2048, help="number of random 3x32x32 training images")
     parser.add_argument(

@@ -11,7 +11,6 @@ pixel values). Part of `benchmarks/gpu_check.sh`; also runs on the CPU with smal
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -19,13 +18,14 @@ import time
 from pathlib import Path
 
 import torch
+from benchmark_args import benchmark_parser
 
 from thesis_lib.data import random_dataset
 from thesis_lib.experiments import get_profile
 from thesis_lib.methods.batchsize import max_batch_size, training_step_peak_bytes
 from thesis_lib.methods.prunetrain import _edge_weights, group_lasso
 from thesis_lib.models import WIDE_BASELINE, count_parameters
-from thesis_lib.training import Trainer, seeded_model, synchronize
+from thesis_lib.training import Trainer, seeded_model, timed
 
 
 def device_facts(device: torch.device) -> dict[str, object]:
@@ -81,12 +81,9 @@ def group_lasso_timing(device: torch.device, repeats: int = 50) -> dict[str, flo
     for name, function in (("fused_ms", group_lasso), ("per_slice_ms", per_slice_group_lasso)):
         samples = []
         for repeat in range(repeats + 3):
-            synchronize(device)
-            start = time.perf_counter()
-            function(model).backward()
-            synchronize(device)
+            seconds = timed(device, lambda function=function: function(model).backward())
             if repeat >= 3:
-                samples.append(1e3 * (time.perf_counter() - start))
+                samples.append(1e3 * seconds)
         result[name] = statistics.median(samples)
     return result
 
@@ -118,9 +115,8 @@ def chapter3_epochs(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-limit", type=int, default=16_384)

@@ -23,24 +23,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import pandas as pd
 import torch
+from benchmark_args import benchmark_parser
 
 from thesis_lib.data import load_dataset, random_dataset
 from thesis_lib.methods.batchsize import BatchAdaptation
 from thesis_lib.methods.prunetrain import PruneTrain, group_lasso, training_flops_summary
 from thesis_lib.models import ResNetConfig, count_flops
-from thesis_lib.training import TrainConfig, Trainer, seeded_model, synchronize
-
-
-def timed(device: torch.device, work) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    work()
-    synchronize(device)
-    return time.perf_counter() - start
+from thesis_lib.training import TrainConfig, Trainer, seeded_model, timed
 
 
 def step_seconds(
@@ -80,8 +72,7 @@ def step_seconds(
 
 
 def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = benchmark_parser(__doc__)
     parser.add_argument(
         "--data",
         choices=("random", "digits"),

@@ -51,30 +51,27 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import pandas as pd
 import torch
 import torch.distributed as dist
+from benchmark_args import benchmark_parser
 from torch import nn
 
 from thesis_lib import distributed
 from thesis_lib.models import WIDE_BASELINE, ResNet, count_parameters
 from thesis_lib.surgery import narrowed
-from thesis_lib.training import seeded_model, synchronize
+from thesis_lib.training import seeded_model, synchronize, timed
 
 INPUTS = {"digits": (1, 8, 10), "cifar": (3, 32, 10)}  # channels, image size, classes
 
 
-def timed(device: torch.device, work: Callable[[], object]) -> float:
-    """Seconds of `work`, started together on every rank (a barrier first) and with the device idle."""
+def timed_together(device: torch.device, work: Callable[[], object]) -> float:
+    """Seconds of `work` (`training.timed`), started together on every rank (a barrier first)."""
     synchronize(device)
     dist.barrier()
-    start = time.perf_counter()
-    work()
-    synchronize(device)
-    return time.perf_counter() - start
+    return timed(device, work)
 
 
 def measure(model: ResNet, x: torch.Tensor, y: torch.Tensor, device: torch.device, repeats: int) -> dict[str, float]:
@@ -96,9 +93,9 @@ def measure(model: ResNet, x: torch.Tensor, y: torch.Tensor, device: torch.devic
     stats.take()
     times: dict[str, list[float]] = {"step_ms": [], "no_sync_ms": [], "allreduce_ms": []}
     for _ in range(repeats):
-        times["step_ms"].append(timed(device, lambda: step(True)))
-        times["no_sync_ms"].append(timed(device, lambda: step(False)))
-        times["allreduce_ms"].append(timed(device, lambda: dist.all_reduce(buffer)))
+        times["step_ms"].append(timed_together(device, lambda: step(True)))
+        times["no_sync_ms"].append(timed_together(device, lambda: step(False)))
+        times["allreduce_ms"].append(timed_together(device, lambda: dist.all_reduce(buffer)))
     comm = stats.take()
     medians = distributed.sum_across_ranks([statistics.median(values) for values in times.values()])
     row = {"params": count_parameters(model), "allreduce_bytes": int(comm["allreduce_bytes_per_step"])}
@@ -109,9 +106,8 @@ def measure(model: ResNet, x: torch.Tensor, y: torch.Tensor, device: torch.devic
 
 
 def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--nproc", type=int, default=2, help="processes when started without torchrun")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--input", choices=sorted(INPUTS), default="digits", help="digits 1x8x8 or CIFAR 3x32x32")
     parser.add_argument("--blocks", type=int, default=1, help="blocks per stage (1: quick profile, 5: ResNet-32)")
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch, shared out over the ranks")

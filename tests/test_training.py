@@ -511,3 +511,16 @@ def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(digits
             checkpoint_path=checkpoint,
             progress=False,
         )
+
+
+def test_timed_counts_the_work_and_only_the_work():
+    """`training.timed` is the package's one timer: a 50 ms sleep takes at least 50 ms, and the seconds of
+    two sleeps add up (nothing of the call before it is counted)."""
+    import time
+
+    from thesis_lib.training import timed
+
+    cpu = torch.device("cpu")
+    one = timed(cpu, lambda: time.sleep(0.05))
+    both = timed(cpu, lambda: (time.sleep(0.05), time.sleep(0.05)))
+    assert 0.05 <= one < both and both >= 0.1

@@ -58,7 +58,7 @@ from .experiments import (
 )
 from .files import write_text_atomic
 from .models import ResNetConfig, ResNetSpec
-from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, evaluate, seeded_model, synchronize
+from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, evaluate, seeded_model, timed
 
 CALIBRATION_FILE = ".calibration.json"
 DEFAULT_STEPS = 3
@@ -278,11 +278,9 @@ def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:
         evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST_DTYPES.get(key.precision))
         evaluations = []
         for _ in range(TIMED_EPOCHS):
-            synchronize(device)
-            begin = time.perf_counter()
-            evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST_DTYPES.get(key.precision))
-            synchronize(device)
-            evaluations.append(time.perf_counter() - begin)
+            evaluations.append(
+                timed(device, lambda: evaluate(trainer.model, x, y, key.eval_batch, AUTOCAST_DTYPES.get(key.precision)))
+            )
         evaluation = statistics.median(evaluations)
         used_threads = torch.get_num_threads()
     finally:
