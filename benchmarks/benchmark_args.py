@@ -1,11 +1,21 @@
-"""The arguments every benchmark shares, with one meaning and one default: `--device` (cuda where there is
-one, else cpu). Each benchmark adds its own on top (`benchmark_parser(__doc__)`)."""
+"""What every benchmark shares: `--device` with one meaning and one default (cuda where there is one, else
+cpu; each benchmark adds its own arguments to `benchmark_parser(__doc__)`), and `save_results`, which writes
+its table to `benchmarks/results/<benchmark>_<device>_<commit>.csv`."""
 
 from __future__ import annotations
 
 import argparse
+import platform
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import pandas as pd
 import torch
+
+from thesis_lib.files import write_text_atomic
 
 DEVICES = ("cpu", "cuda")
 
@@ -24,3 +34,52 @@ def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
         help="where to run (default: cuda where there is one, else cpu)",
     )
     return parser
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def device_name(device: str) -> str:
+    """The GPU's name on cuda, the CPU's model name (from /proc/cpuinfo where there is one) on cpu."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def commit() -> str:
+    """The project's commit (short hash, "-dirty" with uncommitted changes), or "uncommitted" outside git."""
+    root = RESULTS.parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "uncommitted"
+    return f"{head}-dirty" if dirty else head
+
+
+def save_results(rows: Sequence[Mapping[str, object]], benchmark: str, device: str, folder: Path = RESULTS) -> Path:
+    """`rows` as `<folder>/<benchmark>_<device name>_<commit>.csv`, each row with the device, commit, torch
+    version and command line, so that documentation links to a measured file instead of copying numbers."""
+    name = device_name(device)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    frame = pd.DataFrame(list(rows)).assign(
+        device=name, commit=commit(), torch=torch.__version__, command=" ".join(["python", *sys.argv])
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{benchmark}_{slug}_{commit()}.csv"
+    write_text_atomic(path, frame.to_csv(index=False))
+    print(f"results: {path}")
+    return path

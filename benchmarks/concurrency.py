@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark_args import benchmark_parser
+from benchmark_args import benchmark_parser, save_results
 
 from thesis_lib.data import random_dataset
 from thesis_lib.models import WIDE_BASELINE
@@ -122,6 +122,7 @@ def main() -> None:
         )
     best = max(rows, key=lambda row: row["images_per_s"])
     print(f"best: {best['processes']} runs at once -> num_gpus = {1 / best['processes']:g} per run")
+    save_results([{**row, "net": args.net, "precision": args.precision} for row in rows], "concurrency", args.device)
     if args.out:
         args.out.write_text(json.dumps({"device": device_name, "net": args.net, "rows": rows}, indent=2))
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchmark_args import benchmark_parser
+from benchmark_args import benchmark_parser, save_results
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
@@ -349,6 +349,8 @@ def main() -> None:
         report["variants"] = fast_path_variants(args, device, x, torch.from_numpy(labels))
     if not args.skip_loaders:
         report["loaders"] = loader_comparison(args, device, images, labels, x, mean, std)
+    if "variants" in report:
+        save_results(report["variants"], "epoch_time", args.device)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
 

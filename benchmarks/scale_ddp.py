@@ -56,7 +56,7 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 import torch.distributed as dist
-from benchmark_args import benchmark_parser
+from benchmark_args import benchmark_parser, save_results
 from torch import nn
 
 from thesis_lib import distributed
@@ -116,7 +116,6 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per rank on the CPU")
-    parser.add_argument("--csv", help="also write the table to this file")
     return parser.parse_args()
 
 
@@ -170,8 +169,9 @@ def main() -> int:
             table = pd.DataFrame(rows)
             table["bytes_per_param"] = table["allreduce_bytes"] / table["params"]
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-            if args.csv:
-                table.to_csv(args.csv, index=False)
+            save_results(
+                table.assign(world_size=world, blocks=args.blocks).to_dict("records"), "scale_ddp", args.device
+            )
     finally:
         distributed.teardown()
     return 0
