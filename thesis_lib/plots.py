@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,7 +124,13 @@ def label(key: str, **values: Any) -> str:
     filled into its placeholders, e.g. label("band_minmax", n=5)."""
     if key not in LABELS:
         raise KeyError(f"no figure label {key!r}; known: {sorted(LABELS)}")
-    return LABELS[key][_language].format(**values)
+    return translate(LABELS, key, **values)
+
+
+def translate(table: Mapping[str, Mapping[str, str]], key: str, **values: Any) -> str:
+    """`table[key]` ({"de": ..., "en": ...}) in the current language with `values` filled in: a chapter's
+    own figure texts follow the same language switch as `LABELS`."""
+    return table[key][_language].format(**values)
 
 
 def figure(

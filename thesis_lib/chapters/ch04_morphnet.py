@@ -875,8 +875,7 @@ SUPXLABEL_FONTSIZE = 8  # the shared x labels of figures 4.3 and 4.4
 
 
 def _text(key: str, **values: Any) -> str:
-    """`FIGURE_TEXT[key]` in the figure language (`plots.language`), with `values` filled in."""
-    return FIGURE_TEXT[key][plots.language()].format(**values)
+    return plots.translate(FIGURE_TEXT, key, **values)
 
 
 def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple[str, str]) -> Figure:

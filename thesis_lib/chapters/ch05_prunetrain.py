@@ -698,7 +698,7 @@ FIGURE_TEXT = {
 
 
 def _text(key: str) -> str:
-    return FIGURE_TEXT[key][plots.language()]
+    return plots.translate(FIGURE_TEXT, key)
 
 
 def _title(letter: str, key: str) -> str:

@@ -712,7 +712,7 @@ FIGURE_TEXT = {
 
 
 def _text(key: str, **values: Any) -> str:
-    return FIGURE_TEXT[key][plots.language()].format(**values)
+    return plots.translate(FIGURE_TEXT, key, **values)
 
 
 def memory_figure(memory: pd.DataFrame, stamp: tuple[str, str]) -> Figure:

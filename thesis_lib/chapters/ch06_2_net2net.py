@@ -626,7 +626,7 @@ ARM_LEGEND = {
 
 def arm_label(arm: str) -> str:
     """The legend text of an arm of `label_runs` (column "arm") in the figures' language."""
-    return ARM_LEGEND[arm][plots.language()]
+    return plots.translate(ARM_LEGEND, arm)
 
 
 FIGURE_TEXT = {
@@ -659,6 +659,16 @@ def _panel_axes(count: int) -> tuple[Figure, np.ndarray]:
     return fig, np.atleast_1d(axes).ravel()
 
 
+def _finish_panels(fig: Figure, axes: Sequence[Axes], used: int, title: str, stamp: tuple[str, str], n: int) -> Figure:
+    """Figures 6.9 and 6.10: drop the panels beyond the `used` ones, one legend of the arms under all panels,
+    and the stamp."""
+    for ax in axes[used:]:
+        ax.remove()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False, title=title)
+    plots.stamp(fig, stamp[0], stamp[1], n)
+    return fig
+
+
 def accuracy_epochs_figure(
     history: pd.DataFrame, summary: pd.DataFrame, operations: Sequence[str], grow_epoch: int, stamp: tuple[str, str]
 ) -> Figure:
@@ -676,17 +686,14 @@ def accuracy_epochs_figure(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=OPERATION_LABELS[operation][language], xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
         ax.legend().remove()
-    for ax in axes[len(operations) :]:
-        ax.remove()
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="outside lower center",
-        ncols=3,
-        frameon=False,
-        title=f"{plots.label('mean_band', n=n)}; ··· {FIGURE_TEXT['growth'][language]}",
+    return _finish_panels(
+        fig,
+        axes,
+        len(operations),
+        f"{plots.label('mean_band', n=n)}; ··· {plots.translate(FIGURE_TEXT, 'growth')}",
+        stamp,
+        n,
     )
-    plots.stamp(fig, stamp[0], stamp[1], n)
-    return fig
 
 
 def accuracy_time_figure(
@@ -706,21 +713,11 @@ def accuracy_time_figure(
         _dash_baselines(ax)
         ax.set(
             title=OPERATION_LABELS[operation][language],
-            xlabel=FIGURE_TEXT["cumulative_time"][language],
+            xlabel=plots.translate(FIGURE_TEXT, "cumulative_time"),
             ylabel=plots.label("test_acc"),
         )
         ax.legend().remove()
-    for ax in axes[len(operations) :]:
-        ax.remove()
-    fig.legend(
-        *axes[0].get_legend_handles_labels(),
-        loc="outside lower center",
-        ncols=3,
-        frameon=False,
-        title=f"{plots.label('mean_band', n=n)}",
-    )
-    plots.stamp(fig, stamp[0], stamp[1], n)
-    return fig
+    return _finish_panels(fig, axes, len(operations), f"{plots.label('mean_band', n=n)}", stamp, n)
 
 
 def final_accuracy_figure(summary: pd.DataFrame, groups: Sequence[str], stamp: tuple[str, str]) -> Figure:

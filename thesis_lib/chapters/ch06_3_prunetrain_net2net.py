@@ -460,7 +460,7 @@ FIGURE_TEXT = {
 
 
 def _text(key: str, **values: Any) -> str:
-    return FIGURE_TEXT[key][plots.language()].format(**values)
+    return plots.translate(FIGURE_TEXT, key, **values)
 
 
 def architecture_figure(history: pd.DataFrame, profile: str | Profile, stamp: tuple[str, str]) -> Figure:
