@@ -75,3 +75,33 @@ def thesis_parameter_count(stages: int, blocks: int) -> int:
     first = {1: 5_306, 2: 24_090, 3: 98_522}
     step = {1: 4_672, 2: 23_232, 3: 97_216}
     return first[stages] + step[stages] * (blocks - 1)
+
+
+def hand_training_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
+    """Forward + backward FLOPs of one training image, counted by hand from the layers' shapes (not by
+    torch.utils.flop_counter): 2 FLOPs per multiply-accumulate; a conv or linear layer costs its forward
+    product, a weight gradient of the same size and, unless its input is the image, an input gradient."""
+    import torch
+
+    products: list[tuple[int, bool]] = []
+
+    def record(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs = output.numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            macs = output.numel() * module.in_features
+        products.append((macs, inputs[0] is image))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    image = torch.zeros(1, *input_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return sum(2 * macs * (2 if first else 3) for macs, first in products)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from thesis_lib.data import load_dataset
-from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
+from thesis_lib.models import ResNetConfig, build_resnet, count_flops, count_parameters, count_training_flops
 from thesis_lib.training import DEFAULT_LR, LARS, TrainConfig, Trainer, TrainingHook, make_optimizer, seeded_model
 
-from helpers import KillAfter, Killed
+from helpers import KillAfter, Killed, hand_training_flops, irregular_spec
 
 TINY = ResNetConfig(stages=2, blocks=(1, 1), widths=(4, 8), in_channels=1, num_classes=10)
 TIMING_COLUMNS = ["epoch_time", "hook_time"]
@@ -524,3 +524,71 @@ def test_timed_counts_the_work_and_only_the_work():
     one = timed(cpu, lambda: time.sleep(0.05))
     both = timed(cpu, lambda: (time.sleep(0.05), time.sleep(0.05)))
     assert 0.05 <= one < both and both >= 0.1
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        TINY,
+        ResNetConfig(stages=3, blocks=(2, 1, 1), widths=(4, 6, 8), in_channels=1, layers_per_block=3, bottleneck=True),
+    ],
+)
+def test_training_flops_per_image_equal_a_count_by_hand(net):
+    model = seeded_model(net, 0)
+    assert count_training_flops(model, (1, 8, 8)) == hand_training_flops(model, (1, 8, 8))
+    irregular = build_resnet(irregular_spec())
+    assert count_training_flops(irregular, (2, 8, 8)) == hand_training_flops(irregular, (2, 8, 8))
+
+
+def test_counting_training_flops_leaves_gradients_statistics_and_mode_alone():
+    model = seeded_model(TINY, 0).train()
+    buffers = {name: value.clone() for name, value in model.named_buffers()}
+    count_training_flops(model, (1, 8, 8))
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(buffers[name], value) for name, value in model.named_buffers())
+
+
+def test_an_epochs_training_flops_are_the_architectures_count_times_its_images(digits_small):
+    """100 images in batches of 32 (a partial last batch): every epoch trains 100 images of the one net."""
+    data = digits_small.subset(100, 50, seed=0)
+    trainer = Trainer(seeded_model(TINY, 0), data, config(epochs=2, milestones=(1,)), progress=False)
+    history = trainer.fit()
+    per_image = hand_training_flops(trainer.model, (1, 8, 8))
+    assert history["train_flops"].tolist() == [100 * per_image] * 2
+    assert history["hook_flops"].tolist() == [0, 0]
+    assert history["steps"].tolist() == [4, 8]
+    assert history["after_shape_change"].tolist() == [True, False]
+    assert history["flops"].tolist() == [count_flops(trainer.model, (1, 8, 8))] * 2
+
+
+def test_a_hooks_own_passes_count_as_hook_flops(digits_small):
+    """A hook that runs the net on 5 images at the end of every epoch adds their forward FLOPs."""
+
+    class Probe(TrainingHook):
+        def on_epoch_end(self, trainer, record):
+            with trainer.counting_hook_flops(), torch.no_grad():
+                trainer.model(trainer.data.test_x[:5])
+
+    trainer = Trainer(
+        seeded_model(TINY, 0), digits_small, config(epochs=2, milestones=(1,)), hooks=[Probe()], progress=False
+    )
+    history = trainer.fit()
+    assert history["hook_flops"].tolist() == [5 * count_flops(trainer.model, (1, 8, 8))] * 2
+
+
+def test_a_checkpoint_without_flop_counts_is_refused(digits_small, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(Killed):
+        Trainer(
+            seeded_model(TINY, 0),
+            digits_small,
+            config(),
+            hooks=[KillAfter(1)],
+            checkpoint_path=checkpoint,
+            progress=False,
+        ).fit()
+    state = torch.load(checkpoint, weights_only=False)
+    del state["after_shape_change"]
+    torch.save(state, checkpoint)
+    with pytest.raises(RuntimeError, match="before 0.3.0"):
+        Trainer(seeded_model(TINY, 0), digits_small, config(), checkpoint_path=checkpoint, progress=False)

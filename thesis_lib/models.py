@@ -520,6 +520,29 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
     return int(counter.get_total_flops())
 
 
+def count_training_flops(model: nn.Module, input_size: Sequence[int]) -> int:
+    """FLOPs of one training image of shape `input_size` (C, H, W): the forward pass and the backward pass
+    to every parameter, counted by torch.utils.flop_counter as `count_flops` counts the forward pass.
+
+    The backward of a conv or matmul costs a weight gradient and, except for the first layer (whose input
+    needs none), an input gradient, each as large as the forward product: about 3x `count_flops`. The
+    count runs in eval mode through `torch.autograd.grad`, so the model's `.grad`, BN statistics and mode
+    are left as they were; the optimizer step and the elementwise work of BN, ReLU and the hooks' penalty
+    terms are not counted (the convention of `count_flops`).
+    """
+    parameter = next(model.parameters())
+    x = torch.zeros(2, *input_size, device=parameter.device, dtype=parameter.dtype)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            torch.autograd.grad(model(x).sum(), trainable)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()) // 2
+
+
 def parameter_table(
     stages: Sequence[int] = (1, 2, 3), blocks: Sequence[int] = range(1, 11), widths: Sequence[int] = (16, 32, 64)
 ) -> list[dict[str, int]]:

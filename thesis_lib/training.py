@@ -23,7 +23,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -31,12 +32,21 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from . import distributed
 from .data import Dataset, DeviceLoader
 from .files import atomic_torch_save
-from .models import ResNet, ResNetSpec, build_resnet, count_flops, count_parameters, ghost_batch_sizes
+from .models import (
+    ResNet,
+    ResNetSpec,
+    build_resnet,
+    count_flops,
+    count_parameters,
+    count_training_flops,
+    ghost_batch_sizes,
+)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "step", "poly")
@@ -488,7 +498,10 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
-        self._flops_cache: dict[str, int] = {}
+        self._flops_cache: dict[tuple[str, str], int] = {}
+        self._epoch_train_flops = 0
+        self._hook_flops = 0
+        self.after_shape_change = True  # the first epoch of a net runs new shapes (cuDNN's autotuner, compiling)
         if self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
             self._load_checkpoint(Path(self.checkpoint_path))
 
@@ -517,8 +530,18 @@ class Trainer:
         model = model.to(self.device)
         distributed.check_identical(model, f"the model installed at the end of epoch {self.epoch + 1}")
         self._set_model(model, optimizer)
+        self.after_shape_change = True
         for hook in self.hooks:
             hook.on_model_replaced(self, old_model, self.model)
+
+    @contextmanager
+    def counting_hook_flops(self) -> Iterator[None]:
+        """Count the FLOPs of a hook's own passes (e.g. `BatchAdaptation`'s memory probe) with
+        torch.utils.flop_counter and add them to the epoch's `hook_flops`: training FLOPs are all the work a
+        run executed, not only its optimizer steps."""
+        with FlopCounterMode(display=False) as counter:
+            yield
+        self._hook_flops += int(counter.get_total_flops())
 
     def fit(self) -> pd.DataFrame:
         """Train the remaining epochs and return the whole history (one row per epoch). The trained model is
@@ -555,6 +578,7 @@ class Trainer:
         total_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
+        self._epoch_train_flops = 0
         self.model.train()
         synchronize(self.device)
         start = time.perf_counter()
@@ -586,7 +610,9 @@ class Trainer:
         synchronize(self.device)
         epoch_time = time.perf_counter() - start
         if self.comm_stats is not None:  # one all-reduce per epoch; then every rank evaluates rank 0's model
-            loss_sum, total_sum, correct, seen = distributed.sum_across_ranks([loss_sum, total_sum, correct, seen])
+            loss_sum, total_sum, correct, seen, self._epoch_train_flops = distributed.sum_across_ranks(
+                [loss_sum, total_sum, correct, seen, self._epoch_train_flops]
+            )
             distributed.broadcast_buffers(self.model)
         train_loss = float(loss_sum) / seen
         test_loss, test_acc = evaluate(
@@ -615,13 +641,18 @@ class Trainer:
             "epoch_time": epoch_time,
             "params": count_parameters(self.model),
             "flops": self.flops(),
+            "train_flops": int(self._epoch_train_flops),
+            "steps": self.step_count,
+            "after_shape_change": self.after_shape_change,
             **(self.comm_stats.take() if self.comm_stats is not None else {}),
         }
+        self.after_shape_change = False
         hook_start = time.perf_counter()
         for hook in self.hooks:
             hook.on_epoch_end(self, record)
         synchronize(self.device)
         record["hook_time"] = time.perf_counter() - hook_start
+        record["hook_flops"], self._hook_flops = self._hook_flops, 0
         self.history.append(record)
         self.epoch = epoch + 1
         if self.checkpoint_path is not None:
@@ -647,6 +678,7 @@ class Trainer:
         ):
             outputs = self.train_module(x)
             loss = nn.functional.cross_entropy(outputs, y)
+        self._epoch_train_flops += self.training_flops_per_image() * len(y)
         total = loss
         for hook in self.hooks:
             extra = hook.loss_term(self, outputs, y, loss)
@@ -663,10 +695,18 @@ class Trainer:
 
     def flops(self) -> int:
         """Forward FLOPs of one training image for the current model (cached per architecture)."""
+        return self._counted("forward", count_flops)
+
+    def training_flops_per_image(self) -> int:
+        """Forward and backward FLOPs of one training image for the current model (`count_training_flops`,
+        cached per architecture): an epoch's `train_flops` are this times the images of each step."""
+        return self._counted("training", count_training_flops)
+
+    def _counted(self, kind: str, count: Callable[[nn.Module, Sequence[int]], int]) -> int:
         spec = getattr(self.model, "spec", None)
-        key = spec.to_json() if isinstance(spec, ResNetSpec) else str(id(self.model))
+        key = (kind, spec.to_json() if isinstance(spec, ResNetSpec) else str(id(self.model)))
         if key not in self._flops_cache:
-            self._flops_cache[key] = count_flops(self.model, tuple(self.data.train_x.shape[1:]))
+            self._flops_cache[key] = count(self.model, tuple(self.data.train_x.shape[1:]))
         return self._flops_cache[key]
 
     def _save_checkpoint(self, path: Path) -> None:
@@ -675,6 +715,8 @@ class Trainer:
             "step_count": self.step_count,
             "batch_size": self.batch_size,
             "lr_scale": self.lr_scale,
+            "after_shape_change": self.after_shape_change,
+            "hook_flops": self._hook_flops,
             "spec": self.model.spec.to_dict() if isinstance(self.model, ResNet) else None,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -696,6 +738,11 @@ class Trainer:
             raise RuntimeError(
                 f"checkpoint {path} cannot be read ({error}); delete it to start this run afresh"
             ) from error
+        if isinstance(state, dict) and "after_shape_change" not in state:
+            raise RuntimeError(
+                f"checkpoint {path} was written by thesis_lib before 0.3.0, whose history counts no training "
+                "FLOPs; delete it to start this run afresh"
+            )
         owner = state.get("owner") if isinstance(state, dict) else None
         if self.checkpoint_owner is not None and owner != self.checkpoint_owner:
             written_by = owner or "a run of a version that did not name it"
@@ -733,6 +780,8 @@ class Trainer:
         self.step_count = state["step_count"]
         self.batch_size = state["batch_size"]
         self.lr_scale = state["lr_scale"]
+        self.after_shape_change = state["after_shape_change"]
+        self._hook_flops = state["hook_flops"]
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and self.device.type == "cuda":
@@ -769,6 +818,7 @@ def seeded_model(spec_or_config: Any, seed: int) -> ResNet:
         return build_resnet(spec_or_config)
 
 
-def training_flops(history: pd.DataFrame, n_train: int) -> float:
-    """Training FLOPs of a run: forward FLOPs per image x 3 (forward + backward) x images x epochs."""
-    return float(3 * n_train * history["flops"].sum())
+def training_flops(history: pd.DataFrame) -> int:
+    """Training FLOPs a run executed: every epoch's `train_flops` (forward and backward of the net it trained,
+    times its images) and `hook_flops` (the hooks' own passes), summed over the epochs of the history."""
+    return int(history["train_flops"].sum() + history["hook_flops"].sum())

@@ -26,6 +26,8 @@ from thesis_lib.methods.prunetrain import (
 from thesis_lib.models import count_flops, count_parameters
 from thesis_lib.training import evaluate, seeded_model
 
+from helpers import hand_training_flops
+
 
 def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
     params = {"lasso_ratio": 0.95, "threshold": 0.2, "interval": 1, "lr": 0.1, "seed": 0}
@@ -38,14 +40,20 @@ def test_prunetrain_experiment_summary_matches_its_history(isolated_results):
     assert summary["dense_params"] == count_parameters(dense) == history["params"].iloc[0]
     assert summary["reconfigurations"] == int(history["reconfigured"].sum()) >= 1
     assert summary["final_params_after"] == history["params_after"].iloc[-1] < 0.8 * summary["dense_params"]
-    # FLOPs counted on the two nets themselves: the dense start D and the cached pruned model P. Pruned once,
-    # after epoch 1 of 2, so epoch 1 trains D and epoch 2 trains P; a training epoch costs 3 forward passes
-    # (forward, two backward products) per training image.
+    # FLOPs counted by hand on the two nets themselves: the dense start D and the cached pruned model P. Pruned
+    # once, after epoch 1 of 2, so epoch 1 trains D and epoch 2 trains P, each on every training image.
     dense_flops, pruned_flops = count_flops(dense, profile.input_size), count_flops(result.model(), profile.input_size)
+    dense_training = hand_training_flops(dense, profile.input_size)
+    pruned_training = hand_training_flops(result.model(), profile.input_size)
     assert history["reconfigured"].tolist() == [True, False] and pruned_flops < dense_flops
-    assert summary["training_flops"] == 3 * profile.n_train * (dense_flops + pruned_flops)
-    assert summary["dense_training_flops"] == 3 * profile.n_train * 2 * dense_flops
-    assert summary["training_flops_removed"] == pytest.approx((dense_flops - pruned_flops) / (2 * dense_flops))
+    assert history["train_flops"].tolist() == [profile.n_train * dense_training, profile.n_train * pruned_training]
+    assert summary["training_flops"] == profile.n_train * (dense_training + pruned_training)
+    assert summary["dense_training_flops"] == profile.n_train * 2 * dense_training
+    assert summary["training_flops_removed"] == pytest.approx((dense_training - pruned_training) / (2 * dense_training))
+    assert (
+        summary["optimizer_steps"] == history["steps"].iloc[-1] == 2 * math.ceil(profile.n_train / profile.batch_size)
+    )
+    assert history["after_shape_change"].tolist() == [True, True]  # the first epoch, and the one after pruning
     assert summary["final_inference_flops"] == summary["final_flops"] == pruned_flops
     assert summary["inference_flops_removed"] == pytest.approx(1 - pruned_flops / dense_flops)
     assert json.loads(summary["final_channels"]) == channel_sizes(result.model())

@@ -339,10 +339,17 @@ def test_resume_after_kill_reproduces_history(tmp_path):
 
 
 def test_training_flops_summary_against_hand_numbers():
-    history = pd.DataFrame({"flops": [100, 100, 50, 50], "flops_after": [100, 50, 50, 40]})
-    summary = training_flops_summary(history, n_train=10, dense_flops=100)
-    assert summary["training_flops"] == 3 * 10 * 300
-    assert summary["dense_training_flops"] == 3 * 10 * 400
+    history = pd.DataFrame(
+        {
+            "flops": [100, 100, 50, 50],
+            "flops_after": [100, 50, 50, 40],
+            "train_flops": [3000, 3000, 1500, 1500],
+            "hook_flops": [0, 0, 0, 0],
+        }
+    )
+    summary = training_flops_summary(history)
+    assert summary["training_flops"] == 9000
+    assert summary["dense_training_flops"] == 12000  # the first (dense) epoch, four times
     assert summary["training_flops_removed"] == pytest.approx(0.25)
     assert summary["final_inference_flops"] == 40
     assert summary["inference_flops_removed"] == pytest.approx(0.6)
@@ -373,7 +380,7 @@ def test_bad_function_arguments():
     with pytest.raises(ValueError, match=">= 0"):
         zero_small_weights_(model, -1.0)
     with pytest.raises(ValueError, match="empty"):
-        training_flops_summary(pd.DataFrame({"flops": []}), 10, 100)
+        training_flops_summary(pd.DataFrame({"flops": [], "train_flops": []}))
 
 
 def test_prune_plan_gives_the_segments_of_one_stage_one_index_set():

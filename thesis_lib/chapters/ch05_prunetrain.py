@@ -272,10 +272,9 @@ def prunetrain_experiment(context: RunContext) -> RunOutput:
     model = seeded_model(context.resnet_config("wide"), seed)
     trainer = context.trainer(model, config, hooks=[pruning])
     history = trainer.fit()
-    dense_flops = int(history["flops"].iloc[0])  # the first epoch always trains the unpruned net
     summary = {
         **summarize_training(history),
-        **training_flops_summary(history, n_train=len(context.dataset().train_y), dense_flops=dense_flops),
+        **training_flops_summary(history),
         "reconfigurations": int(history["reconfigured"].sum()),
         "dense_params": int(history["params"].iloc[0]),
         "final_params_after": int(history["params_after"].iloc[-1]),

@@ -18,7 +18,7 @@ import torch
 
 from ..data import Dataset, load_dataset
 from ..models import ResNet, ResNetConfig
-from ..training import SEED_LIMIT, TrainConfig, Trainer, TrainingHook
+from ..training import SEED_LIMIT, TrainConfig, Trainer, TrainingHook, training_flops
 from .plans import RunPlan, RunPlanner, single_phase
 from .profiles import Profile, get_profile
 from .progress import EpochReporter
@@ -484,17 +484,30 @@ def canonical(value: Any) -> Any:
 
 
 def summarize_training(history: pd.DataFrame) -> dict[str, Any]:
-    """The scalar results every training run reports."""
+    """The scalar results every training run reports.
+
+    Times: `total_time` (every epoch and hook, what the run cost), `mean_epoch_time` over all epochs, and
+    apart from it `steady_epoch_time`, the mean over the epochs that did not follow a change of the net's
+    shape, and `first_epoch_time`, the mean over those that did (the first epoch and the one after each
+    reconfiguration or growth, where cuDNN's autotuner or a compiler runs; NaN where there are none).
+    Costs that do not depend on the machine: `training_flops` (`training.training_flops`), `epochs` and
+    `optimizer_steps`."""
     last = history.iloc[-1]
+    first = history["after_shape_change"].astype(bool)
+    steady_times, first_times = history.loc[~first, "epoch_time"], history.loc[first, "epoch_time"]
     return {
         "final_acc": float(last["test_acc"]),
         "best_acc": float(history["test_acc"].max()),
         "mean_epoch_time": float(history["epoch_time"].mean()),
         "std_epoch_time": float(history["epoch_time"].std(ddof=1)) if len(history) > 1 else 0.0,
+        "steady_epoch_time": float(steady_times.mean()) if len(steady_times) else math.nan,
+        "first_epoch_time": float(first_times.mean()) if len(first_times) else math.nan,
         "total_time": float((history["epoch_time"] + history["hook_time"]).sum()),
         "final_params": int(last["params"]),
         "final_flops": int(last["flops"]),
+        "training_flops": training_flops(history),
         "epochs": int(len(history)),
+        "optimizer_steps": int(last["steps"]),
     }
 
 

@@ -565,15 +565,17 @@ class BatchAdaptation(TrainingHook):
         self.base_parameters: int | None = None
 
     def _memory_model_of(self, trainer: Trainer, model: nn.Module) -> MemoryModel:
-        if self.memory_model is not None:
-            return self.memory_model(model)
-        return fit_memory_model(
-            model,
-            tuple(trainer.data.train_x.shape[1:]),
-            trainer.device,
-            precision=trainer.config.precision,
-            channels_last=trainer.config.channels_last,
-        )
+        """The memory model of `model`; its probe passes count as the run's `hook_flops`."""
+        with trainer.counting_hook_flops():
+            if self.memory_model is not None:
+                return self.memory_model(model)
+            return fit_memory_model(
+                model,
+                tuple(trainer.data.train_x.shape[1:]),
+                trainer.device,
+                precision=trainer.config.precision,
+                channels_last=trainer.config.channels_last,
+            )
 
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.step_count > 0 and self.budget_bytes is not None:

@@ -332,21 +332,20 @@ class PruneTrain(TrainingHook):
         self.lambda_ = state["lasso_lambda"]
 
 
-def training_flops_summary(history: pd.DataFrame, n_train: int, dense_flops: int) -> dict[str, float]:
+def training_flops_summary(history: pd.DataFrame) -> dict[str, float]:
     """Training and inference FLOPs of a PruneTrain run against the dense baseline of the same length.
 
-    Training FLOPs are 3 x forward FLOPs x images per epoch, summed over the epochs (each epoch at the
-    size it was trained with); the dense run trains `dense_flops` every epoch. Returns the totals, the
-    fraction of training FLOPs removed, and the final model's inference FLOPs and their removed fraction
-    (the two numbers PruneTrain reports: 53% and 66% for ResNet-32 on CIFAR-10).
+    The run's training FLOPs are those it executed (`training.training_flops`: each epoch at the size it
+    was trained with); the dense run trains every epoch as the first one, which always trains the unpruned
+    net. Returns the totals, the fraction of training FLOPs removed, and the final model's inference FLOPs
+    and their removed fraction (the two numbers PruneTrain reports: 53% and 66% for ResNet-32 on CIFAR-10).
     """
     if len(history) == 0:
         raise ValueError("the history is empty; train at least one epoch first")
-    if n_train < 1 or dense_flops < 1:
-        raise ValueError(f"n_train and dense_flops must be >= 1, got {n_train} and {dense_flops}")
     final_column = "flops_after" if "flops_after" in history else "flops"
-    pruned = training_flops(history, n_train)
-    dense = float(3 * n_train * dense_flops * len(history))
+    pruned = float(training_flops(history))
+    dense = float(history["train_flops"].iloc[0]) * len(history)
+    dense_flops = float(history["flops"].iloc[0])
     final = float(history[final_column].iloc[-1])
     return {
         "training_flops": pruned,
