@@ -164,6 +164,11 @@ def test_search_experiment_on_smoke_stays_within_the_wide_budget(isolated_result
     )
     assert result.summary["total_time"] == pytest.approx(sum((h["epoch_time"] + h["hook_time"]).sum() for h in phases))
     assert result.summary["total_time"] > result.summary["retrain_time"] > 0
+    # every phase's executed FLOPs, epochs and steps, summed from the same histories
+    assert result.summary["training_flops"] == sum(h["train_flops"].sum() + h["hook_flops"].sum() for h in phases)
+    assert result.summary["epochs"] == sum(len(h) for h in phases) == 2 * smoke.epochs
+    assert result.summary["optimizer_steps"] == sum(h["steps"].iloc[-1] for h in phases)
+    assert result.summary["training_flops"] > result.summary["retrain_training_flops"] > 0
 
 
 def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against_it():

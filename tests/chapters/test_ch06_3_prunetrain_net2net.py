@@ -64,6 +64,8 @@ def test_prune_grow_on_smoke_reports_the_net_it_ends_with_and_retrains_it(isolat
         (retrained.history["epoch_time"] + retrained.history["hook_time"]).sum()
     )
     assert retrained.summary["search_acc"] == summary["final_acc"]
+    assert retrained.summary["training_flops"] == (both["train_flops"] + both["hook_flops"]).sum()
+    assert retrained.summary["epochs"] == len(both) and retrained.summary["search_training_flops"] > 0
 
 
 def test_architecture_rounds_start_from_the_narrow_net_and_follow_the_history():

@@ -34,6 +34,7 @@ from ..experiments import (
     get_profile,
     param,
     plan_default,
+    procedure_costs,
     run,
     seed_grid,
     seed_param,
@@ -522,7 +523,7 @@ def morphnet_search_experiment(context: RunContext) -> RunOutput:
     )
     history = result.retrain_history
     retrain = summarize_training(history)
-    search_time = float(sum((h["epoch_time"] + h["hook_time"]).sum() for h in result.search_histories))
+    search = procedure_costs(*(summarize_training(h) for h in result.search_histories))
     found = result.structures[-1]
     summary = {
         **retrain,
@@ -533,9 +534,11 @@ def morphnet_search_experiment(context: RunContext) -> RunOutput:
         "found_params": found.params,
         "found_omega": found.omega,
         "found_stage_widths": json.dumps(list(found.stage_widths)),
-        "search_time": search_time,
+        "search_time": search["total_time"],
+        "search_training_flops": search["training_flops"],
         "retrain_time": retrain["total_time"],
-        "total_time": search_time + retrain["total_time"],
+        "retrain_training_flops": retrain["training_flops"],
+        **procedure_costs(search, retrain),
         "search": result.to_json(),
     }
     return RunOutput(history=history, summary=summary, model=result.model)

@@ -35,6 +35,7 @@ from .registry import (
     lookup,
     param,
     plan_default,
+    procedure_costs,
     registered_experiments,
     resolve_params,
     seed_param,
@@ -110,6 +111,7 @@ __all__ = [
     "seed_grid",
     "seed_param",
     "single_phase",
+    "procedure_costs",
     "summarize_training",
     "sweep",
 ]

@@ -511,6 +511,17 @@ def summarize_training(history: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+PROCEDURE_COSTS = ("total_time", "training_flops", "epochs", "optimizer_steps")
+
+
+def procedure_costs(*phases: Mapping[str, Any]) -> dict[str, Any]:
+    """What a procedure of several trainings cost (a search and its retraining, MorphNet's iterations):
+    the `PROCEDURE_COSTS` of the phases' summaries (`summarize_training`), summed."""
+    if not phases:
+        raise ValueError("procedure_costs needs the summary of at least one phase")
+    return {key: sum(phase[key] for phase in phases) for key in PROCEDURE_COSTS}
+
+
 def experiment_modules() -> list[str]:
     """The modules that registered the experiments known so far (a Ray worker imports them all)."""
     return sorted({known.function.__module__ for known in _REGISTRY.values()} - {"__main__"})
