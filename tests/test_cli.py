@@ -38,8 +38,12 @@ def test_runs_reports_finished_partial_and_damaged_runs(isolated_results, capsys
     good = run("baseline", {"model": "narrow", "seed": 0}, profile="smoke", progress=False)
     bad = run("baseline", {"model": "narrow", "seed": 1}, profile="smoke", progress=False)
     assert main(["runs", "baseline", "--profile", "smoke"]) == 0
-    rows = capsys.readouterr().out.splitlines()[1:]
-    assert [row.split()[1] for row in rows] == ["finished", "finished"]
+    header, *rows, cut_note, where = capsys.readouterr().out.splitlines()
+    assert cut_note.startswith("(lines cut at 120 columns") and [row.split()[1] for row in rows] == ["finished"] * 2
+    assert header.split()[5] == "beside" and [row.split()[5] for row in rows] == ["0", "0"]  # no neighbours
+    assert where.startswith(f"trained on {good.provenance['cpu_model']}, 1 thread, torch ") and where.endswith(
+        ": 2 runs"
+    )
     (bad.path / "history.csv").write_text("epoch\n1\n")
     partial = bad.path.parent / "0000000000000000"
     partial.mkdir()
@@ -98,6 +102,7 @@ def test_profiles_prints_one_json_line_per_profile(capsys):
         "smoke",
         "quick",
         "full",
+        "full-fast",
     ]
 
 

@@ -137,7 +137,7 @@ def two_seeds(isolated_results):
 
 def test_runs_and_clean_select_one_run_by_its_params(two_seeds, capsys):
     assert main(["runs", "baseline", "--profile", "smoke", "--param", "seed=1"]) == 0
-    rows = capsys.readouterr().out.splitlines()[1:]
+    rows = [line for line in capsys.readouterr().out.splitlines()[1:] if line.startswith("baseline")]
     assert len(rows) == 1 and two_seeds[1].path.name in rows[0]
     assert (
         main(["clean", "baseline", "--profile", "smoke", "--param", "seed=1", "--param", "model=narrow", "--yes"]) == 0

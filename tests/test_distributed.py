@@ -10,6 +10,7 @@ against the plain Trainer, the loader's shards, BatchAdaptation's batch per rank
 with torchrun and the run store.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -34,8 +35,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from thesis_lib import cli, distributed
 from thesis_lib.data import DeviceLoader
+from thesis_lib.experiments import get_profile
 from thesis_lib.methods.batchsize import BatchAdaptation, MemoryModel
 from thesis_lib.methods.prunetrain import group_lasso, lasso_lambda
+from thesis_lib.models import count_training_flops
 from thesis_lib.stats import linear_fit
 from thesis_lib.training import TrainConfig, Trainer, seeded_model
 
@@ -200,7 +203,14 @@ def test_batch_adaptation_budgets_one_device_and_grows_the_global_batch_by_whole
     """Budget at a rank's share (16 / 2 = 8 samples of 1 byte); the pruned net needs 0.4 bytes per sample,
     so a rank takes floor(8 / 0.4) = 20 and the global batch is 40 (cap 30: 15 per rank, 30). Rule "fit"
     floors 16 x 1000 / 470 = 34.04 to 34 and rounds it down to the 2-rank multiple 34; at 3 ranks to 33."""
-    trainer = SimpleNamespace(model=torch.nn.Linear(2, 2), batch_size=16, lr_scale=1.0, step_count=0, world_size=2)
+    trainer = SimpleNamespace(
+        model=torch.nn.Linear(2, 2),
+        batch_size=16,
+        lr_scale=1.0,
+        step_count=0,
+        world_size=2,
+        counting_hook_flops=contextlib.nullcontext,
+    )
     dense, pruned = MemoryModel(0, 0, 1.0, "saved"), MemoryModel(0, 0, 0.4, "saved")
     for cap, expected in ((None, 40), (30, 30)):
         adaptation = BatchAdaptation(
@@ -256,6 +266,7 @@ def test_the_cli_trains_one_run_on_two_processes_into_one_sealed_folder(isolated
         "config.json",
         "history.csv",
         "model.pt",
+        "provenance.json",
         "summary.json",
     ]
     assert run_status(folder)["status"] == "finished"
@@ -265,3 +276,7 @@ def test_the_cli_trains_one_run_on_two_processes_into_one_sealed_folder(isolated
     assert summary["reconfigurations"] == 1 and summary["final_params"] < summary["dense_params"]
     assert (history["allreduce_bytes_per_step"] == 4 * history["params"]).all()
     assert history["allreduce_bytes_per_step"].is_monotonic_decreasing
+    # the two ranks' images add up to the training set: the dense first epoch's FLOPs are one process's
+    smoke = get_profile("smoke")
+    dense = seeded_model(smoke.resnet("wide", 1, 10), 0)
+    assert history["train_flops"].iloc[0] == smoke.n_train * count_training_flops(dense, smoke.input_size)

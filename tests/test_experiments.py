@@ -225,21 +225,42 @@ def test_empty_environment_variables_mean_unset(monkeypatch):
     assert data_dir() == DEFAULT_DATA_DIR.expanduser()
 
 
-def test_the_full_profile_takes_the_fast_path_only_on_cuda():
-    """On CUDA `full` trains in bf16 with channels_last (issue 16), eagerly until compiling is shown to pay;
-    on the CPU it keeps fp32, its run keys ignore the CUDA fields, and a run's params override the path."""
+def test_full_trains_in_fp32_as_the_thesis_did_and_full_fast_on_the_fast_path(monkeypatch):
+    """On CUDA `full` trains in fp32 without TF32 (the thesis's GPUs had none), `full-fast` in bf16 with
+    channels_last and TF32, both eagerly; on the CPU both keep fp32, their run keys ignore the CUDA fields,
+    and a run's params override the path. `full-fast` uses `full`'s chapter plans."""
     from dataclasses import replace
 
-    full = get_profile("full")
-    on_cuda, on_cpu = replace(full, device="cuda"), replace(full, device="cpu")
-    fast = on_cuda.train_config()
-    assert (fast.precision, fast.channels_last, fast.compile) == ("bf16", True, "off")
-    plain = on_cpu.train_config()
-    assert (plain.precision, plain.channels_last, plain.compile) == ("fp32", False, "off")
-    assert on_cuda.train_config(precision="fp32").precision == "fp32"
-    assert not any(key.startswith("cuda_") for key in get_profile("quick").to_dict())
-    assert full.to_dict()["cuda_precision"] == "bf16"
-    assert on_cuda.train_config(compile="static").compile == "static"
-    key = experiments.run_config("baseline", {"seed": 0}, on_cpu)["profile"]
-    assert not any(name.startswith("cuda_") for name in key)
-    assert experiments.run_config("baseline", {"seed": 0}, on_cuda)["profile"]["cuda_precision"] == "bf16"
+    from thesis_lib.chapters.ch05_prunetrain import PRUNETRAIN_PLANS, prunetrain_plan
+
+    full, full_fast = get_profile("full"), get_profile("full-fast")
+    thesis = replace(full, device="cuda").train_config()
+    assert (thesis.precision, thesis.channels_last, thesis.compile, thesis.tf32) == ("fp32", False, "off", False)
+    fast = replace(full_fast, device="cuda").train_config()
+    assert (fast.precision, fast.channels_last, fast.compile, fast.tf32) == ("bf16", True, "off", True)
+    for profile in (full, full_fast):
+        plain = replace(profile, device="cpu").train_config()
+        assert (plain.precision, plain.channels_last, plain.tf32) == ("fp32", False, False)
+        key = experiments.run_config("baseline", {"seed": 0}, replace(profile, device="cpu"))
+        assert not any(name.startswith("cuda_") for name in key["profile"]) and key["device"] == {"type": "cpu"}
+    assert replace(full_fast, device="cuda").train_config(precision="fp32").precision == "fp32"
+    assert replace(full_fast, device="cuda").train_config(compile="static").compile == "static"
+    assert prunetrain_plan(full_fast) == PRUNETRAIN_PLANS["full"]
+    assert (full_fast.epochs, full_fast.dataset, full_fast.seeds) == (full.epochs, full.dataset, full.seeds)
+
+
+def test_on_cuda_the_gpu_model_is_part_of_the_run_key(monkeypatch):
+    """Runs on two GPU models get two folders (their seconds, and maybe their numerics, differ)."""
+    from dataclasses import replace
+
+    from thesis_lib.experiments import store
+
+    on_cuda = replace(get_profile("full"), device="cuda")
+    keys = {}
+    for model in ("NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 2080 Ti"):
+        monkeypatch.setattr(store, "gpu_model", lambda device, model=model: model)
+        config = experiments.run_config("baseline", {"seed": 0}, on_cuda)
+        assert config["device"] == {"type": "cuda", "gpu_model": model}
+        assert config["profile"]["cuda_precision"] == "fp32" and config["key_scheme"] == store.KEY_SCHEME
+        keys[model] = store.config_hash(config)
+    assert len(set(keys.values())) == 2

@@ -72,7 +72,7 @@ def test_no_module_imports_a_layer_above_its_own(path):
 
 
 # The run cache's modules in the order a run passes through them: each imports only those before it.
-EXPERIMENTS_ORDER = ("executors", "profiles", "progress", "plans", "registry", "store", "sweeps")
+EXPERIMENTS_ORDER = ("executors", "profiles", "progress", "provenance", "plans", "registry", "store", "sweeps")
 
 
 def test_the_run_cache_modules_import_only_the_ones_before_them():

@@ -204,7 +204,10 @@ def test_compile_static_on_cuda_compiles_the_phases_whose_net_keeps_its_shape():
     ]
     assert compiled == [[True], [True], [False], [False, False], [True], [False], [True]]
     key = step_key(plan_of("net2net_grow", {"operation": "deepen"}, cuda).phases[0], cuda)
-    assert (key.compiled, key.precision, key.channels_last, key.threads) == (False, "bf16", True, "-")
+    assert (key.compiled, key.precision, key.channels_last, key.threads) == (False, "fp32", False, "-")
+    fast = replace(get_profile("full-fast"), device="cuda")
+    key = step_key(plan_of("net2net_grow", {"operation": "deepen"}, fast).phases[0], fast)
+    assert (key.compiled, key.precision, key.channels_last) == (False, "bf16", True)
     assert not any(step_key(phase, FULL).compiled for phase in plan_of("baseline", {"seed": 0}, FULL).phases)
 
 
@@ -328,4 +331,4 @@ def test_an_unknown_profile_is_a_usage_error(isolated_results, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["plan", "--profile", "huge"])
     assert exit_info.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
-    assert sorted(PROFILES) == ["full", "quick", "smoke"]
+    assert sorted(PROFILES) == ["full", "full-fast", "quick", "smoke"]

@@ -94,7 +94,7 @@ def test_a_summary_that_is_not_a_mapping_is_corrupt_even_with_a_matching_seal(is
 def test_the_seal_lists_every_result_file_and_leftover_checkpoints_go_on_the_next_load(isolated_results):
     result = finished(isolated_results)
     seal = json.loads((result.path / SEAL).read_text())
-    assert sorted(seal["files"]) == ["config.json", "history.csv", "model.pt", "summary.json"]
+    assert sorted(seal["files"]) == ["config.json", "history.csv", "model.pt", "provenance.json", "summary.json"]
     assert seal["run"] == result.path.name
     assert seal["files"]["model.pt"]["size"] == (result.path / "model.pt").stat().st_size
     (result.path / "checkpoint_train.pt").write_bytes(b"left by a kill after sealing")

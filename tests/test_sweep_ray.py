@@ -39,7 +39,14 @@ from thesis_lib.experiments.executors import (
 from thesis_lib.training import TrainingHook, seeded_model
 
 # What a run measures of the clock: these differ between any two trainings, serial or not.
-SUMMARY_TIMES = ["mean_epoch_time", "std_epoch_time", "total_time"]
+SUMMARY_TIMES = [
+    "mean_epoch_time",
+    "std_epoch_time",
+    "steady_epoch_time",
+    "first_epoch_time",
+    "total_time",
+    "timed_alone",  # Ray trains runs side by side
+]
 HISTORY_TIMES = ["epoch_time", "hook_time"]
 KILL_MARKER_ENV = "THESIS_TEST_KILL_MARKER"
 

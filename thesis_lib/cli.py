@@ -137,28 +137,37 @@ def _selection(items: Sequence[str]) -> str:
 
 
 def runs_lines(table: pd.DataFrame, long: bool = False) -> list[str]:
-    """`runs`' lines: one per run (experiment, status, final accuracy, epochs done, seconds, the run's
-    folder name, its params), then one per run with a detail (damage, checkpoints, orphans). Lines are cut
-    at 120 columns unless `long` (which also shows whole folder paths)."""
+    """`runs`' lines: one per run (experiment, status, final accuracy, epochs done, seconds, the other
+    training processes beside it, the run's folder name, its params), then one per run with a detail
+    (damage, checkpoints, orphans), then the machines and commits the listed runs trained on. Lines are cut
+    at 120 columns unless `long` (which also shows whole folder paths and each run's machine and commit)."""
 
     def number(value: Any, form: str) -> str:
         return "-" if value is None or value != value else format(value, form)
 
     width = max(len("experiment"), *(len(str(name)) for name in table["experiment"]))
     lines = [
-        f"{'experiment':<{width}}  {'status':<8}  {'acc':>6}  {'epochs':>6}  {'seconds':>8}  "
+        f"{'experiment':<{width}}  {'status':<8}  {'acc':>6}  {'epochs':>6}  {'seconds':>8}  {'beside':>6}  "
         f"{'folder' if long else 'run':<16}  params"
     ]
     for row in table.itertuples():
         folder = row.folder if long else Path(row.folder).name
         lines.append(
             f"{row.experiment:<{width}}  {row.status:<8}  {number(row.final_acc, '.4f'):>6}  "
-            f"{number(row.epochs, '.0f'):>6}  {number(row.total_time, '.1f'):>8}  {folder:<16}  "
-            f"{row.params}"
+            f"{number(row.epochs, '.0f'):>6}  {number(row.total_time, '.1f'):>8}  {number(row.beside, '.0f'):>6}  "
+            f"{folder:<16}  {row.params}"
         )
     details = [(row.status, row.folder, row.detail) for row in table[table["detail"].fillna("") != ""].itertuples()]
+    finished = table[table["status"] == "finished"]
     if long:
-        return lines + [f"{status}: {folder}: {detail}" for status, folder, detail in details]
+        trained = [
+            f"trained: {row.folder}: {row.machine}, commit {row.commit}, {row.started}" for row in finished.itertuples()
+        ]
+        return lines + [f"{status}: {folder}: {detail}" for status, folder, detail in details] + trained
+    where = [
+        f"trained on {machine}, commit {commit}: {count} run{'s' if count != 1 else ''}"
+        for (machine, commit), count in finished.groupby(["machine", "commit"]).size().items()
+    ]
     cut = [line if len(line) <= LINE_WIDTH else line[: LINE_WIDTH - 3] + "..." for line in lines]
     if cut != lines:
         cut.append("(lines cut at 120 columns: --long shows them whole)")
@@ -170,6 +179,8 @@ def runs_lines(table: pd.DataFrame, long: bool = False) -> list[str]:
             subsequent_indent="    ",
             break_on_hyphens=False,
         )
+    for line in where:
+        cut += textwrap.wrap(line, width=LINE_WIDTH, subsequent_indent="    ", break_on_hyphens=False)
     return cut
 
 
@@ -237,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=1,
         metavar="N",
-        help="notebooks at a time (default 1; the number of cores on the small profiles)",
+        help='notebooks at a time (default 1: runs whose times a chapter compares train alone; with N > 1 every run\'s provenance says how many trained beside it, and time tests between such runs say "not comparable")',
     )
     notebooks.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     notebooks.add_argument(

@@ -133,11 +133,19 @@ def run_notebooks(
         print(f"   {path.stem} {outcome.status} in {outcome.minutes:.2f} min {outcome.detail}", flush=True)
         return outcome
 
-    with ProgressPrinter(progress_dir(), interval=PROGRESS_INTERVAL):
-        if jobs == 1:
-            return [execute(path) for path in paths]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: papermill waits on its kernel
-            return list(pool.map(execute, paths))
+    previous = os.environ.get("THESIS_JOBS")
+    os.environ["THESIS_JOBS"] = str(jobs)  # the kernels inherit it: every run's provenance names the jobs
+    try:
+        with ProgressPrinter(progress_dir(), interval=PROGRESS_INTERVAL):
+            if jobs == 1:
+                return [execute(path) for path in paths]
+            with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: papermill waits on its kernel
+                return list(pool.map(execute, paths))
+    finally:
+        if previous is None:
+            del os.environ["THESIS_JOBS"]
+        else:
+            os.environ["THESIS_JOBS"] = previous
 
 
 PROGRESS_INTERVAL = 15.0

@@ -87,6 +87,10 @@ class TrainConfig:
     compiling the digits ResNet took 52 s, each recompile after a pruning step 23 s, and the compiled step
     saved 2.4 of 16 ms; PruneTrain reconfigures every 10 epochs, so a recompile pays only when ten epochs
     save more than it costs, which `benchmarks/epoch_time.py --recompile` measures on the GPU.
+
+    `tf32` (CUDA only): whether fp32 convolutions and matmuls may run on TF32 tensor cores (Ampere and
+    newer), which round their inputs to a 10-bit mantissa. Off by default, so fp32 means fp32 as on the
+    thesis's GTX 1080 Ti and RTX 2080 Ti, which have no TF32; the fast path (`full-fast`) turns it on.
     """
 
     epochs: int = 180
@@ -106,6 +110,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: str = "off"
+    tf32: bool = False
     seed: int = 0
     augment: bool = True
     padding: int = 4
@@ -475,6 +480,7 @@ class Trainer:
             )
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = self.config.tf32
         if self.epoch_callback is None and os.environ.get(TENSORBOARD_ENV) == "1":
             self.epoch_callback = TensorBoardLogger(Path("runs") / self.description.replace(" ", "_"))
         self.batch_size = self.config.batch_size

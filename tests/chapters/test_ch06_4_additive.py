@@ -66,8 +66,9 @@ def test_quick_plan_arms_are_the_documented_settings():
     assert [run_dir_for("baseline", p, "quick") for p in fp32] == [
         run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": s}, "quick") for s in range(5)
     ]
-    # where the profile trains in bf16 by default (full on CUDA), the fp32 arm asks for fp32 and bf16 is chapter 3's
-    on_cuda = dataclasses.replace(get_profile("full"), device="cuda")
+    # where the profile trains in bf16 by default (full-fast on CUDA), the fp32 arm asks for fp32 and bf16 is
+    # chapter 3's
+    on_cuda = dataclasses.replace(get_profile("full-fast"), device="cuda")
     plan = dataclasses.replace(
         additive_plan("full"), precisions=("fp32", "bf16"), default_precision=on_cuda.train_config().precision
     )

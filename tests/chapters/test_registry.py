@@ -78,10 +78,11 @@ def test_each_registered_experiment_belongs_to_exactly_one_chapter():
 def test_run_folders_do_not_move_with_the_code(monkeypatch):
     """A recorded run folder: moving code must not orphan cached runs. Recorded before the methods /
     chapters split as 080f54e368f939bf (unchanged by the split); "baseline" version 2 (He-normal init)
-    changed it on purpose."""
+    changed it on purpose, and so did key scheme 2 (`store.KEY_SCHEME`: device model, world size, every
+    profile field)."""
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
-    assert path.name == "aa400003ce4a3f76"
+    assert path.name == "3a3e02ed9e4af007"
 
 
 def test_every_chapter_experiment_declares_its_params():

@@ -58,9 +58,10 @@ def quantities(*columns: str) -> list[tuple[str, str, str]]:
 
 
 def plan_for(plans: Mapping[str, Plan], profile: str | Profile, chapter: str) -> Plan:
-    """`plans[profile's name]`: a chapter's plan (its settings on one profile); a profile without one is a
-    ValueError that names the chapter and the profiles that have a plan."""
-    name = get_profile(profile).name
+    """`plans[profile's plan name]`: a chapter's plan (its settings on one profile; `full-fast` takes
+    `full`'s, `Profile.plans`); a profile without one is a ValueError that names the chapter and the
+    profiles that have a plan."""
+    name = get_profile(profile).plan_name
     if name not in plans:
         raise ValueError(f"no chapter {chapter} plan for profile {name!r}; plans exist for {sorted(plans)}")
     return plans[name]

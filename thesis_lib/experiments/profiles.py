@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,18 @@ class Profile:
     as fast as several and immune to a busy machine, and a fixed count makes CPU results reproducible
     (reductions split over a different number of threads round differently). None leaves torch's default.
 
-    The `cuda_*` fields are the fast path a run gets when the profile resolves to a CUDA device (issue 16):
-    `full` trains in bf16 autocast with channels_last; a run's own params override them (e.g.
-    precision="fp32"). On the CPU they are ignored: bf16 on a CPU is slower than fp32 and compiling small
-    nets never pays. `cuda_compile` stays "off" on `full` until a GPU shows that compiling pays: with
-    "static" the fixed-shape runs (baselines, MorphNet's phases) would compile and PruneTrain's and
-    Net2Net's would not (`TrainConfig.compile`), so every time comparison between them would also measure
-    the compiler; a run can still ask for it (`compile="static"`).
+    The `cuda_*` fields are what a run gets when the profile resolves to a CUDA device; a run's own params
+    override them (e.g. precision="bf16"). `full` trains as the thesis did, in fp32 without TF32 (section
+    2.8 treats mixed precision as a method of its own, chapter 6.4); `full-fast` is `full` on the fast path
+    (bf16 autocast, channels_last, TF32 for what stays fp32), with its own results folder, so that no
+    number of one is ever read as the other's. On the CPU the fields are ignored: bf16 on a CPU is slower
+    than fp32 and compiling small nets never pays. `cuda_compile` stays "off" until a GPU shows that
+    compiling pays: with "static" the fixed-shape runs (baselines, MorphNet's phases) would compile and
+    PruneTrain's and Net2Net's would not (`TrainConfig.compile`), so every time comparison between them
+    would also measure the compiler; a run can still ask for it (`compile="static"`).
+
+    `plans` names the profile whose chapter plans (grids, settings per chapter) this one uses; None: its
+    own (`full-fast` uses `full`'s).
     """
 
     name: str
@@ -56,6 +61,8 @@ class Profile:
     cuda_precision: str = "fp32"
     cuda_channels_last: bool = False
     cuda_compile: str = "off"
+    cuda_tf32: bool = False
+    plans: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not PROFILE_NAME.fullmatch(self.name):
@@ -122,17 +129,23 @@ class Profile:
             flip=self.flip,
         )
         if self.resolved_device().type == "cuda":
-            base.update(precision=self.cuda_precision, channels_last=self.cuda_channels_last, compile=self.cuda_compile)
+            base.update(
+                precision=self.cuda_precision,
+                channels_last=self.cuda_channels_last,
+                compile=self.cuda_compile,
+                tf32=self.cuda_tf32,
+            )
         return TrainConfig(**{**base, **overrides})
 
+    @property
+    def plan_name(self) -> str:
+        """The profile whose chapter plans this one uses (`plans`, else its own name)."""
+        return self.plans or self.name
+
     def to_dict(self) -> dict[str, Any]:
-        """The profile's fields; the `cuda_*` fields only when they differ from the defaults, so the run
-        folders of profiles without a fast path keep the names they had before the fields existed."""
+        """The profile's fields, JSON-ready."""
         data = asdict(self)
         data["milestones"], data["seeds"] = list(self.milestones), list(self.seeds)
-        for item in fields(self):
-            if item.name.startswith("cuda_") and data[item.name] == item.default:
-                del data[item.name]
         return data
 
 
@@ -177,10 +190,11 @@ PROFILES: dict[str, Profile] = {
         blocks_per_stage=5,
         padding=4,
         flip=True,
-        cuda_precision="bf16",
-        cuda_channels_last=True,
     ),
 }
+PROFILES["full-fast"] = replace(
+    PROFILES["full"], name="full-fast", plans="full", cuda_precision="bf16", cuda_channels_last=True, cuda_tf32=True
+)
 
 
 def get_profile(profile: str | Profile) -> Profile:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,18 @@ def progress_dir() -> Path:
 def report_progress(**fields: Any) -> None:
     """Merge `fields` into this process's progress record and write it atomically to
     `progress_dir()/<pid>.json`, with the notebook (THESIS_NOTEBOOK, which `plots.use_notebook` sets) and
-    the time. The `notebooks` command reads these files to print runs done, epoch and ETA during a
+    the time, host and process id. The `notebooks` command reads these files to print runs done, epoch and ETA during a
     headless re-run. Reporting never stops a run: a folder that cannot be written is skipped. Under DDP
     rank 0 reports for all ranks."""
     if distributed.rank() != 0:
         return
-    _progress.update(fields, notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"), updated=time.time())
+    _progress.update(
+        fields,
+        notebook=os.environ.get("THESIS_NOTEBOOK", f"process {os.getpid()}"),
+        updated=time.time(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
     folder = progress_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,16 +64,27 @@ class EpochReporter:
     """A Trainer's `epoch_callback` for the run store: reports the epoch to `report_progress` and, when
     THESIS_TENSORBOARD=1 (`notebooks --tensorboard`), logs it for TensorBoard into
     `<run folder>/tensorboard/<readable params>/<phase>` with the run's params as hparams (live curves:
-    `tensorboard --logdir results/<profile>`; each run shows as `<experiment>/<hash>/tensorboard/<params>`)."""
+    `tensorboard --logdir results/<profile>`; each run shows as `<experiment>/<hash>/tensorboard/<params>`).
+    The record's `trained` time tells other runs that this process trains (`provenance`); `after_report` is
+    called after each report (the run store's look for other training processes)."""
 
     run: str
     run_dir: Path
     phase: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    after_report: Callable[[], None] | None = None
     _tensorboard: TensorBoardLogger | None = None
 
     def __call__(self, trainer: Trainer, record: Mapping[str, Any]) -> None:
-        report_progress(run=self.run, phase=self.phase, epoch=int(record["epoch"]), epochs=trainer.config.epochs)
+        report_progress(
+            run=self.run,
+            phase=self.phase,
+            epoch=int(record["epoch"]),
+            epochs=trainer.config.epochs,
+            trained=time.time(),
+        )
+        if self.after_report is not None:
+            self.after_report()
         if os.environ.get(TENSORBOARD_ENV) != "1":
             return
         if self._tensorboard is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -22,6 +23,7 @@ from ..training import SEED_LIMIT, TrainConfig, Trainer, TrainingHook, training_
 from .plans import RunPlan, RunPlanner, single_phase
 from .profiles import Profile, get_profile
 from .progress import EpochReporter
+from .provenance import other_training_processes
 
 # The package whose import registers every experiment (one module per chapter); imported on the first
 # lookup of an unknown name, so `run("prunetrain", ...)` works without importing a chapter first.
@@ -51,10 +53,19 @@ class RunContext:
     run_dir: Path
     progress: bool = True
     device: torch.device = field(init=False)
+    started: float = field(init=False)
+    beside: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.device = self.profile.resolved_device()
         self.profile.apply_cpu_threads()
+        self.started = time.time()
+        self.look_for_other_runs()
+
+    def look_for_other_runs(self) -> None:
+        """Add the run store's other training processes active now to `beside` (`provenance`); called when
+        the run starts, after every epoch and before it is sealed."""
+        self.beside |= other_training_processes(self.started)
 
     def dataset(self, name: str | None = None) -> Dataset:
         """The profile's dataset (or `name`), subset to the profile's sizes; loaded once per process."""
@@ -98,7 +109,7 @@ class RunContext:
             progress=self.progress,
             description=f"{self.name} {phase}",
             cpu_threads=threads,
-            epoch_callback=EpochReporter(self.name, self.run_dir, phase, self.params),
+            epoch_callback=EpochReporter(self.name, self.run_dir, phase, self.params, self.look_for_other_runs),
             checkpoint_owner=f"{self.run_dir.name}/{phase}",
         )
 

@@ -7,6 +7,7 @@ Results live in `results/<profile>/<name>/<config hash>/`:
     history.csv    one row per epoch
     summary.json   the run's scalar results
     model.pt       the final model (spec and weights)
+    provenance.json  where and how it trained (`provenance`: machine, software, commit, times, neighbours)
     DONE           the seal, written last: size and sha256 of every result file
 
 Every file is written atomically (`files.atomic_write`). A run folder is locked (`<folder>.lock`, the
@@ -30,7 +31,7 @@ import shutil
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from .. import distributed
 from ..files import atomic_torch_save, write_text_atomic
 from ..models import ResNet, ResNetSpec, build_resnet
 from .profiles import Profile, get_profile, profile_root, results_root
+from .provenance import gpu_model, machine, project_commit, timing_setting, utc_now
 from .registry import RunContext, RunOutput, canonical, lookup, resolve_params
 
 
@@ -59,6 +61,7 @@ class RunResult:
     history: pd.DataFrame
     path: Path
     loaded_from_cache: bool
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def model(self, device: str | torch.device = "cpu") -> ResNet:
         """The run's final model, rebuilt from its saved spec."""
@@ -80,33 +83,40 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
-    """Everything a run's results depend on; its hash names the run's folder.
+# The run key's scheme: what a run's folder name (the hash of `run_config`) is made of. A change of the rules
+# below raises it, so that no folder written under other rules is ever taken for a run of these.
+KEY_SCHEME = 2
 
-    `params` are resolved first (`resolve_params`: defaults filled in), so `{}` and the same params written
-    out name one run. The profile's seed list only decides which runs a grid asks for, so it is left out:
-    adding a seed reuses the runs of the others. A DDP run on more than one process adds its world_size: each
-    rank's BN normalises over its own share of the batch, so its results differ from one process's and it
-    must never pass for one (one process under torchrun trains the same numbers as the plain run, its
-    history adds the all-reduce columns, and it keeps the plain run's key). The `cuda_*` fast-path fields
-    count only for runs on CUDA, where they take effect."""
-    version = lookup(name).version
-    on_cuda = profile.resolved_device().type == "cuda"
+
+def run_config(name: str, params: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+    """Everything a run's results depend on; its hash names the run's folder (key scheme `KEY_SCHEME`).
+
+    - the experiment and its version (raised when its results change);
+    - its params, resolved first (`resolve_params`: defaults filled in), so `{}` and the same params
+      written out name one run;
+    - the profile's fields but its seed list (which only decides which runs a grid asks for: adding a seed
+      reuses the runs of the others), the `cuda_*` fast-path fields only on CUDA, where they take effect;
+    - the device: its type and, on CUDA, the GPU model, so that runs on two GPU models never mix (their
+      times differ, and so may their numerics);
+    - the world size: each DDP rank's BN normalises over its own share of the batch, so a run on more
+      processes differs from one process's (one process under torchrun is the plain run, world size 1).
+    """
+    device = profile.resolved_device()
+    on_cuda = device.type == "cuda"
     settings = {
         key: value
         for key, value in profile.to_dict().items()
         if key != "seeds" and (on_cuda or not key.startswith("cuda_"))
     }
-    config = {
+    return {
+        "key_scheme": KEY_SCHEME,
         "experiment": name,
-        "version": version,
+        "version": lookup(name).version,
         "params": canonical(resolve_params(name, params, profile)),
         "profile": settings,
-        "device": profile.resolved_device().type,
+        "device": {"type": device.type, "gpu_model": gpu_model(device)} if on_cuda else {"type": device.type},
+        "world_size": distributed.world_size(),
     }
-    if distributed.world_size() > 1:
-        config["world_size"] = distributed.world_size()
-    return config
 
 
 def run_dir_for(name: str, params: Mapping[str, Any] | None, profile: str | Profile) -> Path:
@@ -118,7 +128,7 @@ def run_dir_for(name: str, params: Mapping[str, Any] | None, profile: str | Prof
 SEAL = "DONE"
 
 
-RESULT_FILES = ("history.csv", "summary.json", "model.pt")
+RESULT_FILES = ("history.csv", "summary.json", "model.pt", "provenance.json")
 
 
 SEALED_FILES = ("config.json", *RESULT_FILES)  # the seal covers the config too: a run proves whose it is
@@ -217,8 +227,10 @@ def _verified(path: Path, seal_bytes: bytes, expected: Mapping[str, Any] | None)
     return contents
 
 
-def _read_sealed(path: Path, expected: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(summary, history) of the sealed run at `path`, parsed from exactly the bytes that were verified
+def _read_sealed(
+    path: Path, expected: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """(summary, history, provenance) of the sealed run at `path`, parsed from exactly the bytes that were verified
     (`_verified`). Raises `_RunChanged` when the run was removed or resealed while being read."""
     seal_bytes = None
     try:
@@ -241,7 +253,7 @@ def _read_sealed(path: Path, expected: Mapping[str, Any] | None = None) -> tuple
         history = pd.read_csv(io.BytesIO(contents["history.csv"]))
     except ValueError as error:
         raise _corrupt(path, f"history.csv is no valid CSV ({error})") from error
-    return summary, history
+    return summary, history, _json_mapping(path, "provenance.json", contents["provenance.json"])
 
 
 def _orphans(path: Path) -> list[Path]:
@@ -264,9 +276,9 @@ def _remove_leftovers(path: Path) -> None:
 
 
 def load_sealed(name: str, params: dict[str, Any], path: Path, expected: Mapping[str, Any]) -> RunResult:
-    summary, history = _read_sealed(path, expected)
+    summary, history, provenance = _read_sealed(path, expected)
     _remove_leftovers(path)
-    return RunResult(name, params, summary, history, path, loaded_from_cache=True)
+    return RunResult(name, params, summary, history, path, loaded_from_cache=True, provenance=provenance)
 
 
 def _check_unsealed(path: Path) -> None:
@@ -280,10 +292,11 @@ def _check_unsealed(path: Path) -> None:
         )
 
 
-def _seal(path: Path, output: RunOutput, seconds: float) -> None:
+def _seal(path: Path, output: RunOutput, seconds: float, provenance: Mapping[str, Any]) -> None:
     """Write the result files, each atomically, then the seal: the run's name and the size and checksum of
     config.json and every result file."""
     write_text_atomic(path / "history.csv", output.history.to_csv(index=False))
+    write_text_atomic(path / "provenance.json", json.dumps(_jsonable(provenance), indent=2, sort_keys=True))
     write_text_atomic(path / "summary.json", json.dumps(_jsonable(output.summary), indent=2, sort_keys=True))
     model = output.model
     atomic_torch_save(
@@ -403,22 +416,27 @@ def run(
             path.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path / "config.json", json.dumps(config, indent=2, sort_keys=True))
         start = time.perf_counter()
+        resumed = any(path.glob("checkpoint_*.pt"))
+        context = RunContext(name=name, params=typed, profile=profile, run_dir=path, progress=progress)
+        provenance = {**machine(context.device), "commit": project_commit(), "started": utc_now(), "resumed": resumed}
         try:
-            output = function(RunContext(name=name, params=typed, profile=profile, run_dir=path, progress=progress))
+            output = function(context)
         except BaseException:
             if created and not any(path.glob("checkpoint_*.pt")):  # nothing to resume: leave no litter
                 shutil.rmtree(path, ignore_errors=True)
                 _unlink_held_lock(lock)
             raise
         if lead:
-            _seal(path, output, time.perf_counter() - start)
+            context.look_for_other_runs()
+            provenance.update(ended=utc_now(), other_training_processes=len(context.beside))
+            _seal(path, output, time.perf_counter() - start, provenance)
             for checkpoint in path.glob("checkpoint_*.pt"):
                 checkpoint.unlink(missing_ok=True)  # a reader of the sealed run may remove it too
         distributed.barrier()  # the other ranks read the run once rank 0 has sealed it
         history = output.history if lead else pd.read_csv(path / "history.csv")
-        return RunResult(
-            name, params, json.loads((path / "summary.json").read_text()), history, path, loaded_from_cache=False
-        )
+        summary = json.loads((path / "summary.json").read_text())
+        provenance = json.loads((path / "provenance.json").read_text())
+        return RunResult(name, params, summary, history, path, loaded_from_cache=False, provenance=provenance)
     finally:
         if lead:
             lock.release()
@@ -446,7 +464,8 @@ def run_status(path: Path) -> dict[str, Any]:
     """What a run folder holds, without training or changing it: status "finished" (seal and identity
     verified), "damaged" (the `CorruptRunError` message, or a file that cannot be read), "partial" (a
     checkpoint, epochs done) or "empty"; plus the params and, for a finished run, its headline numbers
-    (final_acc, epochs, total_time). `detail` says what else it found (orphan temporary files)."""
+    (final_acc, epochs, total_time) and where it trained (`provenance`: machine, beside = other training
+    processes active during it, commit, started). `detail` says what else it found (orphan temporary files)."""
     for attempt in range(LOAD_ATTEMPTS):
         try:
             return _status(path)
@@ -475,7 +494,7 @@ def _status(path: Path) -> dict[str, Any]:
         notes = [_orphan_note(path)]
         if (path / SEAL).exists():
             try:
-                summary, _ = _read_sealed(path)
+                summary, _, provenance = _read_sealed(path)
             except CorruptRunError as error:
                 return {**row, "status": "damaged", "detail": "; ".join([str(error), *filter(None, notes)])}
             return {
@@ -483,6 +502,10 @@ def _status(path: Path) -> dict[str, Any]:
                 "status": "finished",
                 "detail": "; ".join(filter(None, notes)),
                 **{k: summary.get(k) for k in ("final_acc", "epochs", "total_time")},
+                "machine": timing_setting(provenance),
+                "beside": provenance["other_training_processes"],
+                "commit": provenance["commit"],
+                "started": provenance["started"],
             }
         checkpoints = sorted(path.glob("checkpoint_*.pt"), key=lambda p: p.stat().st_mtime)
         if checkpoints:
@@ -529,7 +552,21 @@ def cached_runs(profile: str | Profile, experiment: str | None = None) -> pd.Dat
         lookup(experiment)  # an unknown name is an error, not "no cached runs"
     root = profile_root(profile)
     folders = sorted(p for p in root.glob(f"{experiment or '*'}/*") if not p.name.startswith(".") and p.is_dir())
-    columns = ["experiment", "dataset", "status", "final_acc", "epochs", "total_time", "params", "folder", "detail"]
+    columns = [
+        "experiment",
+        "dataset",
+        "status",
+        "final_acc",
+        "epochs",
+        "total_time",
+        "beside",
+        "machine",
+        "commit",
+        "started",
+        "params",
+        "folder",
+        "detail",
+    ]
     rows = [run_status(folder) for folder in folders]
     return pd.DataFrame([row for row in rows if os.path.lexists(row["folder"])], columns=columns)
 

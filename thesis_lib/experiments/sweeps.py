@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .executors import ray_tasks, resolve_executor, thesis_env
 from .profiles import Profile, get_profile, results_root
 from .progress import report_progress
+from .provenance import timing_columns
 from .registry import canonical, experiment_modules, lookup, resolve_params
 from .store import SEAL, RunResult, load_sealed, run, run_dir_for
 
@@ -54,7 +55,9 @@ def sweep(
     `executor`: "serial" trains the runs one after the other in this process; "ray" trains the unfinished
     ones as Ray tasks, in parallel (`_sweep_on_ray`; where and with what resources: `thesis_lib.experiments.executors`);
     None takes THESIS_EXECUTOR (unset: "serial"), so notebooks follow `notebooks --executor`. Both give the
-    same run folders and results. A param named like a history column (lr, batch_size) keeps the per-epoch
+    same run folders and results. The summary adds each run's `provenance.TIMING_COLUMNS` (timing setting,
+    trained alone), which decide whether its seconds may be tested against another's (`stats.compare_groups`).
+    A param named like a history column (lr, batch_size) keeps the per-epoch
     values there and appears in the history as `<name>_param`. One progress bar counts the runs; the runs
     train without their own bars.
     """
@@ -73,7 +76,7 @@ def sweep(
     summary_rows, histories = [], []
     for result in results:
         columns = _flat("", result.params)
-        summary_rows.append({**columns, **_flat("", result.summary)})
+        summary_rows.append({**columns, **_flat("", result.summary), **timing_columns(result.provenance)})
         history = result.history.copy()
         for key, value in columns.items():
             column = f"{key}_param" if key in result.history.columns else key
@@ -161,7 +164,9 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
 
 
 def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, Any]]:
-    """Every combination of the given axes, once per seed of the profile."""
+    """Every combination of the given axes, once per seed of the profile, interleaved seed by seed (A0 B0
+    A1 B1 ...): groups whose times a chapter compares then train side by side in time, so a drift of the
+    machine (another load, a warmer CPU) spreads over all of them instead of falling on one block."""
     profile = get_profile(profile)
     for key, values in axes.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
@@ -176,4 +181,5 @@ def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, A
             )
     keys = list(axes)
     combos = itertools.product(*(axes[k] for k in keys)) if keys else [()]
-    return [{**dict(zip(keys, combo)), "seed": seed} for combo in combos for seed in profile.seeds]
+    combos = list(combos)
+    return [{**dict(zip(keys, combo)), "seed": seed} for seed in profile.seeds for combo in combos]
