@@ -105,3 +105,9 @@ def hand_training_flops(model: nn.Module, input_size: tuple[int, int, int]) -> i
         for handle in handles:
             handle.remove()
     return sum(2 * macs * (2 if first else 3) for macs, first in products)
+
+
+def timed_alone(frame):
+    """`frame` (runs made up by a test) as runs timed on one machine, each alone: the `TIMING_COLUMNS` a
+    sweep's summary has, so that their times may be tested."""
+    return frame.assign(timing_setting="test CPU, 1 thread, torch 2", timed_alone=True)

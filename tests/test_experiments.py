@@ -264,3 +264,33 @@ def test_on_cuda_the_gpu_model_is_part_of_the_run_key(monkeypatch):
         assert config["profile"]["cuda_precision"] == "fp32" and config["key_scheme"] == store.KEY_SCHEME
         keys[model] = store.config_hash(config)
     assert len(set(keys.values())) == 2
+
+
+def test_a_sweep_trains_its_grid_seed_by_seed_and_returns_it_in_grid_order(isolated_results, monkeypatch):
+    from thesis_lib.experiments import sweeps, training_order
+
+    grid = [{"model": model, "seed": seed} for model in ("narrow", "wide") for seed in (0, 1)]  # blocks A0 A1 B0 B1
+    assert training_order(grid) == [0, 2, 1, 3]
+    trained = []
+    real_run = sweeps.run
+
+    def recording_run(name, params, **kwargs):
+        trained.append((params["model"], params["seed"]))
+        return real_run(name, params, **kwargs)
+
+    monkeypatch.setattr(sweeps, "run", recording_run)
+    result = sweep("baseline", grid, profile="smoke", progress=False)
+    assert trained == [("narrow", 0), ("wide", 0), ("narrow", 1), ("wide", 1)]
+    assert list(zip(result.summary["model"], result.summary["seed"])) == [(p["model"], p["seed"]) for p in grid]
+
+
+def test_chapter_6_4s_arms_train_interleaved_seed_by_seed():
+    """Every arm of a section's sweep gets its seed 0 before any arm its seed 1 (A0 B0 ... A1 B1 ...)."""
+    from thesis_lib.chapters import ch06_4_additive
+    from thesis_lib.experiments import training_order
+
+    for name, (_, grid) in ch06_4_additive.sweeps("quick").items():
+        seeds = [grid[i]["seed"] for i in training_order(grid)]
+        assert seeds == sorted(seeds), name
+        per_seed = len(grid) // len(set(seeds))
+        assert seeds[:per_seed] == [seeds[0]] * per_seed and len({grid[i]["seed"] for i in range(per_seed)}) > 1

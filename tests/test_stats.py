@@ -374,3 +374,46 @@ def test_a_sample_without_variance_is_named_in_the_sentence():
     assert result.constant == "a" and welch_ttest([0.5, 0.6], [1.0, 1.0]).constant == "b"
     assert "(all 5 values of the first group are equal)" in result.sentence("kept")
     assert welch_ttest([0.5, 0.6], [0.7, 0.9]).constant == ""
+
+
+def _timed_runs(settings_b=("cpu X",) * 3, alone_b=(True,) * 3):
+    return pd.DataFrame(
+        {
+            "arm": ["A"] * 3 + ["B"] * 3,
+            "total_time": [10.0, 10.5, 9.8, 12.0, 12.4, 11.9],
+            "final_acc": [0.90, 0.91, 0.92, 0.93, 0.94, 0.92],
+            "timing_setting": ["cpu X"] * 3 + list(settings_b),
+            "timed_alone": [True] * 3 + list(alone_b),
+        }
+    )
+
+
+TIMED = [("total_time", "total time", "s"), ("final_acc", "accuracy", "")]
+
+
+def test_times_of_one_setting_trained_alone_are_tested_as_welch_tests_are():
+    runs = _timed_runs()
+    table = compare_groups(runs, "arm", [("A", "B")], TIMED, timing_columns=("timing_setting", "timed_alone"))
+    expected = welch_ttest([10.0, 10.5, 9.8], [12.0, 12.4, 11.9])
+    assert table["not_comparable"].tolist() == ["", ""]
+    assert table.loc[0, "p"] == pytest.approx(expected.p) and table.loc[0, "t"] == pytest.approx(expected.t)
+
+
+@pytest.mark.parametrize(
+    "settings_b, alone_b, reason",
+    [
+        (("cpu X", "cpu Y", "cpu X"), (True,) * 3, "timed on 2 settings: cpu X; cpu Y"),
+        (("cpu X",) * 3, (True, False, True), "1 of 6 runs trained beside other training processes"),
+    ],
+)
+def test_times_from_other_settings_or_beside_neighbours_give_no_verdict(settings_b, alone_b, reason):
+    runs = _timed_runs(settings_b, alone_b)
+    table = with_holm(
+        compare_groups(runs, "arm", [("A", "B")], TIMED, timing_columns=("timing_setting", "timed_alone"))
+    )
+    time, accuracy = table.iloc[0], table.iloc[1]
+    assert time["not_comparable"] == reason and time["verdict"] == f"not comparable: {reason}"
+    assert np.isnan(time["p"]) and np.isnan(time["p_holm"]) and time["mean_a"] == pytest.approx(10.1)
+    assert time["sentence"] == f"total time, A vs B: 10.1 s vs 12.1 s: not comparable ({reason}), no test."
+    # accuracy does not depend on the machine: tested, and alone in the Holm family
+    assert accuracy["not_comparable"] == "" and accuracy["p_holm"] == pytest.approx(accuracy["p"])

@@ -272,19 +272,30 @@ def compare_groups(
     pairs: Iterable[tuple[object, object]],
     quantities: Iterable[tuple[str, str, str]],
     confidence: float = 0.95,
+    timing_columns: tuple[str, str] | None = None,
 ) -> pd.DataFrame:
     """Welch tests between named groups of one tidy frame: for every (column, description, unit) of
     `quantities` and every (a, b) of `pairs`, the values of `column` in group a against group b, labelled
-    "<description>, a vs b" (one `welch_table` row each, with its sentence)."""
+    "<description>, a vs b" (one `welch_table` row each, with its sentence).
+
+    `timing_columns` (setting, alone) name the frame's columns that say on what each run was timed and
+    whether it trained alone (`experiments.provenance.TIMING_COLUMNS`). A time quantity (unit "s") is then
+    tested only between groups whose runs all share one setting and all trained alone: a Welch test sees
+    only the spread between seeds, so a gap made by another machine or by neighbours on the same cores
+    would pass for the methods'. Such a row keeps its means but no test: its `not_comparable` column says
+    why (empty where the test stands), its sentence and `with_holm`'s verdict say "not comparable".
+    """
     pairs = list(pairs)
     quantities = list(quantities)
-    _require_columns(df, [group_col, *(column for column, _, _ in quantities)])
+    timed = timing_columns is not None and any(unit == "s" for _, _, unit in quantities)
+    _require_columns(df, [group_col, *(column for column, _, _ in quantities), *(timing_columns if timed else ())])
     present = set(df[group_col])
     missing = sorted({str(g) for pair in pairs for g in pair if g not in present})
     if missing:
         raise ValueError(f"group(s) {missing} not in column {group_col!r}; groups present: {sorted(map(str, present))}")
-    tables = [
-        welch_table(
+    tables = []
+    for column, what, unit in quantities:
+        table = welch_table(
             [
                 (f"{what}, {a} vs {b}", df.loc[df[group_col] == a, column], df.loc[df[group_col] == b, column])
                 for a, b in pairs
@@ -292,9 +303,31 @@ def compare_groups(
             unit=unit,
             confidence=confidence,
         )
-        for column, what, unit in quantities
-    ]
+        reasons = [
+            _timing_problem(df[df[group_col].isin([a, b])], *timing_columns) if timed and unit == "s" else ""
+            for a, b in pairs
+        ]
+        table["not_comparable"] = reasons
+        for index, reason in enumerate(reasons):
+            if reason:
+                table.loc[index, ["t", "df", "p", "ci_low", "ci_high"]] = np.nan
+                means = table.loc[index, "sentence"].split(" (difference")[0]
+                table.loc[index, "sentence"] = f"{means}: not comparable ({reason}), no test."
+        tables.append(table)
     return pd.concat(tables, ignore_index=True)
+
+
+def _timing_problem(runs: pd.DataFrame, setting_col: str, alone_col: str) -> str:
+    """Why the seconds of `runs` may not be compared ("" when they may): several timing settings, or runs
+    that trained beside other training processes."""
+    problems = []
+    settings = sorted(set(runs[setting_col].astype(str)))
+    if len(settings) > 1:
+        problems.append(f"timed on {len(settings)} settings: {'; '.join(settings)}")
+    beside = int((~runs[alone_col].astype(bool)).sum())
+    if beside:
+        problems.append(f"{beside} of {len(runs)} runs trained beside other training processes")
+    return "; ".join(problems)
 
 
 def ttest_table(
@@ -356,6 +389,9 @@ def with_holm(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         "undefined (no variance)",
         np.where(out["p_holm"] < alpha, "significant", "not significant"),
     )
+    if "not_comparable" in out:  # `compare_groups`' time rows without a test: outside the family
+        untested = out["not_comparable"].fillna("") != ""
+        out.loc[untested, "verdict"] = "not comparable: " + out.loc[untested, "not_comparable"]
     if "sentence" in out:
         out["sentence"] = [
             _holm_sentence(sentence, p_holm, verdict)

@@ -23,7 +23,7 @@ from thesis_lib.models import ResNetConfig, ResNetSpec, build_resnet, count_flop
 from thesis_lib.surgery import channel_groups, select_channels
 from thesis_lib.training import TrainConfig, Trainer
 
-from helpers import next_breakpoint, toy_data, weight_entries
+from helpers import next_breakpoint, timed_alone, toy_data, weight_entries
 
 INPUT = (1, 8, 8)
 
@@ -201,7 +201,7 @@ def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against
             }
             for i, (f, s, a) in enumerate(zip(flops, size, acc))
         ]
-    tests = regularizer_tests(pd.DataFrame(rows))
+    tests = regularizer_tests(timed_alone(pd.DataFrame(rows)))
     assert tests["comparison"].tolist() == [
         "alive flops / full, flops regularizer vs control",
         "final accuracy, flops regularizer vs control",
@@ -215,7 +215,7 @@ def test_figure_4_1_runs_include_an_unregularized_control_and_are_tested_against
     assert {"n_a", "n_b", "t", "df", "p", "p_holm"} <= set(tests.columns)
     assert CONTROL == "none"
     with pytest.raises(ValueError, match="no control runs"):
-        regularizer_tests(pd.DataFrame(rows[:6]))
+        regularizer_tests(timed_alone(pd.DataFrame(rows[:6])))
 
 
 def test_the_shrunk_structure_is_retrained_from_scratch_with_the_profiles_schedule(isolated_results):
@@ -344,8 +344,10 @@ def test_search_groups_and_tests_name_the_wide_baseline_as_uniform_scaling_when_
     runs = [
         {"final_acc": 0.8 + 0.01 * i, "total_time": 10.0 + i, "final_flops": 2e6, "final_params": 3e3} for i in range(3)
     ]
-    baseline = pd.DataFrame(runs)
-    search = pd.DataFrame([{**run, "resource": resource} for resource in ("flops", "size") for run in runs])
+    baseline = timed_alone(pd.DataFrame(runs))
+    search = timed_alone(
+        pd.DataFrame([{**run, "resource": resource} for resource in ("flops", "size") for run in runs])
+    )
     groups = search_groups(baseline, search)
     assert groups["net"].drop_duplicates().tolist() == SEARCH_ORDER
     assert groups["MFLOPs"].eq(2.0).all() and groups["parameters (thousands)"].eq(3.0).all()

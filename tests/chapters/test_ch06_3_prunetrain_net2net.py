@@ -17,6 +17,8 @@ from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.models import NARROW_BASELINE, ResNetSpec, build_resnet, count_flops, count_parameters
 
+from helpers import timed_alone
+
 STRONG = {"lasso_ratio": 0.9, "threshold": 5e-2}
 
 
@@ -95,8 +97,9 @@ def summary_frame(**extra):
         "total_time": [10.0, 12.0],
         "final_params": [100, 120],
         "final_flops": [1000, 1100],
+        "training_flops": [5e6, 6e6],
     }
-    return pd.DataFrame({**base, **extra})
+    return timed_alone(pd.DataFrame({**base, **extra}))
 
 
 def test_final_accuracy_groups_and_tables_from_summaries():

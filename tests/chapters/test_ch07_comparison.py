@@ -21,6 +21,8 @@ from thesis_lib.chapters.ch07_comparison import (
 from thesis_lib.experiments import get_profile, run_dir_for
 from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 
+from helpers import timed_alone
+
 
 def fake_runs(
     acc_shift: float = 0.0, time_shift: float = 0.0, n: int = 5, acc_noise: float = 0.005, time_noise: float = 1.0
@@ -39,11 +41,12 @@ def fake_runs(
                     "seed": seed,
                     "final_acc": 0.9 + shift_acc + rng.normal(0, acc_noise),
                     "total_time": 100.0 + shift_time + rng.normal(0, time_noise),
+                    "training_flops": 3e9 + index,
                     "params": 1000 + index,
                     "flops": 5000 + seed,
                 }
             )
-    return pd.DataFrame(rows)
+    return timed_alone(pd.DataFrame(rows))
 
 
 def test_table_7_1_has_one_row_per_procedure_with_mean_std_and_n():
@@ -57,6 +60,8 @@ def test_table_7_1_has_one_row_per_procedure_with_mean_std_and_n():
         "final_acc_std",
         "total_time_mean",
         "total_time_std",
+        "training_flops_mean",
+        "training_flops_std",
         "params_mean",
         "params_std",
         "flops_mean",
@@ -173,3 +178,20 @@ def test_a_significant_trade_off_is_named_as_such():
     text = answer(pairwise_tests(fake_runs(acc_shift=-0.05, time_shift=-20.0)), "quick", "digits")
     first = text.split("PruneTrain + Net2Net, retrained against")[0]
     assert "a trade-off, not a winner: MorphNet is more accurate, PruneTrain + Net2Net is faster" in first
+
+
+def test_times_trained_beside_other_runs_decide_nothing():
+    """The same trade-off, with one MorphNet run trained beside another notebook: the time gives no
+    verdict, so neither "faster" nor a trade-off may be claimed."""
+    runs = fake_runs(acc_shift=-0.05, time_shift=-20.0)
+    runs.loc[runs.index[runs.procedure == "MorphNet"][0], "timed_alone"] = False
+    tests = pairwise_tests(runs)
+    time = tests[
+        (tests.quantity == "total_time") & tests.comparison.str.contains("MorphNet vs PruneTrain \\+ Net2Net$")
+    ]
+    assert time["verdict"].tolist() == ["not comparable: 1 of 10 runs trained beside other training processes"]
+    text = answer(tests, "quick", "digits")
+    first = text.split("PruneTrain + Net2Net, retrained against")[0]
+    assert "(not comparable: 1 of 10 runs trained beside other training processes)" in first
+    assert "the numbers do not decide which finds the better network" in first
+    assert verdict(tests, "PruneTrain + Net2Net", "MorphNet") == "undecided"

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from .. import plots, stats
 from ..data import Dataset
 from ..experiments import (
+    TIMING_COLUMNS,
     Phase,
     Profile,
     RunContext,
@@ -656,21 +657,22 @@ def regularizer_tests(summary: pd.DataFrame) -> pd.DataFrame:
     present = set(groups["group"])
     if CONTROL not in present:
         raise ValueError("no control runs (relative_strength 0) in the summary; sweep `regularizer_grid`")
-    comparisons = []
-    for resource in (r for r in RESOURCES if r in present):
-        for column, what in (
-            (f"{resource}_ratio", f"alive {resource} / full"),
-            ("final_acc", "final accuracy"),
-            ("total_time", "training time"),
-        ):
-            comparisons.append(
-                (
-                    f"{what}, {resource} regularizer vs control",
-                    groups.loc[groups.group == resource, column],
-                    groups.loc[groups.group == CONTROL, column],
-                )
-            )
-    return stats.with_holm(stats.welch_table(comparisons))
+    arms = groups.assign(arm=groups["group"].map(lambda g: "control" if g == CONTROL else f"{g} regularizer"))
+    tables = [
+        stats.compare_groups(
+            arms,
+            "arm",
+            [(f"{resource} regularizer", "control")],
+            [
+                (f"{resource}_ratio", f"alive {resource} / full", ""),
+                ("final_acc", "final accuracy", ""),
+                ("total_time", "training time", "s"),
+            ],
+            timing_columns=TIMING_COLUMNS,
+        )
+        for resource in (r for r in RESOURCES if r in present)
+    ]
+    return stats.with_holm(pd.concat(tables, ignore_index=True))
 
 
 def regularizer_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -804,8 +806,9 @@ def search_groups(baseline: pd.DataFrame, search: pd.DataFrame) -> pd.DataFrame:
 
 
 def search_summary(groups: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation per net of `search_groups`: accuracy, FLOPs, parameters, training time."""
-    columns = ["final_acc", "final_flops", "final_params", "total_time"]
+    """Mean and standard deviation per net of `search_groups`: accuracy, FLOPs, parameters, training time
+    and training FLOPs (both of the whole procedure, search included)."""
+    columns = ["final_acc", "final_flops", "final_params", "total_time", "training_flops"]
     return groups.groupby("net")[columns].agg(["mean", "std"]).round(3)
 
 
@@ -820,6 +823,7 @@ def search_tests(groups: pd.DataFrame, uniform: pd.DataFrame) -> pd.DataFrame:
             "net",
             [(net, reference) for net in SEARCH_ORDER[1:]],
             [*quantities("final_acc"), ("total_time", "training time incl. search", "s")],
+            timing_columns=TIMING_COLUMNS,
         )
     )
 

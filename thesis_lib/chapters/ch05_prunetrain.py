@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..experiments import (
+    TIMING_COLUMNS,
     Profile,
     RunContext,
     RunOutput,
@@ -522,20 +523,18 @@ def default_point_tests(
 def _setting_tests(
     settings: pd.DataFrame, labels: Sequence[str], name: str, quantities: Sequence[tuple[str, str, str]]
 ) -> pd.DataFrame:
-    """Welch tests of the `labels` settings against "baseline" per quantity, one Holm family."""
-    frame = settings.assign(setting=settings["setting"].astype(str))
+    """Welch tests of the `labels` settings against "baseline" per quantity, one Holm family; times only
+    between runs of one timing setting that trained alone (`stats.compare_groups`)."""
+    setting = settings["setting"].astype(str)
+    frame = settings.assign(arm=setting.where(setting == "baseline", f"{name} " + setting))
     tables = []
     for column, what, unit in quantities:
-        table = stats.welch_table(
-            [
-                (
-                    f"{what}, {name} {label} vs baseline",
-                    frame.loc[frame.setting == label, column],
-                    frame.loc[frame.setting == "baseline", column],
-                )
-                for label in labels
-            ],
-            unit=unit,
+        table = stats.compare_groups(
+            frame,
+            "arm",
+            [(f"{name} {label}", "baseline") for label in labels],
+            [(column, what, unit)],
+            timing_columns=TIMING_COLUMNS,
         )
         tables.append(table.assign(quantity=what, group=list(labels)))
     tests = stats.with_holm(pd.concat(tables, ignore_index=True))

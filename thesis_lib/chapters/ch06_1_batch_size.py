@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..experiments import (
+    TIMING_COLUMNS,
     Profile,
     RunContext,
     RunOutput,
@@ -600,11 +601,11 @@ def adaptation_table(grouped: GroupedRuns) -> pd.DataFrame:
     return adapted_history.groupby(["group", "epoch"])[["batch_size", "lr", "params"]].mean().round(4).unstack(0)
 
 
-SUMMARY_QUANTITIES = ["final_acc", "total_time", "final_params_after", "final_flops_after"]
+SUMMARY_QUANTITIES = ["final_acc", "total_time", "training_flops", "final_params_after", "final_flops_after"]
 
 
 def size_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy, total training time and final size per group (`stats.summary_table`), indexed by
+    """Accuracy, total training time, training FLOPs and final size per group (`stats.summary_table`), indexed by
     quantity and group."""
     return pd.concat(
         [
@@ -625,6 +626,7 @@ def adaptation_tests(grouped: GroupedRuns) -> pd.DataFrame:
             "group",
             pairs,
             [*quantities("final_acc", "total_time"), ("final_params_after", "final parameters", "")],
+            timing_columns=TIMING_COLUMNS,
         )
     )
 

@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots, stats
 from ..experiments import (
+    TIMING_COLUMNS,
     Phase,
     Profile,
     RunContext,
@@ -346,11 +347,13 @@ GROUP_ORDER = ("narrow baseline", "wide baseline", "PruneTrain + Net2Net", "foun
 def final_accuracy_groups(
     narrow: pd.DataFrame, wide: pd.DataFrame, search: pd.DataFrame, retrained: pd.DataFrame
 ) -> pd.DataFrame:
-    """One tidy frame (group, seed, final_acc, total_time, final_params, final_flops) of the four groups of
-    fig. 6.14, from the sweep summaries of the narrow and wide baselines, the search and its retraining."""
+    """One tidy frame (group, seed, final_acc, total_time, training_flops, final_params, final_flops and the
+    `TIMING_COLUMNS`) of the four groups of fig. 6.14, from the sweep summaries of the narrow and wide
+    baselines, the search and its retraining."""
     frames = []
+    columns = ["seed", "final_acc", "total_time", "training_flops", "final_params", "final_flops", *TIMING_COLUMNS]
     for group, summary in zip(GROUP_ORDER, (narrow, wide, search, retrained)):
-        part = summary[["seed", "final_acc", "total_time", "final_params", "final_flops"]].copy()
+        part = summary[columns].copy()
         part.insert(0, "group", group)
         frames.append(part)
     return pd.concat(frames, ignore_index=True)
@@ -377,7 +380,9 @@ def search_tests(groups: pd.DataFrame) -> pd.DataFrame:
     tables = []
     for column, what, unit in (("final_acc", "accuracy", ""), ("total_time", "total time", "s")):
         pairs = [pair for pair in SEARCH_PAIRS if not (column == "total_time" and pair == SEARCH_PAIRS[0])]
-        table = stats.with_holm(stats.compare_groups(groups, "group", pairs, [(column, what, unit)]))
+        table = stats.with_holm(
+            stats.compare_groups(groups, "group", pairs, [(column, what, unit)], timing_columns=TIMING_COLUMNS)
+        )
         table.insert(0, "quantity", column)
         tables.append(table)
     return pd.concat(tables, ignore_index=True)

@@ -30,7 +30,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import plots, stats
-from ..experiments import Profile, get_profile
+from ..experiments import TIMING_COLUMNS, Profile, get_profile
 from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 from .ch03_baseline import baseline_grid
 from .ch04_morphnet import morphnet_plan, uniform_scaling
@@ -64,7 +64,7 @@ PROCEDURE_SWEEPS = {
 }
 # (column, description, unit) of every compared quantity, in table order; the accuracy is "accuracy" here (not
 # `contract.QUANTITIES`' "final accuracy"), as the printed sentences say.
-COMPARED = (("final_acc", "accuracy", ""), *quantities("total_time", "params", "flops"))
+COMPARED = (("final_acc", "accuracy", ""), *quantities("total_time", "training_flops", "params", "flops"))
 # Non-inferiority margins of `verdict`: at most 1 point less accurate (chapter 6.2's tolerance) or at most
 # 10 % slower, judged on the 95 % interval of the difference.
 EQUIVALENCE_MARGIN = 0.01
@@ -97,7 +97,8 @@ def sweeps(profile: str | Profile) -> Sweeps:
 
 def comparison_runs(nb: Notebook) -> pd.DataFrame:
     """Run (or load) every procedure's sweep of the notebook `nb` (07, or 08 on its dataset); one row per run:
-    procedure, seed, final_acc, total_time, params and flops of the final network."""
+    procedure, seed, final_acc, total_time and training_flops (the whole procedure), params and flops of the
+    final network, and the `TIMING_COLUMNS`."""
     frames = []
     for procedure, name in PROCEDURE_SWEEPS.items():
         summary = nb.sweep(name).summary
@@ -108,8 +109,10 @@ def comparison_runs(nb: Notebook) -> pd.DataFrame:
                     "seed": summary["seed"],
                     "final_acc": summary["final_acc"],
                     "total_time": summary["total_time"],
+                    "training_flops": summary["training_flops"],
                     "params": summary["final_params"],
                     "flops": summary["final_flops"],
+                    **{column: summary[column] for column in TIMING_COLUMNS},
                 }
             )
         )
@@ -140,7 +143,7 @@ def pairwise_tests(runs: pd.DataFrame, compared: tuple[tuple[str, str, str], ...
         pairs = [
             pair for pair in combinations(present, 2) if not (column == "total_time" and pair == DEPENDENT_TIME_PAIR)
         ]
-        table = stats.compare_groups(runs, "procedure", pairs, [(column, what, unit)])
+        table = stats.compare_groups(runs, "procedure", pairs, [(column, what, unit)], timing_columns=TIMING_COLUMNS)
         table.insert(0, "quantity", column)
         tables.append(stats.with_holm(table))
     return pd.concat(tables, ignore_index=True)
@@ -169,7 +172,9 @@ def verdict(
     to be less accurate. "Shown not to be worse" is a non-inferiority bound on the 95 % interval of the
     difference: the accuracy loss at most `margin`, the extra time at most `time_margin` times the other
     procedure's mean time. A non-significant difference alone is no evidence of equality with 5 runs per
-    group, on either quantity. Otherwise "undecided"."""
+    group, on either quantity. Times that may not be compared (`stats.compare_groups`: another timing
+    setting, neighbours) have no interval, so they show neither "faster" nor "not slower". Otherwise
+    "undecided"."""
     acc, time = _test(tests, "final_acc", a, b), _test(tests, "total_time", a, b)
     significant_acc, significant_time = acc["verdict"] == "significant", time["verdict"] == "significant"
     for better, sign in ((a, 1), (b, -1)):
@@ -203,11 +208,14 @@ def answer(tests: pd.DataFrame, profile_name: str, dataset: str, margin: float =
             decision = f"a trade-off, not a winner: {accurate} is more accurate, {fast} is faster, both significantly"
         else:
             decision = "the numbers do not decide which finds the better network"
+        time_test = (
+            f"not comparable: {time['not_comparable']}" if time["not_comparable"] else f"Holm p = {time['p_holm']:.3g}"
+        )
         sentences.append(
             f"{candidate} against MorphNet (n = {int(acc['n_a'])} and {int(acc['n_b'])}): accuracy "
             f"{acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (difference {acc['diff']:+.3f}, 95 % CI "
             f"[{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}], Holm p = {acc['p_holm']:.3g}), total training time "
-            f"{time['mean_a']:.1f} s vs {time['mean_b']:.1f} s (Holm p = {time['p_holm']:.3g}): {decision}."
+            f"{time['mean_a']:.1f} s vs {time['mean_b']:.1f} s ({time_test}): {decision}."
         )
     sentences.append(
         f"A procedure counts as not worse only when the interval shows it: at most {margin:g} less "

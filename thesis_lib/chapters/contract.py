@@ -41,6 +41,8 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "final_acc": ("final accuracy", ""),
     "best_acc": ("best accuracy", ""),
     "mean_epoch_time": ("mean epoch time", "s"),
+    "steady_epoch_time": ("epoch time without the first", "s"),
+    "training_flops": ("training FLOPs", ""),
     "total_time": ("total training time", "s"),
     "final_params": ("parameters", ""),
     "final_flops": ("FLOPs per image", ""),

@@ -20,6 +20,7 @@ How to add a chapter (module, plan, experiments, notebook) is written in `thesis
 from .plans import Phase, PlannedRun, RunPlan, RunPlanner, planned_sweep, single_phase
 from .profiles import BASE_MODELS, PROFILES, Profile, get_profile, profile_root, results_root
 from .progress import PROGRESS_DIR, EpochReporter, progress_dir, readable_params, report_progress
+from .provenance import TIMING_COLUMNS
 from .registry import (
     EXPERIMENT_PACKAGE,
     REQUIRED,
@@ -57,7 +58,7 @@ from .store import (
     run_dir_for,
     run_status,
 )
-from .sweeps import SweepError, SweepResult, seed_grid, sweep
+from .sweeps import SweepError, SweepResult, seed_grid, sweep, training_order
 
 __all__ = [
     "BASE_MODELS",
@@ -109,9 +110,11 @@ __all__ = [
     "run_dir_for",
     "run_status",
     "seed_grid",
+    "training_order",
     "seed_param",
     "single_phase",
     "procedure_costs",
+    "TIMING_COLUMNS",
     "summarize_training",
     "sweep",
 ]

@@ -52,7 +52,8 @@ def sweep(
 ) -> SweepResult:
     """Run (or load) `name` for every params mapping of `grid`; params become columns of both frames.
 
-    `executor`: "serial" trains the runs one after the other in this process; "ray" trains the unfinished
+    `executor`: "serial" trains the runs one after the other in this process, seed by seed across the grid
+    (`training_order`), and returns them in grid order; "ray" trains the unfinished
     ones as Ray tasks, in parallel (`_sweep_on_ray`; where and with what resources: `thesis_lib.experiments.executors`);
     None takes THESIS_EXECUTOR (unset: "serial"), so notebooks follow `notebooks --executor`. Both give the
     same run folders and results. The summary adds each run's `provenance.TIMING_COLUMNS` (timing setting,
@@ -69,10 +70,11 @@ def sweep(
     if executor == "ray":
         results = _sweep_on_ray(name, grid, get_profile(profile), progress)
     else:
-        results = []
-        for index, params in enumerate(tqdm(grid, desc=f"{name} sweep", disable=not progress)):
-            results.append(run(name, params, profile=profile, progress=False))
-            report_progress(runs_done=index + 1)
+        results: list[RunResult | None] = [None] * len(grid)
+        order = training_order(grid)
+        for done, index in enumerate(tqdm(order, desc=f"{name} sweep", disable=not progress)):
+            results[index] = run(name, grid[index], profile=profile, progress=False)
+            report_progress(runs_done=done + 1)
     summary_rows, histories = [], []
     for result in results:
         columns = _flat("", result.params)
@@ -164,9 +166,8 @@ def _sweep_on_ray(name: str, grid: list[Mapping[str, Any]], profile: Profile, pr
 
 
 def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, Any]]:
-    """Every combination of the given axes, once per seed of the profile, interleaved seed by seed (A0 B0
-    A1 B1 ...): groups whose times a chapter compares then train side by side in time, so a drift of the
-    machine (another load, a warmer CPU) spreads over all of them instead of falling on one block."""
+    """Every combination of the given axes, once per seed of the profile (a sweep trains them seed by seed,
+    `training_order`)."""
     profile = get_profile(profile)
     for key, values in axes.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
@@ -181,5 +182,16 @@ def seed_grid(profile: str | Profile, **axes: Sequence[Any]) -> list[dict[str, A
             )
     keys = list(axes)
     combos = itertools.product(*(axes[k] for k in keys)) if keys else [()]
-    combos = list(combos)
-    return [{**dict(zip(keys, combo)), "seed": seed} for seed in profile.seeds for combo in combos]
+    return [{**dict(zip(keys, combo)), "seed": seed} for combo in combos for seed in profile.seeds]
+
+
+def training_order(grid: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The positions of `grid` in the order a serial sweep trains them: seed by seed across the grid's
+    groups (A0 B0 A1 B1 ... for a grid written A0 A1 B0 B1), each seed's points in grid order. Groups whose
+    times a chapter compares then train side by side in time, so a drift of the machine (another load, a
+    warmer CPU) spreads over all of them instead of falling on one block. Points without a seed keep their
+    place among the first seed's."""
+    first_seen: dict[str, int] = {}
+    for point in grid:
+        first_seen.setdefault(json.dumps(point.get("seed"), default=str), len(first_seen))
+    return sorted(range(len(grid)), key=lambda i: (first_seen[json.dumps(grid[i].get("seed"), default=str)], i))
