@@ -1,7 +1,7 @@
 """GPU facts no CPU can give, as one JSON file: the device, the OOM-driven largest batch of the wide ResNet-32
 (fp32 and bf16), the fused group lasso against one norm per slice, and the epoch time of the `full`
-profile's chapter-3 training on CIFAR-shaped data (fp32, bf16, and the profile's own fast path: bf16 and
-channels_last on CUDA).
+profile's chapter-3 training on CIFAR-shaped data (fp32, bf16, and `full-fast`'s path: bf16, channels_last
+and TF32 on CUDA).
 
 Random CIFAR-shaped images stand in when CIFAR-10 is absent (the time of an epoch does not depend on the
 pixel values). Part of `benchmarks/gpu_check.sh`; also runs on the CPU with small sizes, to check it:
@@ -91,8 +91,9 @@ def group_lasso_timing(device: torch.device, repeats: int = 50) -> dict[str, flo
 def chapter3_epochs(
     device: torch.device, n_train: int, epochs: int, batch_size: int, precision: str
 ) -> dict[str, object]:
-    """Epochs of the `full` profile's chapter-3 training (wide ResNet-32, SGD, step schedule settings)."""
-    profile = get_profile("full")
+    """Epochs of the `full` profile's chapter-3 training (wide ResNet-32, SGD, step schedule settings);
+    precision "profile" is `full-fast`'s path, the others `full`'s settings at that precision."""
+    profile = get_profile("full-fast" if precision == "profile" else "full")
     overrides = {} if precision == "profile" else {"precision": precision, "compile": "off"}
     config = profile.train_config(epochs=epochs, batch_size=batch_size, schedule="constant", **overrides)
     trainer = Trainer(

@@ -10,7 +10,7 @@
 #   prunetrain_overhead.txt  PruneTrain vs plain on digits (ResNet-32 depth): lasso cost, totals, batch adaptation
 #   concurrency.*            k = 1, 2, 4, 8 small runs at once on the GPU: summed throughput
 #   gpu_check.json           device facts, the OOM-driven largest batch, fused vs per-slice group lasso,
-#                            epochs of the full chapter-3 training (fp32, bf16, and the profile's fast path)
+#                            epochs of the full chapter-3 training (fp32, bf16, and full-fast's path)
 #   plan_full.txt            `python -m thesis_lib plan --profile full` calibrated on this GPU: the GPU hours
 # Each step has its own time limit and a failing step does not stop the others; the exit code counts them.
 set -u
