@@ -359,7 +359,7 @@ def test_figures_draw_one_panel_per_operation_and_one_row_per_group():
     )
 
     history, summary = chapter_runs()
-    summary = summary.assign(total_time=1.0)
+    summary = summary.assign(total_time=1.0, training_flops=3e9)
     groups = [
         "wide from scratch",
         "narrow from scratch",
@@ -377,6 +377,7 @@ def test_figures_draw_one_panel_per_operation_and_one_row_per_group():
     assert tuple(fig.get_size_inches()) == pytest.approx((6.0, 0.25 * 5 + 0.8))
     table = final_accuracy_table(summary, groups)
     assert table.index.tolist() == groups and table["mean total time (s)"].tolist() == [1.0] * 5
+    assert table["mean training FLOPs"].tolist() == [3e9] * 5
     tests = final_accuracy_tests(summary, ["widen_all"])
     assert len(tests) == 8 and "p_holm" in tests
     assert growth_sentence("quick") == (

@@ -16,6 +16,7 @@ from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
 )
 from thesis_lib.experiments import get_profile, run
 from thesis_lib.models import NARROW_BASELINE, ResNetSpec, build_resnet, count_flops, count_parameters
+from thesis_lib.stats import adjust_pvalues
 
 from helpers import timed_alone
 
@@ -191,3 +192,20 @@ def test_figures_and_sentences_from_summaries_and_histories():
     assert accuracy_sentence(groups) == (
         "mean final accuracy: search 0.850, found net from scratch 0.850, wide 0.850, narrow 0.850."
     )
+
+
+def test_search_tests_weigh_accuracy_time_and_training_flops_each_as_one_family():
+    from thesis_lib.chapters.ch06_3_prunetrain_net2net import SEARCH_PAIRS, search_tests
+
+    frames = [summary_frame(final_acc=[0.9 - 0.01 * g, 0.8], training_flops=[5e6 + g, 6e6]) for g in range(4)]
+    groups = final_accuracy_groups(*frames)
+    tests = search_tests(groups)
+    counts = tests.groupby("quantity", sort=False).size().to_dict()
+    assert counts == {"final_acc": 4, "total_time": 3, "training_flops": 3}  # no cost test of search vs its retraining
+    search, retrained = SEARCH_PAIRS[0]
+    assert not tests[tests.quantity != "final_acc"].comparison.str.endswith(f"{search} vs {retrained}").any()
+    for quantity, family in tests.groupby("quantity"):
+        defined = family["p"].notna()
+        assert family.loc[defined, "p_holm"].tolist() == pytest.approx(
+            adjust_pvalues(family.loc[defined, "p"].to_numpy()).tolist()
+        ), quantity

@@ -522,10 +522,11 @@ def reach_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def final_accuracy_table(summary: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
-    """Final accuracy (`stats.summary_table`) and mean total training time of every group, in the order of
-    `groups`, from the labelled summary."""
+    """Final accuracy (`stats.summary_table`), mean total training time and mean training FLOPs of every
+    group, in the order of `groups`, from the labelled summary."""
     table = stats.summary_table(summary, by="group", value="final_acc").set_index("group").reindex(groups)
     table["mean total time (s)"] = summary.groupby("group")["total_time"].mean()
+    table["mean training FLOPs"] = summary.groupby("group")["training_flops"].mean()
     return table
 
 
