@@ -20,6 +20,7 @@ import tempfile
 import time
 
 import pandas as pd
+from benchmark_args import save_results
 
 
 def main() -> None:
@@ -75,6 +76,8 @@ def main() -> None:
         )
         with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
             print(summary.to_string())
+        rows = summary.reset_index().assign(profile=args.profile, load_before=load_before).to_dict("records")
+        save_results(rows, f"plan_vs_runs_{args.profile}", runs[0].profile.resolved_device().type)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ import statistics
 
 import pandas as pd
 import torch
-from benchmark_args import benchmark_parser
+from benchmark_args import benchmark_parser, save_results
 
 from thesis_lib.data import load_dataset, random_dataset
 from thesis_lib.methods.batchsize import BatchAdaptation
 from thesis_lib.methods.prunetrain import PruneTrain, group_lasso, training_flops_summary
 from thesis_lib.models import ResNetConfig, count_flops
-from thesis_lib.training import TrainConfig, Trainer, seeded_model, timed
+from thesis_lib.training import TrainConfig, Trainer, seeded_model, timed, training_flops
 
 
 def step_seconds(
@@ -198,7 +198,7 @@ def main() -> None:
     else:
         print("   reconfigurations: none removed a channel (raise --lasso-ratio / --threshold or train longer)")
 
-    summary = training_flops_summary(pruned, n_train, dense_flops)
+    summary = training_flops_summary(pruned)
     print(
         f"\ntraining FLOPs removed {100 * summary['training_flops_removed']:.1f}%, inference FLOPs removed "
         f"{100 * summary['inference_flops_removed']:.1f}% (final {summary['final_inference_flops'] / 1e6:.2f} "
@@ -222,14 +222,26 @@ def main() -> None:
         ).fit()
     print(f"\n4. totals (training + hooks) on {device}:")
     plain_total, plain_acc = plain["epoch_time"].sum() + plain["hook_time"].sum(), plain["test_acc"].iloc[-1]
+    rows = []
     for name, history in totals.items():
         total = history["epoch_time"].sum() + history["hook_time"].sum()
         loss = 100 * (plain_acc - history["test_acc"].iloc[-1])
+        rows.append(
+            {
+                "training": name,
+                "seconds": total,
+                "times_plain": total / plain_total,
+                "final_acc": history["test_acc"].iloc[-1],
+                "training_flops": training_flops(history),
+                "last_batch": int(history["batch_size"].iloc[-1]),
+            }
+        )
         print(
             f"   {name:>30}: {total:8.2f} s ({total / plain_total:.2f}x plain), final accuracy "
             f"{history['test_acc'].iloc[-1]:.3f} (loss {loss:+.1f} points: {'within' if loss <= 1 else 'beyond'} "
             f"the 1-point bar), last batch {int(history['batch_size'].iloc[-1])}"
         )
+    save_results(rows, "prunetrain_overhead", args.device)
 
 
 if __name__ == "__main__":

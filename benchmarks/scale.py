@@ -26,10 +26,20 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from benchmark_args import save_results
 
 from thesis_lib.experiments import executors, sweep
 
-TIME_COLUMNS = ["mean_epoch_time", "std_epoch_time", "total_time"]
+# What may differ between a serial and a Ray sweep of the same runs: the seconds, and whether a run trained
+# alone (Ray trains them side by side).
+TIME_COLUMNS = [
+    "mean_epoch_time",
+    "std_epoch_time",
+    "steady_epoch_time",
+    "first_epoch_time",
+    "total_time",
+    "timed_alone",
+]
 
 
 def ray_part(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,6 +103,10 @@ def main() -> None:
     report = PARTS[args.part](args)
     text = json.dumps(report, indent=2)
     print(text)
+    device = "cuda" if report.get("ray_gpus") else "cpu"
+    save_results(
+        [{k: v if not isinstance(v, list) else str(v) for k, v in report.items()}], f"scale_{args.part}", device
+    )
     if args.out:
         with open(args.out, "w") as stream:
             stream.write(text + "\n")
