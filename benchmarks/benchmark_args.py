@@ -5,7 +5,6 @@ its table to `benchmarks/results/<benchmark>_<device>_<commit>.csv`."""
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from thesis_lib.experiments.provenance import cpu_model, gpu_model
 from thesis_lib.files import write_text_atomic
 
 DEVICES = ("cpu", "cuda")
@@ -40,16 +40,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def device_name(device: str) -> str:
-    """The GPU's name on cuda, the CPU's model name (from /proc/cpuinfo where there is one) on cpu."""
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
+    """The GPU's name on cuda, the CPU's model name on cpu (as a run's provenance names them)."""
+    return gpu_model(torch.device(device)) or cpu_model()
 
 
 def commit() -> str:

@@ -482,20 +482,20 @@ def test_evaluate_counts_the_last_partial_batch_against_a_one_shot_evaluation():
     assert accuracy == float((outputs.argmax(1) == y).sum()) / 10
 
 
+def checkpoint_after_one_epoch(data, checkpoint):
+    """The state a run killed after its first epoch left in `checkpoint`."""
+    with pytest.raises(Killed):
+        Trainer(
+            seeded_model(TINY, 0), data, config(), hooks=[KillAfter(1)], checkpoint_path=checkpoint, progress=False
+        ).fit()
+    return torch.load(checkpoint, weights_only=False)
+
+
 def test_a_checkpoint_written_before_a_config_field_existed_still_resumes(digits_small, tmp_path):
     """A checkpoint whose config lacks a field added later (here `compile`) resumes when this run has the
     field at its default, and is refused when it does not."""
     checkpoint = tmp_path / "checkpoint.pt"
-    with pytest.raises(Killed):
-        Trainer(
-            seeded_model(TINY, 0),
-            digits_small,
-            config(),
-            hooks=[KillAfter(1)],
-            checkpoint_path=checkpoint,
-            progress=False,
-        ).fit()
-    state = torch.load(checkpoint, weights_only=False)
+    state = checkpoint_after_one_epoch(digits_small, checkpoint)
     del state["config"]["compile"]
     torch.save(state, checkpoint)
     resumed = Trainer(
@@ -578,16 +578,7 @@ def test_a_hooks_own_passes_count_as_hook_flops(digits_small):
 
 def test_a_checkpoint_without_flop_counts_is_refused(digits_small, tmp_path):
     checkpoint = tmp_path / "checkpoint.pt"
-    with pytest.raises(Killed):
-        Trainer(
-            seeded_model(TINY, 0),
-            digits_small,
-            config(),
-            hooks=[KillAfter(1)],
-            checkpoint_path=checkpoint,
-            progress=False,
-        ).fit()
-    state = torch.load(checkpoint, weights_only=False)
+    state = checkpoint_after_one_epoch(digits_small, checkpoint)
     del state["after_shape_change"]
     torch.save(state, checkpoint)
     with pytest.raises(RuntimeError, match="before 0.3.0"):
