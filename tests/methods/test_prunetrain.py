@@ -423,3 +423,39 @@ def test_a_weight_exactly_at_the_threshold_survives_thresholding_and_counts_aliv
     assert float(weight[0, 0, 1, 1]) == 0.25 and float(weight[1].abs().sum()) == 0.0
     alive = member_alive_channels(model, 0.25)["stage0.block0.layer1"]
     assert 0 in alive["stages.0.blocks.0.conv1.out"] and 1 not in alive["stages.0.blocks.0.conv1.out"]
+
+
+def test_a_zero_filter_before_batch_norm_gets_the_gradient_amplified_by_gamma_over_sqrt_eps():
+    """Why a conv's largest weight jumps from ~0.3 to ~200 right after a `quick` reconfiguration (issue 25):
+    the channel union keeps channels whose producing filter is all zero (alive in a reader's input slice),
+    and BN normalises such a channel's zero output by sqrt(0 + eps). Its backward is then gamma / sqrt(eps)
+    (316 x gamma at eps 1e-5) times the centred upstream gradient, where a filter of ordinary scale gets
+    ~1 / std: BN's scale invariance (the gradient of c * W is that of W divided by c) taken to its limit.
+    One SGD step of lr 0.05 on a gradient of ~4,300 (measured at the first step after quick's second
+    reconfiguration) gives a filter of norm ~200, and momentum 0.9 carries it about ten times further."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 2, 3, padding=1, bias=False)
+    bn = nn.BatchNorm2d(2).train()
+    with torch.no_grad():
+        conv.weight[0].zero_()  # channel 0: a filter thresholded to zero, kept by the channel union
+        bn.weight.fill_(0.7)
+    x, upstream = torch.randn(16, 3, 8, 8), torch.randn(16, 2, 8, 8)
+
+    def gradient(weight: torch.Tensor) -> torch.Tensor:
+        weight = weight.clone().requires_grad_(True)
+        out = bn(nn.functional.conv2d(x, weight, padding=1))
+        (grad,) = torch.autograd.grad((out * upstream).sum(), weight)
+        return grad
+
+    grad = gradient(conv.weight.detach())
+    # channel 0 by hand: BN's derivative at a zero-variance channel is gamma / sqrt(eps) times the centred gradient
+    centred = upstream[:, :1] - upstream[:, :1].mean(dim=(0, 2, 3), keepdim=True)
+    weight_zero = torch.zeros(1, 3, 3, 3, requires_grad=True)
+    pre = nn.functional.conv2d(x, weight_zero, padding=1)
+    (by_hand,) = torch.autograd.grad((pre * centred).sum() * 0.7 / math.sqrt(bn.eps), weight_zero)
+    assert torch.allclose(grad[:1], by_hand, rtol=1e-4, atol=1e-3)
+    # scale invariance on the other channel: c * W gets the gradient of W divided by c
+    scaled = conv.weight.detach().clone()
+    scaled[1] *= 0.5  # (small enough scales meet eps, where the invariance ends: the zero filter above)
+    assert (gradient(scaled)[1] * 0.5 - grad[1]).norm() < 1e-3 * grad[1].norm()  # up to eps / variance
+    assert grad[0].norm() > 50 * grad[1].norm()  # the zero filter's gradient dwarfs an ordinary one's
