@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from thesis_lib.experiments.provenance import cpu_model, gpu_model
+from thesis_lib.experiments.provenance import cpu_model, git_state, gpu_model
 from thesis_lib.files import write_text_atomic
 
 DEVICES = ("cpu", "cuda")
@@ -46,19 +45,10 @@ def device_name(device: str) -> str:
 
 def commit() -> str:
     """The project's commit (short hash, "-dirty" with uncommitted changes), or "uncommitted" outside git."""
-    root = RESULTS.parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    state = git_state(RESULTS.parent.parent)
+    if state is None:
         return "uncommitted"
+    head, dirty = state[0][:7], state[1]
     return f"{head}-dirty" if dirty else head
 
 

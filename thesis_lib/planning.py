@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from .experiments import (
     results_root,
     run_dir_for,
 )
+from .experiments.provenance import cpu_model
 from .files import write_text_atomic
 from .models import ResNetConfig, ResNetSpec
 from .training import AUTOCAST_DTYPES, TrainConfig, Trainer, evaluate, seeded_model, timed
@@ -213,16 +213,7 @@ def device_name(device: str) -> str:
     OMP_NUM_THREADS (which sets torch's default threads)."""
     if device == "cuda":
         return torch.cuda.get_device_name()
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return f"cpu: {model}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    return f"cpu: {cpu_model()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
 
 
 def time_step(key: StepKey, steps: int, scratch: Path) -> dict[str, float]:

@@ -310,9 +310,12 @@ def compare_groups(
         table["not_comparable"] = reasons
         for index, reason in enumerate(reasons):
             if reason:
+                row = table.loc[index]
                 table.loc[index, ["t", "df", "p", "ci_low", "ci_high"]] = np.nan
-                means = table.loc[index, "sentence"].split(" (difference")[0]
-                table.loc[index, "sentence"] = f"{means}: not comparable ({reason}), no test."
+                table.loc[index, "sentence"] = (
+                    f"{row['comparison']}: {_format_number(row['mean_a'], unit)} vs "
+                    f"{_format_number(row['mean_b'], unit)}: not comparable ({reason}), no test."
+                )
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 

@@ -65,10 +65,10 @@ def _gpu_driver() -> str | None:
     return done.stdout.strip().splitlines()[0] if done.stdout.strip() else None
 
 
-def project_commit() -> str:
-    """The project's git commit, "<commit> with uncommitted changes" when tracked files differ from it, or
-    "uncommitted (no git checkout)" where the project is no git checkout."""
-    root = project_root()
+def git_state(root: Path | None = None) -> tuple[str, bool] | None:
+    """(HEAD's commit, whether tracked files differ from it) of the git checkout at `root` (default the
+    project's root); None where it is no git checkout."""
+    root = root or project_root()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
@@ -82,7 +82,17 @@ def project_commit() -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
+        return None
+    return commit, bool(changed)
+
+
+def project_commit() -> str:
+    """The project's git commit, "<commit> with uncommitted changes" when tracked files differ from it, or
+    "uncommitted (no git checkout)" where the project is no git checkout."""
+    state = git_state()
+    if state is None:
         return "uncommitted (no git checkout)"
+    commit, changed = state
     return f"{commit} with uncommitted changes" if changed else commit
 
 

@@ -191,7 +191,7 @@ def training_order(grid: Sequence[Mapping[str, Any]]) -> list[int]:
     times a chapter compares then train side by side in time, so a drift of the machine (another load, a
     warmer CPU) spreads over all of them instead of falling on one block. Points without a seed keep their
     place among the first seed's."""
-    first_seen: dict[str, int] = {}
+    first_seen: dict[Any, int] = {}
     for point in grid:
-        first_seen.setdefault(json.dumps(point.get("seed"), default=str), len(first_seen))
-    return sorted(range(len(grid)), key=lambda i: (first_seen[json.dumps(grid[i].get("seed"), default=str)], i))
+        first_seen.setdefault(point.get("seed"), len(first_seen))
+    return sorted(range(len(grid)), key=lambda i: (first_seen[grid[i].get("seed")], i))
