@@ -453,3 +453,23 @@ def test_random_dataset_has_the_asked_shapes_labels_and_seed():
     assert (first.in_channels, first.image_size, first.num_classes) == (3, 6, 4)
     assert int(first.train_y.min()) >= 0 and int(first.train_y.max()) < 4
     assert torch.equal(first.train_x, again.train_x) and torch.equal(first.test_y, again.test_y)
+
+
+def test_validation_split_divides_the_training_split_and_never_touches_the_test_split(digits_dataset):
+    split = digits_dataset.validation_split(0.25, seed=1)
+    n = len(digits_dataset.train_y)
+    assert len(split.test_y) == round(0.25 * n) and len(split.train_y) + len(split.test_y) == n
+    assert torch.equal(split.train_x, digits_dataset.validation_split(0.25, seed=1).train_x)
+    assert not torch.equal(split.test_x, digits_dataset.validation_split(0.25, seed=2).test_x)
+    # Every image of both parts is a training image with its label, each training image used once.
+    flat_train = digits_dataset.train_x.reshape(n, -1)
+    parts = torch.cat([split.train_x, split.test_x]).reshape(n, 1, -1)
+    matches = (parts == flat_train[None]).all(dim=2)
+    assert bool(matches.any(dim=1).all())
+    first_match = matches.float().argmax(dim=1)
+    assert len(set(first_match.tolist())) == n
+    assert torch.equal(torch.cat([split.train_y, split.test_y]), digits_dataset.train_y[first_match])
+    assert split.channel_mean == digits_dataset.channel_mean and "validation" in split.name
+    for fraction in (0.0, 1.0, 1e-6):
+        with pytest.raises(ValueError, match="validation fraction"):
+            digits_dataset.validation_split(fraction)

@@ -132,7 +132,7 @@ def test_bad_sweep_axes_and_training_params_are_clear_errors(isolated_results):
         ({"model": 3}, "param 'model' of experiment 'baseline' must be 'wide' \\| 'narrow' \\| ResNetConfig, got 3"),
         ({"milestones": 5}, "param 'milestones' of experiment 'baseline' must be list of int, got 5"),
         ({"seeds": 0}, r"unknown param\(s\) \['seeds'\] of experiment 'baseline'"),
-        ({"epochs": 1}, r"milestones \(1,\) must lie below epochs \(1\)"),
+        ({"epochs": 1, "milestones": [1]}, r"milestones \(1,\) must lie below epochs \(1\)"),
         ({"lr": -1.0}, "lr must be a finite number > 0"),
         ([("seed", 0)], "params of 'baseline' must be a mapping"),
     ],
@@ -188,6 +188,16 @@ def test_a_resnet_config_is_a_model_param(isolated_results):
 def test_profile_input_size_matches_the_data():
     assert get_profile("smoke").input_size == (1, 8, 8)
     assert get_profile("full").input_size == (3, 32, 32) and get_profile("full").num_classes == 10
+
+
+def test_other_epochs_get_the_milestones_at_the_profiles_fractions():
+    full, quick = get_profile("full"), get_profile("quick")
+    assert full.train_config().milestones == (93, 150)
+    assert full.train_config(epochs=90).milestones == (46, 75)  # 93 / 180 * 90 = 46.5 rounds to even
+    assert quick.train_config(epochs=20).milestones == (10, 16)
+    assert quick.train_config(epochs=20, milestones=(3,)).milestones == (3,)  # given milestones are kept
+    assert quick.train_config(epochs=1).milestones == ()  # 0.5 and 0.8 round to 0 and 1: outside (0, 1)
+    assert quick.train_config(epochs=20).lr_at(10) == pytest.approx(0.05 * 0.1)
 
 
 def test_sweep_keeps_per_epoch_lr_when_lr_is_a_param(isolated_results):

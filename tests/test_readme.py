@@ -23,16 +23,20 @@ def test_the_section_has_a_snippet_per_method_and_one_with_the_trainer():
 
 @pytest.mark.parametrize("index", range(4), ids=["prunetrain", "net2net", "morphnet", "trainer"])
 def test_readme_snippet_runs(index, capsys):
-    from thesis_lib.models import ResNet
+    from thesis_lib.models import ResNet, count_parameters
 
     namespace: dict = {}
     exec(compile(_snippets()[index], f"README snippet {index + 1}", "exec"), namespace)
     trained = namespace.get("found") or namespace.get("grown") or namespace["model"]
     assert isinstance(trained, ResNet)
+    if index == 0:  # the plain PruneTrain loop prunes
+        assert count_parameters(namespace["model"]) < 0.8 * namespace["dense"]
     if index == 3:
         lines = capsys.readouterr().out.splitlines()
         assert [line.split()[0] for line in lines] == ["PruneTrain", "Net2NetHook", "MorphNetHook"]
-        grown = lines[1].split()
+        pruned, grown = lines[0].split(), lines[1].split()
+        assert int(pruned[3]) < 0.8 * int(pruned[1])  # PruneTrain shrank: trainer.model is the smaller net
+        assert float(pruned[5]) > 0.9
         assert int(grown[3]) > int(grown[1])  # Net2Net widened: trainer.model is the bigger net
 
 

@@ -89,6 +89,34 @@ class Dataset:
             test_y=self.test_y[test_index],
         )
 
+    def validation_split(self, fraction: float = 0.2, seed: int = 0) -> Dataset:
+        """The training split divided in two: a copy that trains on the rest and evaluates on a held-out
+        ``fraction`` of the training images, for choosing settings without looking at the test set.
+
+        The test split is not part of the result (its ``test_*`` tensors are the validation images), and
+        the normalisation of the full training split is kept, so settings chosen here transfer to runs on
+        the whole training split. The held-out images are a fixed permutation (``seed``) of the training split.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"the validation fraction must lie strictly between 0 and 1, got {fraction}")
+        n_validation = round(fraction * len(self.train_y))
+        if not 0 < n_validation < len(self.train_y):
+            raise ValueError(
+                f"a validation fraction of {fraction} of {len(self.train_y)} training images leaves an empty "
+                "split; use a fraction that keeps at least one image on each side"
+            )
+        generator = torch.Generator().manual_seed(seed)
+        permutation = torch.randperm(len(self.train_y), generator=generator).to(self.train_y.device)
+        validation, rest = permutation[:n_validation], permutation[n_validation:]
+        return dataclasses.replace(
+            self,
+            name=f"{self.name} (validation split)",
+            train_x=self.train_x[rest],
+            train_y=self.train_y[rest],
+            test_x=self.train_x[validation],
+            test_y=self.train_y[validation],
+        )
+
 
 def data_dir(root: str | os.PathLike | None = None) -> Path:
     """The data directory: ``root`` if given, else ``$THESIS_DATA`` when set and not empty, else

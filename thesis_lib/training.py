@@ -579,7 +579,6 @@ class Trainer:
         loader = self.train_loader
         loader.batch_size = self.batch_size
         loader.set_epoch(epoch)
-        autocast_dtype = AUTOCAST_DTYPES.get(self.config.precision)
         loss_sum = torch.zeros((), device=self.device)
         total_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -621,9 +620,7 @@ class Trainer:
             )
             distributed.broadcast_buffers(self.model)
         train_loss = float(loss_sum) / seen
-        test_loss, test_acc = evaluate(
-            self.model, self.data.test_x, self.data.test_y, self.config.eval_batch_size, autocast_dtype
-        )
+        test_loss, test_acc = self.evaluate()
         losses = {
             "training loss": train_loss,
             "training loss with the hooks' terms": float(total_sum) / seen,
@@ -668,6 +665,17 @@ class Trainer:
         if self.epoch_callback is not None and self.rank == 0:  # reporting only: not part of the run's state
             self.epoch_callback(self, record)
         return record
+
+    def evaluate(self) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of the current model on the held-out split (`data.test_*`), in
+        eval mode at the training precision: what every epoch's test_loss / test_acc reports."""
+        return evaluate(
+            self.model,
+            self.data.test_x,
+            self.data.test_y,
+            self.config.eval_batch_size,
+            AUTOCAST_DTYPES.get(self.config.precision),
+        )
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on the batch (x, y); returns the detached outputs, cross-entropy and total loss.

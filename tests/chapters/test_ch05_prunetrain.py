@@ -20,11 +20,9 @@ from thesis_lib.chapters.ch05_prunetrain import (
 )
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run
-from thesis_lib.methods.prunetrain import (
-    channel_sizes,
-)
+from thesis_lib.methods.prunetrain import PruneTrain, channel_sizes
 from thesis_lib.models import count_flops, count_parameters
-from thesis_lib.training import evaluate, seeded_model
+from thesis_lib.training import Trainer, evaluate, seeded_model
 
 from helpers import hand_training_flops
 
@@ -74,13 +72,13 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
     assert full.lasso_ratios == (0.05, 0.1, 0.15, 0.2, 0.25) and full.intervals == (2, 5, 10)
     assert (full.lasso_ratio, full.threshold, full.interval, full.lr) == (0.2, 1e-4, 10, 0.1)
     # The draft's chapter 5: a fixed batch of 256 on full, for the PruneTrain runs and their baseline alike.
-    assert full.training() == {"batch_size": 256} and prunetrain_plan("quick").training() == {}
+    assert full.training() == {"batch_size": 256} and prunetrain_plan("quick").training() == {"epochs": 20}
     assert full.baseline_grid((0, 1)) == [
         {"model": "wide", "schedule": "step", "batch_size": 256, "seed": s} for s in (0, 1)
     ]
     for name in ("smoke", "quick", "full"):
         plan = prunetrain_plan(name)
-        assert max(plan.intervals) <= get_profile(name).epochs
+        assert max(plan.intervals) <= plan.training().get("epochs", get_profile(name).epochs)
         for factor in FACTORS:
             grid = plan.grid(factor)
             assert len(grid) == len(plan.values(factor)) * len(plan.seeds)
@@ -95,6 +93,24 @@ def test_prunetrain_plans_vary_one_factor_around_a_shared_default():
         full.grid("batch_size")
     with pytest.raises(ValueError, match="unknown profile"):
         prunetrain_plan("huge")
+
+
+def test_quicks_default_point_prunes_with_zeroings_that_change_the_validation_accuracy_by_at_most_a_point():
+    """Issue 25's checked property, on the validation split the point was chosen on (the test split unread):
+    the lasso drives groups to zero, so the threshold removes channels without changing the function."""
+    profile, plan = get_profile("quick"), prunetrain_plan("quick")
+    data = load_dataset("digits").validation_split(0.2, seed=0)
+    config = profile.train_config(lr=plan.lr, seed=0, **plan.training())
+    pruning = PruneTrain(plan.lasso_ratio, plan.threshold, plan.interval)
+    model = seeded_model(profile.resnet("wide", 1, 10), 0)
+    history = Trainer(model, data, config, hooks=[pruning], progress=False, cpu_threads=1).fit()
+
+    zeroings = history[history["test_acc_after_zeroing"].notna()]
+    assert len(zeroings) == config.epochs // plan.interval - 1  # every interval but after the last epoch
+    assert (zeroings["test_acc_after_zeroing"] - zeroings["test_acc"]).abs().max() <= 0.01
+    assert plan.threshold <= 1e-2
+    assert history["params_after"].iloc[-1] < 0.8 * history["params"].iloc[0]  # and it does prune
+    assert history["test_acc"].iloc[-1] >= 0.97
 
 
 def test_stage_widths_sums_internal_widths_per_stage():
@@ -320,14 +336,19 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
 
     plan, seeds = prunetrain_plan(profile), get_profile(profile).seeds
     default = {"lasso_ratio": plan.lasso_ratio, "threshold": plan.threshold, "interval": plan.interval, "lr": plan.lr}
-    former = [("baseline", {"model": "wide", "schedule": "step", "seed": seed}) for seed in seeds]
+    training = {"epochs": 20} if profile == "quick" else {}  # quick's chapter 5 trains 20 epochs
+    former = [("baseline", {"model": "wide", "schedule": "step", **training, "seed": seed}) for seed in seeds]
     for factor, values in (
         ("lasso_ratio", plan.lasso_ratios),
         ("interval", plan.intervals),
         ("threshold", plan.thresholds),
         ("lr", plan.lrs),
     ):
-        former += [("prunetrain", {**default, factor: value, "seed": seed}) for value in values for seed in plan.seeds]
+        former += [
+            ("prunetrain", {**default, factor: value, **training, "seed": seed})
+            for value in values
+            for seed in plan.seeds
+        ]
     known = sweeps(profile)
     assert list(known) == ["baseline", "lasso_ratio", "interval", "threshold", "lr"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former

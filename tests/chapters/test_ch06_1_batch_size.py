@@ -238,10 +238,11 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
         )
         for batch in settings.time_batches
     ]
-    former += [("baseline", {"model": "wide", "schedule": "step", "seed": seed}) for seed in seeds]
-    former += [("prunetrain", {**default, "seed": seed}) for seed in seeds]
+    training = plan.training()  # chapter 5's epochs (20 on quick)
+    former += [("baseline", {"model": "wide", "schedule": "step", **training, "seed": seed}) for seed in seeds]
+    former += [("prunetrain", {**default, **training, "seed": seed}) for seed in seeds]
     former += [
-        ("prunetrain_batch", {"adapt": True, "scaling": scaling, **default, "seed": seed})
+        ("prunetrain_batch", {"adapt": True, "scaling": scaling, **default, **training, "seed": seed})
         for scaling in settings.scalings
         for seed in seeds
     ]

@@ -79,7 +79,7 @@ def test_quick_plan_arms_are_the_documented_settings():
 def test_prunetrain_arms_start_from_chapter_5s_point_and_its_batch():
     quick = additive_plan("quick")
     arms = quick.prunetrain_grids()
-    default = prunetrain_plan("quick").default()
+    default = {**prunetrain_plan("quick").default(), "epochs": 20}  # chapter 5's point and its 20 epochs
     assert arms["Batch 64, SGD"][0] == {**default, "seed": 0}  # chapter 5's own default-point run
     assert arms["Batch 512, SGD linear + warm-up"][0] == {
         **default,

@@ -1,5 +1,6 @@
 """PruneTrain: group lasso (eq. 2.2), lambda (eq. 2.3), thresholding, channel union (fig. 2.7), training."""
 
+import copy
 import dataclasses
 import json
 import math
@@ -25,7 +26,7 @@ from thesis_lib.methods.prunetrain import (
 )
 from thesis_lib.models import BlockSpec, ResNetConfig, ResNetSpec, StageSpec, build_resnet, count_parameters
 from thesis_lib.surgery import same_width_segments, select_channels
-from thesis_lib.training import TrainConfig, Trainer, TrainingHook, seeded_model
+from thesis_lib.training import TrainConfig, Trainer, TrainingHook, evaluate, seeded_model
 
 from helpers import KillAfter, Killed
 
@@ -459,3 +460,28 @@ def test_a_zero_filter_before_batch_norm_gets_the_gradient_amplified_by_gamma_ov
     scaled[1] *= 0.5  # (small enough scales meet eps, where the invariance ends: the zero filter above)
     assert (gradient(scaled)[1] * 0.5 - grad[1]).norm() < 1e-3 * grad[1].norm()  # up to eps / variance
     assert grad[0].norm() > 50 * grad[1].norm()  # the zero filter's gradient dwarfs an ordinary one's
+
+
+def test_accuracy_after_zeroing_is_that_of_the_thresholded_net_on_the_held_out_split():
+    data = small_digits()
+    pruning = strong_prunetrain()
+    copies = {}
+
+    class CopyBeforeZeroing(TrainingHook):  # runs before PruneTrain's on_epoch_end: the net right before zeroing
+        def on_epoch_end(self, trainer, record):
+            copies[record["epoch"]] = copy.deepcopy(trainer.model)
+
+    trainer = Trainer(tiny_digits_model(), data, digits_config(5), hooks=[CopyBeforeZeroing(), pruning], progress=False)
+    history = trainer.fit()
+
+    zeroing_epochs = history.loc[history["test_acc_after_zeroing"].notna(), "epoch"].tolist()
+    assert zeroing_epochs == [2, 4]  # every interval, never after the last epoch
+    for epoch in zeroing_epochs:
+        net = copies[epoch]
+        before = evaluate(net, data.test_x, data.test_y)[1]
+        zero_small_weights_(net, pruning.threshold)
+        after = evaluate(net, data.test_x, data.test_y)[1]
+        row = history.set_index("epoch").loc[epoch]
+        assert row["test_acc"] == before and row["test_acc_after_zeroing"] == after
+    # The strong threshold of this test changes the function, which the record makes visible.
+    assert (history["test_acc_after_zeroing"] - history["test_acc"]).abs().max() > 0.01

@@ -112,19 +112,21 @@ class Profile:
         """The profile's TrainConfig, with any field overridden.
 
         The profile's `lr` is an SGD rate set for its `batch_size` (the reference batch of `lr_scaling`);
-        with optimizer "lars" and no lr given, LARS's own recipe rate (`training.DEFAULT_LR`) is used."""
+        with optimizer "lars" and no lr given, LARS's own recipe rate (`training.DEFAULT_LR`) is used. Other
+        `epochs` without `milestones` get the profile's milestones scaled to them (`milestones_for`)."""
         known = {f.name for f in fields(TrainConfig)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown training parameter(s) {unknown}; TrainConfig fields are {sorted(known)}")
         lr = None if overrides.get("optimizer", "sgd") != "sgd" else self.lr
+        epochs = overrides.get("epochs", self.epochs)
         base = dict(
-            epochs=self.epochs,
+            epochs=epochs,
             batch_size=self.batch_size,
             lr=lr,
             lr_reference_batch=self.batch_size,
             schedule="step",
-            milestones=self.milestones,
+            milestones=self.milestones_for(epochs),
             padding=self.padding,
             flip=self.flip,
         )
@@ -136,6 +138,15 @@ class Profile:
                 tf32=self.cuda_tf32,
             )
         return TrainConfig(**{**base, **overrides})
+
+    def milestones_for(self, epochs: int) -> tuple[int, ...]:
+        """The profile's lr milestones at the same fractions of a run of `epochs` (rounded), as the thesis's
+        93 and 150 of 180 epochs: e.g. `quick`'s 5 and 8 of 10 become 10 and 16 of 20. A milestone that
+        rounds to 0 or to `epochs` would never take effect and is left out."""
+        if epochs == self.epochs:
+            return self.milestones
+        scaled = (round(milestone * epochs / self.epochs) for milestone in self.milestones)
+        return tuple(milestone for milestone in scaled if 0 < milestone < epochs)
 
     @property
     def plan_name(self) -> str:
