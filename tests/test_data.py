@@ -100,7 +100,7 @@ def test_to_returns_a_copy_on_the_device(digits_dataset):
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ValueError, match="digits, fashion_mnist, cifar10, cifar100"):
+    with pytest.raises(ValueError, match="digits, fashion_mnist, fashion_mnist_14, cifar10, cifar100"):
         load_dataset("mnist")
 
 
@@ -364,6 +364,13 @@ def test_fashion_mnist_reads_idx_files_plain_or_gzipped(tmp_path, monkeypatch):
     expected_test = torch.from_numpy(arrays["t10k-images-idx3-ubyte"]).double().unsqueeze(1)
     assert torch.allclose(raw_images(dataset, dataset.test_x) * 255, expected_test, atol=1e-3)
     assert dataset.channel_mean[0] == pytest.approx(arrays["train-images-idx3-ubyte.gz"].mean() / 255, abs=1e-7)
+
+    small = data.fashion_mnist_14(root=tmp_path)  # every 2x2 block of pixels averaged, by numpy here
+    blocks = arrays["t10k-images-idx3-ubyte"].reshape(3, 14, 2, 14, 2).mean(axis=(2, 4))
+    assert small.test_x.shape == (3, 1, 14, 14) and small.image_size == 14
+    assert torch.allclose(raw_images(small, small.test_x) * 255, torch.from_numpy(blocks).unsqueeze(1), atol=1e-3)
+    assert torch.equal(small.train_y, dataset.train_y)
+    assert data.DATASET_SHAPES["fashion_mnist_14"] == (1, 14, 10)
 
 
 def test_read_idx_rejects_a_truncated_file(tmp_path):

@@ -60,7 +60,7 @@ def test_a_run_two_notebooks_ask_for_counts_for_the_first_selected_one_and_names
         for entry in everything
         if entry.experiment == "baseline" and entry.params == {"model": "wide", "schedule": "step", "seed": 0}
     ]
-    assert [entry.profile.dataset for entry in wide] == ["digits", "fashion_mnist"]  # chapter 8: another dataset
+    assert [entry.profile.dataset for entry in wide] == ["digits", "fashion_mnist_14"]  # chapter 8: another dataset
     fp32 = wide[:1]
     assert fp32[0].notebook == "03_baseline" and wide[1].notebook == "08_evaluation"
     assert fp32[0].shared_with == (
@@ -276,7 +276,7 @@ def test_plan_prints_every_notebook_and_the_total_without_calibrating(isolated_r
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert (
-        lines[0] == f"plan for profile 'smoke' (digits, fashion_mnist): 77 runs, 0 cached in "
+        lines[0] == f"plan for profile 'smoke' (digits, fashion_mnist_14): 77 runs, 0 cached in "
         f"{isolated_results / 'results' / 'smoke'}"
     )
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:12]}

@@ -490,3 +490,56 @@ def test_the_sweep_figures_draw_their_panels_in_plan_order():
         assert fig.get_supxlabel() == "lasso ratio"
     finally:
         plots.use_thesis_style(language="de")
+
+
+def test_zeroing_changes_and_sentence_from_a_hand_made_history():
+    from thesis_lib.chapters.ch05_prunetrain import zeroing_changes, zeroing_sentence
+
+    nan = float("nan")
+    history = pd.DataFrame(
+        {
+            "seed": [0, 0, 0, 1, 1, 1],
+            "epoch": [1, 2, 3, 1, 2, 3],
+            "test_acc": [0.5, 0.9, 0.95, 0.6, 0.8, 0.9],
+            "test_acc_after_zeroing": [nan, 0.9, nan, nan, 0.75, nan],
+            "zeroed_weights": [0, 10, 0, 0, 20, 0],
+            "removed_channels": [0, 2, 0, 0, 3, 0],
+        }
+    )
+    changes = zeroing_changes(history)
+    assert changes[["seed", "epoch"]].values.tolist() == [[0, 2], [1, 2]]
+    assert changes["change"].tolist() == pytest.approx([0.0, -0.05])
+    assert zeroing_sentence(changes) == (
+        "At the 2 thresholdings of 2 runs the test accuracy changed by at most 5.0 points (mean |change| 2.50), "
+        "by more than 1 point at 1: there the threshold cut weights the net still used."
+    )
+    assert "within 1 point at every one" in zeroing_sentence(changes.iloc[:1])
+    assert zeroing_sentence(changes.iloc[:0]).startswith("No run reached a thresholding")
+    with pytest.raises(ValueError, match="test_acc_after_zeroing"):
+        zeroing_changes(history.drop(columns="test_acc_after_zeroing"))
+
+
+def test_removals_by_epoch_and_the_lasso_step_from_a_hand_made_history():
+    from thesis_lib.chapters.ch05_prunetrain import lasso_step_sentence, removals_by_epoch
+
+    history = pd.DataFrame(
+        {
+            "interval": [1, 1, 1, 1, 2, 2, 2, 2],
+            "seed": [0, 0, 1, 1, 0, 0, 1, 1],
+            "epoch": [1, 2, 1, 2, 1, 2, 1, 2],
+            "removed_channels": [0, 4, 0, 2, 0, 0, 0, 0],
+            "lr": [0.1, 0.01, 0.1, 0.01, 0.1, 0.01, 0.1, 0.01],
+            "lasso_lambda": [0.02, 0.02, 0.04, 0.04, 0.03, 0.03, 0.03, 0.03],
+        }
+    )
+    table = removals_by_epoch(history, "interval")
+    assert table.columns.tolist() == [2]  # epoch 1 removed nothing anywhere
+    assert table.loc[1, 2] == 3.0 and table.loc[2, 2] == 0.0
+    sentence = lasso_step_sentence(history[history["interval"] == 1])
+    assert sentence == (
+        "Default point: lambda = 0.03 (eq. 2.3, mean over the runs), so a zeroed group's norm moves by lr x lambda "
+        "= 0.003 from epoch 1, 0.0003 from epoch 2 per step; the first channel left in epoch 2."
+    )
+    assert lasso_step_sentence(history[history["interval"] == 2]).endswith("; no channel left.")
+    with pytest.raises(ValueError, match="lacks"):
+        removals_by_epoch(history.drop(columns="removed_channels"), "interval")

@@ -14,9 +14,9 @@ from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 def test_evaluation_profiles_swap_only_the_dataset():
     quick = get_profile("quick")
     evaluation = runs_profile("quick")
-    assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist", 384, 256)
+    assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist_14", 2048, 1000)
     assert (evaluation.name, evaluation.epochs, evaluation.seeds) == (quick.name, quick.epochs, quick.seeds)
-    assert runs_profile("full").dataset == "cifar100" and evaluation.input_size == (1, 28, 28)
+    assert runs_profile("full").dataset == "cifar100" and evaluation.input_size == (1, 14, 14)
     with pytest.raises(ValueError, match="no chapter 8 plan"):
         runs_profile(quick.__class__(**{**quick.__dict__, "name": "other"}))
 
@@ -49,7 +49,7 @@ def test_sweeps_are_chapter_7s_on_the_unseen_dataset(profile):
     planned = record.planned_runs(profile)
     assert [(r.experiment, dict(r.params)) for r in planned] == former
     assert {r.profile for r in planned} == {evaluation} and record.runs_profile(profile) == evaluation
-    assert evaluation.dataset == "fashion_mnist"
+    assert evaluation.dataset == "fashion_mnist_14"
 
 
 def test_a_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):

@@ -63,6 +63,8 @@ __all__ = [
     "TEST_COLUMNS",
     "TREND_COLUMNS",
     "WIDTH_HEADROOM",
+    "ZEROING_COLUMNS",
+    "ZEROING_LIMIT",
     "compare_to_baseline",
     "default_point_history",
     "default_point_sentence",
@@ -76,12 +78,14 @@ __all__ = [
     "final_widths_report",
     "interval_figure",
     "lasso_ratio_figure",
+    "lasso_step_sentence",
     "last_epoch_accuracy_sentences",
     "learning_rate_figure",
     "paper_comparison",
     "prunetrain_experiment",
     "prunetrain_plan",
     "reconfiguration_epochs",
+    "removals_by_epoch",
     "setting_means",
     "setting_row",
     "shrinking_curves",
@@ -95,6 +99,8 @@ __all__ = [
     "training_accuracy_figure",
     "with_baseline",
     "with_dense_start",
+    "zeroing_changes",
+    "zeroing_sentence",
 ]
 
 # The factors chapter 5 varies, one at a time, in the notebook's order; a setting is one value of each.
@@ -271,8 +277,9 @@ def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     )
 
 
-# version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding)
-@experiment("prunetrain", version=3, params=PruneTrainParams, train_config=True, plan=_prunetrain_plan)
+# version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding);
+# 4: test_acc_after_zeroing in the history
+@experiment("prunetrain", version=4, params=PruneTrainParams, train_config=True, plan=_prunetrain_plan)
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
 
@@ -650,6 +657,76 @@ def final_widths_report(curves: pd.DataFrame, plan: PruneTrainPlan) -> str:
 def default_point_history(history: pd.DataFrame, plan: PruneTrainPlan) -> pd.DataFrame:
     """The runs of the lasso-ratio sweep's `history` at the default ratio (every seed), for figure 5.7."""
     return history[history.lasso_ratio == plan.lasso_ratio]
+
+
+def removals_by_epoch(history: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """Channels removed per reconfiguration epoch (mean over seeds), one row per value of `factor` in one
+    sweep's `history`: when in the run each setting prunes, which explains the interval and threshold
+    curves (groups fall below the threshold only once the lr has decayed, see `PruneTrain`)."""
+    _check_factor(factor)
+    missing = {factor, "epoch", "removed_channels", "seed"} - set(history.columns)
+    if missing:
+        raise ValueError(f"the history lacks {sorted(missing)}; pass the {factor} sweep's history")
+    table = history.pivot_table(index=factor, columns="epoch", values="removed_channels", aggfunc="mean")
+    return table.loc[:, table.sum() > 0].rename_axis(index=FACTOR_NAMES[factor], columns="epoch")
+
+
+def lasso_step_sentence(default_history: pd.DataFrame) -> str:
+    """The default point's lasso step per lr phase and the first epoch that removed a channel: a group the
+    lasso has driven to zero still moves by about lr x lambda per step, so the threshold catches it only
+    once lr x lambda is small (the explanation of the interval and threshold curves)."""
+    lambda_ = float(default_history["lasso_lambda"].mean())
+    steps = ", ".join(
+        f"{lr * lambda_:.2g} from epoch {int(epochs.min())}"
+        for lr, epochs in default_history.groupby("lr", sort=False)["epoch"]
+    )
+    removing = default_history.loc[default_history["removed_channels"] > 0, "epoch"]
+    first = f"the first channel left in epoch {int(removing.min())}" if len(removing) else "no channel left"
+    return (
+        f"Default point: lambda = {lambda_:.3g} (eq. 2.3, mean over the runs), so a zeroed group's norm moves by "
+        f"lr x lambda = {steps} per step; {first}."
+    )
+
+
+ZEROING_COLUMNS = (
+    "seed",
+    "epoch",
+    "test_acc",
+    "test_acc_after_zeroing",
+    "change",
+    "zeroed_weights",
+    "removed_channels",
+)
+ZEROING_LIMIT = 0.01  # issue 25's checked property: one accuracy point
+
+
+def zeroing_changes(history: pd.DataFrame) -> pd.DataFrame:
+    """Every thresholding of a PruneTrain history (one or more runs): the test accuracy right before it (the
+    epoch's test_acc) and right after it, their difference (change), and what it zeroed and removed."""
+    missing = {"test_acc_after_zeroing", "seed"} - set(history.columns)
+    if missing:
+        raise ValueError(f"the history lacks {sorted(missing)}; pass a PruneTrain sweep's history")
+    zeroings = history[history["test_acc_after_zeroing"].notna()]
+    table = zeroings.assign(change=zeroings["test_acc_after_zeroing"] - zeroings["test_acc"])
+    return table[list(ZEROING_COLUMNS)].reset_index(drop=True)
+
+
+def zeroing_sentence(changes: pd.DataFrame, limit: float = ZEROING_LIMIT) -> str:
+    """How much the thresholding changed the function (`zeroing_changes`), against the `limit` PruneTrain
+    following the paper keeps (the lasso has driven the groups to zero before the threshold cuts them)."""
+    if changes.empty:
+        return "No run reached a thresholding (every run ended before its first interval)."
+    largest = changes["change"].abs().max()
+    beyond = int((changes["change"].abs() > limit).sum())
+    verdict = (
+        f"within {100 * limit:g} point at every one: the threshold removed what the lasso had already driven to zero"
+        if beyond == 0
+        else f"by more than {100 * limit:g} point at {beyond}: there the threshold cut weights the net still used"
+    )
+    return (
+        f"At the {len(changes)} thresholdings of {changes['seed'].nunique()} runs the test accuracy changed by at "
+        f"most {100 * largest:.1f} points (mean |change| {100 * changes['change'].abs().mean():.2f}), {verdict}."
+    )
 
 
 def last_epoch_accuracy_sentences(default_history: pd.DataFrame, baseline_history: pd.DataFrame) -> list[str]:

@@ -234,8 +234,9 @@ def _prunetrain_batch_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     )
 
 
-# version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso
-@experiment("prunetrain_batch", version=3, params=BatchAdaptationParams, train_config=True, plan=_prunetrain_batch_plan)
+# version 2: He init, budget in the run precision, none pruned at the end; 3: the fused group lasso;
+# 4: test_acc_after_zeroing in the history
+@experiment("prunetrain_batch", version=4, params=BatchAdaptationParams, train_config=True, plan=_prunetrain_batch_plan)
 def prunetrain_batch_experiment(context: RunContext) -> RunOutput:
     """Section 6.1: PruneTrain on the wide net with or without batch adaptation.
 
