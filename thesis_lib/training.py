@@ -409,6 +409,9 @@ class Trainer:
     Hooks that change the architecture (PruneTrain, Net2Net growth) replace the model: after `fit()` the
     trained network is `trainer.model`, not the object passed in (which keeps its old shape and weights).
 
+    Each epoch's record has, among others, train_loss (the mean cross-entropy of the epoch's batches) and
+    train_objective (the same with the hooks' loss terms: what SGD minimised, e.g. PruneTrain's lasso).
+
     `epoch_callback(trainer, record)` runs after every epoch's checkpoint, for reporting (live progress,
     TensorBoard: `TensorBoardLogger`, which THESIS_TENSORBOARD=1 sets when there is no callback); it is no
     part of the run's state and is not checkpointed.
@@ -638,6 +641,7 @@ class Trainer:
             "lr": lr,
             "batch_size": self.batch_size,
             "train_loss": train_loss,
+            "train_objective": float(total_sum) / seen,
             "train_acc": float(correct) / seen,
             "test_loss": test_loss,
             "test_acc": test_acc,

@@ -23,7 +23,7 @@ from helpers import timed_alone
 STRONG = {"lasso_ratio": 0.9, "threshold": 5e-2}
 
 
-def test_plans_take_chapter_5s_pruning_and_grow_until_the_first_lr_decay():
+def test_plans_take_chapter_5s_pruning_grow_until_the_first_lr_decay_and_prune_until_the_last():
     for profile in ("smoke", "quick", "full"):
         plan, pruning = search_plan(profile), prunetrain_plan(profile)
         config = get_profile(profile).train_config()
@@ -38,6 +38,8 @@ def test_plans_take_chapter_5s_pruning_and_grow_until_the_first_lr_decay():
     full, quick = search_plan("full"), search_plan("quick")
     # the thesis's full run: chapter 5's default point (ratio 0.2, threshold 1e-4, every 10 epochs), lr decay at 93
     assert (full.lasso_ratio, full.threshold, full.interval, full.last_growth_epoch) == (0.2, 1e-4, 10, 93)
+    # pruning until the second decay (150 of 180), then the final phase without the lasso (the draft's 6.3)
+    assert (full.last_pruning_epoch, quick.last_pruning_epoch, search_plan("smoke").last_pruning_epoch) == (150, 8, 1)
     assert len(quick.seeds) == len(full.seeds) == 5
     assert quick.grid()[3] == {**quick.params(), "seed": 3}
 
@@ -50,6 +52,8 @@ def test_prune_grow_on_smoke_reports_the_net_it_ends_with_and_retrains_it(isolat
     wide = build_resnet(smoke.resnet("wide", 1, 10))
     assert summary["budget"] == count_flops(wide, (1, 8, 8))
     assert history["grown"].iloc[0] and not history["reconfigured"].iloc[-1]
+    assert history["lasso_active"].tolist() == [True, False]  # smoke's epoch 2 is the final phase
+    assert history["train_objective"].iloc[1] == history["train_loss"].iloc[1]
     model = search.model()
     assert model.spec == ResNetSpec.from_json(summary["found_spec"])
     assert summary["found_params"] == count_parameters(model) == summary["final_params"]

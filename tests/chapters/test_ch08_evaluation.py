@@ -14,7 +14,7 @@ from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 def test_evaluation_profiles_swap_only_the_dataset():
     quick = get_profile("quick")
     evaluation = runs_profile("quick")
-    assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist_14", 2048, 1000)
+    assert (evaluation.dataset, evaluation.n_train, evaluation.n_test) == ("fashion_mnist_14", 1536, 1000)
     assert (evaluation.name, evaluation.epochs, evaluation.seeds) == (quick.name, quick.epochs, quick.seeds)
     assert runs_profile("full").dataset == "cifar100" and evaluation.input_size == (1, 14, 14)
     with pytest.raises(ValueError, match="no chapter 8 plan"):

@@ -485,3 +485,21 @@ def test_accuracy_after_zeroing_is_that_of_the_thresholded_net_on_the_held_out_s
         assert row["test_acc"] == before and row["test_acc_after_zeroing"] == after
     # The strong threshold of this test changes the function, which the record makes visible.
     assert (history["test_acc_after_zeroing"] - history["test_acc"]).abs().max() > 0.01
+
+
+def test_the_final_phase_adds_no_lasso_term_and_never_reconfigures():
+    data = small_digits()
+    pruning = strong_prunetrain(last_pruning_epoch=4)  # reconfigures after epoch 4 (see the test above)
+    trainer = Trainer(tiny_digits_model(), data, digits_config(7), hooks=[pruning], progress=False)
+    history = trainer.fit()
+
+    assert history["lasso_active"].tolist() == [True] * 4 + [False] * 3
+    pruning_epochs, final_phase = history.iloc[:4], history.iloc[4:]
+    assert (pruning_epochs["train_objective"] > pruning_epochs["train_loss"]).all()  # the lasso term is in
+    assert (final_phase["train_objective"] == final_phase["train_loss"]).all()  # and then it is not
+    assert pruning_epochs["reconfigured"].any() and not final_phase["reconfigured"].any()
+    assert final_phase["test_acc_after_zeroing"].isna().all() and (final_phase["zeroed_weights"] == 0).all()
+    assert final_phase["params"].nunique() == 1 == final_phase["params_after"].nunique()
+    assert final_phase["params"].iloc[0] == pruning_epochs["params_after"].iloc[-1]
+    with pytest.raises(ValueError, match="last_pruning_epoch"):
+        PruneTrain(last_pruning_epoch=0)

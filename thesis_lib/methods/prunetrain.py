@@ -263,7 +263,11 @@ class PruneTrain(TrainingHook):
     """The PruneTrain hook: adds lambda * GL(W) to the loss and reconfigures every `interval` epochs.
 
     No reconfiguration happens at the end of the run's last epoch: it would come after the last test
-    evaluation, and the reported accuracy and size would then describe two different nets.
+    evaluation, and the reported accuracy and size would then describe two different nets. With
+    `last_pruning_epoch` the epochs after it are a final phase without the lasso term and without
+    reconfiguration (the draft's "Aussetzen des Verkleinerns in den letzten Epochen", section 6.3): the
+    net trains on at its last size with the optimizer state carried, so its accuracy is not that of a net
+    still pulled towards zero.
 
     lambda is fixed from the first mini-batch (eq. 2.3) and kept in the checkpoint; under DDP from the mean
     of the ranks' first losses (the loss of the whole first global batch), so that every rank adds the same
@@ -272,7 +276,8 @@ class PruneTrain(TrainingHook):
     removed by `surgery.select_channels` and the optimizer state is carried with
     `surgery.carry_optimizer_state`; the Trainer then calls every hook's `on_model_replaced` (batch
     adaptation, section 6.1: `BatchAdaptation`). Every epoch's record gets: lasso_lambda, group_lasso (GL at the epoch's
-    end, before thresholding), reconfigured, zeroed_weights, test_acc_after_zeroing (the accuracy on the
+    end, before thresholding), lasso_active (whether the epoch trained with the lasso), reconfigured, zeroed_weights,
+    test_acc_after_zeroing (the accuracy on the
     Trainer's held-out split right after the thresholding, NaN in epochs without one; against the epoch's
     test_acc, measured right before it, it says how much the zeroing changed the function), removed_channels, removed_main_paths (blocks
     whose main path was dropped: the one inexact step, see the module docstring), channels (JSON of group
@@ -293,15 +298,32 @@ class PruneTrain(TrainingHook):
 
     changes_shapes = True
 
-    def __init__(self, lasso_ratio: float = 0.2, threshold: float = 1e-4, interval: int = 10) -> None:
+    def __init__(
+        self,
+        lasso_ratio: float = 0.2,
+        threshold: float = 1e-4,
+        interval: int = 10,
+        last_pruning_epoch: int | None = None,
+    ) -> None:
         _check_ratio(lasso_ratio)
         _check_threshold(threshold)
         if int(interval) != interval or interval < 1:
             raise ValueError(f"the reconfiguration interval must be a whole number of epochs >= 1, got {interval}")
+        if last_pruning_epoch is not None and (int(last_pruning_epoch) != last_pruning_epoch or last_pruning_epoch < 1):
+            raise ValueError(
+                f"last_pruning_epoch must be a whole epoch >= 1 (1-based) or None (prune to the end), got "
+                f"{last_pruning_epoch}"
+            )
         self.lasso_ratio = float(lasso_ratio)
         self.threshold = float(threshold)
         self.interval = int(interval)
+        self.last_pruning_epoch = None if last_pruning_epoch is None else int(last_pruning_epoch)
         self.lambda_: float | None = None
+
+    def prunes_in(self, epoch: int) -> bool:
+        """Whether the (1-based) `epoch` trains with the lasso and may end with a reconfiguration: every epoch
+        up to `last_pruning_epoch`; the epochs after it are the final phase, trained without either."""
+        return self.last_pruning_epoch is None or epoch <= self.last_pruning_epoch
 
     def on_train_start(self, trainer: Trainer) -> None:
         require_thesis_resnet(trainer.model, "PruneTrain")
@@ -311,6 +333,8 @@ class PruneTrain(TrainingHook):
     def loss_term(
         self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
     ) -> torch.Tensor:
+        if self.last_pruning_epoch is not None and not self.prunes_in(trainer.epoch + 1):  # the final phase
+            return loss.new_zeros(())
         lasso = group_lasso(trainer.model)
         if self.lambda_ is None:  # under DDP: the first global batch's loss, rank 0's lambda on every rank
             first_loss = distributed.mean_across_ranks(loss.detach())
@@ -323,7 +347,12 @@ class PruneTrain(TrainingHook):
             record["group_lasso"] = float(group_lasso(model))
         record["lasso_lambda"] = self.lambda_
         reconfigured, zeroed, removed, removed_paths, acc_after_zeroing = False, 0, 0, 0, math.nan
-        if record["epoch"] % self.interval == 0 and record["epoch"] < trainer.config.epochs:
+        record["lasso_active"] = self.prunes_in(record["epoch"])
+        if (
+            record["epoch"] % self.interval == 0
+            and record["epoch"] < trainer.config.epochs
+            and self.prunes_in(record["epoch"])
+        ):
             zeroed = zero_small_weights_(model, self.threshold)
             acc_after_zeroing = trainer.evaluate()[1]
             sizes = channel_sizes(model)

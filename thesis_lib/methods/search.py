@@ -175,7 +175,8 @@ class PruneGrow(TrainingHook):
     """PruneTrain with Net2Net growth after every reconfiguration (the procedure of the module docstring).
 
     `pruning` adds the group lasso to the loss and reconfigures every `pruning.interval` epochs (not in
-    the run's last epoch, so that the reported accuracy is the final net's). After a round's pruning, while
+    the run's last epoch, so that the reported accuracy is the final net's; not after its
+    `last_pruning_epoch`, whose final phase neither prunes nor grows). After a round's pruning, while
     the epoch is at most `last_growth_epoch` (None: every round), `plan_growth` decides and the net grows.
     Every epoch's record gets, besides PruneTrain's columns: grown, growth (the `GrowthPlan` as JSON or
     ""), stage_widths and stage_blocks (JSON lists after this epoch), prune_time and grow_time (seconds
@@ -221,7 +222,11 @@ class PruneGrow(TrainingHook):
         record["prune_time"] = time.perf_counter() - start
         start = time.perf_counter()
         round_end = epoch % self.pruning.interval == 0 and epoch < trainer.config.epochs
-        growing = round_end and (self.last_growth_epoch is None or epoch <= self.last_growth_epoch)
+        growing = (
+            round_end
+            and self.pruning.prunes_in(epoch)
+            and (self.last_growth_epoch is None or epoch <= self.last_growth_epoch)
+        )
         plan = None
         if growing:
             plan = plan_growth(
