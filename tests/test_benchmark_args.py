@@ -24,7 +24,7 @@ def test_results_are_a_csv_named_by_benchmark_device_and_commit(tmp_path):
     )
     revision = commit()
     assert path.parent == tmp_path and path.name.startswith("epoch_time_") and path.name.endswith(f"_{revision}.csv")
-    table = pd.read_csv(path)
+    table = pd.read_csv(path, dtype={"commit": str})  # a hash like 9e89406 would parse as a float
     assert table["epoch_s"].tolist() == [1.5, 2.5]
     assert set(table["device"]) == {device_name("cpu")} and set(table["commit"]) == {revision}
     assert set(table["torch"]) == {torch.__version__}
