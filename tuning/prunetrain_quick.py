@@ -40,8 +40,7 @@ CANDIDATES = OUTPUT.with_name("prunetrain_quick_candidates.csv")
 def train(data, epochs: int, seed: int, pruning: PruneTrain | None) -> dict[str, float]:
     """One run of the wide net with `quick`'s training stretched to `epochs` (milestones scaled)."""
     profile = get_profile("quick")
-    milestones = tuple(round(m * epochs / profile.epochs) for m in profile.milestones)
-    config = profile.train_config(epochs=epochs, milestones=milestones, seed=seed)
+    config = profile.train_config(epochs=epochs, seed=seed)  # milestones scaled: Profile.milestones_for
     model = seeded_model(profile.resnet("wide", data.in_channels, data.num_classes), seed)
     history = Trainer(model, data, config, hooks=[] if pruning is None else [pruning], progress=False).fit()
     row = {"epochs": epochs, "seed": seed, "validation_acc": float(history["test_acc"].iloc[-1])}
