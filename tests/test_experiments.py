@@ -1,7 +1,8 @@
 """Run cache: a finished run loads without training, a killed one resumes, a corrupt one is reported."""
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -188,6 +189,23 @@ def test_a_resnet_config_is_a_model_param(isolated_results):
 def test_profile_input_size_matches_the_data():
     assert get_profile("smoke").input_size == (1, 8, 8)
     assert get_profile("full").input_size == (3, 32, 32) and get_profile("full").num_classes == 10
+
+
+def test_quick_shares_the_cores_between_the_notebooks_that_run_at_once(monkeypatch):
+    quick = get_profile("quick")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("THESIS_JOBS", raising=False)
+    assert quick.threads() == 4
+    monkeypatch.setenv("THESIS_JOBS", "2")
+    assert quick.threads() == 2
+    monkeypatch.setenv("THESIS_JOBS", "8")
+    assert quick.threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit choice wins
+    assert quick.threads() == 3
+    assert get_profile("smoke").threads() == 1  # tests run two smoke runs at a time
+    with pytest.raises(ValueError, match="cpu_threads must be >= 1, 'per_job' or None"):
+        replace(quick, cpu_threads=0)
 
 
 def test_other_epochs_get_the_milestones_at_the_profiles_fractions():

@@ -119,9 +119,10 @@ def run_notebooks(
 ) -> list[NotebookOutcome]:
     """Execute the notebooks on `profile`, `jobs` at a time (each in its own kernel process); outcomes in
     notebook order. Notebooks that need the same run meet in the run store: one trains it under its lock,
-    the others wait and load it, so parallel re-runs train every run once. The small profiles pin one
-    intra-op thread per run, so `jobs` = the number of cores uses the machine; progress bars only with one
-    job (parallel bars would interleave)."""
+    the others wait and load it, so parallel re-runs train every run once. `smoke` pins one
+    intra-op thread per run and `quick` gives each notebook the cores divided by `jobs` (THESIS_JOBS, which
+    the kernels inherit), so the machine is used either way; progress bars only with one job (parallel bars
+    would interleave)."""
     get_profile(profile)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")

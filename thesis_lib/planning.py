@@ -139,7 +139,7 @@ def list_runs(profile: str | Profile, only: Sequence[str] | None = None) -> list
 class StepKey:
     """What one training step's time depends on: the net (spec JSON), the batch (capped at the training
     set), the input, the TrainConfig fields that change the work (`compiled`: whether the Trainer compiles
-    the step, see `TrainConfig.compile`), the device and its CPU threads (the profile's `cpu_threads`,
+    the step, see `TrainConfig.compile`), the device and its CPU threads (`Profile.threads()`,
     "auto" as the Trainer decides), and the evaluation batch."""
 
     architecture: str
@@ -189,7 +189,7 @@ def step_key(phase: Phase, profile: Profile) -> StepKey:
     train, test = split_sizes(profile)
     config, device = phase.train, profile.resolved_device()
     spec = phase.model if isinstance(phase.model, ResNetSpec) else phase.model.to_spec()
-    threads = "auto" if profile.cpu_threads is None else profile.cpu_threads
+    threads = "auto" if profile.threads() is None else profile.threads()
     compiled = config.compiles(phase.changes_shapes)
     return StepKey(
         spec.to_json(),

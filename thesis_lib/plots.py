@@ -88,6 +88,7 @@ LABELS: dict[str, dict[str, str]] = {
     "params": {"de": "Parameter", "en": "parameters"},
     "kept_params": {"de": "verbliebene Parameter (Anteil)", "en": "parameters kept (share)"},
     "flops": {"de": "MFLOPs pro Bild", "en": "MFLOPs per image"},
+    "training_flops": {"de": "Trainings-GFLOPs gesamt", "en": "training GFLOPs in total"},
     "batch_size": {"de": "Batchgröße", "en": "batch size"},
     "memory": {"de": "Speicher (MiB)", "en": "memory (MiB)"},
     "channels": {"de": "Kanäle", "en": "channels"},

@@ -11,6 +11,7 @@ from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
     architecture_rounds,
     final_accuracy_groups,
     found_architectures,
+    lasso_share_sentence,
     phase_times,
     search_plan,
 )
@@ -23,35 +24,40 @@ from helpers import timed_alone
 STRONG = {"lasso_ratio": 0.9, "threshold": 5e-2}
 
 
-def test_plans_take_chapter_5s_pruning_grow_until_the_first_lr_decay_and_prune_until_the_last():
+def test_plans_take_chapter_5s_pruning_and_run_prune_until_the_last_decay_and_grow_until_a_round_before():
     for profile in ("smoke", "quick", "full"):
         plan, pruning = search_plan(profile), prunetrain_plan(profile)
-        config = get_profile(profile).train_config()
         assert (plan.lasso_ratio, plan.threshold, plan.interval) == (
             pruning.lasso_ratio,
             pruning.threshold,
             pruning.interval,
         ), profile
-        assert plan.last_growth_epoch == config.milestones[0] < config.epochs, profile
-        # growth stops before the lr does: the first epoch at the decayed lr is the one after the last growth
-        assert config.lr_at(plan.last_growth_epoch - 1) == config.lr > config.lr_at(plan.last_growth_epoch)
-    full, quick = search_plan("full"), search_plan("quick")
-    # the thesis's full run: chapter 5's default point (ratio 0.2, threshold 1e-4, every 10 epochs), lr decay at 93
-    assert (full.lasso_ratio, full.threshold, full.interval, full.last_growth_epoch) == (0.2, 1e-4, 10, 93)
-    # pruning until the second decay (150 of 180), then the final phase without the lasso (the draft's 6.3)
-    assert (full.last_pruning_epoch, quick.last_pruning_epoch, search_plan("smoke").last_pruning_epoch) == (150, 8, 1)
+        assert plan.training == pruning.training() and plan.params().items() >= pruning.training().items()
+        config = get_profile(profile).train_config(**plan.training)
+        assert plan.last_pruning_epoch == config.milestones[-1] < config.epochs, profile
+        assert plan.last_growth_epoch == max(plan.interval, plan.last_pruning_epoch - plan.interval), profile
+        assert plan.window_rounds == 2
+    full, quick, smoke = search_plan("full"), search_plan("quick"), search_plan("smoke")
+    # the thesis's full run: chapter 5's default point (ratio 0.2, threshold 1e-4, every 10 epochs) at batch 256
+    assert (full.lasso_ratio, full.threshold, full.interval) == (0.2, 1e-4, 10) and full.training == {"batch_size": 256}
+    # pruning until the second decay, growth until a round before it, then the final phase without the lasso
+    assert (full.last_growth_epoch, full.last_pruning_epoch) == (140, 150)
+    assert quick.training == {"epochs": 20} and (quick.last_growth_epoch, quick.last_pruning_epoch) == (14, 16)
+    assert (smoke.last_growth_epoch, smoke.last_pruning_epoch) == (1, 1)
     assert len(quick.seeds) == len(full.seeds) == 5
     assert quick.grid()[3] == {**quick.params(), "seed": 3}
 
 
 def test_prune_grow_on_smoke_reports_the_net_it_ends_with_and_retrains_it(isolated_results):
+    # smoke's 8 steps remove no channel, so the search does not grow here (tests/methods/test_search.py
+    # covers growth); this checks what the experiment reports and retrains
     params = {**search_plan("smoke").params(), **STRONG, "seed": 0}
     search = run("prune_grow", params, profile="smoke", progress=False)
     history, summary = search.history, search.summary
     smoke = get_profile("smoke")
     wide = build_resnet(smoke.resnet("wide", 1, 10))
     assert summary["budget"] == count_flops(wide, (1, 8, 8))
-    assert history["grown"].iloc[0] and not history["reconfigured"].iloc[-1]
+    assert not history["growth_considered"].any() and not history["reconfigured"].iloc[-1]
     assert history["lasso_active"].tolist() == [True, False]  # smoke's epoch 2 is the final phase
     assert history["train_objective"].iloc[1] == history["train_loss"].iloc[1]
     model = search.model()
@@ -213,3 +219,24 @@ def test_search_tests_weigh_accuracy_time_and_training_flops_each_as_one_family(
         assert family.loc[defined, "p_holm"].tolist() == pytest.approx(
             adjust_pvalues(family.loc[defined, "p"].to_numpy()).tolist()
         ), quantity
+
+
+def test_the_lasso_share_sentence_reads_the_share_around_each_growth():
+    """Shares 1 - loss / objective: epoch 1 0.5, before the growth (epoch 2) 0.4, after it 0.6, last active
+    epoch 0.2; epoch 5 is the final phase (no lasso) and does not count."""
+    history = pd.DataFrame(
+        {
+            "seed": [0] * 5,
+            "epoch": [1, 2, 3, 4, 5],
+            "train_loss": [1.0, 0.6, 0.4, 0.8, 0.5],
+            "train_objective": [2.0, 1.0, 1.0, 1.0, 0.5],
+            "lasso_active": [True, True, True, True, False],
+            "grown": [False, True, False, False, False],
+        }
+    )
+    text = lasso_share_sentence(history, 0.9)
+    assert "(ratio r = 0.9 at the first batch): 0.50 in epoch 1" in text
+    assert "0.40 in the epoch before a growth and 0.60 in the epoch after it (1 growths)" in text
+    assert "0.20 in the last epoch with the lasso" in text
+    with pytest.raises(ValueError, match="not a prune_grow history"):
+        lasso_share_sentence(history.drop(columns="lasso_active"), 0.9)

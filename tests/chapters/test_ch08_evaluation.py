@@ -3,12 +3,10 @@
 import pytest
 
 from thesis_lib.chapters import chapter
-from thesis_lib.chapters.ch04_morphnet import morphnet_plan
-from thesis_lib.chapters.ch06_3_prunetrain_net2net import search_plan
+from thesis_lib.chapters.ch07_comparison import sweeps as ch07_sweeps
 from thesis_lib.chapters.ch08_evaluation import runs_profile, sweeps
 from thesis_lib.data import load_dataset
 from thesis_lib.experiments import get_profile, run_dir_for
-from thesis_lib.methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 
 
 def test_evaluation_profiles_swap_only_the_dataset():
@@ -29,25 +27,20 @@ def test_runs_on_the_unseen_dataset_have_folders_of_their_own(monkeypatch):
 
 @pytest.mark.parametrize("profile", ["smoke", "quick"])
 def test_sweeps_are_chapter_7s_on_the_unseen_dataset(profile):
-    """The runs of the former `planned_runs`: chapter 7's procedures on `runs_profile`."""
+    """Chapter 7's procedures, with the same params, planned on `runs_profile` (so in folders of their own)."""
     evaluation = runs_profile(profile)
-    seeds, morph, search = search_plan(evaluation).seeds, morphnet_plan(evaluation), search_plan(evaluation).grid()
-    morph_params = {
-        "resource": "flops",
-        "iterations": morph.search_iterations,
-        "relative_strength": morph.relative_strength,
-        "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
+    listed = [(experiment, params) for experiment, grid in ch07_sweeps(profile).values() for params in grid]
+    assert [(experiment, params) for experiment, grid in sweeps(profile).values() for params in grid] == listed
+    assert {experiment for experiment, _ in listed} == {
+        "baseline",
+        "prunetrain",
+        "morphnet_search",
+        "prune_grow",
+        "prune_grow_retrain",
     }
-    former = [
-        *(("baseline", {"model": "wide", "schedule": "step", "seed": s}) for s in seeds),
-        *(("morphnet_search", {**morph_params, "seed": s}) for s in seeds),
-        *(("prune_grow", p) for p in search),
-        *(("prune_grow_retrain", p) for p in search),
-    ]
-    assert [(experiment, params) for experiment, grid in sweeps(profile).values() for params in grid] == former
     record = chapter("08_evaluation")
     planned = record.planned_runs(profile)
-    assert [(r.experiment, dict(r.params)) for r in planned] == former
+    assert [(r.experiment, dict(r.params)) for r in planned] == listed
     assert {r.profile for r in planned} == {evaluation} and record.runs_profile(profile) == evaluation
     assert evaluation.dataset == "fashion_mnist_14"
 

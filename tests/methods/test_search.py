@@ -1,6 +1,7 @@
 """Chapter 6.3's search: the growth rule on hand-made cases, and a whole PruneTrain + Net2Net run."""
 
 import dataclasses
+import json
 import math
 
 import pandas as pd
@@ -80,6 +81,8 @@ def test_the_rule_checks_its_knobs():
         ({"widen_factor": 1.0}, "widen_factor"),
         ({"deepen_saturation": 0}, "deepen_saturation"),
         ({"factor_steps": 0}, "factor_steps"),
+        ({"window_rounds": 0}, "window_rounds"),
+        ({"window_rounds": 1.5}, "window_rounds"),
     ]:
         with pytest.raises(ValueError, match=message):
             GrowthRule(**bad)
@@ -114,8 +117,10 @@ def test_a_search_shrinks_grows_stays_within_budget_and_resumes_exactly(tmp_path
     assert history["reconfigured"].iloc[-1] == False  # noqa: E712  (no change after the last evaluation)
     assert count_flops(whole.model, INPUT) == history["flops_after"].iloc[-1] == history["flops"].iloc[-1]
     grown_at = history.index[history["grown"]].tolist()
-    assert all(history["epoch"][i] in (2, 4) for i in grown_at)  # rounds end every 2 epochs, growth until 4
-    assert history["params"].iloc[grown_at[0] + 1] > history["params"].iloc[0]
+    # rounds end every 2 epochs; growth needs a window of 2 rounds and ends at epoch 4: only epoch 4 grows
+    assert [history["epoch"][i] for i in grown_at] == [4] and history["growth_considered"].sum() == 1
+    assert history["removed_channels"].iloc[: grown_at[0] + 1].sum() > 0  # pruning had spoken
+    assert json.loads(history["growth"].iloc[grown_at[0]])["widths"]
 
     path = tmp_path / "search.pt"
     with pytest.raises(Killed):
@@ -141,6 +146,38 @@ def test_a_search_shrinks_grows_stays_within_budget_and_resumes_exactly(tmp_path
     assert resumed.model.spec == whole.model.spec
     for a, b in zip(resumed.model.state_dict().values(), whole.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_no_growth_before_pruning_has_removed_a_channel():
+    """A lasso that never removes a channel (threshold 0) leaves every stage saturated (s = 1): the former
+    rule widened everything at the first round; now growth is never considered."""
+    budget = count_flops(build_resnet(WIDE), INPUT)
+    silent = PruneGrow(PruneTrain(lasso_ratio=0.9, threshold=0.0, interval=2), budget=budget, last_growth_epoch=4)
+    history = Trainer(seeded_model(NARROW, 0), small_digits(), CONFIG, hooks=[silent], progress=False).fit()
+    assert history["removed_channels"].sum() == 0
+    assert not history["growth_considered"].any() and not history["grown"].any()
+    assert (history["params_after"] == history["params"].iloc[0]).all()
+
+
+def test_the_window_counts_the_rounds_since_the_start_or_the_last_growth():
+    """Rounds end at epochs 2 and 4 (growth until 4): a one-round window asks the rule from the first round
+    that removed a channel on, a three-round window never fills before epoch 4."""
+    budget = count_flops(build_resnet(WIDE), INPUT)
+
+    def considered(window_rounds: int) -> tuple[list[int], int]:
+        hook = PruneGrow(
+            PruneTrain(lasso_ratio=0.9, threshold=0.1, interval=2),
+            budget=budget,
+            rule=GrowthRule(window_rounds=window_rounds),
+            last_growth_epoch=4,
+        )
+        history = Trainer(seeded_model(NARROW, 0), small_digits(), CONFIG, hooks=[hook], progress=False).fit()
+        first_removal = int(history.loc[history["removed_channels"] > 0, "epoch"].iloc[0])
+        return history.loc[history["growth_considered"].astype(bool), "epoch"].tolist(), first_removal
+
+    asked, first_removal = considered(1)
+    assert asked and asked[0] == first_removal <= 4
+    assert considered(3)[0] == []
 
 
 def test_a_start_above_the_budget_is_refused():

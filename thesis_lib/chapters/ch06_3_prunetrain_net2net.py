@@ -8,19 +8,22 @@ architecture it ends with is then trained from scratch as an ordinary network (t
 its own cached experiment. Notebook figures: 6.12 (architecture over the rounds), 6.13 (accuracy and cost
 over training time), 6.14 (final accuracy against the same architecture from scratch and the baselines).
 
-Plan (`SearchPlan`, one per profile, derived by `search_plan`): PruneTrain at chapter 5's default point of
-the profile (lasso ratio, threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs on `full`, 0.9 / 1e-4
-/ 2 on `quick`), growth allowed until the first lr decay (epoch 93 of 180 on `full`, 5 of 10 on `quick`, 1
-of 2 on `smoke`), pruning until the last decay (150 of 180, 8 of 10, 1 of 2) and then a final phase without
-the lasso and without reconfiguration (the draft's "Aussetzen des Verkleinerns in den letzten Epochen"), so
-that the net the run ends with is not judged while the lasso still pulls it towards zero; the growth rule's
+Plan (`SearchPlan`, one per profile, derived by `search_plan`, fixed before its runs): PruneTrain at chapter
+5's default point of the profile (lasso ratio, threshold, reconfiguration interval: 0.2 / 1e-4 / 10 epochs
+on `full`, 0.9 / 1e-4 / 2 on `quick`) with chapter 5's run length and batch (`PruneTrainPlan.training`: 180
+epochs at batch 256 on `full`, 20 epochs on `quick`, where the paper's threshold removes the first channel
+only after the first lr decay: in the profile's 10 epochs the search would never prune and only grow);
+pruning until the last lr decay of that run (150 of 180, 16 of 20, 1 of 2 on `smoke`) and then a final
+phase without the lasso and without reconfiguration (the draft's "Aussetzen des Verkleinerns in den letzten
+Epochen"), so that the net the run ends with is not judged while the lasso still pulls it towards zero;
+growth only where pruning has spoken (`methods.search`: not before pruning removed a channel, saturation
+measured over at least two rounds since the last growth) and not later than one round before the final
+phase (epoch 140, 14, 1), so that every growth is followed by a round of pruning; the growth rule's
 defaults (saturated at 90 % kept channels, x1.5 per round, deepen a stage with no channel pruned) and the
-profile's seeds (5 on `quick` and `full`, 2 on `smoke`). On `quick` the search trains the profile's 10
-epochs, in which chapter 5's point removes no channel (chapter 5 trains 20 for it: the paper's threshold
-catches a group only after the lr decay), so there the search only grows; aligning the search's length,
-batch and growth rule with pruning is chapter 6.3's open issue. `sweeps` names the notebook's runs: both
-baselines, the searches and their retrainings. On `quick` one search or retraining run takes about 5 s on
-one core of the 2-core CPU.
+profile's seeds (5 on `quick` and `full`, 2 on `smoke`). Lambda is fixed at the run's first batch (eq. 2.3)
+and kept through growths; `lasso_share_sentence` states what the lasso's share of the loss became. The
+retraining trains like a baseline (the profile's epochs and batch). `sweeps` names the notebook's runs: both
+baselines, the searches and their retrainings.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ __all__ = [
     "group_label",
     "growth_epochs",
     "growth_sentence",
+    "lasso_share_sentence",
     "phase_times",
     "prune_grow_experiment",
     "prune_grow_retrain_experiment",
@@ -101,7 +105,11 @@ SEARCH_KNOBS = (
     "noise",
     "last_growth_epoch",
     "last_pruning_epoch",
+    "window_rounds",
 )
+# The TrainConfig fields the search takes from chapter 5 (`PruneTrainPlan.training`) and its retraining
+# leaves at the profile's, like a baseline.
+SEARCH_TRAINING = ("epochs", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -114,14 +122,17 @@ class SearchPlan:
     last_growth_epoch: int
     last_pruning_epoch: int
     seeds: tuple[int, ...]
+    training: dict[str, int]
     saturation: float = GrowthRule.saturation
     widen_factor: float = GrowthRule.widen_factor
     deepen_saturation: float = GrowthRule.deepen_saturation
     noise: float = 0.05
+    window_rounds: int = GrowthRule.window_rounds
 
     def params(self) -> dict[str, Any]:
-        """The search's params without the seed (every knob written out, so the run key names them)."""
-        return {knob: getattr(self, knob) for knob in SEARCH_KNOBS}
+        """The search's params without the seed (every knob written out, so the run key names them, and
+        chapter 5's epochs / batch where its plan sets them)."""
+        return {**{knob: getattr(self, knob) for knob in SEARCH_KNOBS}, **self.training}
 
     def grid(self) -> list[dict[str, Any]]:
         """Params of the "prune_grow" (and "prune_grow_retrain") runs: the plan's point once per seed."""
@@ -129,13 +140,16 @@ class SearchPlan:
 
 
 def search_plan(profile: str | Profile) -> SearchPlan:
-    """Chapter 6.3's plan for `profile`: chapter 5's default pruning (`prunetrain_plan`, which rejects a
-    profile without a plan), growth until the first lr decay, pruning until the last one (then the final
-    phase without the lasso), once per seed of the profile."""
+    """Chapter 6.3's plan for `profile` (module docstring): chapter 5's default pruning, run length and batch
+    (`prunetrain_plan`, which rejects a profile without a plan), pruning until the run's last lr decay
+    (then the final phase without the lasso), growth until one round before it, once per seed."""
     profile = get_profile(profile)
     pruning = prunetrain_plan(profile)
-    last_growth = profile.milestones[0] if profile.milestones else profile.epochs - 1
-    last_pruning = profile.milestones[-1] if profile.milestones else profile.epochs
+    training = pruning.training()
+    epochs = training.get("epochs", profile.epochs)
+    milestones = profile.milestones_for(epochs)
+    last_pruning = milestones[-1] if milestones else epochs
+    last_growth = max(pruning.interval, last_pruning - pruning.interval)
     return SearchPlan(
         lasso_ratio=pruning.lasso_ratio,
         threshold=pruning.threshold,
@@ -143,6 +157,7 @@ def search_plan(profile: str | Profile) -> SearchPlan:
         last_growth_epoch=int(last_growth),
         last_pruning_epoch=int(last_pruning),
         seeds=profile.seeds,
+        training=training,
     )
 
 
@@ -187,6 +202,7 @@ class PruneGrowParams:
     noise: float = _from_search_plan("noise", at_least=0)
     last_growth_epoch: int = _from_search_plan("last_growth_epoch", at_least=0)
     last_pruning_epoch: int = _from_search_plan("last_pruning_epoch", at_least=1)
+    window_rounds: int = _from_search_plan("window_rounds", at_least=1)
     seed: int = seed_param()
 
 
@@ -215,13 +231,14 @@ def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
 
 
 def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    phase = _budget_phase(profile, params, "retrain the found net", changes_shapes=False)
+    baseline_like = {key: value for key, value in params.items() if key not in SEARCH_TRAINING}
+    phase = _budget_phase(profile, baseline_like, "retrain the found net", changes_shapes=False)
     return RunPlan(phases=(phase,), requires=(("prune_grow", params),))
 
 
 @experiment(
-    "prune_grow", version=3, params=PruneGrowParams, train_config=True, plan=_search_plan
-)  # 2: fused group lasso; 3: the final phase without the lasso
+    "prune_grow", version=4, params=PruneGrowParams, train_config=True, plan=_search_plan
+)  # 2: fused group lasso; 3: the final phase without the lasso; 4: growth only where pruning has spoken
 def prune_grow_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: from the narrow net, PruneTrain rounds with Net2Net growth under the wide net's FLOPs.
 
@@ -237,6 +254,7 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
         saturation=float(knobs["saturation"]),
         widen_factor=float(knobs["widen_factor"]),
         deepen_saturation=float(knobs["deepen_saturation"]),
+        window_rounds=int(knobs["window_rounds"]),
     )
     hook = PruneGrow(
         PruneTrain(
@@ -275,23 +293,25 @@ def prune_grow_experiment(context: RunContext) -> RunOutput:
 
 @experiment(
     "prune_grow_retrain",
-    version=3,
+    version=4,
     params=PruneGrowParams,
-    train_config=True,  # 2: its search's fused group lasso; 3: its search's final phase
+    train_config=True,  # 2: its search's fused group lasso; 3: its search's final phase; 4: its growth rule
     plan=_retrain_plan,
 )
 def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 6.3: the architecture a "prune_grow" run found, trained from scratch like a baseline.
 
     params: those of the "prune_grow" run (loaded from the cache, or trained once). The new net starts from
-    the seed's fresh initialisation with the profile's schedule. The summary adds to `summarize_training`
+    the seed's fresh initialisation and trains like a baseline: the profile's schedule, epochs and batch
+    (the search's `SEARCH_TRAINING` overrides are not applied; any other TrainConfig override is). The summary adds to `summarize_training`
     the search's numbers: search_time, retrain_time and total_time (search + retraining, what a user pays),
     search_acc (the search run's own final accuracy) and found_flops / found_params.
     """
     search = run("prune_grow", context.params, profile=context.profile, progress=context.progress)
     _, overrides, seed = _search_knobs(context)
     spec = ResNetSpec.from_json(search.summary["found_spec"])
-    trainer = context.trainer(seeded_model(spec, seed), context.train_config(seed=seed, **overrides))
+    baseline_like = {key: value for key, value in overrides.items() if key not in SEARCH_TRAINING}
+    trainer = context.trainer(seeded_model(spec, seed), context.train_config(seed=seed, **baseline_like))
     history = trainer.fit()
     retrain = summarize_training(history)
     summary = {
@@ -454,6 +474,36 @@ def growth_sentence(history: pd.DataFrame, found: pd.DataFrame) -> str:
         f"{len(growth)} growths in {len(found)} runs, at epochs {growth_epochs(history)}; "
         f"found FLOPs / budget: {found['flops / budget'].min():.2f} ... {found['flops / budget'].max():.2f}."
     )
+
+
+def lasso_share_sentence(history: pd.DataFrame, lasso_ratio: float) -> str:
+    """What keeping lambda through the growths did (a "prune_grow" sweep history): the lasso's share of the
+    training objective, 1 - cross-entropy / (cross-entropy + lasso) averaged over an epoch's batches, in
+    epoch 1 (eq. 2.3 sets it to `lasso_ratio` at the first batch) and in the epochs right before and right
+    after each growth (means over the growths), and in the last epoch with the lasso."""
+    missing = {"seed", "epoch", "train_loss", "train_objective", "lasso_active", "grown"} - set(history.columns)
+    if missing:
+        raise ValueError(f"not a prune_grow history: columns {sorted(missing)} are missing")
+    frame = history.assign(share=1 - history["train_loss"] / history["train_objective"])
+    active = frame[frame["lasso_active"].astype(bool)]
+    share = active.set_index(["seed", "epoch"])["share"]
+    first = active.loc[active["epoch"] == 1, "share"].mean()
+    last = active.groupby("seed")["share"].last().mean()
+    text = f"The lasso's share of the training objective (ratio r = {lasso_ratio:g} at the first batch): {first:.2f} in epoch 1"
+    growths = frame.loc[frame["grown"].astype(bool), ["seed", "epoch"]]
+    pairs = [
+        (share[(seed, epoch)], share[(seed, epoch + 1)])
+        for seed, epoch in growths.itertuples(index=False)
+        if (seed, epoch + 1) in share.index
+    ]
+    if pairs:
+        before, after = (sum(values) / len(values) for values in zip(*pairs))
+        text += (
+            f"; {before:.2f} in the epoch before a growth and {after:.2f} in the epoch after it ({len(pairs)} growths)"
+        )
+    else:
+        text += "; no growth was followed by an epoch with the lasso"
+    return text + f"; {last:.2f} in the last epoch with the lasso. Lambda stays fixed through the growths."
 
 
 def accuracy_sentence(groups: pd.DataFrame) -> str:

@@ -2,28 +2,51 @@
 network better: growing with Net2Net and shrinking with PruneTrain (chapter 6.3), or MorphNet's regularizer
 with a width multiplier (chapter 4)?
 
-Both start from the narrow thesis ResNet and get the same budget, the wide net's FLOPs. Compared per run
-(seed): the final network's accuracy, the total training time a user pays (search plus final training),
-and the final network's parameters and FLOPs. Rows of table 7.1:
+Both searches start from the narrow thesis ResNet and get the same budget, the wide net's FLOPs. Rows of
+table 7.1 (`PROCEDURES`), every run from the cache of chapters 3, 4, 5 and 6.3 (same params, same folders),
+5 seeds each on `quick` and `full`:
 
-- "wide baseline": the wide net trained directly (chapter 3), the architecture the budget comes from;
-- "MorphNet": chapter 4's search (algorithm 2.2, FLOP regularizer, the profile's iterations), its found
-  structure retrained from scratch; total time = regularized phases + retraining;
-- "PruneTrain + Net2Net": chapter 6.3's search, the net as the one run ends (no retraining);
-- "PruneTrain + Net2Net, retrained": the architecture it found, trained from scratch; total time = search +
-  retraining.
+- "narrow baseline" and "wide baseline": the nets both searches start from and are bounded by (chapter 3);
+- "PruneTrain on the wide net": chapter 5's default point, the control that shrinks without growing;
+- "MorphNet": chapter 4's search (algorithm 2.2, FLOP regularizer, the draft's 3 iterations), its found
+  structure retrained; costs = its regularized phases + the retraining;
+- "PruneTrain + Net2Net": chapter 6.3's search, the net as its one run ends (after the final phase);
+- "PruneTrain + Net2Net, retrained": that architecture trained from scratch; costs = search + retraining.
+
+Every row reports the accuracy, the training cost (epochs, training FLOPs executed over every phase, and
+seconds) and the found net's FLOPs per image and parameters. The procedures do not train the same epochs
+(on `quick`: 40 for MorphNet's 3 x 10 + 10; 20 for the search, which trains chapter 5's run, + 10 for its
+retraining; 20 for chapter 5's PruneTrain); table 7.1 says what each had, and the training FLOPs charge it.
+
+The decision rule, fixed before any of its runs (`DECIDING`, `quantity_outcome`, `verdict`):
+
+- Deciding quantities: accuracy (higher is better), training FLOPs of the whole procedure and the found
+  net's FLOPs per image (lower is better). Seconds are reported and tested but do not decide: they depend on
+  the machine (on a 2-core CPU a pruned net is not faster per FLOP), and a winner is never named from time.
+- Families, Holm within each: the primary family is every candidate (`CANDIDATES`) against MorphNet on
+  every deciding quantity; the candidates against the two baselines and against the control are one
+  secondary family each (`FAMILIES`).
+- Per quantity, candidate against reference: "better" / "worse" when the Holm-adjusted Welch test is
+  significant at 5 % (superiority); "not worse" when it is not, but the 95 % interval of the difference
+  keeps the loss within the non-inferiority margin (`ACCURACY_MARGIN`: 1 accuracy point; `COST_MARGIN`:
+  10 % of the reference's mean cost); "equal" / "better" / "worse" exactly when neither group varies (a
+  fixed architecture's FLOPs); otherwise "undecided". A difference that is merely not significant is no
+  evidence of equality.
+- Verdict: "better" when the candidate is better on at least one quantity and better, not worse or equal on
+  the others; "dominated" when the reference is so against the candidate; "trade-off" when each is
+  significantly better on one quantity; "equivalent" when both are not worse than the other on every
+  quantity; otherwise "undecided".
 
 Uniform width scaling of the narrow net to the budget (eq. 2.6) gives exactly the wide net for the thesis's
 nets (omega = 2; `uniform_scaling_check` verifies it for the profile), so its row would repeat the wide
-baseline's runs and is not listed twice. No experiment of its own: every run comes from the cache of
-chapters 3, 4 and 6.3 (the same params hit the same folders), 5 seeds per procedure on `quick` and `full`.
-`sweeps` names one sweep per procedure (`PROCEDURE_SWEEPS`); chapter 8 runs the same sweeps on another
-dataset, and its notebook calls this module's functions step by step as notebook 07 does.
+baseline's runs and is not listed twice. `sweeps` names one sweep per procedure (`PROCEDURE_SWEEPS`);
+chapter 8 runs the same sweeps on another dataset, and its notebook calls this module's functions step by
+step as notebook 07 does.
 """
 
 from __future__ import annotations
 
-from itertools import combinations
+import math
 from typing import Any
 
 import pandas as pd
@@ -34,49 +57,85 @@ from ..experiments import TIMING_COLUMNS, Profile, get_profile
 from ..methods.morphnet import DEFAULT_GAMMA_THRESHOLD
 from .ch03_baseline import baseline_grid
 from .ch04_morphnet import morphnet_plan, uniform_scaling
+from .ch05_prunetrain import prunetrain_plan
 from .ch06_3_prunetrain_net2net import search_plan
 from .contract import Notebook, Sweeps, quantities
 
 __all__ = [
+    "ACCURACY_MARGIN",
+    "CANDIDATES",
     "COMPARED",
-    "DEPENDENT_TIME_PAIR",
-    "EQUIVALENCE_MARGIN",
+    "COST_MARGIN",
+    "DECIDING",
+    "FAMILIES",
+    "OUTCOMES",
     "PROCEDURES",
     "PROCEDURE_SWEEPS",
-    "TIME_MARGIN",
+    "REFERENCE",
+    "VERDICTS",
     "answer",
     "comparison_figure",
     "comparison_runs",
     "comparison_table",
-    "pairwise_tests",
+    "decision_table",
+    "decisions",
+    "quantity_outcome",
     "sweeps",
+    "time_tests",
     "uniform_scaling_check",
     "verdict",
 ]
 
-PROCEDURES = ("wide baseline", "MorphNet", "PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
+PROCEDURES = (
+    "narrow baseline",
+    "wide baseline",
+    "PruneTrain on the wide net",
+    "MorphNet",
+    "PruneTrain + Net2Net",
+    "PruneTrain + Net2Net, retrained",
+)
 # The sweep (of `sweeps`) that gives each procedure's runs, in `PROCEDURES` order.
 PROCEDURE_SWEEPS = {
-    "wide baseline": "baseline",
+    "narrow baseline": "narrow",
+    "wide baseline": "wide",
+    "PruneTrain on the wide net": "prunetrain",
     "MorphNet": "morphnet",
     "PruneTrain + Net2Net": "prune_grow",
     "PruneTrain + Net2Net, retrained": "retrained",
 }
-# (column, description, unit) of every compared quantity, in table order; the accuracy is "accuracy" here (not
-# `contract.QUANTITIES`' "final accuracy"), as the printed sentences say.
-COMPARED = (("final_acc", "accuracy", ""), *quantities("total_time", "training_flops", "params", "flops"))
-# Non-inferiority margins of `verdict`: at most 1 point less accurate (chapter 6.2's tolerance) or at most
-# 10 % slower, judged on the 95 % interval of the difference.
-EQUIVALENCE_MARGIN = 0.01
-TIME_MARGIN = 0.10
-# A run of the retrained procedure contains the search run of the same seed (its time includes it), so
-# their time difference is not a comparison of independent samples; it is not Welch-tested.
-DEPENDENT_TIME_PAIR = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
+CANDIDATES = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
+REFERENCE = "MorphNet"
+# Family name -> the references every candidate is tested against in it (Holm within each family).
+FAMILIES = {
+    "MorphNet": (REFERENCE,),
+    "baselines": ("narrow baseline", "wide baseline"),
+    "control": ("PruneTrain on the wide net",),
+}
+# (column, description, unit, direction) of the deciding quantities: direction +1 when more is better.
+DECIDING = (
+    ("final_acc", "accuracy", "", +1),
+    ("training_flops", "training FLOPs", "", -1),
+    ("flops", "FLOPs per image", "", -1),
+)
+# Non-inferiority margins: an accuracy loss of at most 1 point (chapter 6.2's tolerance), a cost at most 10 %
+# above the reference's mean, judged on the 95 % interval of the difference.
+ACCURACY_MARGIN = 0.01
+COST_MARGIN = 0.10
+OUTCOMES = ("better", "not worse", "equal", "worse", "undecided")
+VERDICTS = ("better", "dominated", "trade-off", "equivalent", "undecided")
+# (column, description, unit) of every quantity table 7.1 reports, in table order.
+COMPARED = (
+    ("final_acc", "accuracy", ""),
+    ("epochs", "epochs", ""),
+    *quantities("training_flops", "total_time", "params", "flops"),
+)
+# A run of the retrained procedure contains the search run of the same seed (its time includes it).
+DEPENDENT_PAIR = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
 
 
 def sweeps(profile: str | Profile) -> Sweeps:
     """Notebook 07's sweeps, one per procedure (`PROCEDURE_SWEEPS`): the experiment and its params, once per
-    seed of chapter 6.3's plan (5 on quick/full); each is a run of chapter 3, 4 or 6.3, shared through the
+    seed of chapter 6.3's plan (5 on quick/full); each is a run of chapter 3, 4, 5 or 6.3, shared through the
     cache."""
     seeds = search_plan(profile).seeds
     morph = morphnet_plan(profile)
@@ -86,9 +145,12 @@ def sweeps(profile: str | Profile) -> Sweeps:
         "relative_strength": morph.relative_strength,
         "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
     }
+    pruning = prunetrain_plan(profile)
     search = search_plan(profile).grid()
     return {
-        "baseline": ("baseline", baseline_grid(profile, models=("wide",), schedules=("step",), seeds=seeds)),
+        "narrow": ("baseline", baseline_grid(profile, models=("narrow",), schedules=("step",), seeds=seeds)),
+        "wide": ("baseline", baseline_grid(profile, models=("wide",), schedules=("step",), seeds=seeds)),
+        "prunetrain": ("prunetrain", [{**pruning.default(), **pruning.training(), "seed": s} for s in seeds]),
         "morphnet": ("morphnet_search", [{**morph_params, "seed": s} for s in seeds]),
         "prune_grow": ("prune_grow", search),
         "retrained": ("prune_grow_retrain", search),
@@ -97,8 +159,8 @@ def sweeps(profile: str | Profile) -> Sweeps:
 
 def comparison_runs(nb: Notebook) -> pd.DataFrame:
     """Run (or load) every procedure's sweep of the notebook `nb` (07, or 08 on its dataset); one row per run:
-    procedure, seed, final_acc, total_time and training_flops (the whole procedure), params and flops of the
-    final network, and the `TIMING_COLUMNS`."""
+    procedure, seed, final_acc, epochs, training_flops and total_time (the whole procedure), params and
+    flops of the final network, and the `TIMING_COLUMNS`."""
     frames = []
     for procedure, name in PROCEDURE_SWEEPS.items():
         summary = nb.sweep(name).summary
@@ -108,8 +170,9 @@ def comparison_runs(nb: Notebook) -> pd.DataFrame:
                     "procedure": procedure,
                     "seed": summary["seed"],
                     "final_acc": summary["final_acc"],
-                    "total_time": summary["total_time"],
+                    "epochs": summary["epochs"],
                     "training_flops": summary["training_flops"],
+                    "total_time": summary["total_time"],
                     "params": summary["final_params"],
                     "flops": summary["final_flops"],
                     **{column: summary[column] for column in TIMING_COLUMNS},
@@ -121,7 +184,7 @@ def comparison_runs(nb: Notebook) -> pd.DataFrame:
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 7.1: one row per procedure (in `PROCEDURES` order) with n and the mean and standard
-    deviation (ddof 1) of every quantity."""
+    deviation (ddof 1) of every quantity of `COMPARED`."""
     rows = []
     for procedure in [p for p in PROCEDURES if p in set(runs["procedure"])]:
         group = runs[runs["procedure"] == procedure]
@@ -133,95 +196,157 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pairwise_tests(runs: pd.DataFrame, compared: tuple[tuple[str, str, str], ...] = COMPARED[:2]) -> pd.DataFrame:
-    """Welch t-tests between every pair of procedures for each quantity (default: accuracy and total time),
-    Holm-adjusted within each quantity's family of pairs; columns of `stats.with_holm` plus "quantity". The
-    total time of the search and of its own retraining is not tested (`DEPENDENT_TIME_PAIR`)."""
-    present = [p for p in PROCEDURES if p in set(runs["procedure"])]
-    tables = []
-    for column, what, unit in compared:
-        pairs = [
-            pair for pair in combinations(present, 2) if not (column == "total_time" and pair == DEPENDENT_TIME_PAIR)
-        ]
-        table = stats.compare_groups(runs, "procedure", pairs, [(column, what, unit)], timing_columns=TIMING_COLUMNS)
-        table.insert(0, "quantity", column)
-        tables.append(stats.with_holm(table))
-    return pd.concat(tables, ignore_index=True)
-
-
-def _test(tests: pd.DataFrame, quantity: str, a: str, b: str) -> pd.Series:
-    label_ab = tests["comparison"].str.endswith(f", {a} vs {b}")
-    label_ba = tests["comparison"].str.endswith(f", {b} vs {a}")
-    rows = tests[(tests["quantity"] == quantity) & (label_ab | label_ba)]
-    if rows.empty:
-        raise ValueError(f"no test of {quantity} between {a!r} and {b!r}; run pairwise_tests on both")
-    row = rows.iloc[0].copy()
-    if label_ba[rows.index[0]]:  # the test ran as b vs a: turn it around
-        row["mean_a"], row["mean_b"], row["diff"] = row["mean_b"], row["mean_a"], -row["diff"]
-        row["ci_low"], row["ci_high"], row["t"] = -row["ci_high"], -row["ci_low"], -row["t"]
-        row["n_a"], row["n_b"] = row["n_b"], row["n_a"]
-    return row
-
-
-def verdict(
-    tests: pd.DataFrame, a: str, b: str, margin: float = EQUIVALENCE_MARGIN, time_margin: float = TIME_MARGIN
+def quantity_outcome(
+    diff: float, ci_low: float, ci_high: float, p_holm: float, direction: int, margin: float, alpha: float = 0.05
 ) -> str:
-    """Which of procedures `a` and `b` found the better network, on the Holm-adjusted Welch tests.
+    """The rule's outcome on one quantity for a candidate against a reference (module docstring): `diff` and
+    its interval are candidate - reference, `direction` +1 when more is better (-1 for costs), `margin` the
+    non-inferiority margin in the quantity's unit; `p_holm` NaN means that neither group varies, so the
+    means are compared exactly."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction is +1 (more is better) or -1 (less is better), got {direction}")
+    if not margin >= 0:
+        raise ValueError(f"the non-inferiority margin must be >= 0, got {margin}")
+    gain = direction * diff
+    if math.isnan(p_holm):
+        return "equal" if gain == 0 else "better" if gain > 0 else "worse"
+    if p_holm < alpha:
+        return "better" if gain > 0 else "worse"
+    worst_gain = ci_low if direction > 0 else -ci_high
+    return "not worse" if worst_gain >= -margin else "undecided"
 
-    Better: significantly more accurate and shown not to be slower, or significantly faster and shown not
-    to be less accurate. "Shown not to be worse" is a non-inferiority bound on the 95 % interval of the
-    difference: the accuracy loss at most `margin`, the extra time at most `time_margin` times the other
-    procedure's mean time. A non-significant difference alone is no evidence of equality with 5 runs per
-    group, on either quantity. Times that may not be compared (`stats.compare_groups`: another timing
-    setting, neighbours) have no interval, so they show neither "faster" nor "not slower". Otherwise
-    "undecided"."""
-    acc, time = _test(tests, "final_acc", a, b), _test(tests, "total_time", a, b)
-    significant_acc, significant_time = acc["verdict"] == "significant", time["verdict"] == "significant"
-    for better, sign in ((a, 1), (b, -1)):
-        acc_low, acc_high = sorted((sign * acc["ci_low"], sign * acc["ci_high"]))
-        time_low, time_high = sorted((sign * time["ci_low"], sign * time["ci_high"]))
-        other_time = time["mean_b"] if sign == 1 else time["mean_a"]
-        more_accurate = significant_acc and sign * acc["diff"] > 0
-        faster = significant_time and sign * time["diff"] < 0
-        not_slower = time_high <= time_margin * other_time
-        not_less_accurate = acc_low >= -margin
-        if (more_accurate and not_slower) or (faster and not_less_accurate):
-            return better
+
+def _margin(column: str, reference_mean: float) -> float:
+    return ACCURACY_MARGIN if column == "final_acc" else COST_MARGIN * abs(reference_mean)
+
+
+def _family(runs: pd.DataFrame, family: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    tables = []
+    for column, what, unit, direction in DECIDING:
+        table = stats.compare_groups(runs, "procedure", pairs, [(column, what, unit)])
+        table.insert(0, "quantity", column)
+        table.insert(1, "candidate", [a for a, _ in pairs])
+        table.insert(2, "reference", [b for _, b in pairs])
+        table["direction"] = direction
+        tables.append(table)
+    out = stats.with_holm(pd.concat(tables, ignore_index=True))
+    out.insert(0, "family", family)
+    out["margin"] = [_margin(q, m) for q, m in zip(out["quantity"], out["mean_b"])]
+    arguments = list(zip(out["diff"], out["ci_low"], out["ci_high"], out["p_holm"], out["direction"], out["margin"]))
+    out["outcome"] = [quantity_outcome(*row) for row in arguments]
+    out["reference_outcome"] = [quantity_outcome(-d, -high, -low, p, s, m) for d, low, high, p, s, m in arguments]
+    return out
+
+
+def decisions(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rule's tests (module docstring): for every family of `FAMILIES`, each candidate of `CANDIDATES`
+    against each of its references on every deciding quantity, Welch-tested and Holm-adjusted within the
+    family. Columns: family, quantity, candidate, reference, the test's (`stats.with_holm`), direction, margin,
+    outcome (the candidate's, `quantity_outcome`) and reference_outcome (the same rule seen from the
+    reference)."""
+    present = set(runs["procedure"])
+    missing = sorted({*CANDIDATES, *(r for refs in FAMILIES.values() for r in refs)} - present)
+    if missing:
+        raise ValueError(f"the runs have no procedure {missing}; comparison_runs gives every one of {PROCEDURES}")
+    frames = [
+        _family(runs, family, [(c, r) for c in CANDIDATES for r in references])
+        for family, references in FAMILIES.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def verdict(decided: pd.DataFrame, candidate: str, reference: str) -> str:
+    """The rule's verdict (one of `VERDICTS`) for `candidate` against `reference` from `decisions`."""
+    rows = decided[(decided["candidate"] == candidate) & (decided["reference"] == reference)]
+    if len(rows) != len(DECIDING):
+        raise ValueError(f"decisions has {len(rows)} rows of {candidate!r} against {reference!r}, not {len(DECIDING)}")
+    mine, theirs = list(rows["outcome"]), list(rows["reference_outcome"])
+    at_least_as_good = {"better", "not worse", "equal"}
+    if "better" in mine and "worse" in mine:
+        return "trade-off"
+    if "better" in mine and set(mine) <= at_least_as_good:
+        return "better"
+    if "better" in theirs and set(theirs) <= at_least_as_good:
+        return "dominated"
+    if set(mine) <= {"not worse", "equal"} and set(theirs) <= {"not worse", "equal"}:
+        return "equivalent"
     return "undecided"
 
 
-def answer(tests: pd.DataFrame, profile_name: str, dataset: str, margin: float = EQUIVALENCE_MARGIN) -> str:
-    """The closing paragraph: the thesis's question answered on these numbers, for the search's own net and
-    for the found architecture retrained, or the statement that the numbers do not decide it (`verdict`)."""
-    sentences = [f"Profile {profile_name!r} ({dataset}), Welch t-tests Holm-adjusted within each quantity:"]
-    for candidate in ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained"):
-        acc = _test(tests, "final_acc", candidate, "MorphNet")
-        time = _test(tests, "total_time", candidate, "MorphNet")
-        found = verdict(tests, candidate, "MorphNet", margin)
-        trade_off = acc["verdict"] == time["verdict"] == "significant" and (acc["diff"] > 0) == (
-            time["diff"] > 0
-        )  # more accurate and slower, or the reverse
-        if found != "undecided":
-            decision = f"{found} finds the better network"
-        elif trade_off:
-            accurate, fast = (candidate, "MorphNet") if acc["diff"] > 0 else ("MorphNet", candidate)
-            decision = f"a trade-off, not a winner: {accurate} is more accurate, {fast} is faster, both significantly"
-        else:
-            decision = "the numbers do not decide which finds the better network"
-        time_test = (
-            f"not comparable: {time['not_comparable']}" if time["not_comparable"] else f"Holm p = {time['p_holm']:.3g}"
-        )
-        sentences.append(
-            f"{candidate} against MorphNet (n = {int(acc['n_a'])} and {int(acc['n_b'])}): accuracy "
-            f"{acc['mean_a']:.3f} vs {acc['mean_b']:.3f} (difference {acc['diff']:+.3f}, 95 % CI "
-            f"[{acc['ci_low']:+.3f}, {acc['ci_high']:+.3f}], Holm p = {acc['p_holm']:.3g}), total training time "
-            f"{time['mean_a']:.1f} s vs {time['mean_b']:.1f} s ({time_test}): {decision}."
-        )
-    sentences.append(
-        f"A procedure counts as not worse only when the interval shows it: at most {margin:g} less "
-        f"accurate, at most {TIME_MARGIN:.0%} slower. A small profile checks the procedures; it "
-        "does not carry over to the thesis's CIFAR scale."
+def decision_table(decided: pd.DataFrame) -> pd.DataFrame:
+    """Table 7.2: the rule's tests of `decisions` without their sentences (the test's own significance as
+    "test"), with the verdict of each candidate-reference pair in every row of the pair."""
+    table = decided.drop(columns=["sentence"]).rename(columns={"verdict": "test"})
+    table["pair_verdict"] = [verdict(decided, c, r) for c, r in zip(table["candidate"], table["reference"])]
+    return table
+
+
+def time_tests(runs: pd.DataFrame) -> pd.DataFrame:
+    """Total training time of every candidate against MorphNet and both baselines (reported, not deciding),
+    Welch-tested where the runs were timed alike, Holm-adjusted as one family (`stats.compare_groups`)."""
+    pairs = [(c, r) for c in CANDIDATES for r in (REFERENCE, *FAMILIES["baselines"])]
+    table = stats.compare_groups(runs, "procedure", pairs, quantities("total_time"), timing_columns=TIMING_COLUMNS)
+    return stats.with_holm(table)
+
+
+VERDICT_TEXT = {
+    "better": "{candidate} finds the better network",
+    "dominated": "{reference} finds the better network: at least as good on every deciding quantity, better on one",
+    "trade-off": "a trade-off, not a winner: {candidate} is better in {gains}, {reference} in {losses}",
+    "equivalent": "equivalent within the margins on every deciding quantity",
+    "undecided": "the numbers do not decide which finds the better network",
+}
+
+
+def _quantity_sentence(row: pd.Series) -> str:
+    if row["quantity"] == "final_acc":
+        means = f"{row['mean_a']:.3f} vs {row['mean_b']:.3f}"
+        spread = f"difference {row['diff']:+.3f}, 95 % CI [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+    else:
+        means = f"{row['mean_a']:.3g} vs {row['mean_b']:.3g}"
+        spread = f"ratio {row['mean_a'] / row['mean_b']:.2f}"
+    test = "exact, neither group varies" if math.isnan(row["p_holm"]) else f"Holm p = {row['p_holm']:.3g}"
+    what = {column: words for column, words, _, _ in DECIDING}[row["quantity"]]
+    return f"{what} {means} ({spread}, {test}): {row['outcome']}"
+
+
+def _pair_sentence(decided: pd.DataFrame, candidate: str, reference: str) -> str:
+    rows = decided[(decided["candidate"] == candidate) & (decided["reference"] == reference)]
+    found = verdict(decided, candidate, reference)
+    words = {column: words for column, words, _, _ in DECIDING}
+    gains = " and ".join(words[q] for q, o in zip(rows["quantity"], rows["outcome"]) if o == "better")
+    losses = " and ".join(words[q] for q, o in zip(rows["quantity"], rows["outcome"]) if o == "worse")
+    decision = VERDICT_TEXT[found].format(candidate=candidate, reference=reference, gains=gains, losses=losses)
+    quantities_text = "; ".join(_quantity_sentence(row) for _, row in rows.iterrows())
+    first = rows.iloc[0]
+    return (
+        f"{candidate} against {reference} (n = {int(first['n_a'])} and {int(first['n_b'])}): {quantities_text}. "
+        f"Verdict: {decision}."
     )
+
+
+def answer(decided: pd.DataFrame, times: pd.DataFrame, profile_name: str, dataset: str) -> str:
+    """The closing paragraph: the thesis's question answered by the rule of the module docstring on
+    `decisions` (the primary family first, then the baselines and the control), with the seconds of
+    `time_tests` as reported, non-deciding numbers."""
+    sentences = [
+        f"Profile {profile_name!r} ({dataset}). The question is decided on accuracy, training FLOPs and FLOPs "
+        f"per image (Welch t-tests, Holm-adjusted within each family; non-inferiority margins "
+        f"{ACCURACY_MARGIN:g} accuracy, {COST_MARGIN:.0%} of the reference's cost)."
+    ]
+    sentences += [_pair_sentence(decided, candidate, REFERENCE) for candidate in CANDIDATES]
+    for family in ("baselines", "control"):
+        pairs = [(c, r) for c in CANDIDATES for r in FAMILIES[family]]
+        verdicts = "; ".join(f"{c} against {r}: {verdict(decided, c, r)}" for c, r in pairs)
+        sentences.append(f"Against the {'two baselines' if family == 'baselines' else 'control'}: {verdicts}.")
+    time_parts = []
+    for _, row in times.iterrows():
+        test = f"not comparable: {row['not_comparable']}" if row["not_comparable"] else f"Holm p = {row['p_holm']:.3g}"
+        time_parts.append(f"{row['comparison']}: {row['mean_a']:.1f} s vs {row['mean_b']:.1f} s ({test})")
+    sentences.append(
+        "Seconds are reported, they do not decide (they depend on the machine): " + "; ".join(time_parts) + "."
+    )
+    sentences.append("A small profile checks the procedures; it does not carry over to the thesis's CIFAR scale.")
     return " ".join(sentences)
 
 
@@ -245,21 +370,23 @@ def uniform_scaling_check(profile: str | Profile) -> dict[str, Any]:
     }
 
 
-AXIS_SCALES = {"flops": 1e-6}
+AXIS_SCALES = {"flops": 1e-6, "training_flops": 1e-9}
 PROCEDURE_LABELS = {
+    "narrow baseline": "schmales Baseline-Netz",
     "wide baseline": "breites Baseline-Netz",
+    "PruneTrain on the wide net": "PruneTrain auf dem breiten Netz",
     "MorphNet": "MorphNet",
     "PruneTrain + Net2Net": "PruneTrain + Net2Net",
     "PruneTrain + Net2Net, retrained": "PruneTrain + Net2Net, neu trainiert",
 }
+MARKERS = dict(zip(PROCEDURES, ("v", "o", "P", "s", "^", "D")))
 
 
 def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
-    """Accuracy against `x` ("flops" or "total_time"): every run as a point, each procedure's mean as a
-    cross, the legend outside the data; `stamp` = (profile, dataset) for `plots.stamp`."""
+    """Accuracy against `x` ("flops", "training_flops" or "total_time"): every run as a point, each
+    procedure's mean as a cross, the legend outside the data; `stamp` = (profile, dataset)."""
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
     fig, ax = plots.figure("full")
-    markers = dict(zip(PROCEDURES, ("o", "s", "^", "D")))
     scale = AXIS_SCALES.get(x, 1.0)
     for index, procedure in enumerate(present):
         group = runs[runs["procedure"] == procedure]
@@ -269,7 +396,7 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
             group["final_acc"],
             s=14,
             color=color,
-            marker=markers[procedure],
+            marker=MARKERS[procedure],
             alpha=0.7,
             label=f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})",
             linewidths=0,

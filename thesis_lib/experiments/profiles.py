@@ -16,6 +16,8 @@ from ..models import NARROW_BASELINE, WIDE_BASELINE, ResNetConfig
 from ..training import TrainConfig
 
 BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
+# Profile.cpu_threads: share the machine's cores between the notebooks that run at once.
+PER_JOB = "per_job"
 
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -26,9 +28,12 @@ class Profile:
     """How big every experiment is: data, epochs, seeds, network depth, device (DESIGN.md section 5).
 
     Milestones scale with the epochs like the thesis's 93 and 150 of 180 epochs. `cpu_threads` fixes
-    torch's intra-op threads for runs on the CPU: the small profiles' nets are so small that one thread is
-    as fast as several and immune to a busy machine, and a fixed count makes CPU results reproducible
-    (reductions split over a different number of threads round differently). None leaves torch's default.
+    torch's intra-op threads for runs on the CPU (`threads`): a fixed count makes CPU results reproducible
+    (reductions split over a different number of threads round differently). `smoke` pins 1 (its tests run
+    two at a time); `quick` uses "per_job": the machine's cores shared by the notebooks that run at once
+    (`notebooks --jobs`, THESIS_JOBS), or OMP_NUM_THREADS where it is set: on the 2-core machine two threads
+    train the thesis nets faster than one (`benchmarks/cpu_threads.py`, its results in
+    `benchmarks/results/cpu_threads_*.csv`). None leaves torch's default.
 
     The `cuda_*` fields are what a run gets when the profile resolves to a CUDA device; a run's own params
     override them (e.g. precision="bf16"). `full` trains as the thesis did, in fp32 without TF32 (section
@@ -57,7 +62,7 @@ class Profile:
     n_train: int | None = None
     n_test: int | None = None
     device: str = "auto"
-    cpu_threads: int | None = None
+    cpu_threads: int | str | None = None
     cuda_precision: str = "fp32"
     cuda_channels_last: bool = False
     cuda_compile: str = "off"
@@ -78,16 +83,32 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: epochs, batch_size and blocks_per_stage must be >= 1")
         if not self.seeds:
             raise ValueError(f"profile {self.name!r} needs at least one seed")
+        threads = self.cpu_threads
+        if not (threads is None or threads == PER_JOB or (type(threads) is int and threads >= 1)):
+            raise ValueError(f"profile {self.name!r}: cpu_threads must be >= 1, {PER_JOB!r} or None, got {threads!r}")
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    def threads(self) -> int | None:
+        """The intra-op threads of this profile's runs on the CPU: `cpu_threads`, or for "per_job"
+        OMP_NUM_THREADS where it is set, else the usable cores divided by the notebooks that run at once
+        (THESIS_JOBS, 1 when unset), at least 1."""
+        if self.cpu_threads != PER_JOB:
+            return self.cpu_threads
+        if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) >= 1:
+            return int(os.environ["OMP_NUM_THREADS"])
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        jobs = os.environ.get("THESIS_JOBS", "1")
+        return max(1, cores // max(1, int(jobs) if jobs.isdigit() else 1))
+
     def apply_cpu_threads(self) -> None:
-        """Set torch's intra-op threads to `cpu_threads` when this profile runs on the CPU."""
-        if self.resolved_device().type == "cpu" and self.cpu_threads is not None:
-            torch.set_num_threads(self.cpu_threads)
+        """Set torch's intra-op threads to `threads()` when this profile runs on the CPU."""
+        threads = self.threads()
+        if self.resolved_device().type == "cpu" and threads is not None:
+            torch.set_num_threads(threads)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -188,7 +209,7 @@ PROFILES: dict[str, Profile] = {
         blocks_per_stage=1,
         padding=1,
         flip=False,
-        cpu_threads=1,
+        cpu_threads=PER_JOB,
     ),
     "full": Profile(
         name="full",

@@ -98,7 +98,8 @@ class RunContext:
         phase: str = "train",
     ) -> Trainer:
         """A Trainer that checkpoints into this run's folder (one checkpoint per `phase`)."""
-        threads = "auto" if self.profile.cpu_threads is None else self.profile.cpu_threads
+        threads = self.profile.threads()
+        threads = "auto" if threads is None else threads
         return Trainer(
             model=model,
             data=data or self.dataset(),

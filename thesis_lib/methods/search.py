@@ -12,8 +12,13 @@ restarts from scratch.
 
 The growth rule (`GrowthRule`, applied by `plan_growth`):
 
-- Measured, per stage i (the thesis's phase i + 1): its saturation s_i = channels after pruning /
-  channels at the start of the round, counting the stage's residual-stream width plus every internal
+- When: only where pruning has spoken. Growth is considered at the end of a round only once pruning has
+  removed at least one channel in the run (before that, the lasso has not acted yet and a saturation of 1
+  says nothing: every stage would grow by construction), and only when at least `window_rounds` rounds
+  (default 2) have passed since the last growth (or the start), so that pruning had time to judge the net
+  and the units a growth added had a round to learn before they are judged.
+- Measured, per stage i (the thesis's phase i + 1): its saturation s_i = channels now / channels at the
+  start of the window (after the last growth, or the start of the run), counting the stage's residual-stream width plus every internal
   width of its blocks (a block pruned to an identity counts 0). s_i = 1 means pruning found no unused
   channel in the stage; s_i = 0.5 means half of its channels were dead.
 - Decided: every stage with s_i >= `saturation` is widened: its stream width w becomes
@@ -78,6 +83,7 @@ class GrowthRule:
     widen_factor: float = 1.5
     deepen_saturation: float = 1.0
     factor_steps: int = 8
+    window_rounds: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.saturation <= 1.0:
@@ -88,12 +94,14 @@ class GrowthRule:
             raise ValueError(f"deepen_saturation must be > 0 (above 1: never deepen), got {self.deepen_saturation}")
         if int(self.factor_steps) != self.factor_steps or self.factor_steps < 1:
             raise ValueError(f"factor_steps must be a whole number >= 1, got {self.factor_steps}")
+        if int(self.window_rounds) != self.window_rounds or self.window_rounds < 1:
+            raise ValueError(f"window_rounds must be a whole number >= 1, got {self.window_rounds}")
 
 
 @dataclass(frozen=True)
 class GrowthPlan:
     """What one round grows: new stream widths per stage index, the stages that get a new block, the
-    measured saturation, the FLOPs of the grown net (equal to the current FLOPs when nothing grows), and the
+    saturation measured over the window since the last growth, the FLOPs of the grown net (equal to the current FLOPs when nothing grows), and the
     widening factor tried (the realised ratio of a stage is widths[i] / its old width, see the rule)."""
 
     widths: dict[int, int]
@@ -135,15 +143,17 @@ def _grown(
 
 
 def plan_growth(
-    model: ResNet, round_start: ResNetSpec, budget: float, input_size: tuple[int, ...], rule: GrowthRule = GrowthRule()
+    model: ResNet, window_start: ResNetSpec, budget: float, input_size: tuple[int, ...], rule: GrowthRule = GrowthRule()
 ) -> GrowthPlan:
-    """The growth rule of the module docstring for `model` (the net after this round's pruning), whose
-    round began with the architecture `round_start`; FLOPs of one image of `input_size`."""
+    """What the growth rule of the module docstring grows for `model` (the net after this round's pruning),
+    whose window began with the architecture `window_start` (after the last growth, or the run's start);
+    FLOPs of one image of `input_size`. Whether growth is considered at all (pruning has spoken, the
+    window is long enough) is `PruneGrow`'s decision."""
     spec = model.spec
     current = count_flops(model, input_size)
     if current > budget:
         raise ValueError(f"the net already has {current} FLOPs, above the budget {budget:.0f}")
-    saturation = stage_saturation(round_start, spec)
+    saturation = stage_saturation(window_start, spec)
     saturated = [i for i, s in enumerate(saturation) if s >= rule.saturation and spec.stages[i].blocks]
     deep_candidates = [i for i, s in enumerate(saturation) if s >= rule.deepen_saturation and spec.stages[i].blocks]
     deepened = (min(deep_candidates, key=lambda i: (stage_depth(spec.stages[i]), -i)),) if deep_candidates else ()
@@ -177,9 +187,10 @@ class PruneGrow(TrainingHook):
     `pruning` adds the group lasso to the loss and reconfigures every `pruning.interval` epochs (not in
     the run's last epoch, so that the reported accuracy is the final net's; not after its
     `last_pruning_epoch`, whose final phase neither prunes nor grows). After a round's pruning, while
-    the epoch is at most `last_growth_epoch` (None: every round), `plan_growth` decides and the net grows.
-    Every epoch's record gets, besides PruneTrain's columns: grown, growth (the `GrowthPlan` as JSON or
-    ""), stage_widths and stage_blocks (JSON lists after this epoch), prune_time and grow_time (seconds
+    the epoch is at most `last_growth_epoch` (None: every round), pruning has removed a channel in the run
+    and the window since the last growth has `rule.window_rounds` rounds, `plan_growth` decides and the net
+    grows. Every epoch's record gets, besides PruneTrain's columns: growth_considered (whether the rule was
+    asked), grown, growth (the `GrowthPlan` as JSON or ""), stage_widths and stage_blocks (JSON lists after this epoch), prune_time and grow_time (seconds
     spent thresholding / rebuilding and deciding / growing; training is the record's epoch_time).
     """
 
@@ -199,12 +210,16 @@ class PruneGrow(TrainingHook):
         if self.last_growth_epoch is not None and self.last_growth_epoch < 1:
             raise ValueError(f"last_growth_epoch must be >= 1 (a 1-based epoch) or None, got {self.last_growth_epoch}")
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.round_start: ResNetSpec | None = None
+        self.window_start: ResNetSpec | None = None
+        self.rounds_in_window = 0
+        self.pruning_spoke = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.pruning.on_train_start(trainer)
-        if trainer.step_count == 0:  # a fresh run (a resume restored both from the checkpoint)
-            self.round_start = trainer.model.spec
+        if trainer.step_count == 0:  # a fresh run (a resume restored all of it from the checkpoint)
+            self.window_start = trainer.model.spec
+            self.rounds_in_window = 0
+            self.pruning_spoke = False
             self.generator.manual_seed(self.seed)
         budget_check = count_flops(trainer.model, tuple(trainer.data.train_x.shape[1:]))
         if budget_check > self.budget:
@@ -217,26 +232,34 @@ class PruneGrow(TrainingHook):
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         epoch = int(record["epoch"])
+        before = trainer.model.spec
         start = time.perf_counter()
         self.pruning.on_epoch_end(trainer, record)
         record["prune_time"] = time.perf_counter() - start
         start = time.perf_counter()
-        round_end = epoch % self.pruning.interval == 0 and epoch < trainer.config.epochs
-        growing = (
-            round_end
-            and self.pruning.prunes_in(epoch)
+        pruning_round = (
+            epoch % self.pruning.interval == 0 and epoch < trainer.config.epochs and self.pruning.prunes_in(epoch)
+        )
+        if pruning_round:
+            self.rounds_in_window += 1
+            self.pruning_spoke = self.pruning_spoke or trainer.model.spec != before
+        considered = (
+            pruning_round
+            and self.pruning_spoke
+            and self.rounds_in_window >= self.rule.window_rounds
             and (self.last_growth_epoch is None or epoch <= self.last_growth_epoch)
         )
         plan = None
-        if growing:
+        if considered:
             plan = plan_growth(
-                trainer.model, self.round_start, self.budget, tuple(trainer.data.train_x.shape[1:]), self.rule
+                trainer.model, self.window_start, self.budget, tuple(trainer.data.train_x.shape[1:]), self.rule
             )
             if plan.grows:
                 rebuild_optimizer(trainer, _grown(trainer.model, plan.widths, plan.deepen, self.generator, self.noise))
-        if round_end:
-            self.round_start = trainer.model.spec
+                self.window_start = trainer.model.spec
+                self.rounds_in_window = 0
         spec = trainer.model.spec
+        record["growth_considered"] = considered
         record["grown"] = bool(plan is not None and plan.grows)
         record["growth"] = plan.to_json() if plan is not None and plan.grows else ""
         record["stage_widths"] = json.dumps([stage.width for stage in spec.stages])
@@ -250,10 +273,14 @@ class PruneGrow(TrainingHook):
         return {
             "pruning": self.pruning.state_dict(),
             "generator": self.generator.get_state(),
-            "round_start": self.round_start.to_dict() if self.round_start is not None else None,
+            "window_start": self.window_start.to_dict() if self.window_start is not None else None,
+            "rounds_in_window": self.rounds_in_window,
+            "pruning_spoke": self.pruning_spoke,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pruning.load_state_dict(state["pruning"])
         self.generator.set_state(state["generator"].cpu())
-        self.round_start = ResNetSpec.from_dict(state["round_start"]) if state["round_start"] else None
+        self.window_start = ResNetSpec.from_dict(state["window_start"]) if state["window_start"] else None
+        self.rounds_in_window = int(state["rounds_in_window"])
+        self.pruning_spoke = bool(state["pruning_spoke"])
