@@ -175,7 +175,8 @@ class LinearFit:
 
 
 def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFit:
-    """Fit y = intercept + slope * x by ordinary least squares (statsmodels, QR) and test slope == 0.
+    """Fit y = intercept + slope * x by ordinary least squares (statsmodels, QR, on x centred at its mean, so
+    that x of the order of 1e5 with a small spread keeps its digits) and test slope == 0.
 
     Standard errors come from the residuals (s^2 = SSE / (n - 2)), which stays exact as r^2 -> 1, where
     the (1 - r^2) shortcut of scipy's linregress loses every digit. A perfect line has standard errors 0
@@ -189,11 +190,19 @@ def linear_fit(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> LinearFi
     if np.ptp(x_values) == 0.0:
         raise ValueError("x is constant, so no slope can be fitted; vary x across the points")
     n = int(x_values.size)
-    fit = sm.OLS(y_values, sm.add_constant(x_values, has_constant="add")).fit(method="qr")
-    intercept, slope = (float(v) for v in fit.params)
+    # Fitted on x - mean(x): the columns (1, x) of raw parameter counts (x ~ 1e5 with a small spread) are
+    # nearly collinear and cost the standard errors digits; centred, the columns are orthogonal.
+    x_mean = float(x_values.mean())
+    centred = x_values - x_mean
+    fit = sm.OLS(y_values, sm.add_constant(centred, has_constant="add")).fit(method="qr")
+    level, slope = (float(v) for v in fit.params)  # level: the fitted y at mean(x)
+    intercept = level - slope * x_mean
     residual_ss = float(np.sum(fit.resid**2))
     total_ss = float(np.sum((y_values - y_values.mean()) ** 2))
-    intercept_se, slope_se = (float(v) for v in fit.bse) if residual_ss > 0 else (0.0, 0.0)
+    spread_ss = float(np.sum(centred**2))
+    residual_variance = residual_ss / (n - 2)
+    slope_se = math.sqrt(residual_variance / spread_ss)
+    intercept_se = math.sqrt(residual_variance * (1.0 / n + x_mean**2 / spread_ss))
     if slope_se > 0:
         p = float(2 * scipy_stats.t.sf(abs(slope / slope_se), n - 2))
     else:
