@@ -189,7 +189,7 @@ def step_key(phase: Phase, profile: Profile) -> StepKey:
     train, test = split_sizes(profile)
     config, device = phase.train, profile.resolved_device()
     spec = phase.model if isinstance(phase.model, ResNetSpec) else phase.model.to_spec()
-    threads = "auto" if profile.threads() is None else profile.threads()
+    threads = profile.threads() or "auto"
     compiled = config.compiles(phase.changes_shapes)
     return StepKey(
         spec.to_json(),

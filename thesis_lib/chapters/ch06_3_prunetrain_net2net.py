@@ -230,9 +230,13 @@ def _search_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return RunPlan(phases=(_budget_phase(profile, params, "search", changes_shapes=PruneGrow.changes_shapes),))
 
 
+def _baseline_like(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` without the search's `SEARCH_TRAINING` overrides: the retraining trains like a baseline."""
+    return {key: value for key, value in params.items() if key not in SEARCH_TRAINING}
+
+
 def _retrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
-    baseline_like = {key: value for key, value in params.items() if key not in SEARCH_TRAINING}
-    phase = _budget_phase(profile, baseline_like, "retrain the found net", changes_shapes=False)
+    phase = _budget_phase(profile, _baseline_like(params), "retrain the found net", changes_shapes=False)
     return RunPlan(phases=(phase,), requires=(("prune_grow", params),))
 
 
@@ -303,15 +307,15 @@ def prune_grow_retrain_experiment(context: RunContext) -> RunOutput:
 
     params: those of the "prune_grow" run (loaded from the cache, or trained once). The new net starts from
     the seed's fresh initialisation and trains like a baseline: the profile's schedule, epochs and batch
-    (the search's `SEARCH_TRAINING` overrides are not applied; any other TrainConfig override is). The summary adds to `summarize_training`
-    the search's numbers: search_time, retrain_time and total_time (search + retraining, what a user pays),
-    search_acc (the search run's own final accuracy) and found_flops / found_params.
+    (the search's `SEARCH_TRAINING` overrides are not applied; any other TrainConfig override is). The
+    summary adds to `summarize_training` the search's numbers: search_time, retrain_time and total_time
+    (search + retraining, what a user pays), search_acc (the search run's own final accuracy) and
+    found_flops / found_params.
     """
     search = run("prune_grow", context.params, profile=context.profile, progress=context.progress)
     _, overrides, seed = _search_knobs(context)
     spec = ResNetSpec.from_json(search.summary["found_spec"])
-    baseline_like = {key: value for key, value in overrides.items() if key not in SEARCH_TRAINING}
-    trainer = context.trainer(seeded_model(spec, seed), context.train_config(seed=seed, **baseline_like))
+    trainer = context.trainer(seeded_model(spec, seed), context.train_config(seed=seed, **_baseline_like(overrides)))
     history = trainer.fit()
     retrain = summarize_training(history)
     summary = {
@@ -489,7 +493,10 @@ def lasso_share_sentence(history: pd.DataFrame, lasso_ratio: float) -> str:
     share = active.set_index(["seed", "epoch"])["share"]
     first = active.loc[active["epoch"] == 1, "share"].mean()
     last = active.groupby("seed")["share"].last().mean()
-    text = f"The lasso's share of the training objective (ratio r = {lasso_ratio:g} at the first batch): {first:.2f} in epoch 1"
+    text = (
+        f"The lasso's share of the training objective (ratio r = {lasso_ratio:g} at the first batch): "
+        f"{first:.2f} in epoch 1"
+    )
     growths = frame.loc[frame["grown"].astype(bool), ["seed", "epoch"]]
     pairs = [
         (share[(seed, epoch)], share[(seed, epoch + 1)])

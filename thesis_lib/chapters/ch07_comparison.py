@@ -117,6 +117,7 @@ DECIDING = (
     ("training_flops", "training FLOPs", "", -1),
     ("flops", "FLOPs per image", "", -1),
 )
+DECIDING_WORDS = {column: words for column, words, _, _ in DECIDING}
 # Non-inferiority margins: an accuracy loss of at most 1 point (chapter 6.2's tolerance), a cost at most 10 %
 # above the reference's mean, judged on the 95 % interval of the difference.
 ACCURACY_MARGIN = 0.01
@@ -129,8 +130,6 @@ COMPARED = (
     ("epochs", "epochs", ""),
     *quantities("training_flops", "total_time", "params", "flops"),
 )
-# A run of the retrained procedure contains the search run of the same seed (its time includes it).
-DEPENDENT_PAIR = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
 
 
 def sweeps(profile: str | Profile) -> Sweeps:
@@ -306,16 +305,14 @@ def _quantity_sentence(row: pd.Series) -> str:
         means = f"{row['mean_a']:.3g} vs {row['mean_b']:.3g}"
         spread = f"ratio {row['mean_a'] / row['mean_b']:.2f}"
     test = "exact, neither group varies" if math.isnan(row["p_holm"]) else f"Holm p = {row['p_holm']:.3g}"
-    what = {column: words for column, words, _, _ in DECIDING}[row["quantity"]]
-    return f"{what} {means} ({spread}, {test}): {row['outcome']}"
+    return f"{DECIDING_WORDS[row['quantity']]} {means} ({spread}, {test}): {row['outcome']}"
 
 
 def _pair_sentence(decided: pd.DataFrame, candidate: str, reference: str) -> str:
     rows = decided[(decided["candidate"] == candidate) & (decided["reference"] == reference)]
     found = verdict(decided, candidate, reference)
-    words = {column: words for column, words, _, _ in DECIDING}
-    gains = " and ".join(words[q] for q, o in zip(rows["quantity"], rows["outcome"]) if o == "better")
-    losses = " and ".join(words[q] for q, o in zip(rows["quantity"], rows["outcome"]) if o == "worse")
+    gains = " and ".join(DECIDING_WORDS[q] for q, o in zip(rows["quantity"], rows["outcome"]) if o == "better")
+    losses = " and ".join(DECIDING_WORDS[q] for q, o in zip(rows["quantity"], rows["outcome"]) if o == "worse")
     decision = VERDICT_TEXT[found].format(candidate=candidate, reference=reference, gains=gains, losses=losses)
     quantities_text = "; ".join(_quantity_sentence(row) for _, row in rows.iterrows())
     first = rows.iloc[0]

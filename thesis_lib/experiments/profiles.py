@@ -20,6 +20,13 @@ BASE_MODELS = {"wide": WIDE_BASELINE, "narrow": NARROW_BASELINE}
 PER_JOB = "per_job"
 
 
+def notebook_jobs() -> int:
+    """How many notebooks run at once: THESIS_JOBS, which `notebooks --jobs` sets for its kernels (1 when
+    unset)."""
+    jobs = os.environ.get("THESIS_JOBS", "1")
+    return max(1, int(jobs)) if jobs.isdigit() else 1
+
+
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -101,8 +108,7 @@ class Profile:
         if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) >= 1:
             return int(os.environ["OMP_NUM_THREADS"])
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        jobs = os.environ.get("THESIS_JOBS", "1")
-        return max(1, cores // max(1, int(jobs) if jobs.isdigit() else 1))
+        return max(1, cores // notebook_jobs())
 
     def apply_cpu_threads(self) -> None:
         """Set torch's intra-op threads to `threads()` when this profile runs on the CPU."""

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from .. import __version__, project_root
+from .profiles import notebook_jobs
 from .progress import progress_dir
 
 # The sweep summary's columns that say whether two runs' seconds may be compared (`stats.compare_groups`).
@@ -111,7 +112,7 @@ def machine(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "thesis_lib": __version__,
-        "notebook_jobs": int(os.environ.get("THESIS_JOBS", "1")),
+        "notebook_jobs": notebook_jobs(),
         "executor": os.environ.get("THESIS_EXECUTOR") or "serial",
     }
 

@@ -98,8 +98,7 @@ class RunContext:
         phase: str = "train",
     ) -> Trainer:
         """A Trainer that checkpoints into this run's folder (one checkpoint per `phase`)."""
-        threads = self.profile.threads()
-        threads = "auto" if threads is None else threads
+        threads = self.profile.threads() or "auto"
         return Trainer(
             model=model,
             data=data or self.dataset(),

@@ -18,9 +18,10 @@ The growth rule (`GrowthRule`, applied by `plan_growth`):
   (default 2) have passed since the last growth (or the start), so that pruning had time to judge the net
   and the units a growth added had a round to learn before they are judged.
 - Measured, per stage i (the thesis's phase i + 1): its saturation s_i = channels now / channels at the
-  start of the window (after the last growth, or the start of the run), counting the stage's residual-stream width plus every internal
-  width of its blocks (a block pruned to an identity counts 0). s_i = 1 means pruning found no unused
-  channel in the stage; s_i = 0.5 means half of its channels were dead.
+  start of the window (after the last growth, or the start of the run), counting the stage's
+  residual-stream width plus every internal width of its blocks (a block pruned to an identity counts 0).
+  s_i = 1 means pruning found no unused channel in the stage; s_i = 0.5 means half of its channels were
+  dead.
 - Decided: every stage with s_i >= `saturation` is widened: its stream width w becomes
   max(w + 1, ceil(w * `widen_factor`)) and its internal widths grow by the same ratio (rounded up), so a
   narrow stream grows by more than the factor (4 -> 5 at factor 1.0625); `GrowthPlan.widths` records the
@@ -101,8 +102,9 @@ class GrowthRule:
 @dataclass(frozen=True)
 class GrowthPlan:
     """What one round grows: new stream widths per stage index, the stages that get a new block, the
-    saturation measured over the window since the last growth, the FLOPs of the grown net (equal to the current FLOPs when nothing grows), and the
-    widening factor tried (the realised ratio of a stage is widths[i] / its old width, see the rule)."""
+    saturation measured over the window since the last growth, the FLOPs of the grown net (equal to the
+    current FLOPs when nothing grows), and the widening factor tried (the realised ratio of a stage is
+    widths[i] / its old width, see the rule)."""
 
     widths: dict[int, int]
     deepen: tuple[int, ...]
@@ -190,8 +192,9 @@ class PruneGrow(TrainingHook):
     the epoch is at most `last_growth_epoch` (None: every round), pruning has removed a channel in the run
     and the window since the last growth has `rule.window_rounds` rounds, `plan_growth` decides and the net
     grows. Every epoch's record gets, besides PruneTrain's columns: growth_considered (whether the rule was
-    asked), grown, growth (the `GrowthPlan` as JSON or ""), stage_widths and stage_blocks (JSON lists after this epoch), prune_time and grow_time (seconds
-    spent thresholding / rebuilding and deciding / growing; training is the record's epoch_time).
+    asked), grown, growth (the `GrowthPlan` as JSON or ""), stage_widths and stage_blocks (JSON lists
+    after this epoch), prune_time and grow_time (seconds spent thresholding / rebuilding and deciding /
+    growing; training is the record's epoch_time).
     """
 
     pruning: PruneTrain
