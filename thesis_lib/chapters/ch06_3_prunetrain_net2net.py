@@ -565,10 +565,11 @@ def architecture_figure(history: pd.DataFrame, profile: str | Profile, stamp: tu
     fig, (top, bottom) = plots.figure("full", nrows=2, sharex=True)
     plots.line_with_band(top, rounds, x="epoch", y="width", hue="Phase")
     plots.line_with_band(bottom, rounds, x="epoch", y="blocks", hue="Phase")
+    epochs = plan.training.get("epochs", profile.epochs)  # the search trains chapter 5's run
     for ax in (top, bottom):
-        for epoch in range(plan.interval, profile.epochs, plan.interval):
+        for epoch in range(plan.interval, min(epochs - 1, plan.last_pruning_epoch) + 1, plan.interval):
             ax.axvline(epoch, color="0.6", linestyle=":", linewidth=0.7)
-        for milestone in profile.milestones:
+        for milestone in profile.milestones_for(epochs):
             ax.axvline(milestone, color="0.3", linestyle="--", linewidth=0.7)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set(ylabel=_text("width"))
