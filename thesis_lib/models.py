@@ -520,6 +520,14 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
     return int(counter.get_total_flops())
 
 
+def spec_flops(spec: ResNetSpec, input_size: Sequence[int]) -> int:
+    """`count_flops` of the architecture `spec` without its weights: the net is built on PyTorch's meta
+    device (shapes only, no memory, no initialisation), so a planner can cost many candidates cheaply."""
+    with torch.device("meta"):
+        model = build_resnet(spec)
+    return count_flops(model, input_size)
+
+
 def count_training_flops(model: nn.Module, input_size: Sequence[int]) -> int:
     """FLOPs of one training image of shape `input_size` (C, H, W): the forward pass and the backward pass
     to every parameter, counted by torch.utils.flop_counter as `count_flops` counts the forward pass.

@@ -141,9 +141,14 @@ def _layer_groups(stage: int, block: int, spec: BlockSpec, read: str, written: s
     return [read] + internal + [written]
 
 
-def conv_edges(model: ResNet) -> list[ConvEdge]:
-    """Every conv in module order (stem; per block conv1..convL, then its shortcut conv), classifier last."""
-    spec = model.spec
+def _spec_of(model: ResNet | ResNetSpec, user: str) -> ResNetSpec:
+    return model if isinstance(model, ResNetSpec) else require_thesis_resnet(model, user).spec
+
+
+def conv_edges(model: ResNet | ResNetSpec) -> list[ConvEdge]:
+    """Every conv in module order (stem; per block conv1..convL, then its shortcut conv), classifier last.
+    Shapes only: a spec gives the same edges as a model built from it."""
+    spec = _spec_of(model, "conv_edges")
     layout = _layout(spec)
     edges = [ConvEdge("stem_conv", None, layout.stem_group, spec.stem_kernel, 1, "stem_bn")]
     for s, stage in enumerate(spec.stages):
@@ -169,14 +174,15 @@ def conv_edges(model: ResNet) -> list[ConvEdge]:
     return edges
 
 
-def channel_groups(model: ResNet) -> list[ChannelGroup]:
-    """Every channel group of the model: the stream groups in order, then the internal groups in order."""
-    spec = require_thesis_resnet(model, "channel_groups").spec
+def channel_groups(model: ResNet | ResNetSpec) -> list[ChannelGroup]:
+    """Every channel group of the model (or of a spec: shapes only): the stream groups in order, then the
+    internal groups in order."""
+    spec = _spec_of(model, "channel_groups")
     layout = _layout(spec)
     producers: dict[str, list[str]] = {}
     readers: dict[str, list[str]] = {}
     bns: dict[str, list[str]] = {}
-    for edge in conv_edges(model):
+    for edge in conv_edges(spec):
         if edge.in_group is not None:
             readers.setdefault(edge.in_group, []).append(edge.name)
         if edge.out_group is not None:
@@ -359,25 +365,7 @@ def _channel_plan(
     spec = model.spec
     groups = {group.name: group for group in channel_groups(model)}
     maps = _check_index_maps(groups, index_maps)
-    size = {name: len(maps[name]) if name in maps else group.size for name, group in groups.items()}
-    _check_segment_sizes(spec, size)
-    layout = _layout(spec)
-
-    stages, kept_blocks = [], []
-    for s, stage in enumerate(spec.stages):
-        blocks, kept = [], []
-        for b, block in enumerate(stage.blocks):
-            internal = [internal_group_name(s, b, i) for i in range(1, len(block.kernels))]
-            if block.has_main_path and all(size[name] > 0 for name in internal):
-                blocks.append(replace(block, widths=tuple(size[name] for name in internal)))
-            elif block.has_shortcut_conv:
-                blocks.append(replace(block, widths=(), kernels=()))
-            else:
-                continue
-            kept.append(b)
-        stages.append(StageSpec(width=size[layout.stage_groups[s]], blocks=tuple(blocks)))
-        kept_blocks.append(kept)
-    new_spec = replace(spec, stem_width=size[layout.stem_group], stages=tuple(stages))
+    new_spec, kept_blocks = _resized(spec, {name: len(index) for name, index in maps.items()})
 
     gathers: dict[str, list[_Gather]] = {}
     for name, index in maps.items():
@@ -394,6 +382,43 @@ def _channel_plan(
         {key: tuple(steps) for key, steps in gathers.items()},
         fresh_copies,
     )
+
+
+def _resized(spec: ResNetSpec, sizes: Mapping[str, int]) -> tuple[ResNetSpec, list[list[int]]]:
+    """The spec with the named groups resized (the others whole) and, per stage, the old indices of the
+    blocks it keeps: an emptied internal group drops its block, or leaves a transition block's shortcut."""
+    size = {group.name: group.size for group in channel_groups(spec)}
+    unknown = sorted(set(sizes) - set(size))
+    if unknown:
+        raise ValueError(f"unknown channel groups {unknown}; the spec has {sorted(size)}")
+    kinds = {group.name: group.kind for group in channel_groups(spec)}
+    for name, n in sizes.items():
+        if int(n) != n or n < (1 if kinds[name] == STREAM else 0):
+            raise ValueError(f"group {name!r} cannot have {n} channels: a stream keeps >= 1, an internal group >= 0")
+    size.update({name: int(n) for name, n in sizes.items()})
+    _check_segment_sizes(spec, size)
+    layout = _layout(spec)
+    stages, kept_blocks = [], []
+    for s, stage in enumerate(spec.stages):
+        blocks, kept = [], []
+        for b, block in enumerate(stage.blocks):
+            internal = [internal_group_name(s, b, i) for i in range(1, len(block.kernels))]
+            if block.has_main_path and all(size[name] > 0 for name in internal):
+                blocks.append(replace(block, widths=tuple(size[name] for name in internal)))
+            elif block.has_shortcut_conv:
+                blocks.append(replace(block, widths=(), kernels=()))
+            else:
+                continue
+            kept.append(b)
+        stages.append(StageSpec(width=size[layout.stage_groups[s]], blocks=tuple(blocks)))
+        kept_blocks.append(kept)
+    return replace(spec, stem_width=size[layout.stem_group], stages=tuple(stages)), kept_blocks
+
+
+def resized_spec(spec: ResNetSpec, sizes: Mapping[str, int]) -> ResNetSpec:
+    """The architecture `map_channels` builds when the groups named in `sizes` get those many channels:
+    shapes only, no weights (so a planner can cost a candidate without building it)."""
+    return _resized(spec, sizes)[0]
 
 
 def stream_segments(spec: ResNetSpec) -> dict[int, list[str]]:
@@ -578,6 +603,20 @@ def insert_block(
     which makes the block the identity). Returns the model and the new block's module name.
     """
     spec = model.spec
+    new_spec, position = _block_inserted(spec, stage, position, block)
+
+    def old_block_of(s: int, b: int) -> int | None:
+        if s != stage or b < position:
+            return b
+        return None if b == position else b - 1
+
+    plan = _Plan(new_spec, _renamer(old_block_of), {})
+    return _apply_plan(model, plan), block_name(stage, position)
+
+
+def _block_inserted(
+    spec: ResNetSpec, stage: int, position: int | None, block: BlockSpec | None
+) -> tuple[ResNetSpec, int]:
     blocks = list(_check_stage(spec, stage).blocks)
     position = len(blocks) if position is None else position
     if not 0 <= position <= len(blocks):
@@ -592,14 +631,14 @@ def insert_block(
             f"insert_block inserts plain blocks (stride 1, identity shortcut, at least one layer), got {block}"
         )
     blocks.insert(position, block)
+    return _with_blocks(spec, stage, blocks), position
 
-    def old_block_of(s: int, b: int) -> int | None:
-        if s != stage or b < position:
-            return b
-        return None if b == position else b - 1
 
-    plan = _Plan(_with_blocks(spec, stage, blocks), _renamer(old_block_of), {})
-    return _apply_plan(model, plan), block_name(stage, position)
+def block_inserted_spec(
+    spec: ResNetSpec, stage: int, position: int | None = None, block: BlockSpec | None = None
+) -> ResNetSpec:
+    """The architecture `insert_block` builds (same arguments, shapes only)."""
+    return _block_inserted(spec, stage, position, block)[0]
 
 
 def remove_block(model: ResNet, stage: int, block: int) -> ResNet:
@@ -631,6 +670,20 @@ def insert_layer(model: ResNet, stage: int, block: int, after_layer: int, kernel
     function. Returns the model and the new conv's module name.
     """
     spec = model.spec
+    new_spec = layer_inserted_spec(spec, stage, block, after_layer, kernel_size)
+    new_layer = after_layer + 1
+
+    def old_layer_of(s: int, b: int, layer: int) -> int | None:
+        if (s, b) != (stage, block) or layer < new_layer:
+            return layer
+        return None if layer == new_layer else layer - 1
+
+    plan = _Plan(new_spec, _renamer(lambda s, b: b, old_layer_of), {})
+    return _apply_plan(model, plan), f"{block_name(stage, block)}.conv{new_layer}"
+
+
+def layer_inserted_spec(spec: ResNetSpec, stage: int, block: int, after_layer: int, kernel_size: int = 3) -> ResNetSpec:
+    """The architecture `insert_layer` builds (same arguments, shapes only)."""
     target = _check_block(spec, stage, block)
     layers = len(target.kernels)
     if not target.has_main_path:
@@ -649,12 +702,4 @@ def insert_layer(model: ResNet, stage: int, block: int, after_layer: int, kernel
     new_kernels = target.kernels[:after_layer] + (kernel_size,) + target.kernels[after_layer:]
     blocks = list(spec.stages[stage].blocks)
     blocks[block] = replace(target, widths=new_widths[1:-1], kernels=new_kernels)
-    new_layer = after_layer + 1
-
-    def old_layer_of(s: int, b: int, layer: int) -> int | None:
-        if (s, b) != (stage, block) or layer < new_layer:
-            return layer
-        return None if layer == new_layer else layer - 1
-
-    plan = _Plan(_with_blocks(spec, stage, blocks), _renamer(lambda s, b: b, old_layer_of), {})
-    return _apply_plan(model, plan), f"{block_name(stage, block)}.conv{new_layer}"
+    return _with_blocks(spec, stage, blocks)

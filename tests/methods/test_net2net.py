@@ -8,10 +8,12 @@ from thesis_lib.methods.net2net import (
     Net2NetHook,
     WidenStep,
     deepen,
+    deepened_spec,
     rebuild_optimizer,
     widen,
     widen_group,
     widen_groups,
+    widened_spec,
     wider_index_map,
 )
 from thesis_lib.models import ResNetConfig, build_resnet, count_parameters
@@ -431,3 +433,31 @@ def test_noise_on_a_new_filter_is_the_generators_draw_times_the_population_std_o
         noisy.state_dict()[key][3:], clean.state_dict()[key][3:] + noise * population_std * draw, rtol=1e-6, atol=1e-7
     )
     assert torch.equal(noisy.state_dict()[key][:3], weight)
+
+
+@pytest.mark.parametrize(
+    "growth",
+    [
+        {"factor": 1.5},
+        {"stages": [0, 2], "factor": 1.25},
+        {"stages": [1], "widths": [40], "blocks": [0]},
+    ],
+)
+def test_widened_spec_is_the_architecture_widen_builds(growth):
+    for spec in (ResNetConfig(in_channels=1).to_spec(), irregular_spec()):
+        model = build_resnet(spec)
+        if "widths" in growth and spec.stages[1].width > 40:
+            continue
+        assert widened_spec(spec, **growth) == widen(model, **growth).spec
+
+
+def test_deepened_spec_is_the_architecture_deepen_builds_and_checks_the_same_arguments():
+    model = build_resnet(ResNetConfig(stages=3, blocks=(1, 2, 1), widths=(4, 8, 12), in_channels=1))
+    data = torch.randn(4, 1, 8, 8)
+    for kwargs in ({"stage": 1}, {"stage": 2, "position": 1}, {"stage": 1, "kind": "layer", "block": 1}):
+        assert deepened_spec(model.spec, **kwargs) == deepen(model, data=data, **kwargs).spec
+    for bad, message in [({"stage": 5}, "unknown stage"), ({"stage": 1, "kind": "layer"}, "needs block")]:
+        with pytest.raises(ValueError, match=message):
+            deepened_spec(model.spec, **bad)
+        with pytest.raises(ValueError, match=message):
+            deepen(model, data=data, **bad)

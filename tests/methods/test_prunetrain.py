@@ -263,6 +263,37 @@ def test_thresholding_zeroes_exactly_small_magnitudes_in_place():
     assert torch.all(model.stages[0].blocks[0].bn1.weight == 1e-6)  # BN untouched
 
 
+def test_an_exempt_group_keeps_its_small_weights_and_a_protected_group_its_channels():
+    """The one-round exemption of new units (methods.search): the exempt group's producer filters and
+    reader slices are not thresholded, every other small weight is; PruneTrain.protect keeps the group's
+    channels at the next reconfiguration only."""
+    model = seeded_model(ResNetConfig(stages=1, blocks=(1,), widths=(4,), in_channels=1), seed=0)
+    block = model.stages[0].blocks[0]
+    with torch.no_grad():
+        block.conv1.weight[2:].fill_(1e-5)  # channels 2, 3 of "stage0.block0.layer1": dead filters ...
+        block.conv2.weight[:, 2:].fill_(1e-5)  # ... and dead reader slices
+    exempt = copy.deepcopy(model)
+    zero_small_weights_(model, 1e-4)
+    assert (block.conv1.weight[2:] == 0).all() and (block.conv2.weight[:, 2:] == 0).all()
+    assert prune_plan(model)["stage0.block0.layer1"] == [0, 1]
+    exempt_block = exempt.stages[0].blocks[0]
+    with torch.no_grad():
+        exempt.stem_conv.weight[0, 0, 0, 0] = 5e-5  # a small weight outside the exempt group
+    zeroed = zero_small_weights_(exempt, 1e-4, exempt=["stage0.block0.layer1"])
+    assert (exempt_block.conv1.weight[2:] == 1e-5).all() and (exempt_block.conv2.weight[:, 2:] == 1e-5).all()
+    assert exempt.stem_conv.weight[0, 0, 0, 0] == 0 and zeroed >= 1
+    assert prune_plan(exempt)["stage0.block0.layer1"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="unknown channel groups"):
+        zero_small_weights_(exempt, 1e-4, exempt=["stage9.block0.layer1"])
+
+    pruning = PruneTrain(lasso_ratio=0.5, threshold=1e-4, interval=1)
+    pruning.protect(["stage0.block0.layer1"])
+    assert pruning.state_dict()["protected"] == ["stage0.block0.layer1"]
+    restored = PruneTrain()
+    restored.load_state_dict(pruning.state_dict())
+    assert restored.protected == ["stage0.block0.layer1"]
+
+
 def tiny_digits_model() -> nn.Module:
     return seeded_model(ResNetConfig(stages=2, blocks=(2, 1), widths=(8, 12), in_channels=1), seed=0)
 

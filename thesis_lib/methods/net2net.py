@@ -30,8 +30,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import ResNet, device_of, require_thesis_resnet
-from ..surgery import ChannelGroup, channel_groups, insert_block, insert_layer, map_channels
+from ..models import ResNet, ResNetSpec, device_of, require_thesis_resnet
+from ..surgery import (
+    ChannelGroup,
+    block_inserted_spec,
+    channel_groups,
+    insert_block,
+    insert_layer,
+    layer_inserted_spec,
+    map_channels,
+    resized_spec,
+)
 from ..training import TrainConfig, Trainer, TrainingHook, make_optimizer
 
 INITS = ("net2net", "random")
@@ -165,6 +174,18 @@ def widen(
     See `widen_groups` for `noise`, `init` and `generator`.
     """
     spec = require_thesis_resnet(model, "widen").spec
+    sizes = widened_sizes(spec, stages, factor, widths, blocks)
+    return widen_groups(model, sizes, noise=noise, init=init, generator=generator)
+
+
+def widened_sizes(
+    spec: ResNetSpec,
+    stages: int | Sequence[int] | None = None,
+    factor: float | None = None,
+    widths: Sequence[int] | None = None,
+    blocks: str | Sequence[int] = "all",
+) -> dict[str, int]:
+    """The new size of every channel group `widen` grows (arguments as there; shapes only)."""
     if stages is None:
         selected = list(range(len(spec.stages)))
     elif isinstance(stages, int):
@@ -200,7 +221,7 @@ def widen(
             count = len(spec.stages[stage].blocks)
             if any(not 0 <= b < count for b in blocks):
                 raise ValueError(f"block indices {blocks} out of range for stage {stage} with {count} blocks")
-    groups = channel_groups(model)
+    groups = channel_groups(spec)
     if widths is not None:
         owners = {0 if group.name == "stem" else group.stage for group in groups}
         for stage, width in zip(selected, widths):
@@ -214,7 +235,18 @@ def widen(
         if group.kind == "internal" and blocks != "all" and group.block not in blocks:
             continue
         sizes[group.name] = _scaled_width(group.size, scales[stage])
-    return widen_groups(model, sizes, noise=noise, init=init, generator=generator)
+    return sizes
+
+
+def widened_spec(
+    spec: ResNetSpec,
+    stages: int | Sequence[int] | None = None,
+    factor: float | None = None,
+    widths: Sequence[int] | None = None,
+    blocks: str | Sequence[int] = "all",
+) -> ResNetSpec:
+    """The architecture `widen` builds (same arguments, no weights): for costing a candidate growth."""
+    return resized_spec(spec, widened_sizes(spec, stages, factor, widths, blocks))
 
 
 def deepen(
@@ -253,11 +285,8 @@ def deepen(
     Random draws (the fresh init of the new weights) are seeded from `generator`.
     """
     check_init(init)
-    if kind not in DEEPEN_KINDS:
-        raise ValueError(f"unknown kind {kind!r}; use one of {DEEPEN_KINDS}")
     spec = require_thesis_resnet(model, "deepen").spec
-    if not 0 <= stage < len(spec.stages):
-        raise ValueError(f"unknown stage {stage}; the model has stages 0..{len(spec.stages) - 1}")
+    deepened_spec(spec, stage, position, kind, block, kernel_size)  # checks the arguments before any surgery
     if kind == "block":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed_from(generator))
@@ -269,23 +298,41 @@ def deepen(
                 last_bn.weight.zero_()
                 last_bn.bias.zero_()
         return student
-    blocks = spec.stages[stage].blocks
-    if block is None or not 0 <= block < len(blocks):
-        raise ValueError(f"kind='layer' needs block= one of 0..{len(blocks) - 1} of stage {stage}, got {block}")
-    layers = len(blocks[block].kernels)
-    if layers == 0:
-        raise ValueError(f"stage {stage} block {block} is a bare shortcut; it has no layer to follow")
-    after_layer = layers - 1 if position is None else position
-    if kernel_size % 2 == 0:
-        raise ValueError(f"the identity layer needs an odd kernel size (centre (k-1)//2), got {kernel_size}")
     if init == "net2net" and data is None:
         raise ValueError("kind='layer' with init='net2net' needs data=, a batch of training images for its BN")
+    after_layer = len(spec.stages[stage].blocks[block].kernels) - 1 if position is None else position
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed_from(generator))
         student, conv_name = insert_layer(model, stage, block, after_layer, kernel_size)
     if init == "net2net":
         _make_identity_layer(student, conv_name, data)
     return student
+
+
+def deepened_spec(
+    spec: ResNetSpec,
+    stage: int,
+    position: int | None = None,
+    kind: str = "block",
+    block: int | None = None,
+    kernel_size: int = 3,
+) -> ResNetSpec:
+    """The architecture `deepen` builds (same arguments, no weights): for costing a candidate growth."""
+    if kind not in DEEPEN_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {DEEPEN_KINDS}")
+    if not 0 <= stage < len(spec.stages):
+        raise ValueError(f"unknown stage {stage}; the model has stages 0..{len(spec.stages) - 1}")
+    if kind == "block":
+        return block_inserted_spec(spec, stage, position)
+    blocks = spec.stages[stage].blocks
+    if block is None or not 0 <= block < len(blocks):
+        raise ValueError(f"kind='layer' needs block= one of 0..{len(blocks) - 1} of stage {stage}, got {block}")
+    layers = len(blocks[block].kernels)
+    if layers == 0:
+        raise ValueError(f"stage {stage} block {block} is a bare shortcut; it has no layer to follow")
+    if kernel_size % 2 == 0:
+        raise ValueError(f"the identity layer needs an odd kernel size (centre (k-1)//2), got {kernel_size}")
+    return layer_inserted_spec(spec, stage, block, layers - 1 if position is None else position, kernel_size)
 
 
 def _make_identity_layer(student: ResNet, conv_name: str, data: torch.Tensor) -> None:

@@ -174,18 +174,39 @@ def lasso_penalty_ratio(loss: torch.Tensor | float, group_lasso_value: torch.Ten
     return penalty / (_scalar(loss) + penalty)
 
 
+def _exempt_masks(model: ResNet, groups: Collection[str]) -> dict[str, torch.Tensor]:
+    """Per conv name, the weights that belong to a channel of `groups` (output filters of its producers,
+    input slices of its readers)."""
+    masks: dict[str, torch.Tensor] = {}
+    for group in channel_groups(model):
+        if group.name not in groups:
+            continue
+        for name, dim in [(conv, 0) for conv in group.producers] + [(conv, 1) for conv in group.readers]:
+            weight = model.get_submodule(name).weight
+            mask = masks.setdefault(name, torch.zeros_like(weight, dtype=torch.bool))
+            mask.index_fill_(dim, torch.arange(group.size, device=weight.device), True)
+    return masks
+
+
 @torch.no_grad()
-def zero_small_weights_(model: ResNet, threshold: float) -> int:
-    """Set every conv and classifier weight with |w| < threshold to exactly zero, in place.
+def zero_small_weights_(model: ResNet, threshold: float, exempt: Collection[str] = ()) -> int:
+    """Set every conv and classifier weight with |w| < threshold to exactly zero, in place, except the
+    weights of the channel groups named in `exempt` (their producers' filters and readers' slices).
 
     Returns how many weights were nonzero before and are zero now. BN parameters and the classifier bias
     are left alone.
     """
     require_thesis_resnet(model, "zero_small_weights_")
     _check_threshold(threshold)
+    unknown = set(exempt) - {group.name for group in channel_groups(model)}
+    if unknown:
+        raise ValueError(f"unknown channel groups {sorted(unknown)} to exempt; see surgery.channel_groups(model)")
+    masks = _exempt_masks(model, exempt)
     newly_zeroed = 0
-    for _, weight in _edge_weights(model):
+    for edge, weight in _edge_weights(model):
         small = weight.abs() < threshold
+        if edge.name in masks:
+            small &= ~masks[edge.name]
         newly_zeroed += int((small & (weight != 0)).sum())
         weight.masked_fill_(small, 0.0)
     return newly_zeroed
@@ -280,8 +301,9 @@ class PruneTrain(TrainingHook):
     test_acc_after_zeroing (the accuracy on the
     Trainer's held-out split right after the thresholding, NaN in epochs without one; against the epoch's
     test_acc, measured right before it, it says how much the zeroing changed the function), removed_channels, removed_main_paths (blocks
-    whose main path was dropped: the one inexact step, see the module docstring), channels (JSON of group
-    -> width after this epoch), params_after and flops_after (of the model the next epoch trains).
+    whose main path was dropped: the one inexact step, see the module docstring), protected_groups (JSON
+    list of the groups `protect` exempted from this epoch's thresholding and removal), channels (JSON of
+    group -> width after this epoch), params_after and flops_after (of the model the next epoch trains).
 
     Which settings prune, and when. The defaults are the paper's for 180 CIFAR epochs (r = 0.2, threshold
     1e-4, every 10 epochs). A group the lasso has driven to zero does not stay at zero under SGD: each step
@@ -319,6 +341,13 @@ class PruneTrain(TrainingHook):
         self.interval = int(interval)
         self.last_pruning_epoch = None if last_pruning_epoch is None else int(last_pruning_epoch)
         self.lambda_: float | None = None
+        self.protected: list[str] = []
+
+    def protect(self, groups: Iterable[str]) -> None:
+        """Exempt the channel groups `groups` (names in the current net) from the next reconfiguration's
+        thresholding and removal: new units a growth added (`methods.search`) get one round to learn
+        before the lasso judges them. The exemption ends with that reconfiguration round."""
+        self.protected = sorted(set(self.protected) | set(groups))
 
     def prunes_in(self, epoch: int) -> bool:
         """Whether the (1-based) `epoch` trains with the lasso and may end with a reconfiguration: every epoch
@@ -329,6 +358,7 @@ class PruneTrain(TrainingHook):
         require_thesis_resnet(trainer.model, "PruneTrain")
         if trainer.step_count == 0:
             self.lambda_ = None
+            self.protected = []
 
     def loss_term(
         self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor
@@ -348,15 +378,22 @@ class PruneTrain(TrainingHook):
         record["lasso_lambda"] = self.lambda_
         reconfigured, zeroed, removed, removed_paths, acc_after_zeroing = False, 0, 0, 0, math.nan
         record["lasso_active"] = self.prunes_in(record["epoch"])
+        record["protected_groups"] = "[]"
         if (
             record["epoch"] % self.interval == 0
             and record["epoch"] < trainer.config.epochs
             and self.prunes_in(record["epoch"])
         ):
-            zeroed = zero_small_weights_(model, self.threshold)
+            zeroed = zero_small_weights_(model, self.threshold, exempt=self.protected)
             acc_after_zeroing = trainer.evaluate()[1]
             sizes = channel_sizes(model)
-            shrinking = {name: keep for name, keep in prune_plan(model).items() if len(keep) < sizes[name]}
+            shrinking = {
+                name: keep
+                for name, keep in prune_plan(model).items()
+                if len(keep) < sizes[name] and name not in self.protected
+            }
+            record["protected_groups"] = json.dumps(self.protected)
+            self.protected = []
             if shrinking:
                 removed = sum(sizes[name] - len(keep) for name, keep in shrinking.items())
                 paths_before = _count_main_paths(model)
@@ -380,10 +417,11 @@ class PruneTrain(TrainingHook):
         trainer.replace_model(new_model, new_optimizer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lasso_lambda": self.lambda_}
+        return {"lasso_lambda": self.lambda_, "protected": list(self.protected)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lambda_ = state["lasso_lambda"]
+        self.protected = list(state.get("protected", []))  # checkpoints written before protect() existed
 
 
 def training_flops_summary(history: pd.DataFrame) -> dict[str, float]:
