@@ -9,13 +9,17 @@ from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters.ch06_3_prunetrain_net2net import (
     GROUP_ORDER,
     architecture_rounds,
+    deepening_sentence,
+    deepening_survival,
     final_accuracy_groups,
     found_architectures,
     lasso_share_sentence,
     phase_times,
     search_plan,
+    uniform_growth_factor,
 )
 from thesis_lib.experiments import get_profile, run
+from thesis_lib.methods.morphnet import width_multiplier
 from thesis_lib.models import NARROW_BASELINE, ResNetSpec, build_resnet, count_flops, count_parameters
 from thesis_lib.stats import adjust_pvalues
 
@@ -88,6 +92,7 @@ def test_architecture_rounds_start_from_the_narrow_net_and_follow_the_history():
             "epoch": [1, 2, 1, 2],
             "stage_widths": ["[8, 16, 32]", "[12, 16, 30]", "[8, 16, 32]", "[8, 24, 32]"],
             "stage_blocks": ["[1, 1, 1]", "[2, 1, 1]", "[1, 1, 1]", "[1, 1, 0]"],
+            "stage_layers": ["[2, 2, 2]", "[4, 2, 2]", "[2, 3, 2]", "[2, 2, 0]"],
         }
     )
     rounds = architecture_rounds(history, NARROW_BASELINE.with_(blocks=(1, 1, 1), in_channels=1))
@@ -96,7 +101,10 @@ def test_architecture_rounds_start_from_the_narrow_net_and_follow_the_history():
     assert start["width"].tolist() == [8, 16, 32] * 2 and start["blocks"].tolist() == [1] * 6
     seed0 = rounds[(rounds.seed == 0) & (rounds.epoch == 2)]
     assert seed0["phase"].tolist() == [1, 2, 3] and seed0["width"].tolist() == [12, 16, 30]
-    assert seed0["blocks"].tolist() == [2, 1, 1]
+    assert seed0["blocks"].tolist() == [2, 1, 1] and seed0["layers"].tolist() == [4, 2, 2]
+    assert start["layers"].tolist() == [2] * 6
+    seed1 = rounds[(rounds.seed == 1) & (rounds.epoch == 1)]
+    assert seed1["layers"].tolist() == [2, 3, 2] and seed1["blocks"].tolist() == [1, 1, 1]  # an identity layer
     with pytest.raises(ValueError, match="stage_blocks"):
         architecture_rounds(history.drop(columns="stage_blocks"), NARROW_BASELINE)
 
@@ -113,12 +121,22 @@ def summary_frame(**extra):
     return timed_alone(pd.DataFrame({**base, **extra}))
 
 
+def every_group(frames=None) -> dict:
+    frames = frames or [summary_frame() for _ in GROUP_ORDER]
+    return dict(zip(GROUP_ORDER, frames))
+
+
 def test_final_accuracy_groups_and_tables_from_summaries():
-    groups = final_accuracy_groups(summary_frame(), summary_frame(), summary_frame(), summary_frame())
+    groups = final_accuracy_groups(every_group())
     assert groups["group"].tolist() == [g for g in GROUP_ORDER for _ in range(2)]
+    some = final_accuracy_groups({"wide baseline": summary_frame(), "narrow baseline": summary_frame()})
+    assert some["group"].drop_duplicates().tolist() == ["narrow baseline", "wide baseline"]  # GROUP_ORDER's order
+    with pytest.raises(ValueError, match="unknown groups"):
+        final_accuracy_groups({"MorphNet": summary_frame()})
     search = summary_frame(
         found_stage_widths=["[8]", "[9]"],
         found_stage_blocks=["[1]", "[2]"],
+        found_stage_layers=["[2]", "[5]"],
         found_flops=[500, 750],
         found_params=[1, 2],
         budget=[1000, 1000],
@@ -151,9 +169,13 @@ def test_sweeps_list_the_runs_of_the_former_planned_runs(profile):
         ),
         *(("prune_grow", params) for params in grid),
         *(("prune_grow_retrain", params) for params in grid),
+        *(("prune_grow_scaled", params) for params in grid),
+        *(("prune_grow", {**params, "deepen_kind": "block"}) for params in grid),
+        *(("uniform_grow_prune", params) for params in search_plan(profile).uniform_grid()),
     ]
+    assert {params["deepen_kind"] for params in grid} == {"layer"}
     known = sweeps(profile)
-    assert list(known) == ["narrow", "wide", "search", "retrain"]
+    assert list(known) == ["narrow", "wide", "search", "retrain", "scaled", "block_arm", "uniform"]
     assert [(experiment, params) for experiment, grid in known.values() for params in grid] == former
     planned = chapter("06_3_prunetrain_net2net").planned_runs(profile)
     assert [(r.experiment, dict(r.params)) for r in planned] == former
@@ -186,6 +208,7 @@ def test_figures_and_sentences_from_summaries_and_histories():
             "grown": [True, False, False, False],
             "stage_widths": ["[8, 16, 32]", "[12, 16, 32]", "[8, 16, 32]", "[8, 16, 32]"],
             "stage_blocks": ["[1, 1, 1]", "[1, 1, 2]", "[1, 1, 1]", "[1, 1, 1]"],
+            "stage_layers": ["[2, 2, 2]", "[2, 2, 4]", "[2, 2, 2]", "[2, 2, 2]"],
         }
     )
     curves = accuracy_cost_curves(history, history, history)
@@ -194,24 +217,33 @@ def test_figures_and_sentences_from_summaries_and_histories():
     assert isinstance(accuracy_cost_figure(curves, ("smoke", "digits")), Figure)
     figure = architecture_figure(history, "smoke", ("smoke", "digits"))
     assert figure.axes[0].get_legend().get_title().get_text() == "Mittel, Band: min-max über 2 Läufe"
-    groups = final_accuracy_groups(summary_frame(), summary_frame(), summary_frame(), summary_frame())
+    groups = final_accuracy_groups(every_group())
     ticks = [t.get_text() for t in final_accuracy_figure(groups, ("smoke", "digits")).axes[0].get_xticklabels()]
-    assert ticks[0] == "schmales\nBaseline-Netz"
+    assert ticks[0] == "schmales\nBaseline-Netz" and len(ticks) == len(GROUP_ORDER)
     found = pd.DataFrame({"flops / budget": [0.5, 0.75]})
     assert growth_sentence(history, found) == "1 growths in 2 runs, at epochs [1]; found FLOPs / budget: 0.50 ... 0.75."
-    assert accuracy_sentence(groups) == (
-        "mean final accuracy: search 0.850, found net from scratch 0.850, wide 0.850, narrow 0.850."
+    assert accuracy_sentence(groups).startswith(
+        "mean final accuracy: narrow baseline 0.850, wide baseline 0.850, PruneTrain + Net2Net 0.850, "
     )
+    assert accuracy_sentence(groups).endswith("uniform growth + PruneTrain 0.850.")
 
 
 def test_search_tests_weigh_accuracy_time_and_training_flops_each_as_one_family():
     from thesis_lib.chapters.ch06_3_prunetrain_net2net import SEARCH_PAIRS, search_tests
 
-    frames = [summary_frame(final_acc=[0.9 - 0.01 * g, 0.8], training_flops=[5e6 + g, 6e6]) for g in range(4)]
-    groups = final_accuracy_groups(*frames)
+    frames = [
+        summary_frame(final_acc=[0.9 - 0.01 * g, 0.8], training_flops=[5e6 + g, 6e6]) for g in range(len(GROUP_ORDER))
+    ]
+    groups = final_accuracy_groups(every_group(frames))
     tests = search_tests(groups)
     counts = tests.groupby("quantity", sort=False).size().to_dict()
-    assert counts == {"final_acc": 4, "total_time": 3, "training_flops": 3}  # no cost test of search vs its retraining
+    assert counts == {"final_acc": 7, "total_time": 6, "training_flops": 6}  # no cost test of search vs its retraining
+    four = search_tests(groups[groups.group.isin(GROUP_ORDER[:4])])  # pairs of absent groups are left out
+    assert four.groupby("quantity", sort=False).size().to_dict() == {
+        "final_acc": 4,
+        "total_time": 3,
+        "training_flops": 3,
+    }
     search, retrained = SEARCH_PAIRS[0]
     assert not tests[tests.quantity != "final_acc"].comparison.str.endswith(f"{search} vs {retrained}").any()
     for quantity, family in tests.groupby("quantity"):
@@ -240,3 +272,58 @@ def test_the_lasso_share_sentence_reads_the_share_around_each_growth():
     assert "0.20 in the last epoch with the lasso" in text
     with pytest.raises(ValueError, match="not a prune_grow history"):
         lasso_share_sentence(history.drop(columns="lasso_active"), 0.9)
+
+
+def test_the_scaled_arm_reaches_the_budget_with_the_width_multiplier(isolated_results):
+    params = {**search_plan("smoke").params(), **STRONG, "seed": 0}
+    search = run("prune_grow", params, profile="smoke", progress=False)
+    scaled = run("prune_grow_scaled", params, profile="smoke", progress=False)
+    found = ResNetSpec.from_json(search.summary["found_spec"])
+    budget = search.summary["budget"]
+    omega, expected = width_multiplier(found, budget, "flops", (1, 8, 8))
+    model = scaled.model()
+    assert model.spec == expected and scaled.summary["omega"] == pytest.approx(float(omega)) and omega > 1
+    assert scaled.summary["final_flops"] == count_flops(model, (1, 8, 8)) <= budget
+    both = pd.concat([search.history, scaled.history])
+    assert scaled.summary["training_flops"] == (both["train_flops"] + both["hook_flops"]).sum()
+    assert scaled.summary["epochs"] == len(both) and scaled.summary["search_acc"] == search.summary["final_acc"]
+
+
+def test_the_uniform_control_widens_everything_by_two_at_the_first_round_then_prunes(isolated_results):
+    plan = search_plan("smoke")
+    params = {**plan.uniform_grid()[0], "lasso_ratio": 0.5}
+    assert uniform_growth_factor(get_profile("smoke")) == 2
+    control = run("uniform_grow_prune", params, profile="smoke", progress=False)
+    history = control.history
+    narrow = get_profile("smoke").resnet("narrow", 1, 10)
+    wide = get_profile("smoke").resnet("wide", 1, 10)
+    assert history["params"].iloc[0] == count_parameters(build_resnet(narrow))
+    assert history["flops"].iloc[1] == count_flops(build_resnet(wide), (1, 8, 8))  # grown at epoch 1 (interval)
+    assert history["lasso_active"].tolist() == [True, False]
+    assert control.summary["found_flops"] == count_flops(control.model(), (1, 8, 8))
+
+
+def test_deepening_survival_reads_each_deepening_from_the_layer_counts():
+    """Seed 0 deepens phase 2 at epoch 2 by a layer (3 -> 3 -> 2 at the end: kept one round, then pruned);
+    seed 1 deepens phase 1 by a block (4 after growth, 2 after the next round: removed)."""
+    layer = {"widths": {}, "deepen": [1], "deepen_kind": "layer"}
+    block = {"widths": {}, "deepen": [0], "deepen_kind": "block"}
+    history = pd.DataFrame(
+        {
+            "seed": [0] * 6 + [1] * 6,
+            "epoch": list(range(1, 7)) * 2,
+            "grown": [False, True, False, False, False, False] * 2,
+            "growth": ["", json.dumps(layer), "", "", "", ""] + ["", json.dumps(block), "", "", "", ""],
+            "stage_layers": ["[2, 2]", "[2, 3]", "[2, 3]", "[2, 3]", "[2, 2]", "[2, 2]"]
+            + ["[2, 2]", "[4, 2]", "[4, 2]", "[2, 2]", "[2, 2]", "[2, 2]"],
+        }
+    )
+    survival = deepening_survival([history[history.seed == 0], history[history.seed == 1]], interval=2)
+    assert survival[["seed", "epoch", "kind", "phase"]].values.tolist() == [[0, 2, "layer", 2], [1, 2, "block", 1]]
+    assert survival["kept_next_round"].tolist() == [True, False]
+    assert survival["kept_at_end"].tolist() == [False, False]
+    assert deepening_sentence(survival) == (
+        "identity layer (eq. 2.5): 1 deepenings, kept after the next round in 1, kept to the end in 0; "
+        "zero-gamma block: 1 deepenings, kept after the next round in 0, kept to the end in 0."
+    )
+    assert deepening_sentence(survival.iloc[:0]) == "No growth deepened the net."

@@ -37,6 +37,8 @@ def test_sweeps_are_chapter_7s_on_the_unseen_dataset(profile):
         "morphnet_search",
         "prune_grow",
         "prune_grow_retrain",
+        "prune_grow_scaled",
+        "uniform_grow_prune",
     }
     record = chapter("08_evaluation")
     planned = record.planned_runs(profile)

@@ -10,13 +10,19 @@ table 7.1 (`PROCEDURES`), every run from the cache of chapters 3, 4, 5 and 6.3 (
 - "PruneTrain on the wide net": chapter 5's default point, the control that shrinks without growing;
 - "MorphNet": chapter 4's search (algorithm 2.2, FLOP regularizer, the draft's 3 iterations), its found
   structure retrained; costs = its regularized phases + the retraining;
+- "uniform growth + PruneTrain": chapter 6.3's control, the narrow net widened x2 at a fixed epoch and
+  then pruned with the search's settings (growth everywhere instead of where pruning points);
 - "PruneTrain + Net2Net": chapter 6.3's search, the net as its one run ends (after the final phase);
-- "PruneTrain + Net2Net, retrained": that architecture trained from scratch; costs = search + retraining.
+- "PruneTrain + Net2Net, retrained": that architecture trained from scratch; costs = search + retraining;
+- "PruneTrain + Net2Net, scaled to the budget": that architecture scaled with the width multiplier to the
+  budget (MorphNet's own step 3, so both searches end at the same FLOPs) and trained from scratch; costs =
+  search + training.
 
 Every row reports the accuracy, the training cost (epochs, training FLOPs executed over every phase, and
 seconds) and the found net's FLOPs per image and parameters. The procedures do not train the same epochs
 (on `quick`: 40 for MorphNet's 3 x 10 + 10; 20 for the search, which trains chapter 5's run, + 10 for its
-retraining; 20 for chapter 5's PruneTrain); table 7.1 says what each had, and the training FLOPs charge it.
+retraining or scaled training; 20 for chapter 5's PruneTrain and the uniform control); table 7.1 says what
+each had, and the training FLOPs charge it.
 
 The decision rule, fixed before any of its runs (`DECIDING`, `quantity_outcome`, `verdict`):
 
@@ -24,7 +30,7 @@ The decision rule, fixed before any of its runs (`DECIDING`, `quantity_outcome`,
   net's FLOPs per image (lower is better). Seconds are reported and tested but do not decide: they depend on
   the machine (on a 2-core CPU a pruned net is not faster per FLOP), and a winner is never named from time.
 - Families, Holm within each: the primary family is every candidate (`CANDIDATES`) against MorphNet on
-  every deciding quantity; the candidates against the two baselines and against the control are one
+  every deciding quantity; the candidates against the two baselines and against the two controls are one
   secondary family each (`FAMILIES`).
 - Per quantity, candidate against reference: "better" / "worse" when the Holm-adjusted Welch test is
   significant at 5 % (superiority); "not worse" when it is not, but the 95 % interval of the difference
@@ -90,26 +96,30 @@ PROCEDURES = (
     "narrow baseline",
     "wide baseline",
     "PruneTrain on the wide net",
+    "uniform growth + PruneTrain",
     "MorphNet",
     "PruneTrain + Net2Net",
     "PruneTrain + Net2Net, retrained",
+    "PruneTrain + Net2Net, scaled to the budget",
 )
 # The sweep (of `sweeps`) that gives each procedure's runs, in `PROCEDURES` order.
 PROCEDURE_SWEEPS = {
     "narrow baseline": "narrow",
     "wide baseline": "wide",
     "PruneTrain on the wide net": "prunetrain",
+    "uniform growth + PruneTrain": "uniform",
     "MorphNet": "morphnet",
     "PruneTrain + Net2Net": "prune_grow",
     "PruneTrain + Net2Net, retrained": "retrained",
+    "PruneTrain + Net2Net, scaled to the budget": "scaled",
 }
-CANDIDATES = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained")
+CANDIDATES = ("PruneTrain + Net2Net", "PruneTrain + Net2Net, retrained", "PruneTrain + Net2Net, scaled to the budget")
 REFERENCE = "MorphNet"
 # Family name -> the references every candidate is tested against in it (Holm within each family).
 FAMILIES = {
     "MorphNet": (REFERENCE,),
     "baselines": ("narrow baseline", "wide baseline"),
-    "control": ("PruneTrain on the wide net",),
+    "control": ("PruneTrain on the wide net", "uniform growth + PruneTrain"),
 }
 # (column, description, unit, direction) of the deciding quantities: direction +1 when more is better.
 DECIDING = (
@@ -145,14 +155,17 @@ def sweeps(profile: str | Profile) -> Sweeps:
         "gamma_threshold": DEFAULT_GAMMA_THRESHOLD,
     }
     pruning = prunetrain_plan(profile)
-    search = search_plan(profile).grid()
+    plan = search_plan(profile)
+    search = plan.grid()
     return {
         "narrow": ("baseline", baseline_grid(profile, models=("narrow",), schedules=("step",), seeds=seeds)),
         "wide": ("baseline", baseline_grid(profile, models=("wide",), schedules=("step",), seeds=seeds)),
         "prunetrain": ("prunetrain", [{**pruning.default(), **pruning.training(), "seed": s} for s in seeds]),
+        "uniform": ("uniform_grow_prune", plan.uniform_grid()),
         "morphnet": ("morphnet_search", [{**morph_params, "seed": s} for s in seeds]),
         "prune_grow": ("prune_grow", search),
         "retrained": ("prune_grow_retrain", search),
+        "scaled": ("prune_grow_scaled", search),
     }
 
 
@@ -335,7 +348,7 @@ def answer(decided: pd.DataFrame, times: pd.DataFrame, profile_name: str, datase
     for family in ("baselines", "control"):
         pairs = [(c, r) for c in CANDIDATES for r in FAMILIES[family]]
         verdicts = "; ".join(f"{c} against {r}: {verdict(decided, c, r)}" for c, r in pairs)
-        sentences.append(f"Against the {'two baselines' if family == 'baselines' else 'control'}: {verdicts}.")
+        sentences.append(f"Against the {'two baselines' if family == 'baselines' else 'two controls'}: {verdicts}.")
     time_parts = []
     for _, row in times.iterrows():
         test = f"not comparable: {row['not_comparable']}" if row["not_comparable"] else f"Holm p = {row['p_holm']:.3g}"
@@ -372,11 +385,13 @@ PROCEDURE_LABELS = {
     "narrow baseline": "schmales Baseline-Netz",
     "wide baseline": "breites Baseline-Netz",
     "PruneTrain on the wide net": "PruneTrain auf dem breiten Netz",
+    "uniform growth + PruneTrain": "gleichmäßig gewachsen + PruneTrain",
     "MorphNet": "MorphNet",
     "PruneTrain + Net2Net": "PruneTrain + Net2Net",
     "PruneTrain + Net2Net, retrained": "PruneTrain + Net2Net, neu trainiert",
+    "PruneTrain + Net2Net, scaled to the budget": "PruneTrain + Net2Net, auf Budget skaliert",
 }
-MARKERS = dict(zip(PROCEDURES, ("v", "o", "P", "s", "^", "D")))
+MARKERS = dict(zip(PROCEDURES, ("v", "o", "P", "X", "s", "^", "D", "*")))
 
 
 def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
