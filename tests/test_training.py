@@ -166,6 +166,40 @@ def test_the_trainer_sets_the_scheduled_rate_of_every_epoch(digits_small):
     assert history["lr"].tolist() == pytest.approx([0.05, 0.1, 0.01])
 
 
+def test_warm_up_and_poly_decay_move_per_iteration():
+    """Two warm-up epochs of 4 steps: iterations k = 0..7 at (k + 1) / 9 of the rate, k = 8 at the full
+    rate; poly decays every iteration as (1 - k / 16) ** 2 over 4 epochs of 4 steps; the step schedule
+    stays constant within an epoch."""
+    warm = TrainConfig(epochs=4, lr=0.9, schedule="constant", warmup_epochs=2)
+    rates = [warm.lr_at(e, i, 4) for e in range(3) for i in range(4)]
+    assert rates == pytest.approx([0.9 * (k + 1) / 9 for k in range(8)] + [0.9] * 4)
+    assert warm.lr_changes_within(1) and not warm.lr_changes_within(2)
+    poly = TrainConfig(epochs=4, lr=2.0, schedule="poly")
+    assert [poly.lr_at(e, i, 4) for e in range(4) for i in range(4)] == pytest.approx(
+        [2.0 * (1 - k / 16) ** 2 for k in range(16)]
+    )
+    step = TrainConfig(epochs=4, lr=1.0, milestones=(2,))
+    assert [step.lr_at(1, i, 4) for i in range(4)] == [1.0] * 4 and not step.lr_changes_within(1)
+    with pytest.raises(ValueError, match="step must lie in"):
+        step.lr_at(0, 4, 4)
+
+
+class LastStepRate(TrainingHook):
+    def on_epoch_end(self, trainer, record):
+        record["last_step_lr"] = trainer.optimizer.param_groups[0]["lr"]
+
+
+def test_the_trainer_moves_the_warm_up_rate_at_every_step(digits_small):
+    cfg = config(epochs=3, batch_size=64, lr=0.1, schedule="constant", warmup_epochs=2)
+    trainer = Trainer(seeded_model(TINY, 0), digits_small, cfg, hooks=[LastStepRate()], progress=False)
+    history = trainer.fit()
+    steps = len(trainer.train_loader)
+    assert steps > 1
+    assert history["lr"].tolist() == pytest.approx([cfg.lr_at(e, 0, steps) for e in range(3)])
+    assert history["last_step_lr"].tolist() == pytest.approx([cfg.lr_at(e, steps - 1, steps) for e in range(3)])
+    assert history["last_step_lr"].iloc[0] > history["lr"].iloc[0]  # it rose within the first epoch
+
+
 def test_each_optimizer_has_its_own_default_rate():
     assert TrainConfig().lr == 0.1 and TrainConfig(optimizer="lars").lr == DEFAULT_LR["lars"] == 5.0
     assert TrainConfig(optimizer="lars", lr=2.0).lr == 2.0
@@ -310,32 +344,60 @@ class DrawsFromTheGlobalRng(TrainingHook):
         record["draw"] = float(torch.rand(()))
 
 
-def test_lars_step_with_weight_decay_and_momentum_matches_the_formula_by_hand():
-    """You et al. / torchlars: local lr = trust * ||w|| / (||g|| + wd * ||w||), step = lr * local * (g + wd w),
-    momentum buffer v <- m v + that; 1-d tensors take the plain step."""
+def lars_by_hand(tensors, grads, lr, momentum, wd, trust, clip=False):
+    """torchlars / apex LARC, written out per tensor: local = trust ||w|| / (||g|| + wd ||w||) (1 when a norm
+    is 0; LARC's clip: min(local / lr, 1)), v <- m v + local (g + wd w), w <- w - lr v."""
+    weights = [t.clone() for t in tensors]
+    buffers = [None] * len(tensors)
+    for step_grads in grads:
+        for i, g in enumerate(step_grads):
+            w = weights[i]
+            w_norm, g_norm = float(w.norm()), float(g.norm())
+            local = trust * w_norm / (g_norm + wd * w_norm) if w_norm > 0 and g_norm > 0 else 1.0
+            if clip:
+                local = min(local / lr, 1.0)
+            update = local * (g + wd * w)
+            buffers[i] = update if buffers[i] is None else momentum * buffers[i] + update
+            weights[i] = w - lr * buffers[i]
+    return weights
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_lars_adapts_every_tensor_by_the_torchlars_and_larc_formula(clip):
+    """Weights and 1-d tensors alike (one policy, as torchlars and LARC); with clip the local rate is capped
+    at the global one (LARC); trust 0.3 makes the cap bind for the bias at lr 0.5."""
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(4, 3))
     b = torch.nn.Parameter(torch.randn(4))
-    lr, momentum, wd, trust = 0.5, 0.9, 0.01, 0.02
-    optimizer = LARS([w, b], lr=lr, momentum=momentum, weight_decay=wd, trust=trust)
-    w0, b0 = w.detach().clone(), b.detach().clone()
-    grads = [(torch.randn(4, 3), torch.randn(4)) for _ in range(2)]
-    buffer = torch.zeros(4, 3)
-    expected = w0.clone()
+    lr, momentum, wd, trust = 0.5, 0.9, 0.01, 0.3
+    optimizer = LARS([w, b], lr=lr, momentum=momentum, weight_decay=wd, trust=trust, clip=clip)
+    start = [w.detach().clone(), b.detach().clone()]
+    grads = [(torch.randn(4, 3), torch.randn(4) * 0.1) for _ in range(3)]
     for g_w, g_b in grads:
         w.grad, b.grad = g_w.clone(), g_b.clone()
-        local = trust * expected.norm() / (g_w.norm() + wd * expected.norm())
-        buffer = momentum * buffer + local * (g_w + wd * expected)
-        expected = expected - lr * buffer
         optimizer.step()
-    torch.testing.assert_close(w.detach(), expected, rtol=1e-6, atol=1e-7)
-    # the bias is not adapted but decayed like SGD would: the same two steps through torch.optim.SGD
-    reference = torch.nn.Parameter(b0.clone())
-    sgd = torch.optim.SGD([reference], lr=lr, momentum=momentum, weight_decay=wd)
-    for _, g_b in grads:
-        reference.grad = g_b.clone()
-        sgd.step()
-    torch.testing.assert_close(b.detach(), reference.detach())
+    expected = lars_by_hand(start, grads, lr, momentum, wd, trust, clip)
+    torch.testing.assert_close(w.detach(), expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(b.detach(), expected[1], rtol=1e-5, atol=1e-6)
+    unclipped = lars_by_hand(start, grads, lr, momentum, wd, trust, clip=False)
+    assert clip == (not torch.allclose(b.detach(), unclipped[1]))  # the cap changed the bias's steps
+
+
+def test_lars_falls_back_to_the_plain_step_for_a_zero_gradient_or_a_zero_tensor():
+    """The references' trust ratio 1 (not trust / wd, which a zero gradient gives in the bare formula): a
+    non-zero weight with zero gradient is only decayed, by lr * wd * w; a zero tensor takes lr * g."""
+    w = torch.nn.Parameter(torch.full((2, 2), 2.0))
+    z = torch.nn.Parameter(torch.zeros(3))
+    w.grad, z.grad = torch.zeros(2, 2), torch.full((3,), 0.5)
+    LARS([w, z], lr=0.1, momentum=0.0, weight_decay=0.01, trust=0.001).step()
+    torch.testing.assert_close(w.detach(), torch.full((2, 2), 2.0 - 0.1 * 0.01 * 2.0))
+    torch.testing.assert_close(z.detach(), torch.full((3,), -0.05))
+
+
+def test_the_config_builds_larc_clipping():
+    model = build_resnet(TINY)
+    assert make_optimizer(model, TrainConfig(optimizer="lars", lars_clip=True)).param_groups[0]["clip"] is True
+    assert make_optimizer(model, TrainConfig(optimizer="lars")).param_groups[0]["clip"] is False
 
 
 def test_lars_and_sgd_share_the_weight_decay_policy_of_the_param_groups():

@@ -79,6 +79,7 @@ LANGUAGES = ("de", "en")
 LABELS: dict[str, dict[str, str]] = {
     # The quantities that recur across figures, German (the thesis's language) and English.
     "epoch": {"de": "Epoche", "en": "epoch"},
+    "training_progress": {"de": "Anteil des Trainings (Epoche / Epochen)", "en": "share of training (epoch / epochs)"},
     "test_acc": {"de": "Test-Genauigkeit", "en": "test accuracy"},
     "train_acc": {"de": "Trainings-Genauigkeit", "en": "training accuracy"},
     "final_acc": {"de": "finale Test-Genauigkeit", "en": "final test accuracy"},

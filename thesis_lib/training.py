@@ -5,10 +5,12 @@ SGD with momentum and weight decay (or LARS), constant or step learning-rate sch
 after every epoch with exact resume, and hooks through which later chapters add a loss term (group lasso,
 MorphNet) or replace the model and optimizer between epochs (PruneTrain, Net2Net, batch adaptation).
 
-The learning rate of epoch e is `config.lr_at(e) * trainer.lr_scale`; it is set on the optimizer at the start
-of every epoch, so a hook that swaps the optimizer or scales the batch needs no scheduler object to follow.
-`lr_at` is the schedule (constant, step, or You et al.'s polynomial decay) times the batch scaling factor
-(none, linear or sqrt in batch / reference batch), ramped up linearly over the warm-up epochs.
+The learning rate of step i of epoch e is `config.lr_at(e, i, steps) * trainer.lr_scale`; it is set on the
+optimizer at the start of every epoch, and before every step while it changes within the epoch (warm-up,
+polynomial decay: per iteration, as Goyal et al. and You et al. schedule them), so a hook that swaps the
+optimizer or scales the batch needs no scheduler object to follow. `lr_at` is the schedule (constant, step
+at whole epochs, or You et al.'s polynomial decay) times the batch scaling factor (none, linear or sqrt in
+batch / reference batch), ramped up linearly over the warm-up iterations.
 
 Weight decay, one policy for both optimizers: every parameter is decayed by `weight_decay`, 1-d ones (BN
 gammas and betas, the classifier's bias) included as in the thesis's baseline and the original PruneTrain
@@ -76,6 +78,8 @@ class TrainConfig:
     lie below `epochs` (the defaults 93 and 150 are the thesis's of 180 epochs: fewer epochs need their own
     milestones or another schedule, never a silent constant rate).
 
+    `optimizer="lars"` trains with `LARS` (trust ratio `lars_trust`; `lars_clip`: LARC's clipping mode).
+
     `bn_weight_decay=False` puts the BN gammas and betas into a param group of their own without weight
     decay: MorphNet's regularized phases (section 2.7) need it, as in morph-net, because L2 on the gammas
     pulls on them as hard as the FLOP penalty does.
@@ -107,6 +111,7 @@ class TrainConfig:
     lr_decay: float = 0.1
     optimizer: str = "sgd"
     lars_trust: float = 0.001
+    lars_clip: bool = False
     precision: str = "fp32"
     channels_last: bool = False
     compile: str = "off"
@@ -167,18 +172,33 @@ class TrainConfig:
                 "(the thesis decays at 52 % and 83 % of them) or schedule='constant'"
             )
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based `epoch`: lr x the batch factor x the schedule (constant; `lr_decay` per
-        milestone passed; or (1 - epoch / epochs) ** 2), and during warm-up x (epoch + 1) / (warmup + 1), so
-        that epoch `warmup_epochs` is the first at the full rate."""
+    def lr_at(self, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """Learning rate of step `step` (0-based) of the `steps_per_epoch` steps of 0-based `epoch`: lr x the
+        batch factor x the schedule, where k = epoch * steps_per_epoch + step counts the iterations and
+        K = epochs * steps_per_epoch is the run's: constant; "step": `lr_decay` per milestone passed (whole
+        epochs, the thesis's schedule); "poly": (1 - k / K) ** 2 per iteration (You et al.); and during the
+        W = warmup_epochs * steps_per_epoch warm-up iterations x (k + 1) / (W + 1), a linear ramp per
+        iteration (Goyal et al.) after which epoch `warmup_epochs` is the first at the full rate. With one
+        step per epoch (the defaults) it is the rate per epoch."""
+        if steps_per_epoch < 1 or not 0 <= step < steps_per_epoch:
+            raise ValueError(
+                f"step must lie in 0..steps_per_epoch - 1 with steps_per_epoch >= 1, got {step} of {steps_per_epoch}"
+            )
+        iteration = epoch * steps_per_epoch + step
         rate = self.lr * batch_lr_factor(self.batch_size, self.lr_reference_batch, self.lr_scaling)
         if self.schedule == "step":
             rate *= self.lr_decay ** sum(1 for m in self.milestones if epoch >= m)
         elif self.schedule == "poly":
-            rate *= (1 - epoch / self.epochs) ** POLY_POWER
-        if epoch < self.warmup_epochs:
-            rate *= (epoch + 1) / (self.warmup_epochs + 1)
+            rate *= (1 - iteration / (self.epochs * steps_per_epoch)) ** POLY_POWER
+        warmup = self.warmup_epochs * steps_per_epoch
+        if iteration < warmup:
+            rate *= (iteration + 1) / (warmup + 1)
         return rate
+
+    def lr_changes_within(self, epoch: int) -> bool:
+        """Whether the rate moves between the steps of 0-based `epoch` (warm-up, poly), so the trainer sets it
+        before every step, not only at the epoch's start."""
+        return self.schedule == "poly" or epoch < self.warmup_epochs
 
     def compiles(self, changes_shapes: bool) -> bool:
         """Whether a run whose hooks do (or do not) change the architecture trains compiled (`compile`)."""
@@ -218,19 +238,20 @@ def batch_lr_factor(batch_size: int, reference_batch: int, scaling: str) -> floa
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017; thesis section 2.9).
 
-    Every weight tensor of a conv or linear layer (ndim > 1) steps by lr * trust * ||w|| / (||g|| + wd ||w||)
-    times (g + wd w), with the torchlars / You et al. formula, so each layer moves by about lr * trust of
-    its norm per step whatever its gradient's size; a zero norm falls back to the plain step. 1-d tensors
-    (BN gammas and betas, biases) are not adapted (You et al., as in the TF and SimCLR implementations) and
-    take the plain momentum step with the same weight decay as SGD: the param groups decide the decay for
-    both optimizers (module docstring).
+    One policy for every parameter tensor, 1-d ones (BN gammas and betas, biases) included, as torchlars
+    and apex's LARC apply it: the decayed gradient g + wd p is multiplied by the local rate
 
-    The recipe: trust 0.001 and a global rate of LARS's own order, `DEFAULT_LR["lars"]` = 5, i.e. a
-    relative step of 0.5 % per layer and step (You et al. use 1-10 with warm-up and polynomial decay at
-    ImageNet scale). With SGD's 0.1 LARS would move each layer by 1e-4 of its norm, some hundred times
-    less than SGD does. The value was checked on digits at batch 512 with the `quick` profile's step
-    schedule over seeds 0-4: rates 2, 5 and 10 gave a mean test accuracy of 0.86, 0.93 and 0.93 (lowest
-    seed 0.82, 0.90 and 0.88); 5 is the lowest rate of that range that trained every seed.
+        local = trust * ||p|| / (||g|| + wd * ||p||),   1 where ||p|| = 0 or ||g|| = 0,
+
+    (a zero tensor such as the BN betas at their init, or a zero gradient, takes the plain step, as in both
+    references) and then goes through SGD's momentum buffer and the global rate lr, so each tensor moves by
+    about lr * trust of its norm per step whatever its gradient's size. `clip=True` is LARC's clipping mode
+    (apex.parallel.LARC): the factor is min(local / lr, 1), so that no tensor steps faster than plain SGD at
+    the rate lr. Weight decay comes from the param groups, as for SGD (module docstring).
+
+    The recipe is trust 0.001 and a global rate of LARS's own order (`DEFAULT_LR["lars"]` = 5, a relative
+    step of 0.5 % per tensor and step; You et al. use 1-10 with warm-up and polynomial decay at ImageNet
+    scale); chapter 6.4 chooses its rate per profile on a validation split (`ch06_4_additive`).
     """
 
     def __init__(
@@ -240,26 +261,27 @@ class LARS(torch.optim.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         trust: float = 0.001,
+        clip: bool = False,
     ) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust))
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust, clip=clip))
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
+            decay = group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
-                if p.ndim > 1:
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(p.grad)
-                    denominator = g_norm + group["weight_decay"] * w_norm
-                    trust = torch.where(
-                        (w_norm > 0) & (denominator > 0),
-                        group["trust"] * w_norm / denominator,
-                        torch.ones_like(w_norm),
-                    )
-                    grad = grad * trust
+                w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(p.grad)
+                local = torch.where(
+                    (w_norm > 0) & (g_norm > 0),
+                    group["trust"] * w_norm / (g_norm + decay * w_norm),
+                    torch.ones_like(w_norm),
+                )
+                if group["clip"]:
+                    local = torch.clamp(local / group["lr"], max=1.0)
+                grad = (p.grad.add(p, alpha=decay) if decay else p.grad) * local
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = grad.clone()
@@ -290,7 +312,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     groups = optimizer_param_groups(model, config)
     if config.optimizer == "lars":
         return LARS(
-            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, trust=config.lars_trust
+            groups,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            trust=config.lars_trust,
+            clip=config.lars_clip,
         )
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
@@ -575,13 +602,19 @@ class Trainer:
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
 
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        lr = self.config.lr_at(epoch) * self.lr_scale
+    def _set_lr(self, epoch: int, step: int, steps: int) -> float:
+        lr = self.config.lr_at(epoch, step, steps) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        return lr
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
         loader = self.train_loader
         loader.batch_size = self.batch_size
         loader.set_epoch(epoch)
+        steps = len(loader)
+        lr = self._set_lr(epoch, 0, steps)
+        per_step = self.config.lr_changes_within(epoch)
         loss_sum = torch.zeros((), device=self.device)
         total_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -600,7 +633,9 @@ class Trainer:
             delay=BATCH_BAR_DELAY,
             disable=not self.progress or self.rank != 0,
         )
-        for x, y in batches:
+        for step, (x, y) in enumerate(batches):
+            if per_step and step:
+                self._set_lr(epoch, step, steps)
             try:
                 outputs, loss, total = self.train_step(x, y)
             except RuntimeError as error:

@@ -14,12 +14,15 @@ from statsmodels.stats.multitest import multipletests
 from thesis_lib.chapters import chapter
 from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters.ch06_4_additive import (
+    FAST_PATH,
+    LARS_RATES,
     additive_plan,
     arm_table,
     arm_tests,
     bf16_note,
     large_batch_runs,
     lars_prunetrain_answer,
+    lars_rates,
     prunetrain_pairs,
     prunetrain_runs,
     sweeps,
@@ -46,8 +49,9 @@ def test_quick_plan_arms_are_the_documented_settings():
         "Batch 512, SGD",
         "Batch 512, SGD linear + warm-up",
         "Batch 512, SGD sqrt + warm-up",
-        "Batch 512, LARS + warm-up",
+        "Batch 512, LARS + warm-up + poly",
         "Batch 512, ghost BN 64 + sqrt + warm-up",
+        "Batch 512, ghost BN 64 + sqrt + warm-up, equal steps",
     ]
     assert all(len(grid) == 5 for grid in large.values())
     assert large["Batch 64, SGD"][0] == {"model": "wide", "schedule": "step", "seed": 0}
@@ -60,7 +64,12 @@ def test_quick_plan_arms_are_the_documented_settings():
         "warmup_epochs": 1,
         "seed": 2,
     }
-    assert "lr" not in large["Batch 512, LARS + warm-up"][0]
+    lars = large["Batch 512, LARS + warm-up + poly"][0]
+    assert (lars["optimizer"], lars["schedule"], lars["lr"]) == ("lars", "poly", LARS_RATES["quick"].large_batch)
+    # regime adaptation: 8x the epochs and the warm-up, so as many steps as the baseline batch's 10 epochs
+    equal_steps = large["Batch 512, ghost BN 64 + sqrt + warm-up, equal steps"][0]
+    assert (equal_steps["epochs"], equal_steps["warmup_epochs"]) == (80, 8)
+    assert get_profile("quick").train_config(**equal_steps).milestones == (40, 64)  # 5 and 8 of 10, stretched
     # the fp32 arm and the reference are chapter 3's baseline runs: the same folders
     fp32 = plan.precision_grids()["fp32"]
     assert [run_dir_for("baseline", p, "quick") for p in fp32] == [
@@ -74,6 +83,9 @@ def test_quick_plan_arms_are_the_documented_settings():
     )
     assert plan.precision_grids()["fp32"][0] == {"model": "wide", "schedule": "step", "precision": "fp32", "seed": 0}
     assert plan.precision_grids()["bf16"][0] == {"model": "wide", "schedule": "step", "seed": 0}
+    fast = dataclasses.replace(plan, fast_path=True).precision_grids()[FAST_PATH][0]
+    assert fast == {"model": "wide", "schedule": "step", "precision": "bf16", "channels_last": True, "tf32": True, "seed": 0}
+    assert FAST_PATH not in additive_plan("quick").precision_grids() or torch.cuda.is_available()
 
 
 def test_prunetrain_arms_start_from_chapter_5s_point_and_its_batch():
@@ -90,8 +102,12 @@ def test_prunetrain_arms_start_from_chapter_5s_point_and_its_batch():
         "seed": 0,
     }
     lars = arms["Batch 512, LARS + warm-up"][0]
-    assert lars["optimizer"] == "lars" and "lr" not in lars
+    assert lars["optimizer"] == "lars" and lars["lr"] == LARS_RATES["quick"].prunetrain
     full = additive_plan("full")
+    # full: quick's validated rates scaled by the square root of the batch ratio (1024 / 512, 2048 / 512)
+    assert full.lars.large_batch == pytest.approx(LARS_RATES["quick"].large_batch * 2**0.5)
+    assert full.lars.prunetrain == pytest.approx(LARS_RATES["quick"].prunetrain * 2)
+    assert lars_rates(get_profile("full-fast")) == full.lars
     assert (full.prune_batch, full.prune_large_batch, full.large_batch, full.warmup_epochs) == (256, 2048, 1024, 10)
     assert full.prunetrain_grids()["Batch 2048, SGD linear + warm-up"][0]["lr_reference_batch"] == 256
     assert prunetrain_pairs(quick) == [

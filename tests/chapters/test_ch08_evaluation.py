@@ -1,5 +1,6 @@
 """Chapter 8: the unseen dataset per profile, its runs apart from chapter 7's, and a clear missing-data error."""
 
+import pandas as pd
 import pytest
 
 from thesis_lib.chapters import chapter
@@ -51,3 +52,16 @@ def test_a_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("THESIS_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="cifar-100-python.*THESIS_DATA"):
         load_dataset("cifar100")
+
+
+def test_the_capacity_sentence_says_whether_the_data_separate_the_nets():
+    from thesis_lib.chapters.ch08_evaluation import capacity_sentence
+
+    def runs(wide):
+        rows = [("narrow baseline", a) for a in (0.70, 0.72, 0.74, 0.71, 0.73)]
+        rows += [("wide baseline", a) for a in wide]
+        return pd.DataFrame(rows, columns=["procedure", "final_acc"])
+
+    apart = capacity_sentence(runs((0.80, 0.81, 0.79, 0.80, 0.82)))
+    assert "0.804 vs 0.720, difference +0.084" in apart and "(sd) 0.016: the data separates" in apart
+    assert "does not separate" in capacity_sentence(runs((0.72, 0.74, 0.70, 0.73, 0.71)))

@@ -99,7 +99,8 @@ def _baseline_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
     return single_phase(profile, *_baseline_setup(profile, params))
 
 
-@experiment("baseline", version=2, params=BaselineParams, train_config=True, plan=_baseline_plan)  # 2: He-normal init
+# 2: He-normal init; 3: warm-up and poly decay per iteration, LARS adapts every tensor (zero gradient: ratio 1)
+@experiment("baseline", version=3, params=BaselineParams, train_config=True, plan=_baseline_plan)
 def baseline(context: RunContext) -> RunOutput:
     """Chapter 3.1.4: train the wide or narrow thesis ResNet with a constant or step lr schedule.
 

@@ -278,8 +278,8 @@ def _prunetrain_plan(profile: Profile, params: dict[str, Any]) -> RunPlan:
 
 
 # version 2: He-normal init, no reconfiguration after the last epoch; 3: the fused group lasso (float rounding);
-# 4: test_acc_after_zeroing in the history
-@experiment("prunetrain", version=4, params=PruneTrainParams, train_config=True, plan=_prunetrain_plan)
+# 4: test_acc_after_zeroing in the history; 5: warm-up per iteration and LARS's one policy (chapter 6.4's arms)
+@experiment("prunetrain", version=5, params=PruneTrainParams, train_config=True, plan=_prunetrain_plan)
 def prunetrain_experiment(context: RunContext) -> RunOutput:
     """Chapter 5: PruneTrain on the wide thesis ResNet with the profile's TrainConfig (step schedule).
 

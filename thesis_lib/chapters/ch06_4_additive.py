@@ -7,12 +7,18 @@ family of tests):
   and how much epoch time does it save? On the CPU, bf16 runs through the CPU's own bf16 kernels or is
   emulated; only GPU numbers speak for the thesis.
 - Large batches (2.9): at a batch `LARGE_BATCH_FACTOR` times the baseline's, plain SGD against SGD with
-  linear (Goyal et al.) and square-root (Hoffer et al.) learning-rate scaling with warm-up, LARS (You et
-  al.) and ghost batch norm (Hoffer et al., virtual batches of the baseline's size, with sqrt scaling and
-  warm-up as in their paper), each against the baseline batch: accuracy, epoch time and total time.
+  linear (Goyal et al.) and square-root (Hoffer et al.) learning-rate scaling with warm-up, LARS as You et
+  al. run it (polynomial decay and warm-up, per iteration, at the plan's `LarsRates`) and ghost batch norm
+  (Hoffer et al., virtual batches of the baseline's size, sqrt scaling and warm-up) in two arms: the same
+  epochs (8x fewer steps) and Hoffer et al.'s regime adaptation, as many steps as the baseline batch (8x
+  the epochs, milestones and warm-up stretched alike); each against the baseline batch: accuracy, epoch
+  time and total time.
 - LARS with PruneTrain (the draft's claim in 2.9: LARS keeps a good shrinking rate at a larger batch):
   chapter 5's default PruneTrain point at the large batch with SGD (linear scaling, warm-up) against LARS
-  (warm-up), and both against PruneTrain at the baseline batch: the parameters kept and the accuracy.
+  (warm-up, the step schedule PruneTrain's pruning follows), and both against PruneTrain at the baseline
+  batch: the parameters kept and the accuracy.
+- Mixed precision on CUDA also compares `full`'s fp32 with the fast path of `full-fast` (bf16 autocast,
+  channels_last, TF32), the precision a GPU user would pick.
 
 Warm-up lasts `WARMUP_SHARE` of the epochs (the thesis's 10 of 180), at least one epoch. No experiment of
 its own: the runs are chapter 3's "baseline" and chapter 5's "prunetrain" experiments with other TrainConfig
@@ -38,7 +44,9 @@ from .ch05_prunetrain import prunetrain_plan
 from .contract import Notebook, Sweeps, plan_for
 
 __all__ = [
+    "FAST_PATH",
     "LARGE_BATCH_FACTOR",
+    "LARS_RATES",
     "LARGE_BATCH_TESTED",
     "PRECISION_TESTED",
     "PRUNETRAIN_TESTED",
@@ -46,6 +54,7 @@ __all__ = [
     "SWEEP_EXPERIMENTS",
     "WARMUP_SHARE",
     "AdditivePlan",
+    "LarsRates",
     "additive_plan",
     "arm_table",
     "arm_tests",
@@ -54,6 +63,7 @@ __all__ = [
     "curve_figure",
     "large_batch_runs",
     "large_batch_tests",
+    "lars_rates",
     "lars_prunetrain_answer",
     "precision_runs",
     "precision_tests",
@@ -66,9 +76,49 @@ __all__ = [
 ]
 
 LARGE_BATCH_FACTOR = 8
+
+
+@dataclass(frozen=True)
+class LarsRates:
+    """LARS's global rates of one profile: the large-batch arm (poly decay) and the PruneTrain arm (step)."""
+
+    large_batch: float
+    prunetrain: float
+
+
+# `quick`: chosen on a validation split of digits' training set by `tuning/lars_quick.py` (rule: the highest
+# mean validation accuracy over seeds 0-2 of the rates 1, 2, 5, 10; results in
+# `tuning/results/lars_quick_choice.csv`). `smoke` checks the code path at LARS's recipe rate.
+LARS_RATES: dict[str, LarsRates] = {"smoke": LarsRates(5.0, 5.0), "quick": LarsRates(5.0, 5.0)}
+# The batches the `quick` rates were chosen at (8 x 64): `full`'s rates are scaled from them by the square
+# root of the batch ratio (Hoffer et al.'s rule, which keeps the gradient noise per step), an assumption
+# that no CIFAR run has checked; the notebook says so.
+LARS_REFERENCE_BATCH = 512
+
+
+def lars_rates(profile: Profile) -> LarsRates:
+    """The profile's LARS rates: its own entry of `LARS_RATES`, else (`full`) `quick`'s scaled from
+    `LARS_REFERENCE_BATCH` to the profile's large batches by the square root of the ratio."""
+    name = profile.plans or profile.name
+    if name in LARS_RATES:
+        return LARS_RATES[name]
+    quick = LARS_RATES["quick"]
+    pruning = prunetrain_plan(profile)
+    large, prune_large = (
+        LARGE_BATCH_FACTOR * batch for batch in (profile.batch_size, pruning.batch_size or profile.batch_size)
+    )
+    return LarsRates(
+        large_batch=quick.large_batch * (large / LARS_REFERENCE_BATCH) ** 0.5,
+        prunetrain=quick.prunetrain * (prune_large / LARS_REFERENCE_BATCH) ** 0.5,
+    )
+
+
 # Warm-up: the thesis's 10 of its 180 epochs (Goyal et al.'s 5 of 90), rounded, at least one epoch.
 WARMUP_SHARE = Fraction(10, 180)
 BASELINE = {"model": "wide", "schedule": "step"}
+# The fast path (`full-fast`'s CUDA fields) as one arm of the precision sweep on CUDA.
+FAST_PATH = "fast path (bf16, channels_last, TF32)"
+FAST_PATH_FIELDS = {"precision": "bf16", "channels_last": True, "tf32": True}
 REFERENCE = "Batch {batch}, SGD"
 # Each sweep of the notebook and the experiment its arms run.
 SWEEP_EXPERIMENTS = {"precision": "baseline", "large_batch": "baseline", "prunetrain": "prunetrain"}
@@ -84,11 +134,14 @@ class AdditivePlan:
 
     seeds: tuple[int, ...]
     base_batch: int
+    epochs: int
     warmup_epochs: int
     precisions: tuple[str, ...]
     prunetrain: dict[str, Any]
     prune_batch: int
+    lars: LarsRates
     default_precision: str = "fp32"
+    fast_path: bool = False
 
     @property
     def large_batch(self) -> int:
@@ -110,26 +163,35 @@ class AdditivePlan:
         """Arm -> "baseline" params per seed: fp32 (the reference runs), bf16, and fp16 where CUDA is. The arm
         of the profile's own precision is chapter 3's runs; every other arm names its precision (so on CUDA,
         where `full` trains in bf16 by default, the fp32 arm asks for fp32)."""
-        return {
+        grids = {
             precision: self._per_seed(
                 BASELINE if precision == self.default_precision else {**BASELINE, "precision": precision}
             )
             for precision in self.precisions
         }
+        if self.fast_path:
+            grids[FAST_PATH] = self._per_seed({**BASELINE, **FAST_PATH_FIELDS})
+        return grids
 
     def large_batch_grids(self) -> dict[str, list[dict[str, Any]]]:
-        """Arm -> "baseline" params per seed: the reference batch and five ways to train the large one."""
+        """Arm -> "baseline" params per seed: the reference batch and six ways to train the large one (the
+        last one, ghost BN with regime adaptation, trains `LARGE_BATCH_FACTOR` times the epochs)."""
         large, warmup = {**BASELINE, "batch_size": self.large_batch}, {"warmup_epochs": self.warmup_epochs}
         name = f"Batch {self.large_batch}"
+        ghost = {**large, "ghost_batch": self.base_batch, "lr_scaling": "sqrt"}
+        lars = {**large, "optimizer": "lars", "lr": self.lars.large_batch, "schedule": "poly", **warmup}
+        stretched = {
+            "epochs": LARGE_BATCH_FACTOR * self.epochs,
+            "warmup_epochs": LARGE_BATCH_FACTOR * self.warmup_epochs,
+        }
         return {
             self.reference: self._per_seed(BASELINE),
             f"{name}, SGD": self._per_seed(large),
             f"{name}, SGD linear + warm-up": self._per_seed({**large, "lr_scaling": "linear", **warmup}),
             f"{name}, SGD sqrt + warm-up": self._per_seed({**large, "lr_scaling": "sqrt", **warmup}),
-            f"{name}, LARS + warm-up": self._per_seed({**large, "optimizer": "lars", **warmup}),
-            f"{name}, ghost BN {self.base_batch} + sqrt + warm-up": self._per_seed(
-                {**large, "ghost_batch": self.base_batch, "lr_scaling": "sqrt", **warmup}
-            ),
+            f"{name}, LARS + warm-up + poly": self._per_seed(lars),
+            f"{name}, ghost BN {self.base_batch} + sqrt + warm-up": self._per_seed({**ghost, **warmup}),
+            f"{name}, ghost BN {self.base_batch} + sqrt + warm-up, equal steps": self._per_seed({**ghost, **stretched}),
         }
 
     def prunetrain_grids(self) -> dict[str, list[dict[str, Any]]]:
@@ -137,13 +199,13 @@ class AdditivePlan:
         linearly from chapter 5's batch) or LARS at its recipe's rate, both with warm-up."""
         large = {"batch_size": self.prune_large_batch, "warmup_epochs": self.warmup_epochs}
         name = f"Batch {self.prune_large_batch}"
-        without_lr = {key: value for key, value in self.prunetrain.items() if key != "lr"}  # LARS: own recipe
+        lars = {**self.prunetrain, **large, "optimizer": "lars", "lr": self.lars.prunetrain}
         return {
             f"Batch {self.prune_batch}, SGD": self._per_seed(self.prunetrain),
             f"{name}, SGD linear + warm-up": self._per_seed(
                 {**self.prunetrain, **large, "lr_scaling": "linear", "lr_reference_batch": self.prune_batch}
             ),
-            f"{name}, LARS + warm-up": self._per_seed({**without_lr, **large, "optimizer": "lars"}),
+            f"{name}, LARS + warm-up": self._per_seed(lars),
         }
 
     def arms(self, sweep: str) -> dict[str, list[dict[str, Any]]]:
@@ -172,11 +234,14 @@ def additive_plan(profile: str | Profile) -> AdditivePlan:
     return AdditivePlan(
         seeds=seeds,
         base_batch=profile.batch_size,
+        epochs=profile.epochs,
         warmup_epochs=max(1, round(profile.epochs * WARMUP_SHARE)),
         precisions=("fp32", "bf16", "fp16") if cuda else ("fp32", "bf16"),
         prunetrain={**pruning.default(), **pruning.training()},
         prune_batch=pruning.batch_size or profile.batch_size,
+        lars=lars_rates(profile),
         default_precision=profile.train_config().precision,
+        fast_path=cuda,
     )
 
 
@@ -356,17 +421,21 @@ def box_figure(summary: pd.DataFrame, columns: tuple[str, ...], stamp: tuple[str
 
 
 def curve_figure(
-    history: pd.DataFrame, milestones: tuple[int, ...], warmup_epochs: int, stamp: tuple[str, str]
+    history: pd.DataFrame, epochs: int, milestones: tuple[int, ...], warmup_epochs: int, stamp: tuple[str, str]
 ) -> Figure:
-    """Test accuracy per epoch of every arm: the mean over seeds with a min-max band, the end of warm-up
-    and the lr drops marked."""
+    """Test accuracy of every arm over its share of training (epoch / the arm's epochs, so that the
+    equal-steps arm, 8x as many epochs, spans the same axis): the mean over seeds with a min-max band, the
+    end of warm-up and the lr drops of the profile's `epochs` marked at their shares (every arm's schedule
+    is stretched alike)."""
     fig, ax = plots.figure("full")
-    frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
-    plots.line_with_band(ax, frame, "epoch", "test_acc", "label")
-    plots.mark_epochs(ax, milestones)
-    plots.mark_epochs(ax, [warmup_epochs], linestyle="--")
-    ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"))
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    frame = history.assign(
+        label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")),
+        progress=history["epoch"] / history.groupby(["arm", "seed"])["epoch"].transform("max"),
+    )
+    plots.line_with_band(ax, frame, "progress", "test_acc", "label")
+    for share, style in [((m + 0.5) / epochs, ":") for m in milestones] + [((warmup_epochs + 0.5) / epochs, "--")]:
+        ax.axvline(share, color="0.6", linewidth=0.6, linestyle=style)  # between epoch e and e + 1, as mark_epochs
+    ax.set(xlabel=plots.label("training_progress"), ylabel=plots.label("test_acc"))
     n = int(history.groupby("arm")["seed"].nunique().min())
     handles, labels = ax.get_legend_handles_labels()
     marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"

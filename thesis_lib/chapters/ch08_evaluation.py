@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
+
+from .. import stats
 from ..experiments import Profile, get_profile
 from . import ch07_comparison
 from .contract import Sweeps, plan_for
 
-__all__ = ["EVALUATION_DATA", "runs_profile", "sweeps"]
+__all__ = ["EVALUATION_DATA", "capacity_sentence", "runs_profile", "sweeps"]
 
 # Per profile: (dataset, training images, test images); None keeps the whole split.
 EVALUATION_DATA: dict[str, tuple[str, int | None, int | None]] = {
@@ -51,3 +54,21 @@ def sweeps(profile: str | Profile) -> Sweeps:
     """Notebook 08's sweeps: chapter 7's, on `runs_profile(profile)` (its budget is the wide net's FLOPs on
     these images)."""
     return ch07_comparison.sweeps(runs_profile(profile))
+
+
+def capacity_sentence(runs: pd.DataFrame) -> str:
+    """Whether chapter 8's data can decide (issue 26): the wide net's accuracy against the narrow net's in
+    `comparison_runs` (Welch's 95 % interval of the difference), and whether the difference exceeds the
+    larger of the two groups' seed spreads (standard deviation, ddof 1). If the nets' capacities do not
+    separate, no procedure that trades capacity for cost can be told apart on these images either."""
+    pair = [("wide baseline", "narrow baseline")]
+    row = stats.compare_groups(runs, "procedure", pair, [("final_acc", "accuracy", "")]).iloc[0]
+    spreads = runs[runs["procedure"].isin(pair[0])].groupby("procedure")["final_acc"].std(ddof=1)
+    spread = float(spreads.max())
+    decides = row["diff"] > spread and row["ci_low"] > 0
+    verdict = "separates the nets' capacities" if decides else "does not separate the nets' capacities"
+    return (
+        f"Wide against narrow net: accuracy {row['mean_a']:.3f} vs {row['mean_b']:.3f}, difference "
+        f"{row['diff']:+.3f} (95 % CI [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]), larger seed spread (sd) "
+        f"{spread:.3f}: the data {verdict}."
+    )
