@@ -147,8 +147,9 @@ def _spec_of(model: ResNet | ResNetSpec, user: str) -> ResNetSpec:
 
 def conv_edges(model: ResNet | ResNetSpec) -> list[ConvEdge]:
     """Every conv in module order (stem; per block conv1..convL, then its shortcut conv), classifier last.
-    Shapes only: a spec gives the same edges as a model built from it."""
-    spec = _spec_of(model, "conv_edges")
+    Shapes only: a spec gives the same edges as a model built from it. No shape check (the group lasso
+    calls this every step; `channel_groups` checks)."""
+    spec = model if isinstance(model, ResNetSpec) else model.spec
     layout = _layout(spec)
     edges = [ConvEdge("stem_conv", None, layout.stem_group, spec.stem_kernel, 1, "stem_bn")]
     for s, stage in enumerate(spec.stages):

@@ -757,7 +757,7 @@ class Trainer:
 
     def _counted(self, kind: str, count: Callable[[nn.Module, Sequence[int]], int]) -> int:
         spec = getattr(self.model, "spec", None)
-        key = (kind, spec.to_json() if isinstance(spec, ResNetSpec) else str(id(self.model)))
+        key = (kind, spec if isinstance(spec, ResNetSpec) else str(id(self.model)))  # specs are frozen, hashable
         if key not in self._flops_cache:
             self._flops_cache[key] = count(self.model, tuple(self.data.train_x.shape[1:]))
         return self._flops_cache[key]

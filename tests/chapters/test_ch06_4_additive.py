@@ -84,7 +84,14 @@ def test_quick_plan_arms_are_the_documented_settings():
     assert plan.precision_grids()["fp32"][0] == {"model": "wide", "schedule": "step", "precision": "fp32", "seed": 0}
     assert plan.precision_grids()["bf16"][0] == {"model": "wide", "schedule": "step", "seed": 0}
     fast = dataclasses.replace(plan, fast_path=True).precision_grids()[FAST_PATH][0]
-    assert fast == {"model": "wide", "schedule": "step", "precision": "bf16", "channels_last": True, "tf32": True, "seed": 0}
+    assert fast == {
+        "model": "wide",
+        "schedule": "step",
+        "precision": "bf16",
+        "channels_last": True,
+        "tf32": True,
+        "seed": 0,
+    }
     assert FAST_PATH not in additive_plan("quick").precision_grids() or torch.cuda.is_available()
 
 
