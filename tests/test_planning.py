@@ -73,8 +73,8 @@ def test_a_run_two_notebooks_ask_for_counts_for_the_first_selected_one_and_names
         "07_comparison",
     )
     alone = list_runs("smoke", only=["06_4"])
-    assert len(alone) == 20 and {entry.notebook for entry in alone} == {"06_4_additive"}
-    assert sum(entry.notebook == "06_4_additive" for entry in everything) == 16  # 4 are 03's and 05's
+    assert len(alone) == 22 and {entry.notebook for entry in alone} == {"06_4_additive"}
+    assert sum(entry.notebook == "06_4_additive" for entry in everything) == 18  # 4 are 03's and 05's
     assert len({entry.folder for entry in everything}) == len(everything) == 81
 
 
@@ -276,7 +276,7 @@ def test_plan_prints_every_notebook_and_the_total_without_calibrating(isolated_r
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert (
-        lines[0] == f"plan for profile 'smoke' (digits, fashion_mnist_14): 81 runs, 0 cached in "
+        lines[0] == f"plan for profile 'smoke' (digits, fashion_mnist_14): 93 runs, 0 cached in "
         f"{isolated_results / 'results' / 'smoke'}"
     )
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:12]}
