@@ -75,7 +75,7 @@ def test_a_run_two_notebooks_ask_for_counts_for_the_first_selected_one_and_names
     alone = list_runs("smoke", only=["06_4"])
     assert len(alone) == 22 and {entry.notebook for entry in alone} == {"06_4_additive"}
     assert sum(entry.notebook == "06_4_additive" for entry in everything) == 18  # 4 are 03's and 05's
-    assert len({entry.folder for entry in everything}) == len(everything) == 81
+    assert len({entry.folder for entry in everything}) == len(everything) == 93
 
 
 def test_only_keeps_the_notebooks_of_every_prefix_in_thesis_order():
@@ -280,9 +280,9 @@ def test_plan_prints_every_notebook_and_the_total_without_calibrating(isolated_r
         f"{isolated_results / 'results' / 'smoke'}"
     )
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:12]}
-    assert rows["03_baseline"] == ["8", "0", "0", "16"] and rows["07_comparison"] == ["0", "12", "0", "0"]
-    assert rows["total"] == ["81", "32", "0", "170"]
-    assert "upper bounds or approximations: 34 runs" in out and "calibrated" not in out
+    assert rows["03_baseline"] == ["8", "0", "0", "16"] and rows["07_comparison"] == ["0", "16", "0", "0"]
+    assert rows["total"] == ["93", "36", "0", "222"]
+    assert "upper bounds or approximations: 44 runs" in out and "calibrated" not in out
     assert not (isolated_results / "results" / "smoke" / ".calibration.json").exists()
 
 
