@@ -162,8 +162,10 @@ def test_warm_up_and_batch_scaling_give_the_documented_rate_per_epoch():
 
 def test_the_trainer_sets_the_scheduled_rate_of_every_epoch(digits_small):
     cfg = config(epochs=3, batch_size=64, lr_reference_batch=32, lr_scaling="linear", warmup_epochs=1, milestones=(2,))
-    history = Trainer(seeded_model(TINY, 0), digits_small, cfg, progress=False).fit()
-    assert history["lr"].tolist() == pytest.approx([0.05, 0.1, 0.01])
+    trainer = Trainer(seeded_model(TINY, 0), digits_small, cfg, progress=False)
+    history = trainer.fit()
+    steps = len(trainer.train_loader)  # the warm-up epoch's first step runs at 1 / (steps + 1) of the rate
+    assert history["lr"].tolist() == pytest.approx([0.1 / (steps + 1), 0.1, 0.01])
 
 
 def test_warm_up_and_poly_decay_move_per_iteration():
