@@ -30,12 +30,20 @@ from thesis_lib.chapters.ch06_4_additive import (
 from thesis_lib.experiments import SweepResult, get_profile, run, run_dir_for
 
 
-def test_lars_with_its_recipe_defaults_trains_digits_at_batch_512(isolated_results):
-    """The issue's bar: LARS at its default rate (5, trust 0.001) reaches 0.9 on digits where SGD's rate of
-    the profile (0.05) leaves each layer moving by 5e-5 of its norm per step."""
-    result = run("baseline", {"optimizer": "lars", "batch_size": 512}, profile="quick", progress=False)
-    assert result.history["lr"].iloc[0] == 5.0 and result.history["batch_size"].iloc[0] == 512
-    assert result.summary["final_acc"] >= 0.9
+def test_lars_at_its_validated_rate_trains_digits_at_batch_512_where_sgd_lags(isolated_results):
+    """The large-batch arm as chapter 6.4 runs it on `quick` (LARS, the rate `tuning/lars_quick.py` chose on a
+    validation split, poly decay, one warm-up epoch per iteration) reaches 0.9 on digits at batch 512 (0.908
+    measured); SGD at the profile's rate and the same schedule stays below 0.8 (0.783): each layer then moves
+    by a tiny share of its norm per step."""
+    rate = lars_rates(get_profile("quick")).large_batch
+    recipe = {"batch_size": 512, "schedule": "poly", "warmup_epochs": 1}
+    lars = run("baseline", {**recipe, "optimizer": "lars", "lr": rate}, profile="quick", progress=False)
+    sgd = run("baseline", recipe, profile="quick", progress=False)
+    steps_per_epoch = 3  # 1437 training images in batches of 512
+    assert lars.history["lr"].iloc[0] == pytest.approx(rate / (steps_per_epoch + 1))
+    assert lars.history["batch_size"].iloc[0] == 512
+    assert lars.summary["final_acc"] >= 0.9
+    assert lars.summary["final_acc"] >= sgd.summary["final_acc"] + 0.1
 
 
 def test_quick_plan_arms_are_the_documented_settings():

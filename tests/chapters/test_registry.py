@@ -79,10 +79,10 @@ def test_run_folders_do_not_move_with_the_code(monkeypatch):
     """A recorded run folder: moving code must not orphan cached runs. Recorded before the methods /
     chapters split as 080f54e368f939bf (unchanged by the split); "baseline" version 2 (He-normal init)
     changed it on purpose, and so did key scheme 2 (`store.KEY_SCHEME`: device model, world size, every
-    profile field)."""
+    profile field) and "baseline" version 3 (warm-up and poly decay per iteration, LARS on every tensor)."""
     monkeypatch.setenv("THESIS_RESULTS", "/results")
     path = run_dir_for("baseline", {"model": "wide", "schedule": "step", "seed": 0}, "smoke")
-    assert path.name == "3a3e02ed9e4af007"
+    assert path.name == "347c38570af6cbc4"
 
 
 def test_every_chapter_experiment_declares_its_params():
