@@ -238,3 +238,32 @@ def test_bf16_note_names_what_the_cpu_can_do():
     note = bf16_note("cpu")
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert ("native bf16 kernels" in note) == native and ("emulated and slower" in note) == (not native)
+
+
+def test_prunetrain_at_8x_batch_with_linear_sgd_collapses_from_the_lasso_and_rate_together(isolated_results):
+    """Issue 27's collapse, explained on digits at chapter 5's point (r = 0.9, 20 epochs, 3 steps of 512 per
+    epoch). lambda is not the cause: fixed from the first batch it is the same at both batches, and linear
+    scaling keeps the lasso's pull per epoch (steps x lr x lambda) equal to batch 64's. The rate 0.4 alone is
+    not either: without the lasso the net fails to fit before the first decay yet recovers after it (0.961),
+    and the lasso at the unscaled rate 0.05 ends at 0.916. Together, the lasso shrinks every group alike
+    (GL down to 0.36 of its first epoch's by epoch 10) while the loss does not fit, and the 30 steps after
+    the decay cannot refit the shrunken net (0.189); no group gets near zero, so nothing is pruned."""
+    plan = prunetrain_plan("quick")
+    point = {**plan.default(), "epochs": 20}
+    large = {"batch_size": 512, "warmup_epochs": 1}
+    linear = {**large, "lr_scaling": "linear", "lr_reference_batch": 64}
+    small = run("prunetrain", point, profile="quick", progress=False).history
+    collapsed = run("prunetrain", {**point, **linear}, profile="quick", progress=False).history
+    unscaled = run("prunetrain", {**point, **large}, profile="quick", progress=False).summary
+    without_lasso = run("baseline", {"epochs": 20, **linear}, profile="quick", progress=False).summary
+
+    assert collapsed["lasso_lambda"].iloc[0] == pytest.approx(small["lasso_lambda"].iloc[0], rel=0.02)
+    pull_per_epoch = [
+        (history["lr"] * history["lasso_lambda"]).iloc[5] * steps for history, steps in ((small, 23), (collapsed, 3))
+    ]
+    assert pull_per_epoch[1] == pytest.approx(pull_per_epoch[0], rel=0.05)
+    assert collapsed["test_acc"].iloc[-1] < 0.3
+    assert without_lasso["final_acc"] >= 0.95 and unscaled["final_acc"] >= 0.9
+    assert collapsed["group_lasso"].iloc[9] < 0.5 * collapsed["group_lasso"].iloc[0]
+    assert collapsed["params"].iloc[-1] == collapsed["params"].iloc[0]
+    assert small["params"].iloc[-1] < 0.8 * small["params"].iloc[0]
