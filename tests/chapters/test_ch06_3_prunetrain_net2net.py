@@ -316,14 +316,26 @@ def test_deepening_survival_reads_each_deepening_from_the_layer_counts():
             "growth": ["", json.dumps(layer), "", "", "", ""] + ["", json.dumps(block), "", "", "", ""],
             "stage_layers": ["[2, 2]", "[2, 3]", "[2, 3]", "[2, 3]", "[2, 2]", "[2, 2]"]
             + ["[2, 2]", "[4, 2]", "[4, 2]", "[2, 2]", "[2, 2]", "[2, 2]"],
+            "new_groups": ["[]", '["s1.b0.l1"]', "[]", "[]", "[]", "[]"] + ["[]", '["s0.b2"]', "[]", "[]", "[]", "[]"],
+            "lasso_active": [True] * 12,
+            # rounds at 2 and 4 (6 is the last epoch), both grow at 2: seed 0's round 4 protects its new group
+            # (never judged), seed 1's does not (judged once)
+            "protected_groups": ["[]", "[]", "[]", '["s1.b0.l1"]', "[]", "[]"] + ["[]"] * 6,
         }
     )
     survival = deepening_survival([history[history.seed == 0], history[history.seed == 1]], interval=2)
     assert survival[["seed", "epoch", "kind", "phase"]].values.tolist() == [[0, 2, "layer", 2], [1, 2, "block", 1]]
     assert survival["kept_next_round"].tolist() == [True, False]
     assert survival["kept_at_end"].tolist() == [False, False]
+    assert survival["judged_rounds"].tolist() == [0, 1]
     assert deepening_sentence(survival) == (
-        "identity layer (eq. 2.5): 1 deepenings, kept after the next round in 1, kept to the end in 0; "
-        "zero-gamma block: 1 deepenings, kept after the next round in 0, kept to the end in 0."
+        "identity layer (eq. 2.5): 1 deepenings, kept after the next round in 1, kept to the end in 0, never "
+        "judged by an unprotected pruning round in 1; zero-gamma block: 1 deepenings, kept after the next round "
+        "in 0, kept to the end in 0, never judged by an unprotected pruning round in 0."
+    )
+    never_judged = survival.iloc[:1]
+    assert deepening_sentence(never_judged).endswith(
+        "No deepening met a pruning round after its protected one, so 'kept' says nothing about whether"
+        " PruneTrain would keep the added layers."
     )
     assert deepening_sentence(survival.iloc[:0]) == "No growth deepened the net."

@@ -426,17 +426,31 @@ def architecture_rounds(history: pd.DataFrame, start: ResNetSpec | ResNetConfig)
 def deepening_survival(histories: Sequence[pd.DataFrame], interval: int) -> pd.DataFrame:
     """Per growth that deepened (in "prune_grow" sweep histories, e.g. both deepening arms, whose rounds
     are `interval` epochs apart): seed, epoch, kind ("layer" or "block"), phase, the main-path layers of
-    that stage after the growth, after the next round and at the run's end, and whether the added layers
+    that stage after the growth, after the next round and at the run's end, whether the added layers
     were still there after the next round and at the end (the stage's layer count did not fall below its
-    count after the growth)."""
+    count after the growth), and judged_rounds: the pruning rounds after the growth in which its new groups
+    were not protected (`PruneTrain.protect`). A deepening with none was never judged: kept by construction."""
     rows = []
     runs = [group for history in histories for group in history.groupby("seed", sort=True)]
     for seed, run_history in runs:
-        layers = run_history.set_index("epoch")["stage_layers"].map(json.loads)
+        by_epoch = run_history.set_index("epoch")
+        layers = by_epoch["stage_layers"].map(json.loads)
         last = int(run_history["epoch"].max())
+        rounds = [
+            int(epoch)
+            for epoch, active in by_epoch["lasso_active"].items()
+            if active and epoch % interval == 0 and epoch < last
+        ]
         grown = run_history["grown"].astype(bool)
-        for epoch, growth in run_history.loc[grown, ["epoch", "growth"]].itertuples(index=False):
-            plan = json.loads(growth)
+        for epoch, growth, new_groups in run_history.loc[grown, ["epoch", "growth", "new_groups"]].itertuples(
+            index=False
+        ):
+            plan, created = json.loads(growth), set(json.loads(new_groups))
+            judged = sum(
+                1
+                for round_epoch in rounds
+                if round_epoch > epoch and not created & set(json.loads(by_epoch.at[round_epoch, "protected_groups"]))
+            )
             for stage in plan["deepen"]:
                 after, later = layers[epoch][stage], layers[min(int(epoch) + interval, last)][stage]
                 rows.append(
@@ -450,25 +464,34 @@ def deepening_survival(histories: Sequence[pd.DataFrame], interval: int) -> pd.D
                         "layers_at_end": layers[last][stage],
                         "kept_next_round": later >= after,
                         "kept_at_end": layers[last][stage] >= after,
+                        "judged_rounds": judged,
                     }
                 )
     columns = ["seed", "epoch", "kind", "phase", "layers_after_growth", "layers_next_round", "layers_at_end"]
-    return pd.DataFrame(rows, columns=[*columns, "kept_next_round", "kept_at_end"])
+    return pd.DataFrame(rows, columns=[*columns, "kept_next_round", "kept_at_end", "judged_rounds"])
 
 
 def deepening_sentence(survival: pd.DataFrame) -> str:
     """How many deepenings of each kind (`deepening_survival`) kept their layers through the next round
-    (protected by the one-round exemption) and to the run's end."""
+    (protected by the one-round exemption) and to the run's end, and how many no unprotected round judged."""
     if survival.empty:
         return "No growth deepened the net."
     parts = []
     for kind, rows in survival.groupby("kind", sort=False):
         name = "identity layer (eq. 2.5)" if kind == "layer" else "zero-gamma block"
+        unjudged = int((rows["judged_rounds"] == 0).sum())
         parts.append(
             f"{name}: {len(rows)} deepenings, kept after the next round in {int(rows['kept_next_round'].sum())}, "
-            f"kept to the end in {int(rows['kept_at_end'].sum())}"
+            f"kept to the end in {int(rows['kept_at_end'].sum())}, never judged by an unprotected pruning round "
+            f"in {unjudged}"
         )
-    return "; ".join(parts) + "."
+    sentence = "; ".join(parts) + "."
+    if (survival["judged_rounds"] == 0).all():
+        sentence += (
+            " No deepening met a pruning round after its protected one, so 'kept' says nothing about whether"
+            " PruneTrain would keep the added layers."
+        )
+    return sentence
 
 
 def found_architectures(summary: pd.DataFrame) -> pd.DataFrame:
