@@ -72,8 +72,8 @@ def test_there_are_notebooks():
 
 def test_title_names_are_read_from_backticks_only():
     """The reader of the title cell: `fig_`/`table_` names in backticks, nothing else."""
-    source = "Figures: `fig_6_9_a` and `table_6_5_tests`; fig_7_1_plain, `other_name`, `_tests`."
-    assert set(NAMED.findall(source)) == {"fig_6_9_a", "table_6_5_tests"}
+    source = "Figures: `fig_6_9_a` and `table_6_8_tests`; fig_7_1_plain, `other_name`, `_tests`."
+    assert set(NAMED.findall(source)) == {"fig_6_9_a", "table_6_8_tests"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_CASES)

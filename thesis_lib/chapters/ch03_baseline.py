@@ -116,7 +116,7 @@ def baseline(context: RunContext) -> RunOutput:
 
 
 def structure_table() -> pd.DataFrame:
-    """Table 3.1 (structure): the layers of the wide thesis ResNet-32, with the narrow net's channels beside."""
+    """Table 3.1a (structure): the layers of the wide thesis ResNet-32, with the narrow net's channels beside."""
     wide, narrow = models.build_resnet(models.WIDE_BASELINE), models.build_resnet(models.NARROW_BASELINE)
     table = pd.DataFrame(models.structure_table(wide))
     table[["in (narrow)", "out (narrow)"]] = pd.DataFrame(models.structure_table(narrow))[["in", "out"]]
@@ -124,7 +124,7 @@ def structure_table() -> pd.DataFrame:
 
 
 def count_table(summary: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """Table 3.1 (counts): parameters and FLOPs per image of both thesis nets at CIFAR's 3x32x32, next to
+    """Table 3.1b (counts): parameters and FLOPs per image of both thesis nets at CIFAR's 3x32x32, next to
     those of the nets `profile` trained (from the runs' `summary`)."""
     wide, narrow = models.build_resnet(models.WIDE_BASELINE), models.build_resnet(models.NARROW_BASELINE)
     trained = summary.drop_duplicates("model").set_index("model")

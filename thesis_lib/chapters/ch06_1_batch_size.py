@@ -617,7 +617,7 @@ def size_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def adaptation_tests(grouped: GroupedRuns) -> pd.DataFrame:
-    """Table 6.9: Welch t-tests, one Holm family, of every adapted group against PruneTrain and of every
+    """Table 6.3: Welch t-tests, one Holm family, of every adapted group against PruneTrain and of every
     PruneTrain group against the baseline, on final accuracy, total training time and final parameters."""
     groups = grouped.groups
     pairs = [(g, groups[1]) for g in groups[2:]] + [(g, groups[0]) for g in groups[1:]]

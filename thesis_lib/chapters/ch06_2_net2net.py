@@ -557,7 +557,7 @@ def final_accuracy_comparisons(
 
 
 def final_accuracy_tests(summary: pd.DataFrame, operations: Sequence[str]) -> pd.DataFrame:
-    """Table 6.11: the Welch t-tests of `final_accuracy_comparisons`, Holm-adjusted as one family."""
+    """Table 6.5: the Welch t-tests of `final_accuracy_comparisons`, Holm-adjusted as one family."""
     return stats.with_holm(stats.welch_table(final_accuracy_comparisons(summary, operations)))
 
 

@@ -332,17 +332,17 @@ PRUNETRAIN_TESTED = (("kept_params", "kept parameters", ""), ("final_acc", "accu
 
 
 def precision_tests(summary: pd.DataFrame) -> pd.DataFrame:
-    """Table 6.6's tests: every precision against fp32, accuracy and epoch time (`arm_tests`)."""
+    """Table 6.11, the tests of table 6.10: every precision against fp32, accuracy and epoch time (`arm_tests`)."""
     return arm_tests(summary, PRECISION_TESTED, reference="fp32")
 
 
 def large_batch_tests(summary: pd.DataFrame, plan: AdditivePlan) -> pd.DataFrame:
-    """Table 6.7's tests: every large-batch arm against the baseline batch, accuracy and total time."""
+    """Table 6.13, the tests of table 6.12: every large-batch arm against the baseline batch, accuracy and total time."""
     return arm_tests(summary, LARGE_BATCH_TESTED, reference=plan.reference)
 
 
 def prunetrain_tests(summary: pd.DataFrame, plan: AdditivePlan) -> pd.DataFrame:
-    """Table 6.8's tests: the `prunetrain_pairs`, kept parameters and accuracy."""
+    """Table 6.15, the tests of table 6.14: the `prunetrain_pairs`, kept parameters and accuracy."""
     return arm_tests(summary, PRUNETRAIN_TESTED, pairs=prunetrain_pairs(plan))
 
 
