@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 import pytest
+from statsmodels.stats.multitest import multipletests
 
 from thesis_lib.chapters.ch05_prunetrain import (
     FACTORS,
@@ -174,6 +175,7 @@ def test_factor_trends_fit_log_learning_rate_and_linear_interval():
     assert trend["sentence"].startswith(
         "Trend: the mean epoch time falls with log10 of the learning rate (least-squares slope -0.5 s per unit"
     )
+    assert trend["p_holm"] == trend["p"]  # a family of one
     assert trend["sentence"].endswith(": significant at the 5% level).")
 
     intervals, accuracy = [1, 1, 2, 2, 5, 5], [0.9, 0.5, 0.4, 0.95, 0.6, 0.7]
@@ -185,8 +187,14 @@ def test_factor_trends_fit_log_learning_rate_and_linear_interval():
     trend = factor_trends(noisy, "interval", [("final_acc", "final accuracy", "")]).iloc[0]
     assert trend["slope"] == pytest.approx(slope) == pytest.approx(-0.2 / (52 / 3))
     assert trend["x"] == "reconfiguration interval" and trend["p"] > 0.5
-    assert "falls with the reconfiguration interval" in trend["sentence"]
-    assert trend["sentence"].endswith(": not significant at the 5% level).")
+    assert trend["sentence"].startswith("Trend: no significant linear trend of the final accuracy with the recon")
+    assert "falls" not in trend["sentence"] and "rises" not in trend["sentence"]
+    assert trend["sentence"].endswith(": not significant at the 5% level, so no direction is claimed).")
+
+    both = noisy.assign(exact=[2.0 * x for x in intervals])
+    pair = factor_trends(both, "interval", [("final_acc", "final accuracy", ""), ("exact", "exact value", "")])
+    assert pair["p_holm"].tolist() == pytest.approx(multipletests(pair["p"], method="holm")[1])
+    assert "rises with the reconfiguration interval" in pair["sentence"].iloc[1]
 
     single = factor_trends(noisy.assign(interval=2), "interval", [("final_acc", "final accuracy", "")])
     assert single.empty and "sentence" in single.columns
@@ -260,7 +268,9 @@ def test_compare_to_baseline_tests_every_setting_in_plan_order_and_adds_the_tren
     assert len(sentences) == 3
     assert "reconfiguration interval 2 vs baseline" in sentences[0] and "Holm-adjusted p" in sentences[0]
     assert "reconfiguration interval 10 vs baseline" in sentences[1]
-    assert sentences[2].startswith("Trend: the final accuracy rises with the reconfiguration interval")
+    assert sentences[2].startswith(  # p = 0.93: no direction claimed (review finding 7)
+        "Trend: no significant linear trend of the final accuracy with the reconfiguration interval"
+    )
 
 
 def test_the_default_point_is_tested_once_under_its_own_name():

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from statsmodels.stats.multitest import multipletests
 
 from thesis_lib.chapters.ch05_prunetrain import prunetrain_plan
 from thesis_lib.chapters.ch06_1_batch_size import (
@@ -182,10 +183,11 @@ def test_fit_interpretation_reports_the_drafts_relation_and_what_a_slope_test_ca
             {"stages": 1, "relation": "inverse_batch", "slope": 1e-8, "p": 1e-20, "r2": 0.9999},
         ]
     )
+    fits["p_holm"] = multipletests(fits["p"], method="holm")[1]  # as line_fits adds it
     modelled = fit_interpretation(fits, measured=False)
     assert modelled[0] == (
         "s = 1: the draft's relation batch / (params / batch) against N has slope 0.11 "
-        "(p = 0.051, not significant at 0.05) and r^2 = 0.41."
+        "(Holm p = 0.051 over table 6.2, not significant at 0.05) and r^2 = 0.41."
     )
     assert "does not show that the relation is a straight line" in modelled[1]
     assert "tautological" in modelled[2] and "1.000" in modelled[2]
@@ -280,14 +282,18 @@ def test_the_notebooks_sentences_and_tables_from_hand_numbers():
                 "x": "parameters",
                 "slope": 2e-8,
                 "p": 0.01,
+                "p_holm": 0.03,
+                "n": 10,
                 "intercept": 1e-3,
                 "r2": 0.9876,
             }
         ]
     )
     assert fit_sentences(fits) == [
-        "s=2 inverse_batch against parameters: slope 2e-08 (p = 0.01, significant at 5%), intercept 0.001, r^2 = 0.988"
+        "s=2 inverse_batch against parameters (n = 10): slope 2e-08 (p = 0.01, Holm p = 0.03, significant at 5%), "
+        "intercept 0.001, r^2 = 0.988"
     ]
+    assert "not significant, no trend shown" in fit_sentences(fits.assign(p_holm=0.06))[0]
     history = pd.DataFrame(
         {
             "epoch": [1, 2, 3, 1, 2, 3],

@@ -393,7 +393,7 @@ def with_baseline(
     return frame
 
 
-TREND_COLUMNS = ["quantity", "x", "slope", "slope_ci_low", "slope_ci_high", "r2", "p", "n", "sentence"]
+TREND_COLUMNS = ["quantity", "x", "slope", "slope_ci_low", "slope_ci_high", "r2", "p", "p_holm", "n", "sentence"]
 
 
 def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[str, str, str]]) -> pd.DataFrame:
@@ -402,7 +402,9 @@ def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[st
 
     `quantities` are (column, description, unit). Threshold and learning rate vary by factors of ten, so
     they are fitted against log10 of the value (column x names the abscissa). One row per quantity with
-    the fit and a sentence; a sweep with only one value of the factor has no trend, and the table no rows.
+    the fit, its p Holm-adjusted over this call's quantities (one family: the sweep's trends) and a
+    sentence that names a direction only for a slope significant after the adjustment; a sweep with only
+    one value of the factor has no trend, and the table no rows.
     """
     _check_factor(factor)
     if factor not in runs:
@@ -412,16 +414,23 @@ def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[st
     rows = []
     if runs[factor].nunique() >= 2:
         x = np.log10(runs[factor].to_numpy(dtype=float)) if logarithmic else runs[factor].to_numpy(dtype=float)
-        for column, what, unit in quantities:
-            fit = stats.linear_fit(x, runs[column])
-            direction = "rises" if fit.slope > 0 else "falls" if fit.slope < 0 else "stays flat"
+        fits = [(what, unit, stats.linear_fit(x, runs[column])) for column, what, unit in quantities]
+        adjusted = stats.adjust_pvalues([fit.p for _, _, fit in fits]) if fits else []
+        for (what, unit, fit), p_holm in zip(fits, adjusted):
             level = 1.0 - fit.confidence
-            verdict = "significant" if fit.p < level else "not significant"
-            sentence = (
-                f"Trend: the {what} {direction} with {along} (least-squares slope {fit.slope:.3g}"
-                f"{' ' + unit if unit else ''} per unit of {along}, p = {fit.p:.3g}: {verdict} at the "
-                f"{100 * level:g}% level)."
-            )
+            slope = f"least-squares slope {fit.slope:.3g}{' ' + unit if unit else ''} per unit of {along}"
+            numbers = f"p = {fit.p:.3g}, Holm p = {p_holm:.3g}"
+            if p_holm < level:
+                direction = "rises" if fit.slope > 0 else "falls"
+                sentence = (
+                    f"Trend: the {what} {direction} with {along} ({slope}, {numbers}: significant at the "
+                    f"{100 * level:g}% level)."
+                )
+            else:
+                sentence = (
+                    f"Trend: no significant linear trend of the {what} with {along} ({slope}, {numbers}: "
+                    f"not significant at the {100 * level:g}% level, so no direction is claimed)."
+                )
             rows.append(
                 {
                     "quantity": what,
@@ -431,6 +440,7 @@ def factor_trends(runs: pd.DataFrame, factor: str, quantities: Iterable[tuple[st
                     "slope_ci_high": fit.slope_ci[1],
                     "r2": fit.r2,
                     "p": fit.p,
+                    "p_holm": p_holm,
                     "n": fit.n,
                     "sentence": sentence,
                 }

@@ -484,26 +484,41 @@ def table_by_blocks(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def line_fits(table: pd.DataFrame) -> pd.DataFrame:
-    """Section 6.1.1's line fits of table 6.1 with the t-test of their slope (`batchsize.batch_fits`)."""
-    return batchsize.batch_fits(table)
+    """Section 6.1.1's line fits of table 6.1 with the t-test of their slope (`batchsize.batch_fits`) and
+    p_holm: each slope's p Holm-adjusted over all of them (one family, table 6.2)."""
+    fits = batchsize.batch_fits(table)
+    return fits.assign(p_holm=stats.adjust_pvalues(fits["p"]))
 
 
-FIT_COLUMNS = ["stages", "relation", "x", "slope", "intercept", "r2", "p", "slope_ci_low", "slope_ci_high"]
+FIT_COLUMNS = [
+    "stages",
+    "relation",
+    "x",
+    "n",
+    "slope",
+    "intercept",
+    "r2",
+    "p",
+    "p_holm",
+    "slope_ci_low",
+    "slope_ci_high",
+]
 
 
 def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """Table 6.2: the `FIT_COLUMNS` of `line_fits`."""
+    """Table 6.2: the `FIT_COLUMNS` of `line_fits` (n and the Holm-adjusted p included)."""
     return fits[FIT_COLUMNS]
 
 
 def fit_sentences(fits: pd.DataFrame) -> list[str]:
-    """Every fit of `line_fits` in a sentence: slope, its p-value and verdict at 5 %, intercept, r^2."""
+    """Every fit of `line_fits` in a sentence: slope, its p and Holm p with the verdict at 5 % (after the
+    adjustment), intercept, r^2; a direction only for a significant slope."""
     sentences = []
     for row in fits.itertuples():
-        verdict = "significant" if row.p < 0.05 else "not significant"
+        verdict = "significant" if row.p_holm < 0.05 else "not significant, no trend shown"
         sentences.append(
-            f"s={row.stages} {row.relation} against {row.x}: slope {row.slope:.3g} (p = {row.p:.3g}, "
-            f"{verdict} at 5%), intercept {row.intercept:.3g}, r^2 = {row.r2:.3f}"
+            f"s={row.stages} {row.relation} against {row.x} (n = {row.n}): slope {row.slope:.3g} (p = {row.p:.3g}, "
+            f"Holm p = {row.p_holm:.3g}, {verdict} at 5%), intercept {row.intercept:.3g}, r^2 = {row.r2:.3f}"
         )
     return sentences
 
@@ -517,10 +532,11 @@ def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) 
     and, for the modelled memory, that 1 / batch against parameters is linear by construction."""
     sentences = []
     for row in fits[fits["relation"] == DRAFT_RELATION].itertuples():
-        verdict = "significant" if row.p < alpha else "not significant"
+        verdict = "significant" if row.p_holm < alpha else "not significant"
         sentences.append(
             f"s = {row.stages}: the draft's relation batch / (params / batch) against N has slope "
-            f"{row.slope:.3g} (p = {row.p:.3g}, {verdict} at {alpha:g}) and r^2 = {row.r2:.2f}."
+            f"{row.slope:.3g} (Holm p = {row.p_holm:.3g} over table 6.2, {verdict} at {alpha:g}) and "
+            f"r^2 = {row.r2:.2f}."
         )
     sentences.append(
         "A significant slope only rejects 'no linear trend'; it does not show that the relation is a "
