@@ -383,3 +383,21 @@ def test_figures_draw_one_panel_per_operation_and_one_row_per_group():
     assert growth_sentence("quick") == (
         "growth after epoch 3 of 10; Net2Net widening noise 0.05 x std of each weight tensor"
     )
+
+
+def test_a_pair_is_tested_once_when_the_grown_architecture_from_scratch_is_the_wide_net():
+    """Review finding 6: with widen_all's scratch arm the wide net itself (same seeds, same values), "net2net
+    vs widen_all, scratch" repeats "net2net vs wide from scratch" and would count twice in the Holm family."""
+    _, summary = chapter_runs()
+    wide = summary.loc[summary["group"] == "wide from scratch", "final_acc"].to_numpy()
+    summary = summary.copy()
+    summary.loc[summary["group"] == "widen_all, scratch", "final_acc"] = wide
+    labels = [label for label, _, _ in final_accuracy_comparisons(summary, ["widen_all"])]
+    assert labels == [
+        "final accuracy, widen_all, net2net vs wide from scratch",
+        "final accuracy, widen_all, net2net vs narrow from scratch",
+        "final accuracy, widen_all, random vs wide from scratch",
+        "final accuracy, widen_all, random vs narrow from scratch",
+        "final accuracy, widen_all, scratch vs narrow from scratch",
+        "final accuracy, widen_all, net2net vs widen_all, random",
+    ]

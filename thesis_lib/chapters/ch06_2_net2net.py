@@ -552,6 +552,10 @@ def final_accuracy_comparisons(
                 )
             if np.array_equal(samples[group], samples[reference]):  # the same net and seeds: the same runs
                 continue
+            if any(  # the same test under another name (widen_all's scratch arm is the wide net): once
+                np.array_equal(samples[group], a) and np.array_equal(samples[reference], b) for _, a, b in comparisons
+            ):
+                continue
             comparisons.append((f"{what}, {group} vs {reference}", samples[group], samples[reference]))
     return comparisons
 
