@@ -14,6 +14,7 @@ from thesis_lib.chapters.ch06_2_net2net import (
     cumulative_time,
     default_grow_epoch,
     final_accuracy_comparisons,
+    final_accuracy_figure,
     grow_grid,
     growth_steps,
     label_runs,
@@ -22,6 +23,7 @@ from thesis_lib.chapters.ch06_2_net2net import (
     reach_sentences,
     reach_table,
     reach_targets,
+    same_run_groups,
     time_to_accuracy,
 )
 from thesis_lib.experiments import PROFILES, run
@@ -401,3 +403,21 @@ def test_a_pair_is_tested_once_when_the_grown_architecture_from_scratch_is_the_w
         "final accuracy, widen_all, scratch vs narrow from scratch",
         "final accuracy, widen_all, net2net vs widen_all, random",
     ]
+
+
+def test_the_final_accuracy_figure_draws_the_same_runs_once():
+    """Review finding 6: "widen_all, scratch" and "wide from scratch" are one row when they are the same runs."""
+    _, summary = chapter_runs()
+    groups = ["wide from scratch", "narrow from scratch", "widen_all, net2net", "widen_all, scratch"]
+    assert same_run_groups(summary, groups) == {group: [] for group in groups}
+    wide = summary.loc[summary["group"] == "wide from scratch"].sort_values("seed")["final_acc"].to_numpy()
+    summary = summary.copy()
+    summary.loc[summary["group"] == "widen_all, scratch", "final_acc"] = wide
+    assert same_run_groups(summary, groups) == {
+        "wide from scratch": ["widen_all, scratch"],
+        "narrow from scratch": [],
+        "widen_all, net2net": [],
+    }
+    fig = final_accuracy_figure(summary, groups, ("smoke", "digits"))
+    labels = [tick.get_text() for tick in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 3 and " = " in labels[0]

@@ -54,14 +54,14 @@ __all__ = [
     "FINAL_FIGURE_MARGIN",
     "FINAL_FIGURE_ROW_HEIGHT",
     "FINAL_FIGURE_WIDTH",
+    "GrowParams",
     "INIT_ARMS",
     "NET2NET_PLANS",
+    "Net2NetPlan",
     "OPERATIONS",
     "OPERATION_LABELS",
     "SCRATCH_ARMS",
     "TICK_FONTSIZE",
-    "GrowParams",
-    "Net2NetPlan",
     "accuracy_epochs_figure",
     "accuracy_time_figure",
     "architecture_table",
@@ -85,6 +85,7 @@ __all__ = [
     "reach_sentences",
     "reach_table",
     "reach_targets",
+    "same_run_groups",
     "scratch_baseline_grid",
     "sweeps",
     "time_to_accuracy",
@@ -725,13 +726,33 @@ def accuracy_time_figure(
     return _finish_panels(fig, axes, len(operations), f"{plots.label('mean_band', n=n)}", stamp, n)
 
 
+def same_run_groups(summary: pd.DataFrame, groups: Sequence[str]) -> dict[str, list[str]]:
+    """Each group of `groups` whose runs no earlier group repeats -> the later groups that are the same runs
+    (equal final accuracy seed by seed: widen_all's scratch arm is the wide net trained with the same seeds)."""
+    values = {
+        group: part.sort_values("seed")["final_acc"].to_numpy() for group, part in summary.groupby("group", sort=False)
+    }
+    kept: dict[str, list[str]] = {}
+    for group in groups:
+        earlier = next((k for k in kept if np.array_equal(values[k], values[group])), None)
+        if earlier is None:
+            kept[group] = []
+        else:
+            kept[earlier].append(group)
+    return kept
+
+
 def final_accuracy_figure(summary: pd.DataFrame, groups: Sequence[str], stamp: tuple[str, str]) -> Figure:
     """Figure 6.11: the final accuracy of every run, one row per group in the order of `groups` (labelled
-    `summary`); `stamp` = (profile, dataset)."""
+    `summary`); a group that is an earlier one's runs (`same_run_groups`) shares its row, named in its
+    label; `stamp` = (profile, dataset)."""
     fig, ax = plots.figure("full")
-    labelled = summary.assign(label=summary["group"].map(group_label))
-    plots.boxplot(ax, labelled, x="final_acc", y="label", order=[group_label(g) for g in groups])
-    fig.set_size_inches(FINAL_FIGURE_WIDTH, FINAL_FIGURE_ROW_HEIGHT * len(groups) + FINAL_FIGURE_MARGIN)
+    merged = same_run_groups(summary, groups)
+    names = {group: " = ".join(group_label(g) for g in (group, *same)) for group, same in merged.items()}
+    labelled = summary[summary["group"].isin(list(merged))]
+    labelled = labelled.assign(label=labelled["group"].map(names))
+    plots.boxplot(ax, labelled, x="final_acc", y="label", order=list(names.values()))
+    fig.set_size_inches(FINAL_FIGURE_WIDTH, FINAL_FIGURE_ROW_HEIGHT * len(names) + FINAL_FIGURE_MARGIN)
     ax.set(xlabel=plots.label("final_acc"), ylabel="")
     ax.tick_params(axis="y", labelsize=TICK_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], _runs_per_group(summary))
