@@ -352,6 +352,8 @@ def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
     try:
         plots.use_thesis_style(language="en")
         assert ch06_1.parameters_figure(table, stamp).axes[0].get_xlabel() == "blocks per stage N"
+        assert ch06_1.parameters_figure(table, stamp).axes[0].get_yscale() == "linear"  # review: not saturating
+        assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_yscale() == "log"
         assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_ylabel() == "maximal batch size (measured)"
         figure = ch06_1.rule_figure(rules, stamp)
         assert figure.texts[-1].get_text() == "smoke · digits · n = 0 of 2 nets"

@@ -773,12 +773,14 @@ def _source(measured: bool) -> str:
     return _text("measured") if measured else _text("modelled")
 
 
-def _blocks_figure(table: pd.DataFrame, column: str, ylabel: str, stamp: tuple[str, str]) -> Figure:
-    """One column of table 6.1 against N, one line per stage count, on a log scale."""
+def _blocks_figure(
+    table: pd.DataFrame, column: str, ylabel: str, stamp: tuple[str, str], yscale: Literal["linear", "log"]
+) -> Figure:
+    """One column of table 6.1 against N, one line per stage count, on a `yscale` y axis."""
     fig, ax = plots.figure("half")
     for s, part in table.groupby("stages"):
         ax.plot(part["blocks"], part[column], "o-", markersize=2.5, label=f"s = {s}")
-    ax.set(xlabel=_text("blocks"), ylabel=ylabel, yscale="log")
+    ax.set(xlabel=_text("blocks"), ylabel=ylabel, yscale=yscale)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=LEGEND_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], _text("one_net_each"))
@@ -786,14 +788,15 @@ def _blocks_figure(table: pd.DataFrame, column: str, ylabel: str, stamp: tuple[s
 
 
 def parameters_figure(table: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
-    """The draft's figure 6.4: parameters against the blocks per stage N (`parameter_batch_table`)."""
-    return _blocks_figure(table, "parameters", plots.label("params"), stamp)
+    """The draft's figure 6.4: parameters against the blocks per stage N (`parameter_batch_table`), on a
+    linear axis: the parameters grow linearly in N, which a log axis would show as saturating."""
+    return _blocks_figure(table, "parameters", plots.label("params"), stamp, yscale="linear")
 
 
 def max_batch_figure(table: pd.DataFrame, measured: bool, stamp: tuple[str, str]) -> Figure:
     """The draft's figure 6.5: the maximal batch against N; `measured` says whether the batches come from
     CUDA peaks (else from the memory model), which the y label names."""
-    return _blocks_figure(table, "max_batch", _text("max_batch", source=_source(measured)), stamp)
+    return _blocks_figure(table, "max_batch", _text("max_batch", source=_source(measured)), stamp, yscale="log")
 
 
 def draft_relation_figure(table: pd.DataFrame, fits: pd.DataFrame, measured: bool, stamp: tuple[str, str]) -> Figure:
