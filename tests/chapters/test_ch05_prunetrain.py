@@ -399,7 +399,12 @@ def test_the_notebooks_sentences_from_hand_numbers():
     assert last_epoch_accuracy_sentences(default, baseline) == [  # the default point's last epoch, 2
         "baseline: training accuracy 0.700, test accuracy 0.500 in the last epoch (mean of 1 runs)",
         "default point: training accuracy 0.950, test accuracy 0.700 in the last epoch (mean of 2 runs)",
+        "The draft's claim: neither reaches 100 % training accuracy (mean >= 99.5 %): the draft's claim is not "
+        "reproduced. The training accuracy is a running mean during the epoch, the test accuracy is measured "
+        "after it, so their gap is not read as overfitting.",
     ]
+    full = default.assign(train_acc=[0.5, 1.0, 0.6, 1.0])
+    assert "only the default point reaches 100 %" in last_epoch_accuracy_sentences(full, baseline)[-1]
 
 
 def fake_ratio_history(plan):
