@@ -248,3 +248,28 @@ def test_mark_epochs_draws_between_the_epoch_and_the_next():
     plots.mark_epochs(ax, [1], linestyle="--")
     assert [line.get_xdata()[0] for line in ax.get_lines()] == [5.5, 8.5, 1.5]
     assert [line.get_linestyle() for line in ax.get_lines()] == [":", ":", "--"]
+
+
+def test_german_figures_get_a_decimal_comma_and_no_offset(tmp_path):
+    """Issue 28: 0,5 not 0.5 on a German page, and plain values instead of matplotlib's "+1.754e6" offset."""
+    plots.use_thesis_style()
+    fig, (plain, log) = plt.subplots(1, 2)
+    plain.plot([0.0, 0.5, 1.0], [1_754_000, 1_754_500, 1_755_000])
+    log.plot([1, 10, 100], [1, 2, 3])
+    log.set_xscale("log")
+    plots.save(fig, "comma", notebook="nb", root=tmp_path)
+    fig.canvas.draw()
+    x_labels = [tick.get_text() for tick in plain.get_xticklabels() if tick.get_text()]
+    assert "0,4" in x_labels and not any("." in text for text in x_labels)
+    assert plain.yaxis.get_offset_text().get_text() == ""
+    assert all("e" not in tick.get_text() for tick in plain.get_yticklabels())
+    assert type(log.xaxis.get_major_formatter()) is not plots.DecimalCommaFormatter  # log axes keep theirs
+    try:
+        plots.use_thesis_style(language="en")
+        english, ax = plt.subplots()
+        ax.plot([0.0, 0.5, 1.0], [0, 1, 2])
+        plots.save(english, "point", notebook="nb", root=tmp_path)
+        english.canvas.draw()
+        assert "0.4" in [tick.get_text() for tick in ax.get_xticklabels()]
+    finally:
+        plots.use_thesis_style(language="de")

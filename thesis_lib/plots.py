@@ -20,6 +20,7 @@ import seaborn as sns
 from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from . import project_root
 from .files import atomic_write
@@ -51,6 +52,9 @@ THESIS_STYLE: dict[str, Any] = {
     "ytick.minor.width": 0.4,
     "axes.grid": True,
     "axes.axisbelow": True,
+    # Tick labels as plain values (1754000, not a "+1.754e6" offset or a "1e6" factor a reader must apply).
+    "axes.formatter.useoffset": False,
+    "axes.formatter.limits": (-4, 9),
     "grid.color": "0.88",
     "grid.linewidth": 0.5,
     "axes.spines.top": False,
@@ -202,6 +206,22 @@ def _write_figure(fig: Figure, target: Path, file_format: str, metadata: dict[st
     )
 
 
+class DecimalCommaFormatter(ScalarFormatter):
+    """matplotlib's plain tick labels with a decimal comma (German: 0,5 for 0.5)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return super().__call__(x, pos).replace(".", ",")
+
+
+def use_decimal_comma(fig: Figure) -> None:
+    """Give every plain-number axis of `fig` (matplotlib's default formatter) a decimal comma; log and
+    categorical axes keep theirs. `save` calls it while the language is German."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if type(axis.get_major_formatter()) is ScalarFormatter:
+                axis.set_major_formatter(DecimalCommaFormatter(useOffset=False))
+
+
 def save(
     fig: Figure,
     name: str,
@@ -210,13 +230,16 @@ def save(
     root: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write `fig` as `<name>.pdf` and `<name>.png` (200 dpi) into `figure_dir(notebook, profile, root)`
-    and return both paths. `name` is a bare file name without extension, e.g. "fig3_4_boxplot"."""
+    and return both paths. `name` is a bare file name without extension, e.g. "fig3_4_boxplot". In German
+    (`language`) the plain-number axes get a decimal comma first (`use_decimal_comma`)."""
     _check_path_part(name, "figure name")
     if Path(name).suffix.lower() in {".pdf", ".png"}:
         raise ValueError(f"figure name {name!r} has an extension; pass the name without it")
     directory = figure_dir(notebook, profile, root)
     directory.mkdir(parents=True, exist_ok=True)
     pdf_path, png_path = directory / f"{name}.pdf", directory / f"{name}.png"
+    if _language == "de":
+        use_decimal_comma(fig)
     _write_figure(fig, pdf_path, "pdf", _PDF_METADATA)
     _write_figure(fig, png_path, "png", _PNG_METADATA)
     return [pdf_path, png_path]
