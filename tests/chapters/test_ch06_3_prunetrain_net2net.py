@@ -218,7 +218,7 @@ def test_figures_and_sentences_from_summaries_and_histories():
     figure = architecture_figure(history, "smoke", ("smoke", "digits"))
     assert figure.axes[0].get_legend().get_title().get_text() == "Mittel, Band: min-max über 2 Läufe"
     groups = final_accuracy_groups(every_group())
-    ticks = [t.get_text() for t in final_accuracy_figure(groups, ("smoke", "digits")).axes[0].get_xticklabels()]
+    ticks = [t.get_text() for t in final_accuracy_figure(groups, ("smoke", "digits")).axes[0].get_yticklabels()]
     assert ticks[0] == "schmales\nBaseline-Netz" and len(ticks) == len(GROUP_ORDER)
     found = pd.DataFrame({"flops / budget": [0.5, 0.75]})
     assert growth_sentence(history, found) == "1 growths in 2 runs, at epochs [1]; found FLOPs / budget: 0.50 ... 0.75."

@@ -762,9 +762,9 @@ def final_accuracy_figure(groups: pd.DataFrame, stamp: tuple[str, str]) -> Figur
     n = int(groups.groupby("group").size().min())
     order = [g for g in GROUP_ORDER if g in set(groups["group"])]
     fig, ax = plots.figure("full")
-    plots.boxplot(ax, groups, x="group", y="final_acc", order=order)
-    ax.set_xticks(range(len(order)), [group_label(g) for g in order], fontsize="small")
-    ax.set(xlabel="", ylabel=plots.label("final_acc"))
+    labelled = groups.assign(label=groups["group"].map(group_label))  # one row per group: long names fit
+    plots.boxplot(ax, labelled, x="final_acc", y="label", order=[group_label(g) for g in order])
+    ax.set(xlabel=plots.label("final_acc"), ylabel="")
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 
