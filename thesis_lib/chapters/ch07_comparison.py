@@ -396,7 +396,8 @@ MARKERS = dict(zip(PROCEDURES, ("v", "o", "P", "X", "s", "^", "D", "*")))
 
 def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
     """Accuracy against `x` ("flops", "training_flops" or "total_time"): every run as a point, each
-    procedure's mean as a cross, the legend outside the data; `stamp` = (profile, dataset)."""
+    procedure's mean as a cross, the legend below the figure in two columns (beside the axes it took half the
+    width from the data); `stamp` = (profile, dataset)."""
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
     fig, ax = plots.figure("full")
     scale = AXIS_SCALES.get(x, 1.0)
@@ -415,7 +416,7 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
         )
         ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x", linewidths=1.2)
     ax.set(xlabel=plots.label(x), ylabel=plots.label("final_acc"))
-    ax.legend(title="Läufe; x: Mittelwert", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(title="Läufe; x: Mittelwert", loc="outside lower center", ncol=2)
     sizes = runs.groupby("procedure").size()
     plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
     return fig
