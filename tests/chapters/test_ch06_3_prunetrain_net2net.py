@@ -1,6 +1,7 @@
 """Chapter 6.3: the prune_grow experiment and its retraining on smoke, the plan, and the notebook's helpers."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -317,7 +318,7 @@ def test_deepening_survival_reads_each_deepening_from_the_layer_counts():
             "stage_layers": ["[2, 2]", "[2, 3]", "[2, 3]", "[2, 3]", "[2, 2]", "[2, 2]"]
             + ["[2, 2]", "[4, 2]", "[4, 2]", "[2, 2]", "[2, 2]", "[2, 2]"],
             "new_groups": ["[]", '["s1.b0.l1"]', "[]", "[]", "[]", "[]"] + ["[]", '["s0.b2"]', "[]", "[]", "[]", "[]"],
-            "lasso_active": [True] * 12,
+            "test_acc_after_zeroing": [math.nan, 0.5, math.nan, 0.5, math.nan, math.nan] * 2,
             # rounds at 2 and 4 (6 is the last epoch), both grow at 2: seed 0's round 4 protects its new group
             # (never judged), seed 1's does not (judged once)
             "protected_groups": ["[]", "[]", "[]", '["s1.b0.l1"]', "[]", "[]"] + ["[]"] * 6,

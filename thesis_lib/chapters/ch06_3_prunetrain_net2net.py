@@ -428,7 +428,8 @@ def deepening_survival(histories: Sequence[pd.DataFrame], interval: int) -> pd.D
     are `interval` epochs apart): seed, epoch, kind ("layer" or "block"), phase, the main-path layers of
     that stage after the growth, after the next round and at the run's end, whether the added layers
     were still there after the next round and at the end (the stage's layer count did not fall below its
-    count after the growth), and judged_rounds: the pruning rounds after the growth in which its new groups
+    count after the growth), and judged_rounds: the thresholding rounds after the growth (PruneTrain records
+    test_acc_after_zeroing in exactly those) in which its new groups
     were not protected (`PruneTrain.protect`). A deepening with none was never judged: kept by construction."""
     rows = []
     runs = [group for history in histories for group in history.groupby("seed", sort=True)]
@@ -436,11 +437,7 @@ def deepening_survival(histories: Sequence[pd.DataFrame], interval: int) -> pd.D
         by_epoch = run_history.set_index("epoch")
         layers = by_epoch["stage_layers"].map(json.loads)
         last = int(run_history["epoch"].max())
-        rounds = [
-            int(epoch)
-            for epoch, active in by_epoch["lasso_active"].items()
-            if active and epoch % interval == 0 and epoch < last
-        ]
+        rounds = by_epoch.index[by_epoch["test_acc_after_zeroing"].notna()]  # PruneTrain's thresholding rounds
         grown = run_history["grown"].astype(bool)
         for epoch, growth, new_groups in run_history.loc[grown, ["epoch", "growth", "new_groups"]].itertuples(
             index=False
