@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 JOBS ?= 1
 
-.PHONY: setup data notebooks plan test format benchmark clean-results
+.PHONY: setup data latex notebooks plan test format benchmark clean-results
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,19 @@ data: setup
 		$(PY) -c "from thesis_lib.data import load_dataset; load_dataset('fashion_mnist', download=True)"; \
 	fi
 
+# pdflatex for the test that compiles every table and macro of the smoke re-run (issue 28): Debian's
+# texlive-latex-base and -recommended (booktabs) where apt works as root (CI, about a minute); elsewhere
+# that test skips and says what to install.
+latex:
+	@if command -v pdflatex >/dev/null; then \
+		echo "pdflatex found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q --no-install-recommends texlive-latex-base texlive-latex-recommended \
+		|| (apt-get update -q && apt-get install -y -q --no-install-recommends texlive-latex-base texlive-latex-recommended); \
+	else \
+		echo "pdflatex missing: the LaTeX compile test will skip (apt-get install texlive-latex-base texlive-latex-recommended)"; \
+	fi
+
 # Main job: re-run every notebook headlessly on a profile (default quick), writing figures/<profile>/.
 # One notebook at a time (JOBS=1): the runs whose seconds the chapters compare train alone. JOBS=2 halves
 # the wall time on two cores; every run's provenance then counts its neighbours and time tests say
@@ -42,7 +55,7 @@ plan: setup
 # Tests: the linter and the formatter's check (ruff, configured in pyproject.toml; `make format` applies
 # both), then unit tests of every module and a smoke-profile run of every notebook. The smoke nets are
 # tiny: one intra-op thread per process is faster than several.
-test: data
+test: data latex
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile

@@ -226,6 +226,50 @@ def test_the_notebooks_train_exactly_the_runs_their_chapters_plan(executed, note
         assert history["params"].tolist() == expected, f"{entry.experiment} {entry.params}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOK_CASES)
+def test_every_latex_table_is_captioned_labelled_and_has_no_code_names_in_its_header(path, executed):
+    """Issue 28: each table's .tex is a whole table (caption, tab:<number> label) whose header names every
+    column in words (no code identifier with an underscore, e.g. final_acc_mean); a notebook with a test
+    table writes its key results as macros."""
+    _, folder, _ = executed(path)
+    for tex in sorted(folder.glob("table_*.tex")):
+        latex = tex.read_text()
+        assert latex.startswith("\\begin{table}") and "\\caption{" in latex, f"{tex.name} has no caption"
+        label = re.search(r"\\label\{tab:(\d+)\.(\d+)([a-z]?)\}", latex)
+        assert label and tex.stem.startswith(f"table_{label[1]}_{label[2]}{label[3]}_"), f"{tex.name}: label"
+        header = latex.split("\\toprule\n")[1].split("\n")[0]
+        assert "\\_" not in header, f"{tex.name}: a code name in the header: {header}"
+    macros = folder / "macros.tex"
+    if list(folder.glob("table_*_tests.tex")):
+        assert re.search(r"^\\newcommand\{\\Thesis[A-Za-z]+\}\{.+\}$", macros.read_text(), re.M), macros
+
+
+@pytest.mark.notebook
+def test_every_table_and_macro_of_the_smoke_run_compiles_with_pdflatex(executed, notebook_root, tmp_path):
+    """Issue 28: one LaTeX document inputs every table and macros file of the smoke re-run and quotes
+    every macro (`tables.latex_document`); pdflatex compiles it without an error."""
+    import shutil
+
+    from thesis_lib.tables import latex_document
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is missing: apt-get install texlive-latex-base texlive-latex-recommended")
+    for path in NOTEBOOKS:
+        executed(path)
+    document = tmp_path / "tables.tex"
+    document.write_text(latex_document(notebook_root / "figures" / "smoke"))
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        errors="replace",  # pdflatex writes its log in the input's bytes, not UTF-8
+        timeout=300,
+    )
+    errors = [line for line in done.stdout.splitlines() if line.startswith("!")]
+    assert done.returncode == 0 and (tmp_path / "tables.pdf").stat().st_size > 0, errors or done.stdout[-2000:]
+
+
 def test_failing_notebook_is_named_with_its_cell_and_exits_non_zero(isolated_results, capsys):
     from thesis_lib.cli import main
 

@@ -224,6 +224,19 @@ def test_a_small_profile_figure_carries_its_stamp_and_a_full_one_none():
     assert fig.texts == []
 
 
+def test_the_stamp_keeps_a_gap_below_a_legend_under_the_axes():
+    """Fig. 7.1's stamp touched its legend's last row: the stamp now hangs STAMP_GAP_PT below everything."""
+    fig, ax = plots.figure()
+    for i in range(8):
+        ax.scatter([i], [i], label=f"procedure {i}")
+    legend = fig.legend(loc="outside lower center", ncol=2)
+    plots.stamp(fig, "quick", "digits", 5)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    gap_pixels = legend.get_window_extent(renderer).y0 - fig.texts[0].get_window_extent(renderer).y1
+    assert gap_pixels >= plots.STAMP_GAP_PT / 72.0 * fig.dpi * 0.99
+
+
 def test_labels_are_german_by_default_and_switch_to_english():
     try:
         plots.use_thesis_style()

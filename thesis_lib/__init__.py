@@ -11,7 +11,7 @@ would train and its estimated time); stats, plots, cli.
 import os
 from pathlib import Path
 
-__version__ = "0.6.1"  # CHANGELOG.md
+__version__ = "0.7.0"  # CHANGELOG.md
 
 
 def project_root() -> Path:

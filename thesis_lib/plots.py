@@ -21,6 +21,7 @@ from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
+from matplotlib.transforms import ScaledTranslation
 
 from . import project_root
 from .files import atomic_write
@@ -75,6 +76,8 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {
 }
 
 PNG_DPI = 200
+# The gap between a figure's lowest drawn element and the stamp of a small profile (`stamp`).
+STAMP_GAP_PT = 4.0
 _PDF_METADATA = {"Creator": "thesis_lib.plots", "Producer": "thesis_lib.plots", "CreationDate": None, "ModDate": None}
 _PNG_METADATA = {"Software": "thesis_lib.plots"}
 
@@ -105,6 +108,143 @@ LABELS: dict[str, dict[str, str]] = {
         "de": "Mittelwert, Band: Minimum bis Maximum über {n} Seeds",
         "en": "mean, band: minimum to maximum over {n} seeds",
     },
+    # Table columns (`tables`): the header of each column the notebooks' tables print.
+    "procedure": {"de": "Verfahren", "en": "procedure"},
+    "arm": {"de": "Variante", "en": "arm"},
+    "group": {"de": "Gruppe", "en": "group"},
+    "net": {"de": "Netz", "en": "net"},
+    "schedule": {"de": "Lernraten-Verlauf", "en": "lr schedule"},
+    "comparison": {"de": "Vergleich", "en": "comparison"},
+    "verdict": {"de": "Befund", "en": "verdict"},
+    "quantity": {"de": "Größe", "en": "quantity"},
+    "kind": {"de": "Art", "en": "kind"},
+    "phase": {"de": "Phase", "en": "stage"},
+    "relation": {"de": "Beziehung", "en": "relation"},
+    "x": {"de": "Einflussgröße", "en": "regressor"},
+    "found_stage_widths": {"de": "Breiten je Phase", "en": "widths per stage"},
+    "found_stage_blocks": {"de": "Blöcke je Phase", "en": "blocks per stage"},
+    "found_stage_layers": {"de": "Schichten je Phase", "en": "layers per stage"},
+    "family": {"de": "Familie", "en": "family"},
+    "candidate": {"de": "Kandidat", "en": "candidate"},
+    "reference": {"de": "Referenz", "en": "reference"},
+    "test": {"de": "Test", "en": "test"},
+    "outcome": {"de": "Ergebnis", "en": "outcome"},
+    "reference_outcome": {"de": "Ergebnis der Referenz", "en": "outcome of the reference"},
+    "pair_verdict": {"de": "Urteil", "en": "verdict"},
+    "not_comparable": {"de": "nicht vergleichbar", "en": "not comparable"},
+    "sentence": {"de": "Satz", "en": "sentence"},
+    "layer": {"de": "Schicht", "en": "layer"},
+    "resource": {"de": "Ressource", "en": "resource"},
+    "kept_next_round": {"de": "in der nächsten Runde erhalten", "en": "kept in the next round"},
+    "kept_at_end": {"de": "am Ende erhalten", "en": "kept at the end"},
+    "best_acc": {"de": "beste Test-Genauigkeit", "en": "best test accuracy"},
+    "test_acc_after_zeroing": {"de": "Test-Genauigkeit nach dem Nullsetzen", "en": "test accuracy after zeroing"},
+    "train_share": {"de": "Anteil Training", "en": "share training"},
+    "prune_share": {"de": "Anteil Verkleinern", "en": "share pruning"},
+    "grow_share": {"de": "Anteil Wachsen", "en": "share growing"},
+    "flops / budget": {"de": "FLOPs / Budget", "en": "FLOPs / budget"},
+    "training_flops_removed": {"de": "eingesparte Trainings-FLOPs", "en": "training FLOPs saved"},
+    "inference_flops_removed": {"de": "eingesparte Inferenz-FLOPs", "en": "inference FLOPs saved"},
+    "params removed": {"de": "entfernte Parameter", "en": "parameters removed"},
+    "flops_ratio": {"de": "verbliebene FLOPs", "en": "FLOPs kept"},
+    "size_ratio": {"de": "verbliebene Größe", "en": "size kept"},
+    "n": {"de": "n", "en": "n"},
+    "n_a": {"de": "n (A)", "en": "n (A)"},
+    "n_b": {"de": "n (B)", "en": "n (B)"},
+    "seed": {"de": "Seed", "en": "seed"},
+    "epochs": {"de": "Epochen", "en": "epochs"},
+    "interval": {"de": "Intervall (Epochen)", "en": "interval (epochs)"},
+    "reconfigurations": {"de": "Rekonfigurationen", "en": "reconfigurations"},
+    "growths": {"de": "Wachstumsschritte", "en": "growths"},
+    "stages": {"de": "Phasen", "en": "stages"},
+    "blocks": {"de": "Blöcke je Phase", "en": "blocks per stage"},
+    "final_params": {"de": "Parameter am Ende", "en": "final parameters"},
+    "final_params_after": {"de": "Parameter am Ende", "en": "final parameters"},
+    "found_params": {"de": "Parameter (gefunden)", "en": "parameters (found)"},
+    "params_before": {"de": "Parameter vorher", "en": "parameters before"},
+    "params_after": {"de": "Parameter nachher", "en": "parameters after"},
+    "parameters": {"de": "Parameter", "en": "parameters"},
+    "parameters_draft": {"de": "Parameter (Entwurf)", "en": "parameters (draft)"},
+    "max_batch": {"de": "größte Batchgröße", "en": "largest batch"},
+    "max_batch_draft": {"de": "größte Batchgröße (Entwurf)", "en": "largest batch (draft)"},
+    "layers_after_growth": {"de": "Schichten nach dem Wachsen", "en": "layers after the growth"},
+    "layers_next_round": {"de": "Schichten nach der nächsten Runde", "en": "layers after the next round"},
+    "layers_at_end": {"de": "Schichten am Ende", "en": "layers at the end"},
+    "judged_rounds": {"de": "bewertete Runden", "en": "rounds judged"},
+    "in": {"de": "Eingangskanäle", "en": "input channels"},
+    "out": {"de": "Ausgangskanäle", "en": "output channels"},
+    "in (narrow)": {"de": "Eingangskanäle (schmal)", "en": "input channels (narrow)"},
+    "out (narrow)": {"de": "Ausgangskanäle (schmal)", "en": "output channels (narrow)"},
+    "final_flops": {"de": "MFLOPs pro Bild am Ende", "en": "final MFLOPs per image"},
+    "found_flops": {"de": "MFLOPs pro Bild (gefunden)", "en": "MFLOPs per image (found)"},
+    "flops_before": {"de": "MFLOPs pro Bild vorher", "en": "MFLOPs per image before"},
+    "flops_after": {"de": "MFLOPs pro Bild nachher", "en": "MFLOPs per image after"},
+    "budget": {"de": "Budget (MFLOPs pro Bild)", "en": "budget (MFLOPs per image)"},
+    "steady_epoch_time": {"de": "Epochenzeit ohne die erste (s)", "en": "epoch time without the first (s)"},
+    "first_epoch_time": {"de": "erste Epoche (s)", "en": "first epoch (s)"},
+    "train_time": {"de": "Trainingszeit (s)", "en": "training time (s)"},
+    "prune_time": {"de": "Zeit für das Verkleinern (s)", "en": "pruning time (s)"},
+    "grow_time": {"de": "Zeit für das Wachsen (s)", "en": "growing time (s)"},
+    "search_time": {"de": "Suchzeit gesamt (s)", "en": "search time in total (s)"},
+    "p": {"de": "p", "en": "p"},
+    "p_holm": {"de": "p (Holm)", "en": "p (Holm)"},
+    "t": {"de": "t", "en": "t"},
+    "df": {"de": "Freiheitsgrade", "en": "degrees of freedom"},
+    "slope": {"de": "Steigung", "en": "slope"},
+    "intercept": {"de": "Achsenabschnitt", "en": "intercept"},
+    "r2": {"de": "R²", "en": "R²"},
+    "lasso_ratio": {"de": "Lasso-Anteil r", "en": "lasso ratio r"},
+    "threshold": {"de": "Schwellwert", "en": "threshold"},
+    "margin": {"de": "Toleranz", "en": "margin"},
+    "direction": {"de": "Richtung", "en": "direction"},
+    "relative_strength": {"de": "relative Stärke", "en": "relative strength"},
+    "slope_ci_low": {"de": "Steigung, 95-%-KI unten", "en": "slope, 95 % CI low"},
+    "mean_a": {"de": "Mittel A", "en": "mean A"},
+    "mean_b": {"de": "Mittel B", "en": "mean B"},
+    "mean": {"de": "Mittel", "en": "mean"},
+    "reference_mean": {"de": "Mittel der Referenz", "en": "mean of the reference"},
+    "diff": {"de": "Differenz", "en": "difference"},
+    "ci_low": {"de": "95-%-KI unten", "en": "95 % CI low"},
+    "ci_high": {"de": "95-%-KI oben", "en": "95 % CI high"},
+    "slope_ci_high": {"de": "Steigung, 95-%-KI oben", "en": "slope, 95 % CI high"},
+}
+# Words inside tables (statistics, verdicts, the descriptions of tested quantities), German and English.
+TERMS: dict[str, dict[str, str]] = {
+    "sd": {"de": "SD", "en": "sd"},
+    "min": {"de": "Minimum", "en": "minimum"},
+    "max": {"de": "Maximum", "en": "maximum"},
+    "mean_a": {"de": "Mittel A", "en": "mean A"},
+    "mean_b": {"de": "Mittel B", "en": "mean B"},
+    "difference": {"de": "Differenz A – B", "en": "difference A – B"},
+    "interval": {"de": "95-%-KI", "en": "95 % CI"},
+    "significant": {"de": "signifikant", "en": "significant"},
+    "not significant": {"de": "nicht signifikant", "en": "not significant"},
+    "undefined (no variance)": {"de": "undefiniert (keine Varianz)", "en": "undefined (no variance)"},
+    "not comparable": {"de": "nicht vergleichbar", "en": "not comparable"},
+    "better": {"de": "besser", "en": "better"},
+    "worse": {"de": "schlechter", "en": "worse"},
+    "not worse": {"de": "nicht schlechter", "en": "not worse"},
+    "equal": {"de": "gleich", "en": "equal"},
+    "undecided": {"de": "unentschieden", "en": "undecided"},
+    "dominated": {"de": "dominiert", "en": "dominated"},
+    "trade-off": {"de": "Abwägung", "en": "trade-off"},
+    "equivalent": {"de": "gleichwertig", "en": "equivalent"},
+    "True": {"de": "ja", "en": "yes"},
+    "False": {"de": "nein", "en": "no"},
+    "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
+    "final accuracy": {"de": "finale Genauigkeit", "en": "final accuracy"},
+    "total time": {"de": "Gesamtzeit", "en": "total time"},
+    "total training time": {"de": "Trainingszeit gesamt", "en": "total training time"},
+    "mean epoch time": {"de": "mittlere Epochenzeit", "en": "mean epoch time"},
+    "epoch time": {"de": "Epochenzeit", "en": "epoch time"},
+    "epoch time without the first": {"de": "Epochenzeit ohne die erste", "en": "epoch time without the first"},
+    "kept parameters": {"de": "verbliebene Parameter", "en": "kept parameters"},
+    "final parameters": {"de": "Parameter am Ende", "en": "final parameters"},
+    "training FLOPs": {"de": "Trainings-FLOPs", "en": "training FLOPs"},
+    "training time": {"de": "Trainingszeit", "en": "training time"},
+    "training time incl. search": {"de": "Trainingszeit mit Suche", "en": "training time incl. search"},
+    "epochs": {"de": "Epochen", "en": "epochs"},
+    "FLOPs per image": {"de": "FLOPs pro Bild", "en": "FLOPs per image"},
 }
 _language = "de"
 
@@ -305,6 +445,16 @@ def stamp(fig: Figure, profile: str, dataset: str, n: int | str) -> None:
     `full` profile, whose figures are the thesis's."""
     if profile == "full":
         return
-    # Hung below the canvas (va="top" at y = 0): `save` crops to the drawn content, so the stamp gets a line
-    # of its own under the figure and never covers an axis label.
-    fig.text(0.0, 0.0, f"{profile} · {dataset} · n = {n}", ha="left", va="top", fontsize=6.0, color="0.55")
+    # Hung below the canvas (va="top", STAMP_GAP_PT under y = 0): `save` crops to the drawn content, so the
+    # stamp gets a line of its own under the figure and never touches an axis label or a legend below the axes.
+    below = ScaledTranslation(0.0, -STAMP_GAP_PT / 72.0, fig.dpi_scale_trans)
+    fig.text(
+        0.0,
+        0.0,
+        f"{profile} · {dataset} · n = {n}",
+        ha="left",
+        va="top",
+        fontsize=6.0,
+        color="0.55",
+        transform=fig.transFigure + below,
+    )

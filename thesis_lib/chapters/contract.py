@@ -16,7 +16,7 @@ supplies everything a cell would otherwise repeat: `nb.sweep(name)`, `nb.save(fi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -145,6 +145,17 @@ class Notebook:
         """The figure as PDF and PNG in `folder` (`plots.save`)."""
         return plots.save(fig, name, notebook=self.name, profile=self.profile.name)
 
-    def table(self, frame: pd.DataFrame, name: str, caption: str | None = None) -> list[Path]:
-        """The table as CSV and LaTeX in `folder` (`tables.save`)."""
-        return tables.save(frame, name, notebook=self.name, profile=self.profile.name, caption=caption)
+    def table(
+        self, frame: pd.DataFrame, name: str, caption: str | None = None, quantity: str | None = None
+    ) -> list[Path]:
+        """The table as CSV and LaTeX in `folder` (`tables.save`; `quantity` names what bare "mean" / "std"
+        columns measure)."""
+        return tables.save(
+            frame, name, notebook=self.name, profile=self.profile.name, caption=caption, quantity=quantity
+        )
+
+    def macros(self, frame: pd.DataFrame, key: str, columns: Sequence[str], quantity: str | None = None) -> Path:
+        """Add one LaTeX macro per row and column of `columns` of a table to the notebook's `macros.tex`
+        (`tables.table_macros`, `tables.save_macros`): e.g. `\\ThesisComparisonMorphnetFinalAccMean`."""
+        values = tables.table_macros(frame, key, columns, quantity)
+        return tables.save_macros(values, notebook=self.name, profile=self.profile.name)
