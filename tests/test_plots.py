@@ -218,7 +218,7 @@ def test_line_with_band_rejects_unknown_band():
 def test_a_small_profile_figure_carries_its_stamp_and_a_full_one_none():
     fig, _ = plots.figure("half")
     plots.stamp(fig, "quick", "digits", 5)
-    assert [text.get_text() for text in fig.texts] == ["quick · digits · n = 5"]
+    assert [text.get_text() for text in fig.texts] == ["quick · digits (8×8) · n = 5"]
     fig, _ = plots.figure("half")
     plots.stamp(fig, "full", "cifar10", 5)
     assert fig.texts == []

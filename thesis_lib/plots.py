@@ -385,9 +385,18 @@ def save(
     return [pdf_path, png_path]
 
 
-def boxplot(ax: Axes, df: pd.DataFrame, x: str, y: str, order: list[Any] | None = None) -> Axes:
+def boxplot(
+    ax: Axes,
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    order: list[Any] | None = None,
+    colors: Mapping[Any, Any] | None = None,
+) -> Axes:
     """Box per group of `x` with every run drawn on top (e.g. fig. 3.4c, 5.1); with a numeric `x` and a
-    categorical `y` the boxes lie horizontally, one row per group of `y`. Points are placed by a swarm, which is deterministic, rather than random jitter, so the saved figure does not change."""
+    categorical `y` the boxes lie horizontally, one row per group of `y`. Points are placed by a swarm, which
+    is deterministic, rather than random jitter, so the saved figure does not change. `colors` (group ->
+    colour) draws each group's points in its colour, e.g. the colour its net has in the other panels."""
     with warnings.catch_warnings():
         # seaborn 0.13 still passes `vert` to Axes.bxp, deprecated since matplotlib 3.11.
         warnings.filterwarnings("ignore", message="vert: bool", category=matplotlib.MatplotlibDeprecationWarning)
@@ -403,7 +412,11 @@ def boxplot(ax: Axes, df: pd.DataFrame, x: str, y: str, order: list[Any] | None 
             width=0.6,
             showfliers=False,
         )
-    sns.swarmplot(data=df, x=x, y=y, order=order, ax=ax, color="C0", size=3.0)
+    if colors is None:
+        sns.swarmplot(data=df, x=x, y=y, order=order, ax=ax, color="C0", size=3.0)
+    else:
+        groups = y if pd.api.types.is_numeric_dtype(df[x]) else x
+        sns.swarmplot(data=df, x=x, y=y, order=order, ax=ax, hue=groups, palette=dict(colors), legend=False, size=3.0)
     return ax
 
 
@@ -439,6 +452,16 @@ def mark_epochs(ax: Axes, after: Iterable[int], linestyle: str = ":", color: str
         ax.axvline(epoch + 0.5, color=color, linewidth=0.6, linestyle=linestyle)
 
 
+# The data sets as a reader names them (the stamp of a small profile's figures).
+DATASET_LABELS = {
+    "digits": "digits (8×8)",
+    "fashion_mnist": "Fashion-MNIST",
+    "fashion_mnist_14": "Fashion-MNIST (14×14)",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+}
+
+
 def stamp(fig: Figure, profile: str, dataset: str, n: int | str) -> None:
     """A discreet grey note under the figure's lower left corner naming the profile, the dataset and the runs
     per group, so that a figure of a small profile is never mistaken for a thesis result. No stamp on the
@@ -451,7 +474,7 @@ def stamp(fig: Figure, profile: str, dataset: str, n: int | str) -> None:
     fig.text(
         0.0,
         0.0,
-        f"{profile} · {dataset} · n = {n}",
+        f"{profile} · {DATASET_LABELS.get(dataset, dataset)} · n = {n}",
         ha="left",
         va="top",
         fontsize=6.0,

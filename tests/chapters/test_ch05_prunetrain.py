@@ -459,12 +459,12 @@ def test_the_shrinking_figure_and_its_final_widths(monkeypatch):
     ]
     # the reconfiguration after epoch 1 lands between epochs 0 and 1 (widths are recorded after it)
     assert [line.get_xdata()[0] for line in axes[0].get_lines() if line.get_linestyle() == ":"] == [0.5]
-    assert fig.texts[-1].get_text() == "smoke · digits · n = 1 Lauf (a, b), 2 (c)"
+    assert fig.texts[-1].get_text() == "smoke · digits (8×8) · n = 1 Lauf (a, b), 2 (c)"
     try:
         plots.use_thesis_style(language="en")
         fig = ch05.shrinking_figure(curves, plan, ("smoke", "digits"))
         assert fig.axes[0].get_title() == "(a) residual stream"
-        assert fig.texts[-1].get_text() == "smoke · digits · n = 1 run (a, b), 2 (c)"
+        assert fig.texts[-1].get_text() == "smoke · digits (8×8) · n = 1 run (a, b), 2 (c)"
     finally:
         plots.use_thesis_style(language="de")
 

@@ -356,6 +356,6 @@ def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
         assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_yscale() == "log"
         assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_ylabel() == "maximal batch size (measured)"
         figure = ch06_1.rule_figure(rules, stamp)
-        assert figure.texts[-1].get_text() == "smoke · digits · n = 0 of 2 nets"
+        assert figure.texts[-1].get_text() == "smoke · digits (8×8) · n = 0 of 2 nets"
     finally:
         plots.use_thesis_style(language="de")

@@ -25,6 +25,7 @@ from thesis_lib.chapters.ch06_4_additive import (
     lars_rates,
     prunetrain_pairs,
     prunetrain_runs,
+    shrink_figure,
     sweeps,
 )
 from thesis_lib.experiments import SweepResult, get_profile, run, run_dir_for
@@ -267,3 +268,24 @@ def test_prunetrain_at_8x_batch_with_linear_sgd_collapses_from_the_lasso_and_rat
     assert collapsed["group_lasso"].iloc[9] < 0.5 * collapsed["group_lasso"].iloc[0]
     assert collapsed["params"].iloc[-1] == collapsed["params"].iloc[0]
     assert small["params"].iloc[-1] < 0.8 * small["params"].iloc[0]
+
+
+def test_fig_6_18s_legend_shows_the_line_styles_the_arms_are_drawn_in():
+    """Review finding 14: the legend showed batch 64 dash-dot while its line was solid. Three arms, the
+    last two never pruning (one line under the other): each has its own dash, in the plot and the legend."""
+    arms = ["Batch 64, SGD", "Batch 512, SGD linear", "Batch 512, LARS"]
+    history = pd.DataFrame(
+        [
+            {"arm": arm, "seed": seed, "epoch": epoch, "params": 1000 - (100 * epoch if arm == arms[0] else 0)}
+            for arm in arms
+            for seed in (0, 1)
+            for epoch in (1, 2, 3)
+        ]
+    )
+    fig = shrink_figure(history, ("smoke", "digits"))
+    lines = fig.axes[0].get_lines()[:3]
+    legend = fig.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == [a.replace("warm-up", "Aufwärmen") for a in arms]
+    assert [h.get_linestyle() for h in legend.legend_handles] == [line.get_linestyle() for line in lines]
+    assert len({line.get_linestyle() for line in lines}) == 3
+    assert lines[0].get_ydata().tolist() == [900, 800, 700]  # the pruning arm is the first, solid line

@@ -197,7 +197,7 @@ def baseline_tests(summary: pd.DataFrame) -> pd.DataFrame:
 
 SCHEDULE_LABELS = {
     "constant": {"de": "konstante Lernrate", "en": "constant lr"},
-    "step": {"de": "Stufen-Schedule", "en": "step schedule"},
+    "step": {"de": "stufenweise Lernrate", "en": "step schedule"},
 }
 SHORT_LABELS = {
     "de": {"wide": "breit", "narrow": "schmal", "constant": "konst.", "step": "Stufen"},
@@ -239,7 +239,14 @@ def accuracy_figure(
         group=[f"{short[m]}\n{short[sch]}" for m, sch in zip(summary["model"], summary["schedule"])]
     )
     order = [f"{short[m]}\n{short[sch]}" for m in ("wide", "narrow") for sch in ("constant", "step")]
-    plots.boxplot(axes[2], groups, x="group", y="final_acc", order=order)
+    # (c) draws each run in its net's colour from (a) and (b).
+    net_colors = {label: handle.get_color() for handle, label in zip(handles, labels)}
+    colors = {
+        f"{short[m]}\n{short[sch]}": net_colors[MODEL_LABELS[m][language]]
+        for m in ("wide", "narrow")
+        for sch in ("constant", "step")
+    }
+    plots.boxplot(axes[2], groups, x="group", y="final_acc", order=order, colors=colors)
     axes[2].set(title="(c)", xlabel="", ylabel=plots.label("final_acc"))
     axes[2].tick_params(axis="x", labelsize=6.5)
     plots.stamp(fig, stamp[0], stamp[1], n)

@@ -855,7 +855,7 @@ FIGURE_TEXT = {
     "relative_strength": {"de": "relative Stärke", "en": "relative strength"},
     "one_seed_per_cell": {"de": "1 Seed je Zelle", "en": "1 seed per cell"},
     "wide": {"de": "breit", "en": "wide"},
-    "wide_uniform": {"de": "breit (= uniform skaliert)", "en": "wide (= uniformly scaled)"},
+    "wide_uniform": {"de": "breit (= gleichmäßig skaliert)", "en": "wide (= uniformly scaled)"},
     "budget_seed": {
         "de": "({letter}) Budget: {resource}, Seed {seed}",
         "en": "({letter}) budget: {resource}, seed {seed}",
@@ -866,6 +866,7 @@ FIGURE_TEXT = {
     },
     "params_thousands": {"de": "(c) Parameter (Tausend)", "en": "(c) parameters (thousands)"},
     "budget_line": {"de": "Budget (FLOPs des breiten Netzes)", "en": "budget (the wide net's FLOPs)"},
+    "size_budget_line": {"de": "Budget (Größe des breiten Netzes)", "en": "budget (the wide net's size)"},
     "search_nets": {
         "de": "breites Baseline-Netz und MorphNet, auf die FLOPs bzw. die Größe des breiten Netzes gewachsen",
         "en": "wide baseline and MorphNet, grown to the wide net's FLOPs or size",
@@ -1033,6 +1034,14 @@ def search_accuracy_figure(groups: pd.DataFrame, uniform: pd.DataFrame, stamp: t
         label=_text("budget_line"),
     )
     axes[1].legend(fontsize=SMALL_LEGEND_FONTSIZE, loc="lower right")
+    # (c): the size search's budget is the wide net's size (its conv weights); the wide net's parameters,
+    # the panel's unit, mark it.
+    wide_params = groups.loc[groups["net"] == SEARCH_ORDER[0], "parameters (thousands)"]
+    if len(wide_params):
+        axes[2].axhline(
+            float(wide_params.median()), color="0.5", linestyle="--", linewidth=0.7, label=_text("size_budget_line")
+        )
+        axes[2].legend(fontsize=SMALL_LEGEND_FONTSIZE, loc="lower right")
     fig.supxlabel(_text("search_nets"), fontsize=SUPXLABEL_FONTSIZE)
     plots.stamp(fig, stamp[0], stamp[1], int(groups.groupby("net").size().min()))
     return fig

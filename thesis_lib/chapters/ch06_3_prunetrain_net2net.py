@@ -698,7 +698,7 @@ FIGURE_TEXT = {
     "mean_band": {"de": "Mittel, Band: min-max über {n} Läufe", "en": "mean, band: min-max over {n} runs"},
     "band": {"de": "Band: min-max über {n} Läufe", "en": "band: min-max over {n} runs"},
     "time": {"de": "Trainingszeit (s)", "en": "training time (s)"},
-    "flops": {"de": "FLOPs pro Bild (trainiertes Netz)", "en": "FLOPs per image (trained net)"},
+    "flops": {"de": "MFLOPs pro Bild (trainiertes Netz)", "en": "MFLOPs per image (trained net)"},
 }
 
 
@@ -741,13 +741,16 @@ def accuracy_cost_figure(cost_curves: pd.DataFrame, stamp: tuple[str, str]) -> F
     dataset)."""
     n = int(cost_curves.groupby("group")["seed"].nunique().min())
     frame = cost_curves.assign(group=cost_curves["group"].map(lambda group: group_label(group, one_line=True)))
+    frame["mflops"] = frame["flops"] / 1e6  # MFLOPs on the axis, as its label says (no "1e6" factor)
     fig, (left, right) = plots.figure("full", ncols=2)
     plots.line_with_band(left, frame, x="mean_time", y="test_acc", hue="group")
-    plots.line_with_band(right, frame, x="mean_time", y="flops", hue="group")
+    plots.line_with_band(right, frame, x="mean_time", y="mflops", hue="group")
     left.set(xlabel=_text("time"), ylabel=plots.label("test_acc"))
-    right.set(xlabel=_text("time"), ylabel=_text("flops"))
+    right.set(xlabel=_text("time"), ylabel=_text("flops"), ylim=(0, None))
     left.legend().remove()
-    right.legend(title=_text("band", n=n), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    handles, labels = right.get_legend_handles_labels()
+    right.legend().remove()
+    fig.legend(handles, labels, title=_text("band", n=n), loc="outside lower center", ncol=3)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 

@@ -454,11 +454,16 @@ def shrink_figure(history: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
     fig, ax = plots.figure("full")
     frame = history.assign(label=history["arm"].map(lambda arm: _arm_label(arm).replace("\n", ", ")))
     plots.line_with_band(ax, frame, "epoch", "params", "label")
-    for line, style in zip(ax.get_lines(), ("-", "--", ":", "-.")):  # arms that never prune lie on one line
+    # Arms that never prune lie on one line, so each gets its own dash; the legend is built from the styled
+    # lines themselves (seaborn's own legend keeps the solid lines it drew first: fig. 6.18's old mismatch).
+    labels = list(dict.fromkeys(frame["label"]))  # seaborn's hue order: first appearance
+    lines = ax.get_lines()[: len(labels)]
+    for line, style in zip(lines, ("-", "--", ":", "-.")):
         line.set_linestyle(style)
+    ax.get_legend().remove()
     ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("params"))
     ax.xaxis.get_major_locator().set_params(integer=True)
     n = int(history.groupby("arm")["seed"].nunique().min())
-    ax.legend(title=f"{plots.label('mean_band', n=n)}", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(lines, labels, title=plots.label("mean_band", n=n), loc="outside lower center", ncol=2)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig

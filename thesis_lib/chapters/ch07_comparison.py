@@ -392,6 +392,10 @@ PROCEDURE_LABELS = {
     "PruneTrain + Net2Net, scaled to the budget": "PruneTrain + Net2Net, auf Budget skaliert",
 }
 MARKERS = dict(zip(PROCEDURES, ("v", "o", "P", "X", "s", "^", "D", "*")))
+# One colour per procedure, told apart in print: the baselines grey, each search and control its own hue of
+# the colour-blind palette (MorphNet and the retrained net had two near-identical pinks by index).
+COLORS = dict(zip(PROCEDURES, ("0.55", "0.15", "C1", "C5", "C4", "C0", "C2", "C3")))
+FIGURE_TEXTS = {"legend_title": {"de": "Läufe; x: Mittelwert", "en": "runs; x: mean"}}
 
 
 def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Figure:
@@ -401,9 +405,9 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
     fig, ax = plots.figure("full")
     scale = AXIS_SCALES.get(x, 1.0)
-    for index, procedure in enumerate(present):
+    for procedure in present:
         group = runs[runs["procedure"] == procedure]
-        color = f"C{index}"
+        color = COLORS[procedure]
         ax.scatter(
             group[x] * scale,
             group["final_acc"],
@@ -416,7 +420,8 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
         )
         ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x", linewidths=1.2)
     ax.set(xlabel=plots.label(x), ylabel=plots.label("final_acc"))
-    fig.legend(title="Läufe; x: Mittelwert", loc="outside lower center", ncol=2)
+    ax.set_xlim(left=0)  # a cost axis from zero: a span of a few percent must not look like a factor
+    fig.legend(title=plots.translate(FIGURE_TEXTS, "legend_title"), loc="outside lower center", ncol=2)
     sizes = runs.groupby("procedure").size()
     plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
     return fig
