@@ -20,7 +20,7 @@ from thesis_lib.methods.batchsize import (
     model_state_bytes,
     saved_tensor_bytes,
 )
-from thesis_lib.stats import linear_fit
+from thesis_lib.stats import LinearFit, linear_fit
 
 DIGITS_SHAPE = (1, 8, 8)
 
@@ -347,15 +347,26 @@ def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
         "(a) wie im Entwurf",
         "(b) 1 / Batchgröße und Gerade",
     ]
-    rules = pd.DataFrame({"probe_batch": [100, 200], "fit_batch": [math.nan, math.nan]})
-    assert "für alle 2 verkleinerten Netze" in ch06_1.rule_figure(rules, stamp).axes[0].texts[0].get_text()
+    # Fig. 6.19 draws every pruned net, also where the rule's line is <= 0 (the review found it empty).
+    rules = pd.DataFrame(
+        {
+            "parameters": [4000, 8000],
+            "base_parameters": [20000, 20000],
+            "probe_batch": [100, 200],
+            "fit_batch": [math.nan] * 2,
+        }
+    )
+    line = LinearFit(1e-8, -1e-4, 0.99, 0.01, 1e-9, 1e-5, (0.0, 0.0), (0.0, 0.0), n=10)
+    points, drawn_line = ch06_1.rule_figure(rules, line, stamp).axes[0].get_lines()[:2]
+    assert points.get_xdata().tolist() == [4.0, 8.0] and points.get_ydata().tolist() == [0.01, 0.005]
+    assert drawn_line.get_ydata()[-1] == pytest.approx(-1e-4 + 1e-8 * 22000)  # the line, to 1.1 x the base net
     try:
         plots.use_thesis_style(language="en")
         assert ch06_1.parameters_figure(table, stamp).axes[0].get_xlabel() == "blocks per stage N"
         assert ch06_1.parameters_figure(table, stamp).axes[0].get_yscale() == "linear"  # review: not saturating
         assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_yscale() == "log"
         assert ch06_1.max_batch_figure(table, True, stamp).axes[0].get_ylabel() == "maximal batch size (measured)"
-        figure = ch06_1.rule_figure(rules, stamp)
-        assert figure.texts[-1].get_text() == "smoke · digits (8×8) · n = 0 of 2 nets"
+        figure = ch06_1.rule_figure(rules, line, stamp)
+        assert figure.texts[-1].get_text() == "smoke · digits (8×8) · n = 2 nets"
     finally:
         plots.use_thesis_style(language="de")

@@ -664,7 +664,11 @@ def rule_sentences(rules: pd.DataFrame, line: LinearFit, blocks: Sequence[int]) 
     """The fitted line and how the draft's rule compares with the memory check (`rule_comparison`): the
     mean ratio of their batches where the line applies, and how many nets lie outside its range."""
     method = rules.probe_method.iloc[0]
-    sentences = [f"fit over N = {list(blocks)}: 1/batch = {line.intercept:.3g} + {line.slope:.3g} * parameters"]
+    sentences = [
+        f"fit over N = {list(blocks)}: 1/batch = {line.intercept:.3g} + {line.slope:.3g} * parameters, under the "
+        "memory the deepest of those nets needs at the profile's batch; table 6.2 fits under table 6.1's budget "
+        "(the thesis's baseline net at batch 256), so its intercept and slope differ from this line's."
+    ]
     inside = rules.fit_batch.notna()
     if inside.any():
         ratio = (rules.fit_batch[inside] / rules.probe_batch[inside]).mean()
@@ -717,16 +721,13 @@ FIGURE_TEXT = {
     "accuracy": {"de": "Genauigkeit", "en": "accuracy"},
     "reconfiguration": {"de": "Rekonfiguration (eines Laufs)", "en": "reconfiguration (of one run)"},
     "second_half": {"de": "zweite Hälfte", "en": "second half"},
-    "equal": {"de": "gleich", "en": "equal"},
-    "probe_batch": {"de": "max. Batchgröße (Speicherprüfung)", "en": "max. batch size (memory check)"},
-    "fit_batch": {"de": "Batchgröße (Regel des Entwurfs)", "en": "batch size (the draft's rule)"},
-    "no_fit_batch": {
-        "de": "Die Regel ergibt für alle {n} verkleinerten Netze\n1 / Batchgröße ≤ 0:"
-        "\nsie sind kleiner als jedes Netz,\nan das die Gerade angepasst wurde.",
-        "en": "For all {n} pruned nets the rule gives\n1 / batch size ≤ 0:"
-        "\nthey are smaller than every net\nthe line was fitted on.",
+    "nets": {"de": "{n} Netze", "en": "{n} nets"},
+    "probe_points": {
+        "de": "verkleinerte Netze (Speicherprüfung)",
+        "en": "pruned nets (memory check)",
     },
-    "nets_shown": {"de": "{shown} von {n} Netzen", "en": "{shown} of {n} nets"},
+    "rule_line": {"de": "Gerade der Regel des Entwurfs", "en": "the draft's rule: line"},
+    "parameters_thousands": {"de": "Parameter (Tausend)", "en": "parameters (thousands)"},
 }
 
 
@@ -888,27 +889,22 @@ def accuracy_zoom_figure(grouped: GroupedRuns, epochs: int, stamp: tuple[str, st
     return fig
 
 
-def rule_figure(rules: pd.DataFrame, stamp: tuple[str, str]) -> Figure:
-    """Figure 6.19: the batch the draft's rule reads off the fit against the largest batch the memory check
-    allows, per pruned net of the adapted runs (`rule_comparison`), with the line where both agree."""
-    fig, ax = plots.figure("half")
-    shown = rules.dropna(subset=["fit_batch"])
-    ax.plot(shown["probe_batch"], shown["fit_batch"], "o", markersize=3)
-    top = max(float(rules["probe_batch"].max()), float(shown["fit_batch"].max()) if len(shown) else 0.0) * 1.1
-    ax.plot([0, top], [0, top], "--", color="0.5", linewidth=0.7, label=_text("equal"))
-    ax.set(xlabel=_text("probe_batch"), ylabel=_text("fit_batch"), xlim=(0, top), ylim=(0, top))
-    if shown.empty:  # the line is <= 0 at every pruned net: say so instead of an empty plot
-        ax.text(
-            0.5,
-            0.55,
-            _text("no_fit_batch", n=len(rules)),
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=ANNOTATION_FONTSIZE,
-        )
-    ax.legend(fontsize=LEGEND_FONTSIZE, loc="lower right")
-    plots.stamp(fig, stamp[0], stamp[1], _text("nets_shown", shown=len(shown), n=len(rules)))
+def rule_figure(rules: pd.DataFrame, line: LinearFit, stamp: tuple[str, str]) -> Figure:
+    """Figure 6.19 in the draft's own coordinates: 1 / batch against parameters, the line the rule reads
+    (`thesis_fit`) and, per pruned net of the adapted runs (`rule_comparison`), 1 / the largest batch the
+    memory check allows. Every net is drawn, also where the line gives 1 / batch <= 0 (below the zero line,
+    the rule gives no batch), so the figure is never empty; `stamp` = (profile, dataset)."""
+    fig, ax = plots.figure("full")
+    fig.set_size_inches(plots.FIGURE_SIZES["full"][0], 2.8)
+    parameters = rules["parameters"].astype(float)
+    ax.plot(parameters / 1e3, 1.0 / rules["probe_batch"], "o", markersize=3, label=_text("probe_points"))
+    right = float(max(parameters.max(), rules["base_parameters"].max())) * 1.1
+    xs = np.linspace(0.0, right, 50)
+    ax.plot(xs / 1e3, line.intercept + line.slope * xs, "--", color="0.4", linewidth=0.8, label=_text("rule_line"))
+    ax.axhline(0.0, color="0.6", linewidth=0.6)
+    ax.set(xlabel=_text("parameters_thousands"), ylabel=_text("inverse_batch"), xlim=(0, right / 1e3))
+    fig.legend(loc="outside lower center", ncol=2)
+    plots.stamp(fig, stamp[0], stamp[1], _text("nets", n=len(rules)))
     return fig
 
 
