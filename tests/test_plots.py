@@ -286,3 +286,15 @@ def test_german_figures_get_a_decimal_comma_and_no_offset(tmp_path):
         assert "0.4" in [tick.get_text() for tick in ax.get_xticklabels()]
     finally:
         plots.use_thesis_style(language="de")
+
+
+def test_line_colours_keep_orange_and_vermilion_apart():
+    """Review: fig. 6.17 had three oranges. Six lines of one axes take six colours of which only one is an
+    orange (the palette's orange and vermilion are index 1 and 3), and seven are all distinct."""
+    fig, ax = plots.figure()
+    frame = pd.DataFrame({"x": [0, 1] * 7, "y": range(14), "g": [f"arm {i}" for i in range(7) for _ in (0, 1)]})
+    plots.line_with_band(ax, frame, "x", "y", "g")
+    colours = [to_hex(line.get_color()) for line in ax.get_lines()[:7]]
+    palette = [to_hex(c) for c in sns.color_palette("colorblind")]
+    assert len(set(colours)) == 7
+    assert palette[1] in colours[:6] and palette[3] not in colours[:6]

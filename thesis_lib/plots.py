@@ -420,6 +420,12 @@ def boxplot(
     return ax
 
 
+# The colour-blind palette's indices in the order lines of one axes take them: the first three as matplotlib's
+# cycle, then the hues that differ most from those (purple, grey, sky blue) before tan, vermilion and pink,
+# which a print shows close to orange or purple (review: "three oranges" in fig. 6.17, "two oranges" in 6.9-6.11).
+LINE_COLOR_ORDER = (0, 1, 2, 4, 7, 9, 5, 3, 6, 8)
+
+
 def line_with_band(
     ax: Axes, df: pd.DataFrame, x: str, y: str, hue: str, band: Literal["minmax", "std"] = "minmax"
 ) -> Axes:
@@ -429,8 +435,11 @@ def line_with_band(
     if band not in bands:
         raise ValueError(f"unknown band {band!r}; choose 'minmax' or 'std'")
     # A list palette makes seaborn treat numeric hue (e.g. a learning rate) as categories: distinct
-    # colorblind-safe colors instead of a light-to-dark ramp whose lightest line vanishes in print.
-    palette = sns.color_palette("colorblind", n_colors=df[hue].nunique())
+    # colorblind-safe colors instead of a light-to-dark ramp whose lightest line vanishes in print, in the
+    # order of `LINE_COLOR_ORDER` (orange and vermilion, tan and orange apart).
+    colors = sns.color_palette("colorblind")
+    levels = df[hue].nunique()
+    palette = [colors[LINE_COLOR_ORDER[i % len(LINE_COLOR_ORDER)]] for i in range(levels)]
     sns.lineplot(
         data=df,
         x=x,

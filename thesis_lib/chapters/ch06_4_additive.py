@@ -402,7 +402,11 @@ BOX_WIDTH, BOX_HEIGHT, BOX_HEIGHT_PER_ARM = 6.0, 0.9, 0.42
 def _arm_label(arm: str) -> str:
     """A printable German label of an arm: "Batch 512, SGD linear + warm-up" -> "Batch 512, SGD linear +
     Aufwärmen" on two lines, the second starting at the method."""
-    german = arm.replace("warm-up", "Aufwärmen").replace("ghost BN", "Ghost-BN")
+    german = (
+        arm.replace("warm-up", "Aufwärmen")
+        .replace("ghost BN", "Ghost-BN")
+        .replace("equal steps", "gleiche Schrittzahl")
+    )
     return german.replace(", ", "\n", 1)
 
 
@@ -442,9 +446,8 @@ def curve_figure(
     n = int(history.groupby("arm")["seed"].nunique().min())
     handles, labels = ax.get_legend_handles_labels()
     marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
-    ax.legend(
-        handles, labels, title=f"{plots.label('mean_band', n=n)}\n{marks}", loc="upper left", bbox_to_anchor=(1.01, 1.0)
-    )
+    ax.get_legend().remove()
+    fig.legend(handles, labels, title=f"{plots.label('mean_band', n=n)}; {marks}", loc="outside lower center", ncol=2)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 
