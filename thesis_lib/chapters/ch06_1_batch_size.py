@@ -879,11 +879,15 @@ def accuracy_zoom_figure(grouped: GroupedRuns, epochs: int, stamp: tuple[str, st
     fig, ax = plots.figure("half")
     plots.line_with_band(ax, second_half, x="epoch", y="test_acc", hue="group")
     ax.set(xlabel=plots.label("epoch"), ylabel=plots.label("test_acc"), title=_text("second_half"))
-    ax.legend(
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()  # below the axes: inside, it covered the bands (review)
+    fig.legend(
+        handles,
+        labels,
         fontsize=SMALL_LEGEND_FONTSIZE,
         title=plots.label("band_minmax", n=n_runs),
         title_fontsize=SMALL_LEGEND_FONTSIZE,
-        loc="lower right",
+        loc="outside lower center",
     )
     plots.stamp(fig, stamp[0], stamp[1], n_runs)
     return fig

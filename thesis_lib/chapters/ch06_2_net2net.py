@@ -670,7 +670,8 @@ def _finish_panels(fig: Figure, axes: Sequence[Axes], used: int, title: str, sta
     and the stamp."""
     for ax in axes[used:]:
         ax.remove()
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False, title=title)
+    # Two columns: three of these labels side by side were wider than the text width (451 pt, not 432).
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False, title=title)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 

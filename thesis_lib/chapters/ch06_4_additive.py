@@ -447,7 +447,9 @@ def curve_figure(
     handles, labels = ax.get_legend_handles_labels()
     marks = "-- Ende Aufwärmen, ··· lr-Abfall" if plots.language() == "de" else "-- end of warm-up, ··· lr drop"
     ax.get_legend().remove()
-    fig.legend(handles, labels, title=f"{plots.label('mean_band', n=n)}; {marks}", loc="outside lower center", ncol=2)
+    title = f"{plots.label('mean_band', n=n)}; {marks}"
+    # Smaller type: two columns of these long arm names at 8 pt were wider than the text width.
+    fig.legend(handles, labels, title=title, loc="outside lower center", ncol=2, fontsize=7.0, title_fontsize=7.0)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 

@@ -403,6 +403,8 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
     procedure's mean as a cross, the legend below the figure in two columns (beside the axes it took half the
     width from the data); `stamp` = (profile, dataset)."""
     present = [p for p in PROCEDURES if p in set(runs["procedure"])]
+    sizes = runs.groupby("procedure").size()
+    equal_sizes = sizes.nunique() == 1  # then n stands once, in the stamp, and the legend keeps the text width
     fig, ax = plots.figure("full")
     scale = AXIS_SCALES.get(x, 1.0)
     for procedure in present:
@@ -415,13 +417,12 @@ def comparison_figure(runs: pd.DataFrame, x: str, stamp: tuple[str, str]) -> Fig
             color=color,
             marker=MARKERS[procedure],
             alpha=0.7,
-            label=f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})",
+            label=PROCEDURE_LABELS[procedure] if equal_sizes else f"{PROCEDURE_LABELS[procedure]} (n = {len(group)})",
             linewidths=0,
         )
         ax.scatter(group[x].mean() * scale, group["final_acc"].mean(), s=60, color=color, marker="x", linewidths=1.2)
     ax.set(xlabel=plots.label(x), ylabel=plots.label("final_acc"))
     ax.set_xlim(left=0)  # a cost axis from zero: a span of a few percent must not look like a factor
     fig.legend(title=plots.translate(FIGURE_TEXTS, "legend_title"), loc="outside lower center", ncol=2)
-    sizes = runs.groupby("procedure").size()
-    plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if sizes.nunique() == 1 else "/".join(map(str, sizes)))
+    plots.stamp(fig, stamp[0], stamp[1], int(sizes.min()) if equal_sizes else "/".join(map(str, sizes)))
     return fig
