@@ -198,3 +198,17 @@ def test_table_names_are_read_with_their_chapter_number_and_part():
         ("table_6_10_precision", "6", "10", "")
     ]
     assert SAVED_TABLE.findall('nb.table(t.drop(columns="s"), "table_3_1a_structure")')[0][3] == "a"
+
+
+def test_a_long_captioned_table_breaks_across_pages_with_its_header_repeated():
+    """A float must fit one page; a decision table of 45 comparisons does not: above LONG_TABLE_ROWS rows a
+    captioned table is a longtable (caption, label, the header again on every page)."""
+    rows = tables.LONG_TABLE_ROWS + 1
+    long = pd.DataFrame({"procedure": [f"p{i}" for i in range(rows)], "final_acc": [0.5] * rows})
+    latex = tables.to_latex(long, caption="Lang", label="tab:7.2")
+    assert "\\begin{longtable}" in latex and "\\begin{table}" not in latex
+    assert "\\caption{Lang}\\label{tab:7.2}\\\\" in latex
+    assert latex.count("Verfahren & finale Test-Genauigkeit (\\%) \\\\") == 2  # first head and every later page
+    assert latex.index("\\endfirsthead") < latex.index("\\endhead") < latex.index("p0 & 50,0")
+    short = tables.to_latex(long.head(tables.LONG_TABLE_ROWS), caption="Kurz", label="tab:7.1")
+    assert short.startswith("\\begin{table}") and "longtable" not in short

@@ -458,17 +458,40 @@ FIRST_TEXT_WEIGHT = 3.0
 OTHER_TEXT_WEIGHT = 1.8
 
 
-def _column_spec(numeric: list[bool]) -> str:
-    """The tabularx column spec: X columns whose widths (\\hsize factors) add up to the column count."""
+def _column_weights(numeric: list[bool]) -> list[float]:
+    """Each column's share of the table's width, adding up to 1 (see FIRST_TEXT_WEIGHT)."""
     first_text = next((i for i, is_number in enumerate(numeric) if not is_number), None)
     weights = [1.0 if is_number else OTHER_TEXT_WEIGHT for is_number in numeric]
     if first_text is not None:
         weights[first_text] = FIRST_TEXT_WEIGHT
-    scale = len(weights) / sum(weights)
-    aligns = [r"\raggedleft" if is_number else r"\raggedright" for is_number in numeric]
+    return [weight / sum(weights) for weight in weights]
+
+
+def _aligns(numeric: list[bool]) -> list[str]:
+    return [r"\raggedleft" if is_number else r"\raggedright" for is_number in numeric]
+
+
+def _column_spec(numeric: list[bool]) -> str:
+    """The tabularx column spec: X columns whose widths (\\hsize factors) add up to the column count."""
+    shares = _column_weights(numeric)
     return "".join(
-        f">{{\\hsize={weight * scale:.3f}\\hsize{align}\\arraybackslash}}X" for weight, align in zip(weights, aligns)
+        f">{{\\hsize={share * len(shares):.3f}\\hsize{align}\\arraybackslash}}X"
+        for share, align in zip(shares, _aligns(numeric))
     )
+
+
+def _long_column_spec(numeric: list[bool]) -> str:
+    """The longtable column spec: p columns of the same shares of the text width as `_column_spec`'s."""
+    shares = _column_weights(numeric)
+    return "".join(
+        f">{{{align}\\arraybackslash}}p{{\\dimexpr {share:.3f}\\textwidth-2\\tabcolsep\\relax}}"
+        for share, align in zip(shares, _aligns(numeric))
+    )
+
+
+# A captioned table of more rows breaks across pages (longtable, its header repeated on every page): a
+# float must fit one page, and a decision table of 45 comparisons does not.
+LONG_TABLE_ROWS = 25
 
 
 def to_latex(
@@ -477,10 +500,31 @@ def to_latex(
     """`frame` as a LaTeX table (see the module docstring): a `table` with `caption` and `label` when
     given, else the bare `tabularx`. `quantity` names what bare "mean" / "std" columns measure."""
     headers, rows, numeric = _test_cells(frame) if _is_test_table(frame) else _plain_cells(frame, quantity)
+    header = " & ".join(_escape(h) for h in headers) + " \\\\"
+    if caption is not None and len(rows) > LONG_TABLE_ROWS:
+        label_part = f"\\label{{{label}}}" if label else ""
+        long_lines = [
+            "{\\small\\setlength{\\tabcolsep}{4pt}",
+            f"\\begin{{longtable}}{{{_long_column_spec(numeric)}}}",
+            f"\\caption{{{_escape(caption)}}}{label_part}\\\\",
+            "\\toprule",
+            header,
+            "\\midrule",
+            "\\endfirsthead",
+            "\\toprule",
+            header,
+            "\\midrule",
+            "\\endhead",
+            "\\bottomrule",
+            "\\endlastfoot",
+            *(" & ".join(cells) + " \\\\" for cells in rows),
+            "\\end{longtable}}",
+        ]
+        return "\n".join(long_lines) + "\n"
     lines = [
         f"\\begin{{tabularx}}{{\\textwidth}}{{{_column_spec(numeric)}}}",
         "\\toprule",
-        " & ".join(_escape(h) for h in headers) + " \\\\",
+        header,
         "\\midrule",
         *(" & ".join(cells) + " \\\\" for cells in rows),
         "\\bottomrule",
@@ -593,10 +637,11 @@ def save_macros(values: Mapping[str, tuple[Any, str]], notebook: str | None = No
     return path
 
 
-# The packages the tables need: booktabs (texlive-latex-recommended), tabularx and array (texlive-latex-base).
+# The packages the tables need: booktabs (texlive-latex-recommended), tabularx, array and longtable
+# (texlive-latex-base).
 PREAMBLE = (
     "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\usepackage{tabularx}\n"
-    "\\usepackage{array}\n"
+    "\\usepackage{array}\n\\usepackage{longtable}\n"
     # The thesis's text width (plots.FIGURE_SIZES["full"]: 6.0 in) on an A4 page.
     "\\setlength{\\textwidth}{15.2cm}\n\\setlength{\\oddsidemargin}{0cm}\n\\setlength{\\paperheight}{29.7cm}\n"
     "\\setlength{\\paperwidth}{21cm}\n"
