@@ -234,7 +234,8 @@ def test_every_latex_table_is_captioned_labelled_and_has_no_code_names_in_its_he
     _, folder, _ = executed(path)
     for tex in sorted(folder.glob("table_*.tex")):
         latex = tex.read_text()
-        assert latex.startswith("\\begin{table}") and "\\caption{" in latex, f"{tex.name} has no caption"
+        whole = latex.startswith("\\begin{table}") or "\\begin{longtable}" in latex.split("\n")[1]
+        assert whole and "\\caption{" in latex, f"{tex.name} is no captioned table"
         label = re.search(r"\\label\{tab:(\d+)\.(\d+)([a-z]?)\}", latex)
         assert label and tex.stem.startswith(f"table_{label[1]}_{label[2]}{label[3]}_"), f"{tex.name}: label"
         header = latex.split("\\toprule\n")[1].split("\n")[0]

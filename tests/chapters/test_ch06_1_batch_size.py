@@ -370,3 +370,34 @@ def test_the_batch_table_figures_name_their_memory_source_in_both_languages():
         assert figure.texts[-1].get_text() == "smoke · digits (8×8) · n = 2 nets"
     finally:
         plots.use_thesis_style(language="de")
+
+
+def test_the_premise_sentence_says_when_a_growing_batch_does_not_save_time():
+    """Review finding 15: the batch grew 64 -> 80.6 while the parameters fell by 45 % and the time stayed the
+    same, and no sentence said that the draft's premise fails. Hand-made runs: batch 64 -> 80 and 96 (mean
+    88, +38 %), parameters 1000 -> 550 (-45 %); the time test decides the verdict."""
+    from thesis_lib.chapters import ch06_1_batch_size as ch06_1
+
+    group = "PruneTrain + batch (linear)"
+    history = pd.DataFrame(
+        [
+            {"group": group, "seed": seed, "epoch": epoch, "batch_size": batch, "params": params}
+            for seed, last_batch in ((0, 80), (1, 96))
+            for epoch, batch, params in ((1, 64, 1000), (2, last_batch, 550))
+        ]
+    )
+    grouped = ch06_1.GroupedRuns(summary=pd.DataFrame(), history=history, groups=["baseline", "PruneTrain", group])
+
+    def tests(verdict: str, diff: float) -> pd.DataFrame:
+        comparison = f"total training time, {group} vs PruneTrain"
+        return pd.DataFrame(
+            [{"comparison": comparison, "mean_a": 1.52 + diff, "mean_b": 1.52, "diff": diff, "verdict": verdict}]
+        )
+
+    (sentence,) = ch06_1.premise_sentences(grouped, tests("not significant", 0.02))
+    assert sentence.startswith(f"{group}: the batch grows from 64 to 88 (+38%) while the parameters change by -45%")
+    assert "1.54 s vs 1.52 s" in sentence and "premise (a growing batch saves time) is not reproduced" in sentence
+    (sentence,) = ch06_1.premise_sentences(grouped, tests("significant", -0.5))
+    assert sentence.endswith("is reproduced.")
+    (sentence,) = ch06_1.premise_sentences(grouped, tests("not comparable: 2 of 4 runs trained beside others", -0.5))
+    assert "cannot be judged" in sentence

@@ -102,6 +102,7 @@ __all__ = [
     "memory_model_sentence",
     "memory_table",
     "parameter_batch_table",
+    "premise_sentences",
     "parameters_figure",
     "prunetrain_batch_experiment",
     "prunetrain_grid",
@@ -646,6 +647,36 @@ def adaptation_tests(grouped: GroupedRuns) -> pd.DataFrame:
             timing_columns=TIMING_COLUMNS,
         )
     )
+
+
+def premise_sentences(grouped: GroupedRuns, tests: pd.DataFrame) -> list[str]:
+    """Whether the draft's premise holds on this profile (review finding 15), per adapted group: how far the
+    batch grew and the parameters fell (mean over its runs, first epoch to last) and what table 6.3's total
+    time test says against PruneTrain with a fixed batch. "Reproduced" only for a time significantly lower
+    after Holm; a test that is not comparable or not significant says so."""
+    history = grouped.history
+    sentences = []
+    for group in grouped.groups[2:]:
+        runs = history[history["group"] == group].sort_values("epoch").groupby("seed")
+        first, last = runs.first(), runs.last()
+        batch_from, batch_to = float(first["batch_size"].mean()), float(last["batch_size"].mean())
+        params_change = float((last["params"] / first["params"]).mean()) - 1.0
+        row = tests[tests["comparison"] == f"total training time, {group} vs {grouped.groups[1]}"].iloc[0]
+        times = f"total training time {row['mean_a']:.3g} s vs {row['mean_b']:.3g} s with a fixed batch"
+        if str(row["verdict"]).startswith("not comparable"):
+            verdict = f"the times are {row['verdict']}, so the draft's premise cannot be judged here"
+        elif row["verdict"] == "significant" and row["diff"] < 0:
+            verdict = "significantly shorter after Holm: the draft's premise (a growing batch saves time) is reproduced"
+        else:
+            verdict = (
+                f"{row['verdict']} after Holm: the draft's premise (a growing batch saves time) is not "
+                "reproduced on this profile"
+            )
+        sentences.append(
+            f"{group}: the batch grows from {batch_from:.3g} to {batch_to:.3g} ({batch_to / batch_from - 1:+.0%}) "
+            f"while the parameters change by {params_change:+.0%}; {times}, {verdict}."
+        )
+    return sentences
 
 
 def thesis_fit(profile: Profile, device: torch.device) -> LinearFit:
