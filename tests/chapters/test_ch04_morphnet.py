@@ -354,3 +354,30 @@ def test_search_groups_and_tests_name_the_wide_baseline_as_uniform_scaling_when_
     tests = search_tests(groups, uniform)
     assert tests["comparison"].str.contains("wide baseline \\(= uniform scaling\\)").all()
     assert len(tests) == 4 and "p_holm" in tests
+
+
+def test_fig_4_2_is_bright_where_good_in_every_panel_and_writes_decimal_commas():
+    """Review: in fig. 4.2 dark meant good in (a) (little cost left) and bad in (b), and the cells' numbers
+    had decimal points in a German figure."""
+    from thesis_lib.chapters.ch04_morphnet import strength_threshold_figure
+
+    grid = pd.DataFrame(
+        {
+            "relative_strength": [3.0, 10.0],
+            "shrink_threshold": [0.01, 0.01],
+            "cost / full": [0.9, 0.2],
+            "shrunk_acc": [0.41, 0.30],
+            "retrained_acc": [0.24, 0.24],
+        }
+    )
+    fig = strength_threshold_figure(grid, "flops", ("smoke", "digits"))
+    cost, shrunk = fig.axes[0], fig.axes[1]  # the three heat maps, then their colour bars
+    assert [t.get_text() for t in cost.texts] == ["0,90", "0,20"]
+    assert [t.get_text() for t in shrunk.texts] == ["0,41", "0,30"]
+
+    def bright(ax, value):
+        mesh = ax.collections[0]
+        return sum(mesh.cmap(mesh.norm(value))[:3])
+
+    assert bright(cost, 0.2) > bright(cost, 0.9)  # less cost left: brighter
+    assert bright(shrunk, 0.41) > bright(shrunk, 0.30)  # more accuracy: brighter

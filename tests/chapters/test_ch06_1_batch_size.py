@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
@@ -401,3 +402,44 @@ def test_the_premise_sentence_says_when_a_growing_batch_does_not_save_time():
     assert sentence.endswith("is reproduced.")
     (sentence,) = ch06_1.premise_sentences(grouped, tests("not comparable: 2 of 4 runs trained beside others", -0.5))
     assert "cannot be judged" in sentence
+
+
+def test_the_residual_sentence_names_the_outlier_and_a_negative_intercept():
+    """Review finding 16: the N = 1 point lay 50 % above the draft's line and the intercept was negative, and
+    no sentence said so. The farthest point and its share are checked against numpy's own least squares."""
+    from thesis_lib.chapters import ch06_1_batch_size as ch06_1
+
+    table = pd.DataFrame(
+        {
+            "stages": [1] * 4,
+            "blocks": [1, 2, 3, 4],
+            "parameters": [5306, 9978, 14650, 19322],
+            "max_batch": [506, 435, 382, 339],
+        }
+    )
+    fits = ch06_1.line_fits(table)
+    y = (table["max_batch"] ** 2 / table["parameters"]).to_numpy()
+    slope, intercept = np.polyfit(table["blocks"], y, 1)
+    line = intercept + slope * table["blocks"].to_numpy()
+    worst = int(np.argmax(np.abs(y - line) / y))
+    (sentence,) = ch06_1.residual_sentences(table, fits)
+    relative = y[worst] / line[worst] - 1
+    side = "above" if relative > 0 else "below"
+    assert line[worst] > 0 and sentence.startswith(f"s = 1: the point farthest from the line is blocks = {worst + 1}, ")
+    assert f"{abs(relative):.0%} {side} it" in sentence
+    assert ("intercept is negative" in sentence) == (intercept < 0)
+
+
+def test_fig_6_8_says_what_its_band_spans():
+    """Review: fig. 6.8's band (2 epochs of 1 seed) was unexplained; its title now counts both."""
+    from thesis_lib.chapters import ch06_1_batch_size as ch06_1
+
+    timed = pd.DataFrame(
+        [
+            {"model": "wide", "batch_size_param": batch, "seed": 0, "epoch": epoch, "epoch_time": 0.1 * epoch}
+            for batch in (16, 64)
+            for epoch in (2, 3)
+        ]
+    )
+    fig = ch06_1.epoch_time_figure(timed, [16, 64], ("smoke", "digits"))
+    assert fig.axes[0].get_title() == "Band: Minimum bis Maximum über 2 Epochen × 1 Lauf"

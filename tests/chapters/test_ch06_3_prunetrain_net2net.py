@@ -217,7 +217,9 @@ def test_figures_and_sentences_from_summaries_and_histories():
     assert curves["mean_time"].tolist()[:2] == [1.5, 2.5]
     assert isinstance(accuracy_cost_figure(curves, ("smoke", "digits")), Figure)
     figure = architecture_figure(history, "smoke", ("smoke", "digits"))
-    assert figure.axes[0].get_legend().get_title().get_text() == "Mittel, Band: min-max über 2 Läufe"
+    assert figure.legends[0].get_title().get_text() == "Mittel, Band: min-max über 2 Läufe"  # below the axes
+    layer_ticks = figure.axes[1].get_yticks()
+    assert all(float(tick).is_integer() for tick in layer_ticks)  # layer counts: integer ticks only
     groups = final_accuracy_groups(every_group())
     ticks = [t.get_text() for t in final_accuracy_figure(groups, ("smoke", "digits")).axes[0].get_yticklabels()]
     assert ticks[0] == "schmales\nBaseline-Netz" and len(ticks) == len(GROUP_ORDER)

@@ -926,6 +926,11 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     return fig
 
 
+def _decimal(text: str) -> str:
+    """A number's text with the figures' decimal separator (a comma in German)."""
+    return text.replace(".", ",") if plots.language() == "de" else text
+
+
 def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[str, str]) -> Figure:
     """Figure 4.2: heat maps over relative strength x gamma threshold (of `strength_threshold_table`) of
     (a) the shrunk net's `resource` relative to the full net, its test accuracy (b) as it is and (c) retrained
@@ -934,7 +939,8 @@ def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[st
     fig, axes = plots.figure("full", ncols=3)
     fig.set_size_inches(*GRID_FIGURE_SIZE)
     panels = [
-        ("cost / full", _text("cost_of_full", resource=RESOURCE_LABELS[resource][language]), "cividis"),
+        # Bright is good in every panel: (a) reversed, a small share of the full net's cost is bright.
+        ("cost / full", _text("cost_of_full", resource=RESOURCE_LABELS[resource][language]), "cividis_r"),
         ("shrunk_acc", _text("shrunk_acc"), "viridis"),
         ("retrained_acc", _text("retrained_acc"), "viridis"),
     ]
@@ -958,8 +964,10 @@ def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[st
             xlabel=_text("gamma_threshold"),
             ylabel=_text("relative_strength") if column == "cost / full" else "",
         )
-        ax.set_xticklabels([f"{t:g}" for t in heat.columns])
-        ax.set_yticklabels([f"{s:g}" for s in heat.index], rotation=0)
+        ax.set_xticklabels([_decimal(f"{t:g}") for t in heat.columns])
+        ax.set_yticklabels([_decimal(f"{s:g}") for s in heat.index], rotation=0)
+        for text in ax.texts:  # the cells' numbers
+            text.set_text(_decimal(text.get_text()))
     plots.stamp(fig, stamp[0], stamp[1], _text("one_seed_per_cell"))
     return fig
 

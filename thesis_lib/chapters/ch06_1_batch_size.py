@@ -103,6 +103,7 @@ __all__ = [
     "memory_table",
     "parameter_batch_table",
     "premise_sentences",
+    "residual_sentences",
     "parameters_figure",
     "prunetrain_batch_experiment",
     "prunetrain_grid",
@@ -554,6 +555,34 @@ def fit_interpretation(fits: pd.DataFrame, measured: bool, alpha: float = 0.05) 
     return sentences
 
 
+def residual_sentences(table: pd.DataFrame, fits: pd.DataFrame, relation: str = DRAFT_RELATION) -> list[str]:
+    """Per stage count, what the line of `relation` (the draft's, figs. 6.5 / 6.7) leaves out (review
+    finding 16): the point farthest from it, in percent of the line's value there, and whether the intercept
+    is negative, i.e. the line predicts a negative value at N = 0 and cannot be read outside its N."""
+    x_column, y_of = batchsize.FIT_RELATIONS[relation]
+    sentences = []
+    for row in fits[fits["relation"] == relation].itertuples():
+        part = table[table["stages"] == row.stages]
+        observed = y_of(part).to_numpy(float)
+        predicted = row.intercept + row.slope * part[x_column].to_numpy(float)
+        worst = int(np.argmax(np.abs(observed - predicted) / np.abs(observed)))  # farthest, relative to the point
+        where = f"{x_column} = {part[x_column].iloc[worst]:g}"
+        if predicted[worst] > 0:
+            relative = observed[worst] / predicted[worst] - 1.0
+            side = "above" if relative > 0 else "below"
+            farthest = f"{where}, {abs(relative):.0%} {side} it"
+        else:
+            farthest = f"{where}: {observed[worst]:.3g} where the line gives {predicted[worst]:.3g}"
+        sentence = f"s = {row.stages}: the point farthest from the line is {farthest}"
+        if row.intercept < 0:
+            sentence += (
+                f"; the intercept is negative ({row.intercept:.3g}): at {x_column} = 0 the line predicts a "
+                "negative value, so it describes only the fitted range"
+            )
+        sentences.append(sentence + ".")
+    return sentences
+
+
 # The draft's table 6.1 (RTX 2080 Ti, CIFAR-10, GPU memory filled): parameters and the largest batch per s and
 # N. Cells the draft leaves empty or that are garbled in its text (s = 2, N = 3: "3382"; s = 3, N = 2: "434")
 # are None; s = 3, N = 1..3 have no entries.
@@ -753,6 +782,14 @@ FIGURE_TEXT = {
     "reconfiguration": {"de": "Rekonfiguration (eines Laufs)", "en": "reconfiguration (of one run)"},
     "second_half": {"de": "zweite Hälfte", "en": "second half"},
     "nets": {"de": "{n} Netze", "en": "{n} nets"},
+    "epoch_band": {
+        "de": "Band: Minimum bis Maximum über {epochs} × {runs}",
+        "en": "band: minimum to maximum over {epochs} × {runs}",
+    },
+    "one_run": {"de": "1 Lauf", "en": "1 run"},
+    "run": {"de": "{n} Läufe", "en": "{n} runs"},
+    "one_epoch": {"de": "1 Epoche", "en": "1 epoch"},
+    "epoch": {"de": "{n} Epochen", "en": "{n} epochs"},
     "probe_points": {
         "de": "verkleinerte Netze (Speicherprüfung)",
         "en": "pruned nets (memory check)",
@@ -851,9 +888,19 @@ def draft_relation_figure(table: pd.DataFrame, fits: pd.DataFrame, measured: boo
 
 
 def epoch_time_figure(timed: pd.DataFrame, batches: Sequence[int], stamp: tuple[str, str]) -> Figure:
-    """Figure 6.8: epoch time of the wide net against the batch size (`timed_epochs`; mean, min-max band),
-    the x axis ticked at `batches` on a log2 scale."""
+    """Figure 6.8: epoch time of the wide net against the batch size (`timed_epochs`; mean, min-max band over
+    every timed epoch of every run, which the title says: with one run the band is its epochs' spread), the x
+    axis ticked at `batches` on a log2 scale."""
+    counts = timed.groupby(["model", "batch_size_param"]).agg(runs=("seed", "nunique"), epochs=("epoch", "nunique"))
     fig, ax = plots.figure("half")
+    ax.set_title(
+        _text(
+            "epoch_band",
+            epochs=_count_text("epoch", int(counts["epochs"].min())),
+            runs=_count_text("run", int(counts["runs"].min())),
+        ),
+        fontsize=SMALL_LEGEND_FONTSIZE,
+    )
     plots.line_with_band(ax, timed, x="batch_size_param", y="epoch_time", hue="model")
     ax.set_xscale("log", base=2)
     ax.set_xticks(batches, [str(b) for b in batches])
@@ -862,6 +909,11 @@ def epoch_time_figure(timed: pd.DataFrame, batches: Sequence[int], stamp: tuple[
     ax.get_legend().remove()
     plots.stamp(fig, stamp[0], stamp[1], timed.groupby(["model", "batch_size_param"])["seed"].nunique().min())
     return fig
+
+
+def _count_text(noun: str, n: int) -> str:
+    """ "1 Lauf", "2 Läufe" (noun "run" or "epoch", in the figures' language)."""
+    return _text(f"one_{noun}") if n == 1 else _text(noun, n=n)
 
 
 def _labelled(grouped: GroupedRuns) -> pd.DataFrame:

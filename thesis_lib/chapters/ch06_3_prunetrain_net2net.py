@@ -706,6 +706,11 @@ def _text(key: str, **values: Any) -> str:
     return plots.translate(FIGURE_TEXT, key, **values)
 
 
+# Fig. 6.12 is taller than a "full" figure: its two panels and the legend below them need the room, or the
+# two y labels run into each other.
+ARCHITECTURE_FIGURE_HEIGHT = 4.6
+
+
 def architecture_figure(history: pd.DataFrame, profile: str | Profile, stamp: tuple[str, str]) -> Figure:
     """Figure 6.12: stream width (top) and main-path conv layers (bottom) per phase over the epochs of the searches (a
     "prune_grow" sweep history of `profile`; mean over the runs with the min-max band, epoch 0 the narrow
@@ -717,6 +722,7 @@ def architecture_figure(history: pd.DataFrame, profile: str | Profile, stamp: tu
     rounds = architecture_rounds(history, narrow)
     rounds["Phase"] = rounds["phase"].map(lambda p: f"{plots.label('stage')} {p}")
     fig, (top, bottom) = plots.figure("full", nrows=2, sharex=True)
+    fig.set_size_inches(plots.FIGURE_SIZES["full"][0], ARCHITECTURE_FIGURE_HEIGHT)
     plots.line_with_band(top, rounds, x="epoch", y="width", hue="Phase")
     plots.line_with_band(bottom, rounds, x="epoch", y="layers", hue="Phase")
     epochs = plan.training.get("epochs", profile.epochs)  # the search trains chapter 5's run
@@ -728,9 +734,12 @@ def architecture_figure(history: pd.DataFrame, profile: str | Profile, stamp: tu
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set(ylabel=_text("width"))
     bottom.set(xlabel=plots.label("epoch"), ylabel=_text("layers"))
-    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    # Layer counts are integers, also when every run keeps one count (then only one integer is in view).
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     bottom.legend().remove()
-    top.legend(title=_text("mean_band", n=n), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    handles, labels = top.get_legend_handles_labels()
+    top.legend().remove()
+    fig.legend(handles, labels, title=_text("mean_band", n=n), loc="outside lower center", ncol=3)
     plots.stamp(fig, stamp[0], stamp[1], n)
     return fig
 
