@@ -2,10 +2,11 @@
 and as a complete LaTeX table (`\\input{...}` in the thesis), next to the notebook's figures in
 figures/<profile>/<notebook>/; key numbers go to the notebook's `macros.tex` (`save_macros`).
 
-The LaTeX table is what a printed German thesis needs (issue 28): a `table` environment with the caption
-above, `\\label{tab:<number>}` from the file name (table_7_1_... is tab:7.1), booktabs rules, a `tabularx`
-of the text width whose columns wrap (the first text column widest), headers with units from `plots.LABELS` in the figures'
-language, and numbers formatted per quantity (`KINDS`): accuracies in percent with one decimal,
+The LaTeX table is what a printed German thesis needs (issue 28): a `table` environment (a `longtable`
+above LONG_TABLE_ROWS rows) with the caption above, `\\label{tab:<number>}` from the file name
+(table_7_1_... is tab:7.1), booktabs rules, a `tabularx` of the text width whose columns wrap (the first
+text column widest), headers with units from `plots.LABELS` in the figures' language, and numbers
+formatted per quantity (`KINDS`): accuracies in percent with one decimal,
 parameters as integers with thin-space thousands, p-values with three significant digits, a decimal comma
 in German, never scientific notation for ordinary values. A frame's `<x>_mean` and `<x>_std` columns
 share one cell ("92,3 ± 0,4"). A test table (one with ci_low / ci_high) is printed compactly: comparison,

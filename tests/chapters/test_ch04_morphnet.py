@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -381,3 +382,4 @@ def test_fig_4_2_is_bright_where_good_in_every_panel_and_writes_decimal_commas()
 
     assert bright(cost, 0.2) > bright(cost, 0.9)  # less cost left: brighter
     assert bright(shrunk, 0.41) > bright(shrunk, 0.30)  # more accuracy: brighter
+    plt.close(fig)

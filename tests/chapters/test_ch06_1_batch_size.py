@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -443,3 +444,4 @@ def test_fig_6_8_says_what_its_band_spans():
     )
     fig = ch06_1.epoch_time_figure(timed, [16, 64], ("smoke", "digits"))
     assert fig.axes[0].get_title() == "Band: Minimum bis Maximum über 2 Epochen × 1 Lauf"
+    plt.close(fig)

@@ -4,6 +4,7 @@ check read the right numbers."""
 import dataclasses
 from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -289,3 +290,4 @@ def test_fig_6_18s_legend_shows_the_line_styles_the_arms_are_drawn_in():
     assert [h.get_linestyle() for h in legend.legend_handles] == [line.get_linestyle() for line in lines]
     assert len({line.get_linestyle() for line in lines}) == 3
     assert lines[0].get_ydata().tolist() == [900, 800, 700]  # the pruning arm is the first, solid line
+    plt.close(fig)
