@@ -36,6 +36,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every matplotlib figure a test left open: pyplot keeps them all, and past 20 it warns."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
