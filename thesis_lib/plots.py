@@ -346,6 +346,11 @@ def _write_figure(fig: Figure, target: Path, file_format: str, metadata: dict[st
     )
 
 
+def localized_number(text: str) -> str:
+    """A number's text with the figures' decimal separator: a comma in German (`language`), else as given."""
+    return text.replace(".", ",") if _language == "de" else text
+
+
 class DecimalCommaFormatter(ScalarFormatter):
     """matplotlib's plain tick labels with a decimal comma (German: 0,5 for 0.5)."""
 

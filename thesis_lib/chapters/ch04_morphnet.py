@@ -926,11 +926,6 @@ def regularizer_figure(curves: pd.DataFrame, summary: pd.DataFrame, stamp: tuple
     return fig
 
 
-def _decimal(text: str) -> str:
-    """A number's text with the figures' decimal separator (a comma in German)."""
-    return text.replace(".", ",") if plots.language() == "de" else text
-
-
 def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[str, str]) -> Figure:
     """Figure 4.2: heat maps over relative strength x gamma threshold (of `strength_threshold_table`) of
     (a) the shrunk net's `resource` relative to the full net, its test accuracy (b) as it is and (c) retrained
@@ -964,10 +959,10 @@ def strength_threshold_figure(grid: pd.DataFrame, resource: str, stamp: tuple[st
             xlabel=_text("gamma_threshold"),
             ylabel=_text("relative_strength") if column == "cost / full" else "",
         )
-        ax.set_xticklabels([_decimal(f"{t:g}") for t in heat.columns])
-        ax.set_yticklabels([_decimal(f"{s:g}") for s in heat.index], rotation=0)
+        ax.set_xticklabels([plots.localized_number(f"{t:g}") for t in heat.columns])
+        ax.set_yticklabels([plots.localized_number(f"{s:g}") for s in heat.index], rotation=0)
         for text in ax.texts:  # the cells' numbers
-            text.set_text(_decimal(text.get_text()))
+            text.set_text(plots.localized_number(text.get_text()))
     plots.stamp(fig, stamp[0], stamp[1], _text("one_seed_per_cell"))
     return fig
 
